@@ -1,0 +1,213 @@
+/**
+ * The rate-limited executor: a bounded priority queue in front of rate and
+ * token admission, a concurrency limit and a per-request timeout, with a
+ * `RequestEvent` for every status change.
+ *
+ * Order of work for each request:
+ *   priority queue → rate + token admission (holding no concurrency permit)
+ *   → concurrency permit (`Semaphore`) → run with timeout → outcome + events.
+ * Admission comes first so that a permit is never held by a request that is
+ * only waiting for tokens.
+ *
+ * What Effect gave us: `Semaphore` (permits), `Deferred` (a caller's answer),
+ * `PubSub`/`Stream` (events), `Metric`, spans, `Scope` (shutdown), `Clock`.
+ * What this module adds: the priority queue itself (Effect's `Queue` has no
+ * priorities), a dispatcher that admits one request at a time in priority
+ * order, cancellation that undoes whatever a request held at the moment it was
+ * interrupted, a drain-then-abandon shutdown, and a batch path (`submitAll`)
+ * in which a queued request is a small record, not a waiting fiber.
+ *
+ * Dispatch is single-file: while the head request waits for its tokens,
+ * requests behind it wait too, whatever their key (a per-key lane is not
+ * implemented; give independent providers their own Executor, as the Router does).
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import type * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
+import type { InvalidOptionsError } from "./InvalidOptions.js"
+import * as internal from "./internal/executor.js"
+import type { ExecutorShutdownError, QueueFullError, RequestTimeoutError } from "./internal/executorError.js"
+import type { Cost, LimitOptions, RateLimiterError, RateLimiterShape } from "./RateLimiter.js"
+import type { RequestEvent, RequestId } from "./RequestEvent.js"
+
+/**
+ * `QueueFullError`: the queue was full and `whenFull` is `"fail"`.
+ * `ExecutorShutdownError`: submitted after shutdown began (`NotAccepting`), or
+ * still unfinished at the drain deadline (`Abandoned`).
+ * `RequestTimeoutError`: the request ran longer than its timeout.
+ * Also `RateLimiterError` (a cost no limit can pay) and `InvalidOptionsError`
+ * (a bad `priority` or `timeout` in the submit options).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export { ExecutorShutdownError, QueueFullError, RequestTimeoutError } from "./internal/executorError.js"
+
+/**
+ * Every error the Executor itself can add to a request's own errors.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type ExecutorError =
+  | QueueFullError
+  | ExecutorShutdownError
+  | RequestTimeoutError
+  | RateLimiterError
+  | InvalidOptionsError
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Names the executor in metrics, spans, events and errors. */
+  readonly name: string
+  /** How many requests may run at once. */
+  readonly concurrency: number
+  /** How many requests may wait in the queue. Default 10,000. */
+  readonly queueCapacity?: number | undefined
+  /** What `submit` does when the queue is full: wait for room (default), or fail with `QueueFullError`. */
+  readonly whenFull?: "suspend" | "fail" | undefined
+  /** Rate limits every request is admitted through (a RateLimiter over the store in context, or memory). */
+  readonly limits?: Readonly<Record<string, LimitOptions>> | undefined
+  /** Or an existing limiter to share (instead of `limits`). */
+  readonly rateLimiter?: RateLimiterShape | undefined
+  /** The default time a request may run; none by default. */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** How long closing the scope waits for queued and running work before abandoning it. Default 30 s. */
+  readonly shutdownTimeout?: Duration.DurationInput | undefined
+  /** Events kept per slow subscriber before the oldest are dropped. Default 1,024. */
+  readonly eventBufferSize?: number | undefined
+  /** Run each request in a span (`sluice.executor.request`). Default true. */
+  readonly spans?: boolean | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface SubmitOptions {
+  /** What the request costs on the rate limits; see `RateLimiter.Cost`. Default 1 on every limit. */
+  readonly cost?: Cost | undefined
+  /** Higher runs first; FIFO within a priority. Default 0. */
+  readonly priority?: number | undefined
+  /** Overrides the executor's timeout for this request. */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** Which rate-limit key to charge. Default `"default"`. */
+  readonly key?: string | undefined
+}
+
+/**
+ * One item of a batch: an effect, or an effect with its submit options.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Task<A, E, R> = Effect.Effect<A, E, R> | (SubmitOptions & { readonly effect: Effect.Effect<A, E, R> })
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Stats {
+  /** Waiting in the priority queue. */
+  readonly queued: number
+  /** Dequeued and waiting for admission or a permit (0 or 1: dispatch is single-file). */
+  readonly admitting: number
+  /** Running now. */
+  readonly inFlight: number
+  /** Concurrency permits not held. */
+  readonly availablePermits: number
+  /** Callers (or batches) waiting for room in a full queue. */
+  readonly waitingForRoom: number
+  readonly completed: number
+  readonly failed: number
+  readonly cancelled: number
+}
+
+/**
+ * What shutdown did: how many requests were still unfinished when it began,
+ * and which of them it had to abandon at the deadline.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ShutdownReport {
+  readonly executor: string
+  readonly unfinishedAtStart: number
+  readonly abandoned: ReadonlyArray<RequestId>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ExecutorShape {
+  readonly name: string
+  /** Runs `effect` through the queue, admission and concurrency limit; answers with its result. */
+  readonly submit: <A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+    options?: SubmitOptions
+  ) => Effect.Effect<A, E | ExecutorError, R>
+  /**
+   * The batch path: pulls tasks from the iterable only while the queue has
+   * room (a queued task is a small record, not a fiber) and answers with every
+   * task's `Exit`, in input order. Interrupting it cancels what is left.
+   */
+  readonly submitAll: <A, E, R>(
+    tasks: Iterable<Task<A, E, R>>
+  ) => Effect.Effect<Array<Exit.Exit<A, E | ExecutorError>>, never, R>
+  readonly stats: Effect.Effect<Stats>
+  /** Every request's events, from subscription on. Slow subscribers lose the oldest. */
+  readonly events: Stream.Stream<RequestEvent>
+  /** Like `events`, as a queue that is subscribed once this effect returns. */
+  readonly subscribe: Effect.Effect<Queue.Dequeue<RequestEvent>, never, Scope.Scope>
+  /**
+   * Stops intake, waits up to `deadline` (default: the `shutdownTimeout`) for
+   * queued and running work, then abandons the rest. Closing the executor's
+   * scope does this too. Idempotent: a second call answers the first report.
+   */
+  readonly shutdown: (deadline?: Duration.DurationInput) => Effect.Effect<ShutdownReport>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class Executor extends Context.Tag("@sluice/core/Executor")<Executor, ExecutorShape>() {}
+
+/**
+ * Builds an executor in the current scope; closing the scope shuts it down.
+ * Bad options fail with an `InvalidOptionsError` that names the field.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: (options: Options) => Effect.Effect<ExecutorShape, InvalidOptionsError, Scope.Scope> =
+  internal.make
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<Executor, InvalidOptionsError> =>
+  Layer.scoped(Executor, make(options))
+
+/**
+ * Runs `effect` on the executor in context.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const submit = <A, E, R>(
+  effect: Effect.Effect<A, E, R>,
+  options?: SubmitOptions
+): Effect.Effect<A, E | ExecutorError, R | Executor> => internal.submitWith(Executor, effect, options)

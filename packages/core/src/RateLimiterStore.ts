@@ -1,0 +1,169 @@
+/**
+ * Where token-bucket state lives. The RateLimiter decides *what* to take; the
+ * store applies it atomically to the buckets of one key. Two stores: memory
+ * (here) and Redis (`@sluice/redis`, one Lua script per operation).
+ *
+ * Effect gave us `Context.Tag`, `Layer`, `Clock` and `forkScoped` (the idle-key
+ * sweeper). `@effect/experimental` has a RateLimiterStore too, but its shape is
+ * one limit per call (`tokenBucket({ key, limit, tokens })`); this store takes
+ * all the buckets of a key in one call, which is what makes a multi-limit
+ * acquire all-or-nothing, and adds `adjust` (reconcile), `sync` and `block`
+ * (server feedback), which that store has no room for.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import type { BucketSpec } from "./internal/gcra.js"
+import * as internal from "./internal/memoryStore.js"
+
+export type { BucketSpec } from "./internal/gcra.js"
+
+/**
+ * How a reservation is taken:
+ * - `"schedule"`: always charge, at the earliest time every bucket allows (FIFO
+ *   by construction: a later caller is scheduled after an earlier one);
+ * - `"ifNow"`: charge only if that earliest time is now;
+ * - `"peek"`: never charge, only answer when it would be.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ReserveMode = "schedule" | "ifNow" | "peek"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReserveRequest {
+  readonly key: string
+  readonly buckets: ReadonlyArray<BucketSpec>
+  /** One cost per bucket, in the same order. */
+  readonly costs: ReadonlyArray<number>
+  readonly now: number
+  readonly mode: ReserveMode
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReserveResult {
+  /** The time (ms, the limiter's Clock) at which all costs can be paid. */
+  readonly at: number
+  /** Whether the store charged the costs (always for `"schedule"`). */
+  readonly charged: boolean
+}
+
+/**
+ * A bucket as the store sees it at one instant.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BucketSnapshot {
+  readonly name: string
+  readonly capacity: number
+  /** Units available now (negative while paying off an over-charge). */
+  readonly available: number
+  /** The time until which the bucket is blocked by `penalize` or `sync` (0 if not). */
+  readonly blockedUntil: number
+}
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export class RateLimiterStoreError extends Schema.TaggedError<RateLimiterStoreError>(
+  "@sluice/core/RateLimiterStore/RateLimiterStoreError"
+)("RateLimiterStoreError", {
+  operation: Schema.String,
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RateLimiterStoreShape {
+  readonly reserve: (request: ReserveRequest) => Effect.Effect<ReserveResult, RateLimiterStoreError>
+  /** Charges (`> 0`) or refunds (`< 0`) one delta per bucket. */
+  readonly adjust: (
+    key: string,
+    buckets: ReadonlyArray<BucketSpec>,
+    deltas: ReadonlyArray<number>,
+    now: number
+  ) => Effect.Effect<void, RateLimiterStoreError>
+  /** Lowers one bucket's level to what a server reported. */
+  readonly sync: (
+    key: string,
+    bucket: BucketSpec,
+    remaining: number,
+    resetAfter: number | undefined,
+    now: number
+  ) => Effect.Effect<void, RateLimiterStoreError>
+  /** Blocks every bucket of the key until `until`. */
+  readonly block: (
+    key: string,
+    buckets: ReadonlyArray<BucketSpec>,
+    until: number
+  ) => Effect.Effect<void, RateLimiterStoreError>
+  readonly inspect: (
+    key: string,
+    buckets: ReadonlyArray<BucketSpec>,
+    now: number
+  ) => Effect.Effect<ReadonlyArray<BucketSnapshot>, RateLimiterStoreError>
+  /** How many keys hold state (an idle key is evicted and no longer counts). */
+  readonly size: Effect.Effect<number, RateLimiterStoreError>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class RateLimiterStore extends Context.Tag("@sluice/core/RateLimiterStore")<
+  RateLimiterStore,
+  RateLimiterStoreShape
+>() {}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface MemoryOptions {
+  /** How often idle keys are swept. A key is idle once all its buckets are full again. */
+  readonly sweepInterval?: Duration.DurationInput | undefined
+}
+
+/**
+ * An in-process store. Keys whose buckets have refilled completely are evicted
+ * by a sweeper fiber (a full bucket is the same as a new one, so nothing is lost).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeMemory: (
+  options?: MemoryOptions
+) => Effect.Effect<MemoryStore, never, Scope.Scope> = internal.makeMemory
+
+/**
+ * The memory store, plus `sweep` (evict idle keys now; answers how many went).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MemoryStore extends RateLimiterStoreShape {
+  readonly sweep: Effect.Effect<number>
+}
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerMemory = (options?: MemoryOptions): Layer.Layer<RateLimiterStore> =>
+  Layer.scoped(RateLimiterStore, makeMemory(options))

@@ -1,0 +1,73 @@
+/**
+ * The life of one request through an Executor, as a record that observers
+ * receive each time its status changes.
+ *
+ * PENDING (submitted) → QUEUED (waiting in the priority queue) → PROCESSING
+ * (dequeued; waiting for rate and token admission, then a concurrency permit)
+ * → CALLING (running) → COMPLETED | FAILED | CANCELLED. A request can be
+ * CANCELLED from any status before it ends (its caller was interrupted, or the
+ * executor shut down and abandoned it).
+ *
+ * Effect gave us `PubSub` and `Stream` to carry these; this module only fixes
+ * the record's shape.
+ *
+ * @since 0.1.0
+ */
+import type { Cost } from "./RateLimiter.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type RequestStatus = "PENDING" | "QUEUED" | "PROCESSING" | "CALLING" | "COMPLETED" | "FAILED" | "CANCELLED"
+
+/**
+ * Every status, in lifecycle order.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const statuses: ReadonlyArray<RequestStatus> = [
+  "PENDING",
+  "QUEUED",
+  "PROCESSING",
+  "CALLING",
+  "COMPLETED",
+  "FAILED",
+  "CANCELLED"
+]
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type RequestId = number
+
+/**
+ * A snapshot of one request, published on every status change.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RequestEvent {
+  readonly id: RequestId
+  readonly executor: string
+  readonly key: string
+  readonly priority: number
+  /** The cost the request was submitted with (see `RateLimiter.Cost`). */
+  readonly cost: Cost | undefined
+  readonly status: RequestStatus
+  /** When the request entered each status it has been through (ms on the executor's Clock). */
+  readonly timestamps: Readonly<Partial<Record<RequestStatus, number>>>
+  /** Attempts started so far. */
+  readonly attempts: number
+  /** The failure (FAILED), or why it was cancelled (CANCELLED). */
+  readonly error?: unknown
+}
+
+/**
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isTerminal = (status: RequestStatus): boolean =>
+  status === "COMPLETED" || status === "FAILED" || status === "CANCELLED"

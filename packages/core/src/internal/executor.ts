@@ -1,0 +1,678 @@
+/**
+ * The Executor's machinery. One dispatcher fiber takes the highest-priority
+ * request, waits for its rate and token admission (holding no permit), takes a
+ * concurrency permit from a `Semaphore` and starts the request in its caller's
+ * runtime (so the caller's services, Clock and span parent apply). Queued
+ * requests are plain records: only running requests have fibers.
+ *
+ * Every way a request can leave undoes what it held at that moment:
+ * - QUEUED: its queue slot is freed (and a caller waiting for room woken);
+ * - PROCESSING: its rate reservation is refunded, its permit (if taken) returned;
+ * - CALLING: its fiber is interrupted, which returns the permit.
+ */
+import * as Cause from "effect/Cause"
+import type * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Runtime from "effect/Runtime"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type * as Executor from "../Executor.js"
+import * as InvalidOptions from "../InvalidOptions.js"
+import type * as RateLimiter from "../RateLimiter.js"
+import * as RateLimiterStore from "../RateLimiterStore.js"
+import type { RequestEvent, RequestStatus } from "../RequestEvent.js"
+import { ExecutorShutdownError, QueueFullError, RequestTimeoutError } from "./executorError.js"
+import { makeMetrics } from "./executorMetrics.js"
+import { PriorityQueue } from "./priorityQueue.js"
+import * as RateLimiterInternal from "./rateLimiter.js"
+
+const OptionsSchema = Schema.Struct({
+  name: Schema.NonEmptyTrimmedString,
+  concurrency: InvalidOptions.PositiveInt,
+  queueCapacity: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
+  whenFull: Schema.optional(Schema.UndefinedOr(Schema.Literal("suspend", "fail"))),
+  limits: Schema.optional(Schema.UndefinedOr(Schema.Unknown)),
+  rateLimiter: Schema.optional(Schema.UndefinedOr(Schema.Object)),
+  timeout: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
+  shutdownTimeout: Schema.optional(Schema.UndefinedOr(InvalidOptions.NonNegativeDuration)),
+  eventBufferSize: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
+  spans: Schema.optional(Schema.UndefinedOr(Schema.Boolean))
+}).pipe(
+  Schema.filter(
+    (options) =>
+      options.limits === undefined ||
+      options.rateLimiter === undefined || {
+        path: ["limits"],
+        message: "Give either limits or rateLimiter, not both"
+      }
+  )
+)
+
+const decodeOptions = InvalidOptions.decode("Executor", OptionsSchema)
+
+const DEFAULT_QUEUE_CAPACITY = 10_000
+const DEFAULT_SHUTDOWN_TIMEOUT = Duration.seconds(30)
+const DEFAULT_EVENT_BUFFER = 1024
+
+/** A request as the executor holds it: a small mutable record. */
+class Request {
+  status: RequestStatus = "PENDING"
+  attempts = 0
+  reservation: RateLimiter.Reservation | undefined = undefined
+  fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
+  /** Completed to cut short a wait for admission or a permit when the request is cancelled. */
+  cancelSignal: Deferred.Deferred<void> | undefined = undefined
+  abandoned = false
+  error: unknown = undefined
+  submittedAt: number
+  queuedAt = 0
+  processingAt = 0
+  callingAt = 0
+  endedAt = 0
+
+  constructor(
+    readonly id: number,
+    readonly key: string,
+    readonly priority: number,
+    readonly cost: RateLimiter.Cost | undefined,
+    readonly timeoutMillis: number | undefined,
+    readonly effect: Effect.Effect<unknown, unknown, any>,
+    readonly runtime: Runtime.Runtime<any>,
+    readonly onExit: (request: Request, exit: Exit.Exit<unknown, unknown>) => void,
+    /** The request's place in its batch (0 for a single submit). */
+    readonly index: number,
+    now: number
+  ) {
+    this.submittedAt = now
+  }
+}
+
+interface RoomWaiter {
+  readonly deferred: Deferred.Deferred<void, ExecutorShutdownError>
+  /** False once its waiter was interrupted. */
+  active: boolean
+  /** True once it was promised a slot. */
+  woken: boolean
+}
+
+const isRequestLive = (request: Request) => request.status === "QUEUED"
+
+const toMillis = (input: Duration.DurationInput | undefined): number | undefined =>
+  input === undefined ? undefined : Duration.toMillis(Duration.decode(input))
+
+export const make = (
+  options: Executor.Options
+): Effect.Effect<Executor.ExecutorShape, InvalidOptions.InvalidOptionsError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const decoded = yield* decodeOptions(options)
+    const name = decoded.name
+    const concurrency = decoded.concurrency
+    const queueCapacity = decoded.queueCapacity ?? DEFAULT_QUEUE_CAPACITY
+    const whenFull = decoded.whenFull ?? "suspend"
+    const defaultTimeout = toMillis(decoded.timeout)
+    const shutdownTimeout = decoded.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT
+    const spans = decoded.spans ?? true
+    const limiter = options.rateLimiter ?? (yield* makeLimiter(name, options.limits))
+
+    const clock = yield* Effect.clock
+    const now = () => clock.unsafeCurrentTimeMillis()
+    const semaphore = yield* Effect.makeSemaphore(concurrency)
+    const metrics = makeMetrics(name)
+    const pubsub = yield* PubSub.sliding<RequestEvent>(decoded.eventBufferSize ?? DEFAULT_EVENT_BUFFER)
+    let subscribers = 0
+
+    const queue = new PriorityQueue<Request>(isRequestLive)
+    let queued = 0
+    let inFlight = 0
+    let admitting: Request | undefined = undefined
+    const running = new Set<Request>()
+    const roomWaiters: Array<RoomWaiter> = []
+    /** Slots promised to woken room waiters that have not enqueued yet. */
+    let promisedSlots = 0
+    let completed = 0
+    let failed = 0
+    let cancelled = 0
+    let nextId = 0
+    let accepting = true
+    let workAvailable: Deferred.Deferred<void> | undefined = undefined
+    let idle: Deferred.Deferred<void> | undefined = undefined
+    let report: Deferred.Deferred<Executor.ShutdownReport> | undefined = undefined
+
+    // ---- events -------------------------------------------------------------
+
+    const snapshot = (request: Request): RequestEvent => {
+      const timestamps: Partial<Record<RequestStatus, number>> = { PENDING: request.submittedAt }
+      if (request.queuedAt > 0 || request.status !== "PENDING") timestamps.QUEUED = request.queuedAt
+      if (request.processingAt > 0) timestamps.PROCESSING = request.processingAt
+      if (request.callingAt > 0) timestamps.CALLING = request.callingAt
+      if (request.endedAt > 0) timestamps[request.status] = request.endedAt
+      if (request.queuedAt === 0 && request.status === "CANCELLED") delete timestamps.QUEUED
+      const event: {
+        -readonly [K in keyof RequestEvent]: RequestEvent[K]
+      } = {
+        id: request.id,
+        executor: name,
+        key: request.key,
+        priority: request.priority,
+        cost: request.cost,
+        status: request.status,
+        timestamps,
+        attempts: request.attempts
+      }
+      if (request.error !== undefined) event.error = request.error
+      return event
+    }
+
+    const publish = (request: Request) => {
+      if (subscribers > 0) pubsub.unsafeOffer(snapshot(request))
+    }
+
+    const subscribe = Effect.acquireRelease(
+      Effect.sync(() => {
+        subscribers++
+      }),
+      () =>
+        Effect.sync(() => {
+          subscribers--
+        })
+    ).pipe(Effect.zipRight(PubSub.subscribe(pubsub)))
+
+    // ---- bookkeeping --------------------------------------------------------
+
+    const checkIdle = () => {
+      if (idle !== undefined && queued === 0 && admitting === undefined && inFlight === 0 && promisedSlots === 0) {
+        Deferred.unsafeDone(idle, Exit.void)
+      }
+    }
+
+    const setQueued = (value: number) => {
+      queued = value
+      metrics.queueDepth.unsafeUpdate(queued, [])
+    }
+
+    /** Hands a freed queue slot to the first caller still waiting for room. */
+    const wakeRoomWaiter = () => {
+      while (roomWaiters.length > 0 && queued + promisedSlots < queueCapacity) {
+        const waiter = roomWaiters.shift()!
+        if (!waiter.active) continue
+        promisedSlots++
+        waiter.woken = true
+        Deferred.unsafeDone(waiter.deferred, Exit.void)
+      }
+    }
+
+    const push = (request: Request) => {
+      request.status = "QUEUED"
+      request.queuedAt = now()
+      queue.push(request)
+      setQueued(queued + 1)
+      publish(request)
+      if (workAvailable !== undefined) {
+        const signal = workAvailable
+        workAvailable = undefined
+        Deferred.unsafeDone(signal, Exit.void)
+      }
+    }
+
+    const settle = (request: Request, status: "COMPLETED" | "FAILED" | "CANCELLED", exit: Exit.Exit<unknown, unknown>) => {
+      request.status = status
+      request.endedAt = now()
+      if (status === "COMPLETED") completed++
+      else if (status === "FAILED") failed++
+      else cancelled++
+      metrics.outcome(status)
+      publish(request)
+      request.onExit(request, exit)
+      checkIdle()
+    }
+
+    const abandonedError = (request: Request) =>
+      new ExecutorShutdownError({ executor: name, reason: "Abandoned", requestId: request.id })
+
+    // ---- intake -------------------------------------------------------------
+
+    const notAccepting = () => new ExecutorShutdownError({ executor: name, reason: "NotAccepting" })
+
+    const hasRoom = () => roomWaiters.length === 0 && queued + promisedSlots < queueCapacity
+
+    /** Waits for a promised slot; a waiter interrupted after being woken passes its slot on. */
+    const waitForRoom = Effect.suspend(() => {
+      const waiter: RoomWaiter = { deferred: Deferred.unsafeMake(FiberId.none), active: true, woken: false }
+      roomWaiters.push(waiter)
+      return Effect.onInterrupt(Deferred.await(waiter.deferred), () =>
+        Effect.sync(() => {
+          waiter.active = false
+          if (waiter.woken) {
+            // It had been promised a slot already: give the slot back.
+            promisedSlots--
+            wakeRoomWaiter()
+            checkIdle()
+          }
+        })
+      )
+    })
+
+    const enqueue = (request: Request): Effect.Effect<void, QueueFullError | ExecutorShutdownError> =>
+      Effect.suspend((): Effect.Effect<void, QueueFullError | ExecutorShutdownError> => {
+        if (!accepting) return Effect.fail(notAccepting())
+        if (hasRoom()) {
+          push(request)
+          return Effect.void
+        }
+        if (whenFull === "fail") return Effect.fail(new QueueFullError({ executor: name, queueCapacity }))
+        return Effect.zipRight(
+          waitForRoom,
+          Effect.sync(() => {
+            promisedSlots--
+            push(request)
+          })
+        )
+      })
+
+    const newRequest = (
+      effect: Effect.Effect<unknown, unknown, any>,
+      options: Executor.SubmitOptions | undefined,
+      runtime: Runtime.Runtime<any>,
+      onExit: (request: Request, exit: Exit.Exit<unknown, unknown>) => void,
+      index: number
+    ) =>
+      new Request(
+        ++nextId,
+        options?.key ?? RateLimiterInternal.DEFAULT_KEY,
+        options?.priority ?? 0,
+        options?.cost,
+        options?.timeout === undefined ? defaultTimeout : toMillis(options.timeout),
+        effect,
+        runtime,
+        onExit,
+        index,
+        now()
+      )
+
+    const invalidSubmit = (options: Executor.SubmitOptions | undefined): InvalidOptions.InvalidOptionsError | undefined => {
+      if (options === undefined) return undefined
+      if (options.priority !== undefined && !Number.isFinite(options.priority)) {
+        return new InvalidOptions.InvalidOptionsError({
+          component: `Executor "${name}" submit`,
+          issues: `["priority"] Expected a finite number, actual ${options.priority}`
+        })
+      }
+      if (options.timeout !== undefined && !Schema.is(InvalidOptions.PositiveDuration)(options.timeout)) {
+        return new InvalidOptions.InvalidOptionsError({
+          component: `Executor "${name}" submit`,
+          issues: `["timeout"] Expected a duration above zero, actual ${String(options.timeout)}`
+        })
+      }
+      return undefined
+    }
+
+    // ---- cancellation -------------------------------------------------------
+
+    const refund = (request: Request) =>
+      request.reservation !== undefined && limiter !== undefined
+        ? Effect.ignore(limiter.cancel(request.reservation))
+        : Effect.void
+
+    const cancel = (request: Request, cause: "caller" | "shutdown"): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const exitFor = () =>
+          cause === "shutdown" ? Exit.fail(abandonedError(request)) : Exit.interrupt(FiberId.none)
+        if (cause === "shutdown") {
+          request.abandoned = true
+          request.error = abandonedError(request)
+        }
+        switch (request.status) {
+          case "PENDING": {
+            settle(request, "CANCELLED", exitFor())
+            return Effect.void
+          }
+          case "QUEUED": {
+            setQueued(queued - 1)
+            queue.compact(queued)
+            settle(request, "CANCELLED", exitFor())
+            wakeRoomWaiter()
+            return Effect.void
+          }
+          case "PROCESSING": {
+            if (request.cancelSignal !== undefined) Deferred.unsafeDone(request.cancelSignal, Exit.void)
+            settle(request, "CANCELLED", exitFor())
+            return refund(request)
+          }
+          case "CALLING": {
+            return request.fiber === undefined ? Effect.void : Effect.asVoid(Fiber.interrupt(request.fiber))
+          }
+          default:
+            return Effect.void
+        }
+      })
+
+    // ---- dispatch -----------------------------------------------------------
+
+    const finish = (request: Request, exit: Exit.Exit<unknown, unknown>) => {
+      inFlight--
+      running.delete(request)
+      metrics.inFlight.unsafeUpdate(inFlight, [])
+      metrics.callDuration.unsafeUpdate(now() - request.callingAt, [])
+      if (request.abandoned) {
+        settle(request, "CANCELLED", Exit.fail(abandonedError(request)))
+      } else if (Exit.isSuccess(exit)) {
+        settle(request, "COMPLETED", exit)
+      } else if (Cause.isInterruptedOnly(exit.cause)) {
+        request.error = "interrupted"
+        settle(request, "CANCELLED", exit)
+      } else {
+        request.error = Option.getOrElse(Cause.failureOption(exit.cause), () => Cause.squash(exit.cause))
+        settle(request, "FAILED", exit)
+      }
+    }
+
+    const program = (request: Request): Effect.Effect<unknown, unknown, any> => {
+      let effect = request.effect
+      if (request.timeoutMillis !== undefined) {
+        const timeoutMillis = request.timeoutMillis
+        effect = Effect.timeoutFail(effect, {
+          duration: Duration.millis(timeoutMillis),
+          onTimeout: () => new RequestTimeoutError({ executor: name, requestId: request.id, timeoutMillis })
+        })
+      }
+      if (spans) {
+        effect = Effect.withSpan(effect, "sluice.executor.request", {
+          kind: "client",
+          attributes: {
+            "sluice.executor": name,
+            "sluice.request.id": request.id,
+            "sluice.request.key": request.key,
+            "sluice.request.priority": request.priority
+          }
+        })
+      }
+      return Effect.onExit(effect, (exit) =>
+        Effect.zipRight(
+          semaphore.release(1),
+          Effect.sync(() => finish(request, exit))
+        )
+      )
+    }
+
+    const start = (request: Request) => {
+      admitting = undefined
+      inFlight++
+      running.add(request)
+      request.status = "CALLING"
+      request.callingAt = now()
+      request.attempts = 1
+      metrics.inFlight.unsafeUpdate(inFlight, [])
+      metrics.admissionWait.unsafeUpdate(request.callingAt - request.processingAt, [])
+      publish(request)
+      request.fiber = Runtime.runFork(request.runtime)(program(request))
+    }
+
+    /** Waits for `wait`, or answers `onCancel` sooner if the request is cancelled meanwhile. */
+    const unlessCancelled = <A>(request: Request, wait: Effect.Effect<A>, onCancel: A) => {
+      request.cancelSignal ??= Deferred.unsafeMake(FiberId.none)
+      return Effect.raceFirst(wait, Effect.as(Deferred.await(request.cancelSignal), onCancel))
+    }
+
+    const takePermitAndStart = (request: Request): Effect.Effect<void> => {
+      if (request.status !== "PROCESSING") {
+        admitting = undefined
+        checkIdle()
+        return Effect.void
+      }
+      const takePermit = Effect.as(semaphore.take(1), true)
+      const permit = inFlight < concurrency ? takePermit : unlessCancelled(request, takePermit, false)
+      return Effect.flatMap(permit, (holdsPermit) => {
+        if (request.status === "PROCESSING") {
+          start(request)
+          return Effect.void
+        }
+        // Cancelled meanwhile: hand back the permit if the race left us holding it.
+        admitting = undefined
+        checkIdle()
+        return holdsPermit ? semaphore.release(1) : Effect.void
+      })
+    }
+
+    const admit = (request: Request): Effect.Effect<void> => {
+      if (limiter === undefined) return takePermitAndStart(request)
+      return Effect.matchEffect(limiter.reserve(request.cost, { key: request.key }), {
+        onFailure: (error) => {
+          admitting = undefined
+          request.error = error
+          settle(request, "FAILED", Exit.fail(error))
+          return Effect.void
+        },
+        onSuccess: (reservation) => {
+          request.reservation = reservation
+          const delay = reservation.at - now()
+          if (delay <= 0) return takePermitAndStart(request)
+          return Effect.zipRight(
+            unlessCancelled(request, Effect.sleep(Duration.millis(Math.ceil(delay))), undefined),
+            Effect.suspend(() => takePermitAndStart(request))
+          )
+        }
+      })
+    }
+
+    const waitForWork = Effect.suspend(() => {
+      workAvailable ??= Deferred.unsafeMake(FiberId.none)
+      return Deferred.await(workAvailable)
+    })
+
+    const dispatchOne: Effect.Effect<void> = Effect.suspend(() => {
+      const request = queue.pop()
+      if (request === undefined) return waitForWork
+      setQueued(queued - 1)
+      wakeRoomWaiter()
+      admitting = request
+      request.status = "PROCESSING"
+      request.processingAt = now()
+      publish(request)
+      return admit(request)
+    })
+
+    const dispatcher = yield* Effect.forkScoped(Effect.forever(dispatchOne))
+
+    // ---- shutdown -----------------------------------------------------------
+
+    const abandonRest = (unfinishedAtStart: number): Effect.Effect<Executor.ShutdownReport> =>
+      Effect.suspend(() => {
+        const abandoned: Array<number> = []
+        const victims: Array<Request> = queue.drain()
+        if (admitting !== undefined) victims.push(admitting)
+        for (const request of running) victims.push(request)
+        for (const request of victims) abandoned.push(request.id)
+        return Effect.forEach(victims, (request) => cancel(request, "shutdown"), {
+          concurrency: "unbounded",
+          discard: true
+        }).pipe(
+          Effect.zipRight(Fiber.interrupt(dispatcher)),
+          Effect.as({ executor: name, unfinishedAtStart, abandoned: abandoned.sort((a, b) => a - b) }),
+          Effect.tap((result) =>
+            result.abandoned.length === 0
+              ? Effect.void
+              : Effect.logWarning(
+                  `Executor "${name}" shut down with ${result.abandoned.length} unfinished request(s); they were abandoned`
+                ).pipe(Effect.annotateLogs({ executor: name, abandoned: result.abandoned }))
+          )
+        )
+      })
+
+    const shutdown = (deadline?: Duration.DurationInput): Effect.Effect<Executor.ShutdownReport> =>
+      Effect.uninterruptibleMask((restore) => {
+        if (report !== undefined) return restore(Deferred.await(report))
+        const done = Deferred.unsafeMake<Executor.ShutdownReport>(FiberId.none)
+        report = done
+        accepting = false
+        for (const waiter of roomWaiters.splice(0)) {
+          if (waiter.active) Deferred.unsafeDone(waiter.deferred, Exit.fail(notAccepting()))
+        }
+        const unfinishedAtStart = queued + (admitting === undefined ? 0 : 1) + inFlight
+        idle = Deferred.unsafeMake(FiberId.none)
+        checkIdle()
+        const wait = deadline === undefined ? shutdownTimeout : Duration.decode(deadline)
+        // The drain wait is interruptible even inside a finalizer, so that the race
+        // can stop its loser; abandoning is not.
+        return Effect.interruptible(Effect.raceFirst(Deferred.await(idle), Effect.sleep(wait))).pipe(
+          Effect.zipRight(abandonRest(unfinishedAtStart)),
+          Effect.tap((result) => Deferred.succeed(done, result))
+        )
+      })
+
+    yield* Effect.addFinalizer(() => shutdown())
+
+    // ---- public -------------------------------------------------------------
+
+    const submit = <A, E, R>(
+      effect: Effect.Effect<A, E, R>,
+      submitOptions?: Executor.SubmitOptions
+    ): Effect.Effect<A, E | Executor.ExecutorError, R> =>
+      Effect.flatMap(Effect.runtime<R>(), (runtime) => {
+        const invalid = invalidSubmit(submitOptions)
+        if (invalid !== undefined) return Effect.fail(invalid as never)
+        if (!accepting) return Effect.fail(notAccepting())
+        const deferred = Deferred.unsafeMake<A, E | Executor.ExecutorError>(FiberId.none)
+        const request = newRequest(
+          effect,
+          submitOptions,
+          runtime,
+          (_, exit) => Deferred.unsafeDone(deferred, exit as Exit.Exit<A, E>),
+          0
+        )
+        publish(request)
+        return Effect.onInterrupt(Effect.zipRight(enqueue(request), Deferred.await(deferred)), () =>
+          cancel(request, "caller")
+        )
+      })
+
+    const submitAll = <A, E, R>(
+      tasks: Iterable<Executor.Task<A, E, R>>
+    ): Effect.Effect<Array<Exit.Exit<A, E | Executor.ExecutorError>>, never, R> =>
+      Effect.flatMap(Effect.runtime<R>(), (runtime) =>
+        Effect.suspend(() => {
+          const iterator = tasks[Symbol.iterator]()
+          const results: Array<Exit.Exit<A, E | Executor.ExecutorError>> = []
+          const outstanding: Array<Request | undefined> = []
+          const done = Deferred.unsafeMake<void>(FiberId.none)
+          let pending = 0
+          let exhausted = false
+          let index = 0
+
+          const onExit = (request: Request, exit: Exit.Exit<unknown, unknown>) => {
+            results[request.index] = exit as Exit.Exit<A, E>
+            outstanding[request.index] = undefined
+            pending--
+            if (exhausted && pending === 0) Deferred.unsafeDone(done, Exit.void)
+          }
+
+          const finishIntake = () => {
+            exhausted = true
+            if (pending === 0) Deferred.unsafeDone(done, Exit.void)
+            return Deferred.await(done)
+          }
+
+          const fill = (useSlot: boolean): Effect.Effect<void> =>
+            Effect.suspend(() => {
+              let slotPromised = useSlot
+              while (true) {
+                if (!slotPromised && !hasRoom() && accepting) {
+                  return Effect.matchEffect(waitForRoom, {
+                    onFailure: () => fill(false),
+                    onSuccess: () => fill(true)
+                  })
+                }
+                const next = iterator.next()
+                if (next.done === true) {
+                  if (slotPromised) {
+                    promisedSlots--
+                    wakeRoomWaiter()
+                    checkIdle()
+                  }
+                  return finishIntake()
+                }
+                const position = index++
+                const task = next.value
+                const isBare = Effect.isEffect(task)
+                const effect = isBare ? task : task.effect
+                const taskOptions = isBare ? undefined : task
+                const invalid = invalidSubmit(taskOptions)
+                if (!accepting || invalid !== undefined) {
+                  results[position] = Exit.fail(invalid ?? notAccepting())
+                  continue
+                }
+                const request = newRequest(effect, taskOptions, runtime, onExit, position)
+                pending++
+                outstanding[position] = request
+                if (slotPromised) {
+                  promisedSlots--
+                  slotPromised = false
+                }
+                push(request)
+              }
+            })
+
+          return fill(false).pipe(
+            Effect.onInterrupt(() =>
+              Effect.forEach(
+                outstanding.filter((request): request is Request => request !== undefined),
+                (request) => cancel(request, "caller"),
+                { concurrency: "unbounded", discard: true }
+              )
+            ),
+            Effect.as(results)
+          )
+        })
+      )
+
+    const stats = Effect.sync(
+      (): Executor.Stats => ({
+        queued,
+        admitting: admitting === undefined ? 0 : 1,
+        inFlight,
+        availablePermits: concurrency - inFlight,
+        waitingForRoom: roomWaiters.filter((waiter) => waiter.active).length,
+        completed,
+        failed,
+        cancelled
+      })
+    )
+
+    return {
+      name,
+      submit,
+      submitAll,
+      stats,
+      events: Stream.unwrapScoped(Effect.map(subscribe, Stream.fromQueue)),
+      subscribe,
+      shutdown
+    } satisfies Executor.ExecutorShape
+  })
+
+/** The limiter an executor builds from its `limits`: over the store in context, or a private memory store. */
+const makeLimiter = (name: string, limits: Executor.Options["limits"]) =>
+  Effect.gen(function* () {
+    if (limits === undefined) return undefined
+    const store = yield* Effect.serviceOption(RateLimiterStore.RateLimiterStore)
+    const resolved = Option.isSome(store) ? store.value : yield* RateLimiterStore.makeMemory()
+    return yield* RateLimiterInternal.make({ name, limits }).pipe(
+      Effect.provideService(RateLimiterStore.RateLimiterStore, resolved),
+      Effect.mapError(
+        (error) => new InvalidOptions.InvalidOptionsError({ component: "Executor", issues: `["limits"] ${error.issues}` })
+      )
+    )
+  })
+
+export const submitWith = <A, E, R, I, S extends Executor.ExecutorShape>(
+  tag: Context.Tag<I, S>,
+  effect: Effect.Effect<A, E, R>,
+  options?: Executor.SubmitOptions
+): Effect.Effect<A, E | Executor.ExecutorError, R | I> =>
+  Effect.flatMap(tag, (executor) => executor.submit(effect, options))

@@ -1,0 +1,47 @@
+/**
+ * The Executor's Effect `Metric`s, each tagged with the executor's name:
+ * queue depth and in-flight gauges, admission-wait and call-duration
+ * histograms (milliseconds), and a counter of outcomes tagged by status.
+ * Updated with `unsafeUpdate` from the dispatcher's synchronous bookkeeping.
+ */
+import * as Metric from "effect/Metric"
+import * as MetricBoundaries from "effect/MetricBoundaries"
+import * as MetricLabel from "effect/MetricLabel"
+
+const millisBoundaries = MetricBoundaries.exponential({ start: 1, factor: 2, count: 18 })
+
+export const queueDepth = Metric.gauge("sluice_executor_queue_depth", {
+  description: "Requests waiting in the executor's priority queue"
+})
+export const inFlight = Metric.gauge("sluice_executor_in_flight", { description: "Requests running now" })
+export const admissionWait = Metric.histogram(
+  "sluice_executor_admission_wait_ms",
+  millisBoundaries,
+  "From leaving the queue to starting: waiting for rate and token admission and a permit"
+)
+export const callDuration = Metric.histogram(
+  "sluice_executor_call_duration_ms",
+  millisBoundaries,
+  "How long requests ran"
+)
+export const outcomes = Metric.counter("sluice_executor_requests_total", {
+  description: "Requests that ended, by status",
+  incremental: true
+})
+
+export const makeMetrics = (executor: string) => {
+  const tag = MetricLabel.make("executor", executor)
+  const statusTags = {
+    COMPLETED: [MetricLabel.make("status", "COMPLETED")],
+    FAILED: [MetricLabel.make("status", "FAILED")],
+    CANCELLED: [MetricLabel.make("status", "CANCELLED")]
+  } as const
+  const counter = Metric.tagged(outcomes, tag.key, tag.value)
+  return {
+    queueDepth: Metric.tagged(queueDepth, tag.key, tag.value),
+    inFlight: Metric.tagged(inFlight, tag.key, tag.value),
+    admissionWait: Metric.tagged(admissionWait, tag.key, tag.value),
+    callDuration: Metric.tagged(callDuration, tag.key, tag.value),
+    outcome: (status: keyof typeof statusTags) => counter.unsafeUpdate(1, statusTags[status])
+  }
+}

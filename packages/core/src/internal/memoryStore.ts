@@ -1,0 +1,135 @@
+/**
+ * The in-process RateLimiterStore: a Map from key to that key's bucket states,
+ * each bucket a GCRA `tat` (see `gcra.ts`). Every operation is synchronous, so
+ * each one is atomic with respect to other fibers without any lock.
+ *
+ * The sweeper is a `forkScoped` fiber that wakes every `sweepInterval` (on the
+ * Clock, so TestClock drives it) and deletes keys whose buckets are all full.
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import type { MemoryOptions, MemoryStore, ReserveRequest, ReserveResult } from "../RateLimiterStore.js"
+import * as Gcra from "./gcra.js"
+
+type KeyState = Map<string, Gcra.BucketState>
+
+const stateOf = (keys: Map<string, KeyState>, key: string): KeyState => {
+  let state = keys.get(key)
+  if (state === undefined) {
+    state = new Map()
+    keys.set(key, state)
+  }
+  return state
+}
+
+const bucketOf = (state: KeyState, name: string): Gcra.BucketState => {
+  let bucket = state.get(name)
+  if (bucket === undefined) {
+    bucket = Gcra.fresh()
+    state.set(name, bucket)
+  }
+  return bucket
+}
+
+/** The synchronous core, exported for the benchmark and for tests. */
+export const makeUnsafe = () => {
+  const keys = new Map<string, KeyState>()
+
+  const reserve = (request: ReserveRequest): ReserveResult => {
+    const state = stateOf(keys, request.key)
+    const { buckets, costs, now } = request
+    let at = now
+    for (let i = 0; i < buckets.length; i++) {
+      const cost = costs[i]!
+      if (cost <= 0) continue
+      const candidate = Gcra.earliest(buckets[i]!, bucketOf(state, buckets[i]!.name), cost, now)
+      if (candidate > at) at = candidate
+    }
+    const charge = request.mode === "schedule" || (request.mode === "ifNow" && at === now)
+    if (charge) {
+      for (let i = 0; i < buckets.length; i++) {
+        const cost = costs[i]!
+        if (cost !== 0) Gcra.take(buckets[i]!, bucketOf(state, buckets[i]!.name), cost, at)
+      }
+    }
+    return { at, charged: charge }
+  }
+
+  const adjust = (
+    key: string,
+    buckets: ReadonlyArray<Gcra.BucketSpec>,
+    deltas: ReadonlyArray<number>,
+    now: number
+  ): void => {
+    const state = stateOf(keys, key)
+    for (let i = 0; i < buckets.length; i++) {
+      const delta = deltas[i]!
+      if (delta !== 0) Gcra.adjust(buckets[i]!, bucketOf(state, buckets[i]!.name), delta, now)
+    }
+  }
+
+  const sweep = (now: number): number => {
+    let evicted = 0
+    for (const [key, state] of keys) {
+      let idle = true
+      for (const bucket of state.values()) {
+        if (!Gcra.isIdle(bucket, now)) {
+          idle = false
+          break
+        }
+      }
+      if (idle) {
+        keys.delete(key)
+        evicted++
+      }
+    }
+    return evicted
+  }
+
+  return {
+    keys,
+    reserve,
+    adjust,
+    sync: (key: string, bucket: Gcra.BucketSpec, remaining: number, resetAfter: number | undefined, now: number) =>
+      Gcra.sync(bucket, bucketOf(stateOf(keys, key), bucket.name), remaining, resetAfter, now),
+    block: (key: string, buckets: ReadonlyArray<Gcra.BucketSpec>, until: number) => {
+      const state = stateOf(keys, key)
+      for (const bucket of buckets) Gcra.block(bucketOf(state, bucket.name), until)
+    },
+    inspect: (key: string, buckets: ReadonlyArray<Gcra.BucketSpec>, now: number) => {
+      const state = keys.get(key)
+      return buckets.map((spec) => {
+        const bucket = state?.get(spec.name) ?? Gcra.fresh()
+        return {
+          name: spec.name,
+          capacity: spec.capacity,
+          available: Gcra.level(spec, bucket, now),
+          blockedUntil: bucket.blockedUntil
+        }
+      })
+    },
+    sweep
+  }
+}
+
+export const makeMemory = (options?: MemoryOptions): Effect.Effect<MemoryStore, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const clock = yield* Effect.clock
+    const store = makeUnsafe()
+    const now = () => clock.unsafeCurrentTimeMillis()
+    const sweep = Effect.sync(() => store.sweep(now()))
+    const interval = Duration.decode(options?.sweepInterval ?? Duration.minutes(1))
+    yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(interval)).pipe(Effect.delay(interval)))
+    return {
+      reserve: (request) => Effect.sync(() => store.reserve(request)),
+      adjust: (key, buckets, deltas, at) => Effect.sync(() => store.adjust(key, buckets, deltas, at)),
+      sync: (key, bucket, remaining, resetAfter, at) =>
+        Effect.sync(() => store.sync(key, bucket, remaining, resetAfter, at)),
+      block: (key, buckets, until) => Effect.sync(() => store.block(key, buckets, until)),
+      inspect: (key, buckets, at) => Effect.sync(() => store.inspect(key, buckets, at)),
+      size: Effect.sync(() => store.keys.size),
+      sweep
+    }
+  })
