@@ -51,6 +51,17 @@ import type { RequestEvent, RequestId } from "./RequestEvent.js"
 export { ExecutorShutdownError, QueueFullError, RequestTimeoutError } from "./internal/executorError.js"
 
 /**
+ * The executor's Effect `Metric`s, each tagged `executor=<name>`:
+ * `sluice_executor_queue_depth` and `sluice_executor_in_flight` (gauges),
+ * `sluice_executor_admission_wait_ms` and `sluice_executor_call_duration_ms`
+ * (histograms), `sluice_executor_requests_total` (counter, tagged `status`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export * as metrics from "./internal/executorMetrics.js"
+
+/**
  * Every error the Executor itself can add to a request's own errors.
  *
  * @since 0.1.0
@@ -129,6 +140,7 @@ export interface Stats {
   /** Callers (or batches) waiting for room in a full queue. */
   readonly waitingForRoom: number
   readonly completed: number
+  /** Ended in failure: the effect failed or timed out, or the request was refused (queue full, shutting down). */
   readonly failed: number
   readonly cancelled: number
 }

@@ -72,11 +72,8 @@ class Request {
   cancelSignal: Deferred.Deferred<void> | undefined = undefined
   abandoned = false
   error: unknown = undefined
-  submittedAt: number
-  queuedAt = 0
-  processingAt = 0
-  callingAt = 0
-  endedAt = 0
+  /** When the request entered each status it has been through. */
+  readonly timestamps: Partial<Record<RequestStatus, number>>
 
   constructor(
     readonly id: number,
@@ -91,7 +88,12 @@ class Request {
     readonly index: number,
     now: number
   ) {
-    this.submittedAt = now
+    this.timestamps = { PENDING: now }
+  }
+
+  enter(status: RequestStatus, now: number): void {
+    this.status = status
+    this.timestamps[status] = now
   }
 }
 
@@ -149,22 +151,14 @@ export const make = (
     // ---- events -------------------------------------------------------------
 
     const snapshot = (request: Request): RequestEvent => {
-      const timestamps: Partial<Record<RequestStatus, number>> = { PENDING: request.submittedAt }
-      if (request.queuedAt > 0 || request.status !== "PENDING") timestamps.QUEUED = request.queuedAt
-      if (request.processingAt > 0) timestamps.PROCESSING = request.processingAt
-      if (request.callingAt > 0) timestamps.CALLING = request.callingAt
-      if (request.endedAt > 0) timestamps[request.status] = request.endedAt
-      if (request.queuedAt === 0 && request.status === "CANCELLED") delete timestamps.QUEUED
-      const event: {
-        -readonly [K in keyof RequestEvent]: RequestEvent[K]
-      } = {
+      const event: { -readonly [K in keyof RequestEvent]: RequestEvent[K] } = {
         id: request.id,
         executor: name,
         key: request.key,
         priority: request.priority,
         cost: request.cost,
         status: request.status,
-        timestamps,
+        timestamps: { ...request.timestamps },
         attempts: request.attempts
       }
       if (request.error !== undefined) event.error = request.error
@@ -210,8 +204,7 @@ export const make = (
     }
 
     const push = (request: Request) => {
-      request.status = "QUEUED"
-      request.queuedAt = now()
+      request.enter("QUEUED", now())
       queue.push(request)
       setQueued(queued + 1)
       publish(request)
@@ -223,8 +216,7 @@ export const make = (
     }
 
     const settle = (request: Request, status: "COMPLETED" | "FAILED" | "CANCELLED", exit: Exit.Exit<unknown, unknown>) => {
-      request.status = status
-      request.endedAt = now()
+      request.enter(status, now())
       if (status === "COMPLETED") completed++
       else if (status === "FAILED") failed++
       else cancelled++
@@ -343,6 +335,7 @@ export const make = (
           }
           case "PROCESSING": {
             if (request.cancelSignal !== undefined) Deferred.unsafeDone(request.cancelSignal, Exit.void)
+            if (admitting === request) admitting = undefined
             settle(request, "CANCELLED", exitFor())
             return refund(request)
           }
@@ -360,7 +353,7 @@ export const make = (
       inFlight--
       running.delete(request)
       metrics.inFlight.unsafeUpdate(inFlight, [])
-      metrics.callDuration.unsafeUpdate(now() - request.callingAt, [])
+      metrics.callDuration.unsafeUpdate(now() - request.timestamps.CALLING!, [])
       if (request.abandoned) {
         settle(request, "CANCELLED", Exit.fail(abandonedError(request)))
       } else if (Exit.isSuccess(exit)) {
@@ -406,11 +399,11 @@ export const make = (
       admitting = undefined
       inFlight++
       running.add(request)
-      request.status = "CALLING"
-      request.callingAt = now()
+      const startedAt = now()
+      request.enter("CALLING", startedAt)
       request.attempts = 1
       metrics.inFlight.unsafeUpdate(inFlight, [])
-      metrics.admissionWait.unsafeUpdate(request.callingAt - request.processingAt, [])
+      metrics.admissionWait.unsafeUpdate(startedAt - request.timestamps.PROCESSING!, [])
       publish(request)
       request.fiber = Runtime.runFork(request.runtime)(program(request))
     }
@@ -473,8 +466,7 @@ export const make = (
       setQueued(queued - 1)
       wakeRoomWaiter()
       admitting = request
-      request.status = "PROCESSING"
-      request.processingAt = now()
+      request.enter("PROCESSING", now())
       publish(request)
       return admit(request)
     })
@@ -548,9 +540,14 @@ export const make = (
           0
         )
         publish(request)
-        return Effect.onInterrupt(Effect.zipRight(enqueue(request), Deferred.await(deferred)), () =>
-          cancel(request, "caller")
+        // A refused request (queue full, or shutdown while waiting for room) ends FAILED.
+        const enqueued = Effect.catchAll(enqueue(request), (error) =>
+          Effect.sync(() => {
+            request.error = error
+            settle(request, "FAILED", Exit.fail(error))
+          })
         )
+        return Effect.onInterrupt(Effect.zipRight(enqueued, Deferred.await(deferred)), () => cancel(request, "caller"))
       })
 
     const submitAll = <A, E, R>(

@@ -1,0 +1,559 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Ref from "effect/Ref"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import * as Executor from "../src/Executor.js"
+import { InvalidOptionsError } from "../src/InvalidOptions.js"
+import * as RateLimiter from "../src/RateLimiter.js"
+import * as RateLimiterStore from "../src/RateLimiterStore.js"
+import type { RequestEvent } from "../src/RequestEvent.js"
+
+/** Lets every runnable fiber run (forked work, the dispatcher) without moving the clock. */
+const settle = TestClock.adjust(0)
+
+/** An effect that records when it started, then sleeps. */
+const timedTask = (log: Array<string>, label: string, duration: string) =>
+  Effect.gen(function* () {
+    log.push(`${label}@${yield* Clock.currentTimeMillis}`)
+    yield* Effect.sleep(duration)
+    return label
+  })
+
+const eventsOf = (queue: Queue.Dequeue<RequestEvent>, id: number) =>
+  Effect.map(Queue.takeAll(queue), (events) => Array.from(events).filter((event) => event.id === id))
+
+describe("Executor", () => {
+  describe("submit", () => {
+    it.scoped("answers with the effect's own result and error", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "basic", concurrency: 2 })
+        expect(yield* executor.submit(Effect.succeed(42))).toBe(42)
+        const failure = yield* Effect.flip(executor.submit(Effect.fail("boom" as const)))
+        expect(failure).toBe("boom")
+        const stats = yield* executor.stats
+        expect(stats).toMatchObject({ completed: 1, failed: 1, queued: 0, inFlight: 0, availablePermits: 2 })
+      })
+    )
+
+    it.scoped("never runs more than `concurrency` at once, and reaches it", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "concurrency", concurrency: 4 })
+        let current = 0
+        let highest = 0
+        const task = Effect.acquireUseRelease(
+          Effect.sync(() => {
+            current++
+            highest = Math.max(highest, current)
+          }),
+          () => Effect.sleep("100 millis"),
+          () => Effect.sync(() => current--)
+        )
+        const fiber = yield* Effect.fork(
+          Effect.forEach(Array.from({ length: 20 }), () => executor.submit(task), { concurrency: "unbounded" })
+        )
+        yield* settle
+        expect(current).toBe(4)
+        yield* TestClock.adjust("500 millis")
+        yield* Fiber.join(fiber)
+        expect(highest).toBe(4)
+        expect(yield* Clock.currentTimeMillis).toBe(500)
+      })
+    )
+
+    it.scoped("runs higher priority first, FIFO within a priority", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "priority", concurrency: 1 })
+        const gate = yield* Deferred.make<void>()
+        const order: Array<string> = []
+        const blocker = yield* Effect.fork(executor.submit(Deferred.await(gate)))
+        yield* settle
+        const submissions: Array<[string, number]> = [
+          ["low", 0],
+          ["high-a", 5],
+          ["mid", 1],
+          ["high-b", 5],
+          ["top", 10]
+        ]
+        const fibers = yield* Effect.forEach(submissions, ([label, priority]) =>
+          Effect.fork(executor.submit(Effect.sync(() => order.push(label)), { priority }))
+        )
+        yield* settle
+        // The dispatcher has already taken the highest one and waits for a permit for it.
+        expect(yield* executor.stats).toMatchObject({ queued: 4, admitting: 1 })
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(blocker)
+        yield* Effect.forEach(fibers, Fiber.join)
+        expect(order).toEqual(["top", "high-a", "high-b", "mid", "low"])
+      })
+    )
+
+    it.scoped("times a request out after exactly its timeout", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "timeout", concurrency: 1, timeout: "5 seconds" })
+        const fiber = yield* Effect.fork(Effect.flip(executor.submit(Effect.sleep("1 minute"), { timeout: "1 second" })))
+        yield* TestClock.adjust("999 millis")
+        expect(Option.isNone(yield* Fiber.poll(fiber))).toBe(true)
+        yield* TestClock.adjust("1 millis")
+        const error = yield* Fiber.join(fiber)
+        expect(error).toBeInstanceOf(Executor.RequestTimeoutError)
+        expect(error).toMatchObject({ _tag: "RequestTimeoutError", timeoutMillis: 1000, executor: "timeout" })
+        // The executor's default applies when the request sets none.
+        const second = yield* Effect.fork(Effect.flip(executor.submit(Effect.never)))
+        yield* TestClock.adjust("5 seconds")
+        expect(yield* Fiber.join(second)).toMatchObject({ _tag: "RequestTimeoutError", timeoutMillis: 5000 })
+        expect((yield* executor.stats).availablePermits).toBe(1)
+      })
+    )
+
+    it.scoped("runs each request in a span carrying the executor and request attributes", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "spans", concurrency: 1 })
+        const span = yield* executor.submit(Effect.orDie(Effect.currentSpan), { key: "alpha", priority: 3 })
+        expect(span.name).toBe("sluice.executor.request")
+        expect(span.attributes.get("sluice.executor")).toBe("spans")
+        expect(span.attributes.get("sluice.request.key")).toBe("alpha")
+        expect(span.attributes.get("sluice.request.priority")).toBe(3)
+      })
+    )
+
+    it.scoped("rejects a non-finite priority or a bad timeout with a typed error", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "bad-submit", concurrency: 1 })
+        const priority = yield* Effect.flip(executor.submit(Effect.void, { priority: Number.NaN }))
+        expect(priority).toBeInstanceOf(InvalidOptionsError)
+        expect(priority.message).toContain("priority")
+        const timeout = yield* Effect.flip(executor.submit(Effect.void, { timeout: "soon" as never }))
+        expect(timeout.message).toContain("timeout")
+      })
+    )
+  })
+
+  describe("queue full", () => {
+    it.scoped('"fail" refuses at once with QueueFullError', () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "full-fail", concurrency: 1, queueCapacity: 2, whenFull: "fail" })
+        const gate = yield* Deferred.make<void>()
+        const running = yield* Effect.fork(executor.submit(Deferred.await(gate)))
+        yield* settle
+        // One waits for the permit (admitting), two fill the queue.
+        const queued = yield* Effect.forEach([1, 2, 3], () =>
+          Effect.zipLeft(Effect.fork(executor.submit(Deferred.await(gate))), settle)
+        )
+        expect(yield* executor.stats).toMatchObject({ inFlight: 1, admitting: 1, queued: 2 })
+        const refused = yield* Effect.flip(executor.submit(Effect.void))
+        expect(refused).toBeInstanceOf(Executor.QueueFullError)
+        expect(refused).toMatchObject({ executor: "full-fail", queueCapacity: 2 })
+        expect(refused.message).toContain("capacity")
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(running)
+        yield* Effect.forEach(queued, Fiber.join)
+        expect(yield* executor.stats).toMatchObject({ completed: 4, queued: 0 })
+      })
+    )
+
+    it.scoped('"suspend" makes callers wait for room, in arrival order', () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "full-suspend", concurrency: 1, queueCapacity: 2 })
+        const gate = yield* Deferred.make<void>()
+        const order: Array<number> = []
+        const fibers = yield* Effect.forEach([0, 1, 2, 3, 4, 5], (n) =>
+          Effect.fork(executor.submit(Effect.zipRight(Deferred.await(gate), Effect.sync(() => order.push(n)))))
+        )
+        yield* settle
+        expect(yield* executor.stats).toMatchObject({ inFlight: 1, admitting: 1, queued: 2, waitingForRoom: 2 })
+        yield* Deferred.succeed(gate, undefined)
+        yield* Effect.forEach(fibers, Fiber.join)
+        expect(order).toEqual([0, 1, 2, 3, 4, 5])
+        expect(yield* executor.stats).toMatchObject({ waitingForRoom: 0, queued: 0, completed: 6 })
+      })
+    )
+
+    it.scoped("a caller interrupted while waiting for room gives its turn to the next", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "room-cancel", concurrency: 1, queueCapacity: 1 })
+        const gate = yield* Deferred.make<void>()
+        const running = yield* Effect.fork(executor.submit(Deferred.await(gate)))
+        yield* settle
+        const admitting = yield* Effect.fork(executor.submit(Deferred.await(gate)))
+        const queued = yield* Effect.fork(executor.submit(Deferred.await(gate)))
+        yield* settle
+        const waitingA = yield* Effect.fork(executor.submit(Effect.succeed("a")))
+        const waitingB = yield* Effect.fork(executor.submit(Effect.succeed("b")))
+        yield* settle
+        expect((yield* executor.stats).waitingForRoom).toBe(2)
+        yield* Fiber.interrupt(waitingA)
+        yield* Deferred.succeed(gate, undefined)
+        expect(yield* Fiber.join(waitingB)).toBe("b")
+        yield* Fiber.join(running)
+        yield* Fiber.join(admitting)
+        yield* Fiber.join(queued)
+        expect(yield* executor.stats).toMatchObject({ queued: 0, waitingForRoom: 0, completed: 4, cancelled: 1 })
+      })
+    )
+  })
+
+  describe("rate admission", () => {
+    it.scoped("admits through the limits and holds no permit while waiting for tokens", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({
+          name: "admission",
+          concurrency: 1,
+          limits: { requests: { limit: 10, interval: "1 second", capacity: 1 } }
+        })
+        const starts: Array<number> = []
+        const fiber = yield* Effect.fork(
+          executor.submitAll(
+            Array.from({ length: 4 }, () => Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => starts.push(t))))
+          )
+        )
+        yield* TestClock.adjust("50 millis")
+        // The second request is waiting for its token: it holds no concurrency permit.
+        expect(yield* executor.stats).toMatchObject({ admitting: 1, inFlight: 0, availablePermits: 1 })
+        yield* TestClock.adjust("1 second")
+        yield* Fiber.join(fiber)
+        expect(starts).toEqual([0, 100, 200, 300])
+      })
+    )
+
+    it.scoped("charges the request's cost to the key it names", () =>
+      Effect.gen(function* () {
+        const limiter = yield* RateLimiter.make({
+          name: "shared",
+          limits: { requests: { limit: 10, interval: "1 second" }, tokens: { limit: 1000, interval: "1 second" } }
+        }).pipe(Effect.provide(RateLimiterStore.layerMemory()))
+        const executor = yield* Executor.make({ name: "costs", concurrency: 2, rateLimiter: limiter })
+        yield* executor.submit(Effect.void, { cost: { tokens: 300 }, key: "tenant-a" })
+        const a = yield* limiter.state({ key: "tenant-a" })
+        const b = yield* limiter.state({ key: "tenant-b" })
+        expect(a.map((bucket) => [bucket.name, bucket.available])).toEqual([
+          ["requests", 9],
+          ["tokens", 700]
+        ])
+        expect(b.map((bucket) => bucket.available)).toEqual([10, 1000])
+      })
+    )
+
+    it.scoped("fails a cost no limit can pay at once, with the limit named", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({
+          name: "too-big",
+          concurrency: 1,
+          limits: { tokens: { limit: 1000, interval: "1 minute" } }
+        })
+        const error = yield* Effect.flip(executor.submit(Effect.void, { cost: { tokens: 5000 } }))
+        expect(error).toMatchObject({ _tag: "RateLimiterError", reason: "CostExceedsCapacity", limit: "tokens" })
+        expect(yield* Clock.currentTimeMillis).toBe(0)
+        expect(yield* executor.stats).toMatchObject({ failed: 1, availablePermits: 1, admitting: 0 })
+      })
+    )
+  })
+
+  describe("cancellation", () => {
+    it.scoped("interrupting a queued caller removes its request and frees its slot", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "cancel-queued", concurrency: 1, queueCapacity: 1 })
+        const events = yield* executor.subscribe
+        const gate = yield* Deferred.make<void>()
+        const ran: Array<string> = []
+        const running = yield* Effect.fork(executor.submit(Deferred.await(gate)))
+        yield* settle
+        const admitting = yield* Effect.fork(executor.submit(Effect.sync(() => ran.push("admitting"))))
+        yield* settle
+        const queued = yield* Effect.fork(executor.submit(Effect.sync(() => ran.push("cancelled one"))))
+        yield* settle
+        expect(yield* executor.stats).toMatchObject({ queued: 1, admitting: 1 })
+        yield* Fiber.interrupt(queued)
+        expect(yield* executor.stats).toMatchObject({ queued: 0, cancelled: 1 })
+        // The slot is free again: this one fits without waiting.
+        const next = yield* Effect.fork(executor.submit(Effect.sync(() => ran.push("next"))))
+        yield* settle
+        expect((yield* executor.stats).waitingForRoom).toBe(0)
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(running)
+        yield* Fiber.join(admitting)
+        yield* Fiber.join(next)
+        expect(ran).toEqual(["admitting", "next"])
+        const cancelledEvents = yield* eventsOf(events, 3)
+        expect(cancelledEvents.map((event) => event.status)).toEqual(["PENDING", "QUEUED", "CANCELLED"])
+      })
+    )
+
+    it.scoped("interrupting a running caller interrupts the work and returns the permit", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "cancel-running", concurrency: 1 })
+        const released = yield* Ref.make(false)
+        const work = Effect.acquireUseRelease(
+          Effect.void,
+          () => Effect.never,
+          () => Ref.set(released, true)
+        )
+        const caller = yield* Effect.fork(executor.submit(work))
+        yield* settle
+        expect(yield* executor.stats).toMatchObject({ inFlight: 1, availablePermits: 0 })
+        yield* Fiber.interrupt(caller)
+        expect(yield* Ref.get(released)).toBe(true)
+        expect(yield* executor.stats).toMatchObject({ inFlight: 0, availablePermits: 1, cancelled: 1 })
+        expect(yield* executor.submit(Effect.succeed("after"))).toBe("after")
+      })
+    )
+
+    it.scoped("interrupting a caller waiting for tokens refunds its reservation", () =>
+      Effect.gen(function* () {
+        const limiter = yield* RateLimiter.make({
+          limits: { requests: { limit: 10, interval: "1 second", capacity: 1 } }
+        }).pipe(Effect.provide(RateLimiterStore.layerMemory()))
+        const executor = yield* Executor.make({ name: "cancel-admitting", concurrency: 4, rateLimiter: limiter })
+        const starts: Array<string> = []
+        const record = (label: string) =>
+          Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => starts.push(`${label}@${t}`)))
+        yield* executor.submit(record("first"))
+        const waiting = yield* Effect.fork(executor.submit(record("cancelled")))
+        yield* TestClock.adjust("10 millis")
+        expect((yield* executor.stats).admitting).toBe(1)
+        yield* Fiber.interrupt(waiting)
+        expect(yield* executor.stats).toMatchObject({ admitting: 0, cancelled: 1 })
+        // Its token went back: the next request gets the slot the cancelled one had (t = 100).
+        const third = yield* Effect.fork(executor.submit(record("third")))
+        yield* TestClock.adjust("1 second")
+        yield* Fiber.join(third)
+        expect(starts).toEqual(["first@0", "third@100"])
+      })
+    )
+  })
+
+  describe("events", () => {
+    it.scoped("a success goes PENDING → QUEUED → PROCESSING → CALLING → COMPLETED, with Clock timestamps", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({
+          name: "events",
+          concurrency: 1,
+          limits: { requests: { limit: 1, interval: "1 second" } }
+        })
+        const events = yield* executor.subscribe
+        yield* executor.submit(Effect.void)
+        const fiber = yield* Effect.fork(executor.submit(Effect.sleep("250 millis"), { cost: 1, key: "default" }))
+        yield* TestClock.adjust("2 seconds")
+        yield* Fiber.join(fiber)
+        const second = yield* eventsOf(events, 2)
+        expect(second.map((event) => event.status)).toEqual(["PENDING", "QUEUED", "PROCESSING", "CALLING", "COMPLETED"])
+        const last = second[second.length - 1]!
+        expect(last.timestamps).toEqual({ PENDING: 0, QUEUED: 0, PROCESSING: 0, CALLING: 1000, COMPLETED: 1250 })
+        expect(last).toMatchObject({ executor: "events", key: "default", attempts: 1, cost: 1, priority: 0 })
+        expect(last.error).toBeUndefined()
+      })
+    )
+
+    it.scoped("a failure and a timeout end FAILED with the error", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "failures", concurrency: 2 })
+        const events = yield* executor.subscribe
+        yield* Effect.flip(executor.submit(Effect.fail("boom")))
+        const timedOut = yield* Effect.fork(executor.submit(Effect.never, { timeout: "3 seconds" }))
+        yield* TestClock.adjust("3 seconds")
+        yield* Effect.flip(Fiber.join(timedOut))
+        const failure = yield* Effect.map(Queue.takeAll(events), (all) => Array.from(all))
+        const byId = (id: number) => failure.filter((event) => event.id === id)
+        expect(byId(1).map((event) => event.status)).toEqual(["PENDING", "QUEUED", "PROCESSING", "CALLING", "FAILED"])
+        expect(byId(1).at(-1)?.error).toBe("boom")
+        const timeoutEnd = byId(2).at(-1)!
+        expect(timeoutEnd.status).toBe("FAILED")
+        expect(timeoutEnd.error).toBeInstanceOf(Executor.RequestTimeoutError)
+        expect(timeoutEnd.timestamps.FAILED! - timeoutEnd.timestamps.CALLING!).toBe(3000)
+      })
+    )
+
+    it.scoped("a cancelled running request ends CANCELLED at the moment of interruption", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "cancel-events", concurrency: 1 })
+        const events = yield* executor.subscribe
+        const caller = yield* Effect.fork(executor.submit(Effect.never))
+        yield* TestClock.adjust("700 millis")
+        yield* Fiber.interrupt(caller)
+        const all = yield* eventsOf(events, 1)
+        expect(all.map((event) => event.status)).toEqual(["PENDING", "QUEUED", "PROCESSING", "CALLING", "CANCELLED"])
+        expect(all.at(-1)?.timestamps.CANCELLED).toBe(700)
+      })
+    )
+
+    it.scoped("events is a Stream of the same records", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "stream", concurrency: 1 })
+        const collected = yield* Effect.fork(executor.events.pipe(Stream.take(5), Stream.runCollect))
+        yield* settle
+        yield* executor.submit(Effect.void)
+        const events = Array.from(yield* Fiber.join(collected))
+        expect(events.map((event) => event.status)).toEqual(["PENDING", "QUEUED", "PROCESSING", "CALLING", "COMPLETED"])
+      })
+    )
+  })
+
+  describe("metrics", () => {
+    it.scoped("counts outcomes and reports gauges tagged by executor name", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "metrics-test", concurrency: 2 })
+        yield* executor.submit(Effect.void)
+        yield* executor.submit(Effect.void)
+        yield* Effect.flip(executor.submit(Effect.fail("x")))
+        const tagged = <A>(metric: Metric.Metric<any, any, A>, status?: string) => {
+          const byExecutor = Metric.tagged(metric, "executor", "metrics-test")
+          return Metric.value(status === undefined ? byExecutor : Metric.tagged(byExecutor, "status", status))
+        }
+        expect((yield* tagged(Executor.metrics.outcomes, "COMPLETED")).count).toBe(2)
+        expect((yield* tagged(Executor.metrics.outcomes, "FAILED")).count).toBe(1)
+        expect((yield* tagged(Executor.metrics.inFlight)).value).toBe(0)
+        expect((yield* tagged(Executor.metrics.queueDepth)).value).toBe(0)
+        expect((yield* tagged(Executor.metrics.callDuration)).count).toBe(3)
+        expect((yield* tagged(Executor.metrics.admissionWait)).count).toBe(3)
+      })
+    )
+  })
+
+  describe("submitAll", () => {
+    it.scoped("answers every exit in input order", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "batch", concurrency: 3 })
+        const exits = yield* executor.submitAll([
+          Effect.succeed(1),
+          Effect.fail("two"),
+          { effect: Effect.succeed(3), priority: 1 },
+          Effect.delay(Effect.succeed(4), "1 millis")
+        ]).pipe(Effect.fork, Effect.tap(() => TestClock.adjust("1 millis")), Effect.flatMap(Fiber.join))
+        expect(exits.map((exit) => (Exit.isSuccess(exit) ? exit.value : Exit.isFailure(exit) ? "failed" : ""))).toEqual([
+          1,
+          "failed",
+          3,
+          4
+        ])
+        expect(exits[1]).toEqual(Exit.fail("two"))
+      })
+    )
+
+    it.scoped("pulls from the iterable only while the queue has room", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "batch-backpressure", concurrency: 2, queueCapacity: 10 })
+        const gate = yield* Deferred.make<void>()
+        let pulled = 0
+        function* tasks() {
+          for (let i = 0; i < 100; i++) {
+            pulled++
+            yield Deferred.await(gate)
+          }
+        }
+        const fiber = yield* Effect.fork(executor.submitAll(tasks()))
+        yield* settle
+        // 2 running, 1 admitted and waiting for a permit, 10 queued.
+        expect(pulled).toBe(13)
+        expect(yield* executor.stats).toMatchObject({ queued: 10, inFlight: 2, admitting: 1, waitingForRoom: 1 })
+        yield* Deferred.succeed(gate, undefined)
+        const exits = yield* Fiber.join(fiber)
+        expect(exits.length).toBe(100)
+        expect(exits.every(Exit.isSuccess)).toBe(true)
+        expect(pulled).toBe(100)
+      })
+    )
+
+    it.scoped("interrupting the batch cancels what is left and leaves the executor idle", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "batch-cancel", concurrency: 2, queueCapacity: 5 })
+        const fiber = yield* Effect.fork(executor.submitAll(Array.from({ length: 50 }, () => Effect.sleep("1 second"))))
+        yield* TestClock.adjust("2500 millis")
+        yield* Fiber.interrupt(fiber)
+        const stats = yield* executor.stats
+        expect(stats).toMatchObject({ queued: 0, inFlight: 0, admitting: 0, availablePermits: 2, waitingForRoom: 0 })
+        expect(stats.completed).toBe(4)
+        expect(stats.cancelled).toBeGreaterThan(0)
+      })
+    )
+  })
+
+  describe("shutdown", () => {
+    it.effect("closing the scope drains queued and running work before the deadline", () =>
+      Effect.gen(function* () {
+        const scope = yield* Scope.make()
+        const executor = yield* Executor.make({ name: "drain", concurrency: 1, shutdownTimeout: "10 seconds" }).pipe(
+          Scope.extend(scope)
+        )
+        const log: Array<string> = []
+        const callers = yield* Effect.forEach(["a", "b", "c"], (label) =>
+          Effect.fork(executor.submit(timedTask(log, label, "1 second")))
+        )
+        yield* settle
+        const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+        yield* settle
+        // Intake has stopped.
+        const refused = yield* Effect.flip(executor.submit(Effect.void))
+        expect(refused).toMatchObject({ _tag: "ExecutorShutdownError", reason: "NotAccepting" })
+        yield* TestClock.adjust("3 seconds")
+        yield* Fiber.join(closing)
+        expect(yield* Effect.forEach(callers, Fiber.join)).toEqual(["a", "b", "c"])
+        expect(log).toEqual(["a@0", "b@1000", "c@2000"])
+        expect(yield* executor.shutdown()).toEqual({ executor: "drain", unfinishedAtStart: 3, abandoned: [] })
+      })
+    )
+
+    it.effect("at the deadline it abandons the rest and reports which", () =>
+      Effect.gen(function* () {
+        const scope = yield* Scope.make()
+        const executor = yield* Executor.make({ name: "deadline", concurrency: 1 }).pipe(Scope.extend(scope))
+        const log: Array<string> = []
+        const released = yield* Ref.make(0)
+        const task = (label: string) =>
+          Effect.ensuring(timedTask(log, label, "1 second"), Ref.update(released, (n) => n + 1))
+        const callers = yield* Effect.forEach(["a", "b", "c"], (label) => Effect.fork(executor.submit(task(label))))
+        yield* settle
+        const shutdown = yield* Effect.fork(executor.shutdown("1500 millis"))
+        yield* TestClock.adjust("1500 millis")
+        const report = yield* Fiber.join(shutdown)
+        expect(report).toEqual({ executor: "deadline", unfinishedAtStart: 3, abandoned: [2, 3] })
+        expect(yield* Fiber.join(callers[0]!)).toBe("a")
+        const abandoned = yield* Effect.flip(Fiber.join(callers[1]!))
+        expect(abandoned).toMatchObject({ _tag: "ExecutorShutdownError", reason: "Abandoned", requestId: 2 })
+        expect(yield* Effect.flip(Fiber.join(callers[2]!))).toMatchObject({ reason: "Abandoned", requestId: 3 })
+        // The running one was interrupted (its finalizer ran); the queued one never started.
+        expect(log).toEqual(["a@0", "b@1000"])
+        expect(yield* Ref.get(released)).toBe(2)
+        expect(yield* executor.stats).toMatchObject({ queued: 0, inFlight: 0, completed: 1, cancelled: 2 })
+        yield* Scope.close(scope, Exit.void)
+      })
+    )
+  })
+
+  describe("options", () => {
+    it.effect("bad values fail at construction, naming the field", () =>
+      Effect.gen(function* () {
+        const make = (options: unknown) =>
+          Effect.flip(Effect.scoped(Executor.make(options as Executor.Options)))
+        const concurrency = yield* make({ name: "x", concurrency: -1 })
+        expect(concurrency).toBeInstanceOf(InvalidOptionsError)
+        expect(concurrency.message).toContain('["concurrency"]')
+        const whenFull = yield* make({ name: "x", concurrency: 1, whenFull: "drop" })
+        expect(whenFull.message).toContain('["whenFull"]')
+        const timeout = yield* make({ name: "x", concurrency: 1, timeout: "forever" })
+        expect(timeout.message).toContain('["timeout"]')
+        const limits = yield* make({ name: "x", concurrency: 1, limits: { requests: { limit: 0, interval: "1 second" } } })
+        expect(limits.message).toContain("limits")
+        expect(limits.message).toContain("limit")
+        const typo = yield* make({ name: "x", concurency: 1 })
+        expect(typo.message).toContain("concurrency")
+      })
+    )
+
+    it.effect("a bad layer fails when the layer is built", () =>
+      Effect.gen(function* () {
+        const layer = Executor.layer({ name: "", concurrency: 1 })
+        const error = yield* Effect.flip(Layer.build(layer).pipe(Effect.scoped))
+        expect(error.message).toContain('["name"]')
+      })
+    )
+  })
+})
