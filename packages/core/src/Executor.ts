@@ -23,9 +23,11 @@
  *
  * @since 0.1.0
  */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type * as Queue from "effect/Queue"
@@ -203,8 +205,7 @@ export class Executor extends Context.Tag("@sluice/core/Executor")<Executor, Exe
  * @since 0.1.0
  * @category constructors
  */
-export const make: (options: Options) => Effect.Effect<ExecutorShape, InvalidOptionsError, Scope.Scope> =
-  internal.make
+export const make: (options: Options) => Effect.Effect<ExecutorShape, InvalidOptionsError, Scope.Scope> = internal.make
 
 /**
  * @since 0.1.0
@@ -212,6 +213,34 @@ export const make: (options: Options) => Effect.Effect<ExecutorShape, InvalidOpt
  */
 export const layer = (options: Options): Layer.Layer<Executor, InvalidOptionsError> =>
   Layer.scoped(Executor, make(options))
+
+/**
+ * Options as read from `Config` (a shared `rateLimiter` is not a config value).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ConfigOptions = Omit<Options, "rateLimiter">
+
+/**
+ * Reads the options through `Config` (e.g. the environment), then validates
+ * them like {@link layer}:
+ *
+ * ```ts
+ * Executor.layerConfig({
+ *   name: Config.succeed("openai"),
+ *   concurrency: Config.integer("SLUICE_CONCURRENCY").pipe(Config.withDefault(8)),
+ *   queueCapacity: Config.integer("SLUICE_QUEUE_CAPACITY").pipe(Config.withDefault(10_000))
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<ConfigOptions>
+): Layer.Layer<Executor, ConfigError.ConfigError | InvalidOptionsError> =>
+  Layer.scoped(Executor, Effect.flatMap(Config.unwrap(config), make))
 
 /**
  * Runs `effect` on the executor in context.

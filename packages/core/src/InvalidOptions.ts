@@ -10,11 +10,12 @@
  *
  * @since 0.1.0
  */
+
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import * as Duration from "effect/Duration"
 
 /**
  * @since 0.1.0
@@ -71,8 +72,8 @@ const isNonNegativeDuration = (u: unknown): u is Duration.DurationInput => {
  */
 export const PositiveDuration = Schema.declare(isPositiveDuration, {
   identifier: "PositiveDuration",
-  description: "a duration above zero (a Duration, milliseconds, or a string like \"1 minute\")",
-  message: () => "Expected a duration above zero (a Duration, milliseconds, or a string like \"1 minute\")"
+  description: 'a duration above zero (a Duration, milliseconds, or a string like "1 minute")',
+  message: () => 'Expected a duration above zero (a Duration, milliseconds, or a string like "1 minute")'
 })
 
 /**
@@ -84,16 +85,14 @@ export const PositiveDuration = Schema.declare(isPositiveDuration, {
 export const NonNegativeDuration = Schema.declare(isNonNegativeDuration, {
   identifier: "NonNegativeDuration",
   description: "a duration of zero or more",
-  message: () => "Expected a duration of zero or more (a Duration, milliseconds, or a string like \"5 seconds\")"
+  message: () => 'Expected a duration of zero or more (a Duration, milliseconds, or a string like "5 seconds")'
 })
 
 /**
  * @since 0.1.0
  * @category schemas
  */
-export const PositiveInt = Schema.Int.pipe(
-  Schema.positive({ message: () => "Expected a whole number above zero" })
-)
+export const PositiveInt = Schema.Int.pipe(Schema.positive({ message: () => "Expected a whole number above zero" }))
 
 /**
  * @since 0.1.0

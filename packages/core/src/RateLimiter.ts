@@ -25,9 +25,11 @@
  *
  * @since 0.1.0
  */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { InvalidOptionsError } from "./InvalidOptions.js"
 import * as internal from "./internal/rateLimiter.js"
@@ -179,3 +181,14 @@ export const make: (options: Options) => Effect.Effect<RateLimiterShape, Invalid
  */
 export const layer = (options: Options): Layer.Layer<RateLimiter, InvalidOptionsError, RateLimiterStore> =>
   Layer.effect(RateLimiter, make(options))
+
+/**
+ * Reads the options through `Config`, then validates them like {@link layer}.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<Options>
+): Layer.Layer<RateLimiter, ConfigError.ConfigError | InvalidOptionsError, RateLimiterStore> =>
+  Layer.effect(RateLimiter, Effect.flatMap(Config.unwrap(config), make))

@@ -147,9 +147,8 @@ export interface MemoryOptions {
  * @since 0.1.0
  * @category constructors
  */
-export const makeMemory: (
-  options?: MemoryOptions
-) => Effect.Effect<MemoryStore, never, Scope.Scope> = internal.makeMemory
+export const makeMemory: (options?: MemoryOptions) => Effect.Effect<MemoryStore, never, Scope.Scope> =
+  internal.makeMemory
 
 /**
  * The memory store, plus `sweep` (evict idle keys now; answers how many went).

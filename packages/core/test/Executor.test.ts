@@ -1,6 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import * as ConfigProvider from "effect/ConfigProvider"
 import * as Deferred from "effect/Deferred"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -22,7 +25,7 @@ import type { RequestEvent } from "../src/RequestEvent.js"
 const settle = TestClock.adjust(0)
 
 /** An effect that records when it started, then sleeps. */
-const timedTask = (log: Array<string>, label: string, duration: string) =>
+const timedTask = (log: Array<string>, label: string, duration: Duration.DurationInput) =>
   Effect.gen(function* () {
     log.push(`${label}@${yield* Clock.currentTimeMillis}`)
     yield* Effect.sleep(duration)
@@ -85,7 +88,12 @@ describe("Executor", () => {
           ["top", 10]
         ]
         const fibers = yield* Effect.forEach(submissions, ([label, priority]) =>
-          Effect.fork(executor.submit(Effect.sync(() => order.push(label)), { priority }))
+          Effect.fork(
+            executor.submit(
+              Effect.sync(() => order.push(label)),
+              { priority }
+            )
+          )
         )
         yield* settle
         // The dispatcher has already taken the highest one and waits for a permit for it.
@@ -100,7 +108,9 @@ describe("Executor", () => {
     it.scoped("times a request out after exactly its timeout", () =>
       Effect.gen(function* () {
         const executor = yield* Executor.make({ name: "timeout", concurrency: 1, timeout: "5 seconds" })
-        const fiber = yield* Effect.fork(Effect.flip(executor.submit(Effect.sleep("1 minute"), { timeout: "1 second" })))
+        const fiber = yield* Effect.fork(
+          Effect.flip(executor.submit(Effect.sleep("1 minute"), { timeout: "1 second" }))
+        )
         yield* TestClock.adjust("999 millis")
         expect(Option.isNone(yield* Fiber.poll(fiber))).toBe(true)
         yield* TestClock.adjust("1 millis")
@@ -167,7 +177,14 @@ describe("Executor", () => {
         const gate = yield* Deferred.make<void>()
         const order: Array<number> = []
         const fibers = yield* Effect.forEach([0, 1, 2, 3, 4, 5], (n) =>
-          Effect.fork(executor.submit(Effect.zipRight(Deferred.await(gate), Effect.sync(() => order.push(n)))))
+          Effect.fork(
+            executor.submit(
+              Effect.zipRight(
+                Deferred.await(gate),
+                Effect.sync(() => order.push(n))
+              )
+            )
+          )
         )
         yield* settle
         expect(yield* executor.stats).toMatchObject({ inFlight: 1, admitting: 1, queued: 2, waitingForRoom: 2 })
@@ -213,7 +230,9 @@ describe("Executor", () => {
         const starts: Array<number> = []
         const fiber = yield* Effect.fork(
           executor.submitAll(
-            Array.from({ length: 4 }, () => Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => starts.push(t))))
+            Array.from({ length: 4 }, () =>
+              Effect.flatMap(Clock.currentTimeMillis, (t) => Effect.sync(() => starts.push(t)))
+            )
           )
         )
         yield* TestClock.adjust("50 millis")
@@ -422,18 +441,21 @@ describe("Executor", () => {
     it.scoped("answers every exit in input order", () =>
       Effect.gen(function* () {
         const executor = yield* Executor.make({ name: "batch", concurrency: 3 })
-        const exits = yield* executor.submitAll([
-          Effect.succeed(1),
-          Effect.fail("two"),
-          { effect: Effect.succeed(3), priority: 1 },
-          Effect.delay(Effect.succeed(4), "1 millis")
-        ]).pipe(Effect.fork, Effect.tap(() => TestClock.adjust("1 millis")), Effect.flatMap(Fiber.join))
-        expect(exits.map((exit) => (Exit.isSuccess(exit) ? exit.value : Exit.isFailure(exit) ? "failed" : ""))).toEqual([
-          1,
-          "failed",
-          3,
-          4
-        ])
+        const exits = yield* executor
+          .submitAll([
+            Effect.succeed(1),
+            Effect.fail("two"),
+            { effect: Effect.succeed(3), priority: 1 },
+            Effect.delay(Effect.succeed(4), "1 millis")
+          ])
+          .pipe(
+            Effect.fork,
+            Effect.tap(() => TestClock.adjust("1 millis")),
+            Effect.flatMap(Fiber.join)
+          )
+        expect(exits.map((exit) => (Exit.isSuccess(exit) ? exit.value : Exit.isFailure(exit) ? "failed" : ""))).toEqual(
+          [1, "failed", 3, 4]
+        )
         expect(exits[1]).toEqual(Exit.fail("two"))
       })
     )
@@ -508,7 +530,10 @@ describe("Executor", () => {
         const log: Array<string> = []
         const released = yield* Ref.make(0)
         const task = (label: string) =>
-          Effect.ensuring(timedTask(log, label, "1 second"), Ref.update(released, (n) => n + 1))
+          Effect.ensuring(
+            timedTask(log, label, "1 second"),
+            Ref.update(released, (n) => n + 1)
+          )
         const callers = yield* Effect.forEach(["a", "b", "c"], (label) => Effect.fork(executor.submit(task(label))))
         yield* settle
         const shutdown = yield* Effect.fork(executor.shutdown("1500 millis"))
@@ -531,8 +556,7 @@ describe("Executor", () => {
   describe("options", () => {
     it.effect("bad values fail at construction, naming the field", () =>
       Effect.gen(function* () {
-        const make = (options: unknown) =>
-          Effect.flip(Effect.scoped(Executor.make(options as Executor.Options)))
+        const make = (options: unknown) => Effect.flip(Effect.scoped(Executor.make(options as Executor.Options)))
         const concurrency = yield* make({ name: "x", concurrency: -1 })
         expect(concurrency).toBeInstanceOf(InvalidOptionsError)
         expect(concurrency.message).toContain('["concurrency"]')
@@ -540,11 +564,35 @@ describe("Executor", () => {
         expect(whenFull.message).toContain('["whenFull"]')
         const timeout = yield* make({ name: "x", concurrency: 1, timeout: "forever" })
         expect(timeout.message).toContain('["timeout"]')
-        const limits = yield* make({ name: "x", concurrency: 1, limits: { requests: { limit: 0, interval: "1 second" } } })
+        const limits = yield* make({
+          name: "x",
+          concurrency: 1,
+          limits: { requests: { limit: 0, interval: "1 second" } }
+        })
         expect(limits.message).toContain("limits")
         expect(limits.message).toContain("limit")
         const typo = yield* make({ name: "x", concurency: 1 })
         expect(typo.message).toContain("concurrency")
+      })
+    )
+
+    it.effect("layerConfig reads the options through Config and validates them", () =>
+      Effect.gen(function* () {
+        const layer = Executor.layerConfig({ name: Config.string("NAME"), concurrency: Config.integer("CONCURRENCY") })
+        const withEnv = (env: Record<string, string>) =>
+          Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+        const stats = yield* Effect.flatMap(Executor.Executor, (executor) => executor.stats).pipe(
+          Effect.provide(layer),
+          withEnv({ NAME: "from-env", CONCURRENCY: "3" })
+        )
+        expect(stats.availablePermits).toBe(3)
+        const invalid = yield* Effect.flip(
+          Effect.provide(Executor.Executor, layer).pipe(withEnv({ NAME: "from-env", CONCURRENCY: "0" }))
+        )
+        expect(invalid).toBeInstanceOf(InvalidOptionsError)
+        expect(invalid.message).toContain('["concurrency"]')
+        const missing = yield* Effect.flip(Effect.provide(Executor.Executor, layer).pipe(withEnv({ NAME: "x" })))
+        expect(String(missing)).toContain("CONCURRENCY")
       })
     )
 

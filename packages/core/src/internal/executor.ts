@@ -134,7 +134,7 @@ export const make = (
     const queue = new PriorityQueue<Request>(isRequestLive)
     let queued = 0
     let inFlight = 0
-    let admitting: Request | undefined = undefined
+    let admitting: Request | undefined
     const running = new Set<Request>()
     const roomWaiters: Array<RoomWaiter> = []
     /** Slots promised to woken room waiters that have not enqueued yet. */
@@ -144,9 +144,9 @@ export const make = (
     let cancelled = 0
     let nextId = 0
     let accepting = true
-    let workAvailable: Deferred.Deferred<void> | undefined = undefined
-    let idle: Deferred.Deferred<void> | undefined = undefined
-    let report: Deferred.Deferred<Executor.ShutdownReport> | undefined = undefined
+    let workAvailable: Deferred.Deferred<void> | undefined
+    let idle: Deferred.Deferred<void> | undefined
+    let report: Deferred.Deferred<Executor.ShutdownReport> | undefined
 
     // ---- events -------------------------------------------------------------
 
@@ -215,7 +215,11 @@ export const make = (
       }
     }
 
-    const settle = (request: Request, status: "COMPLETED" | "FAILED" | "CANCELLED", exit: Exit.Exit<unknown, unknown>) => {
+    const settle = (
+      request: Request,
+      status: "COMPLETED" | "FAILED" | "CANCELLED",
+      exit: Exit.Exit<unknown, unknown>
+    ) => {
       request.enter(status, now())
       if (status === "COMPLETED") completed++
       else if (status === "FAILED") failed++
@@ -289,7 +293,9 @@ export const make = (
         now()
       )
 
-    const invalidSubmit = (options: Executor.SubmitOptions | undefined): InvalidOptions.InvalidOptionsError | undefined => {
+    const invalidSubmit = (
+      options: Executor.SubmitOptions | undefined
+    ): InvalidOptions.InvalidOptionsError | undefined => {
       if (options === undefined) return undefined
       if (options.priority !== undefined && !Number.isFinite(options.priority)) {
         return new InvalidOptions.InvalidOptionsError({
@@ -315,8 +321,7 @@ export const make = (
 
     const cancel = (request: Request, cause: "caller" | "shutdown"): Effect.Effect<void> =>
       Effect.suspend(() => {
-        const exitFor = () =>
-          cause === "shutdown" ? Exit.fail(abandonedError(request)) : Exit.interrupt(FiberId.none)
+        const exitFor = () => (cause === "shutdown" ? Exit.fail(abandonedError(request)) : Exit.interrupt(FiberId.none))
         if (cause === "shutdown") {
           request.abandoned = true
           request.error = abandonedError(request)
@@ -662,7 +667,8 @@ const makeLimiter = (name: string, limits: Executor.Options["limits"]) =>
     return yield* RateLimiterInternal.make({ name, limits }).pipe(
       Effect.provideService(RateLimiterStore.RateLimiterStore, resolved),
       Effect.mapError(
-        (error) => new InvalidOptions.InvalidOptionsError({ component: "Executor", issues: `["limits"] ${error.issues}` })
+        (error) =>
+          new InvalidOptions.InvalidOptionsError({ component: "Executor", issues: `["limits"] ${error.issues}` })
       )
     )
   })

@@ -90,5 +90,4 @@ export const block = (state: BucketState, until: number): void => {
 }
 
 /** A bucket that is full and unblocked is indistinguishable from a fresh one. */
-export const isIdle = (state: BucketState, now: number): boolean =>
-  state.tat <= now && state.blockedUntil <= now
+export const isIdle = (state: BucketState, now: number): boolean => state.tat <= now && state.blockedUntil <= now

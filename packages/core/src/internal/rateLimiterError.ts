@@ -25,9 +25,8 @@ export class RateLimiterError extends Schema.TaggedError<RateLimiterError>("@slu
         return `Invalid cost ${this.cost} for limit "${this.limit}" (${where}): a cost must be a finite number of zero or more`
       case "UnknownLimit":
         return `Unknown limit "${this.limit}" (${where}); this limiter has ${this.detail}`
-      case "StoreFailure":
+      default:
         return `The rate-limiter store failed (${where}): ${this.detail}`
     }
   }
 }
-
