@@ -16,12 +16,17 @@
  *   takes one limit per call (requests and tokens cannot be taken together),
  *   cannot refund an interrupted waiter, and has no reconcile, sync or penalize.
  *
- * So this module adds: all-or-nothing across limits; FIFO fairness (a
- * reservation is scheduled behind every earlier one, so a large cost is never
- * starved by small ones); refund of an interrupted waiter; `reconcile`,
- * `sync` and `penalize`. Each limit is a GCRA bucket (`internal/gcra.ts`):
- * refill is computed from elapsed `Clock` time and waiters are paced from the
- * schedule, not from when their timers fire, so the sustained rate is exact.
+ * So this module adds: all-or-nothing across limits (nothing is charged
+ * until every limit can pay); FIFO fairness (callers on a key wait in line,
+ * and only the head of the line waits for the buckets, so a large cost is
+ * never starved by small ones and a dequeue is O(1)); an interrupted waiter
+ * leaves having paid nothing; `reconcile`, `refund`, `sync` and `penalize`.
+ * Each limit is a GCRA bucket (`internal/gcra.ts`): refill is computed from
+ * elapsed `Clock` time, and the head charges at its due time even when its
+ * timer fires late, so a backlog runs at exactly the configured rate.
+ *
+ * The line is per process: with a shared store (Redis), processes share the
+ * buckets but each keeps its own line.
  *
  * @since 0.1.0
  */
@@ -84,7 +89,7 @@ export interface KeyOptions {
 }
 
 /**
- * A paid acquisition: what was charged, to which key, and when it was due.
+ * A paid acquisition: what was charged, to which key, and when.
  * Hand it to `reconcile` once the real cost is known.
  *
  * @since 0.1.0
@@ -94,7 +99,7 @@ export interface Reservation {
   readonly key: string
   /** The charge per limit, by limit name. */
   readonly costs: Readonly<Record<string, number>>
-  /** When the buckets allowed it (ms on the limiter's Clock). */
+  /** When it was charged (ms on the limiter's Clock). */
   readonly at: number
   /** How long the caller had to wait for it (ms). */
   readonly waited: number
@@ -137,18 +142,19 @@ export interface RateLimiterShape {
   readonly name: string
   /** The limit names, in the order they were configured. */
   readonly limitNames: ReadonlyArray<string>
-  /** Waits until every limit can pay, then pays them all at once. */
+  /**
+   * Waits until every limit can pay, then pays them all at once. Callers on
+   * one key are served first come, first served; interrupting a waiting
+   * caller takes it out of line, having paid nothing.
+   */
   readonly acquire: (cost?: Cost, options?: KeyOptions) => Effect.Effect<Reservation, RateLimiterError>
   /**
-   * Pays now for the earliest moment every limit allows and answers when that
-   * is, without waiting: the caller waits until `reservation.at` itself, and
-   * must `cancel` the reservation if it gives up. `acquire` is this plus the wait.
+   * Pays only if every limit can pay now and nobody is waiting ahead on the
+   * key; otherwise says how long it would take, and pays nothing.
    */
-  readonly reserve: (cost?: Cost, options?: KeyOptions) => Effect.Effect<Reservation, RateLimiterError>
-  /** Pays only if every limit can pay now; otherwise says how long it would take. */
   readonly tryAcquire: (cost?: Cost, options?: KeyOptions) => Effect.Effect<TryAcquireResult, RateLimiterError>
-  /** Gives a reservation back entirely (an interrupted or abandoned call). */
-  readonly cancel: (reservation: Reservation) => Effect.Effect<void, RateLimiterError>
+  /** Gives a whole reservation back (a call admitted but never made). */
+  readonly refund: (reservation: Reservation) => Effect.Effect<void, RateLimiterError>
   /** Refunds or charges the difference between what was reserved and what was used. */
   readonly reconcile: (reservation: Reservation, actual: Cost) => Effect.Effect<void, RateLimiterError>
   /** Lowers one limit's local view to what the server reported. */

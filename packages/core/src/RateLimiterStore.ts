@@ -25,15 +25,14 @@ export type { BucketSpec } from "./internal/gcra.js"
 
 /**
  * How a reservation is taken:
- * - `"schedule"`: always charge, at the earliest time every bucket allows (FIFO
- *   by construction: a later caller is scheduled after an earlier one);
- * - `"ifNow"`: charge only if that earliest time is now;
- * - `"peek"`: never charge, only answer when it would be.
+ * - `"ifDue"`: charge every bucket at once if all of them hold their cost now
+ *   (all-or-nothing), at the earliest moment they did, but not before `notBefore`;
+ * - `"peek"`: never charge, only answer when it would be due.
  *
  * @since 0.1.0
  * @category models
  */
-export type ReserveMode = "schedule" | "ifNow" | "peek"
+export type ReserveMode = "ifDue" | "peek"
 
 /**
  * @since 0.1.0
@@ -45,6 +44,12 @@ export interface ReserveRequest {
   /** One cost per bucket, in the same order. */
   readonly costs: ReadonlyArray<number>
   readonly now: number
+  /**
+   * The earliest time the charge may be dated (at most `now`). A caller that
+   * slept until its due time passes that due time, so that a late timer does
+   * not cost refill; anyone else passes `now`.
+   */
+  readonly notBefore: number
   readonly mode: ReserveMode
 }
 
@@ -53,9 +58,8 @@ export interface ReserveRequest {
  * @category models
  */
 export interface ReserveResult {
-  /** The time (ms, the limiter's Clock) at which all costs can be paid. */
+  /** When all costs can be paid: the charge's time if charged, else a time after now. */
   readonly at: number
-  /** Whether the store charged the costs (always for `"schedule"`). */
   readonly charged: boolean
 }
 

@@ -314,10 +314,13 @@ export const make = (
 
     // ---- cancellation -------------------------------------------------------
 
-    const refund = (request: Request) =>
-      request.reservation !== undefined && limiter !== undefined
-        ? Effect.ignore(limiter.cancel(request.reservation))
-        : Effect.void
+    /** Gives back the tokens of a request admitted but never started. */
+    const refund = (request: Request): Effect.Effect<void> => {
+      const reservation = request.reservation
+      if (reservation === undefined || limiter === undefined) return Effect.void
+      request.reservation = undefined
+      return Effect.ignore(limiter.refund(reservation))
+    }
 
     const cancel = (request: Request, cause: "caller" | "shutdown"): Effect.Effect<void> =>
       Effect.suspend(() => {
@@ -414,7 +417,7 @@ export const make = (
     }
 
     /** Waits for `wait`, or answers `onCancel` sooner if the request is cancelled meanwhile. */
-    const unlessCancelled = <A>(request: Request, wait: Effect.Effect<A>, onCancel: A) => {
+    const unlessCancelled = <A, E>(request: Request, wait: Effect.Effect<A, E>, onCancel: A) => {
       request.cancelSignal ??= Deferred.unsafeMake(FiberId.none)
       return Effect.raceFirst(wait, Effect.as(Deferred.await(request.cancelSignal), onCancel))
     }
@@ -423,7 +426,7 @@ export const make = (
       if (request.status !== "PROCESSING") {
         admitting = undefined
         checkIdle()
-        return Effect.void
+        return refund(request)
       }
       const takePermit = Effect.as(semaphore.take(1), true)
       const permit = inFlight < concurrency ? takePermit : unlessCancelled(request, takePermit, false)
@@ -432,16 +435,17 @@ export const make = (
           start(request)
           return Effect.void
         }
-        // Cancelled meanwhile: hand back the permit if the race left us holding it.
+        // Cancelled meanwhile: hand back the permit if the race left us holding it, and the tokens.
         admitting = undefined
         checkIdle()
-        return holdsPermit ? semaphore.release(1) : Effect.void
+        return Effect.zipRight(holdsPermit ? semaphore.release(1) : Effect.void, refund(request))
       })
     }
 
     const admit = (request: Request): Effect.Effect<void> => {
       if (limiter === undefined) return takePermitAndStart(request)
-      return Effect.matchEffect(limiter.reserve(request.cost, { key: request.key }), {
+      const admission = Effect.map(limiter.acquire(request.cost, { key: request.key }), Option.some)
+      return Effect.matchEffect(unlessCancelled(request, admission, Option.none()), {
         onFailure: (error) => {
           admitting = undefined
           request.error = error
@@ -449,13 +453,8 @@ export const make = (
           return Effect.void
         },
         onSuccess: (reservation) => {
-          request.reservation = reservation
-          const delay = reservation.at - now()
-          if (delay <= 0) return takePermitAndStart(request)
-          return Effect.zipRight(
-            unlessCancelled(request, Effect.sleep(Duration.millis(Math.ceil(delay))), undefined),
-            Effect.suspend(() => takePermitAndStart(request))
-          )
+          if (Option.isSome(reservation)) request.reservation = reservation.value
+          return takePermitAndStart(request)
         }
       })
     }

@@ -8,14 +8,14 @@
  * With `emission` = milliseconds per unit of cost (interval / limit) and
  * `capacity` = the burst size:
  *
- *   level(now)         = capacity - max(0, tat - now) / emission
- *   earliest(cost)     = max(now, tat - (capacity - cost) * emission)
- *   take(cost, at)     : tat := max(tat, at) + cost * emission
+ *   level(now)     = capacity - max(0, tat - now) / emission
+ *   readyAt(cost)  = max(blockedUntil, tat - (capacity - cost) * emission)
+ *   take(cost, at) : tat := max(tat, at) + cost * emission      (at >= readyAt)
  *
- * A take is scheduled at a time `at` (now, or later when the bucket is short),
- * and charged *at that time*, not at the moment the waiter's timer happens to
- * fire. So a late timer never loses refill, and a backlog is paced at exactly
- * the configured rate. Refill is computed from elapsed time; nothing ticks.
+ * Refill is computed from elapsed time; nothing ticks. A take is charged at a
+ * time `at` no later than now. A caller that slept until its due time charges
+ * at that due time even if its timer fired late, so late timers never lose
+ * refill and a backlog is paced at exactly the configured rate.
  */
 
 /** The static description of one bucket. */
@@ -41,14 +41,14 @@ export const fresh = (): BucketState => ({ tat: Number.NEGATIVE_INFINITY, blocke
 export const level = (spec: BucketSpec, state: BucketState, now: number): number =>
   spec.capacity - Math.max(0, state.tat - now) / spec.emission
 
-/** The earliest time at which `cost` can be taken from this bucket. */
-export const earliest = (spec: BucketSpec, state: BucketState, cost: number, now: number): number => {
-  const byLevel = state.tat - (spec.capacity - cost) * spec.emission
-  const at = Math.max(now, state.blockedUntil, byLevel)
-  return at - now < EPSILON ? now : at
-}
+/** The earliest time at which this bucket holds `cost` (may be in the past). */
+export const readyAt = (spec: BucketSpec, state: BucketState, cost: number): number =>
+  Math.max(state.blockedUntil, state.tat - (spec.capacity - cost) * spec.emission)
 
-/** Charges `cost` at time `at` (which must be at or after `earliest`). */
+/** Float slack when comparing a due time with now. */
+export const isDue = (at: number, now: number): boolean => at - now < EPSILON
+
+/** Charges `cost` at time `at` (at or after `readyAt`, at or before now). */
 export const take = (spec: BucketSpec, state: BucketState, cost: number, at: number): void => {
   state.tat = Math.max(state.tat, at) + cost * spec.emission
 }

@@ -40,21 +40,21 @@ export const makeUnsafe = () => {
   const reserve = (request: ReserveRequest): ReserveResult => {
     const state = stateOf(keys, request.key)
     const { buckets, costs, now } = request
-    let at = now
+    let at = request.notBefore
     for (let i = 0; i < buckets.length; i++) {
       const cost = costs[i]!
       if (cost <= 0) continue
-      const candidate = Gcra.earliest(buckets[i]!, bucketOf(state, buckets[i]!.name), cost, now)
-      if (candidate > at) at = candidate
+      const ready = Gcra.readyAt(buckets[i]!, bucketOf(state, buckets[i]!.name), cost)
+      if (ready > at) at = ready
     }
-    const charge = request.mode === "schedule" || (request.mode === "ifNow" && at === now)
-    if (charge) {
-      for (let i = 0; i < buckets.length; i++) {
-        const cost = costs[i]!
-        if (cost !== 0) Gcra.take(buckets[i]!, bucketOf(state, buckets[i]!.name), cost, at)
-      }
+    if (!Gcra.isDue(at, now)) return { at, charged: false }
+    if (at > now) at = now
+    if (request.mode === "peek") return { at, charged: false }
+    for (let i = 0; i < buckets.length; i++) {
+      const cost = costs[i]!
+      if (cost !== 0) Gcra.take(buckets[i]!, bucketOf(state, buckets[i]!.name), cost, at)
     }
-    return { at, charged: charge }
+    return { at, charged: true }
   }
 
   const adjust = (

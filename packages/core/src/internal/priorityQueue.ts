@@ -7,40 +7,7 @@
  * Removal is lazy: the owner marks a record dead (`isLive` turns false) and
  * `pop` skips it; `compact` drops dead records when they pile up.
  */
-
-class Ring<A> {
-  private items: Array<A | undefined> = new Array(16)
-  private head = 0
-  length = 0
-
-  push(item: A): void {
-    if (this.length === this.items.length) this.grow()
-    this.items[(this.head + this.length) & (this.items.length - 1)] = item
-    this.length++
-  }
-
-  shift(): A | undefined {
-    if (this.length === 0) return undefined
-    const item = this.items[this.head]
-    this.items[this.head] = undefined
-    this.head = (this.head + 1) & (this.items.length - 1)
-    this.length--
-    return item
-  }
-
-  filter(keep: (item: A) => boolean): void {
-    const kept: Array<A> = []
-    for (let item = this.shift(); item !== undefined; item = this.shift()) if (keep(item)) kept.push(item)
-    for (const item of kept) this.push(item)
-  }
-
-  private grow(): void {
-    const next: Array<A | undefined> = new Array(this.items.length * 2)
-    for (let i = 0; i < this.length; i++) next[i] = this.items[(this.head + i) & (this.items.length - 1)]
-    this.items = next
-    this.head = 0
-  }
-}
+import { Ring } from "./ring.js"
 
 export class PriorityQueue<A extends { readonly priority: number }> {
   private readonly levels = new Map<number, Ring<A>>()

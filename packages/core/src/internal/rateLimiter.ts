@@ -1,15 +1,37 @@
 /**
- * The RateLimiter's machinery: option decoding, cost resolution, and the wait
- * between a reservation and its due time (refunded if the waiter is interrupted).
- * The bucket arithmetic is in `gcra.ts`; state lives in the RateLimiterStore.
+ * The RateLimiter's machinery: option decoding, cost resolution, and the line
+ * of waiters per key. Only the head of a line waits for the buckets (one
+ * timer per key, however many callers wait); the others wait for their turn.
+ * Nothing is charged until the store finds every bucket able to pay, so an
+ * interrupted waiter has nothing to give back. The bucket arithmetic is in
+ * `gcra.ts`; bucket state lives in the RateLimiterStore.
  */
+import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as Schema from "effect/Schema"
 import * as InvalidOptions from "../InvalidOptions.js"
 import type * as RateLimiter from "../RateLimiter.js"
 import { type BucketSpec, RateLimiterStore, type RateLimiterStoreError } from "../RateLimiterStore.js"
 import { RateLimiterError } from "./rateLimiterError.js"
+import { Ring } from "./ring.js"
+
+interface Waiter {
+  readonly costs: ReadonlyArray<number>
+  /** Completed when this waiter becomes the head of its line. */
+  readonly turn: Deferred.Deferred<void>
+  /** False once it was admitted or interrupted. */
+  active: boolean
+}
+
+interface Line {
+  head: Waiter | undefined
+  readonly waiting: Ring<Waiter>
+  /** Completed to make the head look again before its timer fires. */
+  wake: Deferred.Deferred<void> | undefined
+}
 
 const LimitOptionsSchema = Schema.Struct({
   limit: InvalidOptions.PositiveNumber,
@@ -99,67 +121,152 @@ export const make = (
       return record
     }
 
-    const reserveWith = (mode: "schedule" | "ifNow", cost: RateLimiter.Cost | undefined, key: string) => {
-      const costs = resolveCost(cost, key)
-      if (costs instanceof RateLimiterError) return Effect.fail(costs)
-      const requestedAt = now()
-      return store.reserve({ key: storeKey(key), buckets, costs, now: requestedAt, mode }).pipe(
-        Effect.mapError(storeFailure(key)),
-        Effect.map((result) => ({ result, costs, requestedAt }))
+    const reserve = (mode: "ifDue" | "peek", key: string, costs: ReadonlyArray<number>, notBefore: number) =>
+      Effect.suspend(() =>
+        store
+          .reserve({ key: storeKey(key), buckets, costs, now: now(), notBefore: Math.min(notBefore, now()), mode })
+          .pipe(Effect.mapError(storeFailure(key)))
       )
+
+    const reservation = (key: string, costs: ReadonlyArray<number>, at: number, requestedAt: number) => ({
+      key,
+      costs: costRecord(costs),
+      at,
+      waited: Math.max(0, at - requestedAt)
+    })
+
+    // ---- the line of waiters, one per key ------------------------------------
+
+    const lines = new Map<string, Line>()
+
+    /** Hands the turn to the next waiter still in line, or closes the line. */
+    const leave = (key: string, line: Line, waiter: Waiter) => {
+      waiter.active = false
+      if (line.head !== waiter) return
+      for (let next = line.waiting.shift(); next !== undefined; next = line.waiting.shift()) {
+        if (!next.active) continue
+        line.head = next
+        Deferred.unsafeDone(next.turn, Exit.void)
+        return
+      }
+      line.head = undefined
+      if (lines.get(key) === line) lines.delete(key)
     }
 
-    const reserve = (cost?: RateLimiter.Cost, keyOptions?: RateLimiter.KeyOptions) => {
-      const key = keyOptions?.key ?? DEFAULT_KEY
-      return Effect.map(
-        reserveWith("schedule", cost, key),
-        ({ result, costs, requestedAt }): RateLimiter.Reservation => ({
-          key,
-          costs: costRecord(costs),
-          at: result.at,
-          waited: result.at - requestedAt
-        })
-      )
+    /** Tells the head of a key's line to look again (tokens came back). */
+    const wakeHead = (key: string) => {
+      const line = lines.get(key)
+      if (line?.wake !== undefined) Deferred.unsafeDone(line.wake, Exit.void)
     }
+
+    /**
+     * The head's loop: sleep until due (or until woken by a refund), then try
+     * to pay. Runs uninterruptibly but for its waits (`restore`), so a charge
+     * is never lost between the store and the caller.
+     */
+    const payAsHead = (
+      restore: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>,
+      key: string,
+      line: Line,
+      costs: ReadonlyArray<number>,
+      requestedAt: number,
+      notBefore: number
+    ): Effect.Effect<RateLimiter.Reservation, RateLimiterError> =>
+      Effect.flatMap(reserve("ifDue", key, costs, notBefore), (result) => {
+        if (result.charged) return Effect.succeed(reservation(key, costs, result.at, requestedAt))
+        const due = result.at
+        const wake = Deferred.unsafeMake<void>(FiberId.none)
+        line.wake = wake
+        const sleep = Effect.as(Effect.sleep(Duration.millis(Math.ceil(due - now()))), true)
+        return Effect.flatMap(restore(Effect.raceFirst(sleep, Effect.as(Deferred.await(wake), false))), (slept) =>
+          // Having slept the whole wait, the charge may be dated at the due time.
+          payAsHead(restore, key, line, costs, requestedAt, slept ? due : now())
+        )
+      })
+
+    const waitInLine = (
+      restore: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>,
+      key: string,
+      costs: ReadonlyArray<number>,
+      requestedAt: number
+    ) =>
+      Effect.suspend(() => {
+        const waiter: Waiter = { costs, turn: Deferred.unsafeMake(FiberId.none), active: true }
+        let line = lines.get(key)
+        let myTurn: Effect.Effect<void> = Effect.void
+        if (line === undefined) {
+          line = { head: waiter, waiting: new Ring(), wake: undefined }
+          lines.set(key, line)
+        } else {
+          line.waiting.push(waiter)
+          myTurn = restore(Deferred.await(waiter.turn))
+        }
+        const joined = line
+        return Effect.zipRight(
+          myTurn,
+          Effect.suspend(() => payAsHead(restore, key, joined, costs, requestedAt, now()))
+        ).pipe(Effect.ensuring(Effect.sync(() => leave(key, joined, waiter))))
+      })
+
+    const acquire = (cost?: RateLimiter.Cost, keyOptions?: RateLimiter.KeyOptions) =>
+      Effect.uninterruptibleMask((restore) => {
+        const key = keyOptions?.key ?? DEFAULT_KEY
+        const costs = resolveCost(cost, key)
+        if (costs instanceof RateLimiterError) return Effect.fail(costs)
+        const requestedAt = now()
+        if (lines.has(key)) return waitInLine(restore, key, costs, requestedAt)
+        return Effect.flatMap(reserve("ifDue", key, costs, requestedAt), (result) =>
+          result.charged
+            ? Effect.succeed(reservation(key, costs, result.at, requestedAt))
+            : waitInLine(restore, key, costs, requestedAt)
+        )
+      })
+
+    const tryAcquire = (cost?: RateLimiter.Cost, keyOptions?: RateLimiter.KeyOptions) =>
+      Effect.suspend(() => {
+        const key = keyOptions?.key ?? DEFAULT_KEY
+        const costs = resolveCost(cost, key)
+        if (costs instanceof RateLimiterError) return Effect.fail(costs)
+        const requestedAt = now()
+        const line = lines.get(key)
+        if (line === undefined) {
+          return Effect.map(
+            reserve("ifDue", key, costs, requestedAt),
+            (result): RateLimiter.TryAcquireResult =>
+              result.charged
+                ? { _tag: "Admitted", reservation: reservation(key, costs, result.at, requestedAt) }
+                : { _tag: "Delayed", retryAfter: Duration.millis(Math.ceil(result.at - requestedAt)) }
+          )
+        }
+        // Someone is waiting: this caller would be served after everyone in line.
+        const ahead = costs.slice()
+        for (const waiter of line.waiting.toArray().concat(line.head === undefined ? [] : [line.head])) {
+          if (waiter.active) for (let i = 0; i < ahead.length; i++) ahead[i]! += waiter.costs[i]!
+        }
+        return Effect.map(
+          reserve("peek", key, ahead, requestedAt),
+          (result): RateLimiter.TryAcquireResult => ({
+            _tag: "Delayed",
+            retryAfter: Duration.millis(Math.max(1, Math.ceil(result.at - requestedAt)))
+          })
+        )
+      })
 
     const adjustBy = (reservation: RateLimiter.Reservation, deltas: ReadonlyArray<number>) =>
-      store
-        .adjust(storeKey(reservation.key), buckets, deltas, now())
-        .pipe(Effect.mapError(storeFailure(reservation.key)))
+      Effect.suspend(() =>
+        store.adjust(storeKey(reservation.key), buckets, deltas, now()).pipe(
+          Effect.mapError(storeFailure(reservation.key)),
+          Effect.tap(() => {
+            if (deltas.some((delta) => delta < 0)) wakeHead(reservation.key)
+          })
+        )
+      )
 
-    const cancel = (reservation: RateLimiter.Reservation) =>
+    const refund = (reservation: RateLimiter.Reservation) =>
       adjustBy(
         reservation,
         limitNames.map((limit) => -(reservation.costs[limit] ?? 0))
       )
-
-    const waitUntilDue = (reservation: RateLimiter.Reservation) => {
-      const delay = reservation.at - now()
-      return delay <= 0 ? Effect.void : Effect.sleep(Duration.millis(Math.ceil(delay)))
-    }
-
-    const acquire = (cost?: RateLimiter.Cost, keyOptions?: RateLimiter.KeyOptions) =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(reserve(cost, keyOptions), (reservation) =>
-          reservation.waited <= 0
-            ? Effect.succeed(reservation)
-            : restore(waitUntilDue(reservation)).pipe(
-                Effect.onInterrupt(() => Effect.ignore(cancel(reservation))),
-                Effect.as(reservation)
-              )
-        )
-      )
-
-    const tryAcquire = (cost?: RateLimiter.Cost, keyOptions?: RateLimiter.KeyOptions) => {
-      const key = keyOptions?.key ?? DEFAULT_KEY
-      return Effect.map(
-        reserveWith("ifNow", cost, key),
-        ({ result, costs, requestedAt }): RateLimiter.TryAcquireResult =>
-          result.charged
-            ? { _tag: "Admitted", reservation: { key, costs: costRecord(costs), at: result.at, waited: 0 } }
-            : { _tag: "Delayed", retryAfter: Duration.millis(Math.ceil(result.at - requestedAt)) }
-      )
-    }
 
     /**
      * The difference per limit between what was used and what was reserved.
@@ -216,9 +323,8 @@ export const make = (
       name,
       limitNames,
       acquire,
-      reserve,
       tryAcquire,
-      cancel,
+      refund,
       reconcile,
       sync,
       penalize,
