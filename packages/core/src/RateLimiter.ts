@@ -39,7 +39,7 @@ import * as Layer from "effect/Layer"
 import type { InvalidOptionsError } from "./InvalidOptions.js"
 import * as internal from "./internal/rateLimiter.js"
 import type { RateLimiterError } from "./internal/rateLimiterError.js"
-import type { BucketSnapshot, RateLimiterStore } from "./RateLimiterStore.js"
+import type { BucketSnapshot, RateLimiterStore, Receipt } from "./RateLimiterStore.js"
 
 /**
  * One token bucket: `limit` units per `interval`, holding at most `capacity`
@@ -103,6 +103,8 @@ export interface Reservation {
   readonly at: number
   /** How long the caller had to wait for it (ms). */
   readonly waited: number
+  /** What the store needs to refund it exactly (one per limit, in configuration order). */
+  readonly receipts: ReadonlyArray<Receipt | undefined>
 }
 
 /**
@@ -127,7 +129,7 @@ export interface SyncInfo {
 
 /**
  * Why an acquisition failed: `CostExceedsCapacity` (it could never be
- * admitted), `InvalidCost`, `UnknownLimit`, `StoreFailure`.
+ * admitted), `InvalidCost`, `InvalidDuration`, `UnknownLimit`, `StoreFailure`.
  *
  * @since 0.1.0
  * @category errors
@@ -153,13 +155,22 @@ export interface RateLimiterShape {
    * key; otherwise says how long it would take, and pays nothing.
    */
   readonly tryAcquire: (cost?: Cost, options?: KeyOptions) => Effect.Effect<TryAcquireResult, RateLimiterError>
-  /** Gives a whole reservation back (a call admitted but never made). */
+  /**
+   * Gives a whole reservation back (a call admitted but never made): what of
+   * it has not refilled yet, which is all of it while the key has a backlog.
+   */
   readonly refund: (reservation: Reservation) => Effect.Effect<void, RateLimiterError>
-  /** Refunds or charges the difference between what was reserved and what was used. */
+  /**
+   * Charges the difference when more was used than reserved; gives back the
+   * difference when less was (at most what of the reservation has not refilled yet).
+   */
   readonly reconcile: (reservation: Reservation, actual: Cost) => Effect.Effect<void, RateLimiterError>
   /** Lowers one limit's local view to what the server reported. */
   readonly sync: (limit: string, info: SyncInfo, options?: KeyOptions) => Effect.Effect<void, RateLimiterError>
-  /** Admits nothing on this key for `duration` (e.g. a `Retry-After`). */
+  /**
+   * Admits nothing on this key for `duration` (e.g. a `Retry-After`). A call
+   * that costs nothing on every limit is not held.
+   */
   readonly penalize: (duration: Duration.DurationInput, options?: KeyOptions) => Effect.Effect<void, RateLimiterError>
   /** Every limit's state on one key, now. */
   readonly state: (options?: KeyOptions) => Effect.Effect<ReadonlyArray<BucketSnapshot>, RateLimiterError>

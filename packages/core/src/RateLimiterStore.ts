@@ -7,8 +7,8 @@
  * sweeper). `@effect/experimental` has a RateLimiterStore too, but its shape is
  * one limit per call (`tokenBucket({ key, limit, tokens })`); this store takes
  * all the buckets of a key in one call, which is what makes a multi-limit
- * acquire all-or-nothing, and adds `adjust` (reconcile), `sync` and `block`
- * (server feedback), which that store has no room for.
+ * acquire all-or-nothing, and adds `charge` and `refund` (reconcile), `sync`
+ * and `block` (server feedback), which that store has no room for.
  *
  * @since 0.1.0
  */
@@ -18,10 +18,10 @@ import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import type { BucketSpec } from "./internal/gcra.js"
+import type { BucketSpec, Receipt } from "./internal/gcra.js"
 import * as internal from "./internal/memoryStore.js"
 
-export type { BucketSpec } from "./internal/gcra.js"
+export type { BucketSpec, Receipt } from "./internal/gcra.js"
 
 /**
  * How a reservation is taken:
@@ -61,6 +61,8 @@ export interface ReserveResult {
   /** When all costs can be paid: the charge's time if charged, else a time after now. */
   readonly at: number
   readonly charged: boolean
+  /** When charged: one receipt per bucket (undefined where the cost was 0), for a later refund. */
+  readonly receipts?: ReadonlyArray<Receipt | undefined>
 }
 
 /**
@@ -96,13 +98,24 @@ export class RateLimiterStoreError extends Schema.TaggedError<RateLimiterStoreEr
  */
 export interface RateLimiterStoreShape {
   readonly reserve: (request: ReserveRequest) => Effect.Effect<ReserveResult, RateLimiterStoreError>
-  /** Charges (`> 0`) or refunds (`< 0`) one delta per bucket. */
-  readonly adjust: (
+  /** Charges one more amount per bucket, now (a reconcile above the estimate). */
+  readonly charge: (
     key: string,
     buckets: ReadonlyArray<BucketSpec>,
-    deltas: ReadonlyArray<number>,
+    amounts: ReadonlyArray<number>,
     now: number
   ) => Effect.Effect<void, RateLimiterStoreError>
+  /**
+   * Gives back up to one amount per bucket of the charges behind `receipts`,
+   * but never what has already refilled. Answers what went back per bucket.
+   */
+  readonly refund: (
+    key: string,
+    buckets: ReadonlyArray<BucketSpec>,
+    amounts: ReadonlyArray<number>,
+    receipts: ReadonlyArray<Receipt | undefined>,
+    now: number
+  ) => Effect.Effect<ReadonlyArray<number>, RateLimiterStoreError>
   /** Lowers one bucket's level to what a server reported. */
   readonly sync: (
     key: string,

@@ -12,6 +12,13 @@
  *   readyAt(cost)  = max(blockedUntil, tat - (capacity - cost) * emission)
  *   take(cost, at) : tat := max(tat, at) + cost * emission      (at >= readyAt)
  *
+ * A refund gives back only what of a charge has not refilled yet. By the time
+ * the bucket has refilled past a charge, the refill was handed out (or lost
+ * at the capacity), and giving the charge back then would count it twice. So
+ * a charge leaves a receipt: the `tat` it reached (`paidUntil`) and the
+ * bucket's running total of credits. What is still unrefilled is at least
+ * `paidUntil - (credits since) - now`; a refund never gives back more.
+ *
  * Refill is computed from elapsed time; nothing ticks. A take is charged at a
  * time `at` no later than now. A caller that slept until its due time charges
  * at that due time even if its timer fired late, so late timers never lose
@@ -30,12 +37,30 @@ export interface BucketSpec {
 export interface BucketState {
   tat: number
   blockedUntil: number
+  /** Milliseconds of `tat` given back by refunds, in total. */
+  credited: number
+  /** Tells this bucket from an earlier one under the same name that was evicted. */
+  readonly generation: number
+}
+
+/** What a refund needs to know about one charge. */
+export interface Receipt {
+  readonly paidUntil: number
+  readonly credited: number
+  readonly generation: number
 }
 
 /** Float slack, so that `0.1 * 3` style rounding never costs a millisecond. */
 const EPSILON = 1e-7
 
-export const fresh = (): BucketState => ({ tat: Number.NEGATIVE_INFINITY, blockedUntil: 0 })
+let generations = 0
+
+export const fresh = (): BucketState => ({
+  tat: Number.NEGATIVE_INFINITY,
+  blockedUntil: 0,
+  credited: 0,
+  generation: ++generations
+})
 
 /** Units available at `now` (may be negative after an over-charge). */
 export const level = (spec: BucketSpec, state: BucketState, now: number): number =>
@@ -48,21 +73,33 @@ export const readyAt = (spec: BucketSpec, state: BucketState, cost: number): num
 /** Float slack when comparing a due time with now. */
 export const isDue = (at: number, now: number): boolean => at - now < EPSILON
 
-/** Charges `cost` at time `at` (at or after `readyAt`, at or before now). */
-export const take = (spec: BucketSpec, state: BucketState, cost: number, at: number): void => {
+/** Whole milliseconds to wait until `at`, never one more because of float error. */
+export const millisUntil = (at: number, now: number): number => Math.max(0, Math.ceil(at - now - EPSILON))
+
+/** Charges `cost` at time `at` (at or after `readyAt`, at or before now) and answers its receipt. */
+export const take = (spec: BucketSpec, state: BucketState, cost: number, at: number): Receipt => {
   state.tat = Math.max(state.tat, at) + cost * spec.emission
+  return { paidUntil: state.tat, credited: state.credited, generation: state.generation }
+}
+
+/** Charges `amount` more, now (a reconcile above the estimate). */
+export const charge = (spec: BucketSpec, state: BucketState, amount: number, now: number): void => {
+  state.tat = Math.max(state.tat, now) + amount * spec.emission
 }
 
 /**
- * Gives back (`delta < 0`) or charges (`delta > 0`) after the fact. A refund
- * never lifts the bucket above full: `level` caps at capacity by construction.
+ * Gives back up to `amount` of the charge behind `receipt`: only the part that
+ * has not refilled yet. Answers how much went back.
  */
-export const adjust = (spec: BucketSpec, state: BucketState, delta: number, now: number): void => {
-  if (delta >= 0) {
-    state.tat = Math.max(state.tat, now) + delta * spec.emission
-  } else {
-    state.tat = state.tat + delta * spec.emission
-  }
+export const refund = (spec: BucketSpec, state: BucketState, amount: number, receipt: Receipt, now: number): number => {
+  if (receipt.generation !== state.generation) return 0
+  const frontier = receipt.paidUntil - (state.credited - receipt.credited)
+  const unrefilled = Math.max(0, frontier - now) / spec.emission
+  const given = Math.min(amount, unrefilled)
+  if (given <= 0) return 0
+  state.tat -= given * spec.emission
+  state.credited += given * spec.emission
+  return given
 }
 
 /**

@@ -50,24 +50,43 @@ export const makeUnsafe = () => {
     if (!Gcra.isDue(at, now)) return { at, charged: false }
     if (at > now) at = now
     if (request.mode === "peek") return { at, charged: false }
+    const receipts: Array<Gcra.Receipt | undefined> = []
     for (let i = 0; i < buckets.length; i++) {
       const cost = costs[i]!
-      if (cost !== 0) Gcra.take(buckets[i]!, bucketOf(state, buckets[i]!.name), cost, at)
+      receipts.push(cost > 0 ? Gcra.take(buckets[i]!, bucketOf(state, buckets[i]!.name), cost, at) : undefined)
     }
-    return { at, charged: true }
+    return { at, charged: true, receipts }
   }
 
-  const adjust = (
+  const charge = (
     key: string,
     buckets: ReadonlyArray<Gcra.BucketSpec>,
-    deltas: ReadonlyArray<number>,
+    amounts: ReadonlyArray<number>,
     now: number
-  ): void => {
+  ) => {
     const state = stateOf(keys, key)
     for (let i = 0; i < buckets.length; i++) {
-      const delta = deltas[i]!
-      if (delta !== 0) Gcra.adjust(buckets[i]!, bucketOf(state, buckets[i]!.name), delta, now)
+      const amount = amounts[i]!
+      if (amount > 0) Gcra.charge(buckets[i]!, bucketOf(state, buckets[i]!.name), amount, now)
     }
+  }
+
+  const refund = (
+    key: string,
+    buckets: ReadonlyArray<Gcra.BucketSpec>,
+    amounts: ReadonlyArray<number>,
+    receipts: ReadonlyArray<Gcra.Receipt | undefined>,
+    now: number
+  ): ReadonlyArray<number> => {
+    const state = keys.get(key)
+    return buckets.map((spec, i) => {
+      const bucket = state?.get(spec.name)
+      const receipt = receipts[i]
+      const amount = amounts[i]!
+      // No state: the key was evicted, so everything it was charged has refilled.
+      if (bucket === undefined || receipt === undefined || amount <= 0) return 0
+      return Gcra.refund(spec, bucket, amount, receipt, now)
+    })
   }
 
   const sweep = (now: number): number => {
@@ -91,7 +110,8 @@ export const makeUnsafe = () => {
   return {
     keys,
     reserve,
-    adjust,
+    charge,
+    refund,
     sync: (key: string, bucket: Gcra.BucketSpec, remaining: number, resetAfter: number | undefined, now: number) =>
       Gcra.sync(bucket, bucketOf(stateOf(keys, key), bucket.name), remaining, resetAfter, now),
     block: (key: string, buckets: ReadonlyArray<Gcra.BucketSpec>, until: number) => {
@@ -124,7 +144,9 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<MemoryStore, 
     yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(interval)).pipe(Effect.delay(interval)))
     return {
       reserve: (request) => Effect.sync(() => store.reserve(request)),
-      adjust: (key, buckets, deltas, at) => Effect.sync(() => store.adjust(key, buckets, deltas, at)),
+      charge: (key, buckets, amounts, at) => Effect.sync(() => store.charge(key, buckets, amounts, at)),
+      refund: (key, buckets, amounts, receipts, at) =>
+        Effect.sync(() => store.refund(key, buckets, amounts, receipts, at)),
       sync: (key, bucket, remaining, resetAfter, at) =>
         Effect.sync(() => store.sync(key, bucket, remaining, resetAfter, at)),
       block: (key, buckets, until) => Effect.sync(() => store.block(key, buckets, until)),

@@ -11,10 +11,17 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as InvalidOptions from "../InvalidOptions.js"
 import type * as RateLimiter from "../RateLimiter.js"
-import { type BucketSpec, RateLimiterStore, type RateLimiterStoreError } from "../RateLimiterStore.js"
+import {
+  type BucketSpec,
+  RateLimiterStore,
+  type RateLimiterStoreError,
+  type ReserveResult
+} from "../RateLimiterStore.js"
+import * as Gcra from "./gcra.js"
 import { RateLimiterError } from "./rateLimiterError.js"
 import { Ring } from "./ring.js"
 
@@ -31,7 +38,13 @@ interface Line {
   readonly waiting: Ring<Waiter>
   /** Completed to make the head look again before its timer fires. */
   wake: Deferred.Deferred<void> | undefined
+  /** What everyone in line (the head included) will take, per bucket. */
+  readonly pendingCosts: Array<number>
+  /** Waiters interrupted while still in `waiting`. */
+  departed: number
 }
+
+type Restore = <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>
 
 const LimitOptionsSchema = Schema.Struct({
   limit: InvalidOptions.PositiveNumber,
@@ -128,23 +141,68 @@ export const make = (
           .pipe(Effect.mapError(storeFailure(key)))
       )
 
-    const reservation = (key: string, costs: ReadonlyArray<number>, at: number, requestedAt: number) => ({
+    const reservation = (
+      key: string,
+      costs: ReadonlyArray<number>,
+      result: ReserveResult,
+      requestedAt: number
+    ): RateLimiter.Reservation => ({
       key,
       costs: costRecord(costs),
-      at,
-      waited: Math.max(0, at - requestedAt)
+      at: result.at,
+      waited: Math.max(0, result.at - requestedAt),
+      receipts: result.receipts ?? []
     })
+
+    // ---- giving back and charging after the fact ----------------------------
+
+    const refundAmounts = (reservation: RateLimiter.Reservation, amounts: ReadonlyArray<number>) =>
+      Effect.suspend(() =>
+        store.refund(storeKey(reservation.key), buckets, amounts, reservation.receipts, now()).pipe(
+          Effect.mapError(storeFailure(reservation.key)),
+          Effect.tap((given) => {
+            if (given.some((amount) => amount > 0)) wakeHead(reservation.key)
+          }),
+          Effect.asVoid
+        )
+      )
+
+    const refund = (reservation: RateLimiter.Reservation) =>
+      refundAmounts(
+        reservation,
+        limitNames.map((limit) => reservation.costs[limit] ?? 0)
+      )
+
+    /** Hands a fresh reservation to the caller; one interrupted at that very moment gives it back. */
+    const deliver = (restore: Restore, reservation: RateLimiter.Reservation) =>
+      restore(Effect.succeed(reservation)).pipe(Effect.onInterrupt(() => Effect.ignore(refund(reservation))))
 
     // ---- the line of waiters, one per key ------------------------------------
 
     const lines = new Map<string, Line>()
 
-    /** Hands the turn to the next waiter still in line, or closes the line. */
+    const addCosts = (line: Line, costs: ReadonlyArray<number>, sign: 1 | -1) => {
+      for (let i = 0; i < costs.length; i++) line.pendingCosts[i]! += sign * costs[i]!
+    }
+
+    /** Takes a waiter out of its line; if it was the head, hands the turn on or closes the line. */
     const leave = (key: string, line: Line, waiter: Waiter) => {
+      if (!waiter.active) return
       waiter.active = false
-      if (line.head !== waiter) return
+      addCosts(line, waiter.costs, -1)
+      if (line.head !== waiter) {
+        // Interrupted while waiting for its turn: drop it now if such leftovers pile up.
+        if (++line.departed > 32 && line.departed * 2 > line.waiting.length) {
+          line.waiting.filter((other) => other.active)
+          line.departed = 0
+        }
+        return
+      }
       for (let next = line.waiting.shift(); next !== undefined; next = line.waiting.shift()) {
-        if (!next.active) continue
+        if (!next.active) {
+          line.departed--
+          continue
+        }
         line.head = next
         Deferred.unsafeDone(next.turn, Exit.void)
         return
@@ -165,7 +223,7 @@ export const make = (
      * is never lost between the store and the caller.
      */
     const payAsHead = (
-      restore: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>,
+      restore: Restore,
       key: string,
       line: Line,
       costs: ReadonlyArray<number>,
@@ -173,34 +231,30 @@ export const make = (
       notBefore: number
     ): Effect.Effect<RateLimiter.Reservation, RateLimiterError> =>
       Effect.flatMap(reserve("ifDue", key, costs, notBefore), (result) => {
-        if (result.charged) return Effect.succeed(reservation(key, costs, result.at, requestedAt))
+        if (result.charged) return deliver(restore, reservation(key, costs, result, requestedAt))
         const due = result.at
         const wake = Deferred.unsafeMake<void>(FiberId.none)
         line.wake = wake
-        const sleep = Effect.as(Effect.sleep(Duration.millis(Math.ceil(due - now()))), true)
+        const sleep = Effect.as(Effect.sleep(Duration.millis(Gcra.millisUntil(due, now()))), true)
         return Effect.flatMap(restore(Effect.raceFirst(sleep, Effect.as(Deferred.await(wake), false))), (slept) =>
           // Having slept the whole wait, the charge may be dated at the due time.
           payAsHead(restore, key, line, costs, requestedAt, slept ? due : now())
         )
       })
 
-    const waitInLine = (
-      restore: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>,
-      key: string,
-      costs: ReadonlyArray<number>,
-      requestedAt: number
-    ) =>
+    const waitInLine = (restore: Restore, key: string, costs: ReadonlyArray<number>, requestedAt: number) =>
       Effect.suspend(() => {
         const waiter: Waiter = { costs, turn: Deferred.unsafeMake(FiberId.none), active: true }
         let line = lines.get(key)
         let myTurn: Effect.Effect<void> = Effect.void
         if (line === undefined) {
-          line = { head: waiter, waiting: new Ring(), wake: undefined }
+          line = { head: waiter, waiting: new Ring(), wake: undefined, pendingCosts: costs.map(() => 0), departed: 0 }
           lines.set(key, line)
         } else {
           line.waiting.push(waiter)
           myTurn = restore(Deferred.await(waiter.turn))
         }
+        addCosts(line, costs, 1)
         const joined = line
         return Effect.zipRight(
           myTurn,
@@ -217,7 +271,7 @@ export const make = (
         if (lines.has(key)) return waitInLine(restore, key, costs, requestedAt)
         return Effect.flatMap(reserve("ifDue", key, costs, requestedAt), (result) =>
           result.charged
-            ? Effect.succeed(reservation(key, costs, result.at, requestedAt))
+            ? deliver(restore, reservation(key, costs, result, requestedAt))
             : waitInLine(restore, key, costs, requestedAt)
         )
       })
@@ -234,39 +288,20 @@ export const make = (
             reserve("ifDue", key, costs, requestedAt),
             (result): RateLimiter.TryAcquireResult =>
               result.charged
-                ? { _tag: "Admitted", reservation: reservation(key, costs, result.at, requestedAt) }
-                : { _tag: "Delayed", retryAfter: Duration.millis(Math.ceil(result.at - requestedAt)) }
+                ? { _tag: "Admitted", reservation: reservation(key, costs, result, requestedAt) }
+                : { _tag: "Delayed", retryAfter: Duration.millis(Gcra.millisUntil(result.at, requestedAt)) }
           )
         }
         // Someone is waiting: this caller would be served after everyone in line.
-        const ahead = costs.slice()
-        for (const waiter of line.waiting.toArray().concat(line.head === undefined ? [] : [line.head])) {
-          if (waiter.active) for (let i = 0; i < ahead.length; i++) ahead[i]! += waiter.costs[i]!
-        }
+        const withLine = costs.map((value, index) => value + line.pendingCosts[index]!)
         return Effect.map(
-          reserve("peek", key, ahead, requestedAt),
+          reserve("peek", key, withLine, requestedAt),
           (result): RateLimiter.TryAcquireResult => ({
             _tag: "Delayed",
-            retryAfter: Duration.millis(Math.max(1, Math.ceil(result.at - requestedAt)))
+            retryAfter: Duration.millis(Math.max(1, Gcra.millisUntil(result.at, requestedAt)))
           })
         )
       })
-
-    const adjustBy = (reservation: RateLimiter.Reservation, deltas: ReadonlyArray<number>) =>
-      Effect.suspend(() =>
-        store.adjust(storeKey(reservation.key), buckets, deltas, now()).pipe(
-          Effect.mapError(storeFailure(reservation.key)),
-          Effect.tap(() => {
-            if (deltas.some((delta) => delta < 0)) wakeHead(reservation.key)
-          })
-        )
-      )
-
-    const refund = (reservation: RateLimiter.Reservation) =>
-      adjustBy(
-        reservation,
-        limitNames.map((limit) => -(reservation.costs[limit] ?? 0))
-      )
 
     /**
      * The difference per limit between what was used and what was reserved.
@@ -287,37 +322,59 @@ export const make = (
       return deltas
     }
 
-    const reconcile = (reservation: RateLimiter.Reservation, actual: RateLimiter.Cost) => {
-      const deltas = reconcileDeltas(reservation, actual)
-      return deltas instanceof RateLimiterError ? Effect.fail(deltas) : adjustBy(reservation, deltas)
-    }
+    const reconcile = (reservation: RateLimiter.Reservation, actual: RateLimiter.Cost) =>
+      Effect.suspend(() => {
+        const deltas = reconcileDeltas(reservation, actual)
+        if (deltas instanceof RateLimiterError) return Effect.fail(deltas)
+        const extra = deltas.map((delta) => Math.max(0, delta))
+        const unused = deltas.map((delta) => Math.max(0, -delta))
+        const charge = extra.some((amount) => amount > 0)
+          ? store
+              .charge(storeKey(reservation.key), buckets, extra, now())
+              .pipe(Effect.mapError(storeFailure(reservation.key)))
+          : Effect.void
+        const give = unused.some((amount) => amount > 0) ? refundAmounts(reservation, unused) : Effect.void
+        return Effect.zipRight(charge, give)
+      })
 
-    const sync = (limit: string, info: RateLimiter.SyncInfo, keyOptions?: RateLimiter.KeyOptions) => {
-      const key = keyOptions?.key ?? DEFAULT_KEY
-      const index = indexOf.get(limit)
-      if (index === undefined) {
-        return Effect.fail(unknownLimit(key, limit))
+    /** A duration from an untyped caller: decoded, or the error that says it is not one. */
+    const durationMillis = (input: unknown, key: string, what: string): number | RateLimiterError => {
+      const decoded = Duration.decodeUnknown(input)
+      if (Option.isNone(decoded) || Duration.toMillis(decoded.value) < 0) {
+        return fail("InvalidDuration", key, { detail: `${what} ${String(input)}` })
       }
-      if (!Number.isFinite(info.remaining)) {
-        return Effect.fail(fail("InvalidCost", key, { limit, cost: info.remaining }))
-      }
-      const resetAfter = info.resetAfter === undefined ? undefined : Duration.toMillis(Duration.decode(info.resetAfter))
-      return store
-        .sync(storeKey(key), buckets[index]!, info.remaining, resetAfter, now())
-        .pipe(Effect.mapError(storeFailure(key)))
+      return Duration.toMillis(decoded.value)
     }
 
-    const penalize = (duration: Duration.DurationInput, keyOptions?: RateLimiter.KeyOptions) => {
-      const key = keyOptions?.key ?? DEFAULT_KEY
-      return store
-        .block(storeKey(key), buckets, now() + Duration.toMillis(Duration.decode(duration)))
-        .pipe(Effect.mapError(storeFailure(key)))
-    }
+    const sync = (limit: string, info: RateLimiter.SyncInfo, keyOptions?: RateLimiter.KeyOptions) =>
+      Effect.suspend(() => {
+        const key = keyOptions?.key ?? DEFAULT_KEY
+        const index = indexOf.get(limit)
+        if (index === undefined) return Effect.fail(unknownLimit(key, limit))
+        if (!Number.isFinite(info.remaining)) {
+          return Effect.fail(fail("InvalidCost", key, { limit, cost: info.remaining }))
+        }
+        const resetAfter =
+          info.resetAfter === undefined ? undefined : durationMillis(info.resetAfter, key, "resetAfter")
+        if (resetAfter instanceof RateLimiterError) return Effect.fail(resetAfter)
+        return store
+          .sync(storeKey(key), buckets[index]!, info.remaining, resetAfter, now())
+          .pipe(Effect.mapError(storeFailure(key)))
+      })
 
-    const state = (keyOptions?: RateLimiter.KeyOptions) => {
-      const key = keyOptions?.key ?? DEFAULT_KEY
-      return store.inspect(storeKey(key), buckets, now()).pipe(Effect.mapError(storeFailure(key)))
-    }
+    const penalize = (duration: Duration.DurationInput, keyOptions?: RateLimiter.KeyOptions) =>
+      Effect.suspend(() => {
+        const key = keyOptions?.key ?? DEFAULT_KEY
+        const millis = durationMillis(duration, key, "penalty")
+        if (millis instanceof RateLimiterError) return Effect.fail(millis)
+        return store.block(storeKey(key), buckets, now() + millis).pipe(Effect.mapError(storeFailure(key)))
+      })
+
+    const state = (keyOptions?: RateLimiter.KeyOptions) =>
+      Effect.suspend(() => {
+        const key = keyOptions?.key ?? DEFAULT_KEY
+        return store.inspect(storeKey(key), buckets, now()).pipe(Effect.mapError(storeFailure(key)))
+      })
 
     return {
       name,

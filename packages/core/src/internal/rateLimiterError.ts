@@ -7,7 +7,7 @@ import * as Schema from "effect/Schema"
 export class RateLimiterError extends Schema.TaggedError<RateLimiterError>("@sluice/core/RateLimiter/RateLimiterError")(
   "RateLimiterError",
   {
-    reason: Schema.Literal("CostExceedsCapacity", "InvalidCost", "UnknownLimit", "StoreFailure"),
+    reason: Schema.Literal("CostExceedsCapacity", "InvalidCost", "InvalidDuration", "UnknownLimit", "StoreFailure"),
     limiter: Schema.String,
     key: Schema.String,
     limit: Schema.optional(Schema.String),
@@ -23,6 +23,8 @@ export class RateLimiterError extends Schema.TaggedError<RateLimiterError>("@slu
         return `A cost of ${this.cost} exceeds the capacity ${this.capacity} of limit "${this.limit}" (${where}); it could never be admitted`
       case "InvalidCost":
         return `Invalid cost ${this.cost} for limit "${this.limit}" (${where}): a cost must be a finite number of zero or more`
+      case "InvalidDuration":
+        return `Invalid ${this.detail} (${where}): expected a duration of zero or more`
       case "UnknownLimit":
         return `Unknown limit "${this.limit}" (${where}); this limiter has ${this.detail}`
       default:
