@@ -125,6 +125,18 @@ describe("Executor", () => {
       })
     )
 
+    it.scoped("a request submitted from an uninterruptible region still times out", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "uninterruptible-caller", concurrency: 1 })
+        const fiber = yield* Effect.fork(
+          Effect.uninterruptible(Effect.flip(executor.submit(Effect.never, { timeout: "1 second" })))
+        )
+        yield* TestClock.adjust("1 second")
+        expect(yield* Fiber.join(fiber)).toMatchObject({ _tag: "RequestTimeoutError", timeoutMillis: 1000 })
+        expect((yield* executor.stats).availablePermits).toBe(1)
+      })
+    )
+
     it.scoped("runs each request in a span carrying the executor and request attributes", () =>
       Effect.gen(function* () {
         const executor = yield* Executor.make({ name: "spans", concurrency: 1 })

@@ -376,7 +376,8 @@ export const make = (
     }
 
     const program = (request: Request): Effect.Effect<unknown, unknown, any> => {
-      let effect = request.effect
+      // The work is interruptible whatever the caller's region was: timeouts and cancellation must reach it.
+      let effect = Effect.interruptible(request.effect)
       if (request.timeoutMillis !== undefined) {
         const timeoutMillis = request.timeoutMillis
         effect = Effect.timeoutFail(effect, {
@@ -531,28 +532,34 @@ export const make = (
       effect: Effect.Effect<A, E, R>,
       submitOptions?: Executor.SubmitOptions
     ): Effect.Effect<A, E | Executor.ExecutorError, R> =>
-      Effect.flatMap(Effect.runtime<R>(), (runtime) => {
-        const invalid = invalidSubmit(submitOptions)
-        if (invalid !== undefined) return Effect.fail(invalid as never)
-        if (!accepting) return Effect.fail(notAccepting())
-        const deferred = Deferred.unsafeMake<A, E | Executor.ExecutorError>(FiberId.none)
-        const request = newRequest(
-          effect,
-          submitOptions,
-          runtime,
-          (_, exit) => Deferred.unsafeDone(deferred, exit as Exit.Exit<A, E>),
-          0
-        )
-        publish(request)
-        // A refused request (queue full, or shutdown while waiting for room) ends FAILED.
-        const enqueued = Effect.catchAll(enqueue(request), (error) =>
-          Effect.sync(() => {
-            request.error = error
-            settle(request, "FAILED", Exit.fail(error))
-          })
-        )
-        return Effect.onInterrupt(Effect.zipRight(enqueued, Deferred.await(deferred)), () => cancel(request, "caller"))
-      })
+      // The runtime is captured first: it carries the caller's flags, and the work must stay interruptible.
+      // Then uninterruptible from the request's creation until its cancellation is in place.
+      Effect.flatMap(Effect.runtime<R>(), (runtime) =>
+        Effect.uninterruptibleMask((restore) => {
+          const invalid = invalidSubmit(submitOptions)
+          if (invalid !== undefined) return Effect.fail(invalid)
+          if (!accepting) return Effect.fail(notAccepting())
+          const deferred = Deferred.unsafeMake<A, E | Executor.ExecutorError>(FiberId.none)
+          const request = newRequest(
+            effect,
+            submitOptions,
+            runtime,
+            (_, exit) => Deferred.unsafeDone(deferred, exit as Exit.Exit<A, E>),
+            0
+          )
+          publish(request)
+          // A refused request (queue full, or shutdown while waiting for room) ends FAILED.
+          const enqueued = Effect.catchAll(enqueue(request), (error) =>
+            Effect.sync(() => {
+              request.error = error
+              settle(request, "FAILED", Exit.fail(error))
+            })
+          )
+          return restore(Effect.zipRight(enqueued, Deferred.await(deferred))).pipe(
+            Effect.onInterrupt(() => cancel(request, "caller"))
+          )
+        })
+      )
 
     const submitAll = <A, E, R>(
       tasks: Iterable<Executor.Task<A, E, R>>
