@@ -114,7 +114,7 @@ const runScenario = (scenario: Scenario) =>
 const withHangGuard = <A>(promise: Promise<A>): Promise<A> => {
   let timer: ReturnType<typeof setTimeout> | undefined
   const hang = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error("scenario did not finish: something is still held")), 2_000)
+    timer = setTimeout(() => reject(new Error("scenario did not finish: something is still held")), 10_000)
   })
   return Promise.race([promise, hang]).finally(() => clearTimeout(timer))
 }

@@ -226,7 +226,7 @@ const expectNothingHeld = (
 const withHangGuard = <A>(promise: Promise<A>): Promise<A> => {
   let timer: ReturnType<typeof setTimeout> | undefined
   const hang = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error("scenario did not finish: a waiter was never served")), 2_000)
+    timer = setTimeout(() => reject(new Error("scenario did not finish: a waiter was never served")), 10_000)
   })
   return Promise.race([promise, hang]).finally(() => clearTimeout(timer))
 }

@@ -33,6 +33,7 @@ import { ExecutorShutdownError, QueueFullError, RequestTimeoutError } from "./ex
 import { makeMetrics } from "./executorMetrics.js"
 import { PriorityQueue } from "./priorityQueue.js"
 import * as RateLimiterInternal from "./rateLimiter.js"
+import { Ring } from "./ring.js"
 
 const OptionsSchema = Schema.Struct({
   name: Schema.NonEmptyTrimmedString,
@@ -86,6 +87,8 @@ class Request {
     readonly onExit: (request: Request, exit: Exit.Exit<unknown, unknown>) => void,
     /** The request's place in its batch (0 for a single submit). */
     readonly index: number,
+    /** The batch whose workers run it; a single submit runs on a fiber of its own. */
+    readonly batch: Batch | undefined,
     now: number
   ) {
     this.timestamps = { PENDING: now }
@@ -97,8 +100,22 @@ class Request {
   }
 }
 
+/**
+ * A `submitAll` call's workers: up to `concurrency` fibers, forked in the
+ * caller's runtime as they are needed, each running one started request after
+ * another. Requests handed to the batch wait in `ready` for the next idle worker.
+ */
+interface Batch {
+  readonly runtime: Runtime.Runtime<any>
+  readonly ready: Ring<Request>
+  readonly idle: Array<Deferred.Deferred<void>>
+  readonly workers: Set<Fiber.RuntimeFiber<void>>
+}
+
 interface RoomWaiter {
   readonly deferred: Deferred.Deferred<void, ExecutorShutdownError>
+  /** A batch: woken only once the queue has drained to half, then refills in bulk. */
+  readonly bulk: boolean
   /** False once its waiter was interrupted. */
   active: boolean
   /** True once it was promised a slot. */
@@ -192,10 +209,14 @@ export const make = (
       metrics.queueDepth.unsafeUpdate(queued, [])
     }
 
+    const lowWater = Math.floor(queueCapacity / 2)
+
     /** Hands a freed queue slot to the first caller still waiting for room. */
     const wakeRoomWaiter = () => {
       while (roomWaiters.length > 0 && queued + promisedSlots < queueCapacity) {
-        const waiter = roomWaiters.shift()!
+        const waiter = roomWaiters[0]!
+        if (waiter.active && waiter.bulk && queued + promisedSlots > lowWater) return
+        roomWaiters.shift()
         if (!waiter.active) continue
         promisedSlots++
         waiter.woken = true
@@ -240,21 +261,22 @@ export const make = (
     const hasRoom = () => roomWaiters.length === 0 && queued + promisedSlots < queueCapacity
 
     /** Waits for a promised slot; a waiter interrupted after being woken passes its slot on. */
-    const waitForRoom = Effect.suspend(() => {
-      const waiter: RoomWaiter = { deferred: Deferred.unsafeMake(FiberId.none), active: true, woken: false }
-      roomWaiters.push(waiter)
-      return Effect.onInterrupt(Deferred.await(waiter.deferred), () =>
-        Effect.sync(() => {
-          waiter.active = false
-          if (waiter.woken) {
-            // It had been promised a slot already: give the slot back.
-            promisedSlots--
-            wakeRoomWaiter()
-            checkIdle()
-          }
-        })
-      )
-    })
+    const waitForRoom = (bulk: boolean) =>
+      Effect.suspend(() => {
+        const waiter: RoomWaiter = { deferred: Deferred.unsafeMake(FiberId.none), bulk, active: true, woken: false }
+        roomWaiters.push(waiter)
+        return Effect.onInterrupt(Deferred.await(waiter.deferred), () =>
+          Effect.sync(() => {
+            waiter.active = false
+            if (waiter.woken) {
+              // It had been promised a slot already: give the slot back.
+              promisedSlots--
+              wakeRoomWaiter()
+              checkIdle()
+            }
+          })
+        )
+      })
 
     const enqueue = (request: Request): Effect.Effect<void, QueueFullError | ExecutorShutdownError> =>
       Effect.suspend((): Effect.Effect<void, QueueFullError | ExecutorShutdownError> => {
@@ -265,7 +287,7 @@ export const make = (
         }
         if (whenFull === "fail") return Effect.fail(new QueueFullError({ executor: name, queueCapacity }))
         return Effect.zipRight(
-          waitForRoom,
+          waitForRoom(false),
           Effect.sync(() => {
             promisedSlots--
             push(request)
@@ -278,7 +300,8 @@ export const make = (
       options: Executor.SubmitOptions | undefined,
       runtime: Runtime.Runtime<any>,
       onExit: (request: Request, exit: Exit.Exit<unknown, unknown>) => void,
-      index: number
+      index: number,
+      batch: Batch | undefined
     ) =>
       new Request(
         ++nextId,
@@ -290,6 +313,7 @@ export const make = (
         runtime,
         onExit,
         index,
+        batch,
         now()
       )
 
@@ -348,7 +372,9 @@ export const make = (
             return refund(request)
           }
           case "CALLING": {
-            return request.fiber === undefined ? Effect.void : Effect.asVoid(Fiber.interrupt(request.fiber))
+            if (request.fiber !== undefined) return Effect.asVoid(Fiber.interrupt(request.fiber))
+            // Started but still waiting for a batch worker: end it here and give its permit back.
+            return Effect.sync(() => finish(request, exitFor())).pipe(Effect.zipLeft(semaphore.release(1)))
           }
           default:
             return Effect.void
@@ -414,8 +440,37 @@ export const make = (
       metrics.inFlight.unsafeUpdate(inFlight, [])
       metrics.admissionWait.unsafeUpdate(startedAt - request.timestamps.PROCESSING!, [])
       publish(request)
-      request.fiber = Runtime.runFork(request.runtime)(program(request))
+      const batch = request.batch
+      if (batch === undefined) {
+        request.fiber = Runtime.runFork(request.runtime)(program(request))
+        return
+      }
+      batch.ready.push(request)
+      const idleWorker = batch.idle.pop()
+      if (idleWorker !== undefined) Deferred.unsafeDone(idleWorker, Exit.void)
+      else if (batch.workers.size < concurrency) batch.workers.add(Runtime.runFork(batch.runtime)(worker(batch)))
     }
+
+    /** A batch worker: runs the batch's started requests one after another, idles when there are none. */
+    const worker = (batch: Batch): Effect.Effect<void, never, any> =>
+      Effect.withFiberRuntime<void, never, any>((fiber) => {
+        const loop: Effect.Effect<void, never, any> = Effect.suspend(() => {
+          const request = batch.ready.shift()
+          if (request === undefined) {
+            const idle = Deferred.unsafeMake<void>(FiberId.none)
+            batch.idle.push(idle)
+            return Effect.zipRight(Deferred.await(idle), loop)
+          }
+          // Cancelled while waiting for a worker: already settled, nothing to run.
+          if (request.status !== "CALLING") return loop
+          request.fiber = fiber
+          return Effect.zipRight(Effect.exit(program(request)), loop)
+        })
+        return Effect.ensuring(
+          loop,
+          Effect.sync(() => batch.workers.delete(fiber as Fiber.RuntimeFiber<void>))
+        )
+      })
 
     /** Waits for `wait`, or answers `onCancel` sooner if the request is cancelled meanwhile. */
     const unlessCancelled = <A, E>(request: Request, wait: Effect.Effect<A, E>, onCancel: A) => {
@@ -476,7 +531,9 @@ export const make = (
       return admit(request)
     })
 
-    const dispatcher = yield* Effect.forkScoped(Effect.forever(dispatchOne))
+    // A plain loop: `Effect.forever` would yield to the scheduler after every request.
+    const dispatchLoop: Effect.Effect<never> = Effect.flatMap(dispatchOne, () => dispatchLoop)
+    const dispatcher = yield* Effect.forkScoped(dispatchLoop)
 
     // ---- shutdown -----------------------------------------------------------
 
@@ -545,7 +602,8 @@ export const make = (
             submitOptions,
             runtime,
             (_, exit) => Deferred.unsafeDone(deferred, exit as Exit.Exit<A, E>),
-            0
+            0,
+            undefined
           )
           publish(request)
           // A refused request (queue full, or shutdown while waiting for room) ends FAILED.
@@ -566,6 +624,7 @@ export const make = (
     ): Effect.Effect<Array<Exit.Exit<A, E | Executor.ExecutorError>>, never, R> =>
       Effect.flatMap(Effect.runtime<R>(), (runtime) =>
         Effect.suspend(() => {
+          const batch: Batch = { runtime, ready: new Ring(), idle: [], workers: new Set() }
           const iterator = tasks[Symbol.iterator]()
           const results: Array<Exit.Exit<A, E | Executor.ExecutorError>> = []
           const outstanding: Array<Request | undefined> = []
@@ -592,7 +651,7 @@ export const make = (
               let slotPromised = useSlot
               while (true) {
                 if (!slotPromised && !hasRoom() && accepting) {
-                  return Effect.matchEffect(waitForRoom, {
+                  return Effect.matchEffect(waitForRoom(true), {
                     onFailure: () => fill(false),
                     onSuccess: () => fill(true)
                   })
@@ -616,7 +675,7 @@ export const make = (
                   results[position] = Exit.fail(invalid ?? notAccepting())
                   continue
                 }
-                const request = newRequest(effect, taskOptions, runtime, onExit, position)
+                const request = newRequest(effect, taskOptions, runtime, onExit, position, batch)
                 pending++
                 outstanding[position] = request
                 if (slotPromised) {
@@ -635,6 +694,7 @@ export const make = (
                 { concurrency: "unbounded", discard: true }
               )
             ),
+            Effect.ensuring(Effect.suspend(() => Fiber.interruptAll(batch.workers))),
             Effect.as(results)
           )
         })

@@ -29,19 +29,20 @@ export const outcomes = Metric.counter("sluice_executor_requests_total", {
   incremental: true
 })
 
+/**
+ * The metrics of one executor, each bound to its labels once: a tag array
+ * built per update would miss Effect's hook cache and cost a registry lookup
+ * on every request.
+ */
 export const makeMetrics = (executor: string) => {
-  const tag = MetricLabel.make("executor", executor)
-  const statusTags = {
-    COMPLETED: [MetricLabel.make("status", "COMPLETED")],
-    FAILED: [MetricLabel.make("status", "FAILED")],
-    CANCELLED: [MetricLabel.make("status", "CANCELLED")]
-  } as const
-  const counter = Metric.tagged(outcomes, tag.key, tag.value)
+  const label = MetricLabel.make("executor", executor)
+  const outcome = (status: string) => Metric.taggedWithLabels(outcomes, [label, MetricLabel.make("status", status)])
+  const byStatus = { COMPLETED: outcome("COMPLETED"), FAILED: outcome("FAILED"), CANCELLED: outcome("CANCELLED") }
   return {
-    queueDepth: Metric.tagged(queueDepth, tag.key, tag.value),
-    inFlight: Metric.tagged(inFlight, tag.key, tag.value),
-    admissionWait: Metric.tagged(admissionWait, tag.key, tag.value),
-    callDuration: Metric.tagged(callDuration, tag.key, tag.value),
-    outcome: (status: keyof typeof statusTags) => counter.unsafeUpdate(1, statusTags[status])
+    queueDepth: Metric.taggedWithLabels(queueDepth, [label]),
+    inFlight: Metric.taggedWithLabels(inFlight, [label]),
+    admissionWait: Metric.taggedWithLabels(admissionWait, [label]),
+    callDuration: Metric.taggedWithLabels(callDuration, [label]),
+    outcome: (status: keyof typeof byStatus) => byStatus[status].unsafeUpdate(1, [])
   }
 }
