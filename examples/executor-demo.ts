@@ -63,9 +63,7 @@ const program = Effect.gen(function* () {
     ).pipe(Effect.delay("1 second"))
   )
 
-  const exits = yield* executor.submitAll(
-    costs.map((tokens) => ({ effect: fakeModelCall(tokens), cost: { tokens } }))
-  )
+  const exits = yield* executor.submitAll(costs.map((tokens) => ({ effect: fakeModelCall(tokens), cost: { tokens } })))
   yield* Fiber.interrupt(progress)
 
   const elapsedMinutes = ((yield* Clock.currentTimeMillis) - startedAt) / 60_000

@@ -146,12 +146,15 @@ const runScenario = (scenario: Scenario) =>
         return fiber
       })
     )
-    // No call waits longer than every cost before it takes to refill.
+    // No call waits longer than every cost before it takes to refill; a reconcile comes after that.
     let horizon = 3001
+    let longestReconcile = 0
     for (const call of scenario.calls) {
       horizon = Math.max(horizon, call.arrival)
       for (let i = 0; i < call.costs.length; i++) horizon += call.costs[i]! * scenario.limits[i]!.emission
+      longestReconcile = Math.max(longestReconcile, (call.reconcileAfter ?? 0) + 1)
     }
+    horizon += longestReconcile
     yield* TestClock.adjust(Duration.millis(horizon + 1))
     const outcomes: Array<Outcome> = []
     for (let i = 0; i < fibers.length; i++) {

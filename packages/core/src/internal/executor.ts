@@ -33,7 +33,6 @@ import { ExecutorShutdownError, QueueFullError, RequestTimeoutError } from "./ex
 import { makeMetrics } from "./executorMetrics.js"
 import { PriorityQueue } from "./priorityQueue.js"
 import * as RateLimiterInternal from "./rateLimiter.js"
-import { Ring } from "./ring.js"
 
 const OptionsSchema = Schema.Struct({
   name: Schema.NonEmptyTrimmedString,
@@ -87,8 +86,6 @@ class Request {
     readonly onExit: (request: Request, exit: Exit.Exit<unknown, unknown>) => void,
     /** The request's place in its batch (0 for a single submit). */
     readonly index: number,
-    /** The batch whose workers run it; a single submit runs on a fiber of its own. */
-    readonly batch: Batch | undefined,
     now: number
   ) {
     this.timestamps = { PENDING: now }
@@ -98,18 +95,6 @@ class Request {
     this.status = status
     this.timestamps[status] = now
   }
-}
-
-/**
- * A `submitAll` call's workers: up to `concurrency` fibers, forked in the
- * caller's runtime as they are needed, each running one started request after
- * another. Requests handed to the batch wait in `ready` for the next idle worker.
- */
-interface Batch {
-  readonly runtime: Runtime.Runtime<any>
-  readonly ready: Ring<Request>
-  readonly idle: Array<Deferred.Deferred<void>>
-  readonly workers: Set<Fiber.RuntimeFiber<void>>
 }
 
 interface RoomWaiter {
@@ -300,8 +285,7 @@ export const make = (
       options: Executor.SubmitOptions | undefined,
       runtime: Runtime.Runtime<any>,
       onExit: (request: Request, exit: Exit.Exit<unknown, unknown>) => void,
-      index: number,
-      batch: Batch | undefined
+      index: number
     ) =>
       new Request(
         ++nextId,
@@ -313,7 +297,6 @@ export const make = (
         runtime,
         onExit,
         index,
-        batch,
         now()
       )
 
@@ -372,9 +355,7 @@ export const make = (
             return refund(request)
           }
           case "CALLING": {
-            if (request.fiber !== undefined) return Effect.asVoid(Fiber.interrupt(request.fiber))
-            // Started but still waiting for a batch worker: end it here and give its permit back.
-            return Effect.sync(() => finish(request, exitFor())).pipe(Effect.zipLeft(semaphore.release(1)))
+            return request.fiber === undefined ? Effect.void : Effect.asVoid(Fiber.interrupt(request.fiber))
           }
           default:
             return Effect.void
@@ -440,37 +421,8 @@ export const make = (
       metrics.inFlight.unsafeUpdate(inFlight, [])
       metrics.admissionWait.unsafeUpdate(startedAt - request.timestamps.PROCESSING!, [])
       publish(request)
-      const batch = request.batch
-      if (batch === undefined) {
-        request.fiber = Runtime.runFork(request.runtime)(program(request))
-        return
-      }
-      batch.ready.push(request)
-      const idleWorker = batch.idle.pop()
-      if (idleWorker !== undefined) Deferred.unsafeDone(idleWorker, Exit.void)
-      else if (batch.workers.size < concurrency) batch.workers.add(Runtime.runFork(batch.runtime)(worker(batch)))
+      request.fiber = Runtime.runFork(request.runtime)(program(request))
     }
-
-    /** A batch worker: runs the batch's started requests one after another, idles when there are none. */
-    const worker = (batch: Batch): Effect.Effect<void, never, any> =>
-      Effect.withFiberRuntime<void, never, any>((fiber) => {
-        const loop: Effect.Effect<void, never, any> = Effect.suspend(() => {
-          const request = batch.ready.shift()
-          if (request === undefined) {
-            const idle = Deferred.unsafeMake<void>(FiberId.none)
-            batch.idle.push(idle)
-            return Effect.zipRight(Deferred.await(idle), loop)
-          }
-          // Cancelled while waiting for a worker: already settled, nothing to run.
-          if (request.status !== "CALLING") return loop
-          request.fiber = fiber
-          return Effect.zipRight(Effect.exit(program(request)), loop)
-        })
-        return Effect.ensuring(
-          loop,
-          Effect.sync(() => batch.workers.delete(fiber as Fiber.RuntimeFiber<void>))
-        )
-      })
 
     /** Waits for `wait`, or answers `onCancel` sooner if the request is cancelled meanwhile. */
     const unlessCancelled = <A, E>(request: Request, wait: Effect.Effect<A, E>, onCancel: A) => {
@@ -602,8 +554,7 @@ export const make = (
             submitOptions,
             runtime,
             (_, exit) => Deferred.unsafeDone(deferred, exit as Exit.Exit<A, E>),
-            0,
-            undefined
+            0
           )
           publish(request)
           // A refused request (queue full, or shutdown while waiting for room) ends FAILED.
@@ -624,7 +575,6 @@ export const make = (
     ): Effect.Effect<Array<Exit.Exit<A, E | Executor.ExecutorError>>, never, R> =>
       Effect.flatMap(Effect.runtime<R>(), (runtime) =>
         Effect.suspend(() => {
-          const batch: Batch = { runtime, ready: new Ring(), idle: [], workers: new Set() }
           const iterator = tasks[Symbol.iterator]()
           const results: Array<Exit.Exit<A, E | Executor.ExecutorError>> = []
           const outstanding: Array<Request | undefined> = []
@@ -675,7 +625,7 @@ export const make = (
                   results[position] = Exit.fail(invalid ?? notAccepting())
                   continue
                 }
-                const request = newRequest(effect, taskOptions, runtime, onExit, position, batch)
+                const request = newRequest(effect, taskOptions, runtime, onExit, position)
                 pending++
                 outstanding[position] = request
                 if (slotPromised) {
@@ -694,7 +644,6 @@ export const make = (
                 { concurrency: "unbounded", discard: true }
               )
             ),
-            Effect.ensuring(Effect.suspend(() => Fiber.interruptAll(batch.workers))),
             Effect.as(results)
           )
         })

@@ -1,0 +1,81 @@
+/**
+ * The Sluice benchmark, in one run (about 2-3 minutes on 2 cores):
+ *
+ *   1. throughput and heap per queued request, 100,000 trivial tasks at
+ *      concurrency 16, against raw Effect and the promise libraries;
+ *   2. one million tasks through the batch path with a bounded queue;
+ *   3. rate precision at 200 requests per second;
+ *   4. the targets, PASS or MISS.
+ *
+ * Run: npx -y pnpm@10.34.9 bench   (node --expose-gc --import tsx bench/run.ts)
+ * Tables go to stdout, progress to stderr. The exit code is 0 whatever the
+ * results: this is a report, not a test.
+ */
+import * as os from "node:os"
+import * as BatchMillion from "./batchMillion.js"
+import { hasGc } from "./harness.js"
+import * as RatePrecision from "./ratePrecision.js"
+import * as Targets from "./targets.js"
+import * as Throughput from "./throughput.js"
+
+const THROUGHPUT: Throughput.ThroughputOptions = { tasks: 100_000, queued: 100_000, maxReps: 5, budgetMs: 2_500 }
+const MILLION: BatchMillion.MillionOptions = { tasks: 1_000_000, queueCapacity: 10_000, concurrency: 16 }
+
+const progress = (line: string) => {
+  process.stderr.write(`${line}\n`)
+}
+
+const seconds = (since: number) => `${((performance.now() - since) / 1000).toFixed(1)} s`
+
+const header = () => {
+  const cpus = os.cpus()
+  const lines = [
+    "Sluice benchmark",
+    `node ${process.version}, ${cpus.length} x ${cpus[0]?.model ?? "cpu"}, ${os.platform()} ${os.arch()}`,
+    `load average at start: ${os
+      .loadavg()
+      .map((load) => load.toFixed(2))
+      .join(" ")} (other work on the machine skews ops/s)`,
+    hasGc()
+      ? "GC exposed: heap figures are measured after forced collections."
+      : "WARNING: run with node --expose-gc; heap per queued request is not measured without it."
+  ]
+  process.stdout.write(`${lines.join("\n")}\n`)
+}
+
+const main = async () => {
+  const began = performance.now()
+  header()
+
+  progress("1. throughput and memory ...")
+  let since = performance.now()
+  const throughput = await Throughput.measure(THROUGHPUT, progress)
+  Throughput.print(throughput, THROUGHPUT)
+  progress(`1. done in ${seconds(since)}`)
+
+  progress("2. one million through submitAll ...")
+  since = performance.now()
+  const million = await BatchMillion.measure(MILLION)
+  BatchMillion.print(million, MILLION)
+  progress(`2. done in ${seconds(since)}`)
+
+  progress("3. rate precision (about 5 s per row) ...")
+  since = performance.now()
+  const rates = await RatePrecision.measure(progress)
+  RatePrecision.print(rates)
+  progress(`3. done in ${seconds(since)}`)
+
+  Targets.print(Targets.checks(throughput, million, rates))
+  process.stdout.write(`\nTotal time: ${seconds(began)}\n`)
+}
+
+main()
+  .catch((error: unknown) => {
+    process.stdout.write(
+      `\nThe benchmark stopped early: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`
+    )
+  })
+  .finally(() => {
+    // Some peers keep timers alive; leave once stdout is flushed. Exit 0: a report, not a test.
+    process.stdout.write("", () => process.exit(0))
+  })
