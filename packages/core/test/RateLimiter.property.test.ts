@@ -188,7 +188,13 @@ const expectWithinBucketBound = (scenario: Scenario, outcomes: ReadonlyArray<Out
 }
 
 const bucketSpecs = (scenario: Scenario): ReadonlyArray<RateLimiterStore.BucketSpec> =>
-  scenario.limits.map((spec, i) => ({ name: nameOf(i), capacity: capacityOf(spec), emission: spec.emission }))
+  scenario.limits.map((spec, i) => ({
+    name: nameOf(i),
+    capacity: capacityOf(spec),
+    emission: spec.emission,
+    interval: spec.limit * spec.emission,
+    windowLimit: capacityOf(spec) + spec.limit - 1
+  }))
 
 /**
  * No tokens held. A bucket that saw only the admitted calls is full again at

@@ -43,7 +43,10 @@ describe("RateLimiter", () => {
         const fibers = yield* Effect.forEach(Array.from({ length: 110 }), () => Effect.fork(timedAcquire(limiter)))
         yield* TestClock.adjust("10 seconds")
         const times = (yield* Effect.forEach(fibers, Fiber.join)).map((t) => t.time).sort((a, b) => a - b)
-        expect(times.slice(10)).toEqual(Array.from({ length: 100 }, (_, i) => (i + 1) * 100))
+        // One per 100 ms. The 20th call would make 20 in the first second: the sliding log (at most
+        // capacity + limit - 1 = 19 in any window of 1 s + 1 tick) holds that one call to 1,001 ms;
+        // the schedule does not move.
+        expect(times.slice(10)).toEqual(Array.from({ length: 100 }, (_, i) => (i + 1) * 100 + (i === 9 ? 1 : 0)))
       })
     )
 
@@ -58,9 +61,11 @@ describe("RateLimiter", () => {
         const fibers = yield* Effect.forEach(Array.from({ length: 12 }), () => Effect.fork(timedAcquire(limiter)))
         yield* TestClock.adjust("5 seconds")
         const results = yield* Effect.forEach(fibers, Fiber.join)
-        // Due at k × 333.33 ms; each timer fires on the next whole millisecond.
+        // Due every 333.33 ms; each timer fires on the next whole millisecond. The 6th call would be
+        // the 6th in one window of 1 s + 1 tick (at most capacity + limit - 1 = 5): it waits until
+        // 1,001 ms; the schedule does not move.
         expect(results.map((r) => r.time).sort((a, b) => a - b)).toEqual([
-          0, 0, 0, 334, 667, 1000, 1334, 1667, 2000, 2334, 2667, 3000
+          0, 0, 0, 334, 667, 1001, 1334, 1667, 2000, 2334, 2667, 3000
         ])
         const last = results.map((r) => r.reservation.at).sort((a, b) => a - b)[11]!
         expect(last).toBeCloseTo(3000, 6)
@@ -161,11 +166,13 @@ describe("RateLimiter", () => {
         const waiter = yield* Effect.fork(timedAcquire(limiter, { tokens: 1000 }))
         expect(yield* isWaiting(waiter)).toBe(true)
         expect((yield* available(limiter)).requests).toBe(4)
-        yield* TestClock.adjust("1 second")
+        yield* TestClock.adjust("1001 millis")
         const { reservation, time } = yield* Fiber.join(waiter)
-        expect(time).toBe(1000)
-        expect(reservation.waited).toBe(1000)
-        // Charged at 1 s: 4 + 5 refilled (capped at 5) - 1.
+        // Due at 1 s by refill; 2,000 tokens in one window of 1 s + 1 tick is one more than the
+        // sliding log allows (capacity + limit - 1 = 1,999): 1,001 ms.
+        expect(time).toBe(1001)
+        expect(reservation.waited).toBe(1001)
+        // Charged at 1,001 ms: 4 + 5 refilled (capped at 5) - 1.
         expect(yield* available(limiter)).toEqual({ requests: 4, tokens: 0 })
       })
     )
@@ -186,9 +193,10 @@ describe("RateLimiter", () => {
           yield* TestClock.adjust("50 millis")
         }
         yield* TestClock.adjust("3 seconds")
-        expect((yield* Fiber.join(large)).time).toBe(1000)
+        // Due at 1,000 ms by refill; 20 in one window is one more than the sliding log allows: 1,001.
+        expect((yield* Fiber.join(large)).time).toBe(1001)
         const smallTimes = (yield* Effect.forEach(smalls, Fiber.join)).map((t) => t.time)
-        expect(smallTimes).toEqual([1100, 1200, 1300, 1400, 1500, 1600])
+        expect(smallTimes).toEqual([1101, 1201, 1301, 1401, 1501, 1601])
       })
     )
   })
@@ -390,14 +398,18 @@ describe("RateLimiter", () => {
         const limiter = yield* makeLimiter({ limits: REQUESTS_AND_TOKENS })
         const first = yield* limiter.acquire({ tokens: 1000 })
         yield* TestClock.adjust("1 second")
-        const second = yield* timedAcquire(limiter, { tokens: 1000 })
-        expect(second.time).toBe(1000)
-        yield* TestClock.adjust("500 millis")
-        // The first call was never made: it used nothing.
+        // Refilled at 1 s; 2,000 tokens in one window of 1 s + 1 tick is one more than the sliding
+        // log allows (capacity + limit - 1 = 1,999), so the second goes at 1,001 ms.
+        const second = yield* Effect.fork(timedAcquire(limiter, { tokens: 1000 }))
+        yield* TestClock.adjust("1 millis")
+        expect((yield* Fiber.join(second)).time).toBe(1001)
+        yield* TestClock.adjust("499 millis")
+        // The first call was never made: it used nothing. But its tokens had refilled long ago.
         yield* limiter.refund(first)
         const third = yield* Effect.fork(timedAcquire(limiter, { tokens: 1000 }))
         yield* TestClock.adjust("5 seconds")
-        expect((yield* Fiber.join(third)).time).toBe(2000)
+        // Due at 2,001 ms by refill (the second was charged at 1,001), and the sliding log adds its tick.
+        expect((yield* Fiber.join(third)).time).toBe(2002)
       })
     )
 

@@ -10,9 +10,21 @@ import { available, makeLimiterOn } from "./utils/limiterHelpers.js"
 const TEN_PER_SECOND = { requests: { limit: 10, interval: "1 second" } } as const
 
 /** 10 per second, burst 10: 100 ms per unit. */
-const REQUESTS: RateLimiterStore.BucketSpec = { name: "requests", capacity: 10, emission: 100 }
+const REQUESTS: RateLimiterStore.BucketSpec = {
+  name: "requests",
+  capacity: 10,
+  emission: 100,
+  interval: 1000,
+  windowLimit: 19
+}
 /** 1,000 per second: 1 ms per unit. */
-const TOKENS: RateLimiterStore.BucketSpec = { name: "tokens", capacity: 1000, emission: 1 }
+const TOKENS: RateLimiterStore.BucketSpec = {
+  name: "tokens",
+  capacity: 1000,
+  emission: 1,
+  interval: 1000,
+  windowLimit: 1999
+}
 const BOTH = [REQUESTS, TOKENS]
 
 const request = (
@@ -66,7 +78,13 @@ describe("RateLimiterStore (memory)", () => {
       () =>
         Effect.gen(function* () {
           const store = yield* RateLimiterStore.makeMemory()
-          const one: RateLimiterStore.BucketSpec = { name: "one", capacity: 1, emission: 100 }
+          const one: RateLimiterStore.BucketSpec = {
+            name: "one",
+            capacity: 1,
+            emission: 100,
+            interval: 100,
+            windowLimit: 1
+          }
           const reserve = (key: string, now: number, notBefore: number) =>
             store.reserve({ key, buckets: [one], costs: [1], now, notBefore, mode: "ifDue" })
           expect(yield* reserve("late", 0, 0)).toMatchObject({ at: 0, charged: true })
@@ -122,11 +140,12 @@ describe("RateLimiterStore (memory)", () => {
         const store = yield* RateLimiterStore.makeMemory()
         const { receipts } = yield* store.reserve(request("k", [4, 500], 0, "ifDue"))
         expect(yield* store.sweep).toBe(0)
-        yield* TestClock.adjust("1 second")
+        // Refilled at 500 ms; idle once its admissions have left the sliding window (1 s + 1 tick).
+        yield* TestClock.adjust("1001 millis")
         expect(yield* store.sweep).toBe(1)
-        yield* store.reserve(request("k", [10, 1000], 1000, "ifDue"))
-        expect(yield* store.refund("k", BOTH, [4, 500], receipts!, 1000)).toEqual([0, 0])
-        expect(yield* snapshot(store, "k", 1000)).toEqual({ requests: 0, tokens: 0 })
+        yield* store.reserve(request("k", [10, 1000], 1001, "ifDue"))
+        expect(yield* store.refund("k", BOTH, [4, 500], receipts!, 1001)).toEqual([0, 0])
+        expect(yield* snapshot(store, "k", 1001)).toEqual({ requests: 0, tokens: 0 })
       })
     )
 
@@ -206,13 +225,14 @@ describe("RateLimiterStore (memory)", () => {
         const store = yield* RateLimiterStore.makeMemory({ sweepInterval: "500 millis" })
         const limiter = yield* makeLimiterOn(store, { limits: { requests: { limit: 1, interval: "1 second" } } })
         yield* limiter.acquire()
-        const waiter = yield* Effect.fork(limiter.acquire()) // due at 1 s, refilled at 2 s
+        // Due at 1 s by refill; the sliding log (1 in any 1 s + 1 tick) makes it 1,001 ms.
+        const waiter = yield* Effect.fork(limiter.acquire())
         yield* TestClock.adjust("500 millis")
         expect(yield* store.size).toBe(1)
-        yield* TestClock.adjust("500 millis")
-        expect((yield* Fiber.join(waiter)).at).toBe(1000)
-        expect(yield* store.size).toBe(1)
-        yield* TestClock.adjust("500 millis")
+        yield* TestClock.adjust("501 millis")
+        expect((yield* Fiber.join(waiter)).at).toBe(1001)
+        // Refilled at 2,001 ms, out of the window at 2,002: the sweeps at 1.5 s and 2 s keep it.
+        yield* TestClock.adjust("999 millis")
         expect(yield* store.size).toBe(1)
         yield* TestClock.adjust("500 millis")
         expect(yield* store.size).toBe(0)
@@ -227,10 +247,13 @@ describe("RateLimiterStore (memory)", () => {
         // A peek leaves nothing to keep (the key may exist but is idle).
         yield* store.reserve(request("c", [1, 1], 0, "peek"))
         yield* TestClock.adjust("100 millis")
-        expect(yield* store.sweep).toBe(2) // "a" (refilled at 100 ms) and "c"
-        expect(yield* store.size).toBe(1)
-        yield* TestClock.adjust("900 millis")
+        // "c" only: "a" refilled at 100 ms, but its admission is in the sliding window until 1,001 ms.
         expect(yield* store.sweep).toBe(1)
+        expect(yield* store.size).toBe(2)
+        yield* TestClock.adjust("900 millis")
+        expect(yield* store.sweep).toBe(0)
+        yield* TestClock.adjust("1 millis")
+        expect(yield* store.sweep).toBe(2)
         expect(yield* store.size).toBe(0)
       })
     )

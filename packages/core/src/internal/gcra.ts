@@ -19,11 +19,21 @@
  * bucket's running total of credits. What is still unrefilled is at least
  * `paidUntil - (credits since) - now`; a refund never gives back more.
  *
+ * Dating a charge back keeps the rate exact, but the *real* starts of a late
+ * caller and the one after it then fall close together, and a window of real
+ * time can see one more than the bucket allows. So each bucket also keeps a
+ * log of its real admissions over the last interval (a sliding log, one entry
+ * per admission) and never admits more than a GCRA bucket could in any window
+ * of one interval: `capacity + limit - 1` units. The window is one clock tick
+ * (1 ms) longer than the interval, because the clock counts whole milliseconds.
+ * On time, the log never binds; it only stops the bunching.
+ *
  * Refill is computed from elapsed time; nothing ticks. A take is charged at a
  * time `at` no later than now. A caller that slept until its due time charges
  * at that due time even if its timer fired late, so late timers never lose
  * refill and a backlog is paced at exactly the configured rate.
  */
+import { Ring } from "./ring.js"
 
 /** The static description of one bucket. */
 export interface BucketSpec {
@@ -31,6 +41,16 @@ export interface BucketSpec {
   readonly capacity: number
   /** Milliseconds of refill per unit of cost. */
   readonly emission: number
+  /** The limit's interval (ms): the sliding log's window is this plus one tick. */
+  readonly interval: number
+  /** The most any window of `interval` may hold: `capacity + limit - 1`. */
+  readonly windowLimit: number
+}
+
+/** One real admission, for the sliding log (its cost shrinks when it is refunded). */
+interface Admission {
+  readonly time: number
+  cost: number
 }
 
 /** The mutable state of one bucket. A fresh (full) bucket has `tat = -Infinity`. */
@@ -41,6 +61,11 @@ export interface BucketState {
   credited: number
   /** Tells this bucket from an earlier one under the same name that was evicted. */
   readonly generation: number
+  /** Real admissions in the last window, oldest first, and their total. */
+  readonly log: Ring<Admission>
+  logged: number
+  /** The limit's interval, kept so that an idle bucket can be told from its state alone. */
+  readonly interval: number
 }
 
 /** What a refund needs to know about one charge. */
@@ -48,6 +73,8 @@ export interface Receipt {
   readonly paidUntil: number
   readonly credited: number
   readonly generation: number
+  /** The charge's entry in the sliding log (opaque; a store keeps what it needs here). */
+  readonly admission?: unknown
 }
 
 /** Float slack, so that `0.1 * 3` style rounding never costs a millisecond. */
@@ -55,20 +82,51 @@ const EPSILON = 1e-7
 
 let generations = 0
 
-export const fresh = (): BucketState => ({
+export const fresh = (interval: number): BucketState => ({
+  interval,
   tat: Number.NEGATIVE_INFINITY,
   blockedUntil: 0,
   credited: 0,
-  generation: ++generations
+  generation: ++generations,
+  log: new Ring(),
+  logged: 0
 })
+
+/** The clock counts whole milliseconds: the window is one tick longer than the interval. */
+const TICK = 1
+
+/** Forgets admissions that have left the window ending now. */
+const forget = (state: BucketState, now: number): void => {
+  for (let first = state.log.first(); first !== undefined; first = state.log.first()) {
+    if (first.time + state.interval + TICK > now) return
+    state.log.shift()
+    state.logged -= first.cost
+  }
+  if (state.log.length === 0) state.logged = 0
+}
+
+/** The earliest time the sliding log lets `cost` in (now if it fits). */
+const logReadyAt = (spec: BucketSpec, state: BucketState, cost: number, now: number): number => {
+  forget(state, now)
+  let excess = state.logged + cost - spec.windowLimit
+  if (excess <= EPSILON) return now
+  for (const admission of state.log.toArray()) {
+    excess -= admission.cost
+    if (excess <= EPSILON) return admission.time + spec.interval + TICK
+  }
+  return now
+}
 
 /** Units available at `now` (may be negative after an over-charge). */
 export const level = (spec: BucketSpec, state: BucketState, now: number): number =>
   spec.capacity - Math.max(0, state.tat - now) / spec.emission
 
-/** The earliest time at which this bucket holds `cost` (may be in the past). */
-export const readyAt = (spec: BucketSpec, state: BucketState, cost: number): number =>
-  Math.max(state.blockedUntil, state.tat - (spec.capacity - cost) * spec.emission)
+/** The earliest time at which this bucket holds `cost` (may be in the past), the sliding log allowing. */
+export const readyAt = (spec: BucketSpec, state: BucketState, cost: number, now: number): number => {
+  const byLevel = Math.max(state.blockedUntil, state.tat - (spec.capacity - cost) * spec.emission)
+  const byLog = logReadyAt(spec, state, cost, now)
+  return byLog > now ? Math.max(byLevel, byLog) : byLevel
+}
 
 /** Float slack when comparing a due time with now. */
 export const isDue = (at: number, now: number): boolean => at - now < EPSILON
@@ -76,10 +134,16 @@ export const isDue = (at: number, now: number): boolean => at - now < EPSILON
 /** Whole milliseconds to wait until `at`, never one more because of float error. */
 export const millisUntil = (at: number, now: number): number => Math.max(0, Math.ceil(at - now - EPSILON))
 
-/** Charges `cost` at time `at` (at or after `readyAt`, at or before now) and answers its receipt. */
-export const take = (spec: BucketSpec, state: BucketState, cost: number, at: number): Receipt => {
+/**
+ * Charges `cost` at time `at` (at or after `readyAt`, at or before now) and
+ * answers its receipt. The sliding log records the real time, `now`.
+ */
+export const take = (spec: BucketSpec, state: BucketState, cost: number, at: number, now: number): Receipt => {
   state.tat = Math.max(state.tat, at) + cost * spec.emission
-  return { paidUntil: state.tat, credited: state.credited, generation: state.generation }
+  const admission: Admission = { time: now, cost }
+  state.log.push(admission)
+  state.logged += cost
+  return { paidUntil: state.tat, credited: state.credited, generation: state.generation, admission }
 }
 
 /** Charges `amount` more, now (a reconcile above the estimate). */
@@ -93,6 +157,14 @@ export const charge = (spec: BucketSpec, state: BucketState, amount: number, now
  */
 export const refund = (spec: BucketSpec, state: BucketState, amount: number, receipt: Receipt, now: number): number => {
   if (receipt.generation !== state.generation) return 0
+  // The call used less than it was charged: so much less went through in its window.
+  const admission = receipt.admission as Admission | undefined
+  forget(state, now)
+  if (admission !== undefined && admission.cost > 0 && admission.time + state.interval + TICK > now) {
+    const unused = Math.min(amount, admission.cost)
+    admission.cost -= unused
+    state.logged -= unused
+  }
   const frontier = receipt.paidUntil - (state.credited - receipt.credited)
   const unrefilled = Math.max(0, frontier - now) / spec.emission
   const given = Math.min(amount, unrefilled)
@@ -127,4 +199,7 @@ export const block = (state: BucketState, until: number): void => {
 }
 
 /** A bucket that is full and unblocked is indistinguishable from a fresh one. */
-export const isIdle = (state: BucketState, now: number): boolean => state.tat <= now && state.blockedUntil <= now
+export const isIdle = (state: BucketState, now: number): boolean => {
+  forget(state, now)
+  return state.tat <= now && state.blockedUntil <= now && state.log.length === 0
+}

@@ -24,11 +24,11 @@ const stateOf = (keys: Map<string, KeyState>, key: string): KeyState => {
   return state
 }
 
-const bucketOf = (state: KeyState, name: string): Gcra.BucketState => {
-  let bucket = state.get(name)
+const bucketOf = (state: KeyState, spec: Gcra.BucketSpec): Gcra.BucketState => {
+  let bucket = state.get(spec.name)
   if (bucket === undefined) {
-    bucket = Gcra.fresh()
-    state.set(name, bucket)
+    bucket = Gcra.fresh(spec.interval)
+    state.set(spec.name, bucket)
   }
   return bucket
 }
@@ -44,7 +44,7 @@ export const makeUnsafe = () => {
     for (let i = 0; i < buckets.length; i++) {
       const cost = costs[i]!
       if (cost <= 0) continue
-      const ready = Gcra.readyAt(buckets[i]!, bucketOf(state, buckets[i]!.name), cost)
+      const ready = Gcra.readyAt(buckets[i]!, bucketOf(state, buckets[i]!), cost, now)
       if (ready > at) at = ready
     }
     if (!Gcra.isDue(at, now)) return { at, charged: false }
@@ -53,7 +53,7 @@ export const makeUnsafe = () => {
     const receipts: Array<Gcra.Receipt | undefined> = []
     for (let i = 0; i < buckets.length; i++) {
       const cost = costs[i]!
-      receipts.push(cost > 0 ? Gcra.take(buckets[i]!, bucketOf(state, buckets[i]!.name), cost, at) : undefined)
+      receipts.push(cost > 0 ? Gcra.take(buckets[i]!, bucketOf(state, buckets[i]!), cost, at, now) : undefined)
     }
     return { at, charged: true, receipts }
   }
@@ -67,7 +67,7 @@ export const makeUnsafe = () => {
     const state = stateOf(keys, key)
     for (let i = 0; i < buckets.length; i++) {
       const amount = amounts[i]!
-      if (amount > 0) Gcra.charge(buckets[i]!, bucketOf(state, buckets[i]!.name), amount, now)
+      if (amount > 0) Gcra.charge(buckets[i]!, bucketOf(state, buckets[i]!), amount, now)
     }
   }
 
@@ -113,15 +113,15 @@ export const makeUnsafe = () => {
     charge,
     refund,
     sync: (key: string, bucket: Gcra.BucketSpec, remaining: number, resetAfter: number | undefined, now: number) =>
-      Gcra.sync(bucket, bucketOf(stateOf(keys, key), bucket.name), remaining, resetAfter, now),
+      Gcra.sync(bucket, bucketOf(stateOf(keys, key), bucket), remaining, resetAfter, now),
     block: (key: string, buckets: ReadonlyArray<Gcra.BucketSpec>, until: number) => {
       const state = stateOf(keys, key)
-      for (const bucket of buckets) Gcra.block(bucketOf(state, bucket.name), until)
+      for (const bucket of buckets) Gcra.block(bucketOf(state, bucket), until)
     },
     inspect: (key: string, buckets: ReadonlyArray<Gcra.BucketSpec>, now: number) => {
       const state = keys.get(key)
       return buckets.map((spec) => {
-        const bucket = state?.get(spec.name) ?? Gcra.fresh()
+        const bucket = state?.get(spec.name) ?? Gcra.fresh(spec.interval)
         return {
           name: spec.name,
           capacity: spec.capacity,

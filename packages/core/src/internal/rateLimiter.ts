@@ -69,11 +69,11 @@ export const DEFAULT_KEY = "default"
 
 /** Turns decoded limit options into bucket specs, in configuration order. */
 export const bucketSpecs = (limits: Readonly<Record<string, RateLimiter.LimitOptions>>): ReadonlyArray<BucketSpec> =>
-  Object.entries(limits).map(([name, options]) => ({
-    name,
-    capacity: options.capacity ?? options.limit,
-    emission: Duration.toMillis(Duration.decode(options.interval)) / options.limit
-  }))
+  Object.entries(limits).map(([name, options]) => {
+    const capacity = options.capacity ?? options.limit
+    const interval = Duration.toMillis(Duration.decode(options.interval))
+    return { name, capacity, emission: interval / options.limit, interval, windowLimit: capacity + options.limit - 1 }
+  })
 
 export const make = (
   options: RateLimiter.Options

@@ -14,6 +14,10 @@ export class Ring<A> {
     this.length++
   }
 
+  first(): A | undefined {
+    return this.length === 0 ? undefined : this.items[this.head]
+  }
+
   shift(): A | undefined {
     if (this.length === 0) return undefined
     const item = this.items[this.head]
