@@ -42,6 +42,8 @@ interface Line {
   readonly pendingCosts: Array<number>
   /** Waiters interrupted while still in `waiting`. */
   departed: number
+  /** When the last head was charged: the next head has waited since before then. */
+  lastChargedAt: number | undefined
 }
 
 type Restore = <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>
@@ -231,7 +233,10 @@ export const make = (
       notBefore: number
     ): Effect.Effect<RateLimiter.Reservation, RateLimiterError> =>
       Effect.flatMap(reserve("ifDue", key, costs, notBefore), (result) => {
-        if (result.charged) return deliver(restore, reservation(key, costs, result, requestedAt))
+        if (result.charged) {
+          line.lastChargedAt = result.at
+          return deliver(restore, reservation(key, costs, result, requestedAt))
+        }
         const due = result.at
         const wake = Deferred.unsafeMake<void>(FiberId.none)
         line.wake = wake
@@ -248,7 +253,14 @@ export const make = (
         let line = lines.get(key)
         let myTurn: Effect.Effect<void> = Effect.void
         if (line === undefined) {
-          line = { head: waiter, waiting: new Ring(), wake: undefined, pendingCosts: costs.map(() => 0), departed: 0 }
+          line = {
+            head: waiter,
+            waiting: new Ring(),
+            wake: undefined,
+            pendingCosts: costs.map(() => 0),
+            departed: 0,
+            lastChargedAt: undefined
+          }
           lines.set(key, line)
         } else {
           line.waiting.push(waiter)
@@ -256,9 +268,14 @@ export const make = (
         }
         addCosts(line, costs, 1)
         const joined = line
+        // A waiter promoted to head has waited since before the last charge: its own charge may be
+        // dated back that far (the schedule, not the moment its turn came), so a busy event loop
+        // at the hand-over costs the backlog no rate. The sliding log still bounds real starts.
         return Effect.zipRight(
           myTurn,
-          Effect.suspend(() => payAsHead(restore, key, joined, costs, requestedAt, now()))
+          Effect.suspend(() =>
+            payAsHead(restore, key, joined, costs, requestedAt, Math.max(requestedAt, joined.lastChargedAt ?? now()))
+          )
         ).pipe(Effect.ensuring(Effect.sync(() => leave(key, joined, waiter))))
       })
 
