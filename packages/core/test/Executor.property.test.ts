@@ -9,6 +9,7 @@ import * as Executor from "../src/Executor.js"
 import * as RateLimiter from "../src/RateLimiter.js"
 import * as RateLimiterStore from "../src/RateLimiterStore.js"
 import { isTerminal } from "../src/RequestEvent.js"
+import { withHangGuard } from "./utils/hangGuard.js"
 
 /**
  * Random callers, random outcomes, random interruptions at random moments
@@ -110,19 +111,12 @@ const runScenario = (scenario: Scenario) =>
     expect(Math.round(tokens.available)).toBe(TOKEN_CAPACITY - paid)
   }).pipe(Effect.scoped, Effect.provide(TestContext.TestContext))
 
-/** Turns a scenario that never finishes (a leak would make shutdown wait forever) into a failure that shrinks. */
-const withHangGuard = <A>(promise: Promise<A>): Promise<A> => {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const hang = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error("scenario did not finish: something is still held")), 10_000)
-  })
-  return Promise.race([promise, hang]).finally(() => clearTimeout(timer))
-}
-
 describe("Executor properties", () => {
   it("random interruptions of random callers leave no permit, token or queue slot held", async () => {
     await fc.assert(
-      fc.asyncProperty(scenarioArbitrary, (scenario) => withHangGuard(Effect.runPromise(runScenario(scenario)))),
+      fc.asyncProperty(scenarioArbitrary, (scenario) =>
+        withHangGuard(Effect.runPromise(runScenario(scenario)), "something is still held")
+      ),
       { numRuns: 100 }
     )
   }, 60_000)

@@ -9,6 +9,7 @@ import * as TestContext from "effect/TestContext"
 import * as fc from "fast-check"
 import type * as RateLimiter from "../src/RateLimiter.js"
 import * as RateLimiterStore from "../src/RateLimiterStore.js"
+import { withHangGuard } from "./utils/hangGuard.js"
 import {
   type Admission,
   advanceTo,
@@ -231,17 +232,12 @@ const expectNothingHeld = (
   })
 
 /** Runs one scenario on a fresh TestContext. */
-/** Turns a scenario that never finishes (a waiter that is never served) into a failure that shrinks. */
-const withHangGuard = <A>(promise: Promise<A>): Promise<A> => {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const hang = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error("scenario did not finish: a waiter was never served")), 10_000)
-  })
-  return Promise.race([promise, hang]).finally(() => clearTimeout(timer))
-}
 
 const check = (program: (scenario: Scenario) => Effect.Effect<void, unknown, Scope.Scope>) => (scenario: Scenario) =>
-  withHangGuard(Effect.runPromise(program(scenario).pipe(Effect.scoped, Effect.provide(TestContext.TestContext))))
+  withHangGuard(
+    Effect.runPromise(program(scenario).pipe(Effect.scoped, Effect.provide(TestContext.TestContext))),
+    "a waiter was never served"
+  )
 
 const NUM_RUNS = 100
 
