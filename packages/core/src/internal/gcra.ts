@@ -77,8 +77,8 @@ export interface Receipt {
   readonly admission?: unknown
 }
 
-/** Float slack, so that `0.1 * 3` style rounding never costs a millisecond. */
-const EPSILON = 1e-7
+/** Float slack: one nanosecond, the resolution of Effect's Duration (and so of every sleep). */
+const EPSILON = 1e-6
 
 let generations = 0
 
@@ -130,6 +130,9 @@ export const readyAt = (spec: BucketSpec, state: BucketState, cost: number, now:
 
 /** Float slack when comparing a due time with now. */
 export const isDue = (at: number, now: number): boolean => at - now < EPSILON
+
+/** Nanoseconds to wait until `at`, rounded up so that waking is never early by a fraction. */
+export const nanosUntil = (at: number, now: number): bigint => BigInt(Math.max(0, Math.ceil((at - now) * 1e6)))
 
 /** Whole milliseconds to wait until `at`, never one more because of float error. */
 export const millisUntil = (at: number, now: number): number => Math.max(0, Math.ceil(at - now - EPSILON))

@@ -240,7 +240,10 @@ export const make = (
         const due = result.at
         const wake = Deferred.unsafeMake<void>(FiberId.none)
         line.wake = wake
-        const sleep = Effect.as(Effect.sleep(Duration.millis(Gcra.millisUntil(due, now()))), true)
+        // The time left, to the nanosecond (Duration's resolution), rounded up: whole milliseconds
+        // would make the head late by design, and a charge dated back to its due time must not
+        // start later than that. A real timer that fires early only means one more look.
+        const sleep = Effect.as(Effect.sleep(Duration.nanos(Gcra.nanosUntil(due, now()))), true)
         return Effect.flatMap(restore(Effect.raceFirst(sleep, Effect.as(Deferred.await(wake), false))), (slept) =>
           // Having slept the whole wait, the charge may be dated at the due time.
           payAsHead(restore, key, line, costs, requestedAt, slept ? due : now())
