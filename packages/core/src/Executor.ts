@@ -33,11 +33,13 @@ import * as Layer from "effect/Layer"
 import type * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
+import type { Options as CircuitBreakerOptions, CircuitBreakerShape, CircuitOpenError } from "./CircuitBreaker.js"
 import type { InvalidOptionsError } from "./InvalidOptions.js"
 import * as internal from "./internal/executor.js"
 import type { ExecutorShutdownError, QueueFullError, RequestTimeoutError } from "./internal/executorError.js"
 import type { Cost, LimitOptions, RateLimiterError, RateLimiterShape } from "./RateLimiter.js"
 import type { RequestEvent, RequestId } from "./RequestEvent.js"
+import type { Options as RetryOptions } from "./Retry.js"
 
 /**
  * `QueueFullError`: the queue was full and `whenFull` is `"fail"`.
@@ -74,6 +76,7 @@ export type ExecutorError =
   | ExecutorShutdownError
   | RequestTimeoutError
   | RateLimiterError
+  | CircuitOpenError
   | InvalidOptionsError
 
 /**
@@ -93,14 +96,50 @@ export interface Options {
   readonly limits?: Readonly<Record<string, LimitOptions>> | undefined
   /** Or an existing limiter to share (instead of `limits`). */
   readonly rateLimiter?: RateLimiterShape | undefined
-  /** The default time a request may run; none by default. */
+  /** How long each attempt may run (`RequestTimeoutError`, retryable); none by default. */
   readonly timeout?: Duration.DurationInput | undefined
+  /**
+   * How long a request may take in all, from submission: queue, admission,
+   * every attempt and every retry delay (`RequestTimeoutError` of kind
+   * `"Deadline"`, not retryable). None by default.
+   */
+  readonly deadline?: Duration.DurationInput | undefined
+  /** Retries failed attempts; each attempt is re-admitted through the limits. None by default (one attempt). */
+  readonly retry?: RetryOptions | undefined
+  /** A circuit breaker keyed by the request's key: options for one the executor builds, or a shared one. */
+  readonly breaker?: BreakerSetting | undefined
+  /** Per-key overrides of `retry`, `breaker`, `timeout` and `deadline`, field by field. */
+  readonly keys?: Readonly<Record<string, KeySettings>> | undefined
   /** How long closing the scope waits for queued and running work before abandoning it. Default 30 s. */
   readonly shutdownTimeout?: Duration.DurationInput | undefined
   /** Events kept per slow subscriber before the oldest are dropped. Default 1,024. */
   readonly eventBufferSize?: number | undefined
   /** Run each request in a span (`sluice.executor.request`). Default true. */
   readonly spans?: boolean | undefined
+}
+
+/**
+ * A circuit breaker for an executor: the options of one it builds (named
+ * after the executor unless named), or an existing breaker to share.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type BreakerSetting =
+  | (Omit<CircuitBreakerOptions, "name"> & { readonly name?: string | undefined })
+  | CircuitBreakerShape
+
+/**
+ * What one key overrides of the executor's resilience settings.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface KeySettings {
+  readonly retry?: RetryOptions | undefined
+  readonly breaker?: BreakerSetting | undefined
+  readonly timeout?: Duration.DurationInput | undefined
+  readonly deadline?: Duration.DurationInput | undefined
 }
 
 /**
@@ -112,8 +151,10 @@ export interface SubmitOptions {
   readonly cost?: Cost | undefined
   /** Higher runs first; FIFO within a priority. Default 0. */
   readonly priority?: number | undefined
-  /** Overrides the executor's timeout for this request. */
+  /** Overrides the per-attempt timeout for this request. */
   readonly timeout?: Duration.DurationInput | undefined
+  /** Overrides the total deadline for this request (enforced while it waits in the queue only for `submit`). */
+  readonly deadline?: Duration.DurationInput | undefined
   /** Which rate-limit key to charge. Default `"default"`. */
   readonly key?: string | undefined
 }
@@ -135,8 +176,10 @@ export interface Stats {
   readonly queued: number
   /** Dequeued and waiting for admission or a permit (0 or 1: dispatch is single-file). */
   readonly admitting: number
-  /** Running now. */
+  /** Running now (holding a concurrency permit). */
   readonly inFlight: number
+  /** Started, between attempts: waiting out a retry delay or re-admission. */
+  readonly retrying: number
   /** Concurrency permits not held. */
   readonly availablePermits: number
   /** Callers (or batches) waiting for room in a full queue. */

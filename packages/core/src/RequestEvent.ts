@@ -14,6 +14,7 @@
  * @since 0.1.0
  */
 import type { Cost } from "./RateLimiter.js"
+import type { GiveUpReason } from "./Retry.js"
 
 /**
  * @since 0.1.0
@@ -44,6 +45,25 @@ export const statuses: ReadonlyArray<RequestStatus> = [
 export type RequestId = number
 
 /**
+ * How one attempt ended, and what followed it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AttemptRecord {
+  readonly attempt: number
+  readonly startedAt: number
+  readonly endedAt: number
+  /** `rejected`: refused before it was sent (an open breaker, or a cost no limit can pay). */
+  readonly outcome: "success" | "failure" | "timeout" | "rejected" | "interrupted"
+  readonly error?: unknown
+  /** The delay before the next attempt (ms), if there was one. */
+  readonly retryDelayMillis?: number
+  /** Why no further attempt was made, if the retry policy gave up. */
+  readonly gaveUp?: GiveUpReason
+}
+
+/**
  * A snapshot of one request, published on every status change.
  *
  * @since 0.1.0
@@ -61,6 +81,8 @@ export interface RequestEvent {
   readonly timestamps: Readonly<Partial<Record<RequestStatus, number>>>
   /** Attempts started so far. */
   readonly attempts: number
+  /** Each finished attempt, when the request runs with a retry policy, breaker or deadline. */
+  readonly attemptLog?: ReadonlyArray<AttemptRecord>
   /** The failure (FAILED), or why it was cancelled (CANCELLED). */
   readonly error?: unknown
 }

@@ -5,6 +5,7 @@ import * as Queue from "effect/Queue"
 import * as TestClock from "effect/TestClock"
 import * as TestContext from "effect/TestContext"
 import * as fc from "fast-check"
+import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import * as Executor from "../src/Executor.js"
 import * as RateLimiter from "../src/RateLimiter.js"
 import * as RateLimiterStore from "../src/RateLimiterStore.js"
@@ -120,4 +121,132 @@ describe("Executor properties", () => {
       { numRuns: 100 }
     )
   }, 60_000)
+})
+
+/**
+ * The same, with retries, a shared circuit breaker and per-attempt timeouts:
+ * each attempt's outcome is drawn at random (success, failure, a hang cut by
+ * the timeout), callers are interrupted at random moments (queued, admitted,
+ * running, between attempts). Afterwards no permit, token or probe slot is
+ * held, and the breaker still lets a call through once its open time is up.
+ */
+const attemptOutcome = fc.constantFrom("ok" as const, "fail" as const, "hang" as const)
+
+const resilientTask = fc.record({
+  durationMillis: fc.integer({ min: 0, max: 200 }),
+  tokens: fc.integer({ min: 1, max: 5 }),
+  outcomes: fc.array(attemptOutcome, { minLength: 1, maxLength: 4 }),
+  submitAtMillis: fc.integer({ min: 0, max: 300 }),
+  interruptAtMillis: fc.option(fc.integer({ min: 0, max: 2000 }), { nil: undefined })
+})
+
+const resilientScenario = fc.record({
+  concurrency: fc.integer({ min: 1, max: 2 }),
+  requestsPerSecond: fc.integer({ min: 5, max: 50 }),
+  maxAttempts: fc.integer({ min: 1, max: 4 }),
+  baseMillis: fc.integer({ min: 1, max: 200 }),
+  failures: fc.integer({ min: 1, max: 3 }),
+  openMillis: fc.integer({ min: 50, max: 500 }),
+  halfOpenProbes: fc.integer({ min: 1, max: 2 }),
+  timeoutMillis: fc.integer({ min: 50, max: 300 }),
+  tasks: fc.array(resilientTask, { minLength: 1, maxLength: 16 })
+})
+
+type ResilientScenario = typeof resilientScenario extends fc.Arbitrary<infer A> ? A : never
+
+class Transient {
+  readonly _tag = "Transient"
+  readonly retryable = true
+}
+
+const runResilientScenario = (scenario: ResilientScenario) =>
+  Effect.gen(function* () {
+    const limiter = yield* RateLimiter.make({
+      limits: {
+        requests: { limit: scenario.requestsPerSecond, interval: "1 second", capacity: 2 },
+        tokens: { limit: 1, interval: "1000 hours", capacity: TOKEN_CAPACITY }
+      }
+    }).pipe(Effect.provide(RateLimiterStore.layerMemory()))
+    const breaker = yield* CircuitBreaker.make({
+      name: "property",
+      policy: { kind: "consecutive", failures: scenario.failures },
+      openDuration: scenario.openMillis,
+      halfOpenProbes: scenario.halfOpenProbes
+    })
+    const executor = yield* Executor.make({
+      name: "resilient-property",
+      concurrency: scenario.concurrency,
+      rateLimiter: limiter,
+      breaker,
+      timeout: scenario.timeoutMillis,
+      retry: { maxAttempts: scenario.maxAttempts, base: scenario.baseMillis, jitter: "none" }
+    })
+    const events = yield* executor.subscribe
+
+    const callers = yield* Effect.forEach(scenario.tasks, (task) =>
+      Effect.gen(function* () {
+        let attempt = 0
+        const work = Effect.suspend(() => {
+          const outcome = task.outcomes[Math.min(attempt++, task.outcomes.length - 1)]!
+          return Effect.zipRight(
+            Effect.sleep(task.durationMillis),
+            outcome === "ok" ? Effect.succeed("ok") : outcome === "fail" ? Effect.fail(new Transient()) : Effect.never
+          )
+        })
+        const caller = yield* Effect.fork(
+          Effect.delay(executor.submit(work, { cost: { tokens: task.tokens } }), task.submitAtMillis)
+        )
+        if (task.interruptAtMillis !== undefined) {
+          yield* Effect.fork(Effect.delay(Fiber.interrupt(caller), task.interruptAtMillis))
+        }
+        return caller
+      })
+    )
+
+    yield* TestClock.adjust("1 minute")
+    yield* Effect.forEach(callers, Fiber.await)
+
+    expect(yield* executor.stats).toMatchObject({
+      queued: 0,
+      admitting: 0,
+      inFlight: 0,
+      retrying: 0,
+      waitingForRoom: 0,
+      availablePermits: scenario.concurrency
+    })
+    expect(yield* breaker.inspect()).toMatchObject({ inFlight: 0, probesInFlight: 0 })
+
+    const all = Array.from(yield* Queue.takeAll(events))
+    const submitted = new Set(all.filter((event) => event.status === "PENDING").map((event) => event.id))
+    const terminal = new Map<number, number>()
+    let paid = 0
+    for (const event of all) {
+      // Every attempt that was sent paid its tokens; every other reservation went back.
+      if (event.status === "CALLING") paid += (event.cost as { tokens: number }).tokens
+      if (isTerminal(event.status)) terminal.set(event.id, (terminal.get(event.id) ?? 0) + 1)
+    }
+    expect([...terminal.keys()].sort()).toEqual([...submitted].sort())
+    expect([...terminal.values()].every((count) => count === 1)).toBe(true)
+    const tokens = (yield* limiter.state()).find((bucket) => bucket.name === "tokens")!
+    expect(Math.round(tokens.available)).toBe(TOKEN_CAPACITY - paid)
+
+    // Not stuck: once any open time is up, a good call goes through and the breaker ends CLOSED.
+    yield* TestClock.adjust(scenario.openMillis)
+    for (let i = 0; i < scenario.halfOpenProbes; i++) {
+      const fiber = yield* Effect.fork(executor.submit(Effect.succeed("fine"), { cost: { tokens: 0 } }))
+      yield* TestClock.adjust("1 second")
+      expect(yield* Fiber.join(fiber)).toBe("fine")
+    }
+    expect(yield* breaker.state()).toBe("CLOSED")
+  }).pipe(Effect.scoped, Effect.provide(TestContext.TestContext))
+
+describe("Executor properties with retry and breaker", () => {
+  it("random outcomes and interruptions leave no permit, token or probe slot held", async () => {
+    await fc.assert(
+      fc.asyncProperty(resilientScenario, (scenario) =>
+        withHangGuard(Effect.runPromise(runResilientScenario(scenario)), "something is still held")
+      ),
+      { numRuns: Number(process.env.PROPERTY_RUNS ?? 100) }
+    )
+  }, 120_000)
 })

@@ -15,6 +15,7 @@ import type * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
@@ -24,15 +25,19 @@ import * as Runtime from "effect/Runtime"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import type * as CircuitBreaker from "../CircuitBreaker.js"
 import type * as Executor from "../Executor.js"
 import * as InvalidOptions from "../InvalidOptions.js"
 import type * as RateLimiter from "../RateLimiter.js"
 import * as RateLimiterStore from "../RateLimiterStore.js"
-import type { RequestEvent, RequestStatus } from "../RequestEvent.js"
+import { type AttemptRecord, isTerminal, type RequestEvent, type RequestStatus } from "../RequestEvent.js"
+import type * as Retry from "../Retry.js"
 import { ExecutorShutdownError, QueueFullError, RequestTimeoutError } from "./executorError.js"
 import { makeMetrics } from "./executorMetrics.js"
+import { type KeySettings, makeResolver } from "./executorResilience.js"
 import { PriorityQueue } from "./priorityQueue.js"
 import * as RateLimiterInternal from "./rateLimiter.js"
+import * as RetryInternal from "./retry.js"
 
 const OptionsSchema = Schema.Struct({
   name: Schema.NonEmptyTrimmedString,
@@ -42,6 +47,22 @@ const OptionsSchema = Schema.Struct({
   limits: Schema.optional(Schema.UndefinedOr(Schema.Unknown)),
   rateLimiter: Schema.optional(Schema.UndefinedOr(Schema.Object)),
   timeout: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
+  deadline: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
+  retry: Schema.optional(Schema.UndefinedOr(Schema.Object)),
+  breaker: Schema.optional(Schema.UndefinedOr(Schema.Object)),
+  keys: Schema.optional(
+    Schema.UndefinedOr(
+      Schema.Record({
+        key: Schema.String,
+        value: Schema.Struct({
+          retry: Schema.optional(Schema.UndefinedOr(Schema.Object)),
+          breaker: Schema.optional(Schema.UndefinedOr(Schema.Object)),
+          timeout: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
+          deadline: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration))
+        })
+      })
+    )
+  ),
   shutdownTimeout: Schema.optional(Schema.UndefinedOr(InvalidOptions.NonNegativeDuration)),
   eventBufferSize: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
   spans: Schema.optional(Schema.UndefinedOr(Schema.Boolean))
@@ -71,6 +92,14 @@ class Request {
   /** Completed to cut short a wait for admission or a permit when the request is cancelled. */
   cancelSignal: Deferred.Deferred<void> | undefined = undefined
   abandoned = false
+  /** Its deadline ran out; it ends FAILED with a deadline error. */
+  expired = false
+  /** Holds one of the executor's concurrency permits now. */
+  holdsPermit = false
+  /** Started, and between attempts (waiting out a retry delay or re-admission). */
+  betweenAttempts = false
+  /** Each finished attempt (kept only on the resilient path). */
+  attemptLog: Array<AttemptRecord> | undefined = undefined
   error: unknown = undefined
   /** When the request entered each status it has been through. */
   readonly timestamps: Partial<Record<RequestStatus, number>>
@@ -81,6 +110,9 @@ class Request {
     readonly priority: number,
     readonly cost: RateLimiter.Cost | undefined,
     readonly timeoutMillis: number | undefined,
+    /** When its total time runs out (ms on the Clock), if it has a deadline. */
+    readonly deadlineAt: number | undefined,
+    readonly settings: KeySettings,
     readonly effect: Effect.Effect<unknown, unknown, any>,
     readonly runtime: Runtime.Runtime<any>,
     readonly onExit: (request: Request, exit: Exit.Exit<unknown, unknown>) => void,
@@ -121,7 +153,7 @@ export const make = (
     const concurrency = decoded.concurrency
     const queueCapacity = decoded.queueCapacity ?? DEFAULT_QUEUE_CAPACITY
     const whenFull = decoded.whenFull ?? "suspend"
-    const defaultTimeout = toMillis(decoded.timeout)
+    const settingsFor = yield* makeResolver(name, options)
     const shutdownTimeout = decoded.shutdownTimeout ?? DEFAULT_SHUTDOWN_TIMEOUT
     const spans = decoded.spans ?? true
     const limiter = options.rateLimiter ?? (yield* makeLimiter(name, options.limits))
@@ -136,6 +168,7 @@ export const make = (
     const queue = new PriorityQueue<Request>(isRequestLive)
     let queued = 0
     let inFlight = 0
+    let retrying = 0
     let admitting: Request | undefined
     const running = new Set<Request>()
     const roomWaiters: Array<RoomWaiter> = []
@@ -164,6 +197,7 @@ export const make = (
         attempts: request.attempts
       }
       if (request.error !== undefined) event.error = request.error
+      if (request.attemptLog !== undefined) event.attemptLog = [...request.attemptLog]
       return event
     }
 
@@ -184,7 +218,7 @@ export const make = (
     // ---- bookkeeping --------------------------------------------------------
 
     const checkIdle = () => {
-      if (idle !== undefined && queued === 0 && admitting === undefined && inFlight === 0 && promisedSlots === 0) {
+      if (idle !== undefined && queued === 0 && admitting === undefined && running.size === 0 && promisedSlots === 0) {
         Deferred.unsafeDone(idle, Exit.void)
       }
     }
@@ -286,19 +320,26 @@ export const make = (
       runtime: Runtime.Runtime<any>,
       onExit: (request: Request, exit: Exit.Exit<unknown, unknown>) => void,
       index: number
-    ) =>
-      new Request(
+    ) => {
+      const key = options?.key ?? RateLimiterInternal.DEFAULT_KEY
+      const settings = settingsFor(key)
+      const at = now()
+      const deadlineMillis = options?.deadline === undefined ? settings.deadlineMillis : toMillis(options.deadline)
+      return new Request(
         ++nextId,
-        options?.key ?? RateLimiterInternal.DEFAULT_KEY,
+        key,
         options?.priority ?? 0,
         options?.cost,
-        options?.timeout === undefined ? defaultTimeout : toMillis(options.timeout),
+        options?.timeout === undefined ? settings.timeoutMillis : toMillis(options.timeout),
+        deadlineMillis === undefined ? undefined : at + deadlineMillis,
+        deadlineMillis === undefined || settings.plain ? settings : { ...settings, plain: false },
         effect,
         runtime,
         onExit,
         index,
-        now()
+        at
       )
+    }
 
     const invalidSubmit = (
       options: Executor.SubmitOptions | undefined
@@ -308,6 +349,12 @@ export const make = (
         return new InvalidOptions.InvalidOptionsError({
           component: `Executor "${name}" submit`,
           issues: `["priority"] Expected a finite number, actual ${options.priority}`
+        })
+      }
+      if (options.deadline !== undefined && !Schema.is(InvalidOptions.PositiveDuration)(options.deadline)) {
+        return new InvalidOptions.InvalidOptionsError({
+          component: `Executor "${name}" submit`,
+          issues: `["deadline"] Expected a duration above zero, actual ${String(options.deadline)}`
         })
       }
       if (options.timeout !== undefined && !Schema.is(InvalidOptions.PositiveDuration)(options.timeout)) {
@@ -329,48 +376,83 @@ export const make = (
       return Effect.ignore(limiter.refund(reservation))
     }
 
-    const cancel = (request: Request, cause: "caller" | "shutdown"): Effect.Effect<void> =>
+    const deadlineError = (request: Request) =>
+      new RequestTimeoutError({
+        executor: name,
+        requestId: request.id,
+        timeoutMillis: request.deadlineAt! - request.timestamps.PENDING!,
+        kind: "Deadline"
+      })
+
+    /**
+     * Ends a request that has not finished: its caller was interrupted, the
+     * executor is abandoning it, or its deadline ran out (which ends it FAILED).
+     */
+    const cancel = (request: Request, cause: "caller" | "shutdown" | "deadline"): Effect.Effect<void> =>
       Effect.suspend(() => {
-        const exitFor = () => (cause === "shutdown" ? Exit.fail(abandonedError(request)) : Exit.interrupt(FiberId.none))
         if (cause === "shutdown") {
           request.abandoned = true
           request.error = abandonedError(request)
+        } else if (cause === "deadline") {
+          request.expired = true
+          request.error = deadlineError(request)
+        }
+        const end = () => {
+          if (cause === "caller") settle(request, "CANCELLED", Exit.interrupt(FiberId.none))
+          else if (cause === "shutdown") settle(request, "CANCELLED", Exit.fail(abandonedError(request)))
+          else settle(request, "FAILED", Exit.fail(deadlineError(request)))
+        }
+        // A started request (running, or between attempts) ends through its fiber's exit.
+        if (request.fiber !== undefined) {
+          return isTerminal(request.status) ? Effect.void : Effect.asVoid(Fiber.interrupt(request.fiber))
         }
         switch (request.status) {
           case "PENDING": {
-            settle(request, "CANCELLED", exitFor())
+            end()
             return Effect.void
           }
           case "QUEUED": {
             setQueued(queued - 1)
             queue.compact(queued)
-            settle(request, "CANCELLED", exitFor())
+            end()
             wakeRoomWaiter()
             return Effect.void
           }
           case "PROCESSING": {
             if (request.cancelSignal !== undefined) Deferred.unsafeDone(request.cancelSignal, Exit.void)
             if (admitting === request) admitting = undefined
-            settle(request, "CANCELLED", exitFor())
+            end()
             return refund(request)
-          }
-          case "CALLING": {
-            return request.fiber === undefined ? Effect.void : Effect.asVoid(Fiber.interrupt(request.fiber))
           }
           default:
             return Effect.void
         }
       })
 
+    // ---- permits ------------------------------------------------------------
+
+    const holdPermit = (request: Request) => {
+      request.holdsPermit = true
+      inFlight++
+      metrics.inFlight.unsafeUpdate(inFlight, [])
+    }
+
+    const releasePermit = (request: Request): Effect.Effect<void> => {
+      if (!request.holdsPermit) return Effect.void
+      request.holdsPermit = false
+      inFlight--
+      metrics.inFlight.unsafeUpdate(inFlight, [])
+      return semaphore.release(1)
+    }
+
     // ---- dispatch -----------------------------------------------------------
 
     const finish = (request: Request, exit: Exit.Exit<unknown, unknown>) => {
-      inFlight--
       running.delete(request)
-      metrics.inFlight.unsafeUpdate(inFlight, [])
-      metrics.callDuration.unsafeUpdate(now() - request.timestamps.CALLING!, [])
       if (request.abandoned) {
         settle(request, "CANCELLED", Exit.fail(abandonedError(request)))
+      } else if (request.expired) {
+        settle(request, "FAILED", Exit.fail(deadlineError(request)))
       } else if (Exit.isSuccess(exit)) {
         settle(request, "COMPLETED", exit)
       } else if (Cause.isInterruptedOnly(exit.cause)) {
@@ -382,46 +464,211 @@ export const make = (
       }
     }
 
-    const program = (request: Request): Effect.Effect<unknown, unknown, any> => {
+    /** The effect under its timeout: the request's own, or what is left of its deadline if that is sooner. */
+    const withTimeout = (request: Request, effect: Effect.Effect<unknown, unknown, any>) => {
+      const attemptMillis = request.timeoutMillis
+      const leftMillis = request.deadlineAt === undefined ? undefined : request.deadlineAt - now()
+      if (attemptMillis === undefined && leftMillis === undefined) return effect
+      const byDeadline = leftMillis !== undefined && (attemptMillis === undefined || leftMillis < attemptMillis)
+      return Effect.timeoutFail(effect, {
+        duration: Duration.millis(Math.max(0, byDeadline ? leftMillis! : attemptMillis!)),
+        onTimeout: () =>
+          byDeadline
+            ? deadlineError(request)
+            : new RequestTimeoutError({ executor: name, requestId: request.id, timeoutMillis: attemptMillis! })
+      })
+    }
+
+    const inSpan = (request: Request, effect: Effect.Effect<unknown, unknown, any>) =>
+      spans
+        ? Effect.withSpan(effect, "sluice.executor.request", {
+            kind: "client",
+            attributes: {
+              "sluice.executor": name,
+              "sluice.request.id": request.id,
+              "sluice.request.key": request.key,
+              "sluice.request.priority": request.priority
+            }
+          })
+        : effect
+
+    /** One attempt, no retry, no breaker: the fast path. */
+    const plainProgram = (request: Request): Effect.Effect<unknown, unknown, any> =>
       // The work is interruptible whatever the caller's region was: timeouts and cancellation must reach it.
-      let effect = Effect.interruptible(request.effect)
-      if (request.timeoutMillis !== undefined) {
-        const timeoutMillis = request.timeoutMillis
-        effect = Effect.timeoutFail(effect, {
-          duration: Duration.millis(timeoutMillis),
-          onTimeout: () => new RequestTimeoutError({ executor: name, requestId: request.id, timeoutMillis })
-        })
-      }
-      if (spans) {
-        effect = Effect.withSpan(effect, "sluice.executor.request", {
-          kind: "client",
-          attributes: {
-            "sluice.executor": name,
-            "sluice.request.id": request.id,
-            "sluice.request.key": request.key,
-            "sluice.request.priority": request.priority
-          }
-        })
-      }
-      return Effect.onExit(effect, (exit) =>
+      Effect.onExit(inSpan(request, withTimeout(request, Effect.interruptible(request.effect))), (exit) =>
         Effect.zipRight(
-          semaphore.release(1),
-          Effect.sync(() => finish(request, exit))
+          releasePermit(request),
+          Effect.sync(() => {
+            metrics.callDuration.unsafeUpdate(now() - request.timestamps.CALLING!, [])
+            finish(request, exit)
+          })
         )
+      )
+
+    const leaveRetryWait = (request: Request) => {
+      if (!request.betweenAttempts) return
+      request.betweenAttempts = false
+      retrying--
+    }
+
+    const beginAttempt = (request: Request, attempt: number) => {
+      const startedAt = now()
+      request.enter("CALLING", startedAt)
+      request.attempts = attempt
+      metrics.admissionWait.unsafeUpdate(startedAt - request.timestamps.PROCESSING!, [])
+      publish(request)
+    }
+
+    const logAttempt = (request: Request, record: AttemptRecord) => {
+      request.attemptLog ??= []
+      request.attemptLog.push(record)
+    }
+
+    const outcomeOf = (exit: Exit.Exit<unknown, unknown>): AttemptRecord["outcome"] => {
+      if (Exit.isSuccess(exit)) return "success"
+      if (Cause.isInterruptedOnly(exit.cause)) return "interrupted"
+      const error = Cause.failureOption(exit.cause)
+      return Option.isSome(error) && error.value instanceof RequestTimeoutError ? "timeout" : "failure"
+    }
+
+    /**
+     * One attempt on the resilient path, holding a permit and (with limits) a
+     * reservation: the breaker lets it through or refuses it (then its tokens
+     * go back), then the call runs under its timeout and the breaker hears the
+     * outcome. The permit is returned whatever happens.
+     */
+    const attemptOnce = (request: Request, attempt: number): Effect.Effect<Exit.Exit<unknown, unknown>, never, any> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function* () {
+          const breaker = request.settings.breaker
+          let breakerPermit: CircuitBreaker.Permit | undefined
+          if (breaker !== undefined) {
+            const admitted = yield* Effect.either(breaker.admit(request.key))
+            if (Either.isLeft(admitted)) {
+              yield* refund(request)
+              yield* releasePermit(request)
+              const at = now()
+              logAttempt(request, { attempt, startedAt: at, endedAt: at, outcome: "rejected", error: admitted.left })
+              return Exit.fail(admitted.left)
+            }
+            breakerPermit = admitted.right
+          }
+          request.reservation = undefined // spent by this attempt
+          beginAttempt(request, attempt)
+          const startedAt = request.timestamps.CALLING!
+          const exit = yield* Effect.exit(restore(withTimeout(request, Effect.interruptible(request.effect))))
+          const outcome = outcomeOf(exit)
+          if (breakerPermit !== undefined) {
+            yield* breaker!.release(breakerPermit, outcome === "interrupted" ? "interrupted" : exit)
+          }
+          yield* releasePermit(request)
+          const endedAt = now()
+          metrics.callDuration.unsafeUpdate(endedAt - startedAt, [])
+          const record: { -readonly [K in keyof AttemptRecord]: AttemptRecord[K] } = {
+            attempt,
+            startedAt,
+            endedAt,
+            outcome
+          }
+          if (Exit.isFailure(exit) && outcome !== "interrupted") {
+            record.error = Option.getOrElse(Cause.failureOption(exit.cause), () => Cause.squash(exit.cause))
+          }
+          logAttempt(request, record)
+          return exit
+        })
+      )
+
+    /**
+     * Admits a retry as the dispatcher admitted the first attempt, but from the
+     * request's own fiber: the breaker is checked first (a refused retry costs
+     * no tokens), then the limits, then a permit.
+     */
+    const readmit = (request: Request): Effect.Effect<void, unknown> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function* () {
+          const breaker = request.settings.breaker
+          if (breaker !== undefined) yield* breaker.check(request.key)
+          if (limiter !== undefined) {
+            request.reservation = yield* restore(limiter.acquire(request.cost, { key: request.key }))
+          }
+          yield* restore(semaphore.take(1))
+          holdPermit(request)
+          leaveRetryWait(request)
+        })
+      )
+
+    /**
+     * The resilient path: attempts until one succeeds or the retry policy
+     * gives up. Between attempts the request holds no permit and shows as
+     * PROCESSING; the wait and the re-admission are interruptible, and
+     * whatever is held at an interruption is given back on exit.
+     */
+    const resilientProgram = (request: Request): Effect.Effect<unknown, unknown, any> => {
+      const policy = request.settings.retry
+      const decide = policy === undefined ? undefined : RetryInternal.makeDecider(policy, now(), request.deadlineAt)
+      const giveUp = (exit: Exit.Exit<unknown, unknown>, reason?: Retry.GiveUpReason) => {
+        const last = request.attemptLog?.[request.attemptLog.length - 1]
+        if (reason !== undefined && last !== undefined)
+          request.attemptLog![request.attemptLog!.length - 1] = { ...last, gaveUp: reason }
+        return exit
+      }
+      const attemptFrom = (attempt: number): Effect.Effect<Exit.Exit<unknown, unknown>, never, any> =>
+        Effect.flatMap(attemptOnce(request, attempt), (exit) => {
+          if (Exit.isSuccess(exit) || decide === undefined || Cause.isInterruptedOnly(exit.cause)) {
+            return Effect.succeed(exit)
+          }
+          const error = Option.getOrUndefined(Cause.failureOption(exit.cause))
+          if (error === undefined) return Effect.succeed(giveUp(exit, "NotRetryable")) // a defect
+          return Effect.flatMap(decide(error, attempt, now()), (decision) => {
+            if (decision._tag === "GiveUp") return Effect.succeed(giveUp(exit, decision.reason))
+            const last = request.attemptLog![request.attemptLog!.length - 1]!
+            request.attemptLog![request.attemptLog!.length - 1] = { ...last, retryDelayMillis: decision.delayMillis }
+            retrying++
+            request.betweenAttempts = true
+            request.enter("PROCESSING", now())
+            publish(request)
+            return Effect.zipRight(Effect.sleep(Duration.millis(decision.delayMillis)), readmit(request)).pipe(
+              Effect.matchEffect({
+                onFailure: (refusal) =>
+                  Effect.sync(() => {
+                    leaveRetryWait(request)
+                    const at = now()
+                    logAttempt(request, {
+                      attempt: attempt + 1,
+                      startedAt: at,
+                      endedAt: at,
+                      outcome: "rejected",
+                      error: refusal
+                    })
+                    return Exit.fail(refusal) as Exit.Exit<unknown, unknown>
+                  }),
+                onSuccess: () => attemptFrom(attempt + 1)
+              })
+            )
+          })
+        })
+      const attempts = Effect.flatten(
+        policy?.budget === undefined ? attemptFrom(1) : Effect.zipRight(policy.budget.recordRequest, attemptFrom(1))
+      )
+      return Effect.onExit(inSpan(request, attempts), (exit) =>
+        Effect.suspend(() => {
+          leaveRetryWait(request) // if interrupted between attempts
+          return Effect.zipRight(
+            Effect.zipRight(refund(request), releasePermit(request)),
+            Effect.sync(() => finish(request, exit))
+          )
+        })
       )
     }
 
     const start = (request: Request) => {
       admitting = undefined
-      inFlight++
       running.add(request)
-      const startedAt = now()
-      request.enter("CALLING", startedAt)
-      request.attempts = 1
-      metrics.inFlight.unsafeUpdate(inFlight, [])
-      metrics.admissionWait.unsafeUpdate(startedAt - request.timestamps.PROCESSING!, [])
-      publish(request)
-      request.fiber = Runtime.runFork(request.runtime)(program(request))
+      holdPermit(request)
+      // On the resilient path the attempt begins once the breaker lets it through.
+      if (request.settings.plain) beginAttempt(request, 1)
+      const program = request.settings.plain ? plainProgram(request) : resilientProgram(request)
+      request.fiber = Runtime.runFork(request.runtime)(program)
     }
 
     /** Waits for `wait`, or answers `onCancel` sooner if the request is cancelled meanwhile. */
@@ -450,16 +697,33 @@ export const make = (
       })
     }
 
+    /** Ends a dequeued request before admission: refused by its breaker, its limits, or its deadline. */
+    const refuse = (request: Request, error: unknown) => {
+      admitting = undefined
+      request.error = error
+      if (!request.settings.plain) {
+        const at = now()
+        logAttempt(request, { attempt: 1, startedAt: at, endedAt: at, outcome: "rejected", error })
+      }
+      settle(request, "FAILED", Exit.fail(error))
+      return Effect.void
+    }
+
     const admit = (request: Request): Effect.Effect<void> => {
-      if (limiter === undefined) return takePermitAndStart(request)
-      const admission = Effect.map(limiter.acquire(request.cost, { key: request.key }), Option.some)
-      return Effect.matchEffect(unlessCancelled(request, admission, Option.none()), {
-        onFailure: (error) => {
-          admitting = undefined
-          request.error = error
-          settle(request, "FAILED", Exit.fail(error))
-          return Effect.void
-        },
+      if (request.deadlineAt !== undefined && now() >= request.deadlineAt) {
+        request.expired = true
+        return refuse(request, deadlineError(request))
+      }
+      const breaker = request.settings.breaker
+      const admission =
+        limiter === undefined
+          ? Effect.succeed(Option.none<RateLimiter.Reservation>())
+          : Effect.map(limiter.acquire(request.cost, { key: request.key }), Option.some)
+      // An open breaker refuses before the limits are asked: a refused request costs no tokens.
+      const checked = breaker === undefined ? admission : Effect.zipRight(breaker.check(request.key), admission)
+      if (limiter === undefined && breaker === undefined) return takePermitAndStart(request)
+      return Effect.matchEffect(unlessCancelled(request, checked, Option.none()), {
+        onFailure: (error) => refuse(request, error),
         onSuccess: (reservation) => {
           if (Option.isSome(reservation)) request.reservation = reservation.value
           return takePermitAndStart(request)
@@ -564,9 +828,20 @@ export const make = (
               settle(request, "FAILED", Exit.fail(error))
             })
           )
-          return restore(Effect.zipRight(enqueued, Deferred.await(deferred))).pipe(
-            Effect.onInterrupt(() => cancel(request, "caller"))
-          )
+          const answer = Deferred.await(deferred)
+          // With a deadline, the caller's own timer ends the request wherever it is (queue included).
+          const deadlineAt = request.deadlineAt
+          const bounded =
+            deadlineAt === undefined
+              ? answer
+              : Effect.raceFirst(
+                  answer,
+                  Effect.sleep(Duration.millis(deadlineAt - now())).pipe(
+                    Effect.zipRight(cancel(request, "deadline")),
+                    Effect.zipRight(answer)
+                  )
+                )
+          return restore(Effect.zipRight(enqueued, bounded)).pipe(Effect.onInterrupt(() => cancel(request, "caller")))
         })
       )
 
@@ -654,6 +929,7 @@ export const make = (
         queued,
         admitting: admitting === undefined ? 0 : 1,
         inFlight,
+        retrying,
         availablePermits: concurrency - inFlight,
         waitingForRoom: roomWaiters.filter((waiter) => waiter.active).length,
         completed,

@@ -38,12 +38,16 @@ export class RequestTimeoutError extends Schema.TaggedError<RequestTimeoutError>
 )("RequestTimeoutError", {
   executor: Schema.String,
   requestId: Schema.Number,
-  timeoutMillis: Schema.Number
+  timeoutMillis: Schema.Number,
+  /** `"Attempt"` (default): one attempt ran too long, and may be retried. `"Deadline"`: the request's total time ran out. */
+  kind: Schema.optional(Schema.Literal("Attempt", "Deadline"))
 }) {
   override get message(): string {
-    return `Request ${this.requestId} on executor "${this.executor}" did not finish within ${this.timeoutMillis} ms`
+    return this.kind === "Deadline"
+      ? `Request ${this.requestId} on executor "${this.executor}" ran past its deadline of ${this.timeoutMillis} ms`
+      : `Request ${this.requestId} on executor "${this.executor}" did not finish within ${this.timeoutMillis} ms`
   }
   get retryable(): boolean {
-    return true
+    return this.kind !== "Deadline"
   }
 }

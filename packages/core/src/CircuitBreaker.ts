@@ -1,0 +1,267 @@
+/**
+ * Circuit breakers: stop calling a dependency that is failing, let a few
+ * probes find out when it has recovered.
+ *
+ * CLOSED → (trips) → OPEN → (open duration elapsed) → HALF_OPEN → (every
+ * probe succeeds) → CLOSED, or (a probe fails) → OPEN again, for longer when
+ * the open duration is a `Schedule`. `isolate` holds a breaker ISOLATED
+ * (refusing everything) until `reset`.
+ *
+ * Effect has no circuit breaker. It gives the parts: `Clock` for time (so
+ * everything here runs under `TestClock`), `Schedule` for growing open
+ * durations, `PubSub`/`Stream` for transitions, `Metric`, and `Exit`/`Cause`
+ * to tell a failure from an interruption. This module adds the policies
+ * (consecutive failures; failure rate over a count- or time-based window with
+ * a minimum number of calls; slow-call rate, as in Resilience4j), `classify`
+ * (which outcomes are the dependency's fault), a fixed number of half-open
+ * probes, keyed breakers with eviction of idle keys, and the guarantee the
+ * peers' users keep asking for: a probe that is interrupted or times out
+ * frees its slot, so no breaker is ever stuck HALF_OPEN, and half-open never
+ * lets more than `halfOpenProbes` calls through.
+ *
+ * Refusals are `CircuitOpenError`s carrying `retryAfter`; they are not
+ * retryable (failing fast is the point), so retry policies leave them alone.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import type * as Queue from "effect/Queue"
+import type * as Schedule from "effect/Schedule"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
+import type { InvalidOptionsError } from "./InvalidOptions.js"
+import * as internal from "./internal/circuitBreaker.js"
+import type { CircuitOpenError } from "./internal/circuitBreakerError.js"
+
+/**
+ * Refused by an OPEN, ISOLATED or full HALF_OPEN breaker; carries `retryAfter`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export { CircuitOpenError } from "./internal/circuitBreakerError.js"
+
+/**
+ * The breaker's Effect `Metric`s, tagged `breaker` and `key`:
+ * `sluice_breaker_state` (gauge: 0 CLOSED, 1 HALF_OPEN, 2 OPEN, 3 ISOLATED),
+ * `sluice_breaker_rejections_total`, `sluice_breaker_transitions_total` (also tagged `from`, `to`).
+ *
+ * @since 0.1.0
+ * @category metrics
+ */
+export * as metrics from "./internal/circuitBreakerMetrics.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type State = "CLOSED" | "OPEN" | "HALF_OPEN" | "ISOLATED"
+
+/**
+ * How an outcome counts: against the dependency (`"failure"`), for it
+ * (`"success"`), or not at all (`"ignore"`, e.g. a 400: the caller's fault).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Verdict = "success" | "failure" | "ignore"
+
+/**
+ * When a CLOSED breaker trips:
+ * - `consecutive`: after `failures` bad calls in a row (failed, or slow);
+ * - `count`: over the last `size` calls, once `minimumCalls` (default `size`)
+ *   were seen, the failure rate reaches `failureRate` (0–1], or the slow-call
+ *   rate reaches `slowCall.rate`;
+ * - `time`: the same over the calls of the last `window`, kept in `buckets`
+ *   (default 10) slices, so a call ages out within one slice; `minimumCalls` default 1.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Policy =
+  | { readonly kind: "consecutive"; readonly failures: number }
+  | {
+      readonly kind: "count"
+      readonly size: number
+      readonly failureRate: number
+      readonly minimumCalls?: number | undefined
+    }
+  | {
+      readonly kind: "time"
+      readonly window: Duration.DurationInput
+      readonly failureRate: number
+      readonly minimumCalls?: number | undefined
+      readonly buckets?: number | undefined
+    }
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  /** Names the breaker in errors, transitions and metrics. */
+  readonly name: string
+  readonly policy: Policy
+  /** Calls that take `threshold` or longer are slow; `rate` (default 1) of slow calls trips a rate policy. */
+  readonly slowCall?: { readonly threshold: Duration.DurationInput; readonly rate?: number | undefined } | undefined
+  /**
+   * How long OPEN lasts: a duration (default 30 s), or a `Schedule` whose
+   * successive delays are the open durations after each re-open (reset once
+   * the breaker closes); when the schedule ends its last delay is kept.
+   */
+  readonly openDuration?: Duration.DurationInput | Schedule.Schedule<unknown, number> | undefined
+  /** Probes HALF_OPEN lets through; all must succeed to close. Default 1. */
+  readonly halfOpenProbes?: number | undefined
+  /** Which outcomes count against the dependency. Default: any failure (interruptions never count). */
+  readonly classify?: ((exit: Exit.Exit<unknown, unknown>) => Verdict) | undefined
+  /** A CLOSED key with nothing running, unused this long, is forgotten. Default 10 minutes. */
+  readonly idleTimeout?: Duration.DurationInput | undefined
+  /** Transitions kept per slow subscriber before the oldest are dropped. Default 1,024. */
+  readonly transitionBufferSize?: number | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface KeyOptions {
+  /** Which breaker of the keyed set. Default `"default"`. */
+  readonly key?: string | undefined
+}
+
+/**
+ * Why a breaker changed state.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type TransitionReason =
+  | "Tripped"
+  | "OpenDurationElapsed"
+  | "ProbesSucceeded"
+  | "ProbeFailed"
+  | "Isolated"
+  | "Reset"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Transition {
+  readonly breaker: string
+  readonly key: string
+  readonly from: State
+  readonly to: State
+  /** When it happened (ms on the breaker's Clock); HALF_OPEN is stamped with when the open duration ended. */
+  readonly at: number
+  readonly reason: TransitionReason
+}
+
+/**
+ * One key's breaker, now.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Snapshot {
+  readonly key: string
+  readonly state: State
+  /** What the CLOSED window holds (for `consecutive`: the current run of bad calls). */
+  readonly calls: number
+  readonly failures: number
+  readonly slowCalls: number
+  /** Probes admitted and not yet answered. */
+  readonly probesInFlight: number
+  /** Calls admitted and not yet finished. */
+  readonly inFlight: number
+  /** While OPEN: milliseconds until a probe may go. */
+  readonly retryAfterMillis?: number
+}
+
+/**
+ * A call let through, to be handed back to `release` with its outcome.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Permit {
+  readonly key: string
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface CircuitBreakerShape {
+  readonly name: string
+  /** Runs the effect if the breaker lets it through, and records its outcome. */
+  readonly protect: <A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+    options?: KeyOptions
+  ) => Effect.Effect<A, E | CircuitOpenError, R>
+  /**
+   * Refuses now if `admit` would, taking nothing (no probe slot): a caller
+   * can check before it spends anything else (the Executor checks before
+   * rate admission, so a refused request costs no tokens).
+   */
+  readonly check: (key?: string) => Effect.Effect<void, CircuitOpenError>
+  /**
+   * The two halves of `protect`, for callers that must do work between them
+   * (the Executor admits, then calls): take a permit, or be refused …
+   */
+  readonly admit: (key?: string) => Effect.Effect<Permit, CircuitOpenError>
+  /** … and give it back with the outcome (`"interrupted"` frees a probe slot without a verdict). Idempotent. */
+  readonly release: (permit: Permit, result: Exit.Exit<unknown, unknown> | "interrupted") => Effect.Effect<void>
+  readonly state: (key?: string) => Effect.Effect<State>
+  readonly inspect: (key?: string) => Effect.Effect<Snapshot>
+  /** Holds the key ISOLATED: every call refused until `reset`. */
+  readonly isolate: (key?: string) => Effect.Effect<void>
+  /** Back to CLOSED with an empty window. */
+  readonly reset: (key?: string) => Effect.Effect<void>
+  /** Every state change from now on. */
+  readonly transitions: Stream.Stream<Transition>
+  /** The same as a scoped queue (subscribed at once, so nothing is missed after it returns). */
+  readonly subscribe: Effect.Effect<Queue.Dequeue<Transition>, never, Scope.Scope>
+  /** Keys held now. */
+  readonly size: Effect.Effect<number>
+  /** Forgets idle CLOSED keys now (also done every `idleTimeout`); answers how many. */
+  readonly sweep: Effect.Effect<number>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class CircuitBreaker extends Context.Tag("@sluice/core/CircuitBreaker")<CircuitBreaker, CircuitBreakerShape>() {}
+
+/**
+ * Builds a breaker; bad options fail with an `InvalidOptionsError` naming the
+ * field. Needs a `Scope` for its idle-key sweeper.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: (options: Options) => Effect.Effect<CircuitBreakerShape, InvalidOptionsError, Scope.Scope> =
+  internal.make
+
+/**
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<CircuitBreaker, InvalidOptionsError> =>
+  Layer.scoped(CircuitBreaker, make(options))
+
+/**
+ * Runs an effect through the breaker in context.
+ *
+ * @since 0.1.0
+ * @category combinators
+ */
+export const protect =
+  (options?: KeyOptions) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | CircuitOpenError, R | CircuitBreaker> =>
+    Effect.flatMap(CircuitBreaker, (breaker) => breaker.protect(effect, options))

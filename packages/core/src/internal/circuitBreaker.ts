@@ -1,0 +1,386 @@
+/**
+ * The CircuitBreaker's machinery: one small state machine per key, driven
+ * synchronously from the caller's fiber (no background fiber per breaker).
+ *
+ * CLOSED records outcomes in its window (`breakerWindow.ts`) and trips to
+ * OPEN. OPEN refuses until its open duration has passed, then the next call
+ * finds it HALF_OPEN (the change is made when observed, stamped with the time
+ * it became due). HALF_OPEN hands out `halfOpenProbes` probe slots: all of
+ * them succeeding closes the breaker, one failing re-opens it for the next
+ * step of the open-duration schedule. A probe that ends without a verdict
+ * (interrupted, or classified "ignore") gives its slot back, so the breaker
+ * can never be stuck half-open. Every permit carries the generation it was
+ * taken in, so a call that outlives a state change cannot vote in the next.
+ */
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Predicate from "effect/Predicate"
+import * as PubSub from "effect/PubSub"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type * as CircuitBreaker from "../CircuitBreaker.js"
+import * as InvalidOptions from "../InvalidOptions.js"
+import * as Window from "./breakerWindow.js"
+import { CircuitOpenError } from "./circuitBreakerError.js"
+import { makeKeyMetrics } from "./circuitBreakerMetrics.js"
+import * as ScheduleStepper from "./scheduleStepper.js"
+
+export const DEFAULT_KEY = "default"
+const DEFAULT_OPEN_DURATION = Duration.seconds(30)
+const DEFAULT_IDLE_TIMEOUT = Duration.minutes(10)
+
+// ---- options -------------------------------------------------------------------
+
+const Share = Schema.Number.pipe(
+  Schema.greaterThan(0, { message: () => "Expected a share above 0 and at most 1" }),
+  Schema.lessThanOrEqualTo(1, { message: () => "Expected a share above 0 and at most 1" })
+)
+
+const RateFields = {
+  failureRate: Share,
+  minimumCalls: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt))
+}
+
+const PolicySchema = Schema.Union(
+  Schema.Struct({ kind: Schema.Literal("consecutive"), failures: InvalidOptions.PositiveInt }),
+  Schema.Struct({ kind: Schema.Literal("count"), size: InvalidOptions.PositiveInt, ...RateFields }),
+  Schema.Struct({
+    kind: Schema.Literal("time"),
+    window: InvalidOptions.PositiveDuration,
+    buckets: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
+    ...RateFields
+  })
+)
+
+const OptionsSchema = Schema.Struct({
+  name: Schema.NonEmptyTrimmedString,
+  policy: PolicySchema,
+  slowCall: Schema.optional(
+    Schema.UndefinedOr(
+      Schema.Struct({
+        threshold: InvalidOptions.PositiveDuration,
+        rate: Schema.optional(Schema.UndefinedOr(Share))
+      })
+    )
+  ),
+  openDuration: Schema.optional(
+    Schema.UndefinedOr(Schema.Union(InvalidOptions.PositiveDuration, Schema.declare(Schedule.isSchedule)))
+  ),
+  halfOpenProbes: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
+  classify: Schema.optional(Schema.UndefinedOr(Schema.declare(Predicate.isFunction))),
+  idleTimeout: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
+  transitionBufferSize: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt))
+})
+
+const decodeOptions = InvalidOptions.decode("CircuitBreaker", OptionsSchema)
+
+const millisOf = (input: Duration.DurationInput) => Duration.toMillis(Duration.decode(input))
+
+/** Failures count, successes do not; interruption is never a verdict (handled before classify). */
+export const defaultClassify = (exit: Exit.Exit<unknown, unknown>): CircuitBreaker.Verdict =>
+  Exit.isSuccess(exit) ? "success" : "failure"
+
+// ---- one key --------------------------------------------------------------------
+
+class KeyBreaker {
+  state: CircuitBreaker.State = "CLOSED"
+  generation = 0
+  openUntil = 0
+  openedFor = 0
+  probesTaken = 0
+  probeSuccesses = 0
+  inFlight = 0
+  lastUsed: number
+  readonly metrics: ReturnType<typeof makeKeyMetrics>
+  constructor(
+    readonly key: string,
+    readonly window: Window.OutcomeWindow,
+    readonly openDurations: ScheduleStepper.ScheduleStepper<number> | undefined,
+    breaker: string,
+    now: number
+  ) {
+    this.lastUsed = now
+    this.metrics = makeKeyMetrics(breaker, key)
+    this.metrics.state("CLOSED")
+  }
+}
+
+interface PermitRecord extends CircuitBreaker.Permit {
+  readonly breaker: KeyBreaker
+  readonly generation: number
+  readonly probe: boolean
+  readonly startedAt: number
+  done: boolean
+}
+
+export const make = (
+  options: CircuitBreaker.Options
+): Effect.Effect<CircuitBreaker.CircuitBreakerShape, InvalidOptions.InvalidOptionsError, Scope.Scope> =>
+  Effect.gen(function* () {
+    yield* decodeOptions(options)
+    const name = options.name
+    const policy = options.policy
+    const slowMillis = options.slowCall === undefined ? undefined : millisOf(options.slowCall.threshold)
+    const thresholds = (failureRate: number, minimumCalls: number): Window.RateThresholds => ({
+      failureRate,
+      minimumCalls,
+      slowCallRate: options.slowCall === undefined ? undefined : (options.slowCall.rate ?? 1)
+    })
+    const newWindow = (): Window.OutcomeWindow => {
+      switch (policy.kind) {
+        case "consecutive":
+          return Window.consecutive(policy.failures)
+        case "count":
+          return Window.countBased(policy.size, thresholds(policy.failureRate, policy.minimumCalls ?? policy.size))
+        case "time":
+          return Window.timeBased(
+            millisOf(policy.window),
+            policy.buckets ?? 10,
+            thresholds(policy.failureRate, policy.minimumCalls ?? 1)
+          )
+      }
+    }
+    const openDuration = options.openDuration ?? DEFAULT_OPEN_DURATION
+    const fixedOpenMillis = Schedule.isSchedule(openDuration) ? undefined : millisOf(openDuration)
+    const openSchedule = Schedule.isSchedule(openDuration)
+      ? (openDuration as Schedule.Schedule<unknown, number>)
+      : undefined
+    const halfOpenProbes = options.halfOpenProbes ?? 1
+    const classify = options.classify ?? defaultClassify
+    const idleMillis = millisOf(options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT)
+
+    const clock = yield* Effect.clock
+    const now = () => clock.unsafeCurrentTimeMillis()
+    const pubsub = yield* PubSub.sliding<CircuitBreaker.Transition>(options.transitionBufferSize ?? 1024)
+    let subscribers = 0
+    const breakers = new Map<string, KeyBreaker>()
+
+    const breakerFor = (key: string, at: number): KeyBreaker => {
+      let breaker = breakers.get(key)
+      if (breaker === undefined) {
+        const stepper = openSchedule === undefined ? undefined : ScheduleStepper.make(openSchedule)
+        breaker = new KeyBreaker(key, newWindow(), stepper, name, at)
+        breakers.set(key, breaker)
+      }
+      return breaker
+    }
+
+    const transition = (
+      breaker: KeyBreaker,
+      to: CircuitBreaker.State,
+      at: number,
+      reason: CircuitBreaker.TransitionReason
+    ) => {
+      const from = breaker.state
+      breaker.state = to
+      breaker.generation++
+      breaker.probesTaken = 0
+      breaker.probeSuccesses = 0
+      breaker.metrics.state(to)
+      breaker.metrics.transition(from, to)
+      if (subscribers > 0) pubsub.unsafeOffer({ breaker: name, key: breaker.key, from, to, at, reason })
+    }
+
+    /** The next open duration: fixed, or the schedule's next step (its last step once it is done). */
+    const nextOpenMillis = (breaker: KeyBreaker, at: number, reopening: boolean): Effect.Effect<number> => {
+      if (breaker.openDurations === undefined) return Effect.succeed(fixedOpenMillis!)
+      if (!reopening) breaker.openDurations.reset()
+      return Effect.map(breaker.openDurations.next(at, 0), (millis) => millis ?? breaker.openedFor)
+    }
+
+    const open = (breaker: KeyBreaker, at: number, reason: CircuitBreaker.TransitionReason) =>
+      Effect.map(nextOpenMillis(breaker, at, reason === "ProbeFailed"), (millis) => {
+        breaker.openedFor = millis
+        breaker.openUntil = at + millis
+        breaker.window.clear()
+        transition(breaker, "OPEN", at, reason)
+      })
+
+    /** OPEN becomes HALF_OPEN once its time is up, observed on the next look. */
+    const refresh = (breaker: KeyBreaker, at: number) => {
+      if (breaker.state === "OPEN" && at >= breaker.openUntil) {
+        transition(breaker, "HALF_OPEN", breaker.openUntil, "OpenDurationElapsed")
+      }
+    }
+
+    const tryAdmit = (key: string): PermitRecord | CircuitOpenError => {
+      const at = now()
+      const breaker = breakerFor(key, at)
+      breaker.lastUsed = at
+      refresh(breaker, at)
+      switch (breaker.state) {
+        case "CLOSED":
+          break
+        case "HALF_OPEN":
+          if (breaker.probesTaken < halfOpenProbes) {
+            breaker.probesTaken++
+            break
+          }
+          return reject(breaker, "HALF_OPEN", 0)
+        case "OPEN":
+          return reject(breaker, "OPEN", breaker.openUntil - at)
+        case "ISOLATED":
+          return reject(breaker, "ISOLATED", Number.POSITIVE_INFINITY)
+      }
+      breaker.inFlight++
+      return {
+        key,
+        breaker,
+        generation: breaker.generation,
+        probe: breaker.state === "HALF_OPEN",
+        startedAt: at,
+        done: false
+      }
+    }
+
+    /** Refuses as `tryAdmit` would, but takes nothing. */
+    const check = (key = DEFAULT_KEY) =>
+      Effect.suspend(() => {
+        const breaker = breakers.get(key)
+        if (breaker === undefined) return Effect.void
+        const at = now()
+        refresh(breaker, at)
+        switch (breaker.state) {
+          case "OPEN":
+            return Effect.fail(reject(breaker, "OPEN", breaker.openUntil - at))
+          case "ISOLATED":
+            return Effect.fail(reject(breaker, "ISOLATED", Number.POSITIVE_INFINITY))
+          case "HALF_OPEN":
+            return breaker.probesTaken < halfOpenProbes ? Effect.void : Effect.fail(reject(breaker, "HALF_OPEN", 0))
+          default:
+            return Effect.void
+        }
+      })
+
+    const reject = (breaker: KeyBreaker, state: CircuitOpenError["state"], retryAfterMillis: number) => {
+      breaker.metrics.rejected()
+      return new CircuitOpenError({ breaker: name, key: breaker.key, state, retryAfterMillis })
+    }
+
+    const release = (permit: CircuitBreaker.Permit, result: Exit.Exit<unknown, unknown> | "interrupted") =>
+      Effect.suspend(() => {
+        const record = permit as PermitRecord
+        if (record.done) return Effect.void
+        record.done = true
+        const breaker = record.breaker
+        const at = now()
+        breaker.inFlight--
+        breaker.lastUsed = at
+        refresh(breaker, at)
+        const verdict = result === "interrupted" ? "ignore" : classify(result)
+        const current = record.generation === breaker.generation
+        if (!current) return Effect.void
+        if (verdict === "ignore") {
+          if (record.probe) breaker.probesTaken--
+          return Effect.void
+        }
+        const outcome: Window.Outcome = {
+          failure: verdict === "failure",
+          slow: slowMillis !== undefined && at - record.startedAt >= slowMillis
+        }
+        if (record.probe) {
+          if (outcome.failure || outcome.slow) return open(breaker, at, "ProbeFailed")
+          breaker.probeSuccesses++
+          if (breaker.probeSuccesses >= halfOpenProbes) {
+            breaker.window.clear()
+            breaker.openDurations?.reset()
+            transition(breaker, "CLOSED", at, "ProbesSucceeded")
+          }
+          return Effect.void
+        }
+        if (breaker.state === "CLOSED" && breaker.window.record(outcome, at)) return open(breaker, at, "Tripped")
+        return Effect.void
+      })
+
+    const admit = (key = DEFAULT_KEY) =>
+      Effect.suspend(() => {
+        const result = tryAdmit(key)
+        return result instanceof CircuitOpenError ? Effect.fail(result) : Effect.succeed(result)
+      })
+
+    const protect = <A, E, R>(
+      effect: Effect.Effect<A, E, R>,
+      protectOptions?: CircuitBreaker.KeyOptions
+    ): Effect.Effect<A, E | CircuitOpenError, R> =>
+      Effect.uninterruptibleMask((restore): Effect.Effect<A, E | CircuitOpenError, R> => {
+        const permit = tryAdmit(protectOptions?.key ?? DEFAULT_KEY)
+        if (permit instanceof CircuitOpenError) return Effect.fail(permit)
+        return Effect.onExit(restore(effect), (exit) =>
+          release(permit, Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) ? "interrupted" : exit)
+        )
+      })
+
+    const snapshot = (key = DEFAULT_KEY): CircuitBreaker.Snapshot => {
+      const at = now()
+      const breaker = breakers.get(key)
+      if (breaker === undefined) {
+        return { key, state: "CLOSED", calls: 0, failures: 0, slowCalls: 0, probesInFlight: 0, inFlight: 0 }
+      }
+      refresh(breaker, at)
+      const counts = breaker.window.counts(at)
+      const result: { -readonly [K in keyof CircuitBreaker.Snapshot]: CircuitBreaker.Snapshot[K] } = {
+        key,
+        state: breaker.state,
+        ...counts,
+        probesInFlight: breaker.state === "HALF_OPEN" ? breaker.probesTaken - breaker.probeSuccesses : 0,
+        inFlight: breaker.inFlight
+      }
+      if (breaker.state === "OPEN") result.retryAfterMillis = breaker.openUntil - at
+      return result
+    }
+
+    const force = (key: string, to: "ISOLATED" | "CLOSED", reason: CircuitBreaker.TransitionReason) =>
+      Effect.sync(() => {
+        const at = now()
+        const breaker = breakerFor(key, at)
+        breaker.window.clear()
+        breaker.openDurations?.reset()
+        if (breaker.state !== to) transition(breaker, to, at, reason)
+        else breaker.generation++
+      })
+
+    const sweep = Effect.sync(() => {
+      const at = now()
+      let evicted = 0
+      for (const [key, breaker] of breakers) {
+        // Only a CLOSED key with nothing running is forgotten (with what its window held);
+        // an OPEN, HALF_OPEN or ISOLATED key is kept, or eviction would close it.
+        if (breaker.state === "CLOSED" && breaker.inFlight === 0 && at - breaker.lastUsed >= idleMillis) {
+          breakers.delete(key)
+          evicted++
+        }
+      }
+      return evicted
+    })
+    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(idleMillis)), sweep)))
+
+    const subscribe = Effect.acquireRelease(
+      Effect.sync(() => {
+        subscribers++
+      }),
+      () =>
+        Effect.sync(() => {
+          subscribers--
+        })
+    ).pipe(Effect.zipRight(PubSub.subscribe(pubsub)))
+
+    return {
+      name,
+      protect,
+      check,
+      admit,
+      release,
+      state: (key?: string) => Effect.sync(() => snapshot(key).state),
+      inspect: (key?: string) => Effect.sync(() => snapshot(key)),
+      isolate: (key = DEFAULT_KEY) => force(key, "ISOLATED", "Isolated"),
+      reset: (key = DEFAULT_KEY) => force(key, "CLOSED", "Reset"),
+      transitions: Stream.unwrapScoped(Effect.map(subscribe, Stream.fromQueue)),
+      subscribe,
+      size: Effect.sync(() => breakers.size),
+      sweep
+    } satisfies CircuitBreaker.CircuitBreakerShape
+  })

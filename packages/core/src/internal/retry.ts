@@ -1,0 +1,194 @@
+/**
+ * Retry's machinery: the backoff schedules, the options Schema, and the
+ * decision taken after each failed attempt (retry after how long, or give up
+ * and why). The Executor uses `makeDecider` directly so it can re-admit each
+ * attempt and record each decision on the request's events.
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Predicate from "effect/Predicate"
+import * as Random from "effect/Random"
+import * as Schedule from "effect/Schedule"
+import * as ScheduleDecision from "effect/ScheduleDecision"
+import * as Interval from "effect/ScheduleInterval"
+import * as Schema from "effect/Schema"
+import * as InvalidOptions from "../InvalidOptions.js"
+import type * as Retry from "../Retry.js"
+import * as RetryBudget from "./retryBudget.js"
+import * as ScheduleStepper from "./scheduleStepper.js"
+
+export const DEFAULT_MAX_ATTEMPTS = 3
+export const DEFAULT_BASE = Duration.millis(200)
+export const DEFAULT_MAX_DELAY = Duration.seconds(30)
+export const DEFAULT_RETRY_AFTER_CEILING = Duration.minutes(1)
+
+// ---- backoff schedules ------------------------------------------------------
+
+const millisOf = (input: Duration.DurationInput) => Duration.toMillis(Duration.decode(input))
+
+/** `base × factor^n`, capped; finite even when the power overflows. */
+const exponentialMillis = (baseMillis: number, factor: number, capMillis: number, attempt: number) =>
+  Math.min(capMillis, baseMillis * factor ** attempt)
+
+/** A schedule that recurs forever with the delays `delayOf(n)` (n from 0), which may draw randomness. */
+const fromDelays = <S>(initial: S, delayOf: (state: S) => Effect.Effect<readonly [S, number]>) =>
+  Schedule.makeWithState<S, unknown, Duration.Duration>(initial, (now, _input, state) =>
+    Effect.map(delayOf(state), ([next, delay]) => {
+      const millis = Math.max(0, delay)
+      return [next, Duration.millis(millis), ScheduleDecision.continueWith(Interval.after(now + millis))] as const
+    })
+  )
+
+export const backoff = (options: Retry.BackoffOptions = {}): Schedule.Schedule<Duration.Duration> => {
+  const base = millisOf(options.base ?? DEFAULT_BASE)
+  const factor = options.factor ?? 2
+  const cap = millisOf(options.maxDelay ?? DEFAULT_MAX_DELAY)
+  switch (options.jitter ?? "full") {
+    case "none":
+      return fromDelays(0, (n) => Effect.succeed([n + 1, exponentialMillis(base, factor, cap, n)] as const))
+    case "full":
+      // AWS "full jitter": uniform in [0, min(cap, base × factor^n)].
+      return fromDelays(0, (n) =>
+        Effect.map(Random.next, (r) => [n + 1, r * exponentialMillis(base, factor, cap, n)] as const)
+      )
+    case "decorrelated":
+      // AWS "decorrelated jitter": uniform in [base, previous × 3], capped.
+      return fromDelays(base, (previous) =>
+        Effect.map(Random.next, (r) => {
+          const delay = Math.min(cap, base + r * (previous * 3 - base))
+          return [delay, delay] as const
+        })
+      )
+  }
+}
+
+// ---- options -----------------------------------------------------------------
+
+const Ratio = Schema.Number.pipe(
+  Schema.greaterThanOrEqualTo(0, { message: () => "Expected a share between 0 and 1" }),
+  Schema.lessThanOrEqualTo(1, { message: () => "Expected a share between 0 and 1" })
+)
+
+const NonNegativeInt = Schema.Int.pipe(Schema.nonNegative({ message: () => "Expected a whole number of zero or more" }))
+
+export const BudgetOptionsSchema = Schema.Struct({
+  ratio: Ratio,
+  minRetries: Schema.optional(Schema.UndefinedOr(NonNegativeInt)),
+  window: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration))
+})
+
+const OptionsSchema = Schema.Struct({
+  maxAttempts: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
+  schedule: Schema.optional(Schema.UndefinedOr(Schema.declare(Schedule.isSchedule))),
+  base: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
+  factor: Schema.optional(
+    Schema.UndefinedOr(
+      Schema.Number.pipe(Schema.finite(), Schema.greaterThanOrEqualTo(1, { message: () => "Expected 1 or more" }))
+    )
+  ),
+  maxDelay: Schema.optional(Schema.UndefinedOr(InvalidOptions.NonNegativeDuration)),
+  jitter: Schema.optional(Schema.UndefinedOr(Schema.Literal("none", "full", "decorrelated"))),
+  maxElapsed: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
+  retryAfterCeiling: Schema.optional(Schema.UndefinedOr(InvalidOptions.NonNegativeDuration)),
+  isRetryable: Schema.optional(Schema.UndefinedOr(Schema.declare(Predicate.isFunction))),
+  budget: Schema.optional(Schema.UndefinedOr(Schema.Object))
+})
+
+const decodeOptions = InvalidOptions.decode("Retry", OptionsSchema)
+export const decodeBudgetOptions = InvalidOptions.decode("RetryBudget", BudgetOptionsSchema)
+
+export const makeBudget = (options: Retry.BudgetOptions) =>
+  Effect.map(decodeBudgetOptions(options), (decoded) =>
+    RetryBudget.make({
+      ratio: decoded.ratio,
+      minRetries: decoded.minRetries ?? 0,
+      windowMillis: millisOf(decoded.window ?? Duration.seconds(10))
+    })
+  )
+
+export const policy = (options: Retry.Options = {}): Effect.Effect<Retry.Policy, InvalidOptions.InvalidOptionsError> =>
+  Effect.map(
+    decodeOptions(options),
+    (): Retry.Policy => ({
+      maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+      schedule:
+        options.schedule ??
+        backoff({
+          base: options.base ?? DEFAULT_BASE,
+          factor: options.factor ?? 2,
+          maxDelay: options.maxDelay ?? DEFAULT_MAX_DELAY,
+          jitter: options.jitter ?? "full"
+        }),
+      maxElapsedMillis: options.maxElapsed === undefined ? undefined : millisOf(options.maxElapsed),
+      retryAfterCeilingMillis: millisOf(options.retryAfterCeiling ?? DEFAULT_RETRY_AFTER_CEILING),
+      isRetryable: options.isRetryable ?? isRetryable,
+      budget: options.budget
+    })
+  )
+
+// ---- verdicts ------------------------------------------------------------------
+
+/** The error's own verdict: its `retryable` field or getter. Anything without one is not retried. */
+export const isRetryable = (error: unknown): boolean =>
+  Predicate.hasProperty(error, "retryable") && error.retryable === true
+
+/** The error's `retryAfter` (a Duration, or milliseconds), if it carries one. */
+export const retryAfterMillis = (error: unknown): number | undefined => {
+  if (!Predicate.hasProperty(error, "retryAfter")) return undefined
+  const value = error.retryAfter
+  if (Duration.isDuration(value)) return Duration.toMillis(value)
+  if (typeof value === "number" && Number.isFinite(value) && value >= 0) return value
+  return undefined
+}
+
+// ---- decisions -----------------------------------------------------------------
+
+/** Decides, after each failed attempt of one call, whether and when it is tried again. */
+export const makeDecider = (policy: Retry.Policy, startedAt: number, deadlineAt?: number) => {
+  const stepper = ScheduleStepper.make(policy.schedule)
+  return (error: unknown, attempt: number, now: number): Effect.Effect<Retry.Decision> =>
+    Effect.gen(function* () {
+      if (!policy.isRetryable(error)) return giveUp("NotRetryable")
+      if (attempt >= policy.maxAttempts) return giveUp("AttemptsExhausted")
+      const scheduled = yield* stepper.next(now, error)
+      if (scheduled === undefined) return giveUp("ScheduleDone")
+      const retryAfter = retryAfterMillis(error)
+      if (retryAfter !== undefined && retryAfter > policy.retryAfterCeilingMillis) {
+        return giveUp("RetryAfterAboveCeiling")
+      }
+      const delay = Math.max(scheduled, retryAfter ?? 0)
+      if (policy.maxElapsedMillis !== undefined && now + delay - startedAt > policy.maxElapsedMillis) {
+        return giveUp("ElapsedExhausted")
+      }
+      if (deadlineAt !== undefined && now + delay >= deadlineAt) return giveUp("DeadlineExceeded")
+      if (policy.budget !== undefined && !(yield* policy.budget.tryRetry)) return giveUp("BudgetExhausted")
+      return { _tag: "Retry", delayMillis: delay } as const
+    })
+}
+
+const giveUp = (reason: Retry.GiveUpReason): Retry.Decision => ({ _tag: "GiveUp", reason })
+
+/** Runs `self` under `policy`: retried while the decider says so, sleeping each delay on `Clock`. */
+export const retry =
+  (policy: Retry.Policy) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.gen(function* () {
+      const startedAt = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+      const decide = makeDecider(policy, startedAt)
+      if (policy.budget !== undefined) yield* policy.budget.recordRequest
+      const attemptFrom = (attempt: number): Effect.Effect<A, E, R> =>
+        Effect.catchAll(self, (error) =>
+          Effect.flatMap(
+            Effect.clockWith((clock) => clock.currentTimeMillis),
+            (now) =>
+              Effect.flatMap(decide(error, attempt, now), (decision) =>
+                decision._tag === "GiveUp"
+                  ? Effect.fail(error)
+                  : Effect.zipRight(Effect.sleep(Duration.millis(decision.delayMillis)), attemptFrom(attempt + 1))
+              )
+          )
+        )
+      return yield* attemptFrom(1)
+    })
+
+export { RetryBudget }
