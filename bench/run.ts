@@ -5,20 +5,25 @@
  *      concurrency 16, against raw Effect and the promise libraries;
  *   2. one million tasks through the batch path with a bounded queue;
  *   3. rate precision at 200 requests per second;
- *   4. the targets, PASS or MISS.
+ *   4. circuit-breaker overhead per call beside opossum and cockatiel;
+ *   5. the targets, PASS or MISS.
  *
- * Run: npx -y pnpm@10.34.9 bench   (node --expose-gc --import tsx bench/run.ts)
+ * Run: npx -y pnpm@10.34.9 bench   (bench/build.mjs bundles it without tsx's keepNames, then
+ *      node --expose-gc bench/build/run.mjs)
  * Tables go to stdout, progress to stderr. The exit code is 0 whatever the
  * results: this is a report, not a test.
  */
 import * as os from "node:os"
 import * as BatchMillion from "./batchMillion.js"
+import * as Breaker from "./breaker.js"
 import { hasGc } from "./harness.js"
 import * as RatePrecision from "./ratePrecision.js"
 import * as Targets from "./targets.js"
 import * as Throughput from "./throughput.js"
 
 const THROUGHPUT: Throughput.ThroughputOptions = { tasks: 100_000, queued: 100_000, maxReps: 5, budgetMs: 2_500 }
+const BREAKER_CALLS = 1_000_000
+const BREAKER_REPS = 5
 const MILLION: BatchMillion.MillionOptions = { tasks: 1_000_000, queueCapacity: 10_000, concurrency: 16 }
 
 const progress = (line: string) => {
@@ -64,6 +69,12 @@ const main = async () => {
   const rates = await RatePrecision.measure(progress)
   RatePrecision.print(rates)
   progress(`3. done in ${seconds(since)}`)
+
+  progress("4. circuit breaker overhead ...")
+  since = performance.now()
+  const breaker = await Breaker.measure(BREAKER_CALLS, BREAKER_REPS, progress)
+  Breaker.print(breaker, BREAKER_CALLS, BREAKER_REPS)
+  progress(`4. done in ${seconds(since)}`)
 
   Targets.print(Targets.checks(throughput, million, rates))
   process.stdout.write(`\nTotal time: ${seconds(began)}\n`)

@@ -118,7 +118,11 @@ export interface Options {
   readonly halfOpenProbes?: number | undefined
   /** Which outcomes count against the dependency. Default: any failure (interruptions never count). */
   readonly classify?: ((exit: Exit.Exit<unknown, unknown>) => Verdict) | undefined
-  /** A CLOSED key with nothing running, unused this long, is forgotten. Default 10 minutes. */
+  /**
+   * A CLOSED key holding no permit, unused this long, is forgotten. Default
+   * 10 minutes. A `protect` call still running on it brings it back, with its
+   * verdict, when it ends.
+   */
   readonly idleTimeout?: Duration.DurationInput | undefined
   /** Transitions kept per slow subscriber before the oldest are dropped. Default 1,024. */
   readonly transitionBufferSize?: number | undefined
@@ -176,7 +180,11 @@ export interface Snapshot {
   readonly slowCalls: number
   /** Probes admitted and not yet answered. */
   readonly probesInFlight: number
-  /** Calls admitted and not yet finished. */
+  /**
+   * Permits held: probes, and calls admitted through `admit`. A call through
+   * `protect` while CLOSED holds nothing (there is nothing it could leak) and
+   * is not counted.
+   */
   readonly inFlight: number
   /** While OPEN: milliseconds until a probe may go. */
   readonly retryAfterMillis?: number

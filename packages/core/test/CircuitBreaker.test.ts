@@ -382,21 +382,34 @@ describe("CircuitBreaker", () => {
         yield* breaker.protect(ok, { key: "a" })
         yield* breaker.protect(ok, { key: "b" })
         yield* Effect.exit(breaker.protect(boom, { key: "c" }))
-        const running = yield* Effect.fork(breaker.protect(Effect.never, { key: "d" }))
-        yield* settle
-        expect(yield* breaker.size).toBe(4)
+        expect(yield* breaker.size).toBe(3)
         yield* TestClock.adjust("30 seconds")
         yield* breaker.protect(ok, { key: "b" })
         yield* TestClock.adjust("30 seconds") // the sweeper runs: a idle 60 s, b 30 s
-        expect(yield* breaker.size).toBe(3)
-        yield* TestClock.adjust("1 minute")
-        // b now idle too; c is OPEN, d is running: both kept.
         expect(yield* breaker.size).toBe(2)
-        expect(yield* breaker.state("c")).toBe("OPEN")
-        yield* Fiber.interrupt(running)
-        expect(yield* breaker.sweep).toBe(0) // d was used just now (its call ended)
         yield* TestClock.adjust("1 minute")
-        expect(yield* breaker.size).toBe(1)
+        expect(yield* breaker.size).toBe(1) // b now idle too; c is OPEN and kept
+        expect(yield* breaker.state("c")).toBe("OPEN")
+      })
+    )
+
+    it.scoped("a CLOSED call outliving its key's eviction still gives its verdict", () =>
+      Effect.gen(function* () {
+        const breaker = yield* CircuitBreaker.make({
+          name: "outlive",
+          policy: { kind: "consecutive", failures: 1 },
+          idleTimeout: "1 minute"
+        })
+        const long = yield* Effect.fork(
+          Effect.exit(breaker.protect(Effect.zipRight(Effect.sleep("3 minutes"), boom), { key: "slow" }))
+        )
+        yield* TestClock.adjust("2 minutes")
+        // A CLOSED breaker lends nothing to a running call, so the idle key was forgotten …
+        expect(yield* breaker.size).toBe(0)
+        yield* TestClock.adjust("1 minute")
+        yield* Fiber.join(long)
+        // … and its breaker comes back with the failure recorded.
+        expect(yield* breaker.state("slow")).toBe("OPEN")
       })
     )
   })

@@ -35,10 +35,10 @@ export interface RateThresholds {
   readonly minimumCalls: number
 }
 
-const tripsOnRates = (counts: WindowCounts, thresholds: RateThresholds): boolean => {
-  if (counts.calls < thresholds.minimumCalls || counts.calls === 0) return false
-  if (counts.failures / counts.calls >= thresholds.failureRate) return true
-  return thresholds.slowCallRate !== undefined && counts.slowCalls / counts.calls >= thresholds.slowCallRate
+const tripsOnRates = (calls: number, failures: number, slowCalls: number, thresholds: RateThresholds): boolean => {
+  if (calls < thresholds.minimumCalls || calls === 0) return false
+  if (failures / calls >= thresholds.failureRate) return true
+  return thresholds.slowCallRate !== undefined && slowCalls / calls >= thresholds.slowCallRate
 }
 
 export const consecutive = (threshold: number): OutcomeWindow => {
@@ -76,7 +76,8 @@ export const countBased = (size: number, thresholds: RateThresholds): OutcomeWin
   const counts = () => ({ calls, failures, slowCalls })
   return {
     record: (outcome) => {
-      if (calls === size) {
+      const wasFull = calls === size
+      if (wasFull) {
         const old = ring[next]!
         if (old & 1) failures--
         if (old & 2) slowCalls--
@@ -86,8 +87,10 @@ export const countBased = (size: number, thresholds: RateThresholds): OutcomeWin
       ring[next] = (outcome.failure ? 1 : 0) | (outcome.slow ? 2 : 0)
       if (outcome.failure) failures++
       if (outcome.slow) slowCalls++
-      next = (next + 1) % size
-      return tripsOnRates(counts(), thresholds)
+      next = next + 1 === size ? 0 : next + 1
+      // A good call into a full window can only lower the rates: nothing new to trip on.
+      if (wasFull && !outcome.failure && !outcome.slow) return false
+      return tripsOnRates(calls, failures, slowCalls, thresholds)
     },
     counts,
     clear: () => {
@@ -140,7 +143,8 @@ export const timeBased = (windowMillis: number, buckets: number, thresholds: Rat
       calls[slot]!++
       if (outcome.failure) failures[slot]!++
       if (outcome.slow) slowCalls[slot]!++
-      return tripsOnRates(counts(now), thresholds)
+      const { calls: c, failures: f, slowCalls: sc } = counts(now)
+      return tripsOnRates(c, f, sc, thresholds)
     },
     counts,
     clear: () => {

@@ -80,6 +80,12 @@ const decodeOptions = InvalidOptions.decode("CircuitBreaker", OptionsSchema)
 
 const millisOf = (input: Duration.DurationInput) => Duration.toMillis(Duration.decode(input))
 
+const SUCCESS = Exit.void
+const GOOD: Window.Outcome = { failure: false, slow: false }
+const SLOW: Window.Outcome = { failure: false, slow: true }
+const BAD: Window.Outcome = { failure: true, slow: false }
+const BAD_SLOW: Window.Outcome = { failure: true, slow: true }
+
 /** Failures count, successes do not; interruption is never a verdict (handled before classify). */
 export const defaultClassify = (exit: Exit.Exit<unknown, unknown>): CircuitBreaker.Verdict =>
   Exit.isSuccess(exit) ? "success" : "failure"
@@ -95,6 +101,8 @@ class KeyBreaker {
   probeSuccesses = 0
   inFlight = 0
   lastUsed: number
+  /** Forgotten by the sweeper; a call still running on it puts it back. */
+  evicted = false
   readonly metrics: ReturnType<typeof makeKeyMetrics>
   constructor(
     readonly key: string,
@@ -150,6 +158,8 @@ export const make = (
       ? (openDuration as Schedule.Schedule<unknown, number>)
       : undefined
     const halfOpenProbes = options.halfOpenProbes ?? 1
+    /** Whether an outcome's time matters: slow calls, or a time-based window. */
+    const timeMatters = slowMillis !== undefined || policy.kind === "time"
     const classify = options.classify ?? defaultClassify
     const idleMillis = millisOf(options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT)
 
@@ -192,13 +202,27 @@ export const make = (
       return Effect.map(breaker.openDurations.next(at, 0), (millis) => millis ?? breaker.openedFor)
     }
 
-    const open = (breaker: KeyBreaker, at: number, reason: CircuitBreaker.TransitionReason) =>
-      Effect.map(nextOpenMillis(breaker, at, reason === "ProbeFailed"), (millis) => {
-        breaker.openedFor = millis
-        breaker.openUntil = at + millis
-        breaker.window.clear()
-        transition(breaker, "OPEN", at, reason)
-      })
+    const openFor = (breaker: KeyBreaker, at: number, reason: CircuitBreaker.TransitionReason, millis: number) => {
+      breaker.openedFor = millis
+      breaker.openUntil = at + millis
+      breaker.window.clear()
+      transition(breaker, "OPEN", at, reason)
+    }
+
+    /** Opens at once for a fixed duration (no effect needed); a schedule's next step is an effect. */
+    const open = (
+      breaker: KeyBreaker,
+      at: number,
+      reason: CircuitBreaker.TransitionReason
+    ): Effect.Effect<void> | undefined => {
+      if (breaker.openDurations === undefined) {
+        openFor(breaker, at, reason, fixedOpenMillis!)
+        return undefined
+      }
+      return Effect.map(nextOpenMillis(breaker, at, reason === "ProbeFailed"), (millis) =>
+        openFor(breaker, at, reason, millis)
+      )
+    }
 
     /** OPEN becomes HALF_OPEN once its time is up, observed on the next look. */
     const refresh = (breaker: KeyBreaker, at: number) => {
@@ -261,40 +285,60 @@ export const make = (
       return new CircuitOpenError({ breaker: name, key: breaker.key, state, retryAfterMillis })
     }
 
+    /**
+     * Records one call's outcome. Synchronous; answers an effect only when
+     * something must still be done (stepping an open-duration schedule), so
+     * the success path allocates no effect. A call that began before the
+     * breaker last changed state (another generation) does not vote.
+     */
+    const recordOutcome = (
+      breaker: KeyBreaker,
+      generation: number,
+      probe: boolean,
+      startedAt: number,
+      result: Exit.Exit<unknown, unknown> | "interrupted"
+    ): Effect.Effect<void> | undefined => {
+      // A CLOSED breaker without slow calls or a time window needs no second
+      // clock reading for a call that began in its generation.
+      const at = breaker.state === "CLOSED" && generation === breaker.generation && !timeMatters ? startedAt : now()
+      breaker.lastUsed = at
+      refresh(breaker, at)
+      if (generation !== breaker.generation) return undefined
+      const verdict = result === "interrupted" ? "ignore" : classify(result)
+      if (verdict === "ignore") {
+        if (probe) breaker.probesTaken--
+        return undefined
+      }
+      const failure = verdict === "failure"
+      const slow = slowMillis !== undefined && at - startedAt >= slowMillis
+      if (probe) {
+        if (failure || slow) return open(breaker, at, "ProbeFailed")
+        breaker.probeSuccesses++
+        if (breaker.probeSuccesses >= halfOpenProbes) {
+          breaker.window.clear()
+          breaker.openDurations?.reset()
+          transition(breaker, "CLOSED", at, "ProbesSucceeded")
+        }
+        return undefined
+      }
+      const outcome = failure ? (slow ? BAD_SLOW : BAD) : slow ? SLOW : GOOD
+      if (breaker.state === "CLOSED" && breaker.window.record(outcome, at)) return open(breaker, now(), "Tripped")
+      return undefined
+    }
+
+    const settlePermit = (
+      permit: CircuitBreaker.Permit,
+      result: Exit.Exit<unknown, unknown> | "interrupted"
+    ): Effect.Effect<void> | undefined => {
+      const record = permit as PermitRecord
+      if (record.done) return undefined
+      record.done = true
+      record.breaker.inFlight--
+      return recordOutcome(record.breaker, record.generation, record.probe, record.startedAt, result)
+    }
+
     const release = (permit: CircuitBreaker.Permit, result: Exit.Exit<unknown, unknown> | "interrupted") =>
-      Effect.suspend(() => {
-        const record = permit as PermitRecord
-        if (record.done) return Effect.void
-        record.done = true
-        const breaker = record.breaker
-        const at = now()
-        breaker.inFlight--
-        breaker.lastUsed = at
-        refresh(breaker, at)
-        const verdict = result === "interrupted" ? "ignore" : classify(result)
-        const current = record.generation === breaker.generation
-        if (!current) return Effect.void
-        if (verdict === "ignore") {
-          if (record.probe) breaker.probesTaken--
-          return Effect.void
-        }
-        const outcome: Window.Outcome = {
-          failure: verdict === "failure",
-          slow: slowMillis !== undefined && at - record.startedAt >= slowMillis
-        }
-        if (record.probe) {
-          if (outcome.failure || outcome.slow) return open(breaker, at, "ProbeFailed")
-          breaker.probeSuccesses++
-          if (breaker.probeSuccesses >= halfOpenProbes) {
-            breaker.window.clear()
-            breaker.openDurations?.reset()
-            transition(breaker, "CLOSED", at, "ProbesSucceeded")
-          }
-          return Effect.void
-        }
-        if (breaker.state === "CLOSED" && breaker.window.record(outcome, at)) return open(breaker, at, "Tripped")
-        return Effect.void
-      })
+      Effect.suspend(() => settlePermit(permit, result) ?? Effect.void)
 
     const admit = (key = DEFAULT_KEY) =>
       Effect.suspend(() => {
@@ -302,17 +346,68 @@ export const make = (
         return result instanceof CircuitOpenError ? Effect.fail(result) : Effect.succeed(result)
       })
 
+    /** With the default classify a success needs no Exit of its own. */
+    const successExit = (value: unknown) => (options.classify === undefined ? SUCCESS : Exit.succeed(value))
+
+    /** Runs `effect` holding a permit, handing it back whatever happens (interruption included). */
+    const protectWithPermit = <A, E, R>(effect: Effect.Effect<A, E, R>, key: string) =>
+      Effect.uninterruptibleMask((restore): Effect.Effect<A, E | CircuitOpenError, R> => {
+        const permit = tryAdmit(key)
+        if (permit instanceof CircuitOpenError) return Effect.fail(permit)
+        return Effect.matchCauseEffect(restore(effect), {
+          onFailure: (cause) => {
+            const after = settlePermit(permit, Cause.isInterruptedOnly(cause) ? "interrupted" : Exit.failCause(cause))
+            return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
+          },
+          onSuccess: (value) => {
+            const after = settlePermit(permit, successExit(value))
+            return after === undefined ? Effect.succeed(value) : Effect.as(after, value)
+          }
+        })
+      })
+
+    /**
+     * A CLOSED breaker lends nothing: the call holds no slot, so it runs
+     * without an uninterruptible region (which costs more than the rest of
+     * the breaker) and an interruption simply leaves no verdict. Any other
+     * state goes through {@link protectWithPermit}, so a probe slot is always
+     * given back.
+     */
     const protect = <A, E, R>(
       effect: Effect.Effect<A, E, R>,
       protectOptions?: CircuitBreaker.KeyOptions
-    ): Effect.Effect<A, E | CircuitOpenError, R> =>
-      Effect.uninterruptibleMask((restore): Effect.Effect<A, E | CircuitOpenError, R> => {
-        const permit = tryAdmit(protectOptions?.key ?? DEFAULT_KEY)
-        if (permit instanceof CircuitOpenError) return Effect.fail(permit)
-        return Effect.onExit(restore(effect), (exit) =>
-          release(permit, Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) ? "interrupted" : exit)
-        )
+    ): Effect.Effect<A, E | CircuitOpenError, R> => {
+      const key = protectOptions?.key ?? DEFAULT_KEY
+      const guarded = protectWithPermit(effect, key)
+      return Effect.suspend(() => {
+        const at = now()
+        const breaker = breakerFor(key, at)
+        refresh(breaker, at)
+        if (breaker.state !== "CLOSED") return guarded
+        breaker.lastUsed = at
+        const generation = breaker.generation
+        return Effect.matchCauseEffect(effect, {
+          onFailure: (cause) => {
+            if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+            const after = recordOutcome(reattach(breaker), generation, false, at, Exit.failCause(cause))
+            return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
+          },
+          onSuccess: (value) => {
+            const after = recordOutcome(reattach(breaker), generation, false, at, successExit(value))
+            return after === undefined ? Effect.succeed(value) : Effect.as(after, value)
+          }
+        })
       })
+    }
+
+    /** A key evicted while its call ran (longer than `idleTimeout`) takes its breaker back. */
+    const reattach = (breaker: KeyBreaker) => {
+      if (breaker.evicted) {
+        breaker.evicted = false
+        if (!breakers.has(breaker.key)) breakers.set(breaker.key, breaker)
+      }
+      return breaker
+    }
 
     const snapshot = (key = DEFAULT_KEY): CircuitBreaker.Snapshot => {
       const at = now()
@@ -351,6 +446,7 @@ export const make = (
         // an OPEN, HALF_OPEN or ISOLATED key is kept, or eviction would close it.
         if (breaker.state === "CLOSED" && breaker.inFlight === 0 && at - breaker.lastUsed >= idleMillis) {
           breakers.delete(key)
+          breaker.evicted = true
           evicted++
         }
       }

@@ -1,0 +1,20 @@
+// Bundles the benchmark and Sluice's TypeScript into one ES module, as a
+// published build of @sluice/core would be compiled: without the `__name`
+// wrapper that tsx (esbuild with keepNames) puts around every function, which
+// costs about a microsecond per closure created on a hot path and would be
+// charged to Sluice alone (the peers and Effect are plain JavaScript).
+// Effect and the peers stay external: the bench runs their own published code.
+import { build } from "esbuild"
+
+await build({
+  entryPoints: ["bench/run.ts"],
+  outfile: "bench/build/run.mjs",
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  keepNames: false,
+  sourcemap: "linked",
+  external: ["effect", "effect/*", "bottleneck", "cockatiel", "opossum", "p-limit", "p-queue"],
+  logLevel: "warning"
+})
