@@ -1,21 +1,33 @@
 /**
  * The rate-limited executor: a bounded priority queue in front of rate and
- * token admission, a concurrency limit and a per-request timeout, with a
- * `RequestEvent` for every status change.
+ * token admission, a concurrency limit, a circuit breaker, a per-attempt
+ * timeout and retries, with a `RequestEvent` for every status change.
  *
  * Order of work for each request:
- *   priority queue → rate + token admission (holding no concurrency permit)
- *   → concurrency permit (`Semaphore`) → run with timeout → outcome + events.
- * Admission comes first so that a permit is never held by a request that is
- * only waiting for tokens.
+ *   priority queue → [ breaker check → rate + token admission (holding no
+ *   permit) → concurrency permit (`Semaphore`) → breaker admission → timeout
+ *   → call ] → outcome + events,
+ * with retry around the bracket: every attempt is re-admitted through the
+ * limits, so a retry pays for its tokens like any call, and holds no permit
+ * while it waits out its delay. The reasons for the order:
+ * - admission before the permit, so a permit is never held by a request that
+ *   is only waiting for tokens;
+ * - the breaker is checked before admission (a request it refuses costs no
+ *   rate or tokens) and admits after the permit (a probe slot is never held
+ *   by a call still waiting for a permit; refused there, the tokens go back);
+ * - the timeout inside the breaker, so a timed-out attempt counts against the
+ *   dependency, and inside retry, so it is per attempt; the `deadline` bounds
+ *   the whole (queue, attempts and delays) and is never retried.
  *
  * What Effect gave us: `Semaphore` (permits), `Deferred` (a caller's answer),
- * `PubSub`/`Stream` (events), `Metric`, spans, `Scope` (shutdown), `Clock`.
- * What this module adds: the priority queue itself (Effect's `Queue` has no
- * priorities), a dispatcher that admits one request at a time in priority
- * order, cancellation that undoes whatever a request held at the moment it was
- * interrupted, a drain-then-abandon shutdown, and a batch path (`submitAll`)
- * in which a queued request is a small record, not a waiting fiber.
+ * `PubSub`/`Stream` (events), `Metric`, spans, `Scope` (shutdown), `Clock`,
+ * `Schedule` (retry delays). What this module adds: the priority queue itself
+ * (Effect's `Queue` has no priorities), a dispatcher that admits one request
+ * at a time in priority order, cancellation that undoes whatever a request
+ * held at the moment it was interrupted, a drain-then-abandon shutdown, a
+ * batch path (`submitAll`) in which a queued request is a small record, not a
+ * waiting fiber, and per-key resilience settings (`retry`, `breaker`,
+ * `timeout`, `deadline`, overridden per key by `keys`).
  *
  * Dispatch is single-file: while the head request waits for its tokens,
  * requests behind it wait too, whatever their key (a per-key lane is not

@@ -5,10 +5,17 @@
  * runtime (so the caller's services, Clock and span parent apply). Queued
  * requests are plain records: only running requests have fibers.
  *
+ * A request with no retry, breaker or deadline takes the plain path: one
+ * attempt under its timeout. Otherwise its fiber runs the resilient path:
+ * breaker admission, the attempt, the breaker's verdict, then the retry
+ * policy's decision; a retry waits out its delay holding nothing, and is
+ * re-admitted (breaker check, limits, permit) from its own fiber.
+ *
  * Every way a request can leave undoes what it held at that moment:
  * - QUEUED: its queue slot is freed (and a caller waiting for room woken);
- * - PROCESSING: its rate reservation is refunded, its permit (if taken) returned;
- * - CALLING: its fiber is interrupted, which returns the permit.
+ * - PROCESSING before it started: its rate reservation is refunded, its permit (if taken) returned;
+ * - started (CALLING, or between attempts): its fiber is interrupted, and the
+ *   fiber's exit gives back its permit, an unspent reservation and its probe slot.
  */
 import * as Cause from "effect/Cause"
 import type * as Context from "effect/Context"
