@@ -1,0 +1,206 @@
+/**
+ * The resource client: one external HTTP API, called with typed errors and
+ * Schema-decoded bodies, every call run through the endpoint's Executor
+ * (rate and token limits, concurrency, retry, circuit breaker).
+ *
+ * What `@effect/platform` gives: `HttpClient` (requests, responses, spans,
+ * header redaction in traces) and, from `@effect/platform-node`, an undici
+ * connection pool. What this module adds:
+ * - errors a caller can act on (`RateLimited`, `ServerError`, `ClientError`,
+ *   `Timeout`, `Transport`, `Decode`, `InvalidRequest`), each with a
+ *   `retryable` verdict that `x-should-retry` overrides, which the Executor's
+ *   retry policy reads (a 429's `retryAfter` sets the next delay);
+ * - rate-limit headers of every dialect (`RateLimitHeaders`) fed into the
+ *   endpoint's RateLimiter as they arrive (`sync`, and `penalize` for a
+ *   `Retry-After`), so every queued call slows down together rather than each
+ *   discovering the limit by its own 429;
+ * - auth from the config or an `AuthProvider`, refreshed once on a 401;
+ *   secrets revealed only into request headers, redacted from traces and cut
+ *   out of any body excerpt an error carries;
+ * - a per-attempt timeout that covers the body too (a slow body is a timeout).
+ *
+ * `executor: false` gives the plain client: one attempt, no limits.
+ *
+ * @since 0.1.0
+ */
+import type * as HttpClient from "@effect/platform/HttpClient"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import type { Executor, InvalidOptions, RateLimiter } from "@sluice/core"
+import type * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Undici from "undici"
+import type { ApiError } from "./ApiError.js"
+import type { AuthFailed, AuthProvider } from "./Auth.js"
+import type { EndpointConfig } from "./EndpointConfig.js"
+import * as internal from "./internal/apiClient.js"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Method = "GET" | "POST" | "PUT" | "DELETE" | "PATCH"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RequestOptions<A, I, R> {
+  /** What a 2xx body must be; it is decoded with this Schema. */
+  readonly schema: Schema.Schema<A, I, R>
+  /** Sent as JSON. */
+  readonly body?: unknown
+  readonly headers?: Readonly<Record<string, string>> | undefined
+  readonly query?: Readonly<Record<string, string>> | undefined
+  /** Overrides the endpoint's timeout for each attempt of this call. */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** What the call costs on the endpoint's limits, e.g. `{ tokens: 1200 }`. */
+  readonly cost?: RateLimiter.Cost | undefined
+  readonly priority?: number | undefined
+  /** Which rate-limit and breaker key applies. */
+  readonly key?: string | undefined
+}
+
+/**
+ * Every way a call can fail.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type CallError = ApiError | AuthFailed | Executor.ExecutorError
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ApiClientShape {
+  readonly endpoint: string
+  readonly baseUrl: string
+  /** The endpoint's limiter (when it has limits): what the headers are fed into. */
+  readonly limiter: RateLimiter.RateLimiterShape | undefined
+  /** The endpoint's executor, unless built with `executor: false`. */
+  readonly executor: Executor.ExecutorShape | undefined
+  readonly request: <A, I, R>(
+    method: Method,
+    path: string,
+    options: RequestOptions<A, I, R>
+  ) => Effect.Effect<A, CallError, R>
+  readonly get: <A, I, R>(path: string, options: RequestOptions<A, I, R>) => Effect.Effect<A, CallError, R>
+  readonly post: <A, I, R>(path: string, options: RequestOptions<A, I, R>) => Effect.Effect<A, CallError, R>
+  readonly put: <A, I, R>(path: string, options: RequestOptions<A, I, R>) => Effect.Effect<A, CallError, R>
+  readonly delete: <A, I, R>(path: string, options: RequestOptions<A, I, R>) => Effect.Effect<A, CallError, R>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class ApiClient extends Context.Tag("@sluice/http/ApiClient")<ApiClient, ApiClientShape>() {}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface MakeOptions {
+  /** Credentials other than the config's static ones (e.g. `Auth.cachedToken`). */
+  readonly auth?: AuthProvider | undefined
+  /** Share a limiter instead of building one from the config's limits. */
+  readonly rateLimiter?: RateLimiter.RateLimiterShape | undefined
+  /** `false`: the plain client, with no executor (one attempt, no limits). Default true. */
+  readonly executor?: boolean | undefined
+  /** A span per call in the executor. Default true. */
+  readonly spans?: boolean | undefined
+}
+
+/**
+ * A client over the `HttpClient` in context. Bad config fails with an
+ * `InvalidOptionsError` naming the field.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: (
+  config: EndpointConfig,
+  options?: MakeOptions
+) => Effect.Effect<ApiClientShape, InvalidOptions.InvalidOptionsError, HttpClient.HttpClient | Scope.Scope> =
+  internal.make
+
+/**
+ * The HTTP errors that are the provider's fault count against a breaker
+ * (`ServerError`, `Timeout`, `Transport`); a `RateLimited` or the caller's
+ * own errors do not. The endpoint's breaker uses it unless given its own.
+ *
+ * @since 0.1.0
+ * @category classifiers
+ */
+export const classify = internal.classify
+
+/**
+ * An undici connection pool as the `HttpClient`: its size and keep-alive from
+ * the config's `pool`; closed (its sockets destroyed) with the scope.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerPool = (pool: EndpointConfig["pool"] = {}): Layer.Layer<HttpClient.HttpClient> =>
+  NodeHttpClient.layerUndiciWithoutDispatcher.pipe(
+    Layer.provide(
+      Layer.scoped(
+        NodeHttpClient.Dispatcher,
+        Effect.acquireRelease(
+          Effect.sync(
+            () =>
+              new Undici.Agent({
+                ...(pool.connections === undefined ? {} : { connections: pool.connections }),
+                ...(pool.pipelining === undefined ? {} : { pipelining: pool.pipelining }),
+                ...(pool.keepAliveTimeout === undefined
+                  ? {}
+                  : { keepAliveTimeout: Duration.toMillis(Duration.decode(pool.keepAliveTimeout)) })
+              })
+          ),
+          (agent) => Effect.promise(() => agent.destroy())
+        )
+      )
+    )
+  )
+
+/**
+ * The client with its own undici pool.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (
+  config: EndpointConfig,
+  options?: MakeOptions
+): Layer.Layer<ApiClient, InvalidOptions.InvalidOptionsError> =>
+  Layer.scoped(ApiClient, make(config, options)).pipe(Layer.provide(layerPool(config.pool)))
+
+/**
+ * The client over the `HttpClient` in context (e.g. an in-memory one in tests).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerWithoutPool = (
+  config: EndpointConfig,
+  options?: MakeOptions
+): Layer.Layer<ApiClient, InvalidOptions.InvalidOptionsError, HttpClient.HttpClient> =>
+  Layer.scoped(ApiClient, make(config, options))
+
+/**
+ * Reads the endpoint from `Config` (see `EndpointConfig.config`), then builds the client.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config<EndpointConfig>,
+  options?: MakeOptions
+): Layer.Layer<ApiClient, InvalidOptions.InvalidOptionsError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(config, (endpoint) => layer(endpoint, options)))

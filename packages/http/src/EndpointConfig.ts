@@ -1,0 +1,252 @@
+/**
+ * One external API, described as data: where it is, how to authenticate,
+ * default headers, the timeout, its limits (requests and tokens per
+ * interval, concurrency), retry and breaker settings, and the connection
+ * pool. A Schema, so a bad value fails at Layer construction with an
+ * `InvalidOptionsError` naming the field; `config(prefix)` reads it from the
+ * environment through `Config`, with defaults.
+ *
+ * Safety checks made here, once: a plain `http://` base URL to a host other
+ * than loopback is refused unless `allowInsecureHttp` is set (a key would
+ * cross the network in clear); header names must be tokens and header values
+ * may not hold CR or LF (which would let a value smuggle in another header);
+ * secrets must already be `Redacted` (a plain string is refused, so a key can
+ * never be printed by accident).
+ *
+ * @since 0.1.0
+ */
+
+import type { Executor, Retry } from "@sluice/core"
+import { InvalidOptions } from "@sluice/core"
+import * as Config from "effect/Config"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import type { StaticAuth } from "./Auth.js"
+
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+
+/** True when a header value could not smuggle in another header. */
+export const isSafeHeaderValue = (value: string) => !/[\r\n\0]/.test(value)
+
+const HeaderName = Schema.String.pipe(
+  Schema.pattern(HEADER_NAME, { message: () => "Expected a header name (letters, digits and !#$%&'*+.^_`|~-)" })
+)
+const HeaderValue = Schema.String.pipe(
+  Schema.filter(isSafeHeaderValue, { message: () => "A header value may not contain CR, LF or NUL" })
+)
+
+const Secret = Schema.RedactedFromSelf(Schema.String).annotations({
+  message: () => "Expected a Redacted secret (wrap it with Redacted.make, or read it with Config.redacted)"
+})
+
+const AuthSchema = Schema.Union(
+  Schema.TaggedStruct("Bearer", { token: Secret }),
+  Schema.TaggedStruct("ApiKey", { header: Schema.optional(Schema.UndefinedOr(HeaderName)), key: Secret }),
+  Schema.TaggedStruct("Basic", { username: Schema.String, password: Secret }),
+  Schema.TaggedStruct("None", {})
+)
+
+const Limit = Schema.Struct({
+  limit: InvalidOptions.PositiveNumber,
+  interval: InvalidOptions.PositiveDuration,
+  capacity: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveNumber))
+})
+
+const isLoopback = (hostname: string) =>
+  hostname === "localhost" ||
+  hostname === "[::1]" ||
+  hostname === "::1" ||
+  /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname)
+
+const BaseUrl = Schema.String.pipe(
+  Schema.filter(
+    (value) => {
+      try {
+        const url = new URL(value)
+        if (url.protocol !== "http:" && url.protocol !== "https:") return "Expected an http: or https: URL"
+        if (url.username !== "" || url.password !== "") return "Put credentials in auth, not in the URL"
+        return true
+      } catch {
+        return "Expected an absolute URL such as https://api.example.com/v1"
+      }
+    },
+    { identifier: "BaseUrl" }
+  )
+)
+
+const OptionsSchema = Schema.Struct({
+  name: Schema.NonEmptyTrimmedString,
+  baseUrl: BaseUrl,
+  // Exact (no `| undefined` union, whose failure message would print the value, secrets and all);
+  // `validate` drops keys set to undefined first.
+  auth: Schema.optionalWith(AuthSchema, { exact: true }),
+  headers: Schema.optionalWith(Schema.Record({ key: HeaderName, value: HeaderValue }), { exact: true }),
+  timeout: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
+  deadline: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
+  limits: Schema.optional(
+    Schema.UndefinedOr(
+      Schema.Struct({
+        requests: Schema.optional(Schema.UndefinedOr(Limit)),
+        tokens: Schema.optional(Schema.UndefinedOr(Limit)),
+        concurrency: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
+        queueCapacity: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt))
+      })
+    )
+  ),
+  retry: Schema.optional(Schema.UndefinedOr(Schema.Object)),
+  breaker: Schema.optional(Schema.UndefinedOr(Schema.Object)),
+  allowInsecureHttp: Schema.optional(Schema.UndefinedOr(Schema.Boolean)),
+  pool: Schema.optional(
+    Schema.UndefinedOr(
+      Schema.Struct({
+        connections: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
+        keepAliveTimeout: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
+        pipelining: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt))
+      })
+    )
+  )
+}).pipe(
+  Schema.filter((options) => {
+    const url = new URL(options.baseUrl)
+    return url.protocol === "https:" || isLoopback(url.hostname) || options.allowInsecureHttp === true
+      ? true
+      : {
+          path: ["baseUrl"],
+          message: `Refusing plain http:// to ${url.hostname}, which is not loopback: credentials would cross the network in clear (set allowInsecureHttp to allow it)`
+        }
+  })
+)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface LimitOptions {
+  readonly limit: number
+  readonly interval: Duration.DurationInput
+  readonly capacity?: number | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface EndpointConfig {
+  /** Names the endpoint in errors, metrics, spans and events. */
+  readonly name: string
+  /** e.g. `https://api.openai.com/v1`; request paths are appended to it. */
+  readonly baseUrl: string
+  readonly auth?: StaticAuth | undefined
+  /** Sent with every request. */
+  readonly headers?: Readonly<Record<string, string>> | undefined
+  /** How long one attempt may take, body included. Default 60 s. */
+  readonly timeout?: Duration.DurationInput | undefined
+  /** How long a call may take in all (queue, attempts, delays). None by default. */
+  readonly deadline?: Duration.DurationInput | undefined
+  readonly limits?:
+    | {
+        readonly requests?: LimitOptions | undefined
+        readonly tokens?: LimitOptions | undefined
+        /** Calls in flight at once. Default 16. */
+        readonly concurrency?: number | undefined
+        readonly queueCapacity?: number | undefined
+      }
+    | undefined
+  /** Retry settings for the endpoint's Executor. Default: 3 attempts, full-jitter backoff from 500 ms. */
+  readonly retry?: Retry.Options | undefined
+  /** A circuit breaker for the endpoint. None by default. */
+  readonly breaker?: Executor.BreakerSetting | undefined
+  /** Allow plain `http://` to a host that is not loopback. Default false. */
+  readonly allowInsecureHttp?: boolean | undefined
+  /** The undici connection pool. */
+  readonly pool?:
+    | {
+        /** Connections per origin. Default undici's (unlimited). */
+        readonly connections?: number | undefined
+        /** How long an idle connection is kept. Default 4 s (undici's). */
+        readonly keepAliveTimeout?: Duration.DurationInput | undefined
+        readonly pipelining?: number | undefined
+      }
+    | undefined
+}
+
+/**
+ * Validates a config; every wrong field is named in one `InvalidOptionsError`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const validate = (config: EndpointConfig): Effect.Effect<EndpointConfig, InvalidOptions.InvalidOptionsError> =>
+  Effect.as(
+    InvalidOptions.decode(
+      `Endpoint "${config.name ?? ""}"`,
+      OptionsSchema
+    )(Object.fromEntries(Object.entries(config).filter(([, value]) => value !== undefined))),
+    config
+  )
+
+/**
+ * The default timeout of one attempt.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const DEFAULT_TIMEOUT = Duration.seconds(60)
+
+const optionalNumber = (name: string) => Config.option(Config.number(name))
+
+/**
+ * Reads an endpoint from the environment (or any `ConfigProvider`), each
+ * name under `prefix` (e.g. `OPENAI`): `BASE_URL` (required), `API_KEY` (a
+ * bearer token, redacted; `API_KEY_HEADER` sends it in that header instead),
+ * `TIMEOUT_MS`, `RPM`, `TPM`, `CONCURRENCY`, `MAX_ATTEMPTS`,
+ * `ALLOW_INSECURE_HTTP`. What is absent takes its default.
+ *
+ * @since 0.1.0
+ * @category config
+ */
+export const config = (name: string, prefix: string): Config.Config<EndpointConfig> =>
+  Config.nested(
+    Config.all({
+      baseUrl: Config.string("BASE_URL"),
+      apiKey: Config.option(Config.redacted("API_KEY")),
+      apiKeyHeader: Config.option(Config.string("API_KEY_HEADER")),
+      timeoutMs: optionalNumber("TIMEOUT_MS"),
+      rpm: optionalNumber("RPM"),
+      tpm: optionalNumber("TPM"),
+      concurrency: Config.option(Config.integer("CONCURRENCY")),
+      maxAttempts: Config.option(Config.integer("MAX_ATTEMPTS")),
+      allowInsecureHttp: Config.withDefault(Config.boolean("ALLOW_INSECURE_HTTP"), false)
+    }),
+    prefix
+  ).pipe(
+    Config.map((env): EndpointConfig => {
+      const key = Option.getOrUndefined(env.apiKey) as Redacted.Redacted<string> | undefined
+      const header = Option.getOrUndefined(env.apiKeyHeader)
+      const rpm = Option.getOrUndefined(env.rpm)
+      const tpm = Option.getOrUndefined(env.tpm)
+      const maxAttempts = Option.getOrUndefined(env.maxAttempts)
+      const timeoutMs = Option.getOrUndefined(env.timeoutMs)
+      return {
+        name,
+        baseUrl: env.baseUrl,
+        auth:
+          key === undefined
+            ? undefined
+            : header === undefined
+              ? { _tag: "Bearer", token: key }
+              : { _tag: "ApiKey", header, key },
+        timeout: timeoutMs === undefined ? undefined : Duration.millis(timeoutMs),
+        limits: {
+          requests: rpm === undefined ? undefined : { limit: rpm, interval: "1 minute" },
+          tokens: tpm === undefined ? undefined : { limit: tpm, interval: "1 minute" },
+          concurrency: Option.getOrUndefined(env.concurrency)
+        },
+        retry: maxAttempts === undefined ? undefined : { maxAttempts },
+        allowInsecureHttp: env.allowInsecureHttp
+      }
+    })
+  )

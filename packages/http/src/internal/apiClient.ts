@@ -1,0 +1,292 @@
+/**
+ * The ApiClient's machinery: one attempt of a call (auth headers, send,
+ * classify the answer, feed its rate-limit headers to the limiter, decode),
+ * and the executor every call runs through.
+ */
+import * as Headers from "@effect/platform/Headers"
+import * as HttpBody from "@effect/platform/HttpBody"
+import * as HttpClient from "@effect/platform/HttpClient"
+import type * as HttpClientError from "@effect/platform/HttpClientError"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import { type CircuitBreaker, Executor, type InvalidOptions, RateLimiter, RateLimiterStore } from "@sluice/core"
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import type * as ApiClient from "../ApiClient.js"
+import * as ApiError from "../ApiError.js"
+import * as Auth from "../Auth.js"
+import * as EndpointConfig from "../EndpointConfig.js"
+import * as RateLimitHeaders from "../RateLimitHeaders.js"
+
+const EXCERPT_LENGTH = 300
+
+/** Which of the endpoint's limits a server's report speaks for. */
+const LIMIT_FOR_REPORT: Record<string, string> = {
+  requests: "requests",
+  tokens: "tokens",
+  "input-tokens": "tokens",
+  default: "requests"
+}
+
+/** HTTP errors that are the provider's fault count against the breaker; the caller's own do not. */
+export const classify = (exit: Exit.Exit<unknown, unknown>): CircuitBreaker.Verdict => {
+  if (Exit.isSuccess(exit)) return "success"
+  const failure = Cause.failureOption(exit.cause)
+  if (Option.isNone(failure)) return "failure" // a defect
+  const error = failure.value as { readonly _tag?: string }
+  switch (error._tag) {
+    case "ServerError":
+    case "Timeout":
+    case "Transport":
+      return "failure"
+    default:
+      // RateLimited is the limiter's business; ClientError, Decode, InvalidRequest, AuthFailed are ours.
+      return "ignore"
+  }
+}
+
+export const DEFAULT_RETRY = { maxAttempts: 3, base: "500 millis", maxDelay: "30 seconds" } as const
+
+export const make = (
+  config: EndpointConfig.EndpointConfig,
+  options: ApiClient.MakeOptions = {}
+): Effect.Effect<ApiClient.ApiClientShape, InvalidOptions.InvalidOptionsError, HttpClient.HttpClient | Scope.Scope> =>
+  Effect.gen(function* () {
+    yield* EndpointConfig.validate(config)
+    const name = config.name
+    const baseUrl = config.baseUrl.replace(/\/+$/, "")
+    const timeoutMillis = Duration.toMillis(Duration.decode(config.timeout ?? EndpointConfig.DEFAULT_TIMEOUT))
+    const auth = options.auth ?? Auth.fromStatic(config.auth)
+    const defaultHeaders = config.headers ?? {}
+    const http = yield* HttpClient.HttpClient
+    const clock = yield* Effect.clock
+
+    // ---- limits -------------------------------------------------------------
+
+    const limitSpecs: Record<string, RateLimiter.LimitOptions> = {}
+    if (config.limits?.requests !== undefined) limitSpecs.requests = config.limits.requests
+    if (config.limits?.tokens !== undefined) limitSpecs.tokens = config.limits.tokens
+    const limiter =
+      options.rateLimiter ??
+      (Object.keys(limitSpecs).length === 0
+        ? undefined
+        : yield* Effect.flatMap(Effect.serviceOption(RateLimiterStore.RateLimiterStore), (store) =>
+            RateLimiter.make({ name: `endpoint:${name}`, limits: limitSpecs }).pipe(
+              Effect.provideServiceEffect(
+                RateLimiterStore.RateLimiterStore,
+                Option.isSome(store) ? Effect.succeed(store.value) : RateLimiterStore.makeMemory()
+              )
+            )
+          ))
+
+    // ---- secrets ------------------------------------------------------------
+
+    /** Every secret value revealed into a header so far, and its bare token, to cut out of excerpts. */
+    const secrets = new Set<string>()
+    const remember = (value: string) => {
+      secrets.add(value)
+      const bare = /^(?:Bearer|Basic|Token)\s+(.+)$/i.exec(value)?.[1]
+      if (bare !== undefined) secrets.add(bare)
+    }
+    const scrub = (text: string) => {
+      let out = text
+      for (const secret of secrets) if (secret.length >= 4) out = out.split(secret).join("<redacted>")
+      return out
+    }
+    const excerptOf = (text: string) => scrub(text).slice(0, EXCERPT_LENGTH)
+
+    // ---- one attempt --------------------------------------------------------
+
+    const toTransport =
+      (method: string, path: string) =>
+      (error: HttpClientError.HttpClientError): ApiError.Transport | ApiError.InvalidRequest => {
+        const cause = error.cause instanceof Error ? error.cause : undefined
+        const code = (cause as { code?: string } | undefined)?.code
+        const detail = scrub(
+          [code, cause?.message ?? error.message].filter((part) => part !== undefined && part !== "").join(": ")
+        )
+        return error._tag === "RequestError" && error.reason !== "Transport"
+          ? new ApiError.InvalidRequest({ endpoint: name, method, path, reason: `${error.reason}: ${detail}` })
+          : new ApiError.Transport({ endpoint: name, method, path, reason: detail })
+      }
+
+    const feedLimiter = (info: RateLimitHeaders.RateLimitInfo, status: number, key: string | undefined) => {
+      if (limiter === undefined) return Effect.void
+      const updates: Array<Effect.Effect<void, unknown>> = []
+      for (const report of info.limits) {
+        const limit = LIMIT_FOR_REPORT[report.name]
+        if (limit === undefined || !limiter.limitNames.includes(limit) || report.remaining === undefined) continue
+        updates.push(
+          limiter.sync(
+            limit,
+            report.resetAfterMillis === undefined
+              ? { remaining: report.remaining }
+              : { remaining: report.remaining, resetAfter: Duration.millis(report.resetAfterMillis) },
+            { key }
+          )
+        )
+      }
+      if ((status === 429 || status === 503) && info.retryAfterMillis !== undefined && info.retryAfterMillis > 0) {
+        updates.push(limiter.penalize(Duration.millis(info.retryAfterMillis), { key }))
+      }
+      // What the server says only tunes our pacing: a limiter error must never fail the call.
+      return Effect.ignore(Effect.all(updates, { discard: true }))
+    }
+
+    const errorFor = (
+      method: string,
+      path: string,
+      response: HttpClientResponse.HttpClientResponse,
+      info: RateLimitHeaders.RateLimitInfo,
+      body: string
+    ): ApiError.ApiError => {
+      const common = { endpoint: name, method, path, status: response.status, excerpt: excerptOf(body) }
+      const hints = {
+        ...(info.shouldRetry === undefined ? {} : { shouldRetry: info.shouldRetry }),
+        ...(info.retryAfterMillis === undefined ? {} : { retryAfterMillis: info.retryAfterMillis })
+      }
+      if (response.status === 429) return new ApiError.RateLimited({ ...common, ...hints })
+      if (response.status >= 500) return new ApiError.ServerError({ ...common, ...hints })
+      const { retryAfterMillis: _, ...clientHints } = hints
+      return new ApiError.ClientError({ ...common, ...clientHints })
+    }
+
+    const attempt = <A, I, R>(
+      method: ApiClient.Method,
+      path: string,
+      request: ApiClient.RequestOptions<A, I, R>
+    ): Effect.Effect<A, ApiError.ApiError | Auth.AuthFailed, R> => {
+      const headers = { ...defaultHeaders, ...request.headers }
+      for (const [header, value] of Object.entries(headers)) {
+        if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(header) || !EndpointConfig.isSafeHeaderValue(value)) {
+          return Effect.fail(
+            new ApiError.InvalidRequest({
+              endpoint: name,
+              method,
+              path,
+              reason: `header "${header.slice(0, 40)}" has a name or value that is not allowed (no CR, LF or NUL)`
+            })
+          )
+        }
+      }
+      const url = `${baseUrl}${path.startsWith("/") ? path : `/${path}`}`
+      const safePath = path.split("?")[0]!
+      const send = (refreshed: boolean): Effect.Effect<A, ApiError.ApiError | Auth.AuthFailed, R> =>
+        Effect.gen(function* () {
+          const credentials = yield* auth.headers
+          let outgoing = HttpClientRequest.make(method)(url, {
+            headers,
+            ...(request.query === undefined ? {} : { urlParams: request.query }),
+            acceptJson: true
+          })
+          for (const [header, secret] of credentials) {
+            const value = Redacted.value(secret)
+            remember(value)
+            outgoing = HttpClientRequest.setHeader(outgoing, header, value)
+          }
+          if (request.body !== undefined)
+            outgoing = HttpClientRequest.setBody(outgoing, HttpBody.unsafeJson(request.body))
+          const response = yield* http.execute(outgoing).pipe(
+            Effect.mapError(toTransport(method, safePath)),
+            Effect.locallyWith(Headers.currentRedactedNames, (names) => [
+              ...names,
+              ...credentials.map(([header]) => header)
+            ])
+          )
+          const text = yield* Effect.mapError(response.text, toTransport(method, safePath))
+          const info = RateLimitHeaders.parse(response.headers, clock.unsafeCurrentTimeMillis())
+          yield* feedLimiter(info, response.status, request.key)
+          if (response.status === 401 && !refreshed && (yield* auth.refresh)) return yield* send(true)
+          if (response.status < 200 || response.status >= 300) {
+            return yield* Effect.fail(errorFor(method, safePath, response, info, text))
+          }
+          const decodeError = (issues: string) =>
+            new ApiError.Decode({
+              endpoint: name,
+              method,
+              path: safePath,
+              status: response.status,
+              issues,
+              excerpt: excerptOf(text)
+            })
+          let json: unknown
+          try {
+            json = text === "" ? undefined : JSON.parse(text)
+          } catch (error) {
+            return yield* Effect.fail(
+              decodeError(`not JSON (${error instanceof Error ? error.message : String(error)})`)
+            )
+          }
+          return yield* Schema.decodeUnknown(request.schema)(json).pipe(
+            Effect.mapError((error) =>
+              decodeError(
+                ParseResult.ArrayFormatter.formatErrorSync(error)
+                  .map((issue) => `${issue.path.length > 0 ? JSON.stringify(issue.path) : "(root)"} ${issue.message}`)
+                  .join("; ")
+                  .slice(0, EXCERPT_LENGTH)
+              )
+            )
+          )
+        })
+      const timeout =
+        request.timeout === undefined ? timeoutMillis : Duration.toMillis(Duration.decode(request.timeout))
+      return Effect.timeoutFail(send(false), {
+        duration: Duration.millis(timeout),
+        onTimeout: () => new ApiError.Timeout({ endpoint: name, method, path: safePath, timeoutMillis: timeout })
+      })
+    }
+
+    // ---- the executor -------------------------------------------------------
+
+    const executor =
+      options.executor === false
+        ? undefined
+        : yield* Executor.make({
+            name,
+            concurrency: config.limits?.concurrency ?? 16,
+            queueCapacity: config.limits?.queueCapacity,
+            rateLimiter: limiter,
+            retry: config.retry ?? DEFAULT_RETRY,
+            breaker:
+              config.breaker === undefined
+                ? undefined
+                : "protect" in config.breaker
+                  ? config.breaker
+                  : { classify, ...config.breaker },
+            deadline: config.deadline,
+            spans: options.spans
+          })
+
+    const request = <A, I, R>(
+      method: ApiClient.Method,
+      path: string,
+      requestOptions: ApiClient.RequestOptions<A, I, R>
+    ): Effect.Effect<A, ApiClient.CallError, R> => {
+      const once = attempt(method, path, requestOptions)
+      if (executor === undefined) return once
+      return executor.submit(once, {
+        cost: requestOptions.cost,
+        priority: requestOptions.priority,
+        key: requestOptions.key
+      })
+    }
+
+    return {
+      endpoint: name,
+      baseUrl,
+      limiter,
+      executor,
+      request,
+      get: (path, requestOptions) => request("GET", path, requestOptions),
+      post: (path, requestOptions) => request("POST", path, requestOptions),
+      put: (path, requestOptions) => request("PUT", path, requestOptions),
+      delete: (path, requestOptions) => request("DELETE", path, requestOptions)
+    } satisfies ApiClient.ApiClientShape
+  })
