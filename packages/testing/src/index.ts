@@ -1,6 +1,11 @@
 /**
- * @sluice/testing: a MockProvider and test layers.
+ * @sluice/testing: a MockProvider (a real local OpenAI-compatible HTTP server
+ * with its own limits, latency and faults) and test layers.
  *
  * @since 0.1.0
  */
-export {}
+
+/**
+ * @since 0.1.0
+ */
+export * as MockProvider from "./MockProvider.js"
