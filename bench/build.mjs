@@ -4,17 +4,20 @@
 // costs about a microsecond per closure created on a hot path and would be
 // charged to Sluice alone (the peers and Effect are plain JavaScript).
 // Effect and the peers stay external: the bench runs their own published code.
+// The MockProvider's standalone program is bundled beside it: the HTTP part
+// runs it as a separate process.
 import { build } from "esbuild"
 
 await build({
-  entryPoints: ["bench/run.ts"],
-  outfile: "bench/build/run.mjs",
+  entryPoints: { run: "bench/run.ts", "mock-provider": "packages/testing/src/bin.ts" },
+  outdir: "bench/build",
+  outExtension: { ".js": ".mjs" },
   bundle: true,
   platform: "node",
   format: "esm",
   target: "node20",
   keepNames: false,
   sourcemap: "linked",
-  external: ["effect", "effect/*", "bottleneck", "cockatiel", "opossum", "p-limit", "p-queue"],
+  external: ["effect", "effect/*", "@effect/*", "undici", "bottleneck", "cockatiel", "opossum", "p-limit", "p-queue"],
   logLevel: "warning"
 })

@@ -6,7 +6,8 @@
  *   2. one million tasks through the batch path with a bounded queue;
  *   3. rate precision at 200 requests per second;
  *   4. circuit-breaker overhead per call beside opossum and cockatiel;
- *   5. the targets, PASS or MISS.
+ *   5. HTTP requests per second through the ApiClient beside undici and the platform client;
+ *   6. the targets, PASS or MISS.
  *
  * Run: npx -y pnpm@10.34.9 bench   (bench/build.mjs bundles it without tsx's keepNames, then
  *      node --expose-gc bench/build/run.mjs)
@@ -17,6 +18,7 @@ import * as os from "node:os"
 import * as BatchMillion from "./batchMillion.js"
 import * as Breaker from "./breaker.js"
 import { hasGc } from "./harness.js"
+import * as Http from "./http.js"
 import * as RatePrecision from "./ratePrecision.js"
 import * as Targets from "./targets.js"
 import * as Throughput from "./throughput.js"
@@ -24,6 +26,8 @@ import * as Throughput from "./throughput.js"
 const THROUGHPUT: Throughput.ThroughputOptions = { tasks: 100_000, queued: 100_000, maxReps: 5, budgetMs: 2_500 }
 const BREAKER_CALLS = 1_000_000
 const BREAKER_REPS = 5
+const HTTP_REQUESTS = 5_000
+const HTTP_ROUNDS = 3
 const MILLION: BatchMillion.MillionOptions = { tasks: 1_000_000, queueCapacity: 10_000, concurrency: 16 }
 
 const progress = (line: string) => {
@@ -75,6 +79,12 @@ const main = async () => {
   const breaker = await Breaker.measure(BREAKER_CALLS, BREAKER_REPS, progress)
   Breaker.print(breaker, BREAKER_CALLS, BREAKER_REPS)
   progress(`4. done in ${seconds(since)}`)
+
+  progress("5. HTTP client throughput ...")
+  since = performance.now()
+  const http = await Http.measure(HTTP_REQUESTS, HTTP_ROUNDS, progress)
+  Http.print(http, HTTP_REQUESTS, HTTP_ROUNDS)
+  progress(`5. done in ${seconds(since)}`)
 
   Targets.print(Targets.checks(throughput, million, rates))
   process.stdout.write(`\nTotal time: ${seconds(began)}\n`)

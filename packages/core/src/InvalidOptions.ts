@@ -43,16 +43,35 @@ export const decode =
   <A, I>(component: string, schema: Schema.Schema<A, I>) =>
   (input: unknown): Effect.Effect<A, InvalidOptionsError> =>
     Schema.decodeUnknown(schema, { errors: "all", onExcessProperty: "error" })(input).pipe(
-      Effect.mapError(
-        (error) =>
-          new InvalidOptionsError({
-            component,
-            issues: ParseResult.ArrayFormatter.formatErrorSync(error)
-              .map((issue) => `${issue.path.length > 0 ? JSON.stringify(issue.path) : "(root)"} ${issue.message}`)
-              .join("; ")
-          })
-      )
+      Effect.mapError((error) => new InvalidOptionsError({ component, issues: formatIssues(error) }))
     )
+
+/**
+ * One line per wrong field. An optional field's "Expected undefined, actual …"
+ * is dropped when the field has a better issue of its own: it says nothing
+ * new, and it would print the whole value (secrets and all).
+ */
+const formatIssues = (error: ParseResult.ParseError): string => {
+  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+  const pathKey = (path: ReadonlyArray<PropertyKey>) => JSON.stringify(path.map(String))
+  const within = (inner: ReadonlyArray<PropertyKey>, outer: ReadonlyArray<PropertyKey>) =>
+    inner.length >= outer.length && outer.every((key, i) => String(key) === String(inner[i]))
+  return issues
+    .filter(
+      (issue) =>
+        !issue.message.startsWith("Expected undefined") ||
+        !issues.some(
+          (other) =>
+            other !== issue && !other.message.startsWith("Expected undefined") && within(other.path, issue.path)
+        )
+    )
+    .filter(
+      (issue, i, all) =>
+        all.findIndex((other) => pathKey(other.path) === pathKey(issue.path) && other.message === issue.message) === i
+    )
+    .map((issue) => `${issue.path.length > 0 ? JSON.stringify(issue.path) : "(root)"} ${issue.message}`)
+    .join("; ")
+}
 
 const isPositiveDuration = (u: unknown): u is Duration.DurationInput => {
   const decoded = Duration.decodeUnknown(u)
@@ -60,6 +79,8 @@ const isPositiveDuration = (u: unknown): u is Duration.DurationInput => {
 }
 
 const isNonNegativeDuration = (u: unknown): u is Duration.DurationInput => {
+  // Duration turns a negative number of milliseconds into zero; a negative is still a mistake.
+  if (typeof u === "number" && u < 0) return false
   const decoded = Duration.decodeUnknown(u)
   return Option.isSome(decoded) && Duration.toMillis(decoded.value) >= 0
 }

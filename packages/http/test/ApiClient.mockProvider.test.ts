@@ -9,6 +9,7 @@ import { describe, expect, it } from "@effect/vitest"
 import type { RequestEvent } from "@sluice/core"
 import * as MockProvider from "@sluice/testing/MockProvider"
 import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
@@ -36,7 +37,7 @@ const ChatCompletion = Schema.Struct({
 const chat = (content: string) => ({ model: "mock-1", messages: [{ role: "user", content }] })
 
 /** Lets real I/O happen: a little real time, and virtual time moved by `step`. */
-const untilDone = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, step: string = "100 millis") =>
+const untilDone = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, step: Duration.DurationInput = "100 millis") =>
   Effect.gen(function* () {
     for (let i = 0; i < 2_000 && fiber.unsafePoll() === null; i++) {
       yield* TestServices.provideLive(Effect.sleep("2 millis"))
@@ -45,7 +46,7 @@ const untilDone = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, step: string = "100 mi
     return yield* Fiber.join(fiber)
   })
 
-const run = <A, E>(effect: Effect.Effect<A, E>, step?: string) =>
+const run = <A, E>(effect: Effect.Effect<A, E>, step?: Duration.DurationInput) =>
   Effect.flatMap(Effect.fork(Effect.exit(effect)), (fiber) => untilDone(fiber, step))
 
 const setup = (

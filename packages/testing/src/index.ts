@@ -9,3 +9,5 @@
  * @since 0.1.0
  */
 export * as MockProvider from "./MockProvider.js"
+/** @since 0.1.0 */
+export * as TestHttpClient from "./TestHttpClient.js"

@@ -1,0 +1,195 @@
+/**
+ * Part 5: requests per second through the ApiClient (no limits) against the
+ * MockProvider with zero latency, at 64 concurrent requests, beside raw
+ * undici `request` and `@effect/platform`'s HttpClient without Sluice. The
+ * MockProvider runs as its own process (its standalone program, bundled by
+ * `bench/build.mjs`), so the server has a core of its own and the clients'
+ * differences show; each row has its own undici pool of 64 connections, and
+ * the rounds go round the rows in turn so a change of load falls on all alike.
+ */
+import { spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import * as HttpBody from "@effect/platform/HttpBody"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import { ApiClient } from "@sluice/http"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Undici from "undici"
+import { median } from "./harness.js"
+import * as Table from "./table.js"
+
+export const CONCURRENCY = 64
+
+const Completion = Schema.Struct({ usage: Schema.Struct({ total_tokens: Schema.Number }) })
+const body = { model: "mock-1", messages: [{ role: "user", content: "How fast can you answer?" }], max_tokens: 16 }
+
+export interface HttpRow {
+  readonly name: string
+  readonly role: "undici" | "platform" | "sluice"
+  readonly requestsPerSecond: number
+}
+
+const checkAnswer = (answer: unknown) => {
+  if (typeof (answer as { usage?: { total_tokens?: unknown } }).usage?.total_tokens !== "number") {
+    throw new Error("unexpected answer from the MockProvider")
+  }
+  checked.count++
+}
+
+/** `requests` requests, `CONCURRENCY` at a time, through `call`; requests per second. */
+const rate = async (requests: number, call: () => Promise<unknown>) => {
+  let next = 0
+  const start = performance.now()
+  const worker = async () => {
+    while (next < requests) {
+      next++
+      checkAnswer(await call())
+    }
+  }
+  await Promise.all(Array.from({ length: CONCURRENCY }, worker))
+  return requests / ((performance.now() - start) / 1000)
+}
+
+const effectRate = async (requests: number, call: Effect.Effect<unknown, unknown>) => {
+  const start = performance.now()
+  await Effect.runPromise(
+    Effect.forEach(Array.from({ length: requests }), () => Effect.map(call, checkAnswer), {
+      concurrency: CONCURRENCY,
+      discard: true
+    })
+  )
+  return requests / ((performance.now() - start) / 1000)
+}
+
+/** Starts the MockProvider's standalone program and answers its base URL once it listens. */
+const startProvider = async () => {
+  const child = spawn(
+    process.execPath,
+    [fileURLToPath(new URL("./mock-provider.mjs", import.meta.url)), "--port", "0"],
+    {
+      stdio: ["ignore", "pipe", "inherit"]
+    }
+  )
+  const baseUrl = await new Promise<string>((resolve, reject) => {
+    let output = ""
+    child.stdout.on("data", (chunk: Buffer) => {
+      output += chunk.toString()
+      const match = /listening on (\S+)/.exec(output)
+      if (match !== null) resolve(match[1]!)
+    })
+    child.on("exit", (code) => reject(new Error(`the MockProvider exited (${code}) before listening: ${output}`)))
+  })
+  return { baseUrl, stop: () => child.kill("SIGINT") }
+}
+
+/** Answers checked, across every row (the standalone server has no counters endpoint). */
+const checked = { count: 0 }
+
+export const measure = async (requests: number, rounds: number, progress: (line: string) => void) => {
+  const scope = Effect.runSync(Scope.make())
+  const provider = await startProvider()
+  const url = `${provider.baseUrl}/chat/completions`
+  const payload = JSON.stringify(body)
+
+  const undiciAgent = new Undici.Agent({ connections: CONCURRENCY })
+  const rawUndici = async () => {
+    const response = await Undici.request(url, {
+      method: "POST",
+      dispatcher: undiciAgent,
+      headers: { "content-type": "application/json" },
+      body: payload
+    })
+    return response.body.json()
+  }
+
+  const pool = (agent: Undici.Agent) =>
+    NodeHttpClient.layerUndiciWithoutDispatcher.pipe(Layer.provide(Layer.succeed(NodeHttpClient.Dispatcher, agent)))
+  const platformAgent = new Undici.Agent({ connections: CONCURRENCY })
+  const platformClient = await Effect.runPromise(Effect.provide(HttpClient.HttpClient, pool(platformAgent)))
+  const platformCall = Effect.flatMap(
+    platformClient.execute(HttpClientRequest.post(url, { body: HttpBody.unsafeJson(body), acceptJson: true })),
+    (response) => response.json
+  )
+
+  const sluiceAgent = new Undici.Agent({ connections: CONCURRENCY })
+  const api = await Effect.runPromise(
+    Scope.extend(
+      Effect.map(
+        Layer.build(
+          ApiClient.layerWithoutPool({
+            name: "bench",
+            baseUrl: provider.baseUrl,
+            limits: { concurrency: CONCURRENCY, queueCapacity: 100_000 }
+          }).pipe(Layer.provide(pool(sluiceAgent)))
+        ),
+        Context.get(ApiClient.ApiClient)
+      ),
+      scope
+    )
+  )
+  const sluiceCall = api.post("/chat/completions", { schema: Completion, body })
+
+  const subjects: Array<{ name: string; role: HttpRow["role"]; run: () => Promise<number> }> = [
+    { name: "undici request (raw)", role: "undici", run: () => rate(requests, rawUndici) },
+    { name: "@effect/platform HttpClient", role: "platform", run: () => effectRate(requests, platformCall) },
+    { name: "Sluice ApiClient (no limits)", role: "sluice", run: () => effectRate(requests, sluiceCall) }
+  ]
+  // Warm up every row (connections, JIT), then measure.
+  for (const subject of subjects) await subject.run()
+  const samples = subjects.map(() => [] as Array<number>)
+  for (let round = 0; round < rounds; round++) {
+    for (const [i, subject] of subjects.entries()) samples[i]!.push(await subject.run())
+    progress(`   round ${round + 1} of ${rounds} done`)
+  }
+  const served = checked.count
+  await Effect.runPromise(Scope.close(scope, Exit.void))
+  provider.stop()
+  await Promise.all([undiciAgent.destroy(), platformAgent.destroy(), sluiceAgent.destroy()])
+  return {
+    served,
+    rows: subjects.map((subject, i) => ({
+      name: subject.name,
+      role: subject.role,
+      requestsPerSecond: median(samples[i]!)
+    }))
+  }
+}
+
+/** The target: Sluice at most 15% below the platform client. */
+export const target = (rows: ReadonlyArray<HttpRow>) => {
+  const sluice = rows.find((row) => row.role === "sluice")?.requestsPerSecond ?? Number.NaN
+  const platform = rows.find((row) => row.role === "platform")?.requestsPerSecond ?? Number.NaN
+  return { sluice, platform, ok: sluice >= platform * 0.85 }
+}
+
+export const print = (
+  result: { readonly rows: ReadonlyArray<HttpRow>; readonly served: number },
+  requests: number,
+  rounds: number
+) => {
+  const platform = result.rows.find((row) => row.role === "platform")?.requestsPerSecond ?? Number.NaN
+  const { sluice, ok } = target(result.rows)
+  Table.print({
+    title: `HTTP client: ${Table.int(requests)} chat completions at ${CONCURRENCY} concurrent, MockProvider with zero latency (median of ${rounds})`,
+    columns: [
+      { header: "client" },
+      { header: "requests/s", align: "right" },
+      { header: "vs platform", align: "right" }
+    ],
+    rows: result.rows.map((row) => [
+      row.name,
+      Table.int(row.requestsPerSecond),
+      `${Table.fixed(row.requestsPerSecond / platform, 2)}x`
+    ]),
+    notes: [
+      `${Table.int(result.served)} answers checked in all (warm-up included); the MockProvider ran as its own process.`,
+      `Target: Sluice at most 15% below the platform client (>= ${Table.int(platform * 0.85)}): ${Table.int(sluice)} ${Table.passOrMiss(ok)}`
+    ]
+  })
+}
