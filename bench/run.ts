@@ -8,6 +8,8 @@
  *   4. the targets, PASS or MISS.
  *
  * Run: npx -y pnpm@10.34.9 bench   (node --expose-gc --import tsx bench/run.ts)
+ * One part only: npx -y pnpm@10.34.9 bench --only throughput   (or million, rate);
+ * the targets table then checks what was measured.
  * Tables go to stdout, progress to stderr. The exit code is 0 whatever the
  * results: this is a report, not a test.
  */
@@ -20,6 +22,21 @@ import * as Throughput from "./throughput.js"
 
 const THROUGHPUT: Throughput.ThroughputOptions = { tasks: 100_000, queued: 100_000, maxReps: 5, budgetMs: 2_500 }
 const MILLION: BatchMillion.MillionOptions = { tasks: 1_000_000, queueCapacity: 10_000, concurrency: 16 }
+
+const PARTS = ["throughput", "million", "rate"] as const
+type Part = (typeof PARTS)[number]
+
+/** The parts named by `--only a,b` (all of them without it). */
+const selectedParts = (argv: ReadonlyArray<string>): ReadonlySet<Part> => {
+  const at = argv.indexOf("--only")
+  if (at === -1) return new Set(PARTS)
+  const names = (argv[at + 1] ?? "").split(",").filter((name) => name !== "")
+  const unknown = names.filter((name) => !(PARTS as ReadonlyArray<string>).includes(name))
+  if (names.length === 0 || unknown.length > 0) {
+    throw new Error(`--only takes a comma-separated list of ${PARTS.join(", ")}; got "${argv[at + 1] ?? ""}"`)
+  }
+  return new Set(names as Array<Part>)
+}
 
 const progress = (line: string) => {
   process.stderr.write(`${line}\n`)
@@ -45,25 +62,35 @@ const header = () => {
 
 const main = async () => {
   const began = performance.now()
+  const parts = selectedParts(process.argv.slice(2))
   header()
 
-  progress("1. throughput and memory ...")
-  let since = performance.now()
-  const throughput = await Throughput.measure(THROUGHPUT, progress)
-  Throughput.print(throughput, THROUGHPUT)
-  progress(`1. done in ${seconds(since)}`)
+  let throughput: Array<Throughput.ThroughputRow> = []
+  if (parts.has("throughput")) {
+    progress("1. throughput and memory ...")
+    const since = performance.now()
+    throughput = await Throughput.measure(THROUGHPUT, progress)
+    Throughput.print(throughput, THROUGHPUT)
+    progress(`1. done in ${seconds(since)}`)
+  }
 
-  progress("2. one million through submitAll ...")
-  since = performance.now()
-  const million = await BatchMillion.measure(MILLION)
-  BatchMillion.print(million, MILLION)
-  progress(`2. done in ${seconds(since)}`)
+  let million: BatchMillion.MillionResult | undefined
+  if (parts.has("million")) {
+    progress("2. one million through submitAll ...")
+    const since = performance.now()
+    million = await BatchMillion.measure(MILLION)
+    BatchMillion.print(million, MILLION)
+    progress(`2. done in ${seconds(since)}`)
+  }
 
-  progress("3. rate precision (about 5 s per row) ...")
-  since = performance.now()
-  const rates = await RatePrecision.measure(progress)
-  RatePrecision.print(rates)
-  progress(`3. done in ${seconds(since)}`)
+  let rates: Array<RatePrecision.RateRow> = []
+  if (parts.has("rate")) {
+    progress("3. rate precision (about 5 s per row) ...")
+    const since = performance.now()
+    rates = await RatePrecision.measure(progress)
+    RatePrecision.print(rates)
+    progress(`3. done in ${seconds(since)}`)
+  }
 
   Targets.print(Targets.checks(throughput, million, rates))
   process.stdout.write(`\nTotal time: ${seconds(began)}\n`)

@@ -1,14 +1,37 @@
 /**
- * The Executor's machinery. One dispatcher fiber takes the highest-priority
- * request, waits for its rate and token admission (holding no permit), takes a
- * concurrency permit from a `Semaphore` and starts the request in its caller's
- * runtime (so the caller's services, Clock and span parent apply). Queued
- * requests are plain records: only running requests have fibers.
+ * The Executor's machinery. Requests wait in one priority queue (single
+ * submits and batches alike, so priority order holds across both). The head
+ * request leaves the queue (PROCESSING), is admitted by the rate limiter if
+ * there is one (holding no permit), takes one of `concurrency` permits and
+ * starts (CALLING) in its caller's runtime, so the caller's services, Clock and
+ * span parent apply. Queued requests are plain records.
+ *
+ * Two drivers move the head:
+ * - without a rate limiter there is no dispatcher fiber: whoever frees a permit
+ *   or enqueues work calls `pump`, which starts requests synchronously while
+ *   permits last (no fiber hop, no race, no Effect per request);
+ * - with a rate limiter one dispatcher fiber admits one request at a time in
+ *   priority order (admission is an Effect that may sleep), then waits for a
+ *   permit.
+ * Permits are a plain counter (`inFlight < concurrency`): every start and
+ * every finish happens in the executor's own synchronous bookkeeping, so a
+ * `Semaphore` would add a fiber suspension per request and hand permits over
+ * before `inFlight` drops.
+ *
+ * How a started request runs:
+ * - a single `submit`: in a fiber of its own, forked in the caller's runtime;
+ * - a request of a batch (`submitAll`): inline on one of the batch's worker
+ *   fibers (at most `concurrency`, forked lazily in the batch caller's runtime
+ *   and parked when idle), so a batch costs no fiber per request. Before each
+ *   request a worker restores the FiberRefs it started with, and after each it
+ *   interrupts the fibers the request forked and left behind, as the end of a
+ *   request's own fiber would.
  *
  * Every way a request can leave undoes what it held at that moment:
  * - QUEUED: its queue slot is freed (and a caller waiting for room woken);
  * - PROCESSING: its rate reservation is refunded, its permit (if taken) returned;
- * - CALLING: its fiber is interrupted, which returns the permit.
+ * - CALLING: its fiber (or its worker, which then retires) is interrupted,
+ *   which returns the permit.
  */
 import * as Cause from "effect/Cause"
 import type * as Context from "effect/Context"
@@ -21,6 +44,7 @@ import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Runtime from "effect/Runtime"
+import type * as Scheduler from "effect/Scheduler"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -29,6 +53,7 @@ import * as InvalidOptions from "../InvalidOptions.js"
 import type * as RateLimiter from "../RateLimiter.js"
 import * as RateLimiterStore from "../RateLimiterStore.js"
 import type { RequestEvent, RequestStatus } from "../RequestEvent.js"
+import * as BatchWorkers from "./batchWorkers.js"
 import { ExecutorShutdownError, QueueFullError, RequestTimeoutError } from "./executorError.js"
 import { makeMetrics } from "./executorMetrics.js"
 import { PriorityQueue } from "./priorityQueue.js"
@@ -67,8 +92,11 @@ class Request {
   status: RequestStatus = "PENDING"
   attempts = 0
   reservation: RateLimiter.Reservation | undefined = undefined
+  /** The fiber the request runs on once started: its own, or its batch worker's. */
   fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
-  /** Completed to cut short a wait for admission or a permit when the request is cancelled. */
+  /** The batch worker running the request, if it runs on one. */
+  worker: BatchWorkers.Worker<Request> | undefined = undefined
+  /** Completed to cut short a wait for admission when the request is cancelled. */
   cancelSignal: Deferred.Deferred<void> | undefined = undefined
   abandoned = false
   error: unknown = undefined
@@ -84,6 +112,8 @@ class Request {
     readonly effect: Effect.Effect<unknown, unknown, any>,
     readonly runtime: Runtime.Runtime<any>,
     readonly onExit: (request: Request, exit: Exit.Exit<unknown, unknown>) => void,
+    /** The request's batch, whose workers run it (undefined for a single submit). */
+    readonly batch: BatchWorkers.Batch<Request> | undefined,
     /** The request's place in its batch (0 for a single submit). */
     readonly index: number,
     now: number
@@ -127,15 +157,19 @@ export const make = (
     const limiter = options.rateLimiter ?? (yield* makeLimiter(name, options.limits))
 
     const clock = yield* Effect.clock
+    const scheduler = yield* Effect.withFiberRuntime<Scheduler.Scheduler>((fiber) =>
+      Effect.succeed(fiber.currentScheduler)
+    )
     const now = () => clock.unsafeCurrentTimeMillis()
-    const semaphore = yield* Effect.makeSemaphore(concurrency)
     const metrics = makeMetrics(name)
     const pubsub = yield* PubSub.sliding<RequestEvent>(decoded.eventBufferSize ?? DEFAULT_EVENT_BUFFER)
     let subscribers = 0
 
     const queue = new PriorityQueue<Request>(isRequestLive)
     let queued = 0
+    /** Started and not yet finished: the permits in use. */
     let inFlight = 0
+    /** The request out of the queue, being admitted or waiting for a permit. */
     let admitting: Request | undefined
     const running = new Set<Request>()
     const roomWaiters: Array<RoomWaiter> = []
@@ -146,11 +180,12 @@ export const make = (
     let cancelled = 0
     let nextId = 0
     let accepting = true
-    let workAvailable: Deferred.Deferred<void> | undefined
+    /** The dispatcher (with a limiter) waits on this for work, a permit, or a cancellation. */
+    let dispatcherSignal: Deferred.Deferred<void> | undefined
     let idle: Deferred.Deferred<void> | undefined
     let report: Deferred.Deferred<Executor.ShutdownReport> | undefined
 
-    // ---- events -------------------------------------------------------------
+    // ---- events and gauges --------------------------------------------------
 
     const snapshot = (request: Request): RequestEvent => {
       const event: { -readonly [K in keyof RequestEvent]: RequestEvent[K] } = {
@@ -181,17 +216,30 @@ export const make = (
         })
     ).pipe(Effect.zipRight(PubSub.subscribe(pubsub)))
 
+    let reportedQueued = -1
+    let reportedInFlight = -1
+    /**
+     * Brings the gauges up to date. Called at the end of every synchronous
+     * step that moves requests (a single-threaded runtime cannot read them in
+     * between), so a burst of a thousand pushes writes the gauge once.
+     */
+    const reportGauges = () => {
+      if (queued !== reportedQueued) {
+        reportedQueued = queued
+        metrics.queueDepth.unsafeUpdate(queued, [])
+      }
+      if (inFlight !== reportedInFlight) {
+        reportedInFlight = inFlight
+        metrics.inFlight.unsafeUpdate(inFlight, [])
+      }
+    }
+
     // ---- bookkeeping --------------------------------------------------------
 
     const checkIdle = () => {
       if (idle !== undefined && queued === 0 && admitting === undefined && inFlight === 0 && promisedSlots === 0) {
         Deferred.unsafeDone(idle, Exit.void)
       }
-    }
-
-    const setQueued = (value: number) => {
-      queued = value
-      metrics.queueDepth.unsafeUpdate(queued, [])
     }
 
     const lowWater = Math.floor(queueCapacity / 2)
@@ -209,24 +257,21 @@ export const make = (
       }
     }
 
-    const push = (request: Request) => {
-      request.enter("QUEUED", now())
+    /** Puts a request in the queue. The caller then calls `kick` (once per burst). */
+    const push = (request: Request, at: number) => {
+      request.enter("QUEUED", at)
       queue.push(request)
-      setQueued(queued + 1)
+      queued++
       publish(request)
-      if (workAvailable !== undefined) {
-        const signal = workAvailable
-        workAvailable = undefined
-        Deferred.unsafeDone(signal, Exit.void)
-      }
     }
 
     const settle = (
       request: Request,
       status: "COMPLETED" | "FAILED" | "CANCELLED",
-      exit: Exit.Exit<unknown, unknown>
+      exit: Exit.Exit<unknown, unknown>,
+      at: number = now()
     ) => {
-      request.enter(status, now())
+      request.enter(status, at)
       if (status === "COMPLETED") completed++
       else if (status === "FAILED") failed++
       else cancelled++
@@ -239,43 +284,187 @@ export const make = (
     const abandonedError = (request: Request) =>
       new ExecutorShutdownError({ executor: name, reason: "Abandoned", requestId: request.id })
 
+    // ---- running ------------------------------------------------------------
+
+    /** The request's work: interruptible whatever the caller's region was, so timeouts and cancellation reach it. */
+    const work = (request: Request): Effect.Effect<unknown, unknown, any> => {
+      let effect = Effect.interruptible(request.effect)
+      if (request.timeoutMillis !== undefined) {
+        const timeoutMillis = request.timeoutMillis
+        effect = Effect.timeoutFail(effect, {
+          duration: Duration.millis(timeoutMillis),
+          onTimeout: () => new RequestTimeoutError({ executor: name, requestId: request.id, timeoutMillis })
+        })
+      }
+      if (spans) {
+        effect = Effect.withSpan(effect, "sluice.executor.request", {
+          kind: "client",
+          attributes: {
+            "sluice.executor": name,
+            "sluice.request.id": request.id,
+            "sluice.request.key": request.key,
+            "sluice.request.priority": request.priority
+          }
+        })
+      }
+      return effect
+    }
+
+    /** A started request ended: its permit is free again. */
+    const finish = (request: Request, exit: Exit.Exit<unknown, unknown>) => {
+      inFlight--
+      running.delete(request)
+      request.worker = undefined
+      const at = now()
+      metrics.callDuration.unsafeUpdate(at - request.timestamps.CALLING!, [])
+      if (request.abandoned) {
+        settle(request, "CANCELLED", Exit.fail(abandonedError(request)), at)
+      } else if (Exit.isSuccess(exit)) {
+        settle(request, "COMPLETED", exit, at)
+      } else if (Cause.isInterruptedOnly(exit.cause)) {
+        request.error = "interrupted"
+        settle(request, "CANCELLED", exit, at)
+      } else {
+        request.error = Option.getOrElse(Cause.failureOption(exit.cause), () => Cause.squash(exit.cause))
+        settle(request, "FAILED", exit, at)
+      }
+      kick("now")
+    }
+
+    const batchHooks: BatchWorkers.BatchHooks<Request> = { work, finished: finish }
+
+    /** A single submit runs in a fiber of its own, forked in the caller's runtime. */
+    const program = (request: Request): Effect.Effect<unknown, unknown, any> =>
+      Effect.onExit(work(request), (exit) => Effect.sync(() => finish(request, exit)))
+
+    /** Takes a permit for the admitting request and starts it. */
+    const start = (request: Request, at: number) => {
+      admitting = undefined
+      inFlight++
+      running.add(request)
+      request.enter("CALLING", at)
+      request.attempts = 1
+      metrics.admissionWait.unsafeUpdate(at - request.timestamps.PROCESSING!, [])
+      publish(request)
+      const worker = request.batch?.offer(request)
+      if (worker !== undefined) {
+        request.worker = worker
+        request.fiber = worker.fiber
+      } else {
+        // Not started at once: we are inside the executor's bookkeeping, maybe inside another request's exit.
+        request.fiber = Runtime.runFork(request.runtime)(program(request), { immediate: false })
+      }
+    }
+
+    /** Takes the head of the queue out: it is now the admitting request. */
+    const popHead = (at: number): Request | undefined => {
+      const request = queue.pop()
+      if (request === undefined) return undefined
+      queued--
+      admitting = request
+      request.enter("PROCESSING", at)
+      publish(request)
+      return request
+    }
+
+    /**
+     * Without a limiter: starts requests in priority order while permits last,
+     * and keeps the next one out of the queue as the admitting request (it is
+     * waiting for a permit), as the dispatcher would.
+     */
+    const pump = () => {
+      let at: number | undefined
+      let popped = false
+      while (true) {
+        let request = admitting
+        if (request === undefined) {
+          at ??= now()
+          request = popHead(at)
+          if (request === undefined) break
+          popped = true
+        }
+        if (inFlight >= concurrency) break
+        start(request, (at ??= now()))
+      }
+      if (popped) wakeRoomWaiter()
+      reportGauges()
+    }
+
+    const signalDispatcher = () => {
+      const signal = dispatcherSignal
+      if (signal === undefined) return
+      dispatcherSignal = undefined
+      Deferred.unsafeDone(signal, Exit.void)
+    }
+
+    let pumpScheduled = false
+    const scheduledPump = () => {
+      pumpScheduled = false
+      pump()
+    }
+
+    /**
+     * After anything that may let the head move. A freed permit moves it at
+     * once; new work moves it on the scheduler's next turn, as a woken
+     * dispatcher would, so that callers arriving together are ordered by
+     * priority before the head is taken (and a burst costs one pass).
+     */
+    const kick = (soon: "now" | "next turn") => {
+      if (limiter !== undefined) {
+        signalDispatcher()
+        reportGauges()
+      } else if (soon === "now") {
+        pump()
+      } else {
+        if (!pumpScheduled) {
+          pumpScheduled = true
+          scheduler.scheduleTask(scheduledPump, 0)
+        }
+        reportGauges()
+      }
+    }
+
     // ---- intake -------------------------------------------------------------
 
     const notAccepting = () => new ExecutorShutdownError({ executor: name, reason: "NotAccepting" })
 
     const hasRoom = () => roomWaiters.length === 0 && queued + promisedSlots < queueCapacity
 
+    const addRoomWaiter = (bulk: boolean): RoomWaiter => {
+      const waiter: RoomWaiter = { deferred: Deferred.unsafeMake(FiberId.none), bulk, active: true, woken: false }
+      roomWaiters.push(waiter)
+      return waiter
+    }
+
     /** Waits for a promised slot; a waiter interrupted after being woken passes its slot on. */
-    const waitForRoom = (bulk: boolean) =>
-      Effect.suspend(() => {
-        const waiter: RoomWaiter = { deferred: Deferred.unsafeMake(FiberId.none), bulk, active: true, woken: false }
-        roomWaiters.push(waiter)
-        return Effect.onInterrupt(Deferred.await(waiter.deferred), () =>
-          Effect.sync(() => {
-            waiter.active = false
-            if (waiter.woken) {
-              // It had been promised a slot already: give the slot back.
-              promisedSlots--
-              wakeRoomWaiter()
-              checkIdle()
-            }
-          })
-        )
-      })
+    const awaitRoom = (waiter: RoomWaiter) =>
+      Effect.onInterrupt(Deferred.await(waiter.deferred), () =>
+        Effect.sync(() => {
+          waiter.active = false
+          if (waiter.woken) {
+            // It had been promised a slot already: give the slot back.
+            promisedSlots--
+            wakeRoomWaiter()
+            checkIdle()
+          }
+        })
+      )
 
     const enqueue = (request: Request): Effect.Effect<void, QueueFullError | ExecutorShutdownError> =>
       Effect.suspend((): Effect.Effect<void, QueueFullError | ExecutorShutdownError> => {
         if (!accepting) return Effect.fail(notAccepting())
         if (hasRoom()) {
-          push(request)
+          push(request, now())
+          kick("next turn")
           return Effect.void
         }
         if (whenFull === "fail") return Effect.fail(new QueueFullError({ executor: name, queueCapacity }))
         return Effect.zipRight(
-          waitForRoom(false),
+          Effect.suspend(() => awaitRoom(addRoomWaiter(false))),
           Effect.sync(() => {
             promisedSlots--
-            push(request)
+            push(request, now())
+            kick("next turn")
           })
         )
       })
@@ -285,7 +474,9 @@ export const make = (
       options: Executor.SubmitOptions | undefined,
       runtime: Runtime.Runtime<any>,
       onExit: (request: Request, exit: Exit.Exit<unknown, unknown>) => void,
-      index: number
+      batch: BatchWorkers.Batch<Request> | undefined,
+      index: number,
+      at: number
     ) =>
       new Request(
         ++nextId,
@@ -296,8 +487,9 @@ export const make = (
         effect,
         runtime,
         onExit,
+        batch,
         index,
-        now()
+        at
       )
 
     const invalidSubmit = (
@@ -342,19 +534,23 @@ export const make = (
             return Effect.void
           }
           case "QUEUED": {
-            setQueued(queued - 1)
+            queued--
             queue.compact(queued)
             settle(request, "CANCELLED", exitFor())
             wakeRoomWaiter()
+            reportGauges()
             return Effect.void
           }
           case "PROCESSING": {
             if (request.cancelSignal !== undefined) Deferred.unsafeDone(request.cancelSignal, Exit.void)
             if (admitting === request) admitting = undefined
             settle(request, "CANCELLED", exitFor())
+            // The next request may take its place.
+            kick("next turn")
             return refund(request)
           }
           case "CALLING": {
+            if (request.worker !== undefined) return request.worker.stop()
             return request.fiber === undefined ? Effect.void : Effect.asVoid(Fiber.interrupt(request.fiber))
           }
           default:
@@ -362,67 +558,7 @@ export const make = (
         }
       })
 
-    // ---- dispatch -----------------------------------------------------------
-
-    const finish = (request: Request, exit: Exit.Exit<unknown, unknown>) => {
-      inFlight--
-      running.delete(request)
-      metrics.inFlight.unsafeUpdate(inFlight, [])
-      metrics.callDuration.unsafeUpdate(now() - request.timestamps.CALLING!, [])
-      if (request.abandoned) {
-        settle(request, "CANCELLED", Exit.fail(abandonedError(request)))
-      } else if (Exit.isSuccess(exit)) {
-        settle(request, "COMPLETED", exit)
-      } else if (Cause.isInterruptedOnly(exit.cause)) {
-        request.error = "interrupted"
-        settle(request, "CANCELLED", exit)
-      } else {
-        request.error = Option.getOrElse(Cause.failureOption(exit.cause), () => Cause.squash(exit.cause))
-        settle(request, "FAILED", exit)
-      }
-    }
-
-    const program = (request: Request): Effect.Effect<unknown, unknown, any> => {
-      // The work is interruptible whatever the caller's region was: timeouts and cancellation must reach it.
-      let effect = Effect.interruptible(request.effect)
-      if (request.timeoutMillis !== undefined) {
-        const timeoutMillis = request.timeoutMillis
-        effect = Effect.timeoutFail(effect, {
-          duration: Duration.millis(timeoutMillis),
-          onTimeout: () => new RequestTimeoutError({ executor: name, requestId: request.id, timeoutMillis })
-        })
-      }
-      if (spans) {
-        effect = Effect.withSpan(effect, "sluice.executor.request", {
-          kind: "client",
-          attributes: {
-            "sluice.executor": name,
-            "sluice.request.id": request.id,
-            "sluice.request.key": request.key,
-            "sluice.request.priority": request.priority
-          }
-        })
-      }
-      return Effect.onExit(effect, (exit) =>
-        Effect.zipRight(
-          semaphore.release(1),
-          Effect.sync(() => finish(request, exit))
-        )
-      )
-    }
-
-    const start = (request: Request) => {
-      admitting = undefined
-      inFlight++
-      running.add(request)
-      const startedAt = now()
-      request.enter("CALLING", startedAt)
-      request.attempts = 1
-      metrics.inFlight.unsafeUpdate(inFlight, [])
-      metrics.admissionWait.unsafeUpdate(startedAt - request.timestamps.PROCESSING!, [])
-      publish(request)
-      request.fiber = Runtime.runFork(request.runtime)(program(request))
-    }
+    // ---- dispatch with a rate limiter ----------------------------------------
 
     /** Waits for `wait`, or answers `onCancel` sooner if the request is cancelled meanwhile. */
     const unlessCancelled = <A, E>(request: Request, wait: Effect.Effect<A, E>, onCancel: A) => {
@@ -430,28 +566,26 @@ export const make = (
       return Effect.raceFirst(wait, Effect.as(Deferred.await(request.cancelSignal), onCancel))
     }
 
-    const takePermitAndStart = (request: Request): Effect.Effect<void> => {
-      if (request.status !== "PROCESSING") {
-        admitting = undefined
-        checkIdle()
-        return refund(request)
-      }
-      const takePermit = Effect.as(semaphore.take(1), true)
-      const permit = inFlight < concurrency ? takePermit : unlessCancelled(request, takePermit, false)
-      return Effect.flatMap(permit, (holdsPermit) => {
-        if (request.status === "PROCESSING") {
-          start(request)
-          return Effect.void
-        }
-        // Cancelled meanwhile: hand back the permit if the race left us holding it, and the tokens.
-        admitting = undefined
-        checkIdle()
-        return Effect.zipRight(holdsPermit ? semaphore.release(1) : Effect.void, refund(request))
-      })
-    }
+    const waitForSignal = Effect.suspend(() => {
+      dispatcherSignal ??= Deferred.unsafeMake(FiberId.none)
+      return Deferred.await(dispatcherSignal)
+    })
 
-    const admit = (request: Request): Effect.Effect<void> => {
-      if (limiter === undefined) return takePermitAndStart(request)
+    /** Starts the admitted request once a permit is free (a finish or its cancellation wakes the dispatcher). */
+    const takePermitAndStart = (request: Request): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (request.status !== "PROCESSING") {
+          if (admitting === request) admitting = undefined
+          checkIdle()
+          return refund(request)
+        }
+        if (inFlight >= concurrency) return Effect.zipRight(waitForSignal, takePermitAndStart(request))
+        start(request, now())
+        reportGauges()
+        return Effect.void
+      })
+
+    const admit = (limiter: RateLimiter.RateLimiterShape, request: Request): Effect.Effect<void> => {
       const admission = Effect.map(limiter.acquire(request.cost, { key: request.key }), Option.some)
       return Effect.matchEffect(unlessCancelled(request, admission, Option.none()), {
         onFailure: (error) => {
@@ -467,25 +601,19 @@ export const make = (
       })
     }
 
-    const waitForWork = Effect.suspend(() => {
-      workAvailable ??= Deferred.unsafeMake(FiberId.none)
-      return Deferred.await(workAvailable)
-    })
-
-    const dispatchOne: Effect.Effect<void> = Effect.suspend(() => {
-      const request = queue.pop()
-      if (request === undefined) return waitForWork
-      setQueued(queued - 1)
-      wakeRoomWaiter()
-      admitting = request
-      request.enter("PROCESSING", now())
-      publish(request)
-      return admit(request)
-    })
+    const dispatchOne = (limiter: RateLimiter.RateLimiterShape): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const request = popHead(now())
+        if (request === undefined) return waitForSignal
+        wakeRoomWaiter()
+        reportGauges()
+        return admit(limiter, request)
+      })
 
     // A plain loop: `Effect.forever` would yield to the scheduler after every request.
-    const dispatchLoop: Effect.Effect<never> = Effect.flatMap(dispatchOne, () => dispatchLoop)
-    const dispatcher = yield* Effect.forkScoped(dispatchLoop)
+    const dispatchLoop = (limiter: RateLimiter.RateLimiterShape): Effect.Effect<never> =>
+      Effect.flatMap(dispatchOne(limiter), () => dispatchLoop(limiter))
+    const dispatcher = limiter === undefined ? undefined : yield* Effect.forkScoped(dispatchLoop(limiter))
 
     // ---- shutdown -----------------------------------------------------------
 
@@ -500,7 +628,7 @@ export const make = (
           concurrency: "unbounded",
           discard: true
         }).pipe(
-          Effect.zipRight(Fiber.interrupt(dispatcher)),
+          Effect.zipRight(dispatcher === undefined ? Effect.void : Fiber.interrupt(dispatcher)),
           Effect.as({ executor: name, unfinishedAtStart, abandoned: abandoned.sort((a, b) => a - b) }),
           Effect.tap((result) =>
             result.abandoned.length === 0
@@ -554,7 +682,9 @@ export const make = (
             submitOptions,
             runtime,
             (_, exit) => Deferred.unsafeDone(deferred, exit as Exit.Exit<A, E>),
-            0
+            undefined,
+            0,
+            now()
           )
           publish(request)
           // A refused request (queue full, or shutdown while waiting for room) ends FAILED.
@@ -579,6 +709,7 @@ export const make = (
           const results: Array<Exit.Exit<A, E | Executor.ExecutorError>> = []
           const outstanding: Array<Request | undefined> = []
           const done = Deferred.unsafeMake<void>(FiberId.none)
+          const batch = new BatchWorkers.Batch<Request>(runtime, concurrency, batchHooks)
           let pending = 0
           let exhausted = false
           let index = 0
@@ -592,6 +723,7 @@ export const make = (
 
           const finishIntake = () => {
             exhausted = true
+            kick("next turn")
             if (pending === 0) Deferred.unsafeDone(done, Exit.void)
             return Deferred.await(done)
           }
@@ -601,7 +733,10 @@ export const make = (
               let slotPromised = useSlot
               while (true) {
                 if (!slotPromised && !hasRoom() && accepting) {
-                  return Effect.matchEffect(waitForRoom(true), {
+                  // Wait in line first, then let the head move: what it frees goes to the line.
+                  const waiter = addRoomWaiter(true)
+                  kick("next turn")
+                  return Effect.matchEffect(awaitRoom(waiter), {
                     onFailure: () => fill(false),
                     onSuccess: () => fill(true)
                   })
@@ -625,14 +760,15 @@ export const make = (
                   results[position] = Exit.fail(invalid ?? notAccepting())
                   continue
                 }
-                const request = newRequest(effect, taskOptions, runtime, onExit, position)
+                const at = now()
+                const request = newRequest(effect, taskOptions, runtime, onExit, batch, position, at)
                 pending++
                 outstanding[position] = request
                 if (slotPromised) {
                   promisedSlots--
                   slotPromised = false
                 }
-                push(request)
+                push(request, at)
               }
             })
 
@@ -644,6 +780,7 @@ export const make = (
                 { concurrency: "unbounded", discard: true }
               )
             ),
+            Effect.ensuring(Effect.sync(() => batch.close())),
             Effect.as(results)
           )
         })

@@ -1,0 +1,193 @@
+/**
+ * The worker fibers of one batch (`submitAll`): the executor hands each
+ * started request of the batch to an idle worker, which runs it inline, so a
+ * batch costs at most `maxWorkers` fibers instead of one per request. Workers
+ * are forked lazily in the batch caller's runtime (its services, Clock, span
+ * parent and FiberRefs), park on a `Deferred` when idle and end when the batch
+ * closes.
+ *
+ * A request run inline must not see what the previous one left on the worker:
+ * before each job the worker restores the FiberRefs it started with (only if
+ * they changed), and after each it interrupts the fibers the job forked and
+ * left running, as the end of a job's own fiber would have.
+ *
+ * What Effect gave us: `Runtime.runFork`, `Deferred`, `FiberRefsPatch`,
+ * interruption regions. What this adds: the hand-over protocol. A worker runs
+ * uninterruptibly except inside its job, so interrupting it (`stop`) reaches
+ * the job it runs, and the worker then retires instead of taking another.
+ */
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as FiberId from "effect/FiberId"
+import type * as FiberRefs from "effect/FiberRefs"
+import * as FiberRefsPatch from "effect/FiberRefsPatch"
+import * as Runtime from "effect/Runtime"
+
+export interface BatchHooks<J> {
+  /** The job's work, already interruptible where it must be. */
+  readonly work: (job: J) => Effect.Effect<unknown, unknown, any>
+  /**
+   * Called synchronously once a job ended, with the worker already offered as
+   * idle: the executor's bookkeeping, which may hand the worker its next job.
+   */
+  readonly finished: (job: J, exit: Exit.Exit<unknown, unknown>) => void
+}
+
+export class Worker<J> {
+  assigned: J | undefined = undefined
+  /** Set while the worker waits for a job. */
+  parked: Deferred.Deferred<void> | undefined = undefined
+  /** Set by `stop`: the worker takes no further job. */
+  stopping = false
+  fiber: Fiber.RuntimeFiber<void> | undefined = undefined
+
+  constructor(readonly batch: Batch<J>) {}
+
+  wake(): void {
+    const parked = this.parked
+    if (parked === undefined) return
+    this.parked = undefined
+    Deferred.unsafeDone(parked, Exit.void)
+  }
+
+  /** Interrupts the job this worker runs; the worker retires once the job ended. */
+  stop(): Effect.Effect<void> {
+    this.stopping = true
+    const fiber = this.fiber
+    return fiber === undefined ? Effect.void : Effect.asVoid(Fiber.interrupt(fiber))
+  }
+}
+
+export class Batch<J> {
+  /** Idle workers, the most recently idle last (it is warm, and may not have parked yet). */
+  private readonly idle: Array<Worker<J>> = []
+  private workers = 0
+  private closed = false
+
+  constructor(
+    private readonly runtime: Runtime.Runtime<any>,
+    private readonly maxWorkers: number,
+    private readonly hooks: BatchHooks<J>
+  ) {}
+
+  /** Gives `job` to an idle worker, or to a new one; undefined if the batch has no worker for it. */
+  offer(job: J): Worker<J> | undefined {
+    if (this.closed) return undefined
+    const idle = this.idle.pop()
+    if (idle !== undefined) {
+      idle.assigned = job
+      idle.wake()
+      return idle
+    }
+    if (this.workers >= this.maxWorkers) return undefined
+    const worker = new Worker(this)
+    this.workers++
+    worker.assigned = job
+    // Not started at once: the caller is in the middle of its bookkeeping.
+    worker.fiber = Runtime.runFork(this.runtime)(
+      Effect.uninterruptible(
+        Effect.withFiberRuntime((fiber) => this.next(worker, internalsOf(fiber), fiber.getFiberRefs()))
+      ),
+      { immediate: false }
+    )
+    return worker
+  }
+
+  /** No further jobs: idle workers end; busy ones end after their job. */
+  close(): void {
+    this.closed = true
+    for (const worker of this.idle.splice(0)) worker.wake()
+  }
+
+  private next(
+    worker: Worker<J>,
+    fiber: FiberInternals,
+    initial: FiberRefs.FiberRefs
+  ): Effect.Effect<void, never, any> {
+    const job = worker.assigned
+    if (job === undefined) {
+      if (this.closed || worker.stopping) {
+        this.workers--
+        return Effect.void
+      }
+      const parked = Deferred.unsafeMake<void>(FiberId.none)
+      worker.parked = parked
+      return Effect.flatMap(Deferred.await(parked), () => this.next(worker, fiber, initial))
+    }
+    worker.assigned = undefined
+    return Effect.matchCauseEffect(this.hooks.work(job), {
+      onFailure: (cause) => this.after(worker, fiber, initial, job, Exit.failCause(cause)),
+      onSuccess: (value) => this.after(worker, fiber, initial, job, Exit.succeed(value))
+    })
+  }
+
+  private after(
+    worker: Worker<J>,
+    fiber: FiberInternals,
+    initial: FiberRefs.FiberRefs,
+    job: J,
+    exit: Exit.Exit<unknown, unknown>
+  ): Effect.Effect<void, never, any> {
+    const retiring = worker.stopping || this.closed
+    if (!retiring) this.idle.push(worker)
+    this.hooks.finished(job, exit)
+    if (retiring) {
+      // Leaving the fiber interrupts what the job forked.
+      this.workers--
+      return Effect.void
+    }
+    // Staying: do what the end of the job's own fiber would have done.
+    const tidying = fiber.tidy(initial)
+    if (tidying === undefined) return this.next(worker, fiber, initial)
+    return Effect.zipRight(
+      tidying,
+      Effect.suspend(() => this.next(worker, fiber, initial))
+    )
+  }
+}
+
+/**
+ * What a worker does between jobs, on its own fiber: interrupt the fibers the
+ * last job forked and left running, and put back the FiberRefs the worker
+ * started with. The public way costs a suspension per job (`fiber.children`
+ * asks the fiber by message) and copies the refs on every read
+ * (`getFiberRefs`), so the runtime's own methods are used when present;
+ * the public way is the fallback. Answers undefined when there is nothing to do.
+ */
+interface FiberInternals {
+  readonly tidy: (initial: FiberRefs.FiberRefs) => Effect.Effect<void> | undefined
+}
+
+interface FiberRuntimeShape {
+  readonly _fiberRefs?: FiberRefs.FiberRefs
+  readonly setFiberRefs?: (refs: FiberRefs.FiberRefs) => void
+  readonly getChildren?: () => ReadonlySet<Fiber.RuntimeFiber<unknown, unknown>>
+}
+
+const internalsOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): FiberInternals => {
+  const runtime = fiber as unknown as FiberRuntimeShape
+  if (
+    runtime._fiberRefs === undefined ||
+    typeof runtime.setFiberRefs !== "function" ||
+    typeof runtime.getChildren !== "function"
+  ) {
+    return { tidy: (initial) => publicTidy(fiber, initial) }
+  }
+  return {
+    tidy: (initial) => {
+      if (runtime._fiberRefs !== initial) runtime.setFiberRefs!(initial)
+      const children = runtime.getChildren!()
+      return children.size === 0 ? undefined : Fiber.interruptAll(Array.from(children))
+    }
+  }
+}
+
+const publicTidy = (fiber: Fiber.RuntimeFiber<unknown, unknown>, initial: FiberRefs.FiberRefs): Effect.Effect<void> =>
+  Effect.flatMap(fiber.children, (children) =>
+    Effect.zipRight(
+      children.length === 0 ? Effect.void : Fiber.interruptAll(children),
+      Effect.suspend(() => Effect.patchFiberRefs(FiberRefsPatch.diff(fiber.getFiberRefs(), initial)))
+    )
+  )
