@@ -16,6 +16,7 @@
  * uninterruptibly except inside its job, so interrupting it (`stop`) reaches
  * the job it runs, and the worker then retires instead of taking another.
  */
+import type * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -37,6 +38,9 @@ export interface BatchHooks<J> {
 
 export class Worker<J> {
   assigned: J | undefined = undefined
+  /** The job it runs now. */
+  running: J | undefined = undefined
+  handlers: WorkerHandlers | undefined = undefined
   /** Set while the worker waits for a job. */
   parked: Deferred.Deferred<void> | undefined = undefined
   /** Set by `stop`: the worker takes no further job. */
@@ -88,7 +92,11 @@ export class Batch<J> {
     // Not started at once: the caller is in the middle of its bookkeeping.
     worker.fiber = Runtime.runFork(this.runtime)(
       Effect.uninterruptible(
-        Effect.withFiberRuntime((fiber) => this.next(worker, internalsOf(fiber), fiber.getFiberRefs()))
+        Effect.withFiberRuntime((fiber) => {
+          const internals = internalsOf(fiber)
+          worker.handlers = this.handlersOf(worker, internals, fiber.getFiberRefs())
+          return this.next(worker, internals)
+        })
       ),
       { immediate: false }
     )
@@ -101,11 +109,7 @@ export class Batch<J> {
     for (const worker of this.idle.splice(0)) worker.wake()
   }
 
-  private next(
-    worker: Worker<J>,
-    fiber: FiberInternals,
-    initial: FiberRefs.FiberRefs
-  ): Effect.Effect<void, never, any> {
+  private next(worker: Worker<J>, fiber: FiberInternals): Effect.Effect<void, never, any> {
     const job = worker.assigned
     if (job === undefined) {
       if (this.closed || worker.stopping) {
@@ -114,38 +118,44 @@ export class Batch<J> {
       }
       const parked = Deferred.unsafeMake<void>(FiberId.none)
       worker.parked = parked
-      return Effect.flatMap(Deferred.await(parked), () => this.next(worker, fiber, initial))
+      return Effect.flatMap(Deferred.await(parked), () => this.next(worker, fiber))
     }
     worker.assigned = undefined
-    return Effect.matchCauseEffect(this.hooks.work(job), {
-      onFailure: (cause) => this.after(worker, fiber, initial, job, Exit.failCause(cause)),
-      onSuccess: (value) => this.after(worker, fiber, initial, job, Exit.succeed(value))
-    })
+    worker.running = job
+    return Effect.matchCauseEffect(this.hooks.work(job), worker.handlers!)
   }
 
-  private after(
-    worker: Worker<J>,
-    fiber: FiberInternals,
-    initial: FiberRefs.FiberRefs,
-    job: J,
-    exit: Exit.Exit<unknown, unknown>
-  ): Effect.Effect<void, never, any> {
-    const retiring = worker.stopping || this.closed
-    if (!retiring) this.idle.push(worker)
-    this.hooks.finished(job, exit)
-    if (retiring) {
-      // Leaving the fiber interrupts what the job forked.
-      this.workers--
-      return Effect.void
+  /** The handlers of one worker's job outcomes, made once per worker: nothing is allocated for them per job. */
+  private handlersOf(worker: Worker<J>, fiber: FiberInternals, initial: FiberRefs.FiberRefs): WorkerHandlers {
+    const after = (exit: Exit.Exit<unknown, unknown>): Effect.Effect<void, never, any> => {
+      const job = worker.running!
+      worker.running = undefined
+      const retiring = worker.stopping || this.closed
+      if (!retiring) this.idle.push(worker)
+      this.hooks.finished(job, exit)
+      if (retiring) {
+        // Leaving the fiber interrupts what the job forked.
+        this.workers--
+        return Effect.void
+      }
+      // Staying: do what the end of the job's own fiber would have done.
+      const tidying = fiber.tidy(initial)
+      if (tidying === undefined) return this.next(worker, fiber)
+      return Effect.zipRight(
+        tidying,
+        Effect.suspend(() => this.next(worker, fiber))
+      )
     }
-    // Staying: do what the end of the job's own fiber would have done.
-    const tidying = fiber.tidy(initial)
-    if (tidying === undefined) return this.next(worker, fiber, initial)
-    return Effect.zipRight(
-      tidying,
-      Effect.suspend(() => this.next(worker, fiber, initial))
-    )
+    return {
+      onFailure: (cause) => after(Exit.failCause(cause)),
+      onSuccess: (value) => after(Exit.succeed(value))
+    }
   }
+}
+
+interface WorkerHandlers {
+  readonly onFailure: (cause: Cause.Cause<unknown>) => Effect.Effect<void, never, any>
+  readonly onSuccess: (value: unknown) => Effect.Effect<void, never, any>
 }
 
 /**

@@ -100,8 +100,14 @@ class Request {
   cancelSignal: Deferred.Deferred<void> | undefined = undefined
   abandoned = false
   error: unknown = undefined
-  /** When the request entered each status it has been through. */
-  readonly timestamps: Partial<Record<RequestStatus, number>>
+  /** When the request entered each status it has been through (NaN: not yet). */
+  queuedAt = Number.NaN
+  processingAt = Number.NaN
+  callingAt = Number.NaN
+  /** When it reached its terminal status. */
+  endedAt = Number.NaN
+  /** Its permit's slot in the executor's table of running requests, while it holds one. */
+  slot = -1
 
   constructor(
     readonly id: number,
@@ -116,14 +122,17 @@ class Request {
     readonly batch: BatchWorkers.Batch<Request> | undefined,
     /** The request's place in its batch (0 for a single submit). */
     readonly index: number,
-    now: number
-  ) {
-    this.timestamps = { PENDING: now }
-  }
+    readonly pendingAt: number
+  ) {}
 
-  enter(status: RequestStatus, now: number): void {
-    this.status = status
-    this.timestamps[status] = now
+  /** The timestamps of the statuses it has been through, as events carry them. */
+  timestamps(): Partial<Record<RequestStatus, number>> {
+    const timestamps: Partial<Record<RequestStatus, number>> = { PENDING: this.pendingAt }
+    if (!Number.isNaN(this.queuedAt)) timestamps.QUEUED = this.queuedAt
+    if (!Number.isNaN(this.processingAt)) timestamps.PROCESSING = this.processingAt
+    if (!Number.isNaN(this.callingAt)) timestamps.CALLING = this.callingAt
+    if (!Number.isNaN(this.endedAt)) timestamps[this.status] = this.endedAt
+    return timestamps
   }
 }
 
@@ -171,7 +180,9 @@ export const make = (
     let inFlight = 0
     /** The request out of the queue, being admitted or waiting for a permit. */
     let admitting: Request | undefined
-    const running = new Set<Request>()
+    /** Running requests by permit slot, and the free slots: no hashing per start and finish. */
+    const running: Array<Request | undefined> = new Array(concurrency).fill(undefined)
+    const freeSlots: Array<number> = Array.from({ length: concurrency }, (_, slot) => concurrency - 1 - slot)
     const roomWaiters: Array<RoomWaiter> = []
     /** Slots promised to woken room waiters that have not enqueued yet. */
     let promisedSlots = 0
@@ -195,7 +206,7 @@ export const make = (
         priority: request.priority,
         cost: request.cost,
         status: request.status,
-        timestamps: { ...request.timestamps },
+        timestamps: request.timestamps(),
         attempts: request.attempts
       }
       if (request.error !== undefined) event.error = request.error
@@ -218,12 +229,26 @@ export const make = (
 
     let reportedQueued = -1
     let reportedInFlight = -1
+    const unreported = { COMPLETED: 0, FAILED: 0, CANCELLED: 0 }
     /**
-     * Brings the gauges up to date. Called at the end of every synchronous
-     * step that moves requests (a single-threaded runtime cannot read them in
-     * between), so a burst of a thousand pushes writes the gauge once.
+     * Brings the gauges and the outcome counter up to date. Called at the end
+     * of every synchronous step that moves requests (a single-threaded runtime
+     * cannot read them in between), so a burst of a thousand pushes writes the
+     * gauge once, and a burst of finishes adds to the counter once.
      */
-    const reportGauges = () => {
+    const reportMetrics = () => {
+      if (unreported.COMPLETED > 0) {
+        metrics.outcome("COMPLETED", unreported.COMPLETED)
+        unreported.COMPLETED = 0
+      }
+      if (unreported.FAILED > 0) {
+        metrics.outcome("FAILED", unreported.FAILED)
+        unreported.FAILED = 0
+      }
+      if (unreported.CANCELLED > 0) {
+        metrics.outcome("CANCELLED", unreported.CANCELLED)
+        unreported.CANCELLED = 0
+      }
       if (queued !== reportedQueued) {
         reportedQueued = queued
         metrics.queueDepth.unsafeUpdate(queued, [])
@@ -259,23 +284,26 @@ export const make = (
 
     /** Puts a request in the queue. The caller then calls `kick` (once per burst). */
     const push = (request: Request, at: number) => {
-      request.enter("QUEUED", at)
+      request.status = "QUEUED"
+      request.queuedAt = at
       queue.push(request)
       queued++
       publish(request)
     }
 
+    /** Ends a request. The caller reports the metrics (`reportMetrics`, or `kick`) once its step is done. */
     const settle = (
       request: Request,
       status: "COMPLETED" | "FAILED" | "CANCELLED",
       exit: Exit.Exit<unknown, unknown>,
       at: number = now()
     ) => {
-      request.enter(status, at)
+      request.status = status
+      request.endedAt = at
       if (status === "COMPLETED") completed++
       else if (status === "FAILED") failed++
       else cancelled++
-      metrics.outcome(status)
+      unreported[status]++
       publish(request)
       request.onExit(request, exit)
       checkIdle()
@@ -313,10 +341,12 @@ export const make = (
     /** A started request ended: its permit is free again. */
     const finish = (request: Request, exit: Exit.Exit<unknown, unknown>) => {
       inFlight--
-      running.delete(request)
+      running[request.slot] = undefined
+      freeSlots.push(request.slot)
+      request.slot = -1
       request.worker = undefined
       const at = now()
-      metrics.callDuration.unsafeUpdate(at - request.timestamps.CALLING!, [])
+      metrics.callDuration.unsafeUpdate(at - request.callingAt, [])
       if (request.abandoned) {
         settle(request, "CANCELLED", Exit.fail(abandonedError(request)), at)
       } else if (Exit.isSuccess(exit)) {
@@ -328,7 +358,7 @@ export const make = (
         request.error = Option.getOrElse(Cause.failureOption(exit.cause), () => Cause.squash(exit.cause))
         settle(request, "FAILED", exit, at)
       }
-      kick("now")
+      kick("now", at)
     }
 
     const batchHooks: BatchWorkers.BatchHooks<Request> = { work, finished: finish }
@@ -341,10 +371,12 @@ export const make = (
     const start = (request: Request, at: number) => {
       admitting = undefined
       inFlight++
-      running.add(request)
-      request.enter("CALLING", at)
+      request.slot = freeSlots.pop()!
+      running[request.slot] = request
+      request.status = "CALLING"
+      request.callingAt = at
       request.attempts = 1
-      metrics.admissionWait.unsafeUpdate(at - request.timestamps.PROCESSING!, [])
+      metrics.admissionWait.unsafeUpdate(at - request.processingAt, [])
       publish(request)
       const worker = request.batch?.offer(request)
       if (worker !== undefined) {
@@ -362,7 +394,8 @@ export const make = (
       if (request === undefined) return undefined
       queued--
       admitting = request
-      request.enter("PROCESSING", at)
+      request.status = "PROCESSING"
+      request.processingAt = at
       publish(request)
       return request
     }
@@ -372,8 +405,8 @@ export const make = (
      * and keeps the next one out of the queue as the admitting request (it is
      * waiting for a permit), as the dispatcher would.
      */
-    const pump = () => {
-      let at: number | undefined
+    const pump = (now_?: number) => {
+      let at = now_
       let popped = false
       while (true) {
         let request = admitting
@@ -387,7 +420,7 @@ export const make = (
         start(request, (at ??= now()))
       }
       if (popped) wakeRoomWaiter()
-      reportGauges()
+      reportMetrics()
     }
 
     const signalDispatcher = () => {
@@ -409,18 +442,18 @@ export const make = (
      * dispatcher would, so that callers arriving together are ordered by
      * priority before the head is taken (and a burst costs one pass).
      */
-    const kick = (soon: "now" | "next turn") => {
+    const kick = (soon: "now" | "next turn", at?: number) => {
       if (limiter !== undefined) {
         signalDispatcher()
-        reportGauges()
+        reportMetrics()
       } else if (soon === "now") {
-        pump()
+        pump(at)
       } else {
         if (!pumpScheduled) {
           pumpScheduled = true
           scheduler.scheduleTask(scheduledPump, 0)
         }
-        reportGauges()
+        reportMetrics()
       }
     }
 
@@ -531,6 +564,7 @@ export const make = (
         switch (request.status) {
           case "PENDING": {
             settle(request, "CANCELLED", exitFor())
+            reportMetrics()
             return Effect.void
           }
           case "QUEUED": {
@@ -538,7 +572,7 @@ export const make = (
             queue.compact(queued)
             settle(request, "CANCELLED", exitFor())
             wakeRoomWaiter()
-            reportGauges()
+            reportMetrics()
             return Effect.void
           }
           case "PROCESSING": {
@@ -581,7 +615,7 @@ export const make = (
         }
         if (inFlight >= concurrency) return Effect.zipRight(waitForSignal, takePermitAndStart(request))
         start(request, now())
-        reportGauges()
+        reportMetrics()
         return Effect.void
       })
 
@@ -592,6 +626,7 @@ export const make = (
           admitting = undefined
           request.error = error
           settle(request, "FAILED", Exit.fail(error))
+          reportMetrics()
           return Effect.void
         },
         onSuccess: (reservation) => {
@@ -606,7 +641,7 @@ export const make = (
         const request = popHead(now())
         if (request === undefined) return waitForSignal
         wakeRoomWaiter()
-        reportGauges()
+        reportMetrics()
         return admit(limiter, request)
       })
 
@@ -622,7 +657,7 @@ export const make = (
         const abandoned: Array<number> = []
         const victims: Array<Request> = queue.drain()
         if (admitting !== undefined) victims.push(admitting)
-        for (const request of running) victims.push(request)
+        for (const request of running) if (request !== undefined) victims.push(request)
         for (const request of victims) abandoned.push(request.id)
         return Effect.forEach(victims, (request) => cancel(request, "shutdown"), {
           concurrency: "unbounded",
@@ -692,6 +727,7 @@ export const make = (
             Effect.sync(() => {
               request.error = error
               settle(request, "FAILED", Exit.fail(error))
+              reportMetrics()
             })
           )
           return restore(Effect.zipRight(enqueued, Deferred.await(deferred))).pipe(

@@ -43,6 +43,6 @@ export const makeMetrics = (executor: string) => {
     inFlight: Metric.taggedWithLabels(inFlight, [label]),
     admissionWait: Metric.taggedWithLabels(admissionWait, [label]),
     callDuration: Metric.taggedWithLabels(callDuration, [label]),
-    outcome: (status: keyof typeof byStatus) => byStatus[status].unsafeUpdate(1, [])
+    outcome: (status: keyof typeof byStatus, count: number) => byStatus[status].unsafeUpdate(count, [])
   }
 }
