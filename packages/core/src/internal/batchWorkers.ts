@@ -26,9 +26,9 @@ import type * as FiberRefs from "effect/FiberRefs"
 import * as FiberRefsPatch from "effect/FiberRefsPatch"
 import * as Runtime from "effect/Runtime"
 
-export interface BatchHooks<J> {
+export interface BatchHooks<J, R> {
   /** The job's work, already interruptible where it must be. */
-  readonly work: (job: J) => Effect.Effect<unknown, unknown, any>
+  readonly work: (job: J) => Effect.Effect<unknown, unknown, R>
   /**
    * Called synchronously once a job ended, with the worker already offered as
    * idle: the executor's bookkeeping, which may hand the worker its next job.
@@ -47,7 +47,7 @@ export class Worker<J> {
   stopping = false
   fiber: Fiber.RuntimeFiber<void> | undefined = undefined
 
-  constructor(readonly batch: Batch<J>) {}
+  constructor(readonly batch: Batch<J, any>) {}
 
   wake(): void {
     const parked = this.parked
@@ -64,16 +64,18 @@ export class Worker<J> {
   }
 }
 
-export class Batch<J> {
+export class Batch<J, R = never> {
   /** Idle workers, the most recently idle last (it is warm, and may not have parked yet). */
   private readonly idle: Array<Worker<J>> = []
   private workers = 0
   private closed = false
 
   constructor(
-    private readonly runtime: Runtime.Runtime<any>,
+    private readonly runtime: Runtime.Runtime<R>,
     private readonly maxWorkers: number,
-    private readonly hooks: BatchHooks<J>
+    private readonly hooks: BatchHooks<J, R>,
+    /** Tidy between jobs through the public Fiber API only (slower; the fallback, and for tests). */
+    private readonly publicApiOnly = false
   ) {}
 
   /** Gives `job` to an idle worker, or to a new one; undefined if the batch has no worker for it. */
@@ -93,7 +95,7 @@ export class Batch<J> {
     worker.fiber = Runtime.runFork(this.runtime)(
       Effect.uninterruptible(
         Effect.withFiberRuntime((fiber) => {
-          const internals = internalsOf(fiber)
+          const internals = this.publicApiOnly ? publicInternals(fiber) : internalsOf(fiber)
           worker.handlers = this.handlersOf(worker, internals, fiber.getFiberRefs())
           return this.next(worker, internals)
         })
@@ -131,13 +133,12 @@ export class Batch<J> {
       const job = worker.running!
       worker.running = undefined
       const retiring = worker.stopping || this.closed
-      if (!retiring) this.idle.push(worker)
+      // Counted out before the bookkeeping, so that a job offered meanwhile can have a new worker.
+      if (retiring) this.workers--
+      else this.idle.push(worker)
       this.hooks.finished(job, exit)
-      if (retiring) {
-        // Leaving the fiber interrupts what the job forked.
-        this.workers--
-        return Effect.void
-      }
+      // Leaving the fiber interrupts what the job forked.
+      if (retiring) return Effect.void
       // Staying: do what the end of the job's own fiber would have done.
       const tidying = fiber.tidy(initial)
       if (tidying === undefined) return this.next(worker, fiber)
@@ -183,7 +184,7 @@ const internalsOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): FiberInternal
     typeof runtime.setFiberRefs !== "function" ||
     typeof runtime.getChildren !== "function"
   ) {
-    return { tidy: (initial) => publicTidy(fiber, initial) }
+    return publicInternals(fiber)
   }
   return {
     tidy: (initial) => {
@@ -194,10 +195,12 @@ const internalsOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): FiberInternal
   }
 }
 
-const publicTidy = (fiber: Fiber.RuntimeFiber<unknown, unknown>, initial: FiberRefs.FiberRefs): Effect.Effect<void> =>
-  Effect.flatMap(fiber.children, (children) =>
-    Effect.zipRight(
-      children.length === 0 ? Effect.void : Fiber.interruptAll(children),
-      Effect.suspend(() => Effect.patchFiberRefs(FiberRefsPatch.diff(fiber.getFiberRefs(), initial)))
+const publicInternals = (fiber: Fiber.RuntimeFiber<unknown, unknown>): FiberInternals => ({
+  tidy: (initial) =>
+    Effect.flatMap(fiber.children, (children) =>
+      Effect.zipRight(
+        children.length === 0 ? Effect.void : Fiber.interruptAll(children),
+        Effect.suspend(() => Effect.patchFiberRefs(FiberRefsPatch.diff(fiber.getFiberRefs(), initial)))
+      )
     )
-  )
+})

@@ -119,7 +119,7 @@ class Request {
     readonly runtime: Runtime.Runtime<any>,
     readonly onExit: (request: Request, exit: Exit.Exit<unknown, unknown>) => void,
     /** The request's batch, whose workers run it (undefined for a single submit). */
-    readonly batch: BatchWorkers.Batch<Request> | undefined,
+    readonly batch: BatchWorkers.Batch<Request, any> | undefined,
     /** The request's place in its batch (0 for a single submit). */
     readonly index: number,
     readonly pendingAt: number
@@ -361,7 +361,7 @@ export const make = (
       kick("now", at)
     }
 
-    const batchHooks: BatchWorkers.BatchHooks<Request> = { work, finished: finish }
+    const batchHooks: BatchWorkers.BatchHooks<Request, any> = { work, finished: finish }
 
     /** A single submit runs in a fiber of its own, forked in the caller's runtime. */
     const program = (request: Request): Effect.Effect<unknown, unknown, any> =>
@@ -507,7 +507,7 @@ export const make = (
       options: Executor.SubmitOptions | undefined,
       runtime: Runtime.Runtime<any>,
       onExit: (request: Request, exit: Exit.Exit<unknown, unknown>) => void,
-      batch: BatchWorkers.Batch<Request> | undefined,
+      batch: BatchWorkers.Batch<Request, any> | undefined,
       index: number,
       at: number
     ) =>
@@ -745,7 +745,7 @@ export const make = (
           const results: Array<Exit.Exit<A, E | Executor.ExecutorError>> = []
           const outstanding: Array<Request | undefined> = []
           const done = Deferred.unsafeMake<void>(FiberId.none)
-          const batch = new BatchWorkers.Batch<Request>(runtime, concurrency, batchHooks)
+          const batch = new BatchWorkers.Batch<Request, R>(runtime, concurrency, batchHooks)
           let pending = 0
           let exhausted = false
           let index = 0
