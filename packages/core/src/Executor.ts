@@ -5,17 +5,22 @@
  *
  * Order of work for each request:
  *   priority queue → rate + token admission (holding no concurrency permit)
- *   → concurrency permit (`Semaphore`) → run with timeout → outcome + events.
+ *   → concurrency permit → run with timeout → outcome + events.
  * Admission comes first so that a permit is never held by a request that is
  * only waiting for tokens.
  *
- * What Effect gave us: `Semaphore` (permits), `Deferred` (a caller's answer),
- * `PubSub`/`Stream` (events), `Metric`, spans, `Scope` (shutdown), `Clock`.
+ * What Effect gave us: fibers and `Runtime` (a request runs in its caller's
+ * runtime), `Deferred` (a caller's answer), `PubSub`/`Stream` (events),
+ * `Metric`, spans, `Scope` (shutdown), `Clock`.
  * What this module adds: the priority queue itself (Effect's `Queue` has no
- * priorities), a dispatcher that admits one request at a time in priority
- * order, cancellation that undoes whatever a request held at the moment it was
- * interrupted, a drain-then-abandon shutdown, and a batch path (`submitAll`)
- * in which a queued request is a small record, not a waiting fiber.
+ * priorities); permits counted in the executor's own synchronous bookkeeping
+ * (a freed permit starts the next request at once, with no fiber hop; a
+ * dispatcher fiber admits one request at a time in priority order when there
+ * is a rate limiter); cancellation that undoes whatever a request held at the
+ * moment it was interrupted; a drain-then-abandon shutdown; and a batch path
+ * (`submitAll`) in which a queued request is a small record, not a waiting
+ * fiber, and started requests run on at most `concurrency` worker fibers of
+ * the batch, not a fiber each.
  *
  * Dispatch is single-file: while the head request waits for its tokens,
  * requests behind it wait too, whatever their key (a per-key lane is not
@@ -175,6 +180,13 @@ export interface ExecutorShape {
    * The batch path: pulls tasks from the iterable only while the queue has
    * room (a queued task is a small record, not a fiber) and answers with every
    * task's `Exit`, in input order. Interrupting it cancels what is left.
+   *
+   * Started tasks run in the caller's runtime on the batch's own worker
+   * fibers (at most `concurrency`), one task after another per worker: each
+   * task starts from the caller's FiberRefs, and fibers a task forks and
+   * leaves running are interrupted when it ends, as if it had a fiber of its
+   * own. Only fiber identity tells them apart: tasks run by one worker share
+   * its `FiberId` (and a `Supervisor` sees the worker, not each task).
    */
   readonly submitAll: <A, E, R>(
     tasks: Iterable<Task<A, E, R>>

@@ -7,14 +7,18 @@
  * closes.
  *
  * A request run inline must not see what the previous one left on the worker:
- * before each job the worker restores the FiberRefs it started with (only if
- * they changed), and after each it interrupts the fibers the job forked and
- * left running, as the end of a job's own fiber would have.
+ * before each job the worker's FiberRefs are those it started with, and after
+ * each job the fibers it forked and left running are interrupted, as the end
+ * of a job's own fiber would have done. Doing that through the public Fiber
+ * API costs a suspension and a copy of the refs per job, so the worker uses
+ * its `FiberRuntime`'s own `getChildren` / `setFiberRefs` when they are there,
+ * and the public API otherwise (both are tested).
  *
  * What Effect gave us: `Runtime.runFork`, `Deferred`, `FiberRefsPatch`,
  * interruption regions. What this adds: the hand-over protocol. A worker runs
  * uninterruptibly except inside its job, so interrupting it (`stop`) reaches
  * the job it runs, and the worker then retires instead of taking another.
+ * The job's outcome handlers are made once per worker, not per job.
  */
 import type * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"

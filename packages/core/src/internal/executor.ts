@@ -7,29 +7,34 @@
  * span parent apply. Queued requests are plain records.
  *
  * Two drivers move the head:
- * - without a rate limiter there is no dispatcher fiber: whoever frees a permit
- *   or enqueues work calls `pump`, which starts requests synchronously while
- *   permits last (no fiber hop, no race, no Effect per request);
+ * - without a rate limiter there is no dispatcher fiber: `pump` starts requests
+ *   synchronously while permits last and keeps the next one out of the queue,
+ *   waiting for a permit, as a dispatcher would. A finishing request pumps at
+ *   once (no fiber hop, no race, no Effect per request); new work pumps on the
+ *   scheduler's next turn, so that callers arriving together are ordered by
+ *   priority first and a burst of pushes costs one pass;
  * - with a rate limiter one dispatcher fiber admits one request at a time in
- *   priority order (admission is an Effect that may sleep), then waits for a
- *   permit.
- * Permits are a plain counter (`inFlight < concurrency`): every start and
- * every finish happens in the executor's own synchronous bookkeeping, so a
- * `Semaphore` would add a fiber suspension per request and hand permits over
- * before `inFlight` drops.
+ *   priority order (admission is an Effect that may sleep), then waits on one
+ *   signal for a permit, new work or a cancellation.
+ * Permits are a plain counter (`inFlight < concurrency`) with a slot table of
+ * running requests: every start and every finish happens in the executor's own
+ * synchronous bookkeeping, where a `Semaphore` would add a suspension per
+ * request and hand a permit to a waiter before `inFlight` drops.
  *
  * How a started request runs:
  * - a single `submit`: in a fiber of its own, forked in the caller's runtime;
  * - a request of a batch (`submitAll`): inline on one of the batch's worker
- *   fibers (at most `concurrency`, forked lazily in the batch caller's runtime
- *   and parked when idle), so a batch costs no fiber per request. Before each
- *   request a worker restores the FiberRefs it started with, and after each it
- *   interrupts the fibers the request forked and left behind, as the end of a
- *   request's own fiber would.
+ *   fibers (`batchWorkers.ts`: at most `concurrency`, forked lazily in the
+ *   batch caller's runtime, parked when idle), so a batch costs no fiber per
+ *   request. Each request starts from the caller's FiberRefs, and what it
+ *   forked and left running is interrupted when it ends.
+ *
+ * Events are published only while someone subscribes; the event record is
+ * built from the request's timestamp fields only then.
  *
  * Every way a request can leave undoes what it held at that moment:
  * - QUEUED: its queue slot is freed (and a caller waiting for room woken);
- * - PROCESSING: its rate reservation is refunded, its permit (if taken) returned;
+ * - PROCESSING: its rate reservation is refunded (it holds no permit yet);
  * - CALLING: its fiber (or its worker, which then retires) is interrupted,
  *   which returns the permit.
  */
