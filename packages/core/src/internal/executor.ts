@@ -105,12 +105,12 @@ class Request {
   cancelSignal: Deferred.Deferred<void> | undefined = undefined
   abandoned = false
   error: unknown = undefined
-  /** When the request entered each status it has been through (NaN: not yet). */
-  queuedAt = Number.NaN
-  processingAt = Number.NaN
-  callingAt = Number.NaN
+  /** When the request entered each status it has been through (undefined: not yet; no number boxed before then). */
+  queuedAt: number | undefined = undefined
+  processingAt: number | undefined = undefined
+  callingAt: number | undefined = undefined
   /** When it reached its terminal status. */
-  endedAt = Number.NaN
+  endedAt: number | undefined = undefined
   /** Its permit's slot in the executor's table of running requests, while it holds one. */
   slot = -1
 
@@ -133,10 +133,10 @@ class Request {
   /** The timestamps of the statuses it has been through, as events carry them. */
   timestamps(): Partial<Record<RequestStatus, number>> {
     const timestamps: Partial<Record<RequestStatus, number>> = { PENDING: this.pendingAt }
-    if (!Number.isNaN(this.queuedAt)) timestamps.QUEUED = this.queuedAt
-    if (!Number.isNaN(this.processingAt)) timestamps.PROCESSING = this.processingAt
-    if (!Number.isNaN(this.callingAt)) timestamps.CALLING = this.callingAt
-    if (!Number.isNaN(this.endedAt)) timestamps[this.status] = this.endedAt
+    if (this.queuedAt !== undefined) timestamps.QUEUED = this.queuedAt
+    if (this.processingAt !== undefined) timestamps.PROCESSING = this.processingAt
+    if (this.callingAt !== undefined) timestamps.CALLING = this.callingAt
+    if (this.endedAt !== undefined) timestamps[this.status] = this.endedAt
     return timestamps
   }
 }
@@ -351,7 +351,7 @@ export const make = (
       request.slot = -1
       request.worker = undefined
       const at = now()
-      metrics.callDuration.unsafeUpdate(at - request.callingAt, [])
+      metrics.callDuration.unsafeUpdate(at - request.callingAt!, [])
       if (request.abandoned) {
         settle(request, "CANCELLED", Exit.fail(abandonedError(request)), at)
       } else if (Exit.isSuccess(exit)) {
@@ -381,7 +381,7 @@ export const make = (
       request.status = "CALLING"
       request.callingAt = at
       request.attempts = 1
-      metrics.admissionWait.unsafeUpdate(at - request.processingAt, [])
+      metrics.admissionWait.unsafeUpdate(at - request.processingAt!, [])
       publish(request)
       const worker = request.batch?.offer(request)
       if (worker !== undefined) {
