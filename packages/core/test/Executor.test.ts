@@ -541,14 +541,19 @@ describe("Executor", () => {
 
     it.scoped("each request starts from the caller's FiberRefs, and what it forked ends with it", () =>
       Effect.gen(function* () {
-        // One permit: every request of the batch runs on the same worker, one after the other.
+        // One permit: the requests run one after the other, the first two on the same worker.
         const executor = yield* Executor.make({ name: "batch-isolation", concurrency: 1 })
         const ref = yield* FiberRef.make("initial")
         const seen: Array<string> = []
         const leftBehind = yield* Deferred.make<void>()
-        const first = Effect.gen(function* () {
+        const setsTheRef = Effect.gen(function* () {
           seen.push(yield* FiberRef.get(ref))
-          yield* FiberRef.set(ref, "set by the first")
+          yield* FiberRef.set(ref, "set by a request")
+        })
+        const readsTheRef = Effect.gen(function* () {
+          seen.push(yield* FiberRef.get(ref))
+        })
+        const forks = Effect.gen(function* () {
           // Forked and left running: the end of the request interrupts it.
           const started = yield* Deferred.make<void>()
           yield* Effect.fork(
@@ -559,13 +564,14 @@ describe("Executor", () => {
           )
           yield* Deferred.await(started)
         })
-        const second = Effect.gen(function* () {
-          seen.push(yield* FiberRef.get(ref))
-          seen.push((yield* Deferred.isDone(leftBehind)) ? "child interrupted" : "child still running")
-        })
-        const exits = yield* executor.submitAll([first, second]).pipe(Effect.locally(ref, "from the caller"))
+        const exits = yield* executor
+          .submitAll([setsTheRef, readsTheRef, forks, readsTheRef])
+          .pipe(Effect.locally(ref, "from the caller"))
         expect(exits.every(Exit.isSuccess)).toBe(true)
-        expect(seen).toEqual(["from the caller", "from the caller", "child interrupted"])
+        expect(seen).toEqual(["from the caller", "from the caller", "from the caller"])
+        // Would never complete if the fiber it forked were left running.
+        yield* Deferred.await(leftBehind)
+        expect(yield* executor.stats).toMatchObject({ inFlight: 0, completed: 4 })
       })
     )
 

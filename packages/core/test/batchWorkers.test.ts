@@ -3,6 +3,7 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
+import * as HashMap from "effect/HashMap"
 import { Batch } from "../src/internal/batchWorkers.js"
 
 /**
@@ -12,7 +13,10 @@ import { Batch } from "../src/internal/batchWorkers.js"
  * tidying between jobs are covered: the runtime's own methods (the default)
  * and the public Fiber API (the fallback).
  */
-const runInSequence = (jobs: ReadonlyArray<Effect.Effect<unknown, unknown>>, publicApiOnly: boolean) =>
+const runInSequence = (
+  jobs: ReadonlyArray<Effect.Effect<unknown, unknown>>,
+  options: { readonly maxWorkers: number; readonly publicApiOnly: boolean }
+) =>
   Effect.gen(function* () {
     const runtime = yield* Effect.runtime<never>()
     const done = yield* Deferred.make<Array<Exit.Exit<unknown, unknown>>>()
@@ -20,20 +24,21 @@ const runInSequence = (jobs: ReadonlyArray<Effect.Effect<unknown, unknown>>, pub
     let next = 0
     const batch: Batch<number> = new Batch(
       runtime,
-      1,
+      options.maxWorkers,
       {
         work: (index) => Effect.interruptible(jobs[index]!),
         finished: (index, exit) => {
           exits[index] = exit
           if (next < jobs.length) {
-            batch.offer(next++)
+            if (batch.offer(next) === undefined) throw new Error(`no worker for job ${next}`)
+            next++
           } else {
             batch.close()
             Deferred.unsafeDone(done, Exit.succeed(exits))
           }
         }
       },
-      publicApiOnly
+      options.publicApiOnly
     )
     batch.offer(next++)
     return yield* Deferred.await(done)
@@ -43,30 +48,55 @@ describe("batch workers", () => {
   for (const publicApiOnly of [false, true]) {
     const how = publicApiOnly ? "through the public Fiber API" : "through the runtime's own methods"
 
-    it.scoped(`each job starts from the worker's FiberRefs, and what it forked ends with it (${how})`, () =>
+    it.scoped(`each job starts from the worker's FiberRefs (${how})`, () =>
       Effect.gen(function* () {
         const ref = yield* FiberRef.make("initial")
         const seen: Array<string> = []
-        const leftBehind = yield* Deferred.make<void>()
-        const first = Effect.gen(function* () {
+        const setsTheRef = Effect.gen(function* () {
           seen.push(yield* FiberRef.get(ref))
-          yield* FiberRef.set(ref, "set by the first job")
+          yield* FiberRef.set(ref, "set by a job")
+          yield* FiberRef.set(FiberRef.currentLogAnnotations, HashMap.make(["left", "behind"]))
+        })
+        const reads = Effect.gen(function* () {
+          seen.push(yield* FiberRef.get(ref))
+          seen.push(`${HashMap.size(yield* FiberRef.get(FiberRef.currentLogAnnotations))} annotations`)
+        })
+        // One worker: the jobs run on the same fiber.
+        const exits = yield* runInSequence([setsTheRef, reads], { maxWorkers: 1, publicApiOnly }).pipe(
+          Effect.locally(ref, "from the caller")
+        )
+        expect(exits.every(Exit.isSuccess)).toBe(true)
+        expect(seen).toEqual(["from the caller", "from the caller", "0 annotations"])
+      })
+    )
+
+    // With the runtime's own methods the next job does not wait for them (it goes to another worker):
+    // the fiber left behind may take until the next job to stop. Through the public API it waits.
+    const waitsForTheNextJob = !publicApiOnly
+    it.scoped(`what a job forked and left running is interrupted (${how})`, () =>
+      Effect.gen(function* () {
+        const leftBehind = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const forks = Effect.gen(function* () {
           const started = yield* Deferred.make<void>()
           yield* Effect.fork(
             Effect.zipRight(
               Deferred.succeed(started, undefined),
-              Effect.onInterrupt(Effect.never, () => Deferred.succeed(leftBehind, undefined))
+              Effect.onInterrupt(Effect.never, () =>
+                Effect.zipRight(
+                  waitsForTheNextJob ? Deferred.await(release) : Effect.void,
+                  Deferred.succeed(leftBehind, undefined)
+                )
+              )
             )
           )
           yield* Deferred.await(started)
         })
-        const second = Effect.gen(function* () {
-          seen.push(yield* FiberRef.get(ref))
-          seen.push((yield* Deferred.isDone(leftBehind)) ? "child interrupted" : "child still running")
-        })
-        const exits = yield* runInSequence([first, second], publicApiOnly).pipe(Effect.locally(ref, "from the caller"))
+        const next = Deferred.succeed(release, undefined)
+        const exits = yield* runInSequence([forks, next], { maxWorkers: 2, publicApiOnly })
         expect(exits.every(Exit.isSuccess)).toBe(true)
-        expect(seen).toEqual(["from the caller", "from the caller", "child interrupted"])
+        // Would never complete if the fiber it forked were left running.
+        yield* Deferred.await(leftBehind)
       })
     )
   }

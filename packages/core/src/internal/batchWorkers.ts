@@ -9,10 +9,11 @@
  * A request run inline must not see what the previous one left on the worker:
  * before each job the worker's FiberRefs are those it started with, and after
  * each job the fibers it forked and left running are interrupted, as the end
- * of a job's own fiber would have done. Doing that through the public Fiber
- * API costs a suspension and a copy of the refs per job, so the worker uses
- * its `FiberRuntime`'s own `getChildren` / `setFiberRefs` when they are there,
- * and the public API otherwise (both are tested).
+ * of a job's own fiber would have done (meanwhile the next job goes to another
+ * worker, as it would have gone to a fiber of its own). Doing that through
+ * the public Fiber API costs a suspension and a copy of the refs per job, so
+ * the worker uses its `FiberRuntime`'s own `getChildren` / `setFiberRefs` when
+ * they are there, and the public API otherwise (both are tested).
  *
  * What Effect gave us: `Runtime.runFork`, `Deferred`, `FiberRefsPatch`,
  * interruption regions. What this adds: the hand-over protocol. A worker runs
@@ -34,8 +35,9 @@ export interface BatchHooks<J, R> {
   /** The job's work, already interruptible where it must be. */
   readonly work: (job: J) => Effect.Effect<unknown, unknown, R>
   /**
-   * Called synchronously once a job ended, with the worker already offered as
-   * idle: the executor's bookkeeping, which may hand the worker its next job.
+   * Called synchronously once a job ended: the executor's bookkeeping, which
+   * may hand the worker its next job (it is already offered as idle, unless it
+   * must first interrupt fibers the job left behind).
    */
   readonly finished: (job: J, exit: Exit.Exit<unknown, unknown>) => void
 }
@@ -136,19 +138,32 @@ export class Batch<J, R = never> {
     const after = (exit: Exit.Exit<unknown, unknown>): Effect.Effect<void, never, any> => {
       const job = worker.running!
       worker.running = undefined
-      const retiring = worker.stopping || this.closed
-      // Counted out before the bookkeeping, so that a job offered meanwhile can have a new worker.
-      if (retiring) this.workers--
-      else this.idle.push(worker)
-      this.hooks.finished(job, exit)
-      // Leaving the fiber interrupts what the job forked.
-      if (retiring) return Effect.void
+      if (worker.stopping || this.closed) {
+        // Counted out before the bookkeeping, so that a job offered meanwhile can have a new worker.
+        this.workers--
+        this.hooks.finished(job, exit)
+        // Leaving the fiber interrupts what the job forked.
+        return Effect.void
+      }
       // Staying: do what the end of the job's own fiber would have done.
       const tidying = fiber.tidy(initial)
-      if (tidying === undefined) return this.next(worker, fiber)
+      if (tidying === undefined || !fiber.knowsWhatIsLeft) {
+        this.idle.push(worker)
+        this.hooks.finished(job, exit)
+        if (tidying === undefined) return this.next(worker, fiber)
+        return Effect.zipRight(
+          tidying,
+          Effect.suspend(() => this.next(worker, fiber))
+        )
+      }
+      // Fibers left behind to interrupt first: the next job goes to another worker meanwhile.
+      this.hooks.finished(job, exit)
       return Effect.zipRight(
         tidying,
-        Effect.suspend(() => this.next(worker, fiber))
+        Effect.suspend(() => {
+          if (!this.closed) this.idle.push(worker)
+          return this.next(worker, fiber)
+        })
       )
     }
     return {
@@ -168,11 +183,16 @@ interface WorkerHandlers {
  * last job forked and left running, and put back the FiberRefs the worker
  * started with. The public way costs a suspension per job (`fiber.children`
  * asks the fiber by message) and copies the refs on every read
- * (`getFiberRefs`), so the runtime's own methods are used when present;
- * the public way is the fallback. Answers undefined when there is nothing to do.
+ * (`getFiberRefs`), so the runtime's own methods are used when present.
+ * With them, `tidy` restores the refs at once and answers undefined when no
+ * fiber was left behind (otherwise the effect interrupting them, and the next
+ * job goes to another worker meanwhile). The public way is the fallback: it
+ * always answers an effect, which the worker runs before its next job.
  */
 interface FiberInternals {
   readonly tidy: (initial: FiberRefs.FiberRefs) => Effect.Effect<void> | undefined
+  /** True when `tidy` answers undefined exactly when there is nothing left to do. */
+  readonly knowsWhatIsLeft: boolean
 }
 
 interface FiberRuntimeShape {
@@ -191,6 +211,7 @@ const internalsOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): FiberInternal
     return publicInternals(fiber)
   }
   return {
+    knowsWhatIsLeft: true,
     tidy: (initial) => {
       if (runtime._fiberRefs !== initial) runtime.setFiberRefs!(initial)
       const children = runtime.getChildren!()
@@ -200,6 +221,7 @@ const internalsOf = (fiber: Fiber.RuntimeFiber<unknown, unknown>): FiberInternal
 }
 
 const publicInternals = (fiber: Fiber.RuntimeFiber<unknown, unknown>): FiberInternals => ({
+  knowsWhatIsLeft: false,
   tidy: (initial) =>
     Effect.flatMap(fiber.children, (children) =>
       Effect.zipRight(
