@@ -19,8 +19,8 @@
  * is a rate limiter); cancellation that undoes whatever a request held at the
  * moment it was interrupted; a drain-then-abandon shutdown; and a batch path
  * (`submitAll`) in which a queued request is a small record, not a waiting
- * fiber, and started requests run on at most `concurrency` worker fibers of
- * the batch, not a fiber each.
+ * fiber, and (without a rate limiter) started requests run on at most
+ * `concurrency` worker fibers of the batch, not a fiber each.
  *
  * Dispatch is single-file: while the head request waits for its tokens,
  * requests behind it wait too, whatever their key (a per-key lane is not
@@ -181,12 +181,14 @@ export interface ExecutorShape {
    * room (a queued task is a small record, not a fiber) and answers with every
    * task's `Exit`, in input order. Interrupting it cancels what is left.
    *
-   * Started tasks run in the caller's runtime on the batch's own worker
-   * fibers (at most `concurrency`), one task after another per worker: each
-   * task starts from the caller's FiberRefs, and fibers a task forks and
-   * leaves running are interrupted when it ends, as if it had a fiber of its
-   * own. Only fiber identity tells them apart: tasks run by one worker share
-   * its `FiberId` (and a `Supervisor` sees the worker, not each task).
+   * Started tasks run in the caller's runtime. Without a rate limiter they run
+   * on the batch's own worker fibers (at most `concurrency`), one task after
+   * another per worker: each task starts from the caller's FiberRefs, and
+   * fibers a task forks and leaves running are interrupted when it ends, as if
+   * it had a fiber of its own. Only fiber identity tells them apart: tasks run
+   * by one worker share its `FiberId` (and a `Supervisor` sees the worker, not
+   * each task). With a rate limiter each task gets a fiber of its own, started
+   * the moment it is admitted.
    */
   readonly submitAll: <A, E, R>(
     tasks: Iterable<Task<A, E, R>>

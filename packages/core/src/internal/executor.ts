@@ -23,11 +23,14 @@
  *
  * How a started request runs:
  * - a single `submit`: in a fiber of its own, forked in the caller's runtime;
- * - a request of a batch (`submitAll`): inline on one of the batch's worker
- *   fibers (`batchWorkers.ts`: at most `concurrency`, forked lazily in the
- *   batch caller's runtime, parked when idle), so a batch costs no fiber per
- *   request. Each request starts from the caller's FiberRefs, and what it
- *   forked and left running is interrupted when it ends.
+ * - a request of a batch (`submitAll`) without a rate limiter: inline on one
+ *   of the batch's worker fibers (`batchWorkers.ts`: at most `concurrency`,
+ *   forked lazily in the batch caller's runtime, parked when idle), so a batch
+ *   costs no fiber per request. Each request starts from the caller's
+ *   FiberRefs, and what it forked and left running is interrupted when it ends;
+ * - with a rate limiter, every request in a fiber of its own, started at once
+ *   by the dispatcher, so that it starts when it was admitted (a hand-over to a
+ *   parked worker would add a scheduler turn of jitter to the rate).
  *
  * Events are published only while someone subscribes; the event record is
  * built from the request's timestamp fields only then.
@@ -383,6 +386,13 @@ export const make = (
       request.attempts = 1
       metrics.admissionWait.unsafeUpdate(at - request.processingAt!, [])
       publish(request)
+      if (limiter !== undefined) {
+        // Started at once, inside the dispatcher, so that it starts when the limiter admitted it: a hop to a
+        // parked worker would add a scheduler turn of jitter to every start. A rate-bound batch has few
+        // requests running; a fiber each costs it nothing.
+        request.fiber = Runtime.runFork(request.runtime)(program(request))
+        return
+      }
       const worker = request.batch?.offer(request)
       if (worker !== undefined) {
         request.worker = worker
