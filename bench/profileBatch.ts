@@ -1,7 +1,13 @@
 /**
  * A profiling aid, not part of the benchmark: runs 100,000 trivial tasks
- * through `submitAll` (spans off, concurrency 16, no rate limit) a few times
- * and prints ops/s. Run under `node --cpu-prof --import tsx bench/profileBatch.ts`.
+ * through `submitAll` (spans off, concurrency 16, no rate limit), each run
+ * followed by the same through raw `Effect.forEach`, and prints ops/s of both.
+ * No GC is forced between runs, so its figures run higher than the bench's.
+ *
+ *   node --cpu-prof --import tsx bench/profileBatch.ts
+ *
+ * REPS=n sets the number of runs (5); ONLY=sluice skips the forEach runs
+ * (keeps the profile to the executor; the forEach column is then meaningless).
  */
 import { Executor } from "@sluice/core"
 import * as Effect from "effect/Effect"
