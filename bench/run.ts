@@ -1,5 +1,5 @@
 /**
- * The Sluice benchmark, in one run (about 2-3 minutes on 2 cores):
+ * The Sluice benchmark, in one run (about 4 minutes on 2 cores):
  *
  *   1. throughput and heap per queued request, 100,000 trivial tasks at
  *      concurrency 16, against raw Effect and the promise libraries;
@@ -11,6 +11,8 @@
  *
  * Run: npx -y pnpm@10.34.9 bench   (bench/build.mjs bundles it without tsx's keepNames, then
  *      node --expose-gc bench/build/run.mjs)
+ * Some parts only: npx -y pnpm@10.34.9 bench --only throughput,breaker
+ *   (throughput, million, rate, breaker, http); the targets table then checks what was measured.
  * Tables go to stdout, progress to stderr. The exit code is 0 whatever the
  * results: this is a report, not a test.
  */
@@ -29,6 +31,21 @@ const BREAKER_REPS = 5
 const HTTP_REQUESTS = 5_000
 const HTTP_ROUNDS = 3
 const MILLION: BatchMillion.MillionOptions = { tasks: 1_000_000, queueCapacity: 10_000, concurrency: 16 }
+
+const PARTS = ["throughput", "million", "rate", "breaker", "http"] as const
+type Part = (typeof PARTS)[number]
+
+/** The parts named by `--only a,b` (all of them without it). */
+const selectedParts = (argv: ReadonlyArray<string>): ReadonlySet<Part> => {
+  const at = argv.indexOf("--only")
+  if (at === -1) return new Set(PARTS)
+  const names = (argv[at + 1] ?? "").split(",").filter((name) => name !== "")
+  const unknown = names.filter((name) => !(PARTS as ReadonlyArray<string>).includes(name))
+  if (names.length === 0 || unknown.length > 0) {
+    throw new Error(`--only takes a comma-separated list of ${PARTS.join(", ")}; got "${argv[at + 1] ?? ""}"`)
+  }
+  return new Set(names as Array<Part>)
+}
 
 const progress = (line: string) => {
   process.stderr.write(`${line}\n`)
@@ -54,37 +71,51 @@ const header = () => {
 
 const main = async () => {
   const began = performance.now()
+  const parts = selectedParts(process.argv.slice(2))
   header()
 
-  progress("1. throughput and memory ...")
-  let since = performance.now()
-  const throughput = await Throughput.measure(THROUGHPUT, progress)
-  Throughput.print(throughput, THROUGHPUT)
-  progress(`1. done in ${seconds(since)}`)
+  let throughput: Array<Throughput.ThroughputRow> = []
+  if (parts.has("throughput")) {
+    progress("1. throughput and memory ...")
+    const since = performance.now()
+    throughput = await Throughput.measure(THROUGHPUT, progress)
+    Throughput.print(throughput, THROUGHPUT)
+    progress(`1. done in ${seconds(since)}`)
+  }
 
-  progress("2. one million through submitAll ...")
-  since = performance.now()
-  const million = await BatchMillion.measure(MILLION)
-  BatchMillion.print(million, MILLION)
-  progress(`2. done in ${seconds(since)}`)
+  let million: BatchMillion.MillionResult | undefined
+  if (parts.has("million")) {
+    progress("2. one million through submitAll ...")
+    const since = performance.now()
+    million = await BatchMillion.measure(MILLION)
+    BatchMillion.print(million, MILLION)
+    progress(`2. done in ${seconds(since)}`)
+  }
 
-  progress("3. rate precision (about 5 s per row) ...")
-  since = performance.now()
-  const rates = await RatePrecision.measure(progress)
-  RatePrecision.print(rates)
-  progress(`3. done in ${seconds(since)}`)
+  let rates: Array<RatePrecision.RateRow> = []
+  if (parts.has("rate")) {
+    progress("3. rate precision (about 5 s per row) ...")
+    const since = performance.now()
+    rates = await RatePrecision.measure(progress)
+    RatePrecision.print(rates)
+    progress(`3. done in ${seconds(since)}`)
+  }
 
-  progress("4. circuit breaker overhead ...")
-  since = performance.now()
-  const breaker = await Breaker.measure(BREAKER_CALLS, BREAKER_REPS, progress)
-  Breaker.print(breaker, BREAKER_CALLS, BREAKER_REPS)
-  progress(`4. done in ${seconds(since)}`)
+  if (parts.has("breaker")) {
+    progress("4. circuit breaker overhead ...")
+    const since = performance.now()
+    const breaker = await Breaker.measure(BREAKER_CALLS, BREAKER_REPS, progress)
+    Breaker.print(breaker, BREAKER_CALLS, BREAKER_REPS)
+    progress(`4. done in ${seconds(since)}`)
+  }
 
-  progress("5. HTTP client throughput ...")
-  since = performance.now()
-  const http = await Http.measure(HTTP_REQUESTS, HTTP_ROUNDS, progress)
-  Http.print(http, HTTP_REQUESTS, HTTP_ROUNDS)
-  progress(`5. done in ${seconds(since)}`)
+  if (parts.has("http")) {
+    progress("5. HTTP client throughput ...")
+    const since = performance.now()
+    const http = await Http.measure(HTTP_REQUESTS, HTTP_ROUNDS, progress)
+    Http.print(http, HTTP_REQUESTS, HTTP_ROUNDS)
+    progress(`5. done in ${seconds(since)}`)
+  }
 
   Targets.print(Targets.checks(throughput, million, rates))
   process.stdout.write(`\nTotal time: ${seconds(began)}\n`)

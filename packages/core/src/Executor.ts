@@ -5,11 +5,12 @@
  *
  * Order of work for each request:
  *   priority queue → [ breaker check → rate + token admission (holding no
- *   permit) → concurrency permit (`Semaphore`) → breaker admission → timeout
- *   → call ] → outcome + events,
+ *   permit) → concurrency permit → breaker admission → timeout → call ]
+ *   → outcome + events,
  * with retry around the bracket: every attempt is re-admitted through the
- * limits, so a retry pays for its tokens like any call, and holds no permit
- * while it waits out its delay. The reasons for the order:
+ * limits (a retry goes back into the priority queue), so a retry pays for its
+ * tokens like any call, and holds no permit while it waits out its delay.
+ * The reasons for the order:
  * - admission before the permit, so a permit is never held by a request that
  *   is only waiting for tokens;
  * - the breaker is checked before admission (a request it refuses costs no
@@ -19,15 +20,20 @@
  *   dependency, and inside retry, so it is per attempt; the `deadline` bounds
  *   the whole (queue, attempts and delays) and is never retried.
  *
- * What Effect gave us: `Semaphore` (permits), `Deferred` (a caller's answer),
- * `PubSub`/`Stream` (events), `Metric`, spans, `Scope` (shutdown), `Clock`,
- * `Schedule` (retry delays). What this module adds: the priority queue itself
- * (Effect's `Queue` has no priorities), a dispatcher that admits one request
- * at a time in priority order, cancellation that undoes whatever a request
- * held at the moment it was interrupted, a drain-then-abandon shutdown, a
- * batch path (`submitAll`) in which a queued request is a small record, not a
- * waiting fiber, and per-key resilience settings (`retry`, `breaker`,
- * `timeout`, `deadline`, overridden per key by `keys`).
+ * What Effect gave us: fibers and `Runtime` (a request runs in its caller's
+ * runtime), `Deferred` (a caller's answer), `PubSub`/`Stream` (events),
+ * `Metric`, spans, `Scope` (shutdown), `Clock`, `Schedule` (retry delays).
+ * What this module adds: the priority queue itself (Effect's `Queue` has no
+ * priorities); permits counted in the executor's own synchronous bookkeeping
+ * (a freed permit starts the next request at once, with no fiber hop; a
+ * dispatcher fiber admits one request at a time in priority order when there
+ * is a rate limiter); cancellation that undoes whatever a request held at the
+ * moment it was interrupted; a drain-then-abandon shutdown; a batch path
+ * (`submitAll`) in which a queued request is a small record, not a waiting
+ * fiber, and (without a rate limiter) started requests run on at most
+ * `concurrency` worker fibers of the batch, not a fiber each; and per-key
+ * resilience settings (`retry`, `breaker`, `timeout`, `deadline`, overridden
+ * per key by `keys`), whose requests always run in a fiber of their own.
  *
  * Dispatch is single-file: while the head request waits for its tokens,
  * requests behind it wait too, whatever their key (a per-key lane is not
@@ -230,6 +236,15 @@ export interface ExecutorShape {
    * The batch path: pulls tasks from the iterable only while the queue has
    * room (a queued task is a small record, not a fiber) and answers with every
    * task's `Exit`, in input order. Interrupting it cancels what is left.
+   *
+   * Started tasks run in the caller's runtime. Without a rate limiter they run
+   * on the batch's own worker fibers (at most `concurrency`), one task after
+   * another per worker: each task starts from the caller's FiberRefs, and
+   * fibers a task forks and leaves running are interrupted when it ends, as if
+   * it had a fiber of its own. Only fiber identity tells them apart: tasks run
+   * by one worker share its `FiberId` (and a `Supervisor` sees the worker, not
+   * each task). With a rate limiter each task gets a fiber of its own, started
+   * the moment it is admitted.
    */
   readonly submitAll: <A, E, R>(
     tasks: Iterable<Task<A, E, R>>

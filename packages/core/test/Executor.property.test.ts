@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Queue from "effect/Queue"
 import * as TestClock from "effect/TestClock"
@@ -112,11 +113,129 @@ const runScenario = (scenario: Scenario) =>
     expect(Math.round(tokens.available)).toBe(TOKEN_CAPACITY - paid)
   }).pipe(Effect.scoped, Effect.provide(TestContext.TestContext))
 
+/**
+ * Without a rate limiter there is no dispatcher: whoever frees a permit starts
+ * the next request, and batch requests run on their batch's workers. Random
+ * single submits and batches sharing the queue, random outcomes, random
+ * interruptions of their callers: concurrency is never exceeded, every request
+ * ends exactly once, and nothing is held afterwards.
+ */
+
+const workArbitrary = fc.record({
+  durationMillis: fc.integer({ min: 0, max: 400 }),
+  priority: fc.integer({ min: 0, max: 3 }),
+  fails: fc.boolean()
+})
+
+const callerArbitrary = fc.record({
+  /** One task: a single submit; more: a batch. */
+  tasks: fc.array(workArbitrary, { minLength: 1, maxLength: 4 }),
+  batch: fc.boolean(),
+  submitAtMillis: fc.integer({ min: 0, max: 300 }),
+  interruptAtMillis: fc.option(fc.integer({ min: 0, max: 1500 }), { nil: undefined })
+})
+
+const unlimitedScenarioArbitrary = fc.record({
+  concurrency: fc.integer({ min: 1, max: 4 }),
+  queueCapacity: fc.integer({ min: 1, max: 6 }),
+  whenFull: fc.constantFrom("suspend" as const, "fail" as const),
+  callers: fc.array(callerArbitrary, { minLength: 1, maxLength: 8 })
+})
+
+type UnlimitedScenario = typeof unlimitedScenarioArbitrary extends fc.Arbitrary<infer A> ? A : never
+
+const runUnlimitedScenario = (scenario: UnlimitedScenario) =>
+  Effect.gen(function* () {
+    const executor = yield* Executor.make({
+      name: "property-unlimited",
+      concurrency: scenario.concurrency,
+      queueCapacity: scenario.queueCapacity,
+      whenFull: scenario.whenFull
+    })
+    const events = yield* executor.subscribe
+    let running = 0
+    let maxRunning = 0
+    const work = (task: UnlimitedScenario["callers"][number]["tasks"][number]) =>
+      Effect.acquireUseRelease(
+        Effect.sync(() => {
+          running++
+          maxRunning = Math.max(maxRunning, running)
+        }),
+        () =>
+          Effect.zipRight(
+            Effect.sleep(task.durationMillis),
+            task.fails ? Effect.fail("failed" as const) : Effect.succeed("ok" as const)
+          ),
+        () =>
+          Effect.sync(() => {
+            running--
+          })
+      )
+
+    const callers = yield* Effect.forEach(scenario.callers, (caller) =>
+      Effect.gen(function* () {
+        const call: Effect.Effect<ReadonlyArray<Exit.Exit<unknown, unknown>>> =
+          caller.batch || caller.tasks.length > 1
+            ? executor.submitAll(caller.tasks.map((task) => ({ effect: work(task), priority: task.priority })))
+            : Effect.map(
+                Effect.exit(executor.submit(work(caller.tasks[0]!), { priority: caller.tasks[0]!.priority })),
+                (exit) => [exit]
+              )
+        const fiber = yield* Effect.fork(Effect.delay(call, caller.submitAtMillis))
+        if (caller.interruptAtMillis !== undefined) {
+          yield* Effect.fork(Effect.delay(Fiber.interrupt(fiber), caller.interruptAtMillis))
+        }
+        return fiber
+      })
+    )
+
+    yield* TestClock.adjust("1 minute")
+    const outcomes = yield* Effect.forEach(callers, Fiber.await)
+
+    expect(maxRunning).toBeLessThanOrEqual(scenario.concurrency)
+    expect(running).toBe(0)
+    const stats = yield* executor.stats
+    expect(stats).toMatchObject({
+      queued: 0,
+      admitting: 0,
+      inFlight: 0,
+      waitingForRoom: 0,
+      availablePermits: scenario.concurrency
+    })
+
+    const all = Array.from(yield* Queue.takeAll(events))
+    const requests = new Set(all.map((event) => event.id))
+    const terminal = new Map<number, number>()
+    for (const event of all) {
+      if (isTerminal(event.status)) terminal.set(event.id, (terminal.get(event.id) ?? 0) + 1)
+    }
+    // Every request ended exactly once, and the counts agree.
+    expect([...terminal.keys()].sort()).toEqual([...requests].sort())
+    expect([...terminal.values()].every((count) => count === 1)).toBe(true)
+    expect(stats.completed + stats.failed + stats.cancelled).toBe(requests.size)
+    // A batch that was not interrupted answers one exit per task.
+    scenario.callers.forEach((caller, index) => {
+      const outcome = outcomes[index]!
+      if (Exit.isSuccess(outcome)) {
+        expect(outcome.value.length).toBe(caller.tasks.length)
+      }
+    })
+  }).pipe(Effect.scoped, Effect.provide(TestContext.TestContext))
+
 describe("Executor properties", () => {
   it("random interruptions of random callers leave no permit, token or queue slot held", async () => {
     await fc.assert(
       fc.asyncProperty(scenarioArbitrary, (scenario) =>
         withHangGuard(Effect.runPromise(runScenario(scenario)), "something is still held")
+      ),
+      { numRuns: 100 }
+    )
+  }, 60_000)
+
+  it("without a limiter, random submits and batches under random interruptions never exceed concurrency and leave nothing held", async () => {
+    await fc.assert(
+      fc.asyncProperty(unlimitedScenarioArbitrary, (scenario) =>
+        withHangGuard(Effect.runPromise(runUnlimitedScenario(scenario)), "something is still held")
       ),
       { numRuns: 100 }
     )

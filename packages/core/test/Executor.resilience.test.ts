@@ -70,13 +70,18 @@ describe("Executor with retry, breaker, timeout and deadline", () => {
       expect(yield* tokensLeft(limiter)).toBe(70)
 
       const all = Array.from(yield* Queue.takeAll(events))
+      // Between attempts: PROCESSING (the delay), then QUEUED again and PROCESSING (re-admission).
       expect(statusesOf(all, 1)).toEqual([
         "PENDING",
         "QUEUED",
         "PROCESSING",
         "CALLING",
         "PROCESSING",
+        "QUEUED",
+        "PROCESSING",
         "CALLING",
+        "PROCESSING",
+        "QUEUED",
         "PROCESSING",
         "CALLING",
         "COMPLETED"
@@ -399,21 +404,33 @@ describe("Hedging through the Executor", () => {
 
   it.scoped("a losing attempt still waiting for its permit gives its tokens back", () =>
     Effect.gen(function* () {
+      // Hedging to a second provider: the hedge waits for a permit there, holding its tokens.
+      const primary = yield* Executor.make({ name: "primary", concurrency: 1 })
       const limiter = yield* RateLimiter.make({
         limits: { tokens: { limit: 1, interval: "1000 hours", capacity: 100 } }
       }).pipe(Effect.provide(RateLimiterStore.layerMemory()))
-      const executor = yield* Executor.make({ name: "hedged-tokens", concurrency: 1, rateLimiter: limiter })
+      const secondary = yield* Executor.make({ name: "secondary", concurrency: 1, rateLimiter: limiter })
+      const gate = yield* Deferred.make<void>()
+      const blocker = yield* Effect.fork(secondary.submit(Deferred.await(gate), { cost: 5 }))
       const policy = yield* Hedge.policy({ delay: "100 millis" })
       const fiber = yield* Effect.fork(
-        Hedge.hedge(policy)((n) => executor.submit(Effect.as(Effect.sleep("1 second"), `attempt ${n}`), { cost: 10 }))
+        Hedge.hedge(policy)((n) =>
+          n === 1
+            ? primary.submit(Effect.as(Effect.sleep("500 millis"), "primary"))
+            : secondary.submit(Effect.succeed("secondary"), { cost: 10 })
+        )
       )
-      yield* TestClock.adjust("500 millis")
-      // The hedge is admitted (10 tokens reserved) and waits for the only permit.
-      expect(yield* tokensLeft(limiter)).toBe(80)
-      yield* TestClock.adjust("500 millis")
-      expect(yield* Fiber.join(fiber)).toBe("attempt 1")
-      expect(yield* tokensLeft(limiter)).toBe(90)
-      expect(yield* executor.stats).toMatchObject({ inFlight: 0, queued: 0, admitting: 0, cancelled: 1 })
+      yield* TestClock.adjust("200 millis")
+      // The hedge is admitted (10 tokens reserved) and waits for the secondary's only permit.
+      expect(yield* tokensLeft(limiter)).toBe(85)
+      expect(yield* secondary.stats).toMatchObject({ admitting: 1, inFlight: 1 })
+      yield* TestClock.adjust("300 millis")
+      expect(yield* Fiber.join(fiber)).toBe("primary")
+      expect(yield* tokensLeft(limiter)).toBe(95)
+      expect(yield* secondary.stats).toMatchObject({ admitting: 0, queued: 0, cancelled: 1 })
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(blocker)
+      expect(yield* secondary.stats).toMatchObject({ inFlight: 0, availablePermits: 1 })
     })
   )
 })

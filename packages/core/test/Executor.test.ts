@@ -1,12 +1,15 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
 import * as ConfigProvider from "effect/ConfigProvider"
+import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
@@ -510,6 +513,156 @@ describe("Executor", () => {
         expect(stats.cancelled).toBeGreaterThan(0)
       })
     )
+    it.scoped("runs its requests in the caller's runtime: services, Clock and the caller's span as parent", () =>
+      Effect.gen(function* () {
+        class Greeting extends Context.Tag("test/Greeting")<Greeting, string>() {}
+        const executor = yield* Executor.make({ name: "batch-runtime", concurrency: 2 })
+        yield* TestClock.adjust("42 millis")
+        const task = Effect.gen(function* () {
+          const span = yield* Effect.orDie(Effect.currentSpan)
+          const parent = Option.getOrUndefined(span.parent)
+          return {
+            greeting: yield* Greeting,
+            now: yield* Clock.currentTimeMillis,
+            span: span.name,
+            parent: parent?._tag === "Span" ? parent.name : undefined
+          }
+        })
+        const exits = yield* executor
+          .submitAll([task, task, task])
+          .pipe(Effect.withSpan("caller"), Effect.provideService(Greeting, "hello"))
+        for (const exit of exits) {
+          expect(exit).toEqual(
+            Exit.succeed({ greeting: "hello", now: 42, span: "sluice.executor.request", parent: "caller" })
+          )
+        }
+      })
+    )
+
+    it.scoped("each request starts from the caller's FiberRefs, and what it forked ends with it", () =>
+      Effect.gen(function* () {
+        // One permit: the requests run one after the other, the first two on the same worker.
+        const executor = yield* Executor.make({ name: "batch-isolation", concurrency: 1 })
+        const ref = yield* FiberRef.make("initial")
+        const seen: Array<string> = []
+        const leftBehind = yield* Deferred.make<void>()
+        const setsTheRef = Effect.gen(function* () {
+          seen.push(yield* FiberRef.get(ref))
+          yield* FiberRef.set(ref, "set by a request")
+        })
+        const readsTheRef = Effect.gen(function* () {
+          seen.push(yield* FiberRef.get(ref))
+        })
+        const forks = Effect.gen(function* () {
+          // Forked and left running: the end of the request interrupts it.
+          const started = yield* Deferred.make<void>()
+          yield* Effect.fork(
+            Effect.zipRight(
+              Deferred.succeed(started, undefined),
+              Effect.onInterrupt(Effect.never, () => Deferred.succeed(leftBehind, undefined))
+            )
+          )
+          yield* Deferred.await(started)
+        })
+        const exits = yield* executor
+          .submitAll([setsTheRef, readsTheRef, forks, readsTheRef])
+          .pipe(Effect.locally(ref, "from the caller"))
+        expect(exits.every(Exit.isSuccess)).toBe(true)
+        expect(seen).toEqual(["from the caller", "from the caller", "from the caller"])
+        // Would never complete if the fiber it forked were left running.
+        yield* Deferred.await(leftBehind)
+        expect(yield* executor.stats).toMatchObject({ inFlight: 0, completed: 4 })
+      })
+    )
+
+    it.scoped("a request that times out or dies ends alone: the next ones run", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "batch-timeout", concurrency: 1 })
+        const fiber = yield* Effect.fork(
+          executor.submitAll([
+            { effect: Effect.never, timeout: "1 second" },
+            Effect.die("defect"),
+            Effect.interrupt,
+            Effect.succeed("after")
+          ])
+        )
+        yield* TestClock.adjust("1 second")
+        const exits = yield* Fiber.join(fiber)
+        expect(Exit.isFailure(exits[0]!) && Cause.failureOption(exits[0].cause)).toEqual(
+          Option.some(
+            new Executor.RequestTimeoutError({ executor: "batch-timeout", requestId: 1, timeoutMillis: 1000 })
+          )
+        )
+        expect(exits[1]).toEqual(Exit.die("defect"))
+        expect(Exit.isInterrupted(exits[2]!)).toBe(true)
+        expect(exits[3]).toEqual(Exit.succeed("after"))
+        expect(yield* executor.stats).toMatchObject({ inFlight: 0, completed: 1, failed: 2, cancelled: 1 })
+      })
+    )
+
+    it.scoped("one priority order across submit and submitAll, also for work arriving while a batch runs", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "batch-priority", concurrency: 1 })
+        const gate = yield* Deferred.make<void>()
+        const order: Array<string> = []
+        const record = (label: string) => Effect.sync(() => order.push(label))
+        const blocker = yield* Effect.fork(executor.submit(Deferred.await(gate)))
+        yield* settle
+        const lateArrival = yield* Deferred.make<Fiber.RuntimeFiber<number, Executor.ExecutorError>>()
+        const batch = yield* Effect.fork(
+          executor.submitAll([
+            { effect: record("batch-0"), priority: 0 },
+            { effect: record("batch-2"), priority: 2 },
+            {
+              // While the batch runs, a higher priority single request arrives. It goes
+              // before the rest of the batch, except the one already out of the queue
+              // waiting for the permit.
+              effect: Effect.gen(function* () {
+                yield* record("batch-0b")
+                const late = yield* Effect.forkDaemon(executor.submit(record("late-9"), { priority: 9 }))
+                yield* Deferred.succeed(lateArrival, late)
+                // Until it is queued (behind it: batch-0d; batch-0c waits for the permit).
+                while ((yield* executor.stats).queued < 2) yield* Effect.yieldNow()
+              }),
+              priority: 0
+            },
+            { effect: record("batch-0c"), priority: 0 },
+            { effect: record("batch-0d"), priority: 0 }
+          ])
+        )
+        const single = yield* Effect.fork(executor.submit(record("single-1"), { priority: 1 }))
+        yield* settle
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(blocker)
+        const exits = yield* Fiber.join(batch)
+        yield* Fiber.join(single)
+        yield* Fiber.join(yield* Deferred.await(lateArrival))
+        expect(exits.every(Exit.isSuccess)).toBe(true)
+        expect(order).toEqual(["batch-2", "single-1", "batch-0", "batch-0b", "batch-0c", "late-9", "batch-0d"])
+      })
+    )
+
+    it.scoped("interrupting the caller of the request waiting for a permit lets the next one take its place", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "cancel-head", concurrency: 1 })
+        const gate = yield* Deferred.make<void>()
+        const ran: Array<string> = []
+        const running = yield* Effect.fork(executor.submit(Deferred.await(gate)))
+        yield* settle
+        const head = yield* Effect.fork(executor.submit(Effect.sync(() => ran.push("head"))))
+        yield* settle
+        const batch = yield* Effect.fork(executor.submitAll([Effect.sync(() => ran.push("next"))]))
+        yield* settle
+        expect(yield* executor.stats).toMatchObject({ queued: 1, admitting: 1, inFlight: 1 })
+        yield* Fiber.interrupt(head)
+        yield* settle
+        expect(yield* executor.stats).toMatchObject({ queued: 0, admitting: 1, inFlight: 1, cancelled: 1 })
+        yield* Deferred.succeed(gate, undefined)
+        yield* Fiber.join(running)
+        expect((yield* Fiber.join(batch)).every(Exit.isSuccess)).toBe(true)
+        expect(ran).toEqual(["next"])
+      })
+    )
   })
 
   describe("shutdown", () => {
@@ -558,6 +711,48 @@ describe("Executor", () => {
         const abandoned = yield* Effect.flip(Fiber.join(callers[1]!))
         expect(abandoned).toMatchObject({ _tag: "ExecutorShutdownError", reason: "Abandoned", requestId: 2 })
         expect(yield* Effect.flip(Fiber.join(callers[2]!))).toMatchObject({ reason: "Abandoned", requestId: 3 })
+        // The running one was interrupted (its finalizer ran); the queued one never started.
+        expect(log).toEqual(["a@0", "b@1000"])
+        expect(yield* Ref.get(released)).toBe(2)
+        expect(yield* executor.stats).toMatchObject({ queued: 0, inFlight: 0, completed: 1, cancelled: 2 })
+        yield* Scope.close(scope, Exit.void)
+      })
+    )
+  })
+
+  describe("shutdown of a batch", () => {
+    it.effect("at the deadline the batch's running and queued requests are abandoned, and its workers end", () =>
+      Effect.gen(function* () {
+        const scope = yield* Scope.make()
+        const executor = yield* Executor.make({ name: "batch-deadline", concurrency: 1 }).pipe(Scope.extend(scope))
+        const log: Array<string> = []
+        const released = yield* Ref.make(0)
+        const task = (label: string) =>
+          Effect.ensuring(
+            timedTask(log, label, "1 second"),
+            Ref.update(released, (n) => n + 1)
+          )
+        const batch = yield* Effect.fork(executor.submitAll(["a", "b", "c"].map(task)))
+        yield* settle
+        const shutdown = yield* Effect.fork(executor.shutdown("1500 millis"))
+        yield* TestClock.adjust("1500 millis")
+        expect(yield* Fiber.join(shutdown)).toEqual({
+          executor: "batch-deadline",
+          unfinishedAtStart: 3,
+          abandoned: [2, 3]
+        })
+        const exits = yield* Fiber.join(batch)
+        expect(exits[0]).toEqual(Exit.succeed("a"))
+        for (const [exit, requestId] of [
+          [exits[1]!, 2],
+          [exits[2]!, 3]
+        ] as const) {
+          expect(Exit.isFailure(exit) && Cause.failureOption(exit.cause)).toEqual(
+            Option.some(
+              new Executor.ExecutorShutdownError({ executor: "batch-deadline", reason: "Abandoned", requestId })
+            )
+          )
+        }
         // The running one was interrupted (its finalizer ran); the queued one never started.
         expect(log).toEqual(["a@0", "b@1000"])
         expect(yield* Ref.get(released)).toBe(2)

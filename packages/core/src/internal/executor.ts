@@ -1,21 +1,56 @@
 /**
- * The Executor's machinery. One dispatcher fiber takes the highest-priority
- * request, waits for its rate and token admission (holding no permit), takes a
- * concurrency permit from a `Semaphore` and starts the request in its caller's
- * runtime (so the caller's services, Clock and span parent apply). Queued
- * requests are plain records: only running requests have fibers.
+ * The Executor's machinery. Requests wait in one priority queue (single
+ * submits and batches alike, so priority order holds across both). The head
+ * request leaves the queue (PROCESSING), is admitted by the rate limiter if
+ * there is one (holding no permit), takes one of `concurrency` permits and
+ * starts (CALLING) in its caller's runtime, so the caller's services, Clock and
+ * span parent apply. Queued requests are plain records.
  *
- * A request with no retry, breaker or deadline takes the plain path: one
- * attempt under its timeout. Otherwise its fiber runs the resilient path:
- * breaker admission, the attempt, the breaker's verdict, then the retry
- * policy's decision; a retry waits out its delay holding nothing, and is
- * re-admitted (breaker check, limits, permit) from its own fiber.
+ * Two drivers move the head:
+ * - without a rate limiter there is no dispatcher fiber: `pump` starts requests
+ *   synchronously while permits last and keeps the next one out of the queue,
+ *   waiting for a permit, as a dispatcher would. A finishing request pumps at
+ *   once (no fiber hop, no race, no Effect per request); new work pumps on the
+ *   scheduler's next turn, so that callers arriving together are ordered by
+ *   priority first and a burst of pushes costs one pass;
+ * - with a rate limiter one dispatcher fiber admits one request at a time in
+ *   priority order (admission is an Effect that may sleep), then waits on one
+ *   signal for a permit, new work or a cancellation.
+ * Permits are a plain counter (`inFlight < concurrency`) with a slot table of
+ * running requests: every start and every finish happens in the executor's own
+ * synchronous bookkeeping, where a `Semaphore` would add a suspension per
+ * request and hand a permit to a waiter before `inFlight` drops.
+ *
+ * How a started request runs:
+ * - a single `submit`: in a fiber of its own, forked in the caller's runtime;
+ * - a request of a batch (`submitAll`) without a rate limiter: inline on one
+ *   of the batch's worker fibers (`batchWorkers.ts`: at most `concurrency`,
+ *   forked lazily in the batch caller's runtime, parked when idle), so a batch
+ *   costs no fiber per request. Each request starts from the caller's
+ *   FiberRefs, and what it forked and left running is interrupted when it ends;
+ * - with a rate limiter, every request in a fiber of its own, started at once
+ *   by the dispatcher, so that it starts when it was admitted (a hand-over to a
+ *   parked worker would add a scheduler turn of jitter to the rate).
+ *
+ * Events are published only while someone subscribes; the event record is
+ * built from the request's timestamp fields only then.
+ *
+ * A request with a retry policy, a breaker or a deadline takes the resilient
+ * path: always a fiber of its own, which admits each attempt through the
+ * breaker, runs it under its timeout, tells the breaker the outcome and asks
+ * the retry policy what follows. Between attempts it holds no permit: it waits
+ * out the delay, then goes back into the priority queue (above the capacity:
+ * it already had its place) to be admitted again like any request (breaker
+ * check, limits, permit), and its fiber resumes when `start` hands it a permit.
  *
  * Every way a request can leave undoes what it held at that moment:
  * - QUEUED: its queue slot is freed (and a caller waiting for room woken);
- * - PROCESSING before it started: its rate reservation is refunded, its permit (if taken) returned;
- * - started (CALLING, or between attempts): its fiber is interrupted, and the
- *   fiber's exit gives back its permit, an unspent reservation and its probe slot.
+ * - PROCESSING: its rate reservation is refunded (it holds no permit yet);
+ * - CALLING: its fiber (or its worker, which then retires) is interrupted,
+ *   which returns the permit;
+ * - a resilient request anywhere after its start (between attempts, queued
+ *   again, admitted again): its fiber is interrupted, and the fiber's exit
+ *   gives back its permit, an unspent reservation and its probe slot.
  */
 import * as Cause from "effect/Cause"
 import type * as Context from "effect/Context"
@@ -29,6 +64,7 @@ import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Runtime from "effect/Runtime"
+import type * as Scheduler from "effect/Scheduler"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -37,8 +73,9 @@ import type * as Executor from "../Executor.js"
 import * as InvalidOptions from "../InvalidOptions.js"
 import type * as RateLimiter from "../RateLimiter.js"
 import * as RateLimiterStore from "../RateLimiterStore.js"
-import { type AttemptRecord, isTerminal, type RequestEvent, type RequestStatus } from "../RequestEvent.js"
+import type { AttemptRecord, RequestEvent, RequestStatus } from "../RequestEvent.js"
 import type * as Retry from "../Retry.js"
+import * as BatchWorkers from "./batchWorkers.js"
 import { ExecutorShutdownError, QueueFullError, RequestTimeoutError } from "./executorError.js"
 import { makeMetrics } from "./executorMetrics.js"
 import { type KeySettings, makeResolver } from "./executorResilience.js"
@@ -95,21 +132,30 @@ class Request {
   status: RequestStatus = "PENDING"
   attempts = 0
   reservation: RateLimiter.Reservation | undefined = undefined
+  /** The fiber the request runs on once started: its own, or its batch worker's. */
   fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
-  /** Completed to cut short a wait for admission or a permit when the request is cancelled. */
+  /** The batch worker running the request, if it runs on one. */
+  worker: BatchWorkers.Worker<Request> | undefined = undefined
+  /** Completed to cut short a wait for admission when the request is cancelled. */
   cancelSignal: Deferred.Deferred<void> | undefined = undefined
   abandoned = false
   /** Its deadline ran out; it ends FAILED with a deadline error. */
   expired = false
-  /** Holds one of the executor's concurrency permits now. */
-  holdsPermit = false
-  /** Started, and between attempts (waiting out a retry delay or re-admission). */
+  /** Started on the resilient path and between attempts (waiting out a delay, or queued and admitted again). */
   betweenAttempts = false
+  /** Set while a resilient request waits in the queue again: `start` completes it with a permit held. */
+  resume: Deferred.Deferred<void, unknown> | undefined = undefined
   /** Each finished attempt (kept only on the resilient path). */
   attemptLog: Array<AttemptRecord> | undefined = undefined
   error: unknown = undefined
-  /** When the request entered each status it has been through. */
-  readonly timestamps: Partial<Record<RequestStatus, number>>
+  /** When the request entered each status it has been through (undefined: not yet; no number boxed before then). */
+  queuedAt: number | undefined = undefined
+  processingAt: number | undefined = undefined
+  callingAt: number | undefined = undefined
+  /** When it reached its terminal status. */
+  endedAt: number | undefined = undefined
+  /** Its permit's slot in the executor's table of running requests, while it holds one. */
+  slot = -1
 
   constructor(
     readonly id: number,
@@ -123,16 +169,21 @@ class Request {
     readonly effect: Effect.Effect<unknown, unknown, any>,
     readonly runtime: Runtime.Runtime<any>,
     readonly onExit: (request: Request, exit: Exit.Exit<unknown, unknown>) => void,
+    /** The request's batch, whose workers run it (undefined for a single submit). */
+    readonly batch: BatchWorkers.Batch<Request, any> | undefined,
     /** The request's place in its batch (0 for a single submit). */
     readonly index: number,
-    now: number
-  ) {
-    this.timestamps = { PENDING: now }
-  }
+    readonly pendingAt: number
+  ) {}
 
-  enter(status: RequestStatus, now: number): void {
-    this.status = status
-    this.timestamps[status] = now
+  /** The timestamps of the statuses it has been through, as events carry them. */
+  timestamps(): Partial<Record<RequestStatus, number>> {
+    const timestamps: Partial<Record<RequestStatus, number>> = { PENDING: this.pendingAt }
+    if (this.queuedAt !== undefined) timestamps.QUEUED = this.queuedAt
+    if (this.processingAt !== undefined) timestamps.PROCESSING = this.processingAt
+    if (this.callingAt !== undefined) timestamps.CALLING = this.callingAt
+    if (this.endedAt !== undefined) timestamps[this.status] = this.endedAt
+    return timestamps
   }
 }
 
@@ -166,18 +217,27 @@ export const make = (
     const limiter = options.rateLimiter ?? (yield* makeLimiter(name, options.limits))
 
     const clock = yield* Effect.clock
+    const scheduler = yield* Effect.withFiberRuntime<Scheduler.Scheduler>((fiber) =>
+      Effect.succeed(fiber.currentScheduler)
+    )
     const now = () => clock.unsafeCurrentTimeMillis()
-    const semaphore = yield* Effect.makeSemaphore(concurrency)
     const metrics = makeMetrics(name)
     const pubsub = yield* PubSub.sliding<RequestEvent>(decoded.eventBufferSize ?? DEFAULT_EVENT_BUFFER)
     let subscribers = 0
 
     const queue = new PriorityQueue<Request>(isRequestLive)
     let queued = 0
+    /** Started and not yet finished: the permits in use. */
     let inFlight = 0
+    /** Resilient requests started and not yet finished (they may hold no permit between attempts). */
+    const resilient = new Set<Request>()
+    /** Of those, how many are between attempts. */
     let retrying = 0
+    /** The request out of the queue, being admitted or waiting for a permit. */
     let admitting: Request | undefined
-    const running = new Set<Request>()
+    /** Running requests by permit slot, and the free slots: no hashing per start and finish. */
+    const running: Array<Request | undefined> = new Array(concurrency).fill(undefined)
+    const freeSlots: Array<number> = Array.from({ length: concurrency }, (_, slot) => concurrency - 1 - slot)
     const roomWaiters: Array<RoomWaiter> = []
     /** Slots promised to woken room waiters that have not enqueued yet. */
     let promisedSlots = 0
@@ -186,11 +246,12 @@ export const make = (
     let cancelled = 0
     let nextId = 0
     let accepting = true
-    let workAvailable: Deferred.Deferred<void> | undefined
+    /** The dispatcher (with a limiter) waits on this for work, a permit, or a cancellation. */
+    let dispatcherSignal: Deferred.Deferred<void> | undefined
     let idle: Deferred.Deferred<void> | undefined
     let report: Deferred.Deferred<Executor.ShutdownReport> | undefined
 
-    // ---- events -------------------------------------------------------------
+    // ---- events and gauges --------------------------------------------------
 
     const snapshot = (request: Request): RequestEvent => {
       const event: { -readonly [K in keyof RequestEvent]: RequestEvent[K] } = {
@@ -200,7 +261,7 @@ export const make = (
         priority: request.priority,
         cost: request.cost,
         status: request.status,
-        timestamps: { ...request.timestamps },
+        timestamps: request.timestamps(),
         attempts: request.attempts
       }
       if (request.error !== undefined) event.error = request.error
@@ -222,17 +283,51 @@ export const make = (
         })
     ).pipe(Effect.zipRight(PubSub.subscribe(pubsub)))
 
-    // ---- bookkeeping --------------------------------------------------------
-
-    const checkIdle = () => {
-      if (idle !== undefined && queued === 0 && admitting === undefined && running.size === 0 && promisedSlots === 0) {
-        Deferred.unsafeDone(idle, Exit.void)
+    let reportedQueued = -1
+    let reportedInFlight = -1
+    const unreported = { COMPLETED: 0, FAILED: 0, CANCELLED: 0 }
+    /**
+     * Brings the gauges and the outcome counter up to date. Called at the end
+     * of every synchronous step that moves requests (a single-threaded runtime
+     * cannot read them in between), so a burst of a thousand pushes writes the
+     * gauge once, and a burst of finishes adds to the counter once.
+     */
+    const reportMetrics = () => {
+      if (unreported.COMPLETED > 0) {
+        metrics.outcome("COMPLETED", unreported.COMPLETED)
+        unreported.COMPLETED = 0
+      }
+      if (unreported.FAILED > 0) {
+        metrics.outcome("FAILED", unreported.FAILED)
+        unreported.FAILED = 0
+      }
+      if (unreported.CANCELLED > 0) {
+        metrics.outcome("CANCELLED", unreported.CANCELLED)
+        unreported.CANCELLED = 0
+      }
+      if (queued !== reportedQueued) {
+        reportedQueued = queued
+        metrics.queueDepth.unsafeUpdate(queued, [])
+      }
+      if (inFlight !== reportedInFlight) {
+        reportedInFlight = inFlight
+        metrics.inFlight.unsafeUpdate(inFlight, [])
       }
     }
 
-    const setQueued = (value: number) => {
-      queued = value
-      metrics.queueDepth.unsafeUpdate(queued, [])
+    // ---- bookkeeping --------------------------------------------------------
+
+    const checkIdle = () => {
+      if (
+        idle !== undefined &&
+        queued === 0 &&
+        admitting === undefined &&
+        inFlight === 0 &&
+        resilient.size === 0 &&
+        promisedSlots === 0
+      ) {
+        Deferred.unsafeDone(idle, Exit.void)
+      }
     }
 
     const lowWater = Math.floor(queueCapacity / 2)
@@ -250,28 +345,28 @@ export const make = (
       }
     }
 
-    const push = (request: Request) => {
-      request.enter("QUEUED", now())
+    /** Puts a request in the queue. The caller then calls `kick` (once per burst). */
+    const push = (request: Request, at: number) => {
+      request.status = "QUEUED"
+      request.queuedAt = at
       queue.push(request)
-      setQueued(queued + 1)
+      queued++
       publish(request)
-      if (workAvailable !== undefined) {
-        const signal = workAvailable
-        workAvailable = undefined
-        Deferred.unsafeDone(signal, Exit.void)
-      }
     }
 
+    /** Ends a request. The caller reports the metrics (`reportMetrics`, or `kick`) once its step is done. */
     const settle = (
       request: Request,
       status: "COMPLETED" | "FAILED" | "CANCELLED",
-      exit: Exit.Exit<unknown, unknown>
+      exit: Exit.Exit<unknown, unknown>,
+      at: number = now()
     ) => {
-      request.enter(status, now())
+      request.status = status
+      request.endedAt = at
       if (status === "COMPLETED") completed++
       else if (status === "FAILED") failed++
       else cancelled++
-      metrics.outcome(status)
+      unreported[status]++
       publish(request)
       request.onExit(request, exit)
       checkIdle()
@@ -280,43 +375,431 @@ export const make = (
     const abandonedError = (request: Request) =>
       new ExecutorShutdownError({ executor: name, reason: "Abandoned", requestId: request.id })
 
+    // ---- running ------------------------------------------------------------
+
+    /** The request's work: interruptible whatever the caller's region was, so timeouts and cancellation reach it. */
+    const work = (request: Request): Effect.Effect<unknown, unknown, any> => {
+      let effect = Effect.interruptible(request.effect)
+      if (request.timeoutMillis !== undefined) {
+        const timeoutMillis = request.timeoutMillis
+        effect = Effect.timeoutFail(effect, {
+          duration: Duration.millis(timeoutMillis),
+          onTimeout: () => new RequestTimeoutError({ executor: name, requestId: request.id, timeoutMillis })
+        })
+      }
+      if (spans) {
+        effect = Effect.withSpan(effect, "sluice.executor.request", {
+          kind: "client",
+          attributes: {
+            "sluice.executor": name,
+            "sluice.request.id": request.id,
+            "sluice.request.key": request.key,
+            "sluice.request.priority": request.priority
+          }
+        })
+      }
+      return effect
+    }
+
+    /** Gives back a started request's permit (once). The caller kicks the head afterwards. */
+    const freePermit = (request: Request) => {
+      if (request.slot < 0) return
+      inFlight--
+      running[request.slot] = undefined
+      freeSlots.push(request.slot)
+      request.slot = -1
+    }
+
+    /** A started request ended: its permit is free again. */
+    const finish = (request: Request, exit: Exit.Exit<unknown, unknown>) => {
+      const plain = request.slot >= 0 && !resilient.has(request)
+      freePermit(request)
+      resilient.delete(request)
+      request.worker = undefined
+      const at = now()
+      if (plain) metrics.callDuration.unsafeUpdate(at - request.callingAt!, [])
+      if (request.abandoned) {
+        settle(request, "CANCELLED", Exit.fail(abandonedError(request)), at)
+      } else if (request.expired) {
+        settle(request, "FAILED", Exit.fail(deadlineError(request)), at)
+      } else if (Exit.isSuccess(exit)) {
+        settle(request, "COMPLETED", exit, at)
+      } else if (Cause.isInterruptedOnly(exit.cause)) {
+        request.error = "interrupted"
+        settle(request, "CANCELLED", exit, at)
+      } else {
+        request.error = Option.getOrElse(Cause.failureOption(exit.cause), () => Cause.squash(exit.cause))
+        settle(request, "FAILED", exit, at)
+      }
+      kick("now", at)
+    }
+
+    const batchHooks: BatchWorkers.BatchHooks<Request, any> = { work, finished: finish }
+
+    /** A single submit runs in a fiber of its own, forked in the caller's runtime. */
+    const program = (request: Request): Effect.Effect<unknown, unknown, any> =>
+      Effect.onExit(work(request), (exit) => Effect.sync(() => finish(request, exit)))
+
+    // ---- the resilient path ---------------------------------------------------
+
+    const deadlineError = (request: Request) =>
+      new RequestTimeoutError({
+        executor: name,
+        requestId: request.id,
+        timeoutMillis: request.deadlineAt! - request.pendingAt,
+        kind: "Deadline"
+      })
+
+    /** The attempt under its timeout: the request's own, or what is left of its deadline if that is sooner. */
+    const withTimeout = (request: Request, effect: Effect.Effect<unknown, unknown, any>) => {
+      const attemptMillis = request.timeoutMillis
+      const leftMillis = request.deadlineAt === undefined ? undefined : request.deadlineAt - now()
+      if (attemptMillis === undefined && leftMillis === undefined) return effect
+      const byDeadline = leftMillis !== undefined && (attemptMillis === undefined || leftMillis < attemptMillis)
+      return Effect.timeoutFail(effect, {
+        duration: Duration.millis(Math.max(0, byDeadline ? leftMillis! : attemptMillis!)),
+        onTimeout: () =>
+          byDeadline
+            ? deadlineError(request)
+            : new RequestTimeoutError({ executor: name, requestId: request.id, timeoutMillis: attemptMillis! })
+      })
+    }
+
+    const inSpan = (request: Request, effect: Effect.Effect<unknown, unknown, any>) =>
+      spans
+        ? Effect.withSpan(effect, "sluice.executor.request", {
+            kind: "client",
+            attributes: {
+              "sluice.executor": name,
+              "sluice.request.id": request.id,
+              "sluice.request.key": request.key,
+              "sluice.request.priority": request.priority
+            }
+          })
+        : effect
+
+    const beginAttempt = (request: Request, attempt: number) => {
+      const at = now()
+      request.status = "CALLING"
+      request.callingAt = at
+      request.attempts = attempt
+      metrics.admissionWait.unsafeUpdate(at - request.processingAt!, [])
+      publish(request)
+    }
+
+    const logAttempt = (request: Request, record: AttemptRecord) => {
+      request.attemptLog ??= []
+      request.attemptLog.push(record)
+    }
+
+    /** Amends the last attempt's record with what followed it. */
+    const amendLastAttempt = (request: Request, amendment: Partial<AttemptRecord>) => {
+      const log = request.attemptLog
+      if (log === undefined || log.length === 0) return
+      log[log.length - 1] = { ...log[log.length - 1]!, ...amendment }
+    }
+
+    const outcomeOf = (exit: Exit.Exit<unknown, unknown>): AttemptRecord["outcome"] => {
+      if (Exit.isSuccess(exit)) return "success"
+      if (Cause.isInterruptedOnly(exit.cause)) return "interrupted"
+      const error = Cause.failureOption(exit.cause)
+      return Option.isSome(error) && error.value instanceof RequestTimeoutError ? "timeout" : "failure"
+    }
+
+    /** Gives back a resilient request's permit between attempts, letting the next request start. */
+    const releasePermit = (request: Request) => {
+      if (request.slot < 0) return
+      freePermit(request)
+      kick("now")
+    }
+
+    const leaveRetryWait = (request: Request) => {
+      if (!request.betweenAttempts) return
+      request.betweenAttempts = false
+      retrying--
+    }
+
+    /**
+     * One attempt, holding a permit and (with limits) a reservation: the
+     * breaker lets it through or refuses it (then its tokens go back), the
+     * call runs under its timeout and the breaker hears the outcome. The
+     * permit is returned whatever happens.
+     */
+    const attemptOnce = (request: Request, attempt: number): Effect.Effect<Exit.Exit<unknown, unknown>, never, any> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function* () {
+          const breaker = request.settings.breaker
+          let breakerPermit: CircuitBreaker.Permit | undefined
+          if (breaker !== undefined) {
+            const admitted = yield* Effect.either(breaker.admit(request.key))
+            if (Either.isLeft(admitted)) {
+              yield* refund(request)
+              releasePermit(request)
+              const at = now()
+              logAttempt(request, { attempt, startedAt: at, endedAt: at, outcome: "rejected", error: admitted.left })
+              return Exit.fail(admitted.left)
+            }
+            breakerPermit = admitted.right
+          }
+          request.reservation = undefined // spent by this attempt
+          beginAttempt(request, attempt)
+          const startedAt = request.callingAt!
+          const exit = yield* Effect.exit(restore(withTimeout(request, Effect.interruptible(request.effect))))
+          const outcome = outcomeOf(exit)
+          if (breakerPermit !== undefined) {
+            yield* breaker!.release(breakerPermit, outcome === "interrupted" ? "interrupted" : exit)
+          }
+          releasePermit(request)
+          const endedAt = now()
+          metrics.callDuration.unsafeUpdate(endedAt - startedAt, [])
+          const record: { -readonly [K in keyof AttemptRecord]: AttemptRecord[K] } = {
+            attempt,
+            startedAt,
+            endedAt,
+            outcome
+          }
+          if (Exit.isFailure(exit) && outcome !== "interrupted") {
+            record.error = Option.getOrElse(Cause.failureOption(exit.cause), () => Cause.squash(exit.cause))
+          }
+          logAttempt(request, record)
+          return exit
+        })
+      )
+
+    /**
+     * After the retry delay: back into the priority queue, to be admitted like
+     * any request (breaker check, limits, permit); resumes once `start` hands
+     * it a permit, or fails with what refused it.
+     */
+    const requeue = (request: Request): Effect.Effect<void, unknown> =>
+      Effect.suspend(() => {
+        const resume = Deferred.unsafeMake<void, unknown>(FiberId.none)
+        request.resume = resume
+        push(request, now())
+        kick("next turn")
+        return Deferred.await(resume)
+      })
+
+    /**
+     * The resilient path: attempts until one succeeds or the retry policy
+     * gives up. Whatever is held at an interruption is given back on exit.
+     */
+    const resilientProgram = (request: Request): Effect.Effect<unknown, unknown, any> => {
+      const policy = request.settings.retry
+      const decide = policy === undefined ? undefined : RetryInternal.makeDecider(policy, now(), request.deadlineAt)
+      const giveUp = (exit: Exit.Exit<unknown, unknown>, reason: Retry.GiveUpReason) => {
+        amendLastAttempt(request, { gaveUp: reason })
+        return exit
+      }
+      const attemptFrom = (attempt: number): Effect.Effect<Exit.Exit<unknown, unknown>, never, any> =>
+        Effect.flatMap(attemptOnce(request, attempt), (exit) => {
+          if (Exit.isSuccess(exit) || decide === undefined || Cause.isInterruptedOnly(exit.cause)) {
+            return Effect.succeed(exit)
+          }
+          const error = Option.getOrUndefined(Cause.failureOption(exit.cause))
+          if (error === undefined) return Effect.succeed(giveUp(exit, "NotRetryable")) // a defect
+          return Effect.flatMap(decide(error, attempt, now()), (decision) => {
+            if (decision._tag === "GiveUp") return Effect.succeed(giveUp(exit, decision.reason))
+            amendLastAttempt(request, { retryDelayMillis: decision.delayMillis })
+            retrying++
+            request.betweenAttempts = true
+            request.status = "PROCESSING"
+            request.processingAt = now()
+            publish(request)
+            return Effect.zipRight(Effect.sleep(Duration.millis(decision.delayMillis)), requeue(request)).pipe(
+              Effect.matchEffect({
+                onFailure: (refusal) =>
+                  Effect.sync(() => {
+                    leaveRetryWait(request)
+                    const at = now()
+                    logAttempt(request, {
+                      attempt: attempt + 1,
+                      startedAt: at,
+                      endedAt: at,
+                      outcome: "rejected",
+                      error: refusal
+                    })
+                    return Exit.fail(refusal) as Exit.Exit<unknown, unknown>
+                  }),
+                onSuccess: () => {
+                  leaveRetryWait(request)
+                  return attemptFrom(attempt + 1)
+                }
+              })
+            )
+          })
+        })
+      const attempts = Effect.flatten(
+        policy?.budget === undefined ? attemptFrom(1) : Effect.zipRight(policy.budget.recordRequest, attemptFrom(1))
+      )
+      return Effect.onExit(inSpan(request, attempts), (exit) =>
+        Effect.suspend(() => {
+          leaveRetryWait(request) // if interrupted between attempts
+          request.resume = undefined
+          return Effect.zipRight(
+            refund(request),
+            Effect.sync(() => finish(request, exit))
+          )
+        })
+      )
+    }
+
+    /** Takes a permit for the admitting request and starts it. */
+    const start = (request: Request, at: number) => {
+      admitting = undefined
+      inFlight++
+      request.slot = freeSlots.pop()!
+      running[request.slot] = request
+      if (!request.settings.plain) {
+        const resume = request.resume
+        if (resume !== undefined) {
+          // A retry admitted again: its fiber goes on, holding the permit.
+          request.resume = undefined
+          Deferred.unsafeDone(resume, Exit.void)
+          return
+        }
+        resilient.add(request)
+        // Begins its attempt (CALLING) once its breaker lets it through.
+        request.fiber = Runtime.runFork(request.runtime)(resilientProgram(request), { immediate: false })
+        return
+      }
+      request.status = "CALLING"
+      request.callingAt = at
+      request.attempts = 1
+      metrics.admissionWait.unsafeUpdate(at - request.processingAt!, [])
+      publish(request)
+      if (limiter !== undefined) {
+        // Started at once, inside the dispatcher, so that it starts when the limiter admitted it: a hop to a
+        // parked worker would add a scheduler turn of jitter to every start. A rate-bound batch has few
+        // requests running; a fiber each costs it nothing.
+        request.fiber = Runtime.runFork(request.runtime)(program(request))
+        return
+      }
+      const worker = request.batch?.offer(request)
+      if (worker !== undefined) {
+        request.worker = worker
+        request.fiber = worker.fiber
+      } else {
+        // Not started at once: we are inside the executor's bookkeeping, maybe inside another request's exit.
+        request.fiber = Runtime.runFork(request.runtime)(program(request), { immediate: false })
+      }
+    }
+
+    /** Takes the head of the queue out: it is now the admitting request. */
+    const popHead = (at: number): Request | undefined => {
+      const request = queue.pop()
+      if (request === undefined) return undefined
+      queued--
+      admitting = request
+      request.status = "PROCESSING"
+      request.processingAt = at
+      publish(request)
+      return request
+    }
+
+    /**
+     * Without a limiter: starts requests in priority order while permits last,
+     * and keeps the next one out of the queue as the admitting request (it is
+     * waiting for a permit), as the dispatcher would.
+     */
+    const pump = (now_?: number) => {
+      let at = now_
+      let popped = false
+      while (true) {
+        let request = admitting
+        if (request === undefined) {
+          at ??= now()
+          request = popHead(at)
+          if (request === undefined) break
+          popped = true
+          if (request.deadlineAt !== undefined && at >= request.deadlineAt) {
+            request.expired = true
+            refuse(request, deadlineError(request))
+            continue
+          }
+        }
+        if (inFlight >= concurrency) break
+        start(request, (at ??= now()))
+      }
+      if (popped) wakeRoomWaiter()
+      reportMetrics()
+    }
+
+    const signalDispatcher = () => {
+      const signal = dispatcherSignal
+      if (signal === undefined) return
+      dispatcherSignal = undefined
+      Deferred.unsafeDone(signal, Exit.void)
+    }
+
+    let pumpScheduled = false
+    const scheduledPump = () => {
+      pumpScheduled = false
+      pump()
+    }
+
+    /**
+     * After anything that may let the head move. A freed permit moves it at
+     * once; new work moves it on the scheduler's next turn, as a woken
+     * dispatcher would, so that callers arriving together are ordered by
+     * priority before the head is taken (and a burst costs one pass).
+     */
+    const kick = (soon: "now" | "next turn", at?: number) => {
+      if (limiter !== undefined) {
+        signalDispatcher()
+        reportMetrics()
+      } else if (soon === "now") {
+        pump(at)
+      } else {
+        if (!pumpScheduled) {
+          pumpScheduled = true
+          scheduler.scheduleTask(scheduledPump, 0)
+        }
+        reportMetrics()
+      }
+    }
+
     // ---- intake -------------------------------------------------------------
 
     const notAccepting = () => new ExecutorShutdownError({ executor: name, reason: "NotAccepting" })
 
     const hasRoom = () => roomWaiters.length === 0 && queued + promisedSlots < queueCapacity
 
+    const addRoomWaiter = (bulk: boolean): RoomWaiter => {
+      const waiter: RoomWaiter = { deferred: Deferred.unsafeMake(FiberId.none), bulk, active: true, woken: false }
+      roomWaiters.push(waiter)
+      return waiter
+    }
+
     /** Waits for a promised slot; a waiter interrupted after being woken passes its slot on. */
-    const waitForRoom = (bulk: boolean) =>
-      Effect.suspend(() => {
-        const waiter: RoomWaiter = { deferred: Deferred.unsafeMake(FiberId.none), bulk, active: true, woken: false }
-        roomWaiters.push(waiter)
-        return Effect.onInterrupt(Deferred.await(waiter.deferred), () =>
-          Effect.sync(() => {
-            waiter.active = false
-            if (waiter.woken) {
-              // It had been promised a slot already: give the slot back.
-              promisedSlots--
-              wakeRoomWaiter()
-              checkIdle()
-            }
-          })
-        )
-      })
+    const awaitRoom = (waiter: RoomWaiter) =>
+      Effect.onInterrupt(Deferred.await(waiter.deferred), () =>
+        Effect.sync(() => {
+          waiter.active = false
+          if (waiter.woken) {
+            // It had been promised a slot already: give the slot back.
+            promisedSlots--
+            wakeRoomWaiter()
+            checkIdle()
+          }
+        })
+      )
 
     const enqueue = (request: Request): Effect.Effect<void, QueueFullError | ExecutorShutdownError> =>
       Effect.suspend((): Effect.Effect<void, QueueFullError | ExecutorShutdownError> => {
         if (!accepting) return Effect.fail(notAccepting())
         if (hasRoom()) {
-          push(request)
+          push(request, now())
+          kick("next turn")
           return Effect.void
         }
         if (whenFull === "fail") return Effect.fail(new QueueFullError({ executor: name, queueCapacity }))
         return Effect.zipRight(
-          waitForRoom(false),
+          Effect.suspend(() => awaitRoom(addRoomWaiter(false))),
           Effect.sync(() => {
             promisedSlots--
-            push(request)
+            push(request, now())
+            kick("next turn")
           })
         )
       })
@@ -326,11 +809,12 @@ export const make = (
       options: Executor.SubmitOptions | undefined,
       runtime: Runtime.Runtime<any>,
       onExit: (request: Request, exit: Exit.Exit<unknown, unknown>) => void,
-      index: number
+      batch: BatchWorkers.Batch<Request, any> | undefined,
+      index: number,
+      at: number
     ) => {
       const key = options?.key ?? RateLimiterInternal.DEFAULT_KEY
       const settings = settingsFor(key)
-      const at = now()
       const deadlineMillis = options?.deadline === undefined ? settings.deadlineMillis : toMillis(options.deadline)
       return new Request(
         ++nextId,
@@ -343,6 +827,7 @@ export const make = (
         effect,
         runtime,
         onExit,
+        batch,
         index,
         at
       )
@@ -383,14 +868,6 @@ export const make = (
       return Effect.ignore(limiter.refund(reservation))
     }
 
-    const deadlineError = (request: Request) =>
-      new RequestTimeoutError({
-        executor: name,
-        requestId: request.id,
-        timeoutMillis: request.deadlineAt! - request.timestamps.PENDING!,
-        kind: "Deadline"
-      })
-
     /**
      * Ends a request that has not finished: its caller was interrupted, the
      * executor is abandoning it, or its deadline ran out (which ends it FAILED).
@@ -409,274 +886,78 @@ export const make = (
           else if (cause === "shutdown") settle(request, "CANCELLED", Exit.fail(abandonedError(request)))
           else settle(request, "FAILED", Exit.fail(deadlineError(request)))
         }
-        // A started request (running, or between attempts) ends through its fiber's exit.
-        if (request.fiber !== undefined) {
-          return isTerminal(request.status) ? Effect.void : Effect.asVoid(Fiber.interrupt(request.fiber))
-        }
+        if (resilient.has(request)) return cancelStarted(request)
         switch (request.status) {
           case "PENDING": {
             end()
+            reportMetrics()
             return Effect.void
           }
           case "QUEUED": {
-            setQueued(queued - 1)
+            queued--
             queue.compact(queued)
             end()
             wakeRoomWaiter()
+            reportMetrics()
             return Effect.void
           }
           case "PROCESSING": {
             if (request.cancelSignal !== undefined) Deferred.unsafeDone(request.cancelSignal, Exit.void)
             if (admitting === request) admitting = undefined
             end()
+            // The next request may take its place.
+            kick("next turn")
             return refund(request)
+          }
+          case "CALLING": {
+            if (request.worker !== undefined) return request.worker.stop()
+            return request.fiber === undefined ? Effect.void : Effect.asVoid(Fiber.interrupt(request.fiber))
           }
           default:
             return Effect.void
         }
       })
 
-    // ---- permits ------------------------------------------------------------
-
-    const holdPermit = (request: Request) => {
-      request.holdsPermit = true
-      inFlight++
-      metrics.inFlight.unsafeUpdate(inFlight, [])
-    }
-
-    const releasePermit = (request: Request): Effect.Effect<void> => {
-      if (!request.holdsPermit) return Effect.void
-      request.holdsPermit = false
-      inFlight--
-      metrics.inFlight.unsafeUpdate(inFlight, [])
-      return semaphore.release(1)
-    }
-
-    // ---- dispatch -----------------------------------------------------------
-
-    const finish = (request: Request, exit: Exit.Exit<unknown, unknown>) => {
-      running.delete(request)
-      if (request.abandoned) {
-        settle(request, "CANCELLED", Exit.fail(abandonedError(request)))
-      } else if (request.expired) {
-        settle(request, "FAILED", Exit.fail(deadlineError(request)))
-      } else if (Exit.isSuccess(exit)) {
-        settle(request, "COMPLETED", exit)
-      } else if (Cause.isInterruptedOnly(exit.cause)) {
-        request.error = "interrupted"
-        settle(request, "CANCELLED", exit)
-      } else {
-        request.error = Option.getOrElse(Cause.failureOption(exit.cause), () => Cause.squash(exit.cause))
-        settle(request, "FAILED", exit)
+    /**
+     * A started resilient request ends through its fiber's exit. First it
+     * leaves the queue or the admission it may be in again, so that nothing
+     * starts it meanwhile (an admitted reservation is refunded by the exit).
+     */
+    const cancelStarted = (request: Request): Effect.Effect<void> => {
+      if (request.status === "QUEUED") {
+        queued--
+        queue.compact(queued)
+        wakeRoomWaiter()
+      } else if (request.status === "PROCESSING" && admitting === request) {
+        if (request.cancelSignal !== undefined) Deferred.unsafeDone(request.cancelSignal, Exit.void)
+        admitting = undefined
+        kick("next turn")
       }
+      // Not live in the queue, not startable by the dispatcher; `finish` sets the real end.
+      if (request.status === "QUEUED" || request.status === "PROCESSING") request.status = "CANCELLED"
+      reportMetrics()
+      return request.fiber === undefined ? Effect.void : Effect.asVoid(Fiber.interrupt(request.fiber))
     }
 
-    /** The effect under its timeout: the request's own, or what is left of its deadline if that is sooner. */
-    const withTimeout = (request: Request, effect: Effect.Effect<unknown, unknown, any>) => {
-      const attemptMillis = request.timeoutMillis
-      const leftMillis = request.deadlineAt === undefined ? undefined : request.deadlineAt - now()
-      if (attemptMillis === undefined && leftMillis === undefined) return effect
-      const byDeadline = leftMillis !== undefined && (attemptMillis === undefined || leftMillis < attemptMillis)
-      return Effect.timeoutFail(effect, {
-        duration: Duration.millis(Math.max(0, byDeadline ? leftMillis! : attemptMillis!)),
-        onTimeout: () =>
-          byDeadline
-            ? deadlineError(request)
-            : new RequestTimeoutError({ executor: name, requestId: request.id, timeoutMillis: attemptMillis! })
-      })
-    }
-
-    const inSpan = (request: Request, effect: Effect.Effect<unknown, unknown, any>) =>
-      spans
-        ? Effect.withSpan(effect, "sluice.executor.request", {
-            kind: "client",
-            attributes: {
-              "sluice.executor": name,
-              "sluice.request.id": request.id,
-              "sluice.request.key": request.key,
-              "sluice.request.priority": request.priority
-            }
-          })
-        : effect
-
-    /** One attempt, no retry, no breaker: the fast path. */
-    const plainProgram = (request: Request): Effect.Effect<unknown, unknown, any> =>
-      // The work is interruptible whatever the caller's region was: timeouts and cancellation must reach it.
-      Effect.onExit(inSpan(request, withTimeout(request, Effect.interruptible(request.effect))), (exit) =>
-        Effect.zipRight(
-          releasePermit(request),
-          Effect.sync(() => {
-            metrics.callDuration.unsafeUpdate(now() - request.timestamps.CALLING!, [])
-            finish(request, exit)
-          })
-        )
-      )
-
-    const leaveRetryWait = (request: Request) => {
-      if (!request.betweenAttempts) return
-      request.betweenAttempts = false
-      retrying--
-    }
-
-    const beginAttempt = (request: Request, attempt: number) => {
-      const startedAt = now()
-      request.enter("CALLING", startedAt)
-      request.attempts = attempt
-      metrics.admissionWait.unsafeUpdate(startedAt - request.timestamps.PROCESSING!, [])
-      publish(request)
-    }
-
-    const logAttempt = (request: Request, record: AttemptRecord) => {
-      request.attemptLog ??= []
-      request.attemptLog.push(record)
-    }
-
-    const outcomeOf = (exit: Exit.Exit<unknown, unknown>): AttemptRecord["outcome"] => {
-      if (Exit.isSuccess(exit)) return "success"
-      if (Cause.isInterruptedOnly(exit.cause)) return "interrupted"
-      const error = Cause.failureOption(exit.cause)
-      return Option.isSome(error) && error.value instanceof RequestTimeoutError ? "timeout" : "failure"
-    }
-
-    /**
-     * One attempt on the resilient path, holding a permit and (with limits) a
-     * reservation: the breaker lets it through or refuses it (then its tokens
-     * go back), then the call runs under its timeout and the breaker hears the
-     * outcome. The permit is returned whatever happens.
-     */
-    const attemptOnce = (request: Request, attempt: number): Effect.Effect<Exit.Exit<unknown, unknown>, never, any> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.gen(function* () {
-          const breaker = request.settings.breaker
-          let breakerPermit: CircuitBreaker.Permit | undefined
-          if (breaker !== undefined) {
-            const admitted = yield* Effect.either(breaker.admit(request.key))
-            if (Either.isLeft(admitted)) {
-              yield* refund(request)
-              yield* releasePermit(request)
-              const at = now()
-              logAttempt(request, { attempt, startedAt: at, endedAt: at, outcome: "rejected", error: admitted.left })
-              return Exit.fail(admitted.left)
-            }
-            breakerPermit = admitted.right
-          }
-          request.reservation = undefined // spent by this attempt
-          beginAttempt(request, attempt)
-          const startedAt = request.timestamps.CALLING!
-          const exit = yield* Effect.exit(restore(withTimeout(request, Effect.interruptible(request.effect))))
-          const outcome = outcomeOf(exit)
-          if (breakerPermit !== undefined) {
-            yield* breaker!.release(breakerPermit, outcome === "interrupted" ? "interrupted" : exit)
-          }
-          yield* releasePermit(request)
-          const endedAt = now()
-          metrics.callDuration.unsafeUpdate(endedAt - startedAt, [])
-          const record: { -readonly [K in keyof AttemptRecord]: AttemptRecord[K] } = {
-            attempt,
-            startedAt,
-            endedAt,
-            outcome
-          }
-          if (Exit.isFailure(exit) && outcome !== "interrupted") {
-            record.error = Option.getOrElse(Cause.failureOption(exit.cause), () => Cause.squash(exit.cause))
-          }
-          logAttempt(request, record)
-          return exit
-        })
-      )
-
-    /**
-     * Admits a retry as the dispatcher admitted the first attempt, but from the
-     * request's own fiber: the breaker is checked first (a refused retry costs
-     * no tokens), then the limits, then a permit.
-     */
-    const readmit = (request: Request): Effect.Effect<void, unknown> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.gen(function* () {
-          const breaker = request.settings.breaker
-          if (breaker !== undefined) yield* breaker.check(request.key)
-          if (limiter !== undefined) {
-            request.reservation = yield* restore(limiter.acquire(request.cost, { key: request.key }))
-          }
-          yield* restore(semaphore.take(1))
-          holdPermit(request)
-          leaveRetryWait(request)
-        })
-      )
-
-    /**
-     * The resilient path: attempts until one succeeds or the retry policy
-     * gives up. Between attempts the request holds no permit and shows as
-     * PROCESSING; the wait and the re-admission are interruptible, and
-     * whatever is held at an interruption is given back on exit.
-     */
-    const resilientProgram = (request: Request): Effect.Effect<unknown, unknown, any> => {
-      const policy = request.settings.retry
-      const decide = policy === undefined ? undefined : RetryInternal.makeDecider(policy, now(), request.deadlineAt)
-      const giveUp = (exit: Exit.Exit<unknown, unknown>, reason?: Retry.GiveUpReason) => {
-        const last = request.attemptLog?.[request.attemptLog.length - 1]
-        if (reason !== undefined && last !== undefined)
-          request.attemptLog![request.attemptLog!.length - 1] = { ...last, gaveUp: reason }
-        return exit
-      }
-      const attemptFrom = (attempt: number): Effect.Effect<Exit.Exit<unknown, unknown>, never, any> =>
-        Effect.flatMap(attemptOnce(request, attempt), (exit) => {
-          if (Exit.isSuccess(exit) || decide === undefined || Cause.isInterruptedOnly(exit.cause)) {
-            return Effect.succeed(exit)
-          }
-          const error = Option.getOrUndefined(Cause.failureOption(exit.cause))
-          if (error === undefined) return Effect.succeed(giveUp(exit, "NotRetryable")) // a defect
-          return Effect.flatMap(decide(error, attempt, now()), (decision) => {
-            if (decision._tag === "GiveUp") return Effect.succeed(giveUp(exit, decision.reason))
-            const last = request.attemptLog![request.attemptLog!.length - 1]!
-            request.attemptLog![request.attemptLog!.length - 1] = { ...last, retryDelayMillis: decision.delayMillis }
-            retrying++
-            request.betweenAttempts = true
-            request.enter("PROCESSING", now())
-            publish(request)
-            return Effect.zipRight(Effect.sleep(Duration.millis(decision.delayMillis)), readmit(request)).pipe(
-              Effect.matchEffect({
-                onFailure: (refusal) =>
-                  Effect.sync(() => {
-                    leaveRetryWait(request)
-                    const at = now()
-                    logAttempt(request, {
-                      attempt: attempt + 1,
-                      startedAt: at,
-                      endedAt: at,
-                      outcome: "rejected",
-                      error: refusal
-                    })
-                    return Exit.fail(refusal) as Exit.Exit<unknown, unknown>
-                  }),
-                onSuccess: () => attemptFrom(attempt + 1)
-              })
-            )
-          })
-        })
-      const attempts = Effect.flatten(
-        policy?.budget === undefined ? attemptFrom(1) : Effect.zipRight(policy.budget.recordRequest, attemptFrom(1))
-      )
-      return Effect.onExit(inSpan(request, attempts), (exit) =>
-        Effect.suspend(() => {
-          leaveRetryWait(request) // if interrupted between attempts
-          return Effect.zipRight(
-            Effect.zipRight(refund(request), releasePermit(request)),
-            Effect.sync(() => finish(request, exit))
-          )
-        })
-      )
-    }
-
-    const start = (request: Request) => {
+    /** Ends a dequeued request before it starts: refused by its breaker, its limits or its deadline. */
+    const refuse = (request: Request, error: unknown) => {
       admitting = undefined
-      running.add(request)
-      holdPermit(request)
-      // On the resilient path the attempt begins once the breaker lets it through.
-      if (request.settings.plain) beginAttempt(request, 1)
-      const program = request.settings.plain ? plainProgram(request) : resilientProgram(request)
-      request.fiber = Runtime.runFork(request.runtime)(program)
+      request.error = error
+      const resume = request.resume
+      if (resume !== undefined) {
+        // A retry admitted again: its fiber ends it.
+        request.resume = undefined
+        Deferred.unsafeDone(resume, Exit.fail(error))
+        return
+      }
+      if (!request.settings.plain) {
+        const at = now()
+        logAttempt(request, { attempt: 1, startedAt: at, endedAt: at, outcome: "rejected", error })
+      }
+      settle(request, "FAILED", Exit.fail(error))
     }
+
+    // ---- dispatch with a rate limiter ----------------------------------------
 
     /** Waits for `wait`, or answers `onCancel` sooner if the request is cancelled meanwhile. */
     const unlessCancelled = <A, E>(request: Request, wait: Effect.Effect<A, E>, onCancel: A) => {
@@ -684,53 +965,42 @@ export const make = (
       return Effect.raceFirst(wait, Effect.as(Deferred.await(request.cancelSignal), onCancel))
     }
 
-    const takePermitAndStart = (request: Request): Effect.Effect<void> => {
-      if (request.status !== "PROCESSING") {
-        admitting = undefined
-        checkIdle()
-        return refund(request)
-      }
-      const takePermit = Effect.as(semaphore.take(1), true)
-      const permit = inFlight < concurrency ? takePermit : unlessCancelled(request, takePermit, false)
-      return Effect.flatMap(permit, (holdsPermit) => {
-        if (request.status === "PROCESSING") {
-          start(request)
-          return Effect.void
+    const waitForSignal = Effect.suspend(() => {
+      dispatcherSignal ??= Deferred.unsafeMake(FiberId.none)
+      return Deferred.await(dispatcherSignal)
+    })
+
+    /** Starts the admitted request once a permit is free (a finish or its cancellation wakes the dispatcher). */
+    const takePermitAndStart = (request: Request): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (request.status !== "PROCESSING") {
+          if (admitting === request) admitting = undefined
+          checkIdle()
+          return refund(request)
         }
-        // Cancelled meanwhile: hand back the permit if the race left us holding it, and the tokens.
-        admitting = undefined
-        checkIdle()
-        return Effect.zipRight(holdsPermit ? semaphore.release(1) : Effect.void, refund(request))
+        if (inFlight >= concurrency) return Effect.zipRight(waitForSignal, takePermitAndStart(request))
+        start(request, now())
+        reportMetrics()
+        return Effect.void
       })
-    }
 
-    /** Ends a dequeued request before admission: refused by its breaker, its limits, or its deadline. */
-    const refuse = (request: Request, error: unknown) => {
-      admitting = undefined
-      request.error = error
-      if (!request.settings.plain) {
-        const at = now()
-        logAttempt(request, { attempt: 1, startedAt: at, endedAt: at, outcome: "rejected", error })
-      }
-      settle(request, "FAILED", Exit.fail(error))
-      return Effect.void
-    }
-
-    const admit = (request: Request): Effect.Effect<void> => {
+    const admit = (limiter: RateLimiter.RateLimiterShape, request: Request): Effect.Effect<void> => {
       if (request.deadlineAt !== undefined && now() >= request.deadlineAt) {
         request.expired = true
-        return refuse(request, deadlineError(request))
+        refuse(request, deadlineError(request))
+        reportMetrics()
+        return Effect.void
       }
-      const breaker = request.settings.breaker
-      const admission =
-        limiter === undefined
-          ? Effect.succeed(Option.none<RateLimiter.Reservation>())
-          : Effect.map(limiter.acquire(request.cost, { key: request.key }), Option.some)
+      const acquire = Effect.map(limiter.acquire(request.cost, { key: request.key }), Option.some)
       // An open breaker refuses before the limits are asked: a refused request costs no tokens.
-      const checked = breaker === undefined ? admission : Effect.zipRight(breaker.check(request.key), admission)
-      if (limiter === undefined && breaker === undefined) return takePermitAndStart(request)
-      return Effect.matchEffect(unlessCancelled(request, checked, Option.none()), {
-        onFailure: (error) => refuse(request, error),
+      const breaker = request.settings.breaker
+      const admission = breaker === undefined ? acquire : Effect.zipRight(breaker.check(request.key), acquire)
+      return Effect.matchEffect(unlessCancelled(request, admission, Option.none()), {
+        onFailure: (error) => {
+          refuse(request, error)
+          reportMetrics()
+          return Effect.void
+        },
         onSuccess: (reservation) => {
           if (Option.isSome(reservation)) request.reservation = reservation.value
           return takePermitAndStart(request)
@@ -738,25 +1008,19 @@ export const make = (
       })
     }
 
-    const waitForWork = Effect.suspend(() => {
-      workAvailable ??= Deferred.unsafeMake(FiberId.none)
-      return Deferred.await(workAvailable)
-    })
-
-    const dispatchOne: Effect.Effect<void> = Effect.suspend(() => {
-      const request = queue.pop()
-      if (request === undefined) return waitForWork
-      setQueued(queued - 1)
-      wakeRoomWaiter()
-      admitting = request
-      request.enter("PROCESSING", now())
-      publish(request)
-      return admit(request)
-    })
+    const dispatchOne = (limiter: RateLimiter.RateLimiterShape): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const request = popHead(now())
+        if (request === undefined) return waitForSignal
+        wakeRoomWaiter()
+        reportMetrics()
+        return admit(limiter, request)
+      })
 
     // A plain loop: `Effect.forever` would yield to the scheduler after every request.
-    const dispatchLoop: Effect.Effect<never> = Effect.flatMap(dispatchOne, () => dispatchLoop)
-    const dispatcher = yield* Effect.forkScoped(dispatchLoop)
+    const dispatchLoop = (limiter: RateLimiter.RateLimiterShape): Effect.Effect<never> =>
+      Effect.flatMap(dispatchOne(limiter), () => dispatchLoop(limiter))
+    const dispatcher = limiter === undefined ? undefined : yield* Effect.forkScoped(dispatchLoop(limiter))
 
     // ---- shutdown -----------------------------------------------------------
 
@@ -765,13 +1029,17 @@ export const make = (
         const abandoned: Array<number> = []
         const victims: Array<Request> = queue.drain()
         if (admitting !== undefined) victims.push(admitting)
-        for (const request of running) victims.push(request)
+        for (const request of running) if (request !== undefined) victims.push(request)
+        for (const request of resilient) victims.push(request)
+        const unique = [...new Set(victims)]
+        victims.length = 0
+        victims.push(...unique)
         for (const request of victims) abandoned.push(request.id)
         return Effect.forEach(victims, (request) => cancel(request, "shutdown"), {
           concurrency: "unbounded",
           discard: true
         }).pipe(
-          Effect.zipRight(Fiber.interrupt(dispatcher)),
+          Effect.zipRight(dispatcher === undefined ? Effect.void : Fiber.interrupt(dispatcher)),
           Effect.as({ executor: name, unfinishedAtStart, abandoned: abandoned.sort((a, b) => a - b) }),
           Effect.tap((result) =>
             result.abandoned.length === 0
@@ -792,7 +1060,10 @@ export const make = (
         for (const waiter of roomWaiters.splice(0)) {
           if (waiter.active) Deferred.unsafeDone(waiter.deferred, Exit.fail(notAccepting()))
         }
-        const unfinishedAtStart = queued + (admitting === undefined ? 0 : 1) + inFlight
+        const unfinished = new Set<Request>(resilient)
+        if (admitting !== undefined) unfinished.add(admitting)
+        for (const request of running) if (request !== undefined) unfinished.add(request)
+        const unfinishedAtStart = unfinished.size + queued - [...unfinished].filter((r) => r.status === "QUEUED").length
         idle = Deferred.unsafeMake(FiberId.none)
         checkIdle()
         const wait = deadline === undefined ? shutdownTimeout : Duration.decode(deadline)
@@ -825,7 +1096,9 @@ export const make = (
             submitOptions,
             runtime,
             (_, exit) => Deferred.unsafeDone(deferred, exit as Exit.Exit<A, E>),
-            0
+            undefined,
+            0,
+            now()
           )
           publish(request)
           // A refused request (queue full, or shutdown while waiting for room) ends FAILED.
@@ -833,6 +1106,7 @@ export const make = (
             Effect.sync(() => {
               request.error = error
               settle(request, "FAILED", Exit.fail(error))
+              reportMetrics()
             })
           )
           const answer = Deferred.await(deferred)
@@ -861,6 +1135,7 @@ export const make = (
           const results: Array<Exit.Exit<A, E | Executor.ExecutorError>> = []
           const outstanding: Array<Request | undefined> = []
           const done = Deferred.unsafeMake<void>(FiberId.none)
+          const batch = new BatchWorkers.Batch<Request, R>(runtime, concurrency, batchHooks)
           let pending = 0
           let exhausted = false
           let index = 0
@@ -874,6 +1149,7 @@ export const make = (
 
           const finishIntake = () => {
             exhausted = true
+            kick("next turn")
             if (pending === 0) Deferred.unsafeDone(done, Exit.void)
             return Deferred.await(done)
           }
@@ -883,7 +1159,10 @@ export const make = (
               let slotPromised = useSlot
               while (true) {
                 if (!slotPromised && !hasRoom() && accepting) {
-                  return Effect.matchEffect(waitForRoom(true), {
+                  // Wait in line first, then let the head move: what it frees goes to the line.
+                  const waiter = addRoomWaiter(true)
+                  kick("next turn")
+                  return Effect.matchEffect(awaitRoom(waiter), {
                     onFailure: () => fill(false),
                     onSuccess: () => fill(true)
                   })
@@ -907,14 +1186,15 @@ export const make = (
                   results[position] = Exit.fail(invalid ?? notAccepting())
                   continue
                 }
-                const request = newRequest(effect, taskOptions, runtime, onExit, position)
+                const at = now()
+                const request = newRequest(effect, taskOptions, runtime, onExit, batch, position, at)
                 pending++
                 outstanding[position] = request
                 if (slotPromised) {
                   promisedSlots--
                   slotPromised = false
                 }
-                push(request)
+                push(request, at)
               }
             })
 
@@ -926,6 +1206,7 @@ export const make = (
                 { concurrency: "unbounded", discard: true }
               )
             ),
+            Effect.ensuring(Effect.sync(() => batch.close())),
             Effect.as(results)
           )
         })

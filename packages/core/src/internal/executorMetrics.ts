@@ -2,7 +2,10 @@
  * The Executor's Effect `Metric`s, each tagged with the executor's name:
  * queue depth and in-flight gauges, admission-wait and call-duration
  * histograms (milliseconds), and a counter of outcomes tagged by status.
- * Updated with `unsafeUpdate` from the dispatcher's synchronous bookkeeping.
+ * Updated with `unsafeUpdate` from the executor's synchronous bookkeeping:
+ * the histograms once per request; the gauges and the outcome counter once
+ * per synchronous step (a burst of pushes or finishes), and only when they
+ * changed, so they are exact whenever anything else can read them.
  */
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"
@@ -43,6 +46,6 @@ export const makeMetrics = (executor: string) => {
     inFlight: Metric.taggedWithLabels(inFlight, [label]),
     admissionWait: Metric.taggedWithLabels(admissionWait, [label]),
     callDuration: Metric.taggedWithLabels(callDuration, [label]),
-    outcome: (status: keyof typeof byStatus) => byStatus[status].unsafeUpdate(1, [])
+    outcome: (status: keyof typeof byStatus, count: number) => byStatus[status].unsafeUpdate(count, [])
   }
 }
