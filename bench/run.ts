@@ -27,7 +27,7 @@ import * as Throughput from "./throughput.js"
 
 const THROUGHPUT: Throughput.ThroughputOptions = { tasks: 100_000, queued: 100_000, maxReps: 5, budgetMs: 2_500 }
 const BREAKER_CALLS = 1_000_000
-const BREAKER_REPS = 5
+const BREAKER_REPS = 7
 const HTTP_REQUESTS = 5_000
 const HTTP_ROUNDS = 3
 const MILLION: BatchMillion.MillionOptions = { tasks: 1_000_000, queueCapacity: 10_000, concurrency: 16 }

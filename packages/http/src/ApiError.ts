@@ -22,6 +22,17 @@ const Common = {
   path: Schema.String
 }
 
+/** A failed answer: its status, the server's hints, and a short excerpt of its body. */
+const Answered = {
+  ...Common,
+  status: Schema.Number,
+  retryAfterMillis: Schema.optional(Schema.Number),
+  shouldRetry: Schema.optional(Schema.Boolean),
+  excerpt: Schema.String
+}
+
+const retryAfterOf = (millis: number | undefined) => (millis === undefined ? undefined : Duration.millis(millis))
+
 const verdict = (shouldRetry: boolean | undefined, otherwise: boolean) => shouldRetry ?? otherwise
 
 const where = (error: { endpoint: string; method: string; path: string }) =>
@@ -33,15 +44,9 @@ const where = (error: { endpoint: string; method: string; path: string }) =>
  * @since 0.1.0
  * @category errors
  */
-export class RateLimited extends Schema.TaggedError<RateLimited>("@sluice/http/RateLimited")("RateLimited", {
-  ...Common,
-  status: Schema.Number,
-  retryAfterMillis: Schema.optional(Schema.Number),
-  shouldRetry: Schema.optional(Schema.Boolean),
-  excerpt: Schema.String
-}) {
+export class RateLimited extends Schema.TaggedError<RateLimited>("@sluice/http/RateLimited")("RateLimited", Answered) {
   get retryAfter(): Duration.Duration | undefined {
-    return this.retryAfterMillis === undefined ? undefined : Duration.millis(this.retryAfterMillis)
+    return retryAfterOf(this.retryAfterMillis)
   }
   get retryable(): boolean {
     return verdict(this.shouldRetry, true)
@@ -58,15 +63,9 @@ export class RateLimited extends Schema.TaggedError<RateLimited>("@sluice/http/R
  * @since 0.1.0
  * @category errors
  */
-export class ServerError extends Schema.TaggedError<ServerError>("@sluice/http/ServerError")("ServerError", {
-  ...Common,
-  status: Schema.Number,
-  retryAfterMillis: Schema.optional(Schema.Number),
-  shouldRetry: Schema.optional(Schema.Boolean),
-  excerpt: Schema.String
-}) {
+export class ServerError extends Schema.TaggedError<ServerError>("@sluice/http/ServerError")("ServerError", Answered) {
   get retryAfter(): Duration.Duration | undefined {
-    return this.retryAfterMillis === undefined ? undefined : Duration.millis(this.retryAfterMillis)
+    return retryAfterOf(this.retryAfterMillis)
   }
   get retryable(): boolean {
     return verdict(this.shouldRetry, this.status !== 501 && this.status !== 505)

@@ -17,16 +17,15 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Predicate from "effect/Predicate"
-import * as PubSub from "effect/PubSub"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import type * as CircuitBreaker from "../CircuitBreaker.js"
 import * as InvalidOptions from "../InvalidOptions.js"
 import * as Window from "./breakerWindow.js"
 import { CircuitOpenError } from "./circuitBreakerError.js"
 import { makeKeyMetrics } from "./circuitBreakerMetrics.js"
+import * as EventHub from "./eventHub.js"
 import * as ScheduleStepper from "./scheduleStepper.js"
 
 export const DEFAULT_KEY = "default"
@@ -165,8 +164,7 @@ export const make = (
 
     const clock = yield* Effect.clock
     const now = () => clock.unsafeCurrentTimeMillis()
-    const pubsub = yield* PubSub.sliding<CircuitBreaker.Transition>(options.transitionBufferSize ?? 1024)
-    let subscribers = 0
+    const transitions = yield* EventHub.make<CircuitBreaker.Transition>(options.transitionBufferSize ?? 1024)
     const breakers = new Map<string, KeyBreaker>()
 
     const breakerFor = (key: string, at: number): KeyBreaker => {
@@ -192,7 +190,7 @@ export const make = (
       breaker.probeSuccesses = 0
       breaker.metrics.state(to)
       breaker.metrics.transition(from, to)
-      if (subscribers > 0) pubsub.unsafeOffer({ breaker: name, key: breaker.key, from, to, at, reason })
+      if (transitions.observed()) transitions.offer({ breaker: name, key: breaker.key, from, to, at, reason })
     }
 
     /** The next open duration: fixed, or the schedule's next step (its last step once it is done). */
@@ -299,10 +297,14 @@ export const make = (
       result: Exit.Exit<unknown, unknown> | "interrupted"
     ): Effect.Effect<void> | undefined => {
       // A CLOSED breaker without slow calls or a time window needs no second
-      // clock reading for a call that began in its generation.
-      const at = breaker.state === "CLOSED" && generation === breaker.generation && !timeMatters ? startedAt : now()
-      breaker.lastUsed = at
-      refresh(breaker, at)
+      // clock reading for a call that began in its generation (its window
+      // ignores time, and admission already marked the key as used).
+      const cheap = breaker.state === "CLOSED" && generation === breaker.generation && !timeMatters
+      const at = cheap ? startedAt : now()
+      if (!cheap) {
+        breaker.lastUsed = at
+        refresh(breaker, at)
+      }
       if (generation !== breaker.generation) return undefined
       const verdict = result === "interrupted" ? "ignore" : classify(result)
       if (verdict === "ignore") {
@@ -366,12 +368,32 @@ export const make = (
         })
       })
 
+    /** The CLOSED path: the effect, its outcome recorded; no permit, no uninterruptible region. */
+    const closedCall = <A, E, R>(
+      effect: Effect.Effect<A, E, R>,
+      breaker: KeyBreaker,
+      generation: number,
+      startedAt: number
+    ): Effect.Effect<A, E, R> =>
+      Effect.matchCauseEffect(effect, {
+        onFailure: (cause) => {
+          if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
+          const after = recordOutcome(reattach(breaker), generation, false, startedAt, Exit.failCause(cause))
+          return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
+        },
+        onSuccess: (value) => {
+          const after = recordOutcome(reattach(breaker), generation, false, startedAt, successExit(value))
+          return after === undefined ? Effect.succeed(value) : Effect.as(after, value)
+        }
+      })
+
     /**
      * A CLOSED breaker lends nothing: the call holds no slot, so it runs
      * without an uninterruptible region (which costs more than the rest of
      * the breaker) and an interruption simply leaves no verdict. Any other
      * state goes through {@link protectWithPermit}, so a probe slot is always
-     * given back.
+     * given back. When the outcome's time does not matter, the CLOSED path is
+     * built once per generation and reused: a call allocates nothing of ours.
      */
     const protect = <A, E, R>(
       effect: Effect.Effect<A, E, R>,
@@ -379,24 +401,22 @@ export const make = (
     ): Effect.Effect<A, E | CircuitOpenError, R> => {
       const key = protectOptions?.key ?? DEFAULT_KEY
       const guarded = protectWithPermit(effect, key)
+      let cachedBreaker: KeyBreaker | undefined
+      let cachedGeneration = -1
+      let cached: Effect.Effect<A, E, R> | undefined
       return Effect.suspend(() => {
         const at = now()
         const breaker = breakerFor(key, at)
         refresh(breaker, at)
         if (breaker.state !== "CLOSED") return guarded
         breaker.lastUsed = at
-        const generation = breaker.generation
-        return Effect.matchCauseEffect(effect, {
-          onFailure: (cause) => {
-            if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
-            const after = recordOutcome(reattach(breaker), generation, false, at, Exit.failCause(cause))
-            return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
-          },
-          onSuccess: (value) => {
-            const after = recordOutcome(reattach(breaker), generation, false, at, successExit(value))
-            return after === undefined ? Effect.succeed(value) : Effect.as(after, value)
-          }
-        })
+        if (timeMatters) return closedCall(effect, breaker, breaker.generation, at)
+        if (cached === undefined || cachedBreaker !== breaker || cachedGeneration !== breaker.generation) {
+          cachedBreaker = breaker
+          cachedGeneration = breaker.generation
+          cached = closedCall(effect, breaker, breaker.generation, at)
+        }
+        return cached
       })
     }
 
@@ -454,16 +474,6 @@ export const make = (
     })
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(idleMillis)), sweep)))
 
-    const subscribe = Effect.acquireRelease(
-      Effect.sync(() => {
-        subscribers++
-      }),
-      () =>
-        Effect.sync(() => {
-          subscribers--
-        })
-    ).pipe(Effect.zipRight(PubSub.subscribe(pubsub)))
-
     return {
       name,
       protect,
@@ -474,8 +484,8 @@ export const make = (
       inspect: (key?: string) => Effect.sync(() => snapshot(key)),
       isolate: (key = DEFAULT_KEY) => force(key, "ISOLATED", "Isolated"),
       reset: (key = DEFAULT_KEY) => force(key, "CLOSED", "Reset"),
-      transitions: Stream.unwrapScoped(Effect.map(subscribe, Stream.fromQueue)),
-      subscribe,
+      transitions: transitions.stream,
+      subscribe: transitions.subscribe,
       size: Effect.sync(() => breakers.size),
       sweep
     } satisfies CircuitBreaker.CircuitBreakerShape

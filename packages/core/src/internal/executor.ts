@@ -62,12 +62,10 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
-import * as PubSub from "effect/PubSub"
 import * as Runtime from "effect/Runtime"
 import type * as Scheduler from "effect/Scheduler"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import type * as CircuitBreaker from "../CircuitBreaker.js"
 import type * as Executor from "../Executor.js"
 import * as InvalidOptions from "../InvalidOptions.js"
@@ -76,6 +74,7 @@ import * as RateLimiterStore from "../RateLimiterStore.js"
 import type { AttemptRecord, RequestEvent, RequestStatus } from "../RequestEvent.js"
 import type * as Retry from "../Retry.js"
 import * as BatchWorkers from "./batchWorkers.js"
+import * as EventHub from "./eventHub.js"
 import { ExecutorShutdownError, QueueFullError, RequestTimeoutError } from "./executorError.js"
 import { makeMetrics } from "./executorMetrics.js"
 import { type KeySettings, makeResolver } from "./executorResilience.js"
@@ -222,8 +221,7 @@ export const make = (
     )
     const now = () => clock.unsafeCurrentTimeMillis()
     const metrics = makeMetrics(name)
-    const pubsub = yield* PubSub.sliding<RequestEvent>(decoded.eventBufferSize ?? DEFAULT_EVENT_BUFFER)
-    let subscribers = 0
+    const events = yield* EventHub.make<RequestEvent>(decoded.eventBufferSize ?? DEFAULT_EVENT_BUFFER)
 
     const queue = new PriorityQueue<Request>(isRequestLive)
     let queued = 0
@@ -269,19 +267,10 @@ export const make = (
       return event
     }
 
+    /** The event record is built only while someone subscribes. */
     const publish = (request: Request) => {
-      if (subscribers > 0) pubsub.unsafeOffer(snapshot(request))
+      if (events.observed()) events.offer(snapshot(request))
     }
-
-    const subscribe = Effect.acquireRelease(
-      Effect.sync(() => {
-        subscribers++
-      }),
-      () =>
-        Effect.sync(() => {
-          subscribers--
-        })
-    ).pipe(Effect.zipRight(PubSub.subscribe(pubsub)))
 
     let reportedQueued = -1
     let reportedInFlight = -1
@@ -1231,8 +1220,8 @@ export const make = (
       submit,
       submitAll,
       stats,
-      events: Stream.unwrapScoped(Effect.map(subscribe, Stream.fromQueue)),
-      subscribe,
+      events: events.stream,
+      subscribe: events.subscribe,
       shutdown
     } satisfies Executor.ExecutorShape
   })
