@@ -6,15 +6,19 @@
  *
  * opossum is measured twice: with its per-call timeout off (no timer per call,
  * like the others) and with its default 10 s timeout. The target compares
- * Sluice with the faster opossum row.
+ * Sluice with the faster opossum row. Every run gets a fresh breaker and a
+ * collected heap: opossum keeps each call's latency in its rolling window (for
+ * percentiles), and a breaker kept across rounds grew the heap by 150 MB a
+ * round and slowed whatever ran next.
  */
 
 import { CircuitBreaker } from "@sluice/core"
 import * as Cockatiel from "cockatiel"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import CircuitBreakerOpossum from "opossum"
-import { counter, effectTask, median, thunkTask } from "./harness.js"
+import { collect, counter, effectTask, median, thunkTask } from "./harness.js"
 import * as Table from "./table.js"
 
 export interface BreakerRow {
@@ -38,6 +42,8 @@ const promiseLoop = async (calls: number, call: () => Promise<unknown>) => {
 }
 
 const time = async (calls: number, run: () => Promise<void>) => {
+  // Each run starts with a clean heap: garbage left by the row before is not charged to this one.
+  collect()
   const before = counter.value
   const start = performance.now()
   await run()
@@ -46,78 +52,112 @@ const time = async (calls: number, run: () => Promise<void>) => {
   return nanos
 }
 
-export const measure = async (calls: number, reps: number, progress: (line: string) => void) => {
-  const scope = Effect.runSync(Scope.make())
-  const sluiceConsecutive = await Effect.runPromise(
-    Scope.extend(CircuitBreaker.make({ name: "bench", policy: { kind: "consecutive", failures: 5 } }), scope)
-  )
-  const sluiceCount = await Effect.runPromise(
-    Scope.extend(
-      CircuitBreaker.make({ name: "bench-count", policy: { kind: "count", size: 100, failureRate: 0.5 } }),
-      scope
-    )
-  )
-  const opossumFast = new CircuitBreakerOpossum(thunkTask, { timeout: false })
-  const opossumDefault = new CircuitBreakerOpossum(thunkTask)
-  const cockatiel = Cockatiel.circuitBreaker(Cockatiel.handleAll, {
-    halfOpenAfter: 10_000,
-    breaker: new Cockatiel.ConsecutiveBreaker(5)
-  })
+interface Subject {
+  readonly name: string
+  readonly role: BreakerRow["role"]
+  /** Builds a fresh breaker for one timed run, and what to do after it. */
+  readonly prepare: () => Promise<{ readonly run: () => Promise<void>; readonly dispose: () => Promise<void> }>
+}
 
-  const subjects: Array<{ name: string; role: BreakerRow["role"]; run: () => Promise<void> }> = [
-    { name: "raw Effect call (floor)", role: "effect-floor", run: () => effectLoop(calls, effectTask) },
+const nothing = async () => {}
+
+/** A Sluice breaker in a scope of its own, closed after the run. */
+const sluiceSubject = (name: string, options: CircuitBreaker.Options, calls: number): Subject => ({
+  name,
+  role: "sluice",
+  prepare: async () => {
+    const scope = Effect.runSync(Scope.make())
+    const breaker = await Effect.runPromise(Scope.extend(CircuitBreaker.make(options), scope))
+    const call = breaker.protect(effectTask)
+    return {
+      run: () => effectLoop(calls, call),
+      dispose: () => Effect.runPromise(Scope.close(scope, Exit.void))
+    }
+  }
+})
+
+/** opossum keeps every latency of its rolling window (for percentiles): a fresh breaker per run frees them. */
+const opossumSubject = (name: string, role: BreakerRow["role"], options: object, calls: number): Subject => ({
+  name,
+  role,
+  prepare: async () => {
+    const breaker = new CircuitBreakerOpossum(thunkTask, options)
+    return {
+      run: () => promiseLoop(calls, () => breaker.fire()),
+      dispose: async () => {
+        breaker.shutdown()
+      }
+    }
+  }
+})
+
+export const measure = async (calls: number, reps: number, progress: (line: string) => void) => {
+  const subjects: Array<Subject> = [
     {
-      name: "Sluice protect (consecutive)",
-      role: "sluice",
-      run: () => effectLoop(calls, sluiceConsecutive.protect(effectTask))
+      name: "raw Effect call (floor)",
+      role: "effect-floor",
+      prepare: async () => ({ run: () => effectLoop(calls, effectTask), dispose: nothing })
     },
+    sluiceSubject(
+      "Sluice protect (consecutive)",
+      { name: "bench", policy: { kind: "consecutive", failures: 5 } },
+      calls
+    ),
+    sluiceSubject(
+      "Sluice protect (count window 100)",
+      { name: "bench-count", policy: { kind: "count", size: 100, failureRate: 0.5 } },
+      calls
+    ),
     {
-      name: "Sluice protect (count window 100)",
-      role: "sluice",
-      run: () => effectLoop(calls, sluiceCount.protect(effectTask))
+      name: "raw await call (floor)",
+      role: "promise-floor",
+      prepare: async () => ({ run: () => promiseLoop(calls, thunkTask), dispose: nothing })
     },
-    { name: "raw await call (floor)", role: "promise-floor", run: () => promiseLoop(calls, thunkTask) },
-    { name: "opossum fire (timeout off)", role: "opossum", run: () => promiseLoop(calls, () => opossumFast.fire()) },
-    {
-      name: "opossum fire (default 10 s timeout)",
-      role: "opossum-timeout",
-      run: () => promiseLoop(calls, () => opossumDefault.fire())
-    },
+    opossumSubject("opossum fire (timeout off)", "opossum", { timeout: false }, calls),
+    opossumSubject("opossum fire (default 10 s timeout)", "opossum-timeout", {}, calls),
     {
       name: "cockatiel circuitBreaker (consecutive)",
       role: "cockatiel",
-      run: () => promiseLoop(calls, () => cockatiel.execute(thunkTask))
+      prepare: async () => {
+        const breaker = Cockatiel.circuitBreaker(Cockatiel.handleAll, {
+          halfOpenAfter: 10_000,
+          breaker: new Cockatiel.ConsecutiveBreaker(5)
+        })
+        return { run: () => promiseLoop(calls, () => breaker.execute(thunkTask)), dispose: nothing }
+      }
     }
   ]
 
   // Repetitions go round the subjects in turn, so that a change of load on
-  // the machine during the run falls on every subject alike.
+  // the machine during the run falls on every subject alike; each run gets a
+  // fresh breaker and a collected heap, so nothing one row keeps is charged to the next.
   const samples = subjects.map(() => [] as Array<number>)
   for (let rep = 0; rep < reps; rep++) {
-    for (const [i, subject] of subjects.entries()) samples[i]!.push(await time(calls, subject.run))
+    for (const [i, subject] of subjects.entries()) {
+      const { run, dispose } = await subject.prepare()
+      samples[i]!.push(await time(calls, run))
+      await dispose()
+    }
     progress(`   round ${rep + 1} of ${reps} done`)
   }
-  const rows: Array<BreakerRow> = subjects.map((subject, i) => ({
-    name: subject.name,
-    role: subject.role,
-    nanosPerCall: median(samples[i]!),
-    bestNanosPerCall: Math.min(...samples[i]!)
-  }))
-  opossumFast.shutdown()
-  opossumDefault.shutdown()
-  await Effect.runPromise(Scope.close(scope, Effect.runSync(Effect.exit(Effect.void))))
-  return rows
+  return subjects.map(
+    (subject, i): BreakerRow => ({
+      name: subject.name,
+      role: subject.role,
+      nanosPerCall: median(samples[i]!),
+      bestNanosPerCall: Math.min(...samples[i]!)
+    })
+  )
 }
 
 /**
- * The target: Sluice's breaker at least as fast per call as opossum (its
- * faster configuration), compared by each one's best repetition: on a shared
- * machine the fastest run is the one least disturbed, and the median moves by
- * a third from run to run.
+ * The target: Sluice's breaker (its slower configuration) at least as fast
+ * per call as opossum (its faster one), by the median run, as every part of
+ * the benchmark compares.
  */
 export const target = (rows: ReadonlyArray<BreakerRow>) => {
-  const sluice = Math.max(...rows.filter((row) => row.role === "sluice").map((row) => row.bestNanosPerCall))
-  const opossum = rows.find((row) => row.role === "opossum")?.bestNanosPerCall ?? Number.NaN
+  const sluice = Math.max(...rows.filter((row) => row.role === "sluice").map((row) => row.nanosPerCall))
+  const opossum = rows.find((row) => row.role === "opossum")?.nanosPerCall ?? Number.NaN
   return { sluice, opossum, ok: sluice <= opossum }
 }
 
@@ -135,18 +175,18 @@ export const print = (rows: ReadonlyArray<BreakerRow>, calls: number, reps: numb
       { header: "breaker" },
       { header: "ns/call (median)", align: "right" },
       { header: "ns/call (best)", align: "right" },
-      { header: "calls/s (best)", align: "right" },
-      { header: "over its floor (best)", align: "right" }
+      { header: "calls/s (median)", align: "right" },
+      { header: "over its floor (median)", align: "right" }
     ],
     rows: rows.map((row) => [
       row.name,
       Table.fixed(row.nanosPerCall, 0),
       Table.fixed(row.bestNanosPerCall, 0),
-      Table.int(1e9 / row.bestNanosPerCall),
-      row.role.endsWith("floor") ? "-" : `+${Table.fixed(row.bestNanosPerCall - floorOf(row).bestNanosPerCall, 0)} ns`
+      Table.int(1e9 / row.nanosPerCall),
+      row.role.endsWith("floor") ? "-" : `+${Table.fixed(row.nanosPerCall - floorOf(row).nanosPerCall, 0)} ns`
     ]),
     notes: [
-      `Target: Sluice's breaker (slower row, best ${Table.fixed(sluice, 0)} ns) at least as fast per call as opossum (best ${Table.fixed(opossum, 0)} ns): ${Table.passOrMiss(ok)}`
+      `Target: Sluice's breaker (slower row, ${Table.fixed(sluice, 0)} ns) at least as fast per call as opossum (${Table.fixed(opossum, 0)} ns), by the median: ${Table.passOrMiss(ok)}`
     ]
   })
 }
