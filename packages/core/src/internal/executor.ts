@@ -36,12 +36,13 @@
  * built from the request's timestamp fields only then.
  *
  * A request with a retry policy, a breaker or a deadline takes the resilient
- * path: always a fiber of its own, which admits each attempt through the
- * breaker, runs it under its timeout, tells the breaker the outcome and asks
- * the retry policy what follows. Between attempts it holds no permit: it waits
- * out the delay, then goes back into the priority queue (above the capacity:
- * it already had its place) to be admitted again like any request (breaker
- * check, limits, permit), and its fiber resumes when `start` hands it a permit.
+ * path (`executorResilient.ts`): always a fiber of its own, which admits each
+ * attempt through the breaker, runs it under its timeout, tells the breaker
+ * the outcome and asks the retry policy what follows. Between attempts it
+ * holds no permit: it waits out the delay, then goes back into the priority
+ * queue (above the capacity: it already had its place) to be admitted again
+ * like any request (breaker check, limits, permit), and its fiber resumes when
+ * `start` hands it a permit. The request record itself is `executorRequest.ts`.
  *
  * Every way a request can leave undoes what it held at that moment:
  * - QUEUED: its queue slot is freed (and a caller waiting for room woken);
@@ -57,7 +58,6 @@ import type * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
@@ -66,21 +66,20 @@ import * as Runtime from "effect/Runtime"
 import type * as Scheduler from "effect/Scheduler"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import type * as CircuitBreaker from "../CircuitBreaker.js"
 import type * as Executor from "../Executor.js"
 import * as InvalidOptions from "../InvalidOptions.js"
 import type * as RateLimiter from "../RateLimiter.js"
 import * as RateLimiterStore from "../RateLimiterStore.js"
-import type { AttemptRecord, RequestEvent, RequestStatus } from "../RequestEvent.js"
-import type * as Retry from "../Retry.js"
+import type { RequestEvent } from "../RequestEvent.js"
 import * as BatchWorkers from "./batchWorkers.js"
 import * as EventHub from "./eventHub.js"
-import { ExecutorShutdownError, QueueFullError, RequestTimeoutError } from "./executorError.js"
+import { ExecutorShutdownError, QueueFullError } from "./executorError.js"
 import { makeMetrics } from "./executorMetrics.js"
-import { type KeySettings, makeResolver } from "./executorResilience.js"
+import { deadlineError as deadlineErrorOf, inSpan, logAttempt, Request, withTimeout } from "./executorRequest.js"
+import { makeResolver } from "./executorResilience.js"
+import * as ResilientPath from "./executorResilient.js"
 import { PriorityQueue } from "./priorityQueue.js"
 import * as RateLimiterInternal from "./rateLimiter.js"
-import * as RetryInternal from "./retry.js"
 
 const OptionsSchema = Schema.Struct({
   name: Schema.NonEmptyTrimmedString,
@@ -125,66 +124,6 @@ const decodeOptions = InvalidOptions.decode("Executor", OptionsSchema)
 const DEFAULT_QUEUE_CAPACITY = 10_000
 const DEFAULT_SHUTDOWN_TIMEOUT = Duration.seconds(30)
 const DEFAULT_EVENT_BUFFER = 1024
-
-/** A request as the executor holds it: a small mutable record. */
-class Request {
-  status: RequestStatus = "PENDING"
-  attempts = 0
-  reservation: RateLimiter.Reservation | undefined = undefined
-  /** The fiber the request runs on once started: its own, or its batch worker's. */
-  fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
-  /** The batch worker running the request, if it runs on one. */
-  worker: BatchWorkers.Worker<Request> | undefined = undefined
-  /** Completed to cut short a wait for admission when the request is cancelled. */
-  cancelSignal: Deferred.Deferred<void> | undefined = undefined
-  abandoned = false
-  /** Its deadline ran out; it ends FAILED with a deadline error. */
-  expired = false
-  /** Started on the resilient path and between attempts (waiting out a delay, or queued and admitted again). */
-  betweenAttempts = false
-  /** Set while a resilient request waits in the queue again: `start` completes it with a permit held. */
-  resume: Deferred.Deferred<void, unknown> | undefined = undefined
-  /** Each finished attempt (kept only on the resilient path). */
-  attemptLog: Array<AttemptRecord> | undefined = undefined
-  error: unknown = undefined
-  /** When the request entered each status it has been through (undefined: not yet; no number boxed before then). */
-  queuedAt: number | undefined = undefined
-  processingAt: number | undefined = undefined
-  callingAt: number | undefined = undefined
-  /** When it reached its terminal status. */
-  endedAt: number | undefined = undefined
-  /** Its permit's slot in the executor's table of running requests, while it holds one. */
-  slot = -1
-
-  constructor(
-    readonly id: number,
-    readonly key: string,
-    readonly priority: number,
-    readonly cost: RateLimiter.Cost | undefined,
-    readonly timeoutMillis: number | undefined,
-    /** When its total time runs out (ms on the Clock), if it has a deadline. */
-    readonly deadlineAt: number | undefined,
-    readonly settings: KeySettings,
-    readonly effect: Effect.Effect<unknown, unknown, any>,
-    readonly runtime: Runtime.Runtime<any>,
-    readonly onExit: (request: Request, exit: Exit.Exit<unknown, unknown>) => void,
-    /** The request's batch, whose workers run it (undefined for a single submit). */
-    readonly batch: BatchWorkers.Batch<Request, any> | undefined,
-    /** The request's place in its batch (0 for a single submit). */
-    readonly index: number,
-    readonly pendingAt: number
-  ) {}
-
-  /** The timestamps of the statuses it has been through, as events carry them. */
-  timestamps(): Partial<Record<RequestStatus, number>> {
-    const timestamps: Partial<Record<RequestStatus, number>> = { PENDING: this.pendingAt }
-    if (this.queuedAt !== undefined) timestamps.QUEUED = this.queuedAt
-    if (this.processingAt !== undefined) timestamps.PROCESSING = this.processingAt
-    if (this.callingAt !== undefined) timestamps.CALLING = this.callingAt
-    if (this.endedAt !== undefined) timestamps[this.status] = this.endedAt
-    return timestamps
-  }
-}
 
 interface RoomWaiter {
   readonly deferred: Deferred.Deferred<void, ExecutorShutdownError>
@@ -369,25 +308,8 @@ export const make = (
     /** The request's work: interruptible whatever the caller's region was, so timeouts and cancellation reach it. */
     const work = (request: Request): Effect.Effect<unknown, unknown, any> => {
       let effect = Effect.interruptible(request.effect)
-      if (request.timeoutMillis !== undefined) {
-        const timeoutMillis = request.timeoutMillis
-        effect = Effect.timeoutFail(effect, {
-          duration: Duration.millis(timeoutMillis),
-          onTimeout: () => new RequestTimeoutError({ executor: name, requestId: request.id, timeoutMillis })
-        })
-      }
-      if (spans) {
-        effect = Effect.withSpan(effect, "sluice.executor.request", {
-          kind: "client",
-          attributes: {
-            "sluice.executor": name,
-            "sluice.request.id": request.id,
-            "sluice.request.key": request.key,
-            "sluice.request.priority": request.priority
-          }
-        })
-      }
-      return effect
+      if (request.timeoutMillis !== undefined) effect = withTimeout(name, now(), request, effect)
+      return spans ? inSpan(name, request, effect) : effect
     }
 
     /** Gives back a started request's permit (once). The caller kicks the head afterwards. */
@@ -429,209 +351,29 @@ export const make = (
     const program = (request: Request): Effect.Effect<unknown, unknown, any> =>
       Effect.onExit(work(request), (exit) => Effect.sync(() => finish(request, exit)))
 
-    // ---- the resilient path ---------------------------------------------------
+    const deadlineError = (request: Request) => deadlineErrorOf(name, request)
 
-    const deadlineError = (request: Request) =>
-      new RequestTimeoutError({
-        executor: name,
-        requestId: request.id,
-        timeoutMillis: request.deadlineAt! - request.pendingAt,
-        kind: "Deadline"
-      })
-
-    /** The attempt under its timeout: the request's own, or what is left of its deadline if that is sooner. */
-    const withTimeout = (request: Request, effect: Effect.Effect<unknown, unknown, any>) => {
-      const attemptMillis = request.timeoutMillis
-      const leftMillis = request.deadlineAt === undefined ? undefined : request.deadlineAt - now()
-      if (attemptMillis === undefined && leftMillis === undefined) return effect
-      const byDeadline = leftMillis !== undefined && (attemptMillis === undefined || leftMillis < attemptMillis)
-      return Effect.timeoutFail(effect, {
-        duration: Duration.millis(Math.max(0, byDeadline ? leftMillis! : attemptMillis!)),
-        onTimeout: () =>
-          byDeadline
-            ? deadlineError(request)
-            : new RequestTimeoutError({ executor: name, requestId: request.id, timeoutMillis: attemptMillis! })
-      })
-    }
-
-    const inSpan = (request: Request, effect: Effect.Effect<unknown, unknown, any>) =>
-      spans
-        ? Effect.withSpan(effect, "sluice.executor.request", {
-            kind: "client",
-            attributes: {
-              "sluice.executor": name,
-              "sluice.request.id": request.id,
-              "sluice.request.key": request.key,
-              "sluice.request.priority": request.priority
-            }
-          })
-        : effect
-
-    const beginAttempt = (request: Request, attempt: number) => {
-      const at = now()
-      request.status = "CALLING"
-      request.callingAt = at
-      request.attempts = attempt
-      metrics.admissionWait.unsafeUpdate(at - request.processingAt!, [])
-      publish(request)
-    }
-
-    const logAttempt = (request: Request, record: AttemptRecord) => {
-      request.attemptLog ??= []
-      request.attemptLog.push(record)
-    }
-
-    /** Amends the last attempt's record with what followed it. */
-    const amendLastAttempt = (request: Request, amendment: Partial<AttemptRecord>) => {
-      const log = request.attemptLog
-      if (log === undefined || log.length === 0) return
-      log[log.length - 1] = { ...log[log.length - 1]!, ...amendment }
-    }
-
-    const outcomeOf = (exit: Exit.Exit<unknown, unknown>): AttemptRecord["outcome"] => {
-      if (Exit.isSuccess(exit)) return "success"
-      if (Cause.isInterruptedOnly(exit.cause)) return "interrupted"
-      const error = Cause.failureOption(exit.cause)
-      return Option.isSome(error) && error.value instanceof RequestTimeoutError ? "timeout" : "failure"
-    }
-
-    /** Gives back a resilient request's permit between attempts, letting the next request start. */
-    const releasePermit = (request: Request) => {
-      if (request.slot < 0) return
-      freePermit(request)
-      kick("now")
-    }
-
-    const leaveRetryWait = (request: Request) => {
-      if (!request.betweenAttempts) return
-      request.betweenAttempts = false
-      retrying--
-    }
-
-    /**
-     * One attempt, holding a permit and (with limits) a reservation: the
-     * breaker lets it through or refuses it (then its tokens go back), the
-     * call runs under its timeout and the breaker hears the outcome. The
-     * permit is returned whatever happens.
-     */
-    const attemptOnce = (request: Request, attempt: number): Effect.Effect<Exit.Exit<unknown, unknown>, never, any> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.gen(function* () {
-          const breaker = request.settings.breaker
-          let breakerPermit: CircuitBreaker.Permit | undefined
-          if (breaker !== undefined) {
-            const admitted = yield* Effect.either(breaker.admit(request.key))
-            if (Either.isLeft(admitted)) {
-              yield* refund(request)
-              releasePermit(request)
-              const at = now()
-              logAttempt(request, { attempt, startedAt: at, endedAt: at, outcome: "rejected", error: admitted.left })
-              return Exit.fail(admitted.left)
-            }
-            breakerPermit = admitted.right
-          }
-          request.reservation = undefined // spent by this attempt
-          beginAttempt(request, attempt)
-          const startedAt = request.callingAt!
-          const exit = yield* Effect.exit(restore(withTimeout(request, Effect.interruptible(request.effect))))
-          const outcome = outcomeOf(exit)
-          if (breakerPermit !== undefined) {
-            yield* breaker!.release(breakerPermit, outcome === "interrupted" ? "interrupted" : exit)
-          }
-          releasePermit(request)
-          const endedAt = now()
-          metrics.callDuration.unsafeUpdate(endedAt - startedAt, [])
-          const record: { -readonly [K in keyof AttemptRecord]: AttemptRecord[K] } = {
-            attempt,
-            startedAt,
-            endedAt,
-            outcome
-          }
-          if (Exit.isFailure(exit) && outcome !== "interrupted") {
-            record.error = Option.getOrElse(Cause.failureOption(exit.cause), () => Cause.squash(exit.cause))
-          }
-          logAttempt(request, record)
-          return exit
-        })
-      )
-
-    /**
-     * After the retry delay: back into the priority queue, to be admitted like
-     * any request (breaker check, limits, permit); resumes once `start` hands
-     * it a permit, or fails with what refused it.
-     */
-    const requeue = (request: Request): Effect.Effect<void, unknown> =>
-      Effect.suspend(() => {
-        const resume = Deferred.unsafeMake<void, unknown>(FiberId.none)
-        request.resume = resume
+    const resilientPath = ResilientPath.make({
+      executor: name,
+      now,
+      spans,
+      metrics,
+      publish,
+      releasePermit: (request) => {
+        if (request.slot < 0) return
+        freePermit(request)
+        kick("now")
+      },
+      refund: (request) => refund(request),
+      requeue: (request) => {
         push(request, now())
         kick("next turn")
-        return Deferred.await(resume)
-      })
-
-    /**
-     * The resilient path: attempts until one succeeds or the retry policy
-     * gives up. Whatever is held at an interruption is given back on exit.
-     */
-    const resilientProgram = (request: Request): Effect.Effect<unknown, unknown, any> => {
-      const policy = request.settings.retry
-      const decide = policy === undefined ? undefined : RetryInternal.makeDecider(policy, now(), request.deadlineAt)
-      const giveUp = (exit: Exit.Exit<unknown, unknown>, reason: Retry.GiveUpReason) => {
-        amendLastAttempt(request, { gaveUp: reason })
-        return exit
+      },
+      finish: (request, exit) => finish(request, exit),
+      retrying: (delta) => {
+        retrying += delta
       }
-      const attemptFrom = (attempt: number): Effect.Effect<Exit.Exit<unknown, unknown>, never, any> =>
-        Effect.flatMap(attemptOnce(request, attempt), (exit) => {
-          if (Exit.isSuccess(exit) || decide === undefined || Cause.isInterruptedOnly(exit.cause)) {
-            return Effect.succeed(exit)
-          }
-          const error = Option.getOrUndefined(Cause.failureOption(exit.cause))
-          if (error === undefined) return Effect.succeed(giveUp(exit, "NotRetryable")) // a defect
-          return Effect.flatMap(decide(error, attempt, now()), (decision) => {
-            if (decision._tag === "GiveUp") return Effect.succeed(giveUp(exit, decision.reason))
-            amendLastAttempt(request, { retryDelayMillis: decision.delayMillis })
-            retrying++
-            request.betweenAttempts = true
-            request.status = "PROCESSING"
-            request.processingAt = now()
-            publish(request)
-            return Effect.zipRight(Effect.sleep(Duration.millis(decision.delayMillis)), requeue(request)).pipe(
-              Effect.matchEffect({
-                onFailure: (refusal) =>
-                  Effect.sync(() => {
-                    leaveRetryWait(request)
-                    const at = now()
-                    logAttempt(request, {
-                      attempt: attempt + 1,
-                      startedAt: at,
-                      endedAt: at,
-                      outcome: "rejected",
-                      error: refusal
-                    })
-                    return Exit.fail(refusal) as Exit.Exit<unknown, unknown>
-                  }),
-                onSuccess: () => {
-                  leaveRetryWait(request)
-                  return attemptFrom(attempt + 1)
-                }
-              })
-            )
-          })
-        })
-      const attempts = Effect.flatten(
-        policy?.budget === undefined ? attemptFrom(1) : Effect.zipRight(policy.budget.recordRequest, attemptFrom(1))
-      )
-      return Effect.onExit(inSpan(request, attempts), (exit) =>
-        Effect.suspend(() => {
-          leaveRetryWait(request) // if interrupted between attempts
-          request.resume = undefined
-          return Effect.zipRight(
-            refund(request),
-            Effect.sync(() => finish(request, exit))
-          )
-        })
-      )
-    }
+    })
 
     /** Takes a permit for the admitting request and starts it. */
     const start = (request: Request, at: number) => {
@@ -649,7 +391,7 @@ export const make = (
         }
         resilient.add(request)
         // Begins its attempt (CALLING) once its breaker lets it through.
-        request.fiber = Runtime.runFork(request.runtime)(resilientProgram(request), { immediate: false })
+        request.fiber = Runtime.runFork(request.runtime)(resilientPath.program(request), { immediate: false })
         return
       }
       request.status = "CALLING"

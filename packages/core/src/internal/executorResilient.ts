@@ -1,0 +1,201 @@
+/**
+ * The Executor's resilient path, for requests with a retry policy, a breaker
+ * or a deadline. Such a request runs in a fiber of its own and attempts until
+ * one succeeds or the retry policy gives up:
+ *
+ *   [breaker admits → attempt under its timeout → breaker hears the outcome]
+ *   → the policy's decision → (delay, holding no permit) → back into the
+ *   priority queue, admitted again like any request → next attempt.
+ *
+ * Each attempt is logged on the request (outcome, delay, why it gave up), so
+ * its events tell the whole story. Whatever the request holds when it is
+ * interrupted (a permit, an unspent reservation, a probe slot) is given back
+ * by the fiber's exit. The executor's bookkeeping stays in `executor.ts`; it
+ * lends this path a few operations (`Host`).
+ *
+ * Effect gave us `Schedule` (through Retry's decider), `Deferred` (a retry's
+ * wait for its permit) and interruption regions; this module adds the
+ * attempt loop.
+ */
+import * as Cause from "effect/Cause"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as Option from "effect/Option"
+import type * as CircuitBreaker from "../CircuitBreaker.js"
+import type { AttemptRecord } from "../RequestEvent.js"
+import type * as Retry from "../Retry.js"
+import { RequestTimeoutError } from "./executorError.js"
+import type { makeMetrics } from "./executorMetrics.js"
+import { amendLastAttempt, inSpan, logAttempt, type Request, withTimeout } from "./executorRequest.js"
+import * as RetryInternal from "./retry.js"
+
+/** What the executor lends this path. */
+export interface Host {
+  readonly executor: string
+  readonly now: () => number
+  readonly spans: boolean
+  readonly metrics: ReturnType<typeof makeMetrics>
+  readonly publish: (request: Request) => void
+  /** Gives back the request's permit, if it holds one, and lets the next request start. */
+  readonly releasePermit: (request: Request) => void
+  /** Gives back an unspent reservation. */
+  readonly refund: (request: Request) => Effect.Effect<void>
+  /** Puts the request back into the priority queue (above capacity: it already had its place). */
+  readonly requeue: (request: Request) => void
+  /** The request ended: the executor's own bookkeeping and its answer. */
+  readonly finish: (request: Request, exit: Exit.Exit<unknown, unknown>) => void
+  /** Counts requests between attempts. */
+  readonly retrying: (delta: 1 | -1) => void
+}
+
+const outcomeOf = (exit: Exit.Exit<unknown, unknown>): AttemptRecord["outcome"] => {
+  if (Exit.isSuccess(exit)) return "success"
+  if (Cause.isInterruptedOnly(exit.cause)) return "interrupted"
+  const error = Cause.failureOption(exit.cause)
+  return Option.isSome(error) && error.value instanceof RequestTimeoutError ? "timeout" : "failure"
+}
+
+export const make = (host: Host) => {
+  const { now } = host
+
+  const beginAttempt = (request: Request, attempt: number) => {
+    const at = now()
+    request.status = "CALLING"
+    request.callingAt = at
+    request.attempts = attempt
+    host.metrics.admissionWait.unsafeUpdate(at - request.processingAt!, [])
+    host.publish(request)
+  }
+
+  const enterRetryWait = (request: Request) => {
+    host.retrying(1)
+    request.betweenAttempts = true
+    request.status = "PROCESSING"
+    request.processingAt = now()
+    host.publish(request)
+  }
+
+  const leaveRetryWait = (request: Request) => {
+    if (!request.betweenAttempts) return
+    request.betweenAttempts = false
+    host.retrying(-1)
+  }
+
+  /**
+   * One attempt, holding a permit and (with limits) a reservation: the
+   * breaker lets it through or refuses it (then its tokens go back), the call
+   * runs under its timeout and the breaker hears the outcome. The permit is
+   * returned whatever happens.
+   */
+  const attemptOnce = (request: Request, attempt: number): Effect.Effect<Exit.Exit<unknown, unknown>, never, any> =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function* () {
+        const breaker = request.settings.breaker
+        let breakerPermit: CircuitBreaker.Permit | undefined
+        if (breaker !== undefined) {
+          const admitted = yield* Effect.either(breaker.admit(request.key))
+          if (Either.isLeft(admitted)) {
+            yield* host.refund(request)
+            host.releasePermit(request)
+            const at = now()
+            logAttempt(request, { attempt, startedAt: at, endedAt: at, outcome: "rejected", error: admitted.left })
+            return Exit.fail(admitted.left)
+          }
+          breakerPermit = admitted.right
+        }
+        request.reservation = undefined // spent by this attempt
+        beginAttempt(request, attempt)
+        const startedAt = request.callingAt!
+        const call = withTimeout(host.executor, now(), request, Effect.interruptible(request.effect))
+        const exit = yield* Effect.exit(restore(call))
+        const outcome = outcomeOf(exit)
+        if (breakerPermit !== undefined) {
+          yield* breaker!.release(breakerPermit, outcome === "interrupted" ? "interrupted" : exit)
+        }
+        host.releasePermit(request)
+        const endedAt = now()
+        host.metrics.callDuration.unsafeUpdate(endedAt - startedAt, [])
+        const record: { -readonly [K in keyof AttemptRecord]: AttemptRecord[K] } = {
+          attempt,
+          startedAt,
+          endedAt,
+          outcome
+        }
+        if (Exit.isFailure(exit) && outcome !== "interrupted") {
+          record.error = Option.getOrElse(Cause.failureOption(exit.cause), () => Cause.squash(exit.cause))
+        }
+        logAttempt(request, record)
+        return exit
+      })
+    )
+
+  /**
+   * After the retry delay: back into the priority queue; resumes once the
+   * executor's `start` hands it a permit, or fails with what refused it.
+   */
+  const readmit = (request: Request): Effect.Effect<void, unknown> =>
+    Effect.suspend(() => {
+      const resume = Deferred.unsafeMake<void, unknown>(FiberId.none)
+      request.resume = resume
+      host.requeue(request)
+      return Deferred.await(resume)
+    })
+
+  /** The request's whole life after its first admission. */
+  const program = (request: Request): Effect.Effect<unknown, unknown, any> => {
+    const policy = request.settings.retry
+    const decide = policy === undefined ? undefined : RetryInternal.makeDecider(policy, now(), request.deadlineAt)
+    const giveUp = (exit: Exit.Exit<unknown, unknown>, reason: Retry.GiveUpReason) => {
+      amendLastAttempt(request, { gaveUp: reason })
+      return exit
+    }
+    const refused = (attempt: number) => (refusal: unknown) =>
+      Effect.sync((): Exit.Exit<unknown, unknown> => {
+        leaveRetryWait(request)
+        const at = now()
+        logAttempt(request, { attempt, startedAt: at, endedAt: at, outcome: "rejected", error: refusal })
+        return Exit.fail(refusal)
+      })
+    const attemptFrom = (attempt: number): Effect.Effect<Exit.Exit<unknown, unknown>, never, any> =>
+      Effect.flatMap(attemptOnce(request, attempt), (exit) => {
+        if (Exit.isSuccess(exit) || decide === undefined || Cause.isInterruptedOnly(exit.cause)) {
+          return Effect.succeed(exit)
+        }
+        const error = Option.getOrUndefined(Cause.failureOption(exit.cause))
+        if (error === undefined) return Effect.succeed(giveUp(exit, "NotRetryable")) // a defect
+        return Effect.flatMap(decide(error, attempt, now()), (decision) => {
+          if (decision._tag === "GiveUp") return Effect.succeed(giveUp(exit, decision.reason))
+          amendLastAttempt(request, { retryDelayMillis: decision.delayMillis })
+          enterRetryWait(request)
+          return Effect.zipRight(Effect.sleep(Duration.millis(decision.delayMillis)), readmit(request)).pipe(
+            Effect.matchEffect({
+              onFailure: refused(attempt + 1),
+              onSuccess: () => {
+                leaveRetryWait(request)
+                return attemptFrom(attempt + 1)
+              }
+            })
+          )
+        })
+      })
+    const attempts = Effect.flatten(
+      policy?.budget === undefined ? attemptFrom(1) : Effect.zipRight(policy.budget.recordRequest, attemptFrom(1))
+    )
+    return Effect.onExit(host.spans ? inSpan(host.executor, request, attempts) : attempts, (exit) =>
+      Effect.suspend(() => {
+        leaveRetryWait(request) // if interrupted between attempts
+        request.resume = undefined
+        return Effect.zipRight(
+          host.refund(request),
+          Effect.sync(() => host.finish(request, exit))
+        )
+      })
+    )
+  }
+
+  return { program }
+}
