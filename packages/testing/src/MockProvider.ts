@@ -25,7 +25,8 @@
  *    request costs its prompt tokens plus `max_tokens` when given (OpenAI
  *    reserves the maximum), else plus its actual completion tokens; an
  *    embeddings request costs its input tokens. Only admitted requests are
- *    counted. Over a limit → 429 with `retry-after` (whole seconds, rounded up)
+ *    counted, and only while a limit is set (without limits the server keeps no
+ *    window, so it stays fast however many requests it serves). Over a limit → 429 with `retry-after` (whole seconds, rounded up)
  *    and `retry-after-ms` (the time until this request would fit) and a body
  *    `{ error: { message, type: "rate_limit_exceeded", code: "requests" | "tokens" } }`.
  *    A request of more tokens than `tpm` can never fit: 429 with code
@@ -111,6 +112,12 @@ export type Faults = { readonly [K in FaultKind]?: number | undefined }
 export interface Limits {
   readonly rpm?: number | undefined
   readonly tpm?: number | undefined
+  /**
+   * The window the limits are counted over. Default 1 minute, as the names
+   * say; a benchmark that must span several windows quickly can shorten it
+   * (the limits are then per that window, and the headers report them so).
+   */
+  readonly window?: Duration.DurationInput | undefined
 }
 
 /**

@@ -203,12 +203,14 @@ describe("MockProvider", () => {
       }).pipe(Effect.provide(ClientLive))
     )
 
-    it.scoped("setLimits changes the limits at run time; the window keeps what it counted", () =>
+    it.scoped("setLimits changes the limits at run time; without limits nothing is counted", () =>
       Effect.gen(function* () {
         const provider = yield* MockProvider.make()
         const url = `${provider.baseUrl}/chat/completions`
         expect((yield* send(url, chat("a"))).headers["x-ratelimit-limit-requests"]).toBeUndefined()
         yield* provider.setLimits({ rpm: 2 })
+        // The request before had no limit to count against: the window starts now.
+        expect((yield* send(url, chat("a"))).headers["x-ratelimit-remaining-requests"]).toBe("1")
         const second = yield* send(url, chat("a"))
         expect(second.headers["x-ratelimit-remaining-requests"]).toBe("0")
         expect((yield* send(url, chat("a"))).status).toBe(429)

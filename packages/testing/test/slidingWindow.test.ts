@@ -82,3 +82,22 @@ describe("sliding window", () => {
     expect(MockProvider.formatResetDuration(3_723_500)).toBe("1h2m3.5s")
   })
 })
+
+describe("slidingWindow options", () => {
+  it("counts over a shorter window when given one, and keeps no log without limits", () => {
+    const limits = { rpm: 2, windowMillis: 1000 }
+    let state = window.empty
+    for (const at of [0, 10]) {
+      const [decision, next] = window.admit(state, limits, at, 1)
+      expect(decision._tag).toBe("Admitted")
+      state = next
+    }
+    const [refused] = window.admit(state, limits, 20, 1)
+    expect(refused).toMatchObject({ _tag: "Rejected", limit: "requests", retryAfterMillis: 980 })
+    const [later] = window.admit(state, limits, 1000, 1)
+    expect(later._tag).toBe("Admitted")
+    const [unlimited, unchanged] = window.admit(state, {}, 30, 500)
+    expect(unlimited).toEqual({ _tag: "Admitted", report: {} })
+    expect(unchanged).toBe(state)
+  })
+})

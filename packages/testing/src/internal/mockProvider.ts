@@ -29,6 +29,9 @@ import * as answers from "./mockAnswers.js"
 import * as schemas from "./mockProviderOptions.js"
 import * as window from "./slidingWindow.js"
 
+const windowMillisOf = (input: Duration.DurationInput | undefined) =>
+  input === undefined ? undefined : Duration.toMillis(Duration.decode(input))
+
 const DEFAULT_SLOW_BODY_CHUNKS = 5
 const DEFAULT_SLOW_BODY_INTERVAL_MILLIS = 200
 const DEFAULT_LOG_CAPACITY = 10_000
@@ -144,7 +147,7 @@ export const make = (
     const logCapacity = options.logCapacity ?? DEFAULT_LOG_CAPACITY
 
     const settings = yield* Ref.make<Settings>({
-      limits: { rpm: options.rpm, tpm: options.tpm },
+      limits: { rpm: options.rpm, tpm: options.tpm, windowMillis: windowMillisOf(options.window) },
       latency: options.latency,
       faults: options.faults ?? {},
       apiKeys: options.apiKeys
@@ -454,7 +457,10 @@ export const make = (
         ),
       setLimits: (limits: MockProvider.Limits) =>
         Effect.flatMap(schemas.decodeLimits(limits), (decoded) =>
-          Ref.update(settings, (current) => ({ ...current, limits: { rpm: decoded.rpm, tpm: decoded.tpm } }))
+          Ref.update(settings, (current) => ({
+            ...current,
+            limits: { rpm: decoded.rpm, tpm: decoded.tpm, windowMillis: windowMillisOf(decoded.window) }
+          }))
         ),
       setApiKeys: (keys: ReadonlyArray<string> | undefined) =>
         Effect.flatMap(schemas.decodeApiKeys(keys), (decoded) =>

@@ -21,6 +21,7 @@ with its own limits, latency and faults. Prints its base URL; stops on Ctrl-C.
   --host <address>             address to bind (default 127.0.0.1)
   --rpm <n>                    requests per minute (sliding 60 s window)
   --tpm <n>                    tokens per minute
+  --window <duration>          count the limits over this window instead of a minute
   --latency <duration>         fixed latency (milliseconds, or e.g. "1 second")
   --latency-min <duration>     uniform latency between min and max
   --latency-max <duration>
@@ -48,6 +49,7 @@ const FLAGS = {
   host: { type: "string" },
   rpm: { type: "string" },
   tpm: { type: "string" },
+  window: { type: "string" },
   latency: { type: "string" },
   "latency-min": { type: "string" },
   "latency-max": { type: "string" },
@@ -120,6 +122,7 @@ export const parse = (argv: ReadonlyArray<string>): Effect.Effect<Command, Inval
       host: values.host,
       rpm: numeric(values.rpm),
       tpm: numeric(values.tpm),
+      window: numeric(values.window),
       latency,
       faults: defined({
         serverError500: numeric(values["fault-500"]),

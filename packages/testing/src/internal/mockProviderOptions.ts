@@ -61,7 +61,8 @@ export const LatencySchema: Schema.Schema<Latency, Latency> = Schema.Union(
 
 const limitFields = {
   rpm: Schema.optional(InvalidOptions.PositiveInt),
-  tpm: Schema.optional(InvalidOptions.PositiveInt)
+  tpm: Schema.optional(InvalidOptions.PositiveInt),
+  window: Schema.optional(InvalidOptions.PositiveDuration)
 }
 
 export const LimitsSchema: Schema.Schema<Limits, Limits> = Schema.Struct(limitFields)

@@ -1,6 +1,7 @@
 /**
  * The MockProvider's own limits: requests per minute and tokens per minute,
- * counted over a sliding window of the last 60 s (a log of admitted requests,
+ * counted over a sliding window of the last 60 s (or a shorter `window`, for
+ * benchmarks that must span several windows in little time) (a log of admitted requests,
  * not a bucket), as a pure function of the state, the limits and `now`. The
  * server keeps the state in a `Ref` and reads `now` from `Clock`, so the
  * window moves under `TestClock`.
@@ -14,7 +15,11 @@ export const WINDOW_MILLIS = 60_000
 export interface Limits {
   readonly rpm?: number | undefined
   readonly tpm?: number | undefined
+  /** The window the limits are counted over, in milliseconds. Default 60 s ("per minute"). */
+  readonly windowMillis?: number | undefined
 }
+
+const windowOf = (limits: Limits) => limits.windowMillis ?? WINDOW_MILLIS
 
 export interface Entry {
   readonly at: number
@@ -51,15 +56,17 @@ export type Decision =
       readonly report: Report
     }
 
-const live = (state: State, now: number): State => {
+const live = (state: State, limits: Limits, now: number): State => {
+  const window = windowOf(limits)
   let first = 0
-  while (first < state.length && state[first]!.at <= now - WINDOW_MILLIS) first++
+  while (first < state.length && state[first]!.at <= now - window) first++
   return first === 0 ? state : state.slice(first)
 }
 
 const report = (state: State, limits: Limits, now: number): Report => {
   const newest = state.length === 0 ? undefined : state[state.length - 1]!
-  const requestsReset = newest === undefined ? 0 : newest.at + WINDOW_MILLIS - now
+  const window = windowOf(limits)
+  const requestsReset = newest === undefined ? 0 : newest.at + window - now
   let tokensUsed = 0
   let lastWithTokens: Entry | undefined
   for (const entry of state) {
@@ -77,24 +84,27 @@ const report = (state: State, limits: Limits, now: number): Report => {
         : {
             limit: limits.tpm,
             remaining: Math.max(0, limits.tpm - tokensUsed),
-            resetMillis: lastWithTokens === undefined ? 0 : lastWithTokens.at + WINDOW_MILLIS - now
+            resetMillis: lastWithTokens === undefined ? 0 : lastWithTokens.at + window - now
           }
   }
 }
 
 /** What the window says now, without charging anything. */
-export const peek = (state: State, limits: Limits, now: number): Report => report(live(state, now), limits, now)
+export const peek = (state: State, limits: Limits, now: number): Report => report(live(state, limits, now), limits, now)
 
 /**
  * Admits a request of `tokens` at `now` if it fits every limit (and logs it),
  * or refuses it with the time until it would fit. Answers the decision and the next state.
  */
 export const admit = (state: State, limits: Limits, now: number, tokens: number): readonly [Decision, State] => {
-  const current = live(state, now)
+  // Without limits there is nothing to count: no log grows, no request pays for one.
+  if (limits.rpm === undefined && limits.tpm === undefined) return [{ _tag: "Admitted", report: {} }, state]
+  const window = windowOf(limits)
+  const current = live(state, limits, now)
   let requestsWait: number | undefined
   if (limits.rpm !== undefined && current.length + 1 > limits.rpm) {
     // The oldest `length + 1 - rpm` entries must leave; the last of them is at index `length - rpm`.
-    requestsWait = current[current.length - limits.rpm]!.at + WINDOW_MILLIS - now
+    requestsWait = current[current.length - limits.rpm]!.at + window - now
   }
   let tokensWait: number | undefined
   let tokensNever = false
@@ -106,7 +116,7 @@ export const admit = (state: State, limits: Limits, now: number, tokens: number)
         for (const entry of current) {
           used -= entry.tokens
           if (used + tokens <= limits.tpm) {
-            tokensWait = entry.at + WINDOW_MILLIS - now
+            tokensWait = entry.at + window - now
             break
           }
         }
