@@ -317,6 +317,18 @@ describe("ApiClient", () => {
     })
   )
 
+  it.scoped("a body that echoes the key into a field of the wrong type does not carry it into the Decode error", () =>
+    Effect.gen(function* () {
+      const { handler } = scripted([{ status: 200, body: { answer: { echoed: SECRET } } }])
+      const exit = yield* Effect.exit((yield* client(handler)).get("/a", { schema: Answer }))
+      const error = Exit.isFailure(exit) ? (exit.cause as { error?: unknown }).error : undefined
+      expect(error).toBeInstanceOf(ApiError.Decode)
+      expect((error as ApiError.Decode).issues).toContain("<redacted>")
+      expect(JSON.stringify(error)).not.toContain(SECRET)
+      expect(String(error)).not.toContain(SECRET)
+    })
+  )
+
   it.scoped("a header value with a line break is refused before sending", () =>
     Effect.gen(function* () {
       const { seen, handler } = scripted([ok])

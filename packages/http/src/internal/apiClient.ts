@@ -207,13 +207,14 @@ export const make = (
           if (response.status < 200 || response.status >= 300) {
             return yield* Effect.fail(errorFor(method, safePath, response, info, text))
           }
+          // Issues quote the values they refused: a body echoing the key must not carry it into the error.
           const decodeError = (issues: string) =>
             new ApiError.Decode({
               endpoint: name,
               method,
               path: safePath,
               status: response.status,
-              issues,
+              issues: scrub(issues),
               excerpt: excerptOf(text)
             })
           let json: unknown

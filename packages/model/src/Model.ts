@@ -1,0 +1,501 @@
+/**
+ * The service layer: `chat` and `embed` on an OpenAI-compatible API, with
+ * the request's tokens estimated before the call, reserved on the endpoint's
+ * token limit, and reconciled with the `usage` the provider reports; and
+ * errors a caller can act on instead of HTTP statuses.
+ *
+ * What the lower layers give: `@effect/platform` the HTTP client and
+ * `Schema`; `@sluice/http`'s ApiClient the endpoint, auth, typed HTTP errors,
+ * rate-limit headers and an Executor (queue, limits, retry, breaker);
+ * `@sluice/core`'s RateLimiter `reconcile` and `refund`. What this module adds:
+ *
+ * - the wire format as Schemas (`ChatRequest`, `ChatResponse`, `EmbedRequest`,
+ *   `EmbedResponse`), with every field it does not name passed through
+ *   untouched; a request is validated before anything is reserved or sent;
+ * - token accounting: a pluggable {@link TokenEstimator} (prompt + maximum
+ *   output) reserved on the endpoint's `tokens` limit before the call, then
+ *   reconciled to `usage.total_tokens` (estimate 1,200, usage 830: 370 go
+ *   back), given back whole when the provider refused the call, kept when it
+ *   may have done the work but said nothing (a timeout);
+ * - the Model's errors: `ContextTooLong`, `ContentFiltered`, `RateLimited`,
+ *   `ProviderUnavailable` and `InvalidRequest`, each with `retryable` and a
+ *   `message` that says what to do, mapped from the ApiClient's and the
+ *   Executor's errors (a 400 `context_length_exceeded`, a
+ *   `content_policy_violation`, a 429 with its `retryAfter`, a 5xx, a
+ *   timeout, an open breaker, ...), and never holding a secret;
+ * - `layerTest`: a Model that answers canned completions, for code above it.
+ *
+ * The interface names no provider: a Router (several providers, each an
+ * ApiClient with its own limits) can build one `ModelShape` per provider
+ * with {@link make} and offer the same interface over them, and every error
+ * says which provider it came from and whether another try may help
+ * (`ProviderUnavailable` and `RateLimited` are the ones to fall back on).
+ *
+ * @since 0.1.0
+ */
+import type * as HttpClient from "@effect/platform/HttpClient"
+import type { InvalidOptions } from "@sluice/core"
+import { ApiClient, type EndpointConfig } from "@sluice/http"
+import type * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
+import * as Context from "effect/Context"
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import * as internal from "./internal/model.js"
+import * as errors from "./internal/modelError.js"
+import * as testing from "./internal/modelTest.js"
+import * as Wire from "./internal/wire.js"
+import type * as TokenEstimator from "./TokenEstimator.js"
+
+// ---- the wire format --------------------------------------------------------
+
+/**
+ * One part of a message's content: `{ type: "text", text }`, an image, ...
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ContentPart = Wire.ContentPart
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export type ContentPart = typeof Wire.ContentPart.Type
+
+/**
+ * A tool call the assistant made (in a response, or replayed in a request).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ToolCall = Wire.ToolCall
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export type ToolCall = typeof Wire.ToolCall.Type
+
+/**
+ * A tool the model may call, passed through as given.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Tool = Wire.Tool
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export type Tool = typeof Wire.Tool.Type
+
+/**
+ * A chat message: a role, its content (text or parts), and optionally a
+ * name, tool calls or the tool call it answers.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Message = Wire.Message
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export type Message = typeof Wire.Message.Type
+
+/**
+ * The body of `POST /chat/completions`: `model`, `messages` (at least one),
+ * `max_tokens` / `max_completion_tokens`, `temperature`, `tools`, ...; any
+ * other field is sent untouched. `stream: true` is refused (`chat` answers
+ * one body).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ChatRequest = Wire.ChatRequest
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export type ChatRequest = typeof Wire.ChatRequest.Type
+
+/**
+ * What a chat call used: `prompt_tokens`, `completion_tokens`, `total_tokens`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ChatUsage = Wire.ChatUsage
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export type ChatUsage = typeof Wire.ChatUsage.Type
+
+/**
+ * One answer: its message and why it ended (`finish_reason`: `"stop"`,
+ * `"length"`, `"tool_calls"`, `"content_filter"`).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Choice = Wire.Choice
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export type Choice = typeof Wire.Choice.Type
+
+/**
+ * The body of a chat completion: `choices` and `usage` (optional: a
+ * compatible server may leave it out; then the estimate stands).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const ChatResponse = Wire.ChatResponse
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export type ChatResponse = typeof Wire.ChatResponse.Type
+
+/**
+ * The body of `POST /embeddings`: `model` and `input` (a text, texts, or token ids).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const EmbedRequest = Wire.EmbedRequest
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export type EmbedRequest = typeof Wire.EmbedRequest.Type
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const EmbedUsage = Wire.EmbedUsage
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export type EmbedUsage = typeof Wire.EmbedUsage.Type
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export const Embedding = Wire.Embedding
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export type Embedding = typeof Wire.Embedding.Type
+
+/**
+ * The answer of an embeddings call: one vector per input, and `usage`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const EmbedResponse = Wire.EmbedResponse
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export type EmbedResponse = typeof Wire.EmbedResponse.Type
+
+// ---- errors -----------------------------------------------------------------
+
+/**
+ * The prompt (plus the maximum output) does not fit the model's context
+ * window: shorten it. Carries the window and the requested count when the
+ * provider said them, and the Model's own estimate. Not retryable.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const ContextTooLong = errors.ContextTooLong
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type ContextTooLong = errors.ContextTooLong
+
+/**
+ * The provider's content policy refused the prompt (`source: "request"`) or
+ * withheld every answer (`source: "response"`, with the response). Not retryable.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const ContentFiltered = errors.ContentFiltered
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type ContentFiltered = errors.ContentFiltered
+
+/**
+ * The provider's rate limit (429) held after the endpoint's retries, with
+ * the `retryAfter` it asked for. Retryable unless the server said otherwise.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const RateLimited = errors.RateLimited
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type RateLimited = errors.RateLimited
+
+/**
+ * This provider cannot serve now (`reason`: a 5xx, overloaded, a timeout, a
+ * broken connection, bad credentials, exhausted quota, an open breaker, a
+ * full queue, shutting down): try later, or another provider.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const ProviderUnavailable = errors.ProviderUnavailable
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type ProviderUnavailable = errors.ProviderUnavailable
+
+/**
+ * The request itself is wrong (`reason`: it fails the Schema, the provider
+ * refused it, it is larger than the token limit, or the answer did not
+ * decode): fix it rather than retry it.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const InvalidRequest = errors.InvalidRequest
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type InvalidRequest = errors.InvalidRequest
+
+/**
+ * Every way a Model call can fail.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type ModelError = errors.ModelError
+
+/**
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isModelError = (value: unknown): value is ModelError =>
+  value instanceof errors.ContextTooLong ||
+  value instanceof errors.ContentFiltered ||
+  value instanceof errors.RateLimited ||
+  value instanceof errors.ProviderUnavailable ||
+  value instanceof errors.InvalidRequest
+
+// ---- the service ------------------------------------------------------------
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ModelShape {
+  readonly chat: (request: ChatRequest) => Effect.Effect<ChatResponse, ModelError>
+  readonly embed: (request: EmbedRequest) => Effect.Effect<EmbedResponse, ModelError>
+}
+
+/**
+ * @since 0.1.0
+ * @category tags
+ */
+export class Model extends Context.Tag("@sluice/model/Model")<Model, ModelShape>() {}
+
+/**
+ * How the Model calls its ApiClient.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CallOptions {
+  /** Estimates each request's tokens. Default {@link TokenEstimator.standard}. */
+  readonly estimator?: TokenEstimator.TokenEstimator | undefined
+  /**
+   * The endpoint's limit that counts tokens. Default `"tokens"`; when the
+   * endpoint has no such limit, nothing is reserved (naming a limit it does
+   * not have is an `InvalidOptionsError`).
+   */
+  readonly tokenLimit?: string | undefined
+  /** Default `/chat/completions`. */
+  readonly chatPath?: string | undefined
+  /** Default `/embeddings`. */
+  readonly embedPath?: string | undefined
+  /** The rate-limit and breaker key every call uses. Default the endpoint's default key. */
+  readonly key?: string | undefined
+  /** The Executor priority of every call. Default 0. */
+  readonly priority?: number | undefined
+  /** Overrides the endpoint's timeout of each attempt. */
+  readonly timeout?: Duration.DurationInput | undefined
+}
+
+/**
+ * A Model over an endpoint (it builds the ApiClient), or over a client built
+ * elsewhere (shared, scripted, or a Router's).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Options = CallOptions &
+  (
+    | {
+        readonly endpoint: EndpointConfig.EndpointConfig
+        readonly clientOptions?: ApiClient.MakeOptions | undefined
+      }
+    | { readonly client: ApiClient.ApiClientShape }
+  )
+
+/**
+ * Builds a Model. Bad options (or a bad endpoint) fail with an
+ * `InvalidOptionsError` naming the field.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make: (
+  options: Options
+) => Effect.Effect<ModelShape, InvalidOptions.InvalidOptionsError, HttpClient.HttpClient | Scope.Scope> = internal.make
+
+/**
+ * A Model over a client built elsewhere.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromClient: (
+  client: ApiClient.ApiClientShape,
+  options?: CallOptions
+) => Effect.Effect<ModelShape, InvalidOptions.InvalidOptionsError> = internal.fromClient
+
+/**
+ * The Model with its own undici pool (for an endpoint), or over the given client.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: Options): Layer.Layer<Model, InvalidOptions.InvalidOptionsError> =>
+  "endpoint" in options
+    ? Layer.scoped(Model, make(options)).pipe(Layer.provide(ApiClient.layerPool(options.endpoint.pool)))
+    : Layer.effect(Model, fromClient(options.client, options))
+
+/**
+ * The Model over the `ApiClient` in context.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerApiClient = (
+  options?: CallOptions
+): Layer.Layer<Model, InvalidOptions.InvalidOptionsError, ApiClient.ApiClient> =>
+  Layer.effect(
+    Model,
+    Effect.flatMap(ApiClient.ApiClient, (client) => fromClient(client, options))
+  )
+
+/**
+ * Reads the endpoint from `Config` (e.g. `EndpointConfig.config("openai", "OPENAI")`),
+ * then builds the Model like {@link layer}.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerConfig = (
+  endpoint: Config.Config<EndpointConfig.EndpointConfig>,
+  options?: CallOptions & { readonly clientOptions?: ApiClient.MakeOptions | undefined }
+): Layer.Layer<Model, InvalidOptions.InvalidOptionsError | ConfigError.ConfigError> =>
+  Layer.unwrapEffect(Effect.map(endpoint, (config) => layer({ ...options, endpoint: config })))
+
+// ---- testing ----------------------------------------------------------------
+
+/**
+ * What a test Model answers. A handler answers a body or an Effect (which
+ * may fail with a Model error); a missing one answers {@link completion} or
+ * {@link embeddings}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TestHandlers {
+  readonly chat?: ((request: ChatRequest) => ChatResponse | Effect.Effect<ChatResponse, ModelError>) | undefined
+  readonly embed?: ((request: EmbedRequest) => EmbedResponse | Effect.Effect<EmbedResponse, ModelError>) | undefined
+}
+
+/**
+ * A Model that answers from `handlers`, in memory. Requests are validated
+ * like the real Model's (`InvalidRequest` naming the field), and an answer
+ * whose every choice was filtered fails with `ContentFiltered`, so code
+ * above it sees the same behaviour.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeTest: (handlers?: TestHandlers) => ModelShape = testing.makeTest
+
+/**
+ * A Model that answers canned completions:
+ *
+ * ```ts
+ * Model.layerTest({ chat: (request) => Model.completion(request, "42") })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerTest = (handlers?: TestHandlers): Layer.Layer<Model> => Layer.succeed(Model, makeTest(handlers))
+
+/**
+ * A canned chat answer to `request`: one choice holding `content`, with a
+ * `usage` counted by the standard estimator.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const completion: (
+  request: ChatRequest,
+  content: string,
+  options?: { readonly finishReason?: string | undefined; readonly usage?: ChatUsage | undefined }
+) => ChatResponse = testing.completion
+
+/**
+ * Canned embeddings for `request`: one unit vector per input (`dimensions`
+ * long, 8 by default), the same for the same input.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const embeddings: (request: EmbedRequest) => EmbedResponse = testing.embeddings
