@@ -1,0 +1,326 @@
+/**
+ * The `sluice` command line: `sluice run` (a JSONL batch through a metered
+ * API, resumable, with live progress) and `sluice demo` (a stub for now).
+ *
+ * ```sh
+ * sluice run --input requests.jsonl --output results.jsonl \
+ *   --base-url https://api.openai.com/v1 --api-key-env OPENAI_API_KEY \
+ *   --rpm 500 --tpm 90000 --concurrency 16 --max-attempts 3 --timeout 60s
+ * ```
+ *
+ * Exit codes: 0 every line has a successful result; 1 the run completed but
+ * some lines failed or were malformed (see the output and the errors file);
+ * 2 a usage error (a bad flag, an unset `--api-key-env` variable, a bad base
+ * URL); 3 the run could not go on (input unreadable, output unwritable or not
+ * a results file); 130 interrupted by Ctrl-C (or SIGTERM), the output
+ * consistent, a rerun does the rest.
+ *
+ * Progress: on a terminal, a live line on stderr (done/total, requests and
+ * tokens per minute against the limits, 429s, retries, ETA); otherwise only
+ * the summary, as text on stdout, or with `--json` as one JSON object.
+ * Malformed input lines are reported on stderr as they are found.
+ *
+ * Ctrl-C: the first stops taking lines and lets in-flight lines finish for
+ * up to `--drain-timeout`; the second stops at once. Both leave only complete
+ * lines in the output.
+ *
+ * What `@effect/cli` gave us: flag parsing, validation, `--help`. What this
+ * module adds: the flags of `run`, the wiring of the runner to a sender and
+ * the terminal (`makeSender` is the one place a sender is chosen), the
+ * two-step Ctrl-C and the exit codes.
+ *
+ * @since 0.1.0
+ */
+import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
+import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
+import type * as HttpClient from "@effect/platform/HttpClient"
+import type { InvalidOptions } from "@sluice/core"
+import * as ApiClient from "@sluice/http/ApiClient"
+import * as Config from "effect/Config"
+import * as Console from "effect/Console"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as HttpSend from "./HttpSend.js"
+import * as DurationFlag from "./internal/durationFlag.js"
+import * as View from "./internal/progressView.js"
+import * as Signals from "./internal/signals.js"
+import * as Runner from "./Runner.js"
+import * as RunStats from "./RunStats.js"
+
+/**
+ * @since 0.1.0
+ * @category constants
+ */
+export const ExitCode = {
+  success: 0,
+  someLinesFailed: 1,
+  usage: 2,
+  runError: 3,
+  interrupted: 130
+} as const
+
+/**
+ * A mistake in how the command was called, found after parsing (exit code 2).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class UsageError extends Schema.TaggedError<UsageError>("@sluice/cli/UsageError")("UsageError", {
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return this.detail
+  }
+}
+
+/**
+ * The flags of `sluice run`, parsed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RunFlags {
+  readonly input: string
+  readonly output: string
+  readonly errors: Option.Option<string>
+  readonly baseUrl: string
+  readonly apiKeyEnv: Option.Option<string>
+  readonly rpm: Option.Option<number>
+  readonly tpm: Option.Option<number>
+  readonly concurrency: number
+  readonly maxAttempts: number
+  readonly timeout: Duration.Duration
+  readonly drainTimeout: Duration.Duration
+  readonly json: boolean
+  readonly allowInsecureHttp: boolean
+}
+
+const positiveInteger = (name: string) =>
+  Options.integer(name).pipe(
+    Options.mapEffect((value) =>
+      value > 0
+        ? Effect.succeed(value)
+        : Effect.fail(
+            ValidationError.invalidValue(HelpDoc.p(`--${name}: expected a whole number above 0, got ${value}`))
+          )
+    )
+  )
+
+const durationOption = (name: string) =>
+  Options.text(name).pipe(
+    Options.withPseudoName("DURATION"),
+    Options.mapEffect((text) => {
+      const duration = DurationFlag.parse(text)
+      return duration === undefined
+        ? Effect.fail(
+            ValidationError.invalidValue(
+              HelpDoc.p(`--${name}: expected a duration such as 500ms, 30s, 2m or a number of seconds, got "${text}"`)
+            )
+          )
+        : Effect.succeed(duration)
+    })
+  )
+
+const runFlags = {
+  input: Options.file("input", { exists: "yes" }).pipe(
+    Options.withDescription("The batch: JSONL, one { custom_id, method, url, body } per line (OpenAI batch format)")
+  ),
+  output: Options.file("output").pipe(
+    Options.withDescription("The results (JSONL), appended to; rerun with the same output to resume")
+  ),
+  errors: Options.file("errors").pipe(
+    Options.withDescription("Where malformed input lines are reported (default <output>.errors.jsonl)"),
+    Options.optional
+  ),
+  baseUrl: Options.text("base-url").pipe(
+    Options.withDescription("The API's base URL; a line's url /v1/... is taken under it"),
+    Options.withDefault("https://api.openai.com/v1")
+  ),
+  apiKeyEnv: Options.text("api-key-env").pipe(
+    Options.withPseudoName("NAME"),
+    Options.withDescription("The environment variable holding the API key (sent as a Bearer token, never printed)"),
+    Options.optional
+  ),
+  rpm: positiveInteger("rpm").pipe(Options.withDescription("Requests per minute"), Options.optional),
+  tpm: positiveInteger("tpm").pipe(
+    Options.withDescription("Tokens per minute (a line costs prompt chars / 4 + max_tokens)"),
+    Options.optional
+  ),
+  concurrency: positiveInteger("concurrency").pipe(
+    Options.withDescription("Requests in flight at once"),
+    Options.withDefault(16)
+  ),
+  maxAttempts: positiveInteger("max-attempts").pipe(
+    Options.withDescription("Attempts per line, the first included"),
+    Options.withDefault(3)
+  ),
+  timeout: durationOption("timeout").pipe(
+    Options.withDescription("How long one attempt may take"),
+    Options.withDefault(Duration.seconds(60))
+  ),
+  drainTimeout: durationOption("drain-timeout").pipe(
+    Options.withDescription("After Ctrl-C, how long in-flight lines may finish"),
+    Options.withDefault(Duration.seconds(30))
+  ),
+  json: Options.boolean("json").pipe(Options.withDescription("Print the summary as one JSON object")),
+  allowInsecureHttp: Options.boolean("allow-insecure-http").pipe(
+    Options.withDescription("Allow a plain http:// base URL to a host other than loopback")
+  )
+}
+
+const readApiKey = (flags: RunFlags): Effect.Effect<Redacted.Redacted<string> | undefined, UsageError> =>
+  Option.match(flags.apiKeyEnv, {
+    onNone: () => Effect.succeed(undefined),
+    onSome: (name) =>
+      Config.redacted(name).pipe(
+        Effect.mapError(
+          () => new UsageError({ detail: `--api-key-env ${name}: the environment variable ${name} is not set` })
+        )
+      )
+  })
+
+/**
+ * The sender `sluice run` uses, built from its flags: today `HttpSend`
+ * (an `ApiClient` with the flags' limits). This is the one place to wire the
+ * Model service instead.
+ *
+ * @since 0.1.0
+ * @category wiring
+ */
+export const makeSender = (
+  flags: RunFlags,
+  apiKey: Redacted.Redacted<string> | undefined
+): Effect.Effect<
+  Runner.Send,
+  InvalidOptions.InvalidOptionsError,
+  HttpClient.HttpClient | RunStats.RunStats | Scope.Scope
+> =>
+  HttpSend.make({
+    baseUrl: flags.baseUrl,
+    apiKey,
+    rpm: Option.getOrUndefined(flags.rpm),
+    tpm: Option.getOrUndefined(flags.tpm),
+    concurrency: flags.concurrency,
+    maxAttempts: flags.maxAttempts,
+    timeout: flags.timeout,
+    allowInsecureHttp: flags.allowInsecureHttp
+  })
+
+const setExitCode = (code: number) =>
+  Effect.sync(() => {
+    process.exitCode = code
+  })
+
+const clearLine = "\r\x1b[2K"
+
+const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
+  Effect.gen(function* () {
+    const apiKey = yield* readApiKey(flags)
+    const stats = yield* RunStats.RunStats
+    const send = yield* makeSender(flags, apiKey)
+    const live = process.stderr.isTTY === true
+    const writeErr = (text: string) => Effect.sync(() => void process.stderr.write(text))
+
+    const render = Effect.flatMap(stats.snapshot, (progress) => writeErr(`${clearLine}${View.progressLine(progress)}`))
+    const renderer = live ? yield* Effect.forkScoped(Effect.repeat(render, Schedule.spaced("250 millis"))) : undefined
+    yield* Effect.addFinalizer(() => (live ? writeErr(clearLine) : Effect.void))
+    yield* Effect.forkScoped(
+      Effect.zipRight(
+        interrupts.first,
+        writeErr(
+          `${live ? clearLine : ""}Stopping: no new lines; in-flight lines may finish for up to ${Duration.format(flags.drainTimeout)}. Ctrl-C again to stop at once.\n`
+        )
+      )
+    )
+
+    const summary = yield* Runner.run(
+      {
+        input: flags.input,
+        output: flags.output,
+        errors: Option.getOrUndefined(flags.errors),
+        // Twice the sender's own concurrency: the next lines wait in the sender's Executor queue (where
+        // admission happens), so a finished call is followed at once; the runner is never the limiter.
+        concurrency: flags.concurrency * 2,
+        stop: interrupts.first,
+        abort: interrupts.second,
+        drainTimeout: flags.drainTimeout,
+        onMalformed: (malformed) => writeErr(`${live ? clearLine : ""}${View.malformedLine(malformed)}\n`)
+      },
+      send
+    )
+    const exitCode =
+      summary.stopReason !== "completed"
+        ? ExitCode.interrupted
+        : summary.failed > 0 || summary.malformed > 0
+          ? ExitCode.someLinesFailed
+          : ExitCode.success
+    if (renderer !== undefined) {
+      yield* Fiber.interrupt(renderer)
+      yield* writeErr(clearLine)
+    }
+    yield* flags.json ? Console.log(View.summaryJson(summary, exitCode)) : Console.log(View.summaryText(summary))
+    yield* setExitCode(exitCode)
+  }).pipe(
+    Effect.scoped,
+    Effect.provide(RunStats.layer({ rpm: Option.getOrUndefined(flags.rpm), tpm: Option.getOrUndefined(flags.tpm) })),
+    Effect.provide(ApiClient.layerPool({ connections: flags.concurrency })),
+    Effect.catchTags({
+      UsageError: (error) => Effect.zipRight(Console.error(error.message), setExitCode(ExitCode.usage)),
+      InvalidOptionsError: (error) => Effect.zipRight(Console.error(error.message), setExitCode(ExitCode.usage)),
+      RunError: (error) => Effect.zipRight(Console.error(error.message), setExitCode(ExitCode.runError))
+    })
+  )
+
+/**
+ * `sluice run`. The handler runs the batch on its own (daemon) fiber and waits
+ * for it uninterruptibly: Ctrl-C is handled by the two-step drain (our signal
+ * listeners see it), not by `runMain` interrupting the program.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const runCommand = Command.make("run", runFlags, (flags) =>
+  Effect.uninterruptible(
+    Effect.scoped(
+      Effect.gen(function* () {
+        const interrupts = yield* Signals.make
+        // A daemon: an interrupt sent to this fiber (runMain's own SIGINT handler) would reach a child.
+        const fiber = yield* Effect.forkDaemon(Effect.interruptible(runBatch(flags, interrupts)))
+        yield* Fiber.join(fiber)
+      })
+    )
+  )
+).pipe(Command.withDescription("Run a JSONL batch (OpenAI batch format) through a metered API, resumably"))
+
+/**
+ * `sluice demo`: NOT YET WIRED. A stub that says so and exits with 1; the
+ * real demo (`sluice run` against an embedded MockProvider) replaces it.
+ *
+ * @since 0.1.0
+ * @category commands
+ */
+export const demoCommand = Command.make("demo", {}, () =>
+  Effect.zipRight(Console.error("sluice demo: not yet wired"), setExitCode(1))
+).pipe(Command.withDescription("(not yet wired) sluice run against an embedded MockProvider"))
+
+/**
+ * @since 0.1.0
+ * @category commands
+ */
+export const command = Command.make("sluice").pipe(Command.withSubcommands([runCommand, demoCommand]))
+
+/**
+ * The whole command line: give it `process.argv`.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const cli = Command.run(command, { name: "sluice", version: "0.1.0" })

@@ -1,0 +1,209 @@
+/**
+ * The engine of `sluice run`: stream an OpenAI-style batch file (JSONL, one
+ * `{ custom_id, method, url, body }` per line) through a sender, append one
+ * result line per `custom_id` to an output file, and resume where a previous
+ * run stopped.
+ *
+ * The runner is not the limiter. It reads the input as a stream (a line at a
+ * time, never the whole file) and keeps at most `concurrency` lines with the
+ * sender; the sender (today the HTTP sender over an `ApiClient`, later the
+ * Model) is where rate, token and concurrency limits, retries and breakers
+ * apply. The sender is injected (`Send`), so tests and other wirings swap it.
+ *
+ * Guarantees:
+ * - Every result is one complete line (`JSON.stringify(...) + "\n"` in one
+ *   uninterruptible write), fsynced every `syncEvery` lines, every
+ *   `syncInterval` and at the end.
+ * - Resume: an existing output is read first; a last line without its newline
+ *   (torn by `kill -9`) is truncated away, and every `custom_id` found is
+ *   skipped. A line that ended in an error is done too (its error is its
+ *   result), so a rerun leaves each `custom_id` in the output exactly once.
+ * - A line that cannot be read as a request, or that repeats the `custom_id`
+ *   of an earlier valid line, is reported with its line number to `onMalformed`
+ *   and to the errors file (rewritten by each run, since each run reads the
+ *   whole input); the rest proceed.
+ * - `stop` completing (the first Ctrl-C) stops taking lines; lines already
+ *   with the sender finish, up to `drainTimeout`, then are interrupted.
+ *   `abort` completing (the second Ctrl-C) interrupts them at once. Either
+ *   way the output holds only complete lines, and a rerun does the rest.
+ *
+ * Output lines come in the order they finish, not input order.
+ *
+ * What Effect gave us: `Stream` (reading, splitting, bounded concurrency,
+ * `haltWhen`), `FileSystem` (append, fsync, truncate), `Scope` (the files'
+ * lifetimes), `Effect.race` (the drain deadline). What this module adds: the
+ * batch-line checks, the crash-safe results file, resume, and the drain.
+ *
+ * @since 0.1.0
+ */
+import type * as FileSystem from "@effect/platform/FileSystem"
+import type * as Path from "@effect/platform/Path"
+import type * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
+import type { RunError, SendFailure } from "./internal/runError.js"
+import * as internal from "./internal/runner.js"
+import type { RunStats } from "./RunStats.js"
+
+export {
+  /**
+   * The run could not go on: the input is unreadable, or the output cannot
+   * be read, resumed or written.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
+  RunError,
+  /**
+   * A line's request failed for good. `errorTag` names the sender's final
+   * error (`RateLimited`, `ServerError`, `Timeout`, ...).
+   *
+   * @since 0.1.0
+   * @category errors
+   */
+  SendFailure
+} from "./internal/runError.js"
+
+/**
+ * One valid input line.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface BatchLine {
+  readonly customId: string
+  readonly method: "POST"
+  /** As written in the line, e.g. `/v1/chat/completions`. */
+  readonly url: string
+  readonly body: unknown
+  /** 1-based. */
+  readonly lineNumber: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Usage {
+  readonly promptTokens: number
+  readonly completionTokens: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface SendResult {
+  /** The response body. */
+  readonly response: unknown
+  /** Attempts made, the first included. */
+  readonly attempts: number
+  readonly usage?: Usage | undefined
+}
+
+/**
+ * Sends one line, with whatever limits and retries it applies, and answers
+ * its final result. Interruption must be safe (the runner interrupts sends
+ * past the drain deadline).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Send = (line: BatchLine) => Effect.Effect<SendResult, SendFailure>
+
+/**
+ * An input line that was not run.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Malformed {
+  /** 1-based. */
+  readonly lineNumber: number
+  readonly reason: string
+  /** When the line had a usable one. */
+  readonly customId?: string | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RunOptions {
+  /** The batch file (JSONL). */
+  readonly input: string
+  /** The results file (JSONL), appended to; an existing one is resumed. */
+  readonly output: string
+  /** Where malformed lines are reported. Default `<output>.errors.jsonl`. */
+  readonly errors?: string | undefined
+  /** Lines with the sender at once. */
+  readonly concurrency: number
+  /** Completes when the run should stop taking lines and drain. */
+  readonly stop?: Effect.Effect<void> | undefined
+  /** Completes when the run should stop at once. */
+  readonly abort?: Effect.Effect<void> | undefined
+  /** How long in-flight lines may finish after `stop`. Default 30 s. */
+  readonly drainTimeout?: Duration.DurationInput | undefined
+  /** Told of each malformed line as it is found (e.g. to print it). */
+  readonly onMalformed?: ((malformed: Malformed) => Effect.Effect<void>) | undefined
+  /** fsync the output after this many lines. Default 256. */
+  readonly syncEvery?: number | undefined
+  /** ... and at least this often. Default 1 s. */
+  readonly syncInterval?: Duration.DurationInput | undefined
+}
+
+/**
+ * How a run ended: `completed` (the whole input was read), `drained` (stopped,
+ * and everything in flight finished), `deadline` (stopped, and what was still
+ * in flight at the drain deadline was interrupted), `aborted` (stopped at once).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type StopReason = "completed" | "drained" | "deadline" | "aborted"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface Summary {
+  readonly input: string
+  readonly output: string
+  readonly errors: string
+  readonly stopReason: StopReason
+  /** Non-blank input lines, when the count finished. */
+  readonly total: number | undefined
+  readonly succeeded: number
+  readonly failed: number
+  /** Already in the output. */
+  readonly skipped: number
+  readonly malformed: number
+  /** Lines of the input with no result yet (0 after a completed run). */
+  readonly remaining: number | undefined
+  /** Bytes of a torn last output line removed before resuming (0 when none). */
+  readonly truncatedBytes: number
+  readonly requests: number
+  readonly rateLimited: number
+  readonly retries: number
+  readonly promptTokens: number
+  readonly completionTokens: number
+  readonly elapsedMillis: number
+}
+
+/**
+ * Runs a batch to the end (or to a stop), feeding `RunStats` as it goes.
+ *
+ * @since 0.1.0
+ * @category running
+ */
+export const run: (
+  options: RunOptions,
+  send: Send
+) => Effect.Effect<Summary, RunError, FileSystem.FileSystem | Path.Path | RunStats> = internal.run
+
+/**
+ * The default errors file for an output path.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const errorsPathFor: (output: string) => string = internal.errorsPathFor

@@ -1,0 +1,38 @@
+#!/usr/bin/env -S npx tsx
+/**
+ * The `sluice` program:
+ *
+ * ```sh
+ * npx tsx packages/cli/src/bin.ts run --input requests.jsonl --output results.jsonl --base-url http://127.0.0.1:8080/v1
+ * ```
+ *
+ * `NodeRuntime.runMain` runs it; the exit code is the one the command set
+ * (see `Cli.ExitCode`), 2 for flags `@effect/cli` refused, 130 when a signal
+ * interrupted the program outside `sluice run`'s own drain.
+ *
+ * @since 0.1.0
+ */
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import { cli, ExitCode } from "./Cli.js"
+
+const program = cli(process.argv).pipe(
+  Effect.catchIf(ValidationError.isValidationError, (error) =>
+    Effect.sync(() => {
+      process.exitCode = ValidationError.isHelpRequested(error) ? ExitCode.success : ExitCode.usage
+    })
+  ),
+  Effect.provide(NodeContext.layer)
+)
+
+NodeRuntime.runMain(program, {
+  teardown: (exit, onExit) => {
+    const set = typeof process.exitCode === "number" ? process.exitCode : undefined
+    if (Exit.isSuccess(exit)) return onExit(set ?? 0)
+    onExit(set ?? (Cause.isInterruptedOnly(exit.cause) ? ExitCode.interrupted : 1))
+  }
+})

@@ -1,0 +1,71 @@
+/**
+ * Text for people: the live progress line, a malformed-line report, the
+ * plain summary; and the `--json` summary for machines.
+ */
+import type * as Runner from "../Runner.js"
+import type * as RunStats from "../RunStats.js"
+
+const compact = (value: number): string => {
+  const rounded = Math.round(value)
+  if (rounded >= 1_000_000) return `${(value / 1_000_000).toFixed(1)}M`
+  if (rounded >= 10_000) return `${(value / 1000).toFixed(0)}k`
+  if (rounded >= 1000) return `${(value / 1000).toFixed(1)}k`
+  return String(rounded)
+}
+
+export const duration = (millis: number): string => {
+  const seconds = Math.max(0, Math.round(millis / 1000))
+  const hours = Math.floor(seconds / 3600)
+  const minutes = Math.floor((seconds % 3600) / 60)
+  const rest = seconds % 60
+  if (hours > 0) return `${hours}h${String(minutes).padStart(2, "0")}m`
+  if (minutes > 0) return `${minutes}m${String(rest).padStart(2, "0")}s`
+  return `${rest}s`
+}
+
+const against = (rate: number, limit: number | undefined) =>
+  limit === undefined ? compact(rate) : `${compact(rate)}/${compact(limit)}`
+
+/** One line, e.g. `312/1000 done · 2 failed · 498/500 rpm · 88k/90k tpm · 3×429 · 4 retries · ETA 1m22s`. */
+export const progressLine = (progress: RunStats.Progress): string => {
+  const parts = [`${progress.done}/${progress.total ?? "?"} done`]
+  if (progress.failed > 0) parts.push(`${progress.failed} failed`)
+  if (progress.skipped > 0) parts.push(`${progress.skipped} skipped`)
+  if (progress.malformed > 0) parts.push(`${progress.malformed} malformed`)
+  parts.push(`${progress.inFlight} in flight`)
+  parts.push(`${against(progress.requestsPerMinute, progress.limits.rpm)} rpm`)
+  parts.push(`${against(progress.tokensPerMinute, progress.limits.tpm)} tpm`)
+  parts.push(`${progress.rateLimited}×429`)
+  parts.push(`${progress.retries} retries`)
+  parts.push(`ETA ${progress.etaMillis === undefined ? "?" : duration(progress.etaMillis)}`)
+  return parts.join(" · ")
+}
+
+export const malformedLine = (malformed: Runner.Malformed): string =>
+  `line ${malformed.lineNumber}${malformed.customId === undefined ? "" : ` (custom_id ${JSON.stringify(malformed.customId)})`}: ${malformed.reason}`
+
+const STOPPED: Record<Runner.StopReason, string> = {
+  completed: "completed",
+  drained: "interrupted: stopped taking lines, in-flight lines finished",
+  deadline: "interrupted: stopped taking lines, in-flight lines past the drain deadline were cancelled",
+  aborted: "interrupted: stopped at once"
+}
+
+export const summaryText = (summary: Runner.Summary): string => {
+  const lines = [
+    `sluice run ${STOPPED[summary.stopReason]} in ${duration(summary.elapsedMillis)}`,
+    `  lines:     ${summary.total ?? "?"} (succeeded ${summary.succeeded}, failed ${summary.failed}, skipped ${summary.skipped}, malformed ${summary.malformed}, remaining ${summary.remaining ?? "?"})`,
+    `  requests:  ${summary.requests} (429s ${summary.rateLimited}, retries ${summary.retries})`,
+    `  tokens:    ${summary.promptTokens} prompt + ${summary.completionTokens} completion`,
+    `  output:    ${summary.output}`
+  ]
+  if (summary.malformed > 0) lines.push(`  errors:    ${summary.errors}`)
+  if (summary.truncatedBytes > 0)
+    lines.push(`  resumed after removing a torn last line (${summary.truncatedBytes} bytes) from the output`)
+  if (summary.stopReason !== "completed") lines.push("  run the same command again to do the rest")
+  return lines.join("\n")
+}
+
+/** The `--json` summary: the `Summary` and the exit code, on one line. */
+export const summaryJson = (summary: Runner.Summary, exitCode: number): string =>
+  JSON.stringify({ ...summary, total: summary.total ?? null, remaining: summary.remaining ?? null, exitCode })

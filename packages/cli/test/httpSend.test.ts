@@ -1,0 +1,157 @@
+import * as HttpClient from "@effect/platform/HttpClient"
+import { describe, expect, it } from "@effect/vitest"
+import * as ApiClient from "@sluice/http/ApiClient"
+import * as MockProvider from "@sluice/testing/MockProvider"
+import * as TestHttpClient from "@sluice/testing/TestHttpClient"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as TestClock from "effect/TestClock"
+import * as TestServices from "effect/TestServices"
+import * as HttpSend from "../src/HttpSend.js"
+import type * as Runner from "../src/Runner.js"
+import * as RunStats from "../src/RunStats.js"
+
+/** Lets real I/O happen: a little real time, and virtual time moved by a second. */
+const untilDone = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < 2_000 && fiber.unsafePoll() === null; i++) {
+      yield* TestServices.provideLive(Effect.sleep("2 millis"))
+      yield* TestClock.adjust("1 second")
+    }
+    return yield* Fiber.join(fiber)
+  })
+
+const line = (
+  id: string,
+  lineNumber: number,
+  body: unknown = { model: "mock-1", messages: [{ role: "user", content: `hi ${id}` }], max_tokens: 8 }
+): Runner.BatchLine => ({
+  customId: id,
+  method: "POST",
+  url: "/v1/chat/completions",
+  body,
+  lineNumber
+})
+
+const setup = (provider: MockProvider.Options, send: Omit<HttpSend.Options, "baseUrl">) =>
+  Effect.gen(function* () {
+    const mock = yield* MockProvider.make(provider)
+    const stats = yield* RunStats.make()
+    const context = yield* Layer.build(ApiClient.layerPool())
+    const sendLine = yield* HttpSend.make({ baseUrl: mock.baseUrl, ...send }).pipe(
+      Effect.provideService(RunStats.RunStats, stats),
+      Effect.provide(context)
+    )
+    return { mock, stats, send: sendLine }
+  })
+
+describe("HttpSend", () => {
+  it.scoped("counts each line's attempts, and feeds requests, 429s and retries to RunStats", () =>
+    Effect.gen(function* () {
+      const { mock, send, stats } = yield* setup({ rpm: 1, apiKeys: ["sk-unit"] }, { apiKey: Redacted.make("sk-unit") })
+      const fiber = yield* Effect.fork(Effect.all([send(line("a", 1)), send(line("b", 2))], { concurrency: 2 }))
+      const [first, second] = yield* untilDone(fiber)
+      expect([first.attempts, second.attempts].sort()).toEqual([1, 2])
+      expect(first.response).toMatchObject({ object: "chat.completion" })
+      expect(first.usage).toEqual({ promptTokens: expect.any(Number), completionTokens: expect.any(Number) })
+      const counters = yield* mock.counters
+      expect(counters).toMatchObject({ total: 3, served: 2, rateLimited: 1 })
+      expect(yield* stats.snapshot).toMatchObject({ requests: 3, rateLimited: 1, retries: 1 })
+    })
+  )
+
+  it.scoped("a final failure is a SendFailure with the error's tag and the attempts made", () =>
+    Effect.gen(function* () {
+      const { send, stats } = yield* setup({ faults: { serviceUnavailable503: 1 } }, { maxAttempts: 3 })
+      const fiber = yield* Effect.fork(Effect.flip(send(line("a", 1))))
+      const failure = yield* untilDone(fiber)
+      expect(failure).toMatchObject({ _tag: "SendFailure", errorTag: "ServerError", attempts: 3 })
+      expect(failure.message).toContain("ServerError after 3 attempts")
+      expect(yield* stats.snapshot).toMatchObject({ requests: 3, retries: 2, rateLimited: 0 })
+    })
+  )
+
+  it.scoped("the request leaves as the line says: body, path under the base URL, the key; no private header", () =>
+    Effect.gen(function* () {
+      const seen: Array<TestHttpClient.TestRequest> = []
+      const stats = yield* RunStats.make()
+      const send = yield* HttpSend.make({ baseUrl: "http://127.0.0.1:9/v1", apiKey: Redacted.make("sk-unit") }).pipe(
+        Effect.provideService(RunStats.RunStats, stats),
+        Effect.provideService(
+          HttpClient.HttpClient,
+          TestHttpClient.make((request) => {
+            seen.push(request)
+            return { status: 200, body: { ok: true, usage: { prompt_tokens: 4, completion_tokens: 2 } } }
+          })
+        )
+      )
+      const body = { model: "m", messages: [{ role: "user", content: "hi" }] }
+      const result = yield* send(line("a", 1, body))
+      expect(result).toEqual({
+        response: { ok: true, usage: { prompt_tokens: 4, completion_tokens: 2 } },
+        attempts: 1,
+        usage: { promptTokens: 4, completionTokens: 2 }
+      })
+      expect(seen).toHaveLength(1)
+      expect(seen[0]!.method).toBe("POST")
+      expect(seen[0]!.url.pathname).toBe("/v1/chat/completions")
+      expect(seen[0]!.body).toEqual(body)
+      expect(seen[0]!.headers.authorization).toBe("Bearer sk-unit")
+      expect(Object.keys(seen[0]!.headers).filter((name) => name.startsWith("x-sluice"))).toEqual([])
+    })
+  )
+
+  it("estimates a line's tokens as prompt characters / 4 plus its output cap", () => {
+    expect(HttpSend.estimateTokens({ messages: [{ role: "user", content: "x".repeat(40) }], max_tokens: 100 })).toBe(
+      110
+    )
+    expect(
+      HttpSend.estimateTokens({
+        messages: [{ role: "user", content: [{ type: "text", text: "x".repeat(8) }] }],
+        max_completion_tokens: 2
+      })
+    ).toBe(4)
+    expect(HttpSend.estimateTokens({ input: ["abcd", "efgh"] })).toBe(2)
+    expect(HttpSend.estimateTokens("nonsense")).toBe(1)
+  })
+})
+
+describe("RunStats", () => {
+  it.effect("rates per minute over a sliding window, and an ETA at the recent pace", () =>
+    Effect.gen(function* () {
+      const stats = yield* RunStats.make({ rpm: 600, tpm: 6000 })
+      yield* stats.setTotal(100)
+      for (let second = 0; second < 30; second++) {
+        yield* stats.requestSent
+        yield* stats.lineStarted
+        yield* stats.tokensUsed({ promptTokens: 7, completionTokens: 3 })
+        yield* stats.lineFinished("succeeded")
+        yield* TestClock.adjust("1 second")
+      }
+      yield* stats.lineSettled("skipped")
+      yield* stats.lineSettled("malformed")
+      const early = yield* stats.snapshot
+      expect(early).toMatchObject({
+        total: 100,
+        done: 32,
+        succeeded: 30,
+        skipped: 1,
+        malformed: 1,
+        inFlight: 0,
+        requests: 30,
+        requestsPerMinute: 60,
+        tokensPerMinute: 600,
+        limits: { rpm: 600, tpm: 6000 },
+        elapsedMillis: 30_000
+      })
+      // 68 lines left at 60 lines a minute.
+      expect(early.etaMillis).toBe(68_000)
+      yield* TestClock.adjust("2 minutes")
+      const idle = yield* stats.snapshot
+      expect(idle.requestsPerMinute).toBe(0)
+      expect(idle.etaMillis).toBeUndefined()
+    })
+  )
+})

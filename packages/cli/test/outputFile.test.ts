@@ -1,0 +1,64 @@
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as OutputFile from "../src/internal/outputFile.js"
+
+const result = (id: string) => `${JSON.stringify({ custom_id: id, status: "succeeded", response: { ok: true } })}\n`
+
+describe("the results file", () => {
+  it.scoped("recovery collects the done ids of complete lines; an absent file is empty", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* fs.makeTempDirectoryScoped()
+      expect(yield* OutputFile.recover(fs, `${dir}/none.jsonl`)).toEqual({
+        done: new Set(),
+        lines: 0,
+        truncatedBytes: 0
+      })
+      yield* fs.writeFileString(`${dir}/out.jsonl`, result("a") + result("b") + result("é-ünïcode"))
+      const recovered = yield* OutputFile.recover(fs, `${dir}/out.jsonl`)
+      expect([...recovered.done]).toEqual(["a", "b", "é-ünïcode"])
+      expect(recovered.truncatedBytes).toBe(0)
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+
+  it.scoped("a torn last line is truncated away (even one that parses), and the file stays appendable", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* fs.makeTempDirectoryScoped()
+      const path = `${dir}/out.jsonl`
+      const complete = result("a") + result("b")
+      for (const torn of ['{"custom_id":"c","sta', JSON.stringify({ custom_id: "c" })]) {
+        yield* fs.writeFileString(path, complete + torn)
+        const recovered = yield* OutputFile.recover(fs, path)
+        expect([...recovered.done]).toEqual(["a", "b"])
+        expect(recovered.truncatedBytes).toBe(torn.length)
+        expect(yield* fs.readFileString(path)).toBe(complete)
+      }
+      yield* Effect.scoped(
+        Effect.flatMap(OutputFile.makeWriter(fs, path, { flag: "a" }), (writer) =>
+          Effect.zipRight(writer.append({ custom_id: "c" }), writer.append({ custom_id: "d" }))
+        )
+      )
+      expect(yield* fs.readFileString(path)).toBe(`${complete}{"custom_id":"c"}\n{"custom_id":"d"}\n`)
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+
+  it.scoped("a file whose complete lines are not results is refused, not appended to", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* fs.makeTempDirectoryScoped()
+      yield* fs.writeFileString(`${dir}/a.jsonl`, `${result("a")}hello\n`)
+      yield* fs.writeFileString(`${dir}/b.jsonl`, `${result("a")}{"id":1}\n`)
+      for (const [name, detail] of [
+        ["a.jsonl", "line 2 is not JSON"],
+        ["b.jsonl", "line 2 has no custom_id"]
+      ] as const) {
+        const exit = yield* Effect.exit(OutputFile.recover(fs, `${dir}/${name}`))
+        expect(exit).toEqual(Exit.fail(expect.objectContaining({ reason: "OutputCorrupt", detail })))
+      }
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+})

@@ -1,0 +1,268 @@
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import { describe, expect, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as TestClock from "effect/TestClock"
+import * as Runner from "../src/Runner.js"
+import * as RunStats from "../src/RunStats.js"
+
+const TestLayer = Layer.merge(NodeContext.layer, RunStats.layer())
+
+const request = (id: string) =>
+  JSON.stringify({ custom_id: id, method: "POST", url: "/v1/chat/completions", body: { model: "m", id } })
+
+const requests = (count: number) => Array.from({ length: count }, (_, index) => request(`r${index}`))
+
+const echo: Runner.Send = (line) =>
+  Effect.succeed({ response: { echo: line.customId }, attempts: 1, usage: { promptTokens: 3, completionTokens: 5 } })
+
+/** Reads a results (or errors) file as parsed lines, checking each line is complete. */
+const readJsonl = (path: string) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    if (!(yield* fs.exists(path))) return []
+    const text = yield* fs.readFileString(path)
+    if (text !== "") expect(text.endsWith("\n")).toBe(true)
+    return text
+      .split("\n")
+      .filter((line) => line !== "")
+      .map((line) => JSON.parse(line) as Record<string, any>)
+  })
+
+const ids = (lines: ReadonlyArray<Record<string, any>>) => lines.map((line) => line.custom_id as string)
+
+const setup = (inputLines: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const dir = yield* fs.makeTempDirectoryScoped()
+    yield* fs.writeFileString(`${dir}/in.jsonl`, `${inputLines.join("\n")}\n`)
+    return { input: `${dir}/in.jsonl`, output: `${dir}/out.jsonl`, dir }
+  })
+
+/** Each run gets fresh stats, as each `sluice run` does. */
+const runOnce = (options: Runner.RunOptions, send: Runner.Send) =>
+  Effect.provide(Runner.run(options, send), RunStats.layer())
+
+describe("Runner.run", () => {
+  it.scoped("writes one result per line; malformed and duplicate lines are reported with their line numbers", () =>
+    Effect.gen(function* () {
+      const files = yield* setup([
+        request("a"),
+        "{not json",
+        "",
+        request("b"),
+        JSON.stringify({ method: "POST", url: "/v1/x", body: {} }),
+        request("a"),
+        JSON.stringify({ custom_id: "c", method: "GET", url: "/v1/x", body: {} }),
+        request("d")
+      ])
+      const reported: Array<Runner.Malformed> = []
+      const summary = yield* runOnce(
+        {
+          ...files,
+          concurrency: 4,
+          onMalformed: (malformed) => Effect.sync(() => void reported.push(malformed))
+        },
+        echo
+      )
+      const expected = [
+        { lineNumber: 2, reason: "not valid JSON" },
+        { lineNumber: 5, reason: "missing custom_id" },
+        { lineNumber: 6, customId: "a", reason: "duplicate custom_id (first on line 1)" },
+        { lineNumber: 7, customId: "c", reason: 'method must be "POST"' }
+      ]
+      expect(reported).toEqual(expected)
+      expect(yield* readJsonl(Runner.errorsPathFor(files.output))).toEqual(
+        expected.map(({ lineNumber, customId, reason }) =>
+          customId === undefined ? { line: lineNumber, reason } : { line: lineNumber, custom_id: customId, reason }
+        )
+      )
+      const results = yield* readJsonl(files.output)
+      expect(ids(results).sort()).toEqual(["a", "b", "d"])
+      expect(results.find((line) => line.custom_id === "b")).toMatchObject({
+        custom_id: "b",
+        line: 4,
+        status: "succeeded",
+        attempts: 1,
+        response: { echo: "b" },
+        error: null,
+        usage: { prompt_tokens: 3, completion_tokens: 5 }
+      })
+      expect(summary).toMatchObject({
+        stopReason: "completed",
+        total: 7,
+        succeeded: 3,
+        failed: 0,
+        skipped: 0,
+        malformed: 4,
+        remaining: 0,
+        promptTokens: 9,
+        completionTokens: 15
+      })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.scoped("a failed line is written with its final error and counts as done on a rerun", () =>
+    Effect.gen(function* () {
+      const files = yield* setup(requests(6))
+      const failOdd: Runner.Send = (line) =>
+        Number(line.customId.slice(1)) % 2 === 1
+          ? Effect.fail(new Runner.SendFailure({ errorTag: "ServerError", detail: "503 overloaded", attempts: 3 }))
+          : echo(line)
+      const first = yield* runOnce({ ...files, concurrency: 3 }, failOdd)
+      expect(first).toMatchObject({ succeeded: 3, failed: 3 })
+      const failed = (yield* readJsonl(files.output)).find((line) => line.custom_id === "r1")
+      expect(failed).toMatchObject({
+        status: "failed",
+        attempts: 3,
+        response: null,
+        error: { tag: "ServerError", message: "503 overloaded" }
+      })
+      let sent = 0
+      const second = yield* runOnce({ ...files, concurrency: 3 }, (line) =>
+        Effect.zipRight(
+          Effect.sync(() => sent++),
+          echo(line)
+        )
+      )
+      expect(sent).toBe(0)
+      expect(second).toMatchObject({ skipped: 6, succeeded: 0, failed: 0, stopReason: "completed" })
+      expect(ids(yield* readJsonl(files.output)).sort()).toEqual(
+        requests(6)
+          .map((line) => JSON.parse(line).custom_id)
+          .sort()
+      )
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.scoped("resume: a torn last line is removed and done lines are skipped", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const files = yield* setup(requests(5))
+      yield* fs.writeFileString(
+        files.output,
+        `${JSON.stringify({ custom_id: "r0", status: "succeeded" })}\n${JSON.stringify({ custom_id: "r3", status: "failed" })}\n{"custom_id":"r1","sta`
+      )
+      const sent: Array<string> = []
+      const summary = yield* runOnce({ ...files, concurrency: 2 }, (line) =>
+        Effect.zipRight(
+          Effect.sync(() => sent.push(line.customId)),
+          echo(line)
+        )
+      )
+      expect(sent.sort()).toEqual(["r1", "r2", "r4"])
+      expect(summary).toMatchObject({ skipped: 2, succeeded: 3, truncatedBytes: 22 })
+      expect(ids(yield* readJsonl(files.output))).toHaveLength(5)
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.scoped("stop: no new lines are sent, in-flight ones finish, and a rerun does exactly the rest", () =>
+    Effect.gen(function* () {
+      const files = yield* setup(requests(1000))
+      const stop = yield* Deferred.make<void>()
+      const gate = yield* Deferred.make<void>()
+      let started = 0
+      const gated: Runner.Send = (line) =>
+        Effect.gen(function* () {
+          started++
+          yield* Deferred.await(gate)
+          return yield* echo(line)
+        })
+      const fiber = yield* Effect.fork(
+        runOnce({ ...files, concurrency: 4, stop: Deferred.await(stop), drainTimeout: "1 minute" }, gated)
+      )
+      while (started < 4) yield* Effect.yieldNow()
+      yield* Deferred.succeed(stop, undefined)
+      yield* Effect.yieldNow()
+      yield* Deferred.succeed(gate, undefined)
+      const summary = yield* Fiber.join(fiber)
+      expect(summary.stopReason).toBe("drained")
+      const firstIds = ids(yield* readJsonl(files.output))
+      expect(firstIds.length).toBe(started)
+      expect(firstIds.length).toBeLessThan(1000)
+      expect(new Set(firstIds).size).toBe(firstIds.length)
+
+      const rest = yield* runOnce({ ...files, concurrency: 8 }, echo)
+      expect(rest).toMatchObject({
+        stopReason: "completed",
+        skipped: firstIds.length,
+        succeeded: 1000 - firstIds.length
+      })
+      const all = ids(yield* readJsonl(files.output))
+      expect(all.length).toBe(1000)
+      expect(new Set(all).size).toBe(1000)
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.scoped("abort (and the drain deadline) interrupt hung sends; the output holds only complete lines", () =>
+    Effect.gen(function* () {
+      const files = yield* setup(requests(50))
+      const hangAfterTen =
+        (count: { value: number }): Runner.Send =>
+        (line) =>
+          Effect.suspend(() => (++count.value > 10 ? Effect.never : echo(line)))
+
+      const stop = yield* Deferred.make<void>()
+      const abort = yield* Deferred.make<void>()
+      const count = { value: 0 }
+      const fiber = yield* Effect.fork(
+        runOnce(
+          {
+            ...files,
+            concurrency: 4,
+            stop: Deferred.await(stop),
+            abort: Deferred.await(abort),
+            drainTimeout: "1 hour"
+          },
+          hangAfterTen(count)
+        )
+      )
+      while (count.value < 14) yield* Effect.yieldNow()
+      yield* Deferred.succeed(stop, undefined)
+      yield* Deferred.succeed(abort, undefined)
+      expect((yield* Fiber.join(fiber)).stopReason).toBe("aborted")
+      expect(ids(yield* readJsonl(files.output))).toHaveLength(10)
+
+      // The deadline: a short drain, the sends still hanging.
+      const stopAgain = yield* Deferred.make<void>()
+      const again = { value: 0 }
+      const deadlineFiber = yield* Effect.fork(
+        runOnce(
+          { ...files, concurrency: 4, stop: Deferred.await(stopAgain), drainTimeout: "50 millis" },
+          hangAfterTen(again)
+        )
+      )
+      while (again.value < 14) yield* Effect.yieldNow()
+      yield* Deferred.succeed(stopAgain, undefined)
+      // The drain deadline sleeps on the TestClock: move it on until the run ends.
+      while (Option.isNone(yield* Fiber.poll(deadlineFiber))) {
+        yield* TestClock.adjust("10 millis")
+        yield* Effect.yieldNow()
+      }
+      const deadline = yield* Fiber.join(deadlineFiber)
+      expect(deadline).toMatchObject({ stopReason: "deadline", skipped: 10, succeeded: 10 })
+
+      const rest = yield* runOnce({ ...files, concurrency: 4 }, echo)
+      expect(rest).toMatchObject({ stopReason: "completed", skipped: 20, succeeded: 30 })
+      const all = ids(yield* readJsonl(files.output))
+      expect(new Set(all).size).toBe(50)
+      expect(all).toHaveLength(50)
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.scoped("refuses to run with the input as the output, or a missing input", () =>
+    Effect.gen(function* () {
+      const files = yield* setup(requests(1))
+      const same = yield* Effect.flip(runOnce({ input: files.input, output: files.input, concurrency: 1 }, echo))
+      expect(same).toMatchObject({ _tag: "RunError", reason: "SamePath" })
+      const missing = yield* Effect.flip(
+        runOnce({ input: `${files.dir}/absent.jsonl`, output: files.output, concurrency: 1 }, echo)
+      )
+      expect(missing).toMatchObject({ _tag: "RunError", reason: "InputUnreadable" })
+    }).pipe(Effect.provide(TestLayer))
+  )
+})

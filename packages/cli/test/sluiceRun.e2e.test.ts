@@ -1,0 +1,304 @@
+/**
+ * `sluice run` end to end: the real program as a child process, against a
+ * real MockProvider in this process, writing real files in a temp dir.
+ * Nothing here asserts on timing; tests wait by polling files and the
+ * provider's log.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "@effect/vitest"
+import * as MockProvider from "@sluice/testing/MockProvider"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
+import { chatLine, countLines, ids, readResults, sluice, sluiceRun, waitUntil } from "./utils/child.js"
+
+const API_KEY = "sk-e2e-do-not-print-0123456789"
+const KEY_ENV = { SLUICE_E2E_KEY: API_KEY }
+const TIMEOUT = 90_000
+
+let scope: Scope.CloseableScope
+let provider: MockProvider.MockProviderShape
+let dir: string | undefined
+
+beforeAll(async () => {
+  scope = await Effect.runPromise(Scope.make())
+  provider = await Effect.runPromise(Scope.extend(MockProvider.make({ apiKeys: [API_KEY], seed: 7 }), scope))
+})
+
+afterAll(async () => {
+  await Effect.runPromise(Scope.close(scope, Exit.void))
+})
+
+afterEach(async () => {
+  if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true })
+  await Effect.runPromise(
+    Effect.all([provider.setFaults({}), provider.setLatency(undefined), provider.setLimits({}), provider.reset])
+  )
+})
+
+const freshDir = (): string => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "sluice-run-"))
+  return dir
+}
+
+const writeInput = (lines: ReadonlyArray<string>) => {
+  const input = path.join(dir!, "requests.jsonl")
+  fs.writeFileSync(input, `${lines.join("\n")}\n`)
+  return input
+}
+
+const runArgs = (input: string, output: string, ...extra: Array<string>) => [
+  "run",
+  "--input",
+  input,
+  "--output",
+  output,
+  "--base-url",
+  provider.baseUrl,
+  "--api-key-env",
+  "SLUICE_E2E_KEY",
+  ...extra
+]
+
+const expectExactlyOnce = (output: string, expected: ReadonlyArray<string>) => {
+  const results = readResults(output)
+  expect(results.torn).toBe(false)
+  expect(results.ids.length).toBe(expected.length)
+  expect([...results.ids].sort()).toEqual([...expected].sort())
+  return results
+}
+
+describe("sluice run", () => {
+  it(
+    "runs a batch: one result per line, malformed lines reported with line numbers, a --json summary",
+    async () => {
+      freshDir()
+      await Effect.runPromise(provider.setFaults({ serviceUnavailable503: 0.2 }))
+      const good = ids(30)
+      const lines = good.map((id) => chatLine(id))
+      lines.splice(3, 0, "{this is not json")
+      lines.splice(8, 0, chatLine("r3", "the same id again"))
+      lines.splice(12, 0, JSON.stringify({ custom_id: "x", method: "GET", url: "/v1/chat/completions", body: {} }))
+      const input = writeInput(lines)
+      const output = path.join(dir!, "results.jsonl")
+
+      const run = await sluiceRun(
+        runArgs(
+          input,
+          output,
+          "--rpm",
+          "60000",
+          "--tpm",
+          "10000000",
+          "--concurrency",
+          "4",
+          "--max-attempts",
+          "8",
+          "--json"
+        ),
+        KEY_ENV
+      )
+
+      expect(run.code).toBe(1) // malformed lines were reported
+      const summary = JSON.parse(run.stdout)
+      expect(Object.keys(summary).sort()).toEqual(
+        [
+          "input",
+          "output",
+          "errors",
+          "stopReason",
+          "total",
+          "succeeded",
+          "failed",
+          "skipped",
+          "malformed",
+          "remaining",
+          "truncatedBytes",
+          "requests",
+          "rateLimited",
+          "retries",
+          "promptTokens",
+          "completionTokens",
+          "elapsedMillis",
+          "exitCode"
+        ].sort()
+      )
+      expect(summary).toMatchObject({
+        input,
+        output,
+        errors: `${output}.errors.jsonl`,
+        stopReason: "completed",
+        total: 33,
+        succeeded: 30,
+        failed: 0,
+        skipped: 0,
+        malformed: 3,
+        remaining: 0,
+        truncatedBytes: 0,
+        exitCode: 1
+      })
+
+      const results = expectExactlyOnce(output, good)
+      for (const line of results.lines) {
+        expect(line).toMatchObject({ status: "succeeded", error: null, response: { object: "chat.completion" } })
+        expect(line.attempts).toBeGreaterThanOrEqual(1)
+        expect(typeof line.started_at).toBe("string")
+        expect(typeof line.duration_ms).toBe("number")
+      }
+      // The counters the sender fed agree with the results and with what the server saw.
+      const attempts = results.lines.reduce((sum, line) => sum + (line.attempts as number), 0)
+      const counters = await Effect.runPromise(provider.counters)
+      expect(summary.requests).toBe(attempts)
+      expect(summary.requests).toBe(counters.total)
+      expect(summary.retries).toBe(attempts - 30)
+      expect(summary.retries).toBe(counters.faults.serviceUnavailable503)
+      expect(summary.promptTokens).toBe(results.lines.reduce((sum, line) => sum + line.usage.prompt_tokens, 0))
+
+      expect(run.stderr).toContain("line 4: not valid JSON\n")
+      expect(run.stderr).toContain('line 9 (custom_id "r3"): duplicate custom_id (first on line 5)\n')
+      expect(run.stderr).toContain('line 13 (custom_id "x"): method must be "POST"\n')
+      const errors = fs
+        .readFileSync(`${output}.errors.jsonl`, "utf8")
+        .trimEnd()
+        .split("\n")
+        .map((line) => JSON.parse(line))
+      expect(errors).toEqual([
+        { line: 4, reason: "not valid JSON" },
+        { line: 9, custom_id: "r3", reason: "duplicate custom_id (first on line 5)" },
+        { line: 13, custom_id: "x", reason: 'method must be "POST"' }
+      ])
+      for (const text of [run.stdout, run.stderr, fs.readFileSync(output, "utf8"), JSON.stringify(errors)]) {
+        expect(text).not.toContain(API_KEY)
+      }
+    },
+    TIMEOUT
+  )
+
+  it(
+    "after kill -9 mid-run, a rerun ends with every custom_id exactly once and no torn line",
+    async () => {
+      freshDir()
+      await Effect.runPromise(provider.setLatency({ fixed: "50 millis" }))
+      const all = ids(400)
+      const input = writeInput(all.map((id) => chatLine(id)))
+      const output = path.join(dir!, "results.jsonl")
+
+      const first = sluice(runArgs(input, output, "--concurrency", "4"), KEY_ENV)
+      await waitUntil("the output has 20 lines", () => countLines(output) >= 20)
+      first.child.kill("SIGKILL")
+      expect((await first.exited).signal).toBe("SIGKILL")
+      const before = readResults(output)
+      expect(before.ids.length).toBeLessThan(400)
+      // The worst a kill can leave: a line cut short. Make sure there is one.
+      if (!before.torn) fs.appendFileSync(output, '{"custom_id":"r399","status":"succ')
+
+      const rerun = await sluiceRun(runArgs(input, output, "--concurrency", "16"), KEY_ENV)
+      expect(rerun.code).toBe(0)
+      expect(rerun.stdout).toContain("sluice run completed")
+      expect(rerun.stdout).toMatch(/removing a torn last line \(\d+ bytes\)/)
+      expectExactlyOnce(output, all)
+      const skipped = Number(/skipped (\d+)/.exec(rerun.stdout)?.[1])
+      expect(skipped).toBe(before.ids.length)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "the first Ctrl-C drains: exit 130, only complete lines, and a rerun does exactly the rest",
+    async () => {
+      freshDir()
+      await Effect.runPromise(provider.setLatency({ fixed: "50 millis" }))
+      const all = ids(400)
+      const input = writeInput(all.map((id) => chatLine(id)))
+      const output = path.join(dir!, "results.jsonl")
+
+      const first = sluice(runArgs(input, output, "--concurrency", "4", "--json"), KEY_ENV)
+      await waitUntil("the output has 10 lines", () => countLines(output) >= 10)
+      first.child.kill("SIGINT")
+      const { code } = await first.exited
+      expect(code).toBe(130)
+      expect(first.stderr()).toContain("Stopping: no new lines")
+      const summary = JSON.parse(first.stdout())
+      expect(summary).toMatchObject({ stopReason: "drained", exitCode: 130, failed: 0 })
+      const partial = readResults(output)
+      expect(partial.torn).toBe(false)
+      expect(new Set(partial.ids).size).toBe(partial.ids.length)
+      expect(partial.ids.length).toBe(summary.succeeded)
+      expect(partial.ids.length).toBeLessThan(400)
+      expect(summary.remaining).toBe(400 - partial.ids.length)
+
+      const rerun = await sluiceRun(runArgs(input, output, "--concurrency", "16", "--json"), KEY_ENV)
+      expect(rerun.code).toBe(0)
+      expect(JSON.parse(rerun.stdout)).toMatchObject({
+        stopReason: "completed",
+        skipped: partial.ids.length,
+        succeeded: 400 - partial.ids.length
+      })
+      expectExactlyOnce(output, all)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "a second Ctrl-C stops at once, and the drain deadline cancels what is still in flight",
+    async () => {
+      freshDir()
+      await Effect.runPromise(provider.setFaults({ hang: 1 }))
+      const all = ids(20)
+      const input = writeInput(all.map((id) => chatLine(id)))
+      const output = path.join(dir!, "results.jsonl")
+
+      const twice = sluice(runArgs(input, output, "--concurrency", "2", "--drain-timeout", "10m", "--json"), KEY_ENV)
+      await Effect.runPromise(provider.awaitRequests(2))
+      twice.child.kill("SIGINT")
+      await waitUntil("the drain began", () => twice.stderr().includes("Stopping"))
+      twice.child.kill("SIGINT")
+      expect((await twice.exited).code).toBe(130)
+      expect(JSON.parse(twice.stdout())).toMatchObject({ stopReason: "aborted", succeeded: 0, remaining: 20 })
+      expect(readResults(output)).toEqual({ lines: [], ids: [], torn: false })
+
+      await Effect.runPromise(provider.reset)
+      const deadline = sluice(
+        runArgs(input, output, "--concurrency", "2", "--drain-timeout", "300ms", "--json"),
+        KEY_ENV
+      )
+      await Effect.runPromise(provider.awaitRequests(2))
+      deadline.child.kill("SIGINT")
+      expect((await deadline.exited).code).toBe(130)
+      expect(JSON.parse(deadline.stdout())).toMatchObject({ stopReason: "deadline", succeeded: 0 })
+
+      await Effect.runPromise(provider.setFaults({}))
+      const rerun = await sluiceRun(runArgs(input, output, "--json"), KEY_ENV)
+      expect(rerun.code).toBe(0)
+      expectExactlyOnce(output, all)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "usage errors exit 2 without running; sluice demo says it is not yet wired",
+    async () => {
+      freshDir()
+      const input = writeInput([chatLine("a")])
+      const output = path.join(dir!, "results.jsonl")
+      const [badFlag, badDuration, missingKey, demo] = await Promise.all([
+        sluiceRun(runArgs(input, output, "--concurrency", "0")),
+        sluiceRun(runArgs(input, output, "--timeout", "soon")),
+        sluiceRun(runArgs(input, output), {}),
+        sluiceRun(["demo"])
+      ])
+      expect(badFlag.code).toBe(2)
+      expect(badFlag.stderr + badFlag.stdout).toContain("--concurrency: expected a whole number above 0")
+      expect(badDuration.code).toBe(2)
+      expect(badDuration.stderr + badDuration.stdout).toContain("--timeout: expected a duration")
+      expect(missingKey.code).toBe(2)
+      expect(missingKey.stderr).toContain("the environment variable SLUICE_E2E_KEY is not set")
+      expect(fs.existsSync(output)).toBe(false)
+      expect(demo.code).toBe(1)
+      expect(demo.stderr).toContain("not yet wired")
+    },
+    TIMEOUT
+  )
+})
