@@ -48,6 +48,7 @@ import type * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as Demo from "./Demo.js"
 import * as HttpSend from "./HttpSend.js"
 import * as DurationFlag from "./internal/durationFlag.js"
 import * as View from "./internal/progressView.js"
@@ -300,16 +301,33 @@ export const runCommand = Command.make("run", runFlags, (flags) =>
   )
 ).pipe(Command.withDescription("Run a JSONL batch (OpenAI batch format) through a metered API, resumably"))
 
+const demoFlags = {
+  requests: Options.integer("requests").pipe(
+    Options.withDefault(320),
+    Options.withDescription("chat requests in the batch (default 320, about 45 s)")
+  ),
+  directory: Options.directory("keep-files").pipe(
+    Options.optional,
+    Options.withDescription("write the input and results here and keep them (default: a temporary directory)")
+  )
+}
+
 /**
- * `sluice demo`: NOT YET WIRED. A stub that says so and exits with 1; the
- * real demo (`sluice run` against an embedded MockProvider) replaces it.
+ * `sluice demo`: `sluice run` against an embedded MockProvider (see `Demo`).
  *
  * @since 0.1.0
  * @category commands
  */
-export const demoCommand = Command.make("demo", {}, () =>
-  Effect.zipRight(Console.error("sluice demo: not yet wired"), setExitCode(1))
-).pipe(Command.withDescription("(not yet wired) sluice run against an embedded MockProvider"))
+export const demoCommand = Command.make("demo", demoFlags, (flags) =>
+  Demo.run({ requests: flags.requests, directory: Option.getOrUndefined(flags.directory) }).pipe(
+    Effect.flatMap(({ summary }) => setExitCode(summary.failed > 0 ? ExitCode.someLinesFailed : ExitCode.success)),
+    Effect.catchAll((error) => Effect.zipRight(Console.error(error.message), setExitCode(ExitCode.runError)))
+  )
+).pipe(
+  Command.withDescription(
+    "Run a batch through the whole stack against an embedded MockProvider, with live progress and a report"
+  )
+)
 
 /**
  * @since 0.1.0

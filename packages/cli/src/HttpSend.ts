@@ -18,7 +18,7 @@
  * @since 0.1.0
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
-import type { InvalidOptions } from "@sluice/core"
+import type { Executor, InvalidOptions } from "@sluice/core"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Redacted from "effect/Redacted"
@@ -50,6 +50,14 @@ export interface Options {
   readonly allowInsecureHttp?: boolean | undefined
   /** Names the endpoint in errors. Default `sluice-run`. */
   readonly name?: string | undefined
+  /**
+   * The share of a minute's allowance that may go at once (each limit's
+   * bucket capacity). Default 1: a whole minute, as a provider's sliding
+   * window allows; lower it to pace a run evenly from the start.
+   */
+  readonly burst?: number | undefined
+  /** A circuit breaker for the endpoint (options, or a breaker to share and watch). */
+  readonly breaker?: Executor.BreakerSetting | undefined
 }
 
 /**

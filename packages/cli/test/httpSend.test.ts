@@ -67,8 +67,9 @@ describe("HttpSend", () => {
       const { send, stats } = yield* setup({ faults: { serviceUnavailable503: 1 } }, { maxAttempts: 3 })
       const fiber = yield* Effect.fork(Effect.flip(send(line("a", 1))))
       const failure = yield* untilDone(fiber)
-      expect(failure).toMatchObject({ _tag: "SendFailure", errorTag: "ServerError", attempts: 3 })
-      expect(failure.message).toContain("ServerError after 3 attempts")
+      // The Model's verdict on a 503: the provider is unavailable.
+      expect(failure).toMatchObject({ _tag: "SendFailure", errorTag: "ProviderUnavailable", attempts: 3 })
+      expect(failure.message).toContain("ProviderUnavailable after 3 attempts")
       expect(yield* stats.snapshot).toMatchObject({ requests: 3, retries: 2, rateLimited: 0 })
     })
   )
@@ -83,17 +84,21 @@ describe("HttpSend", () => {
           HttpClient.HttpClient,
           TestHttpClient.make((request) => {
             seen.push(request)
-            return { status: 200, body: { ok: true, usage: { prompt_tokens: 4, completion_tokens: 2 } } }
+            return { status: 200, body: answer }
           })
         )
       )
+      const answer = {
+        id: "chatcmpl-1",
+        object: "chat.completion",
+        created: 0,
+        model: "m",
+        choices: [{ index: 0, message: { role: "assistant", content: "hello" }, finish_reason: "stop" }],
+        usage: { prompt_tokens: 4, completion_tokens: 2, total_tokens: 6 }
+      }
       const body = { model: "m", messages: [{ role: "user", content: "hi" }] }
       const result = yield* send(line("a", 1, body))
-      expect(result).toEqual({
-        response: { ok: true, usage: { prompt_tokens: 4, completion_tokens: 2 } },
-        attempts: 1,
-        usage: { promptTokens: 4, completionTokens: 2 }
-      })
+      expect(result).toMatchObject({ response: answer, attempts: 1, usage: { promptTokens: 4, completionTokens: 2 } })
       expect(seen).toHaveLength(1)
       expect(seen[0]!.method).toBe("POST")
       expect(seen[0]!.url.pathname).toBe("/v1/chat/completions")

@@ -278,7 +278,7 @@ describe("sluice run", () => {
   )
 
   it(
-    "usage errors exit 2 without running; sluice demo says it is not yet wired",
+    "usage errors exit 2 without running (run and demo)",
     async () => {
       freshDir()
       const input = writeInput([chatLine("a")])
@@ -287,7 +287,7 @@ describe("sluice run", () => {
         sluiceRun(runArgs(input, output, "--concurrency", "0")),
         sluiceRun(runArgs(input, output, "--timeout", "soon")),
         sluiceRun(runArgs(input, output), {}),
-        sluiceRun(["demo"])
+        sluiceRun(["demo", "--requests", "many"])
       ])
       expect(badFlag.code).toBe(2)
       expect(badFlag.stderr + badFlag.stdout).toContain("--concurrency: expected a whole number above 0")
@@ -296,8 +296,8 @@ describe("sluice run", () => {
       expect(missingKey.code).toBe(2)
       expect(missingKey.stderr).toContain("the environment variable SLUICE_E2E_KEY is not set")
       expect(fs.existsSync(output)).toBe(false)
-      expect(demo.code).toBe(1)
-      expect(demo.stderr).toContain("not yet wired")
+      expect(demo.code).toBe(2)
+      expect(demo.stderr + demo.stdout).toContain("'many' is not a integer")
     },
     TIMEOUT
   )

@@ -208,6 +208,55 @@ describe("Executor with retry, breaker, timeout and deadline", () => {
     })
   )
 
+  it.scoped(
+    "a policy that retries CircuitOpenError makes requests wait out an open breaker, paying nothing meanwhile",
+    () =>
+      Effect.gen(function* () {
+        const limiter = yield* makeLimiter(100)
+        const breaker = yield* CircuitBreaker.make({
+          name: "waiting",
+          policy: { kind: "consecutive", failures: 1 },
+          openDuration: "2 seconds"
+        })
+        const executor = yield* Executor.make({
+          name: "waiting",
+          concurrency: 1,
+          rateLimiter: limiter,
+          breaker,
+          retry: {
+            maxAttempts: 2,
+            base: "10 millis",
+            jitter: "none",
+            isRetryable: (error) => error instanceof CircuitBreaker.CircuitOpenError
+          }
+        })
+        const events = yield* executor.subscribe
+        yield* Effect.exit(executor.submit(Effect.fail("down"), { cost: { tokens: 10 } }))
+        expect(yield* breaker.state()).toBe("OPEN")
+        const starts: Array<number> = []
+        const call = Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => starts.push(now)))
+        const waiting = yield* Effect.fork(executor.submit(call, { cost: { tokens: 10 } }))
+        yield* TestClock.adjust("1 second")
+        // Refused at dispatch, waiting for the breaker: no tokens taken, no call made.
+        expect(starts).toEqual([])
+        expect(yield* tokensLeft(limiter)).toBe(90)
+        expect(yield* executor.stats).toMatchObject({ retrying: 1, inFlight: 0 })
+        yield* TestClock.adjust("3 seconds")
+        yield* Fiber.join(waiting)
+        expect(starts).toHaveLength(1)
+        expect(starts[0]!).toBeGreaterThanOrEqual(2000)
+        expect(yield* breaker.state()).toBe("CLOSED")
+        const final = Array.from(yield* Queue.takeAll(events))
+          .filter((event) => event.id === 2)
+          .pop()!
+        expect(final.status).toBe("COMPLETED")
+        // Refusals made no call: they are logged as rejected and counted as no attempt.
+        expect(final.attempts).toBe(1)
+        expect(final.attemptLog!.filter((record) => record.outcome === "rejected").length).toBeGreaterThanOrEqual(1)
+        expect(final.attemptLog!.at(-1)!.outcome).toBe("success")
+      })
+  )
+
   it.scoped("per-attempt timeout is retried; the total deadline cuts the last attempt and is final", () =>
     Effect.gen(function* () {
       const executor = yield* Executor.make({

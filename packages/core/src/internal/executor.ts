@@ -72,6 +72,7 @@ import type * as RateLimiter from "../RateLimiter.js"
 import * as RateLimiterStore from "../RateLimiterStore.js"
 import type { RequestEvent } from "../RequestEvent.js"
 import * as BatchWorkers from "./batchWorkers.js"
+import { CircuitOpenError } from "./circuitBreakerError.js"
 import * as EventHub from "./eventHub.js"
 import { ExecutorShutdownError, QueueFullError } from "./executorError.js"
 import { makeMetrics } from "./executorMetrics.js"
@@ -679,6 +680,14 @@ export const make = (
         // A retry admitted again: its fiber ends it.
         request.resume = undefined
         Deferred.unsafeDone(resume, Exit.fail(error))
+        return
+      }
+      if (request.settings.retry !== undefined && error instanceof CircuitOpenError && !request.expired) {
+        // Refused by an open breaker before its first attempt, having paid nothing: its retry policy decides
+        // whether it waits for the breaker (as it would between attempts) or ends here.
+        request.error = undefined
+        resilient.add(request)
+        request.fiber = Runtime.runFork(request.runtime)(resilientPath.program(request, error), { immediate: false })
         return
       }
       if (!request.settings.plain) {

@@ -145,21 +145,57 @@ export const make = (host: Host) => {
       return Deferred.await(resume)
     })
 
-  /** The request's whole life after its first admission. */
-  const program = (request: Request): Effect.Effect<unknown, unknown, any> => {
+  /**
+   * The request's whole life after its first admission, or after its first
+   * refusal by an open breaker (`refusedAtFirst`): then it starts by asking
+   * the retry policy whether to wait for the breaker.
+   */
+  const program = (request: Request, refusedAtFirst?: unknown): Effect.Effect<unknown, unknown, any> => {
     const policy = request.settings.retry
     const decide = policy === undefined ? undefined : RetryInternal.makeDecider(policy, now(), request.deadlineAt)
     const giveUp = (exit: Exit.Exit<unknown, unknown>, reason: Retry.GiveUpReason) => {
       amendLastAttempt(request, { gaveUp: reason })
       return exit
     }
-    const refused = (attempt: number) => (refusal: unknown) =>
-      Effect.sync((): Exit.Exit<unknown, unknown> => {
-        leaveRetryWait(request)
-        const at = now()
-        logAttempt(request, { attempt, startedAt: at, endedAt: at, outcome: "rejected", error: refusal })
-        return Exit.fail(refusal)
+
+    /**
+     * Waits out `delayMillis` holding nothing, then goes back into the queue.
+     * A refusal there (an open breaker, the limits, the deadline) made no
+     * call: it is logged as rejected and the policy decides again, without
+     * counting an attempt; a refusal it will not retry ends the request.
+     */
+    const waitAndReadmit = (
+      attempt: number,
+      delayMillis: number
+    ): Effect.Effect<Exit.Exit<unknown, unknown>, never, any> => {
+      enterRetryWait(request)
+      return Effect.zipRight(Effect.sleep(Duration.millis(delayMillis)), readmit(request)).pipe(
+        Effect.matchEffect({
+          onFailure: (refusal) => afterRefusal(attempt, refusal),
+          onSuccess: () => {
+            leaveRetryWait(request)
+            return attemptFrom(attempt + 1)
+          }
+        })
+      )
+    }
+
+    const afterRefusal = (
+      attempt: number,
+      refusal: unknown
+    ): Effect.Effect<Exit.Exit<unknown, unknown>, never, any> => {
+      leaveRetryWait(request)
+      const at = now()
+      logAttempt(request, { attempt: attempt + 1, startedAt: at, endedAt: at, outcome: "rejected", error: refusal })
+      const exit: Exit.Exit<unknown, unknown> = Exit.fail(refusal)
+      if (decide === undefined) return Effect.succeed(exit)
+      return Effect.flatMap(decide(refusal, attempt, now()), (decision) => {
+        if (decision._tag === "GiveUp") return Effect.succeed(giveUp(exit, decision.reason))
+        amendLastAttempt(request, { retryDelayMillis: decision.delayMillis })
+        return waitAndReadmit(attempt, decision.delayMillis)
       })
+    }
+
     const attemptFrom = (attempt: number): Effect.Effect<Exit.Exit<unknown, unknown>, never, any> =>
       Effect.flatMap(attemptOnce(request, attempt), (exit) => {
         if (Exit.isSuccess(exit) || decide === undefined || Cause.isInterruptedOnly(exit.cause)) {
@@ -170,20 +206,12 @@ export const make = (host: Host) => {
         return Effect.flatMap(decide(error, attempt, now()), (decision) => {
           if (decision._tag === "GiveUp") return Effect.succeed(giveUp(exit, decision.reason))
           amendLastAttempt(request, { retryDelayMillis: decision.delayMillis })
-          enterRetryWait(request)
-          return Effect.zipRight(Effect.sleep(Duration.millis(decision.delayMillis)), readmit(request)).pipe(
-            Effect.matchEffect({
-              onFailure: refused(attempt + 1),
-              onSuccess: () => {
-                leaveRetryWait(request)
-                return attemptFrom(attempt + 1)
-              }
-            })
-          )
+          return waitAndReadmit(attempt, decision.delayMillis)
         })
       })
+    const first = refusedAtFirst === undefined ? attemptFrom(1) : afterRefusal(0, refusedAtFirst)
     const attempts = Effect.flatten(
-      policy?.budget === undefined ? attemptFrom(1) : Effect.zipRight(policy.budget.recordRequest, attemptFrom(1))
+      policy?.budget === undefined ? first : Effect.zipRight(policy.budget.recordRequest, first)
     )
     return Effect.onExit(host.spans ? inSpan(host.executor, request, attempts) : attempts, (exit) =>
       Effect.suspend(() => {
