@@ -113,7 +113,11 @@ export interface MakeOptions {
   readonly rateLimiter?: RateLimiter.RateLimiterShape | undefined
   /** `false`: the plain client, with no executor (one attempt, no limits). Default true. */
   readonly executor?: boolean | undefined
-  /** A span per call in the executor. Default true. */
+  /**
+   * A span per call in the executor (`sluice.executor.request`: queue, admission
+   * and every attempt). Default false: `@effect/platform`'s client spans each
+   * HTTP request already.
+   */
   readonly spans?: boolean | undefined
 }
 

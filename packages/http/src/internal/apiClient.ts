@@ -27,6 +27,20 @@ import * as RateLimitHeaders from "../RateLimitHeaders.js"
 
 const EXCERPT_LENGTH = 300
 
+/** Header names `@effect/platform` redacts in traces by default. */
+const DEFAULT_REDACTED = new Set(["authorization", "cookie", "set-cookie", "x-api-key"])
+
+/** One decoder per Schema: building it is most of the cost of decoding a small body. */
+const decoders = new WeakMap<object, (input: unknown) => Effect.Effect<unknown, ParseResult.ParseError, any>>()
+const decoderFor = <A, I, R>(schema: Schema.Schema<A, I, R>) => {
+  let decoder = decoders.get(schema)
+  if (decoder === undefined) {
+    decoder = Schema.decodeUnknown(schema) as (input: unknown) => Effect.Effect<unknown, ParseResult.ParseError, any>
+    decoders.set(schema, decoder)
+  }
+  return decoder as (input: unknown) => Effect.Effect<A, ParseResult.ParseError, R>
+}
+
 /** Which of the endpoint's limits a server's report speaks for. */
 const LIMIT_FOR_REPORT: Record<string, string> = {
   requests: "requests",
@@ -193,13 +207,15 @@ export const make = (
           }
           if (request.body !== undefined)
             outgoing = HttpClientRequest.setBody(outgoing, HttpBody.unsafeJson(request.body))
-          const response = yield* http.execute(outgoing).pipe(
-            Effect.mapError(toTransport(method, safePath)),
-            Effect.locallyWith(Headers.currentRedactedNames, (names) => [
-              ...names,
-              ...credentials.map(([header]) => header)
-            ])
-          )
+          const execute = Effect.mapError(http.execute(outgoing), toTransport(method, safePath))
+          // Traces redact `authorization` and `x-api-key` already; another auth header is added for this call.
+          const extraSecretHeaders = credentials.filter(([header]) => !DEFAULT_REDACTED.has(header))
+          const response = yield* extraSecretHeaders.length === 0
+            ? execute
+            : Effect.locallyWith(execute, Headers.currentRedactedNames, (names) => [
+                ...names,
+                ...extraSecretHeaders.map(([header]) => header)
+              ])
           const text = yield* Effect.mapError(response.text, toTransport(method, safePath))
           const info = RateLimitHeaders.parse(response.headers, clock.unsafeCurrentTimeMillis())
           yield* feedLimiter(info, response.status, request.key)
@@ -225,7 +241,7 @@ export const make = (
               decodeError(`not JSON (${error instanceof Error ? error.message : String(error)})`)
             )
           }
-          return yield* Schema.decodeUnknown(request.schema)(json).pipe(
+          return yield* decoderFor(request.schema)(json).pipe(
             Effect.mapError((error) =>
               decodeError(
                 ParseResult.ArrayFormatter.formatErrorSync(error)
@@ -262,7 +278,8 @@ export const make = (
                   ? config.breaker
                   : { classify, ...config.breaker },
             deadline: config.deadline,
-            spans: options.spans
+            // The platform client spans each HTTP call already; the executor's span (queue and attempts) is opt-in.
+            spans: options.spans ?? false
           })
 
     const request = <A, I, R>(
