@@ -230,7 +230,7 @@ describe("Executor properties", () => {
       ),
       { numRuns: 100 }
     )
-  }, 60_000)
+  }, 240_000)
 
   it("without a limiter, random submits and batches under random interruptions never exceed concurrency and leave nothing held", async () => {
     await fc.assert(
@@ -239,7 +239,7 @@ describe("Executor properties", () => {
       ),
       { numRuns: 100 }
     )
-  }, 60_000)
+  }, 240_000)
 })
 
 /**
@@ -369,5 +369,5 @@ describe("Executor properties with retry and breaker", () => {
       ),
       { numRuns: Number(process.env.PROPERTY_RUNS ?? 100) }
     )
-  }, 120_000)
+  }, 240_000)
 })
