@@ -10,7 +10,7 @@ import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import * as Executor from "../src/Executor.js"
 import * as RateLimiter from "../src/RateLimiter.js"
 import * as RateLimiterStore from "../src/RateLimiterStore.js"
-import { isTerminal } from "../src/RequestEvent.js"
+import { isTerminal, type RequestEvent } from "../src/RequestEvent.js"
 import { withHangGuard } from "./utils/hangGuard.js"
 
 /**
@@ -42,6 +42,30 @@ const scenarioArbitrary = fc.record({
 type Scenario = typeof scenarioArbitrary extends fc.Arbitrary<infer A> ? A : never
 
 const TOKEN_CAPACITY = 1_000
+
+/** Nothing queued, admitted, running, retrying or waiting for room: every permit is free. Answers the stats. */
+const expectIdle = (executor: Executor.ExecutorShape, concurrency: number) =>
+  Effect.map(executor.stats, (stats) => {
+    expect(stats).toMatchObject({
+      queued: 0,
+      admitting: 0,
+      inFlight: 0,
+      retrying: 0,
+      waitingForRoom: 0,
+      availablePermits: concurrency
+    })
+    return stats
+  })
+
+/** Every request in `ids` reached exactly one terminal status, and no other request did. */
+const expectEndedOnce = (events: ReadonlyArray<RequestEvent>, ids: ReadonlySet<number>) => {
+  const terminal = new Map<number, number>()
+  for (const event of events) {
+    if (isTerminal(event.status)) terminal.set(event.id, (terminal.get(event.id) ?? 0) + 1)
+  }
+  expect([...terminal.keys()].sort()).toEqual([...ids].sort())
+  expect([...terminal.values()].every((count) => count === 1)).toBe(true)
+}
 
 const runScenario = (scenario: Scenario) =>
   Effect.gen(function* () {
@@ -83,28 +107,17 @@ const runScenario = (scenario: Scenario) =>
     yield* TestClock.adjust("1 minute")
     yield* Effect.forEach(callers, Fiber.await)
 
-    const stats = yield* executor.stats
-    expect(stats).toMatchObject({
-      queued: 0,
-      admitting: 0,
-      inFlight: 0,
-      waitingForRoom: 0,
-      availablePermits: scenario.concurrency
-    })
+    const stats = yield* expectIdle(executor, scenario.concurrency)
 
     const all = Array.from(yield* Queue.takeAll(events))
     // A caller interrupted before it submitted never made a request.
     const submitted = new Set(all.filter((event) => event.status === "PENDING").map((event) => event.id))
     expect(stats.completed + stats.failed + stats.cancelled).toBe(submitted.size)
     const started = new Map<number, number>()
-    const terminal = new Map<number, number>()
     for (const event of all) {
       if (event.status === "CALLING") started.set(event.id, (event.cost as { tokens: number }).tokens)
-      if (isTerminal(event.status)) terminal.set(event.id, (terminal.get(event.id) ?? 0) + 1)
     }
-    // Every request ended exactly once.
-    expect([...terminal.keys()].sort()).toEqual([...submitted].sort())
-    expect([...terminal.values()].every((count) => count === 1)).toBe(true)
+    expectEndedOnce(all, submitted)
 
     // Tokens: charged for started requests only; every other reservation was refunded.
     const paid = [...started.values()].reduce((sum, tokens) => sum + tokens, 0)
@@ -194,24 +207,12 @@ const runUnlimitedScenario = (scenario: UnlimitedScenario) =>
 
     expect(maxRunning).toBeLessThanOrEqual(scenario.concurrency)
     expect(running).toBe(0)
-    const stats = yield* executor.stats
-    expect(stats).toMatchObject({
-      queued: 0,
-      admitting: 0,
-      inFlight: 0,
-      waitingForRoom: 0,
-      availablePermits: scenario.concurrency
-    })
+    const stats = yield* expectIdle(executor, scenario.concurrency)
 
     const all = Array.from(yield* Queue.takeAll(events))
     const requests = new Set(all.map((event) => event.id))
-    const terminal = new Map<number, number>()
-    for (const event of all) {
-      if (isTerminal(event.status)) terminal.set(event.id, (terminal.get(event.id) ?? 0) + 1)
-    }
     // Every request ended exactly once, and the counts agree.
-    expect([...terminal.keys()].sort()).toEqual([...requests].sort())
-    expect([...terminal.values()].every((count) => count === 1)).toBe(true)
+    expectEndedOnce(all, requests)
     expect(stats.completed + stats.failed + stats.cancelled).toBe(requests.size)
     // A batch that was not interrupted answers one exit per task.
     scenario.callers.forEach((caller, index) => {
@@ -327,27 +328,17 @@ const runResilientScenario = (scenario: ResilientScenario) =>
     yield* TestClock.adjust("1 minute")
     yield* Effect.forEach(callers, Fiber.await)
 
-    expect(yield* executor.stats).toMatchObject({
-      queued: 0,
-      admitting: 0,
-      inFlight: 0,
-      retrying: 0,
-      waitingForRoom: 0,
-      availablePermits: scenario.concurrency
-    })
+    yield* expectIdle(executor, scenario.concurrency)
     expect(yield* breaker.inspect()).toMatchObject({ inFlight: 0, probesInFlight: 0 })
 
     const all = Array.from(yield* Queue.takeAll(events))
     const submitted = new Set(all.filter((event) => event.status === "PENDING").map((event) => event.id))
-    const terminal = new Map<number, number>()
     let paid = 0
     for (const event of all) {
       // Every attempt that was sent paid its tokens; every other reservation went back.
       if (event.status === "CALLING") paid += (event.cost as { tokens: number }).tokens
-      if (isTerminal(event.status)) terminal.set(event.id, (terminal.get(event.id) ?? 0) + 1)
     }
-    expect([...terminal.keys()].sort()).toEqual([...submitted].sort())
-    expect([...terminal.values()].every((count) => count === 1)).toBe(true)
+    expectEndedOnce(all, submitted)
     const tokens = (yield* limiter.state()).find((bucket) => bucket.name === "tokens")!
     expect(Math.round(tokens.available)).toBe(scenario.withLimiter ? TOKEN_CAPACITY - paid : TOKEN_CAPACITY)
 

@@ -35,6 +35,17 @@ const timedTask = (log: Array<string>, label: string, duration: Duration.Duratio
     return label
   })
 
+/** One-second timed tasks that count how many ended, however they ended (their finalizer ran). */
+const releasingTasks = (log: Array<string>) =>
+  Effect.map(Ref.make(0), (released) => ({
+    released,
+    task: (label: string) =>
+      Effect.ensuring(
+        timedTask(log, label, "1 second"),
+        Ref.update(released, (n) => n + 1)
+      )
+  }))
+
 const eventsOf = (queue: Queue.Dequeue<RequestEvent>, id: number) =>
   Effect.map(Queue.takeAll(queue), (events) => Array.from(events).filter((event) => event.id === id))
 
@@ -695,12 +706,7 @@ describe("Executor", () => {
         const scope = yield* Scope.make()
         const executor = yield* Executor.make({ name: "deadline", concurrency: 1 }).pipe(Scope.extend(scope))
         const log: Array<string> = []
-        const released = yield* Ref.make(0)
-        const task = (label: string) =>
-          Effect.ensuring(
-            timedTask(log, label, "1 second"),
-            Ref.update(released, (n) => n + 1)
-          )
+        const { released, task } = yield* releasingTasks(log)
         const callers = yield* Effect.forEach(["a", "b", "c"], (label) => Effect.fork(executor.submit(task(label))))
         yield* settle
         const shutdown = yield* Effect.fork(executor.shutdown("1500 millis"))
@@ -726,12 +732,7 @@ describe("Executor", () => {
         const scope = yield* Scope.make()
         const executor = yield* Executor.make({ name: "batch-deadline", concurrency: 1 }).pipe(Scope.extend(scope))
         const log: Array<string> = []
-        const released = yield* Ref.make(0)
-        const task = (label: string) =>
-          Effect.ensuring(
-            timedTask(log, label, "1 second"),
-            Ref.update(released, (n) => n + 1)
-          )
+        const { released, task } = yield* releasingTasks(log)
         const batch = yield* Effect.fork(executor.submitAll(["a", "b", "c"].map(task)))
         yield* settle
         const shutdown = yield* Effect.fork(executor.shutdown("1500 millis"))
