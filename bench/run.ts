@@ -7,12 +7,14 @@
  *   3. rate precision at 200 requests per second;
  *   4. circuit-breaker overhead per call beside opossum and cockatiel;
  *   5. HTTP requests per second through the ApiClient beside undici and the platform client;
- *   6. the targets, PASS or MISS.
+ *   6. the main job: 2,000 chat requests through `sluice run` and a naive p-limit runner,
+ *      against a MockProvider limiting requests and tokens (about 3 minutes);
+ *   7. the targets, PASS or MISS.
  *
  * Run: npx -y pnpm@10.34.9 bench   (bench/build.mjs bundles it without tsx's keepNames, then
  *      node --expose-gc bench/build/run.mjs)
  * Some parts only: npx -y pnpm@10.34.9 bench --only throughput,breaker
- *   (throughput, million, rate, breaker, http); the targets table then checks what was measured.
+ *   (throughput, million, rate, breaker, http, runner); the targets table then checks what was measured.
  * Tables go to stdout, progress to stderr. The exit code is 0 whatever the
  * results: this is a report, not a test.
  */
@@ -22,6 +24,7 @@ import * as Breaker from "./breaker.js"
 import { hasGc } from "./harness.js"
 import * as Http from "./http.js"
 import * as RatePrecision from "./ratePrecision.js"
+import * as Runner from "./runner.js"
 import * as Targets from "./targets.js"
 import * as Throughput from "./throughput.js"
 
@@ -32,7 +35,7 @@ const HTTP_REQUESTS = 5_000
 const HTTP_ROUNDS = 3
 const MILLION: BatchMillion.MillionOptions = { tasks: 1_000_000, queueCapacity: 10_000, concurrency: 16 }
 
-const PARTS = ["throughput", "million", "rate", "breaker", "http"] as const
+const PARTS = ["throughput", "million", "rate", "breaker", "http", "runner"] as const
 type Part = (typeof PARTS)[number]
 
 /** The parts named by `--only a,b` (all of them without it). */
@@ -115,6 +118,13 @@ const main = async () => {
     const http = await Http.measure(HTTP_REQUESTS, HTTP_ROUNDS, progress)
     Http.print(http, HTTP_REQUESTS, HTTP_ROUNDS)
     progress(`5. done in ${seconds(since)}`)
+  }
+
+  if (parts.has("runner")) {
+    progress("6. the main job: sluice run beside a naive runner (about 3 minutes) ...")
+    const since = performance.now()
+    Runner.print(await Runner.measure(progress))
+    progress(`6. done in ${seconds(since)}`)
   }
 
   Targets.print(Targets.checks(throughput, million, rates))

@@ -1,12 +1,17 @@
 /**
  * The `sluice` command line: `sluice run` (a JSONL batch through a metered
- * API, resumable, with live progress) and `sluice demo` (a stub for now).
+ * API, resumable, with live progress) and `sluice demo` (the same against an
+ * embedded MockProvider).
  *
  * ```sh
  * sluice run --input requests.jsonl --output results.jsonl \
  *   --base-url https://api.openai.com/v1 --api-key-env OPENAI_API_KEY \
  *   --rpm 500 --tpm 90000 --concurrency 16 --max-attempts 3 --timeout 60s
  * ```
+ *
+ * Limits: the first line goes alone and the server's rate-limit headers on
+ * its answer say the limits; the run goes by the tighter of those and
+ * `--rpm`/`--tpm` (see `HttpSend`). `--no-learn-limits` goes by the flags only.
  *
  * Exit codes: 0 every line has a successful result; 1 the run completed but
  * some lines failed or were malformed (see the output and the errors file);
@@ -96,6 +101,11 @@ export interface RunFlags {
   readonly apiKeyEnv: Option.Option<string>
   readonly rpm: Option.Option<number>
   readonly tpm: Option.Option<number>
+  readonly window: Duration.Duration
+  readonly burst: number
+  readonly headroom: number
+  readonly learnLimits: boolean
+  readonly outputTokensCharged: "maximum" | "used"
   readonly concurrency: number
   readonly maxAttempts: number
   readonly timeout: Duration.Duration
@@ -114,6 +124,18 @@ const positiveInteger = (name: string) =>
           )
     )
   )
+
+/** A share: above 0 (or from 0) and below 1. */
+const shareOf =
+  (name: string, { zero }: { readonly zero: boolean }) =>
+  (value: number) =>
+    (zero ? value >= 0 : value > 0) && value < 1
+      ? Effect.succeed(value)
+      : Effect.fail(
+          ValidationError.invalidValue(
+            HelpDoc.p(`--${name}: expected a share ${zero ? "from 0" : "above 0"} and below 1, got ${value}`)
+          )
+        )
 
 const durationOption = (name: string) =>
   Options.text(name).pipe(
@@ -150,10 +172,47 @@ const runFlags = {
     Options.withDescription("The environment variable holding the API key (sent as a Bearer token, never printed)"),
     Options.optional
   ),
-  rpm: positiveInteger("rpm").pipe(Options.withDescription("Requests per minute"), Options.optional),
-  tpm: positiveInteger("tpm").pipe(
-    Options.withDescription("Tokens per minute (a line costs prompt chars / 4 + max_tokens)"),
+  rpm: positiveInteger("rpm").pipe(
+    Options.withDescription("Requests per minute (per --window); default what the server's headers report"),
     Options.optional
+  ),
+  tpm: positiveInteger("tpm").pipe(
+    Options.withDescription(
+      "Tokens per minute (per --window; a line is estimated at prompt chars / 4 + max_tokens); default what the server's headers report"
+    ),
+    Options.optional
+  ),
+  window: durationOption("window").pipe(
+    Options.withDescription("The window --rpm and --tpm are counted over"),
+    Options.withDefault(Duration.minutes(1))
+  ),
+  burst: Options.float("burst").pipe(
+    Options.withPseudoName("SHARE"),
+    Options.withDescription(
+      "The share of a window's allowance that may go at once (a larger request pays as the bucket refills)"
+    ),
+    Options.withDefault(0.02),
+    Options.mapEffect(shareOf("burst", { zero: false }))
+  ),
+  headroom: Options.float("headroom").pipe(
+    Options.withPseudoName("SHARE"),
+    Options.withDescription(
+      "The share of each limit left unused in every window, for timing; the run holds at (1 - headroom - burst) of a limit"
+    ),
+    Options.withDefault(0.02),
+    Options.mapEffect(shareOf("headroom", { zero: true }))
+  ),
+  learnLimits: Options.boolean("no-learn-limits").pipe(
+    Options.withDescription(
+      "Do not send the first line alone to learn the server's limits from its headers (the flags' limits only)"
+    ),
+    Options.map((off) => !off)
+  ),
+  outputTokensCharged: Options.choice("output-tokens-charged", ["maximum", "used"]).pipe(
+    Options.withDescription(
+      "What the provider counts for a chat answer's output: max_tokens (OpenAI) or the tokens used (settled after the call)"
+    ),
+    Options.withDefault("maximum" as const)
   ),
   concurrency: positiveInteger("concurrency").pipe(
     Options.withDescription("Requests in flight at once"),
@@ -209,6 +268,11 @@ export const makeSender = (
     apiKey,
     rpm: Option.getOrUndefined(flags.rpm),
     tpm: Option.getOrUndefined(flags.tpm),
+    window: flags.window,
+    burst: flags.burst,
+    headroom: flags.headroom,
+    learnLimits: flags.learnLimits,
+    outputTokensCharged: flags.outputTokensCharged,
     concurrency: flags.concurrency,
     maxAttempts: flags.maxAttempts,
     timeout: flags.timeout,
@@ -271,7 +335,8 @@ const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
     yield* setExitCode(exitCode)
   }).pipe(
     Effect.scoped,
-    Effect.provide(RunStats.layer({ rpm: Option.getOrUndefined(flags.rpm), tpm: Option.getOrUndefined(flags.tpm) })),
+    // The sender tells RunStats the limits in force (the flags', then what the server reported).
+    Effect.provide(RunStats.layer()),
     Effect.provide(ApiClient.layerPool({ connections: flags.concurrency })),
     Effect.catchTags({
       UsageError: (error) => Effect.zipRight(Console.error(error.message), setExitCode(ExitCode.usage)),

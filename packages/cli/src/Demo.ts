@@ -148,6 +148,7 @@ export const run = (options: Options = {}) =>
         summary,
         results,
         counters: yield* provider.counters,
+        chargedTokens: (yield* provider.log).reduce((sum, entry) => sum + entry.chargedTokens, 0),
         transitions: Chunk.toReadonlyArray(yield* Queue.takeAll(transitions)),
         limits: LIMITS,
         startedAt

@@ -1,19 +1,32 @@
 /**
  * A `Send` over HTTP: each batch line's `body` POSTed to its `url` under a
- * base URL, through an `ApiClient` whose Executor applies the limits (`rpm`,
- * `tpm`, `concurrency`), the per-attempt `timeout` and retries up to
- * `maxAttempts`. A line's token cost is estimated before the call as its
- * prompt characters / 4 plus its `max_tokens` (or `max_completion_tokens`).
+ * base URL. Chat and embeddings lines go through the Model (`@sluice/model`:
+ * the token estimate reserved on the token limit and reconciled with what
+ * the provider counted), any other URL through the same `ApiClient` as it is;
+ * either way the endpoint's Executor applies the limits, the concurrency, the
+ * per-attempt `timeout` and retries up to `maxAttempts`.
  *
- * This is the stand-in sender that makes `sluice run` work end to end today;
- * the Model service (`@sluice/model`) will replace it in the command's one
- * wiring point, with its own token estimation and reconciliation.
+ * Limits the run learns: the first line goes alone, and its answer's headers
+ * (`x-ratelimit-limit-*`, `anthropic-ratelimit-*-limit`, `RateLimit-Policy`)
+ * say the server's limits. The run then goes by the tighter of those and the
+ * flags (`rpm`, `tpm`), its limiter seeded with the `remaining` counts that
+ * answer reported; from then on every answer's headers correct it (the
+ * ApiClient's `sync` and `penalize`). A server that reports nothing, or a
+ * first answer that takes longer than `learnWait`, leaves the flags in force
+ * (or no limit but the concurrency, and the 429s' `retry-after`).
  *
- * What Effect gave us: `HttpClient` (wrapped to observe each attempt) and
- * `Scope`. What `@sluice/http` gave us: the `ApiClient` with its Executor.
- * What this module adds: the mapping from a batch line to a call and back
- * (attempts, `usage`, a `SendFailure`), and the `RunStats` feed: each request
- * sent, each retry, each 429.
+ * Each limit is a bucket holding `burst` of the allowance that refills so
+ * that no window takes more than `1 − headroom` of it: the server's window
+ * never sees more than its limit, and a saturated run holds at
+ * `1 − headroom − burst` of it (96% by default), with no 429s.
+ *
+ * What Effect gave us: `HttpClient` (wrapped to observe each attempt and to
+ * read the first answer's headers), `Deferred` (the lesson the waiting lines
+ * wait on) and `Scope`. What `@sluice/http` and `@sluice/model` gave us: the
+ * `ApiClient` with its Executor, the header parser, the Model. What this
+ * module adds: the mapping from a batch line to a call and back (attempts,
+ * `usage`, a `SendFailure`), learning the limits, and the `RunStats` feed:
+ * each request sent, each retry, each 429, the limits in force.
  *
  * @since 0.1.0
  */
@@ -36,10 +49,29 @@ export interface Options {
   readonly baseUrl: string
   /** Sent as `Authorization: Bearer`; never printed. */
   readonly apiKey?: Redacted.Redacted<string> | undefined
-  /** Requests per minute. None: unlimited. */
+  /** Requests per `window` (a minute by default). None: what the server reports, or unlimited. */
   readonly rpm?: number | undefined
-  /** Tokens per minute. None: unlimited. */
+  /** Tokens per `window` (a minute by default). None: what the server reports, or unlimited. */
   readonly tpm?: number | undefined
+  /** The window `rpm` and `tpm` are counted over. Default 1 minute. */
+  readonly window?: Duration.DurationInput | undefined
+  /**
+   * Send the first line alone and go by the limits its answer reports (the
+   * tighter of those and `rpm`/`tpm`). Default true.
+   */
+  readonly learnLimits?: boolean | undefined
+  /**
+   * How long the other lines wait for the first line's answer; then they go
+   * by `rpm`/`tpm` alone (the headers of later answers still correct the
+   * limiter's levels). Default 10 seconds.
+   */
+  readonly learnWait?: Duration.DurationInput | undefined
+  /**
+   * What the provider charges a chat line's output against its token limit
+   * (see the Model's `outputTokensCharged`). Default `"maximum"`: OpenAI
+   * counts `max_tokens` whatever the answer used.
+   */
+  readonly outputTokensCharged?: "used" | "maximum" | undefined
   /** Calls in flight at once. Default 16. */
   readonly concurrency?: number | undefined
   /** Attempts per line, the first included. Default 3. */
@@ -51,11 +83,19 @@ export interface Options {
   /** Names the endpoint in errors. Default `sluice-run`. */
   readonly name?: string | undefined
   /**
-   * The share of a minute's allowance that may go at once (each limit's
-   * bucket capacity). Default 1: a whole minute, as a provider's sliding
-   * window allows; lower it to pace a run evenly from the start.
+   * The share of a window's allowance that may go at once: each limit's
+   * bucket holds this much (at least 1). Default 0.02. A request larger than
+   * the bucket pays for its tokens in installments (the Model's
+   * `maxRequestTokens`, set to the token limit).
    */
   readonly burst?: number | undefined
+  /**
+   * The share of each limit kept unused in every window, for the varying time
+   * between an admission here and the request's arrival at the server.
+   * Default 0.02: no window takes more than 98% of a limit, and a saturated
+   * run holds at `1 − headroom − burst` (96%) of it.
+   */
+  readonly headroom?: number | undefined
   /** A circuit breaker for the endpoint (options, or a breaker to share and watch). */
   readonly breaker?: Executor.BreakerSetting | undefined
 }

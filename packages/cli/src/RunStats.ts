@@ -96,6 +96,8 @@ export interface RunStatsShape {
   /** A line that was never started: `skipped` or `malformed`. */
   readonly lineSettled: (outcome: "skipped" | "malformed") => Effect.Effect<void>
   readonly setTotal: (total: number) => Effect.Effect<void>
+  /** The limits in force changed (learned from the server). */
+  readonly setLimits: (limits: Limits) => Effect.Effect<void>
   readonly snapshot: Effect.Effect<Progress>
 }
 

@@ -50,7 +50,10 @@ const setup = (provider: MockProvider.Options, send: Omit<HttpSend.Options, "bas
 describe("HttpSend", () => {
   it.scoped("counts each line's attempts, and feeds requests, 429s and retries to RunStats", () =>
     Effect.gen(function* () {
-      const { mock, send, stats } = yield* setup({ rpm: 1, apiKeys: ["sk-unit"] }, { apiKey: Redacted.make("sk-unit") })
+      const { mock, send, stats } = yield* setup(
+        { rpm: 1, apiKeys: ["sk-unit"] },
+        { apiKey: Redacted.make("sk-unit"), learnLimits: false }
+      )
       const fiber = yield* Effect.fork(Effect.all([send(line("a", 1)), send(line("b", 2))], { concurrency: 2 }))
       const [first, second] = yield* untilDone(fiber)
       expect([first.attempts, second.attempts].sort()).toEqual([1, 2])
@@ -59,6 +62,70 @@ describe("HttpSend", () => {
       const counters = yield* mock.counters
       expect(counters).toMatchObject({ total: 3, served: 2, rateLimited: 1 })
       expect(yield* stats.snapshot).toMatchObject({ requests: 3, rateLimited: 1, retries: 1 })
+    })
+  )
+
+  it.scoped("learns the server's limits from the first answer: the next line waits out the window, no 429", () =>
+    Effect.gen(function* () {
+      const { mock, send, stats } = yield* setup({ rpm: 1, tpm: 10_000 }, {})
+      const fiber = yield* Effect.fork(Effect.all([send(line("a", 1)), send(line("b", 2))], { concurrency: 2 }))
+      const [first, second] = yield* untilDone(fiber)
+      expect([first.attempts, second.attempts]).toEqual([1, 1])
+      expect(yield* mock.counters).toMatchObject({ total: 2, served: 2, rateLimited: 0 })
+      // The first answer said "1 a minute, 0 remaining": the second went when the window let it.
+      const [early, late] = yield* mock.log
+      expect(late!.time - early!.time).toBeGreaterThanOrEqual(60_000)
+      expect((yield* stats.snapshot).limits).toEqual({ rpm: 1, tpm: 10_000 })
+    })
+  )
+
+  it.scoped("goes by the tighter of the flags and the server, the server's window included", () =>
+    Effect.gen(function* () {
+      const { mock, send, stats } = yield* setup(
+        { rpm: 2, tpm: 1_000_000, window: "10 seconds" },
+        { rpm: 1_000, tpm: 600 }
+      )
+      // The flags' limits until the first answer; then 2 per 10 s (12 a minute) and the flags' 600 tokens.
+      expect((yield* stats.snapshot).limits).toEqual({ rpm: 1_000, tpm: 600 })
+      const fiber = yield* Effect.fork(
+        Effect.all(
+          ["a", "b", "c", "d"].map((id, i) => send(line(id, i + 1))),
+          { concurrency: 4 }
+        )
+      )
+      const results = yield* untilDone(fiber)
+      expect(results.map((result) => result.attempts)).toEqual([1, 1, 1, 1])
+      expect((yield* stats.snapshot).limits).toEqual({ rpm: 12, tpm: 600 })
+      expect(yield* mock.counters).toMatchObject({ served: 4, rateLimited: 0 })
+      const times = (yield* mock.log).map((entry) => entry.time)
+      // No 10 s window of the server's held more than 2.
+      for (const time of times) {
+        expect(times.filter((other) => other >= time && other < time + 10_000).length).toBeLessThanOrEqual(2)
+      }
+    })
+  )
+
+  it.scoped("a first answer that does not come holds the other lines back only for learnWait", () =>
+    Effect.gen(function* () {
+      const { mock, send } = yield* setup(
+        { rpm: 100, faults: { hang: 1 } },
+        { learnWait: "5 seconds", timeout: "1 minute", maxAttempts: 1 }
+      )
+      const probe = yield* Effect.fork(Effect.either(send(line("a", 1))))
+      yield* mock.awaitRequests(1)
+      yield* mock.setFaults({})
+      const next = yield* Effect.fork(send(line("b", 2)))
+      for (let i = 0; i < 50; i++) yield* TestServices.provideLive(Effect.sleep("2 millis"))
+      expect((yield* mock.counters).total).toBe(1)
+      yield* TestClock.adjust("4 seconds")
+      for (let i = 0; i < 50; i++) yield* TestServices.provideLive(Effect.sleep("2 millis"))
+      expect((yield* mock.counters).total).toBe(1)
+      const answered = yield* untilDone(next)
+      expect(answered.attempts).toBe(1)
+      // The hanging first line is still the first line's own business: it times out on its own.
+      expect(probe.unsafePoll()).toBe(null)
+      const hung = yield* untilDone(probe)
+      expect(hung._tag).toBe("Left")
     })
   )
 

@@ -177,6 +177,44 @@ describe("sluice run", () => {
   )
 
   it(
+    "with no --rpm/--tpm, learns the limits from the first answer's headers: no 429s where not learning draws them",
+    async () => {
+      freshDir()
+      // 4 requests per 2 s window (named in RateLimit-Policy beside OpenAI's headers).
+      await Effect.runPromise(provider.setLimits({ rpm: 4, window: "2 seconds" }))
+      const all = ids(12)
+      const input = writeInput(all.map((id) => chatLine(id)))
+
+      const blind = await sluiceRun(
+        runArgs(
+          input,
+          path.join(dir!, "blind.jsonl"),
+          "--concurrency",
+          "4",
+          "--max-attempts",
+          "10",
+          "--no-learn-limits",
+          "--json"
+        ),
+        KEY_ENV
+      )
+      expect(blind.code).toBe(0)
+      const blindCounters = await Effect.runPromise(provider.counters)
+      expect(blindCounters.served).toBe(12)
+      expect(blindCounters.rateLimited).toBeGreaterThan(0)
+
+      await Effect.runPromise(provider.reset)
+      const output = path.join(dir!, "learned.jsonl")
+      const learned = await sluiceRun(runArgs(input, output, "--concurrency", "4", "--json"), KEY_ENV)
+      expect(learned.code).toBe(0)
+      expect(JSON.parse(learned.stdout)).toMatchObject({ succeeded: 12, rateLimited: 0, retries: 0 })
+      expect(await Effect.runPromise(provider.counters)).toMatchObject({ served: 12, rateLimited: 0 })
+      expectExactlyOnce(output, all)
+    },
+    TIMEOUT
+  )
+
+  it(
     "after kill -9 mid-run, a rerun ends with every custom_id exactly once and no torn line",
     async () => {
       freshDir()

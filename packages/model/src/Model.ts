@@ -362,6 +362,30 @@ export interface CallOptions {
   readonly priority?: number | undefined
   /** Overrides the endpoint's timeout of each attempt. */
   readonly timeout?: Duration.DurationInput | undefined
+  /**
+   * What the provider charges a chat call's output against its token limit,
+   * and so what a reservation is reconciled to:
+   * - `"used"` (default): the tokens the answer used. The reservation becomes
+   *   `usage.total_tokens` (providers that settle the output at the end of the
+   *   call, such as Anthropic's output-token limit).
+   * - `"maximum"`: the maximum output asked for. The reservation becomes
+   *   `usage.prompt_tokens` plus `max_completion_tokens` (or `max_tokens`), so
+   *   only the prompt's estimate is corrected (OpenAI counts `max_tokens`
+   *   against its tokens-per-minute limit whatever the answer used). A request
+   *   with no maximum is reconciled to `usage.total_tokens` either way.
+   *
+   * Reconciling to less than the provider counts lets the local limiter admit
+   * more than the provider does: 429s.
+   */
+  readonly outputTokensCharged?: "used" | "maximum" | undefined
+  /**
+   * The largest estimate a call may have when it is larger than the token
+   * bucket's capacity: such a call pays in installments of the capacity (one
+   * after the other, as the bucket refills) instead of failing. Set it to the
+   * provider's own allowance when the bucket is kept small to pace the calls.
+   * Default none: an estimate above the capacity is `InvalidRequest` (`TooLarge`).
+   */
+  readonly maxRequestTokens?: number | undefined
 }
 
 /**

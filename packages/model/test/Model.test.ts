@@ -173,6 +173,117 @@ describe("token accounting", () => {
     })
   )
 
+  it.scoped(
+    'outputTokensCharged "maximum": reconciled to the reported prompt plus max_tokens, not the output used',
+    () =>
+      Effect.gen(function* () {
+        const { model, tokens } = yield* setup(
+          () => answer({ prompt: 700, completion: 130 }),
+          {},
+          {
+            estimator: fixedEstimator,
+            outputTokensCharged: "maximum"
+          }
+        )
+        yield* model.chat(request("Say hello", { max_tokens: 200 }))
+        // The provider counted its 700 prompt tokens and the 200 asked for: 1,200 → 900.
+        expect(yield* tokens).toBe(10_000 - 900)
+        yield* model.chat(request("Say hello", { max_completion_tokens: 150 }))
+        expect(yield* tokens).toBe(10_000 - 900 - 850)
+        // No maximum named: what the answer used, as with "used".
+        yield* model.chat(request())
+        expect(yield* tokens).toBe(10_000 - 900 - 850 - 830)
+      })
+  )
+
+  it.scoped("outputTokensCharged refuses a value it does not know, naming the field", () =>
+    Effect.gen(function* () {
+      const exit = yield* Effect.exit(
+        setup(() => answer({ prompt: 1, completion: 1 }), {}, { outputTokensCharged: "all" as never })
+      )
+      const error = failureOf(exit)
+      expect(error._tag).toBe("InvalidOptionsError")
+      expect(error.message).toContain("outputTokensCharged")
+    })
+  )
+
+  describe("a request larger than the token bucket", () => {
+    // A bucket of 1,000 that refills 1,000 a second (a run's pacing bucket), and an estimate of 1,200.
+    const paced = { tokens: { limit: 60_000, interval: "1 minute", capacity: 1_000 } } as const
+    const at =
+      (
+        sent: Array<number>,
+        response: ReturnType<typeof answer> = answer({ prompt: 700, completion: 130 })
+      ): TestHttpClient.Handler =>
+      () =>
+        Effect.map(TestClock.currentTimeMillis, (now) => {
+          sent.push(now)
+          return response
+        })
+
+    it.scoped("pays in installments within maxRequestTokens: sent once the bucket refilled, reconciled in all", () =>
+      Effect.gen(function* () {
+        const sent: Array<number> = []
+        const { model, tokens } = yield* setup(
+          at(sent),
+          { limits: paced },
+          {
+            estimator: fixedEstimator,
+            maxRequestTokens: 5_000
+          }
+        )
+        const fiber = yield* Effect.fork(model.chat(request("Say hello", { max_tokens: 200 })))
+        yield* TestClock.adjust("199 millis")
+        expect(sent).toEqual([])
+        yield* TestClock.adjust("1 milli")
+        yield* Fiber.join(fiber)
+        // 1,000 at 0 ms, then 200 at 200 ms, when the bucket had them again.
+        expect(sent).toEqual([200])
+        // 1,200 charged, 830 used: 370 of what has not refilled yet go back.
+        expect(yield* tokens).toBe(370)
+      })
+    )
+
+    it.scoped("interrupted between installments, the pieces taken go back", () =>
+      Effect.gen(function* () {
+        const sent: Array<number> = []
+        const { model, tokens } = yield* setup(
+          at(sent),
+          { limits: paced },
+          {
+            estimator: fixedEstimator,
+            maxRequestTokens: 5_000
+          }
+        )
+        const fiber = yield* Effect.fork(model.chat(request("Say hello", { max_tokens: 200 })))
+        yield* TestClock.adjust("100 millis")
+        expect(yield* tokens).toBe(100)
+        yield* Fiber.interrupt(fiber)
+        expect(sent).toEqual([])
+        expect(yield* tokens).toBe(1_000)
+      })
+    )
+
+    it.scoped("above maxRequestTokens, or without it, refused at once as TooLarge naming the bound", () =>
+      Effect.gen(function* () {
+        const sent: Array<number> = []
+        const bounded = yield* setup(
+          at(sent),
+          { limits: paced },
+          { estimator: fixedEstimator, maxRequestTokens: 1_100 }
+        )
+        const over = failureOf(yield* Effect.exit(bounded.model.chat(request("Say hello", { max_tokens: 200 }))))
+        expect(over).toMatchObject({ _tag: "InvalidRequest", reason: "TooLarge" })
+        expect(over.message).toContain("maxRequestTokens 1100")
+        const unbounded = yield* setup(at(sent), { limits: paced }, { estimator: fixedEstimator })
+        const refused = failureOf(yield* Effect.exit(unbounded.model.chat(request("Say hello", { max_tokens: 200 }))))
+        expect(refused.message).toContain('the capacity 1000 of the "tokens" limit')
+        expect(sent).toEqual([])
+        expect(yield* bounded.tokens).toBe(1_000)
+      })
+    )
+  })
+
   it.scoped("a usage above the estimate is charged", () =>
     Effect.gen(function* () {
       const { model, tokens } = yield* setup(() => answer({ prompt: 1_500, completion: 300 }))

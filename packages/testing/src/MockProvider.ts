@@ -39,7 +39,9 @@
  *    else the answer.
  * Answers from step 4 on carry `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`
  * for each configured limit; a reset is the time until the window holds
- * nothing of that limit, in OpenAI's format (`1s`, `6m0s`, `12ms`).
+ * nothing of that limit, in OpenAI's format (`1s`, `6m0s`, `12ms`). They also
+ * carry the IETF `RateLimit-Policy` (`"requests";q=600;w=60, "tokens";q=60000;w=60`),
+ * which names the window (when it is whole seconds) that OpenAI's headers leave unsaid.
  *
  * Every request gets one log entry and counts under exactly one outcome, so
  * `total = served + rateLimited + unauthorized + badRequest + notFound + Σ faults`.

@@ -124,6 +124,8 @@ describe("MockProvider", () => {
         expect(first.headers["x-ratelimit-limit-tokens"]).toBe("10000")
         expect(first.headers["x-ratelimit-remaining-tokens"]).toBe("9988")
         expect(second.headers["x-ratelimit-remaining-tokens"]).toBe("9976")
+        // The window, which OpenAI's headers leave unsaid, as an IETF policy.
+        expect(first.headers["ratelimit-policy"]).toBe('"requests";q=2;w=60, "tokens";q=10000;w=60')
 
         // TestClock stands at 0: the window empties at 60 s.
         expect(third.headers["retry-after"]).toBe("60")
@@ -164,6 +166,22 @@ describe("MockProvider", () => {
         const log = yield* provider.log
         expect(log[0]!.chargedTokens).toBe(free.usage.total_tokens)
         expect(log[0]!.chargedTokens).toBe(10 + free.usage.completion_tokens)
+      }).pipe(Effect.provide(ClientLive))
+    )
+
+    it.scoped("a shorter window: counted over it, and named by RateLimit-Policy (when whole seconds)", () =>
+      Effect.gen(function* () {
+        const provider = yield* MockProvider.make({ rpm: 1, window: "10 seconds" })
+        const url = `${provider.baseUrl}/chat/completions`
+        const first = yield* send(url, chat("tick"))
+        expect(first.headers["ratelimit-policy"]).toBe('"requests";q=1;w=10')
+        const refused = yield* send(url, chat("tick"))
+        expect(refused.status).toBe(429)
+        expect(refused.headers["retry-after-ms"]).toBe("10000")
+        yield* TestClock.adjust("10 seconds")
+        expect((yield* send(url, chat("tick"))).status).toBe(200)
+        yield* provider.setLimits({ rpm: 1, window: "1500 millis" })
+        expect((yield* send(url, chat("tick"))).headers["ratelimit-policy"]).toBeUndefined()
       }).pipe(Effect.provide(ClientLive))
     )
 

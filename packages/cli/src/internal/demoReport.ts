@@ -27,11 +27,13 @@ export const render = (options: {
   readonly summary: Runner.Summary
   readonly results: ReadonlyArray<ResultLine>
   readonly counters: MockProvider.Counters
+  /** Tokens the server charged against its limit (prompt plus `max_tokens`), from its log. */
+  readonly chargedTokens: number
   readonly transitions: ReadonlyArray<CircuitBreaker.Transition>
   readonly limits: { readonly rpm: number; readonly tpm: number }
   readonly startedAt: number
 }): Report => {
-  const { summary, results, counters, transitions, limits, startedAt } = options
+  const { summary, results, counters, chargedTokens, transitions, limits, startedAt } = options
   const minutes = summary.elapsedMillis / 60_000
   const tokens = summary.promptTokens + summary.completionTokens
   const rpm = summary.requests / minutes
@@ -53,7 +55,8 @@ export const render = (options: {
     "===================",
     `lines               ${summary.succeeded} succeeded, ${summary.failed} failed, ${summary.malformed} malformed, in ${(summary.elapsedMillis / 1000).toFixed(1)} s`,
     `requests per minute ${share(rpm, limits.rpm)}   (HTTP requests sent, retries included)`,
-    `tokens per minute   ${share(tpm, limits.tpm)}   (as the answers' usage reports them)`,
+    `tokens per minute   ${share(chargedTokens / minutes, limits.tpm)}   (as the server charges them: prompt + max_tokens)`,
+    `                    ${share(tpm, limits.tpm)}   (as the answers' usage reports them)`,
     `429s received       ${summary.rateLimited}   (the server refused ${counters.rateLimited})`,
     `retries             ${summary.retries}`,
     `server faults       ${faults.length === 0 ? "none" : faults.join(", ")}`,

@@ -13,16 +13,22 @@ import type * as HttpClientError from "@effect/platform/HttpClientError"
 import { CircuitBreaker, type InvalidOptions, Retry } from "@sluice/core"
 import * as ApiClient from "@sluice/http/ApiClient"
 import type * as EndpointConfig from "@sluice/http/EndpointConfig"
+import * as RateLimitHeaders from "@sluice/http/RateLimitHeaders"
 import { Model } from "@sluice/model"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberRef from "effect/FiberRef"
+import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import type * as HttpSend from "../HttpSend.js"
 import type * as Runner from "../Runner.js"
 import { RunStats } from "../RunStats.js"
 import { pathUnder } from "./batchLine.js"
+import * as LearnedLimits from "./learnedLimits.js"
 import { SendFailure } from "./runError.js"
 
 /** The call the current fiber works for (set around each line's send). */
@@ -62,33 +68,58 @@ const usageOf = (response: unknown): Runner.Usage | undefined => {
   return { promptTokens, completionTokens }
 }
 
-export const endpointConfig = (options: HttpSend.Options): EndpointConfig.EndpointConfig => ({
-  name: options.name ?? "sluice-run",
-  baseUrl: options.baseUrl,
-  auth: options.apiKey === undefined ? undefined : { _tag: "Bearer", token: options.apiKey },
-  timeout: options.timeout,
-  limits: {
-    requests: options.rpm === undefined ? undefined : perMinute(options.rpm, options.burst),
-    tokens: options.tpm === undefined ? undefined : perMinute(options.tpm, options.burst),
-    concurrency: options.concurrency
-  },
-  retry: {
-    maxAttempts: options.maxAttempts ?? 3,
-    // A batch outlives an outage: a line refused by an open breaker waits for it (paying nothing, using no
-    // attempt) instead of failing, for up to ten minutes of retrying.
-    isRetryable: (error) => Retry.isRetryable(error) || error instanceof CircuitBreaker.CircuitOpenError,
-    maxElapsed: "10 minutes"
-  },
-  breaker: options.breaker,
-  allowInsecureHttp: options.allowInsecureHttp
-})
+/** The flags' limits, each over the run's window. */
+export const givenLimits = (options: HttpSend.Options): LearnedLimits.Limits => {
+  const windowMillis = Duration.toMillis(Duration.decode(options.window ?? "1 minute"))
+  return {
+    requests: options.rpm === undefined ? undefined : { limit: options.rpm, windowMillis },
+    tokens: options.tpm === undefined ? undefined : { limit: options.tpm, windowMillis }
+  }
+}
 
-/** A per-minute limit whose bucket holds `burst` of it (at least one unit). */
-const perMinute = (limit: number, burst: number | undefined): EndpointConfig.LimitOptions => ({
-  limit,
-  interval: "1 minute",
-  capacity: burst === undefined ? undefined : Math.max(1, Math.floor(limit * burst))
-})
+export const DEFAULT_BURST = 0.02
+export const DEFAULT_HEADROOM = 0.02
+
+/** How long the other lines wait for the first line's answer before they go by the flags' limits. */
+export const DEFAULT_LEARN_WAIT = Duration.seconds(10)
+
+export const endpointConfig = (
+  options: HttpSend.Options,
+  limits: LearnedLimits.Limits = givenLimits(options)
+): EndpointConfig.EndpointConfig => {
+  const burst = options.burst ?? DEFAULT_BURST
+  const headroom = options.headroom ?? DEFAULT_HEADROOM
+  return {
+    name: options.name ?? "sluice-run",
+    baseUrl: options.baseUrl,
+    auth: options.apiKey === undefined ? undefined : { _tag: "Bearer", token: options.apiKey },
+    timeout: options.timeout,
+    limits: {
+      requests: limits.requests === undefined ? undefined : LearnedLimits.bucket(limits.requests, burst, headroom),
+      tokens: limits.tokens === undefined ? undefined : LearnedLimits.bucket(limits.tokens, burst, headroom),
+      concurrency: options.concurrency
+    },
+    retry: {
+      maxAttempts: options.maxAttempts ?? 3,
+      // A batch outlives an outage: a line refused by an open breaker waits for it (paying nothing, using no
+      // attempt) instead of failing, for up to ten minutes of retrying.
+      isRetryable: (error) => Retry.isRetryable(error) || error instanceof CircuitBreaker.CircuitOpenError,
+      maxElapsed: "10 minutes"
+    },
+    breaker: options.breaker,
+    allowInsecureHttp: options.allowInsecureHttp
+  }
+}
+
+/** What the first answer taught: the server's limits, and its headers to seed the new limiter with. */
+interface Lesson {
+  readonly limits: LearnedLimits.Limits
+  readonly info: RateLimitHeaders.RateLimitInfo | undefined
+}
+
+const NOTHING_LEARNED: Lesson = { limits: {}, info: undefined }
+
+type Call = (line: Runner.BatchLine) => Effect.Effect<unknown, { readonly _tag: string; readonly message: string }>
 
 export const make = (
   options: HttpSend.Options
@@ -96,9 +127,14 @@ export const make = (
   Effect.gen(function* () {
     const stats = yield* RunStats
     const http = yield* HttpClient.HttpClient
+    const scope = yield* Effect.scope
+    const learn = options.learnLimits ?? true
+    const given = givenLimits(options)
     /** Attempts so far of each call in flight, by its call header. */
     const attempts = new Map<string, number>()
     let nextCall = 0
+    /** Completed by the first answer's headers (or with nothing, when the first line got no answer). */
+    const lesson = yield* Deferred.make<Lesson>()
 
     const observed: HttpClient.HttpClient = HttpClient.makeWith<never, never, HttpClientError.HttpClientError, never>(
       (requestEffect) =>
@@ -111,38 +147,67 @@ export const make = (
             if (attempt > 1) yield* stats.retried
             const response = yield* http.execute(request)
             if (response.status === 429) yield* stats.rateLimited
+            if (learn && !(yield* Deferred.isDone(lesson))) {
+              const info = RateLimitHeaders.parse(response.headers, yield* Clock.currentTimeMillis)
+              yield* Deferred.succeed(lesson, { limits: LearnedLimits.fromHeaders(info), info })
+            }
             return response
           })
         }),
       Effect.succeed
     )
 
-    const api = yield* Effect.provideService(ApiClient.make(endpointConfig(options)), HttpClient.HttpClient, observed)
-    const tokenLimited = options.tpm !== undefined
-    const model = yield* Model.fromClient(api)
+    /** A Model and an ApiClient over `limits` (and the concurrency flag), living as long as the sender. */
+    const build = (limits: LearnedLimits.Limits, concurrency?: number) =>
+      Effect.gen(function* () {
+        const config = endpointConfig(concurrency === undefined ? options : { ...options, concurrency }, limits)
+        const api = yield* Effect.provideService(ApiClient.make(config), HttpClient.HttpClient, observed)
+        const model = yield* Model.fromClient(api, {
+          outputTokensCharged: options.outputTokensCharged ?? "maximum",
+          maxRequestTokens: limits.tokens?.limit
+        })
+        return { api, call: callThrough(api, model, limits.tokens !== undefined) }
+      }).pipe(Scope.extend(scope))
 
-    /** Chat and embeddings through the Model; anything else posted as it is. */
-    const call = (
-      line: Runner.BatchLine
-    ): Effect.Effect<unknown, { readonly _tag: string; readonly message: string }> => {
-      const path = pathUnder(api.baseUrl, line.url)
-      if (path === "/chat/completions") {
-        return Effect.flatMap(decodeLine(Model.ChatRequest, line), model.chat)
+    const publish = (limits: LearnedLimits.Limits) =>
+      stats.setLimits({ rpm: LearnedLimits.perMinute(limits.requests), tpm: LearnedLimits.perMinute(limits.tokens) })
+
+    yield* publish(given)
+    let send: Call
+    if (!learn) {
+      send = (yield* build(given)).call
+    } else {
+      // The first line goes alone, under the flags' limits; the rest wait for what its answer says.
+      const probe = yield* build(given, 1)
+      const limited = yield* Effect.cached(
+        Effect.gen(function* () {
+          // A first answer slow in coming (or never coming) holds the rest back only so long.
+          const learned = Option.getOrElse(
+            yield* Effect.timeoutOption(Deferred.await(lesson), options.learnWait ?? DEFAULT_LEARN_WAIT),
+            () => NOTHING_LEARNED
+          )
+          const limits = LearnedLimits.combine(given, learned.limits)
+          yield* publish(limits)
+          const built = yield* build(limits)
+          // The first answer's remaining counts hold the new limiter back as they held the server.
+          if (learned.info !== undefined) yield* seed(built.api, learned.info)
+          return built.call
+        }).pipe(Effect.orDie)
+      )
+      let probing = false
+      send = (line) => {
+        if (!probing) {
+          probing = true
+          return probe.call(line).pipe(Effect.ensuring(Deferred.succeed(lesson, NOTHING_LEARNED)))
+        }
+        return Effect.flatMap(limited, (call) => call(line))
       }
-      if (path === "/embeddings") {
-        return Effect.flatMap(decodeLine(Model.EmbedRequest, line), model.embed)
-      }
-      return api.post(path, {
-        schema: Schema.Unknown,
-        body: line.body,
-        ...(tokenLimited ? { cost: { tokens: estimateTokens(line.body) } } : {})
-      })
     }
 
     return (line: Runner.BatchLine) => {
       const id = String(++nextCall)
       const attemptsOf = () => attempts.get(id) ?? 0
-      return call(line).pipe(
+      return send(line).pipe(
         Effect.map((response): Runner.SendResult => {
           const usage = usageOf(response)
           return usage === undefined
@@ -157,6 +222,41 @@ export const make = (
       )
     }
   })
+
+/** Lowers a new limiter's levels to the `remaining` counts an earlier answer reported. */
+const seed = (api: ApiClient.ApiClientShape, info: RateLimitHeaders.RateLimitInfo) => {
+  const limiter = api.limiter
+  if (limiter === undefined) return Effect.void
+  const updates = info.limits.flatMap((report) => {
+    const name = LearnedLimits.limitNameOf(report.name)
+    if (name === undefined || report.remaining === undefined || !limiter.limitNames.includes(name)) return []
+    return [
+      limiter.sync(name, {
+        remaining: report.remaining,
+        resetAfter: report.resetAfterMillis === undefined ? undefined : Duration.millis(report.resetAfterMillis)
+      })
+    ]
+  })
+  return Effect.ignore(Effect.all(updates, { discard: true }))
+}
+
+/** Chat and embeddings through the Model; anything else posted as it is. */
+const callThrough =
+  (api: ApiClient.ApiClientShape, model: Model.ModelShape, tokenLimited: boolean): Call =>
+  (line) => {
+    const path = pathUnder(api.baseUrl, line.url)
+    if (path === "/chat/completions") {
+      return Effect.flatMap(decodeLine(Model.ChatRequest, line), model.chat)
+    }
+    if (path === "/embeddings") {
+      return Effect.flatMap(decodeLine(Model.EmbedRequest, line), model.embed)
+    }
+    return api.post(path, {
+      schema: Schema.Unknown,
+      body: line.body,
+      ...(tokenLimited ? { cost: { tokens: estimateTokens(line.body) } } : {})
+    })
+  }
 
 /** A line's body as the Model's request: a body it cannot be is the line's own failure, sent nowhere. */
 const decodeLine = <A, I>(schema: Schema.Schema<A, I>, line: Runner.BatchLine) =>

@@ -8,8 +8,9 @@ import * as Effect from "effect/Effect"
 import type * as RunStats from "../RunStats.js"
 import * as RateWindow from "./rateWindow.js"
 
-export const make = (limits: RunStats.Limits = {}): Effect.Effect<RunStats.RunStatsShape> =>
+export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStats.RunStatsShape> =>
   Effect.gen(function* () {
+    let limits = initialLimits
     const clock = yield* Effect.clock
     const start = clock.unsafeCurrentTimeMillis()
     const requestWindow = RateWindow.make(start)
@@ -64,6 +65,10 @@ export const make = (limits: RunStats.Limits = {}): Effect.Effect<RunStats.RunSt
       setTotal: (total) =>
         Effect.sync(() => {
           counts.total = total
+        }),
+      setLimits: (next) =>
+        Effect.sync(() => {
+          limits = next
         }),
       snapshot: Effect.map(Clock.currentTimeMillis, (time): RunStats.Progress => {
         const done = counts.succeeded + counts.failed + counts.skipped + counts.malformed

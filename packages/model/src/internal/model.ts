@@ -11,6 +11,11 @@
  * (`{ tokens: 0 }`: one request, on every retry). It then holds the one
  * reservation that `reconcile` needs.
  *
+ * A request larger than the token bucket (a bucket kept small to pace a run)
+ * is refused as too large, unless `maxRequestTokens` allows it: it then pays
+ * in installments of the bucket's capacity, each taken in the limiter's line,
+ * and holds every piece until it settles.
+ *
  * What happens to the reservation:
  * - an answer with `usage`: reconciled to `usage.total_tokens` (the unused
  *   rest goes back; a larger use is charged);
@@ -47,6 +52,11 @@ type EmbedResponse = typeof Wire.EmbedResponse.Type
 
 const DETAIL_LENGTH = 300
 
+/** A call's hold on the token limit: one reservation, or its installments. */
+type Reservations = ReadonlyArray<RateLimiter.Reservation>
+
+type Restore = <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>
+
 export const DEFAULT_TOKEN_LIMIT = "tokens"
 export const DEFAULT_CHAT_PATH = "/chat/completions"
 export const DEFAULT_EMBED_PATH = "/embeddings"
@@ -75,6 +85,8 @@ const OptionsSchema = Schema.Struct({
   key: Schema.optional(Schema.UndefinedOr(Schema.NonEmptyString)),
   priority: Schema.optional(Schema.UndefinedOr(Schema.Finite)),
   timeout: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
+  outputTokensCharged: Schema.optional(Schema.UndefinedOr(Schema.Literal("used", "maximum"))),
+  maxRequestTokens: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveNumber)),
   estimator: Schema.optional(
     Schema.UndefinedOr(
       Schema.Struct({ chat: Schema.declare(isFunction), embed: Schema.declare(isFunction) }).annotations({
@@ -100,6 +112,8 @@ const callOptionsOf = (options: Model.CallOptions) => ({
   key: options.key,
   priority: options.priority,
   timeout: options.timeout,
+  outputTokensCharged: options.outputTokensCharged,
+  maxRequestTokens: options.maxRequestTokens,
   estimator: options.estimator
 })
 
@@ -166,6 +180,10 @@ export const checkFiltered = (provider: string) => (response: ChatResponse) =>
       )
     : Effect.succeed(response)
 
+/** A chat request's cap on its output, when it names one. */
+const maxOutputOf = (request: ChatRequest): number | undefined =>
+  request.max_completion_tokens ?? request.max_tokens ?? undefined
+
 /** Runs the estimator, refusing an answer that is not a count of tokens. */
 const runEstimator = <R>(
   estimate: (request: R) => TokenEstimator.Estimate,
@@ -215,27 +233,63 @@ export const fromClient = (
     const tokensOnly = (limits: RateLimiter.RateLimiterShape, tokens: number): RateLimiter.Cost =>
       Object.fromEntries(limits.limitNames.map((name) => [name, name === tokenLimit ? tokens : 0]))
 
+    const acquireTokens = (restore: Restore, tokens: number) =>
+      restore(limiter!.acquire(tokensOnly(limiter!, tokens), keyOptions))
+
     /**
-     * Takes the estimate from the token limit. A request that names no
-     * maximum output and so could never fit is reserved at the limit's
-     * capacity instead (the provider would not count the default either).
+     * Takes `total` in pieces of at most `capacity`, one after the other in
+     * the limiter's line: a request larger than the bucket pays as the
+     * bucket refills. Interrupted or failed part-way, the pieces taken go back.
+     */
+    const payInInstallments = (
+      restore: Restore,
+      total: number,
+      capacity: number
+    ): Effect.Effect<Reservations, RateLimiter.RateLimiterError> =>
+      Effect.suspend(() => {
+        const pieces: Array<RateLimiter.Reservation> = []
+        const next = (left: number): Effect.Effect<Reservations, RateLimiter.RateLimiterError> =>
+          left <= 0
+            ? Effect.succeed(pieces)
+            : Effect.flatMap(acquireTokens(restore, Math.min(left, capacity)), (piece) => {
+                pieces.push(piece)
+                return next(left - Math.min(left, capacity))
+              })
+        return next(total).pipe(Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : refundAll(pieces))))
+      })
+
+    /**
+     * Takes the estimate from the token limit. A request larger than the
+     * bucket pays in installments when `maxRequestTokens` allows it; one
+     * that names no maximum output and so could never fit is reserved at
+     * the limit's capacity instead (the provider would not count the default
+     * either).
      */
     const reserve = (
-      restore: <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>,
+      restore: Restore,
       estimate: TokenEstimator.Estimate,
       explicitMaximum: boolean,
       context: CallContext
-    ): Effect.Effect<RateLimiter.Reservation | undefined, ModelError.ModelError> => {
-      if (!accounting || limiter === undefined) return Effect.succeed(undefined)
+    ): Effect.Effect<Reservations, ModelError.ModelError> => {
+      if (!accounting || limiter === undefined) return Effect.succeed([])
       const total = TokenEstimator.total(estimate)
-      return restore(limiter.acquire(tokensOnly(limiter, total), keyOptions)).pipe(
+      const maxRequestTokens = options.maxRequestTokens
+      return Effect.map(acquireTokens(restore, total), (reservation): Reservations => [reservation]).pipe(
+        Effect.catchIf(
+          (error) =>
+            error.reason === "CostExceedsCapacity" &&
+            error.capacity !== undefined &&
+            maxRequestTokens !== undefined &&
+            total <= maxRequestTokens,
+          (error) => payInInstallments(restore, total, error.capacity!)
+        ),
         Effect.catchIf(
           (error) =>
             error.reason === "CostExceedsCapacity" &&
             !explicitMaximum &&
             error.capacity !== undefined &&
             estimate.prompt <= error.capacity,
-          (error) => restore(limiter.acquire(tokensOnly(limiter, error.capacity!), keyOptions))
+          (error) => Effect.map(acquireTokens(restore, error.capacity!), (reservation): Reservations => [reservation])
         ),
         Effect.mapError((error) => {
           const mapped = fromLimiterError(error, context)
@@ -243,7 +297,11 @@ export const fromClient = (
             ? new ModelError.InvalidRequest({
                 ...who(context),
                 reason: "TooLarge",
-                detail: `an estimated ${total} tokens (prompt ${estimate.prompt} + output ${estimate.maxOutput}) exceed the capacity ${error.capacity} of the "${tokenLimit}" limit`,
+                detail: `an estimated ${total} tokens (prompt ${estimate.prompt} + output ${estimate.maxOutput}) exceed ${
+                  maxRequestTokens !== undefined && total > maxRequestTokens
+                    ? `maxRequestTokens ${maxRequestTokens}`
+                    : `the capacity ${error.capacity} of the "${tokenLimit}" limit`
+                }`,
                 cause: error
               })
             : mapped
@@ -251,23 +309,39 @@ export const fromClient = (
       )
     }
 
+    const refundAll = (reservations: Reservations) =>
+      Effect.forEach(reservations, (reservation) => Effect.ignore(limiter!.refund(reservation)), { discard: true })
+
+    /** Reconciles the pieces to `used` in all: each keeps up to its own cost, the last takes any excess. */
+    const reconcileAll = (reservations: Reservations, used: number) =>
+      Effect.suspend(() => {
+        let left = used
+        return Effect.forEach(
+          reservations,
+          (reservation, i) => {
+            const share = i === reservations.length - 1 ? left : Math.min(left, reservation.costs[tokenLimit] ?? 0)
+            left -= share
+            return Effect.ignore(limiter!.reconcile(reservation, { [tokenLimit]: share }))
+          },
+          { discard: true }
+        )
+      })
+
     const settle = <A>(
-      reservation: RateLimiter.Reservation | undefined,
+      reservations: Reservations,
       exit: Exit.Exit<A, ApiClient.CallError>,
       sent: boolean,
       usedTokens: (answer: A) => number | undefined
     ): Effect.Effect<void> => {
-      if (reservation === undefined || limiter === undefined) return Effect.void
+      if (reservations.length === 0 || limiter === undefined) return Effect.void
       if (Exit.isSuccess(exit)) {
         const used = usedTokens(exit.value)
-        return used === undefined || !Number.isFinite(used) || used < 0
-          ? Effect.void
-          : Effect.ignore(limiter.reconcile(reservation, { [tokenLimit]: used }))
+        return used === undefined || !Number.isFinite(used) || used < 0 ? Effect.void : reconcileAll(reservations, used)
       }
       const failure = Cause.failureOption(exit.cause)
       const tag = Option.isSome(failure) ? failure.value._tag : undefined
       const giveBack = !sent || (tag !== undefined && (ANSWERED.has(tag) || NOT_SENT.has(tag)))
-      return giveBack ? Effect.ignore(limiter.refund(reservation)) : Effect.void
+      return giveBack ? refundAll(reservations) : Effect.void
     }
 
     const call = <A, I>(
@@ -280,7 +354,7 @@ export const fromClient = (
       usedTokens: (answer: A) => number | undefined
     ): Effect.Effect<A, ModelError.ModelError> =>
       Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(reserve(restore, estimate, explicitMaximum, context), (reservation) => {
+        Effect.flatMap(reserve(restore, estimate, explicitMaximum, context), (reservations) => {
           let sent = false
           const marked = {
             toJSON: () => {
@@ -298,11 +372,21 @@ export const fromClient = (
               timeout: options.timeout
             })
           ).pipe(
-            Effect.onExit((exit) => settle(reservation, exit, sent, usedTokens)),
+            Effect.onExit((exit) => settle(reservations, exit, sent, usedTokens)),
             Effect.mapError((error) => fromCallError(error, context))
           )
         })
       )
+
+    /** What the provider counted for a chat answer (see `outputTokensCharged`). */
+    const chargedChatTokens = (response: ChatResponse, maxOutput: number | undefined): number | undefined => {
+      const usage = response.usage
+      if (usage == null) return undefined
+      if (options.outputTokensCharged === "maximum" && maxOutput !== undefined && usage.prompt_tokens != null) {
+        return usage.prompt_tokens + maxOutput
+      }
+      return usage.total_tokens
+    }
 
     const validateChat = validate(Wire.ChatRequest, provider, "chat")
     const validateEmbed = validate(Wire.EmbedRequest, provider, "embed")
@@ -319,7 +403,7 @@ export const fromClient = (
             Wire.ChatResponse,
             estimate,
             valid.max_tokens != null || valid.max_completion_tokens != null,
-            (response) => response.usage?.total_tokens
+            (response) => chargedChatTokens(response, maxOutputOf(valid))
           ).pipe(Effect.flatMap(filtered))
         )
       })

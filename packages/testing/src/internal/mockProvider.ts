@@ -111,15 +111,24 @@ const answerFor = (
   )
 }
 
-const rateLimitHeaders = (report: window.Report): Record<string, string> => {
+/**
+ * OpenAI's `x-ratelimit-*` headers, and the IETF `RateLimit-Policy` that
+ * names each limit's window (OpenAI's headers do not: their limits are per
+ * minute, and a MockProvider with a shorter `window` says so here).
+ */
+const rateLimitHeaders = (report: window.Report, limits: window.Limits): Record<string, string> => {
   const headers: Record<string, string> = {}
+  const policies: Array<string> = []
+  const windowMillis = limits.windowMillis ?? window.WINDOW_MILLIS
   for (const name of ["requests", "tokens"] as const) {
     const limit = report[name]
     if (limit === undefined) continue
     headers[`x-ratelimit-limit-${name}`] = String(limit.limit)
     headers[`x-ratelimit-remaining-${name}`] = String(limit.remaining)
     headers[`x-ratelimit-reset-${name}`] = window.formatDuration(limit.resetMillis)
+    if (windowMillis % 1000 === 0) policies.push(`"${name}";q=${limit.limit};w=${windowMillis / 1000}`)
   }
+  if (policies.length > 0) headers["ratelimit-policy"] = policies.join(", ")
   return headers
 }
 
@@ -269,7 +278,7 @@ export const make = (
         const decision = yield* Ref.modify(windowState, (state) =>
           window.admit(state, current.limits, time, answer.chargedTokens)
         )
-        const headers = rateLimitHeaders(decision.report)
+        const headers = rateLimitHeaders(decision.report, current.limits)
 
         if (decision._tag === "Rejected") {
           yield* record({ ...counted, outcome: "rateLimited", status: 429 })
