@@ -125,17 +125,22 @@ const positiveInteger = (name: string) =>
     )
   )
 
-/** A share: above 0 (or from 0) and below 1. */
-const shareOf =
-  (name: string, { zero }: { readonly zero: boolean }) =>
-  (value: number) =>
-    (zero ? value >= 0 : value > 0) && value < 1
-      ? Effect.succeed(value)
-      : Effect.fail(
-          ValidationError.invalidValue(
-            HelpDoc.p(`--${name}: expected a share ${zero ? "from 0" : "above 0"} and below 1, got ${value}`)
+/** A share of a limit, default 2%: above 0 (or from 0, with `zero`) and below 1. */
+const shareOption = (name: string, description: string, { zero }: { readonly zero: boolean }) =>
+  Options.float(name).pipe(
+    Options.withPseudoName("SHARE"),
+    Options.withDescription(description),
+    Options.withDefault(0.02),
+    Options.mapEffect((value) =>
+      (zero ? value >= 0 : value > 0) && value < 1
+        ? Effect.succeed(value)
+        : Effect.fail(
+            ValidationError.invalidValue(
+              HelpDoc.p(`--${name}: expected a share ${zero ? "from 0" : "above 0"} and below 1, got ${value}`)
+            )
           )
-        )
+    )
+  )
 
 const durationOption = (name: string) =>
   Options.text(name).pipe(
@@ -186,21 +191,15 @@ const runFlags = {
     Options.withDescription("The window --rpm and --tpm are counted over"),
     Options.withDefault(Duration.minutes(1))
   ),
-  burst: Options.float("burst").pipe(
-    Options.withPseudoName("SHARE"),
-    Options.withDescription(
-      "The share of a window's allowance that may go at once (a larger request pays as the bucket refills)"
-    ),
-    Options.withDefault(0.02),
-    Options.mapEffect(shareOf("burst", { zero: false }))
+  burst: shareOption(
+    "burst",
+    "The share of a window's allowance that may go at once (a larger request pays as the bucket refills)",
+    { zero: false }
   ),
-  headroom: Options.float("headroom").pipe(
-    Options.withPseudoName("SHARE"),
-    Options.withDescription(
-      "The share of each limit left unused in every window, for timing; the run holds at (1 - headroom - burst) of a limit"
-    ),
-    Options.withDefault(0.02),
-    Options.mapEffect(shareOf("headroom", { zero: true }))
+  headroom: shareOption(
+    "headroom",
+    "The share of each limit left unused in every window, for timing; the run holds at (1 - headroom - burst) of a limit",
+    { zero: true }
   ),
   learnLimits: Options.boolean("no-learn-limits").pipe(
     Options.withDescription(

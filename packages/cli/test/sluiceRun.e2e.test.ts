@@ -321,9 +321,10 @@ describe("sluice run", () => {
       freshDir()
       const input = writeInput([chatLine("a")])
       const output = path.join(dir!, "results.jsonl")
-      const [badFlag, badDuration, missingKey, demo] = await Promise.all([
+      const [badFlag, badDuration, badShare, missingKey, demo] = await Promise.all([
         sluiceRun(runArgs(input, output, "--concurrency", "0")),
         sluiceRun(runArgs(input, output, "--timeout", "soon")),
+        sluiceRun(runArgs(input, output, "--headroom", "1.5")),
         sluiceRun(runArgs(input, output), {}),
         sluiceRun(["demo", "--requests", "many"])
       ])
@@ -331,6 +332,8 @@ describe("sluice run", () => {
       expect(badFlag.stderr + badFlag.stdout).toContain("--concurrency: expected a whole number above 0")
       expect(badDuration.code).toBe(2)
       expect(badDuration.stderr + badDuration.stdout).toContain("--timeout: expected a duration")
+      expect(badShare.code).toBe(2)
+      expect(badShare.stderr + badShare.stdout).toContain("--headroom: expected a share from 0 and below 1, got 1.5")
       expect(missingKey.code).toBe(2)
       expect(missingKey.stderr).toContain("the environment variable SLUICE_E2E_KEY is not set")
       expect(fs.existsSync(output)).toBe(false)

@@ -221,17 +221,16 @@ describe("token accounting", () => {
           return response
         })
 
+    /** A Model that may pay up to 5,000 tokens in installments, and the times its requests were sent. */
+    const installments = Effect.gen(function* () {
+      const sent: Array<number> = []
+      const built = yield* setup(at(sent), { limits: paced }, { estimator: fixedEstimator, maxRequestTokens: 5_000 })
+      return { ...built, sent }
+    })
+
     it.scoped("pays in installments within maxRequestTokens: sent once the bucket refilled, reconciled in all", () =>
       Effect.gen(function* () {
-        const sent: Array<number> = []
-        const { model, tokens } = yield* setup(
-          at(sent),
-          { limits: paced },
-          {
-            estimator: fixedEstimator,
-            maxRequestTokens: 5_000
-          }
-        )
+        const { sent, model, tokens } = yield* installments
         const fiber = yield* Effect.fork(model.chat(request("Say hello", { max_tokens: 200 })))
         yield* TestClock.adjust("199 millis")
         expect(sent).toEqual([])
@@ -246,15 +245,7 @@ describe("token accounting", () => {
 
     it.scoped("interrupted between installments, the pieces taken go back", () =>
       Effect.gen(function* () {
-        const sent: Array<number> = []
-        const { model, tokens } = yield* setup(
-          at(sent),
-          { limits: paced },
-          {
-            estimator: fixedEstimator,
-            maxRequestTokens: 5_000
-          }
-        )
+        const { sent, model, tokens } = yield* installments
         const fiber = yield* Effect.fork(model.chat(request("Say hello", { max_tokens: 200 })))
         yield* TestClock.adjust("100 millis")
         expect(yield* tokens).toBe(100)
