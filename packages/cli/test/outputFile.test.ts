@@ -1,8 +1,10 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { describe, expect, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as OutputFile from "../src/internal/outputFile.js"
 
 const result = (id: string) => `${JSON.stringify({ custom_id: id, status: "succeeded", response: { ok: true } })}\n`
@@ -59,6 +61,50 @@ describe("the results file", () => {
         const exit = yield* Effect.exit(OutputFile.recover(fs, `${dir}/${name}`))
         expect(exit).toEqual(Exit.fail(expect.objectContaining({ reason: "OutputCorrupt", detail })))
       }
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+})
+
+describe("the results writer", () => {
+  it.scopedLive("a slow fsync holds up no append: lines written meanwhile are synced by the next one", () =>
+    Effect.gen(function* () {
+      const real = yield* FileSystem.FileSystem
+      const dir = yield* real.makeTempDirectoryScoped()
+      const path = `${dir}/out.jsonl`
+      const release = yield* Deferred.make<void>()
+      let syncs = 0
+      // The real file system, but every fsync waits until released.
+      const slowSync: FileSystem.FileSystem = {
+        ...real,
+        open: (file, options) =>
+          Effect.map(real.open(file, options), (handle) => {
+            const sync = Effect.zipRight(
+              Effect.sync(() => {
+                syncs++
+              }),
+              Effect.zipRight(Deferred.await(release), handle.sync)
+            )
+            return new Proxy(handle, {
+              get: (target, property) => {
+                if (property === "sync") return sync
+                const value = Reflect.get(target, property)
+                return typeof value === "function" ? value.bind(target) : value
+              }
+            })
+          })
+      }
+      const writer = yield* OutputFile.makeWriter(slowSync, path, { flag: "w", syncEvery: 1, syncInterval: "1 hour" })
+      // The first append reaches syncEvery and waits in its fsync.
+      const first = yield* Effect.fork(writer.append({ custom_id: "a" }))
+      while (syncs === 0) yield* Effect.sleep("1 millis")
+      // Others are not held up by it: their lines are written at once.
+      yield* Effect.forkDaemon(writer.append({ custom_id: "b" }))
+      yield* Effect.forkDaemon(writer.append({ custom_id: "c" }))
+      while ((yield* real.readFileString(path)).split("\n").length < 4) yield* Effect.sleep("1 millis")
+      expect(first.unsafePoll()).toBe(null)
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(first)
+      expect(yield* real.readFileString(path)).toBe('{"custom_id":"a"}\n{"custom_id":"b"}\n{"custom_id":"c"}\n')
     }).pipe(Effect.provide(NodeContext.layer))
   )
 })

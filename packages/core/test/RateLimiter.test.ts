@@ -219,6 +219,26 @@ describe("RateLimiter", () => {
         expect((yield* Fiber.join(requestsOnly)).time).toBe(500)
       })
     )
+
+    it.effect("a call that takes nothing of any bucket the line waits for goes at once (the line is per bucket)", () =>
+      Effect.gen(function* () {
+        const limiter = yield* makeLimiter({ limits: REQUESTS_AND_TOKENS })
+        yield* limiter.acquire({ requests: 0, tokens: 1000 })
+        // Waiting for tokens only, as the Model's reservations do.
+        const tokenWaiter = yield* Effect.fork(timedAcquire(limiter, { requests: 0, tokens: 500 })) // due at 500
+        yield* settle
+        // The Executor's own charge, one request and no tokens: in no one's way.
+        expect((yield* timedAcquire(limiter, { requests: 1, tokens: 0 })).time).toBe(0)
+        expect((yield* limiter.tryAcquire({ requests: 1, tokens: 0 }))._tag).toBe("Admitted")
+        expect((yield* available(limiter)).requests).toBe(5 - 2)
+        // A call that takes tokens too still queues behind the waiter, however little it takes.
+        const small = yield* Effect.fork(timedAcquire(limiter, { requests: 1, tokens: 1 }))
+        expect((yield* limiter.tryAcquire({ requests: 0, tokens: 1 }))._tag).toBe("Delayed")
+        yield* TestClock.adjust("1 second")
+        expect((yield* Fiber.join(tokenWaiter)).time).toBe(500)
+        expect((yield* Fiber.join(small)).time).toBe(501)
+      })
+    )
   })
 
   describe("tryAcquire", () => {

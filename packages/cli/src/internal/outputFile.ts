@@ -9,6 +9,7 @@
  * The writer appends each result as one `JSON.stringify(...) + "\n"` under a
  * mutex, uninterruptibly (an interrupt never leaves half a line), and fsyncs
  * every `syncEvery` lines, every `syncInterval`, and when its scope closes.
+ * An fsync takes no lock: appends go on while one runs, and the next takes them.
  */
 import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Duration from "effect/Duration"
@@ -132,7 +133,9 @@ export const makeWriter = (
       unsynced = 0
       return Effect.mapError(file.sync, fail)
     })
-    const sync = Effect.uninterruptible(mutex.withPermits(1)(syncNow))
+    // An fsync holds no lock: appends go on meanwhile (the next fsync takes them), so a slow disk never holds
+    // up the lines waiting to write, nor, through them, the run.
+    const sync = Effect.uninterruptible(syncNow)
     // Registered after `open`, so it runs before the file is closed.
     yield* Effect.addFinalizer(() => Effect.ignore(sync))
     yield* Effect.forkScoped(
@@ -140,12 +143,15 @@ export const makeWriter = (
     )
     const append = (value: unknown) =>
       Effect.uninterruptible(
-        mutex.withPermits(1)(
-          Effect.gen(function* () {
-            yield* Effect.mapError(file.writeAll(encoder.encode(`${JSON.stringify(value)}\n`)), fail)
-            unsynced++
-            if (unsynced >= syncEvery) yield* syncNow
-          })
+        Effect.zipRight(
+          mutex.withPermits(1)(
+            Effect.flatMap(Effect.mapError(file.writeAll(encoder.encode(`${JSON.stringify(value)}\n`)), fail), () =>
+              Effect.sync(() => {
+                unsynced++
+              })
+            )
+          ),
+          Effect.suspend(() => (unsynced >= syncEvery ? syncNow : Effect.void))
         )
       )
     return { append, sync }
