@@ -85,6 +85,34 @@ describe("Model against the MockProvider", () => {
     })
   )
 
+  it.scoped('outputTokensCharged "maximum": the limiter ends having charged exactly what the server charged', () =>
+    Effect.gen(function* () {
+      const provider = yield* MockProvider.make()
+      const client = yield* Effect.map(
+        Layer.build(
+          ApiClient.layer({
+            name: "mock",
+            baseUrl: provider.baseUrl,
+            retry: { maxAttempts: 1 },
+            limits: { tokens: { limit: 100_000, interval: "1 minute" } }
+          })
+        ),
+        Context.get(ApiClient.ApiClient)
+      )
+      const model = yield* Model.fromClient(client, { outputTokensCharged: "maximum" })
+      const prompts = ["Tell me about sluices", "and weirs", "and the gates of a lock, in detail, with history"]
+      let used = 0
+      for (const [i, content] of prompts.entries()) {
+        used += succeeded(yield* run(model.chat(chat(content, { max_tokens: 40 + i * 30 })))).usage!.total_tokens
+      }
+      const charged = (yield* provider.log).reduce((sum, entry) => sum + entry.chargedTokens, 0)
+      // The answers used fewer than max_tokens; the server charged the maximum, and so did we.
+      expect(used).toBeLessThan(charged)
+      const available = (yield* Effect.orDie(client.limiter!.state()))[0]!.available
+      expect(100_000 - available).toBe(charged)
+    })
+  )
+
   it.scoped("embed: one vector per input, and the usage the server counted", () =>
     Effect.gen(function* () {
       const { model, tokens } = yield* setup()
