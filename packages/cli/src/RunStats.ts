@@ -66,7 +66,7 @@ export interface Progress {
   readonly completionTokens: number
   /** Requests per minute over the last minute. */
   readonly requestsPerMinute: number
-  /** Tokens per minute over the last minute. */
+  /** Tokens per minute over the last minute, as the provider counts them (see `tokensUsed`). */
   readonly tokensPerMinute: number
   readonly limits: Limits
   readonly elapsedMillis: number
@@ -85,10 +85,14 @@ export interface RunStatsShape {
   readonly rateLimited: Effect.Effect<void>
   /** An attempt after the first began. */
   readonly retried: Effect.Effect<void>
-  /** Tokens used (or, without a `usage` report, estimated). */
+  /**
+   * Tokens used. The rate against the token limit counts `chargedTokens`
+   * (what the provider counts) when given, else prompt plus completion.
+   */
   readonly tokensUsed: (usage: {
     readonly promptTokens: number
     readonly completionTokens: number
+    readonly chargedTokens?: number | undefined
   }) => Effect.Effect<void>
   readonly lineStarted: Effect.Effect<void>
   /** A started line ended: `succeeded`, `failed`, or `abandoned` (interrupted; it stays to do). */

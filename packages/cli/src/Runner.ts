@@ -86,6 +86,11 @@ export interface BatchLine {
 export interface Usage {
   readonly promptTokens: number
   readonly completionTokens: number
+  /**
+   * What the provider counted against its token limit, when that is not
+   * `promptTokens + completionTokens` (OpenAI counts `max_tokens` for the output).
+   */
+  readonly chargedTokens?: number | undefined
 }
 
 /**

@@ -10,6 +10,7 @@ import * as Redacted from "effect/Redacted"
 import * as TestClock from "effect/TestClock"
 import * as TestServices from "effect/TestServices"
 import * as HttpSend from "../src/HttpSend.js"
+import * as internal from "../src/internal/httpSend.js"
 import type * as Runner from "../src/Runner.js"
 import * as RunStats from "../src/RunStats.js"
 
@@ -58,7 +59,11 @@ describe("HttpSend", () => {
       const [first, second] = yield* untilDone(fiber)
       expect([first.attempts, second.attempts].sort()).toEqual([1, 2])
       expect(first.response).toMatchObject({ object: "chat.completion" })
-      expect(first.usage).toEqual({ promptTokens: expect.any(Number), completionTokens: expect.any(Number) })
+      expect(first.usage).toEqual({
+        promptTokens: expect.any(Number),
+        completionTokens: expect.any(Number),
+        chargedTokens: first.usage!.promptTokens + 8
+      })
       const counters = yield* mock.counters
       expect(counters).toMatchObject({ total: 3, served: 2, rateLimited: 1 })
       expect(yield* stats.snapshot).toMatchObject({ requests: 3, rateLimited: 1, retries: 1 })
@@ -175,6 +180,24 @@ describe("HttpSend", () => {
     })
   )
 
+  it("what the provider counted: a chat line's prompt plus max_tokens when the output is charged at its maximum", () => {
+    const answer = { usage: { prompt_tokens: 12, completion_tokens: 5, total_tokens: 17 } }
+    const chatBody = { messages: [{ role: "user", content: "hi" }], max_tokens: 100 }
+    expect(internal.usageOf(chatBody, answer, "maximum")).toEqual({
+      promptTokens: 12,
+      completionTokens: 5,
+      chargedTokens: 112
+    })
+    expect(internal.usageOf(chatBody, answer, "used")).toEqual({ promptTokens: 12, completionTokens: 5 })
+    // No maximum asked for, or not a chat line: what was used.
+    expect(internal.usageOf({ messages: [] }, answer, "maximum")).toEqual({ promptTokens: 12, completionTokens: 5 })
+    expect(internal.usageOf({ input: "x", max_tokens: 9 }, answer, "maximum")).toEqual({
+      promptTokens: 12,
+      completionTokens: 5
+    })
+    expect(internal.usageOf(chatBody, { usage: "none" }, "maximum")).toBeUndefined()
+  })
+
   it("estimates a line's tokens as prompt characters / 4 plus its output cap", () => {
     expect(HttpSend.estimateTokens({ messages: [{ role: "user", content: "x".repeat(40) }], max_tokens: 100 })).toBe(
       110
@@ -220,6 +243,10 @@ describe("RunStats", () => {
       })
       // 68 lines left at 60 lines a minute.
       expect(early.etaMillis).toBe(68_000)
+      // The rate against the token limit counts what the provider charged, when the sender says.
+      yield* stats.tokensUsed({ promptTokens: 7, completionTokens: 3, chargedTokens: 400 })
+      // 300 tokens in the 30 s so far read as 600 a minute; 400 more in them as 800 more.
+      expect((yield* stats.snapshot).tokensPerMinute).toBe(600 + 2 * 400)
       yield* TestClock.adjust("2 minutes")
       const idle = yield* stats.snapshot
       expect(idle.requestsPerMinute).toBe(0)

@@ -60,12 +60,27 @@ export const estimateTokens = (body: unknown): number => {
   return Math.max(1, Math.ceil(promptCharacters(body) / 4) + (typeof maxOutput === "number" ? maxOutput : 0))
 }
 
-const usageOf = (response: unknown): Runner.Usage | undefined => {
+/**
+ * The usage an answer reports, and what the provider counted against its
+ * token limit: with `outputTokensCharged: "maximum"`, a chat line's prompt
+ * plus the `max_tokens` it asked for.
+ */
+export const usageOf = (
+  body: unknown,
+  response: unknown,
+  outputTokensCharged: "used" | "maximum"
+): Runner.Usage | undefined => {
   const usage = isRecord(response) ? response.usage : undefined
   if (!isRecord(usage)) return undefined
   const promptTokens = typeof usage.prompt_tokens === "number" ? usage.prompt_tokens : 0
   const completionTokens = typeof usage.completion_tokens === "number" ? usage.completion_tokens : 0
-  return { promptTokens, completionTokens }
+  const maxOutput = isRecord(body) ? (body.max_completion_tokens ?? body.max_tokens) : undefined
+  return outputTokensCharged === "maximum" &&
+    typeof maxOutput === "number" &&
+    isRecord(body) &&
+    body.messages !== undefined
+    ? { promptTokens, completionTokens, chargedTokens: promptTokens + maxOutput }
+    : { promptTokens, completionTokens }
 }
 
 /** The flags' limits, each over the run's window. */
@@ -129,6 +144,7 @@ export const make = (
     const http = yield* HttpClient.HttpClient
     const scope = yield* Effect.scope
     const learn = options.learnLimits ?? true
+    const outputTokensCharged = options.outputTokensCharged ?? "maximum"
     const given = givenLimits(options)
     /** Attempts so far of each call in flight, by its call header. */
     const attempts = new Map<string, number>()
@@ -163,7 +179,7 @@ export const make = (
         const config = endpointConfig(concurrency === undefined ? options : { ...options, concurrency }, limits)
         const api = yield* Effect.provideService(ApiClient.make(config), HttpClient.HttpClient, observed)
         const model = yield* Model.fromClient(api, {
-          outputTokensCharged: options.outputTokensCharged ?? "maximum",
+          outputTokensCharged,
           maxRequestTokens: limits.tokens?.limit
         })
         return { api, call: callThrough(api, model, limits.tokens !== undefined) }
@@ -209,7 +225,7 @@ export const make = (
       const attemptsOf = () => attempts.get(id) ?? 0
       return send(line).pipe(
         Effect.map((response): Runner.SendResult => {
-          const usage = usageOf(response)
+          const usage = usageOf(line.body, response, outputTokensCharged)
           return usage === undefined
             ? { response, attempts: attemptsOf() }
             : { response, attempts: attemptsOf(), usage }

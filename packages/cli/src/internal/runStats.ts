@@ -46,7 +46,7 @@ export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStat
         Effect.sync(() => {
           counts.promptTokens += usage.promptTokens
           counts.completionTokens += usage.completionTokens
-          tokenWindow.add(now(), usage.promptTokens + usage.completionTokens)
+          tokenWindow.add(now(), usage.chargedTokens ?? usage.promptTokens + usage.completionTokens)
         }),
       lineStarted: Effect.sync(() => {
         counts.inFlight++
