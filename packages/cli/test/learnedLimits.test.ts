@@ -67,6 +67,9 @@ describe("LearnedLimits.fromHeaders", () => {
       NOW
     )
     expect(LearnedLimits.fromHeaders(hostile)).toEqual({})
+    // A window of 0 s is no window: per minute, as if unsaid.
+    const noWindow = RateLimitHeaders.parse({ "ratelimit-policy": '"tokens";q=5000;w=0' }, NOW)
+    expect(LearnedLimits.fromHeaders(noWindow)).toEqual({ tokens: { limit: 5000, windowMillis: 60_000 } })
   })
 })
 

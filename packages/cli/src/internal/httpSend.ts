@@ -202,9 +202,13 @@ export const make = (
             yield* Effect.timeoutOption(Deferred.await(lesson), options.learnWait ?? DEFAULT_LEARN_WAIT),
             () => NOTHING_LEARNED
           )
-          const limits = LearnedLimits.combine(given, learned.limits)
+          const learnedLimits = LearnedLimits.combine(given, learned.limits)
+          // Limits no endpoint can be built with (nothing a header parses to should give them) leave the flags'.
+          const { built, limits } = yield* Effect.orElse(
+            Effect.map(build(learnedLimits), (built) => ({ built, limits: learnedLimits })),
+            () => Effect.map(build(given), (built) => ({ built, limits: given }))
+          )
           yield* publish(limits)
-          const built = yield* build(limits)
           // The first answer's remaining counts hold the new limiter back as they held the server.
           if (learned.info !== undefined) yield* seed(built.api, learned.info)
           return built.call

@@ -51,8 +51,14 @@ export const fromHeaders = (info: RateLimitHeaders.RateLimitInfo): Limits => {
   const found: { requests?: WindowLimit; tokens?: WindowLimit } = {}
   for (const report of info.limits) {
     const kind = KIND_OF_REPORT[report.name]
-    if (kind === undefined || report.limit === undefined || !(report.limit > 0)) continue
-    const reported = { limit: report.limit, windowMillis: report.windowMillis ?? DEFAULT_WINDOW_MILLIS }
+    if (kind === undefined || report.limit === undefined || !(report.limit > 0) || !Number.isFinite(report.limit)) {
+      continue
+    }
+    const window = report.windowMillis
+    const reported = {
+      limit: report.limit,
+      windowMillis: window !== undefined && window > 0 && Number.isFinite(window) ? window : DEFAULT_WINDOW_MILLIS
+    }
     found[kind] = tighter(found[kind], reported) ?? reported
   }
   return found
