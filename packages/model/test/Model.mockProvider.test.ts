@@ -29,7 +29,11 @@ const run = <A, E>(effect: Effect.Effect<A, E>) =>
     return yield* Fiber.join(fiber)
   })
 
-const setup = (options: MockProvider.Options = {}, endpoint: Partial<EndpointConfig.EndpointConfig> = {}) =>
+const setup = (
+  options: MockProvider.Options = {},
+  endpoint: Partial<EndpointConfig.EndpointConfig> = {},
+  modelOptions: Model.CallOptions = {}
+) =>
   Effect.gen(function* () {
     const provider = yield* MockProvider.make(options)
     const client = yield* Effect.map(
@@ -44,7 +48,7 @@ const setup = (options: MockProvider.Options = {}, endpoint: Partial<EndpointCon
       ),
       Context.get(ApiClient.ApiClient)
     )
-    const model = yield* Model.fromClient(client)
+    const model = yield* Model.fromClient(client, modelOptions)
     const tokens = Effect.map(Effect.orDie(client.limiter!.state()), (buckets) => buckets[0]!.available)
     return { provider, client, model, tokens }
   })
@@ -87,19 +91,7 @@ describe("Model against the MockProvider", () => {
 
   it.scoped('outputTokensCharged "maximum": the limiter ends having charged exactly what the server charged', () =>
     Effect.gen(function* () {
-      const provider = yield* MockProvider.make()
-      const client = yield* Effect.map(
-        Layer.build(
-          ApiClient.layer({
-            name: "mock",
-            baseUrl: provider.baseUrl,
-            retry: { maxAttempts: 1 },
-            limits: { tokens: { limit: 100_000, interval: "1 minute" } }
-          })
-        ),
-        Context.get(ApiClient.ApiClient)
-      )
-      const model = yield* Model.fromClient(client, { outputTokensCharged: "maximum" })
+      const { provider, model, tokens } = yield* setup({}, {}, { outputTokensCharged: "maximum" })
       const prompts = ["Tell me about sluices", "and weirs", "and the gates of a lock, in detail, with history"]
       let used = 0
       for (const [i, content] of prompts.entries()) {
@@ -108,8 +100,7 @@ describe("Model against the MockProvider", () => {
       const charged = (yield* provider.log).reduce((sum, entry) => sum + entry.chargedTokens, 0)
       // The answers used fewer than max_tokens; the server charged the maximum, and so did we.
       expect(used).toBeLessThan(charged)
-      const available = (yield* Effect.orDie(client.limiter!.state()))[0]!.available
-      expect(100_000 - available).toBe(charged)
+      expect(100_000 - (yield* tokens)).toBe(charged)
     })
   )
 
