@@ -23,7 +23,10 @@
  * leaves having paid nothing; `reconcile`, `refund`, `sync` and `penalize`.
  * Each limit is a GCRA bucket (`internal/gcra.ts`): refill is computed from
  * elapsed `Clock` time, and the head charges at its due time even when its
- * timer fires late, so a backlog runs at exactly the configured rate.
+ * timer fires late, so a backlog runs at the configured rate. A sliding log of
+ * real admissions keeps the catch-up after a late timer from putting more
+ * than `capacity + limit - 1` into any window of `interval + windowMargin`
+ * (see {@link LimitOptions}); it delays admissions but never the schedule.
  *
  * The line is per process: with a shared store (Redis), processes share the
  * buckets but each keeps its own line.
@@ -45,6 +48,15 @@ import type { BucketSnapshot, RateLimiterStore, Receipt } from "./RateLimiterSto
  * One token bucket: `limit` units per `interval`, holding at most `capacity`
  * (the burst; defaults to `limit`).
  *
+ * Besides the bucket, no window of `interval + windowMargin` on the Clock ever
+ * sees more than `capacity + limit - 1` units admitted, even while a backlog
+ * catches up on timers that fired late. The margin (default 1 ms) is room for
+ * what happens between an admission and the start of the work it admits (the
+ * clock's whole-millisecond reading, a scheduler turn), so that the starts
+ * keep to the window too. It is what a saturated limit gives up: at most
+ * `windowMargin` per `interval` (1 ms per second is 0.1 %). `0` keeps the rate
+ * exact to the limiter's own Clock readings.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -52,6 +64,7 @@ export interface LimitOptions {
   readonly limit: number
   readonly interval: Duration.DurationInput
   readonly capacity?: number | undefined
+  readonly windowMargin?: Duration.DurationInput | undefined
 }
 
 /**

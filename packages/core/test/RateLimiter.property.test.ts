@@ -157,7 +157,7 @@ const runScenario = (scenario: Scenario) =>
     }
     horizon += longestReconcile
     yield* TestClock.adjust(Duration.millis(horizon + 1))
-    // The sliding log may add a tick per saturated window beyond that: go on in small steps until
+    // The sliding log may add its margin per saturated window beyond that: go on in small steps until
     // every caller is done. One still waiting after ten more seconds of virtual time is a hang.
     for (let extra = 0; extra < 10_000; extra += 10) {
       const polls = yield* Effect.forEach(fibers, Fiber.poll)
@@ -203,6 +203,7 @@ const bucketSpecs = (scenario: Scenario): ReadonlyArray<RateLimiterStore.BucketS
     capacity: capacityOf(spec),
     emission: spec.emission,
     interval: spec.limit * spec.emission,
+    windowMargin: 1,
     windowLimit: capacityOf(spec) + spec.limit - 1
   }))
 

@@ -51,7 +51,8 @@ type Restore = <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>
 const LimitOptionsSchema = Schema.Struct({
   limit: InvalidOptions.PositiveNumber,
   interval: InvalidOptions.PositiveDuration,
-  capacity: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveNumber))
+  capacity: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveNumber)),
+  windowMargin: Schema.optional(Schema.UndefinedOr(InvalidOptions.NonNegativeDuration))
 })
 
 const OptionsSchema = Schema.Struct({
@@ -69,12 +70,23 @@ let anonymousLimiters = 0
 /** @internal */
 export const DEFAULT_KEY = "default"
 
+/** The sliding window's margin over the interval when a limit names none. */
+export const DEFAULT_WINDOW_MARGIN = Duration.millis(5)
+
 /** Turns decoded limit options into bucket specs, in configuration order. */
 export const bucketSpecs = (limits: Readonly<Record<string, RateLimiter.LimitOptions>>): ReadonlyArray<BucketSpec> =>
   Object.entries(limits).map(([name, options]) => {
     const capacity = options.capacity ?? options.limit
     const interval = Duration.toMillis(Duration.decode(options.interval))
-    return { name, capacity, emission: interval / options.limit, interval, windowLimit: capacity + options.limit - 1 }
+    const windowMargin = Duration.toMillis(Duration.decode(options.windowMargin ?? DEFAULT_WINDOW_MARGIN))
+    return {
+      name,
+      capacity,
+      emission: interval / options.limit,
+      interval,
+      windowMargin,
+      windowLimit: capacity + options.limit - 1
+    }
   })
 
 export const make = (
@@ -88,7 +100,7 @@ export const make = (
     const buckets = bucketSpecs(decoded.limits)
     const limitNames = buckets.map((bucket) => bucket.name)
     const indexOf = new Map(limitNames.map((limit, index) => [limit, index]))
-    const now = () => clock.unsafeCurrentTimeMillis()
+    const now = () => Gcra.clockMillis(clock)
     const storeKey = (key: string) => `${name}:${key}`
 
     const fail = (
@@ -222,7 +234,12 @@ export const make = (
     /**
      * The head's loop: sleep until due (or until woken by a refund), then try
      * to pay. Runs uninterruptibly but for its waits (`restore`), so a charge
-     * is never lost between the store and the caller.
+     * is never lost between the store and the caller. `notBefore` is the
+     * earliest time its charge may be dated. Having slept the whole wait, that
+     * is the time the store said the charge would be dated (the schedule), not
+     * the moment the timer fired, so late timers do not move the schedule; nor
+     * does the sliding log when the admission it waits for was itself late.
+     * Woken by a refund, it is now (what came back was not there before).
      */
     const payAsHead = (
       restore: Restore,
@@ -241,12 +258,10 @@ export const make = (
         const wake = Deferred.unsafeMake<void>(FiberId.none)
         line.wake = wake
         // The time left, to the nanosecond (Duration's resolution), rounded up: whole milliseconds
-        // would make the head late by design, and a charge dated back to its due time must not
-        // start later than that. A real timer that fires early only means one more look.
+        // would make the head late by design. A real timer that fires early only means one more look.
         const sleep = Effect.as(Effect.sleep(Duration.nanos(Gcra.nanosUntil(due, now()))), true)
         return Effect.flatMap(restore(Effect.raceFirst(sleep, Effect.as(Deferred.await(wake), false))), (slept) =>
-          // Having slept the whole wait, the charge may be dated at the due time.
-          payAsHead(restore, key, line, costs, requestedAt, slept ? due : now())
+          payAsHead(restore, key, line, costs, requestedAt, slept ? (result.chargeAt ?? due) : now())
         )
       })
 
