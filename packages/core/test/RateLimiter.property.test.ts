@@ -303,6 +303,27 @@ describe("RateLimiter (properties)", () => {
         {
           numRuns: NUM_RUNS,
           examples: [
+            // Found by a run of 1,500: the head waiting for l1 is interrupted at 1,280.5; the call behind it
+            // (4 of l0, whose bucket had been full all along) was dated back to the line's last charge
+            // (1,280), so the next 1 of l0 went at 1,327: 5 units in 46.5 ms (bound 4 + 46.5 / 47).
+            [
+              {
+                limits: [
+                  { limit: 4, emission: 47, capacity: 4 },
+                  { limit: 4, emission: 80, capacity: 6 }
+                ],
+                calls: [
+                  { arrival: 1, costs: [0, 1], interruptAt: 1280 },
+                  { arrival: 0, costs: [0, 4], interruptAt: undefined },
+                  { arrival: 0, costs: [0, 5], interruptAt: undefined },
+                  { arrival: 0, costs: [0, 2], interruptAt: undefined },
+                  { arrival: 2, costs: [4, 0], interruptAt: undefined },
+                  { arrival: 0, costs: [0, 5], interruptAt: undefined },
+                  { arrival: 0, costs: [0, 6], interruptAt: undefined },
+                  { arrival: 2, costs: [1, 0], interruptAt: undefined }
+                ]
+              }
+            ],
             [
               {
                 limits: [

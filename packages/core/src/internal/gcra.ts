@@ -22,21 +22,24 @@
  * Dating a charge back keeps the rate exact, but the *real* starts of a late
  * caller and the one after it then fall close together, and a window of real
  * time can see one more than the bucket allows. So each bucket also keeps a
- * log of its real admissions over the last window (a sliding log, one entry
- * per admission) and never admits more than a GCRA bucket could in any window
- * of one interval: `capacity + limit - 1` units. The window is `windowMargin`
- * longer than the interval (1 ms unless configured): room for the moment
- * between an admission and the start of the work it admits (a scheduler turn,
- * a pause of the process), which a window of real starts also sees.
+ * log of its admissions (a sliding log, one entry per admission, with its real
+ * time and the date it was charged at) and never lets more than a GCRA bucket
+ * could (`capacity + limit - 1` units) into one window:
  *
- * The log holds admissions back in real time but does not move the schedule.
- * Each entry keeps the time its charge was dated (`chargedAt`) beside its real
- * time; an admission the log holds back is dated as if the admission it waits
- * for had been on time (`chargedAt + window`), not at the later moment the log
- * lets it in. A late burst of catch-up admissions is repeated one window
- * later, at the same real times, and costs the rate nothing after that; the
- * margin alone is what a saturated bucket gives up (at most `windowMargin` per
- * interval, since each round waits for the one before it).
+ * - the schedule: a round of admissions is dated no earlier than one
+ *   `interval + windowMargin` after the round before it was dated. On time,
+ *   that is all the log does, and the margin is all a saturated bucket gives
+ *   up (at most `windowMargin` per interval);
+ * - real time: no window of `interval + windowMargin / 2` sees more. An
+ *   admission waits in real time until the one it follows has left that
+ *   window, but is dated by the schedule, as if that one had been on time.
+ *
+ * So the margin is room twice over: half for the moment between an admission
+ * and the start of the work it admits (a scheduler turn, a pause of the
+ * process), which a window of real starts also sees; half for timers that
+ * fire late, which then cost the next round nothing. A late burst of
+ * catch-up admissions is repeated a window later at about the same real times
+ * (the log holds it there), and the schedule goes on undisturbed.
  *
  * Times are milliseconds with a fraction, read from the Clock's nanosecond
  * time (`clockMillis`). Refill is computed from elapsed time; nothing ticks. A take is charged at a
@@ -55,7 +58,7 @@ export interface BucketSpec {
   readonly emission: number
   /** The limit's interval (ms). */
   readonly interval: number
-  /** How much longer than `interval` the sliding log's window is (ms). */
+  /** How much later than one interval a round is scheduled (ms); real admissions keep to half of it. */
   readonly windowMargin: number
   /** The most any window of `interval` may hold: `capacity + limit - 1`. */
   readonly windowLimit: number
@@ -81,7 +84,7 @@ export interface BucketState {
   /** Real admissions in the last window, oldest first, and their total. */
   readonly log: Ring<Admission>
   logged: number
-  /** The sliding log's window (interval + margin), kept so that an idle bucket can be told from its state alone. */
+  /** The schedule's window (interval + margin): the log keeps admissions this long. */
   readonly window: number
 }
 
@@ -174,9 +177,14 @@ export const readyAt = (spec: BucketSpec, state: BucketState, cost: number, now:
   if (byLevel > into.dueAt) into.dueAt = byLevel
   const blocking = blockingAdmission(spec, state, cost, now)
   if (blocking === undefined) return
-  // Real time waits for the admission to leave; the schedule only as long as it would have, had it been on time.
-  if (blocking.chargedAt + state.window > into.chargeAt) into.chargeAt = blocking.chargedAt + state.window
-  if (blocking.time + state.window > into.dueAt) into.dueAt = blocking.time + state.window
+  // The schedule: one window (interval + margin) after the blocking admission's date, as if it had been on
+  // time. Real time: until it has left the shorter window (interval + half the margin), which a late timer
+  // can reach after the schedule without pushing the next window later.
+  const scheduled = blocking.chargedAt + state.window
+  if (scheduled > into.chargeAt) into.chargeAt = scheduled
+  const left = blocking.time + state.window - spec.windowMargin / 2
+  if (left > into.dueAt) into.dueAt = left
+  if (into.chargeAt > into.dueAt) into.dueAt = into.chargeAt
 }
 
 /** Float slack when comparing a due time with now. */

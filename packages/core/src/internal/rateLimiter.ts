@@ -265,11 +265,18 @@ export const make = (
         )
       })
 
-    const waitInLine = (restore: Restore, key: string, costs: ReadonlyArray<number>, requestedAt: number) =>
+    const waitInLine = (
+      restore: Restore,
+      key: string,
+      costs: ReadonlyArray<number>,
+      requestedAt: number,
+      waitingSince: number
+    ) =>
       Effect.suspend(() => {
         const waiter: Waiter = { costs, turn: Deferred.unsafeMake(FiberId.none), active: true }
         let line = lines.get(key)
         let myTurn: Effect.Effect<void> = Effect.void
+        const promoted = line !== undefined
         if (line === undefined) {
           line = {
             head: waiter,
@@ -289,25 +296,40 @@ export const make = (
         // A waiter promoted to head has waited since before the last charge: its own charge may be
         // dated back that far (the schedule, not the moment its turn came), so a busy event loop
         // at the hand-over costs the backlog no rate. The sliding log still bounds real starts.
+        const notBefore = () =>
+          !promoted
+            ? waitingSince
+            : joined.lastChargedAt === undefined
+              ? now()
+              : Math.max(waitingSince, joined.lastChargedAt)
         return Effect.zipRight(
           myTurn,
-          Effect.suspend(() =>
-            payAsHead(restore, key, joined, costs, requestedAt, Math.max(requestedAt, joined.lastChargedAt ?? now()))
+          Effect.suspend(() => payAsHead(restore, key, joined, costs, requestedAt, notBefore()))
+        ).pipe(
+          Effect.onExit((exit) =>
+            Effect.sync(() => {
+              // A head that leaves unpaid (interrupted) hands on no schedule: the next was held up by it, not by
+              // the buckets, and dating it back would credit refill that a full bucket never had.
+              if (Exit.isFailure(exit) && joined.head === waiter) joined.lastChargedAt = undefined
+              leave(key, joined, waiter)
+            })
           )
-        ).pipe(Effect.ensuring(Effect.sync(() => leave(key, joined, waiter))))
+        )
       })
 
-    const acquire = (cost?: RateLimiter.Cost, keyOptions?: RateLimiter.KeyOptions) =>
+    const acquire = (cost?: RateLimiter.Cost, options?: RateLimiter.AcquireOptions) =>
       Effect.uninterruptibleMask((restore) => {
-        const key = keyOptions?.key ?? DEFAULT_KEY
+        const key = options?.key ?? DEFAULT_KEY
         const costs = resolveCost(cost, key)
         if (costs instanceof RateLimiterError) return Effect.fail(costs)
         const requestedAt = now()
-        if (lines.has(key)) return waitInLine(restore, key, costs, requestedAt)
-        return Effect.flatMap(reserve("ifDue", key, costs, requestedAt), (result) =>
+        // The earliest time the charge may be dated: now, or the admission this caller waited behind.
+        const waitingSince = Math.min(options?.waitingSince ?? requestedAt, requestedAt)
+        if (lines.has(key)) return waitInLine(restore, key, costs, requestedAt, waitingSince)
+        return Effect.flatMap(reserve("ifDue", key, costs, waitingSince), (result) =>
           result.charged
             ? deliver(restore, reservation(key, costs, result, requestedAt))
-            : waitInLine(restore, key, costs, requestedAt)
+            : waitInLine(restore, key, costs, requestedAt, waitingSince)
         )
       })
 
