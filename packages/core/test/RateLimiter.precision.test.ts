@@ -10,6 +10,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as TestClock from "effect/TestClock"
+import * as Executor from "../src/Executor.js"
 import type * as RateLimiter from "../src/RateLimiter.js"
 import { makeLimiter, timedAcquire } from "./utils/limiterHelpers.js"
 
@@ -141,6 +142,26 @@ describe("RateLimiter precision", () => {
       expect(times[59]!).toBeLessThan(5925 + 2.5)
       expect(maxInWindow(times, 1000)).toBeLessThanOrEqual(10)
       expect(maxInWindow(times, 1002.5)).toBeLessThanOrEqual(10)
+    })
+  )
+
+  it.scoped("an Executor's backlog, admitted one at a time, keeps its rate through late timers and a stall", () =>
+    Effect.gen(function* () {
+      const clock = yield* Effect.clock
+      const lateness = latenessSequence(89, 2.5, 11).map((late, index) => (index === 6 ? 300 : late))
+      const starts: Array<number> = []
+      const batch = Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "late-timers", concurrency: 4, limits: tenPerSecond() })
+        const record = Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => starts.push(now)))
+        yield* executor.submitAll(Array.from({ length: 60 }, () => record))
+      })
+      yield* runFor(Effect.scoped(batch), "20 seconds", lateClock(clock, lateness))
+      expect(starts.length).toBe(60)
+      const sorted = [...starts].sort((a, b) => a - b)
+      // Each admission is a new acquire; the dispatcher passes the one before as waitingSince.
+      expect(sorted[59]!).toBeGreaterThanOrEqual(5925)
+      expect(sorted[59]!).toBeLessThan(5925 + 2.5)
+      expect(maxInWindow(sorted, 1000)).toBeLessThanOrEqual(10)
     })
   )
 })
