@@ -46,8 +46,10 @@ export interface ReserveRequest {
   readonly now: number
   /**
    * The earliest time the charge may be dated (at most `now`). A caller that
-   * slept until its due time passes that due time, so that a late timer does
-   * not cost refill; anyone else passes `now`.
+   * slept until its due time passes the date the store answered for it
+   * (`chargeAt`, else `at`), so that a late timer does not cost refill; a
+   * caller that waited behind an earlier admission may pass that one's date;
+   * anyone else passes `now`.
    */
   readonly notBefore: number
   readonly mode: ReserveMode

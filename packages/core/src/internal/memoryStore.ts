@@ -1,10 +1,13 @@
 /**
  * The in-process RateLimiterStore: a Map from key to that key's bucket states,
- * each bucket a GCRA `tat` (see `gcra.ts`). Every operation is synchronous, so
- * each one is atomic with respect to other fibers without any lock.
+ * each bucket a GCRA `tat` and its sliding log of admissions (see `gcra.ts`).
+ * Every operation is synchronous, so each one is atomic with respect to other
+ * fibers without any lock.
  *
  * The sweeper is a `forkScoped` fiber that wakes every `sweepInterval` (on the
- * Clock, so TestClock drives it) and deletes keys whose buckets are all full.
+ * Clock, so TestClock drives it) and deletes keys whose buckets are all full
+ * and whose logs are empty. It reads the time as the limiter does
+ * (`Gcra.clockMillis`, the Clock's nanosecond reading), so both agree.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"

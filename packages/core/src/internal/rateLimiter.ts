@@ -1,10 +1,20 @@
 /**
  * The RateLimiter's machinery: option decoding, cost resolution, and the line
  * of waiters per key. Only the head of a line waits for the buckets (one
- * timer per key, however many callers wait); the others wait for their turn.
- * Nothing is charged until the store finds every bucket able to pay, so an
- * interrupted waiter has nothing to give back. The bucket arithmetic is in
- * `gcra.ts`; bucket state lives in the RateLimiterStore.
+ * timer per key, however many callers wait); the others wait for their turn,
+ * and the line (a Ring) hands it on in constant time. Nothing is charged
+ * until the store finds every bucket able to pay, so an interrupted waiter
+ * has nothing to give back. Time is the Clock's nanosecond reading in
+ * fractional milliseconds (`Gcra.clockMillis`).
+ *
+ * A charge is dated by the schedule, not by the moment a fiber got to it:
+ * a head that slept dates it at the time the store said it was due; a waiter
+ * promoted when the head before it was charged, at that charge (not after
+ * one that left unpaid); a caller that says it waited behind an earlier
+ * admission (`waitingSince`, the Executor's dispatcher), at that one. So late
+ * timers and busy hand-overs cost a backlog no rate. The bucket arithmetic
+ * and the sliding log that bounds the catch-up are in `gcra.ts`; bucket state
+ * lives in the RateLimiterStore.
  */
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
