@@ -46,8 +46,10 @@ export interface ReserveRequest {
   readonly now: number
   /**
    * The earliest time the charge may be dated (at most `now`). A caller that
-   * slept until its due time passes that due time, so that a late timer does
-   * not cost refill; anyone else passes `now`.
+   * slept until its due time passes the date the store answered for it
+   * (`chargeAt`, else `at`), so that a late timer does not cost refill; a
+   * caller that waited behind an earlier admission may pass that one's date;
+   * anyone else passes `now`.
    */
   readonly notBefore: number
   readonly mode: ReserveMode
@@ -58,8 +60,19 @@ export interface ReserveRequest {
  * @category models
  */
 export interface ReserveResult {
-  /** When all costs can be paid: the charge's time if charged, else a time after now. */
+  /**
+   * If charged, the time the charge is dated (at most now; earlier than now
+   * when it was due earlier by the schedule, see `notBefore`). If not, when it
+   * will be due: a time after now.
+   */
   readonly at: number
+  /**
+   * If not charged: the time the charge will be dated once due, by the
+   * buckets' schedule (at most `at`; earlier when only the sliding log holds
+   * it back, behind an admission that was itself late). A caller that waits
+   * until `at` passes it as `notBefore`. Omitted: `at`.
+   */
+  readonly chargeAt?: number | undefined
   readonly charged: boolean
   /** When charged: one receipt per bucket (undefined where the cost was 0), for a later refund. */
   readonly receipts?: ReadonlyArray<Receipt | undefined>

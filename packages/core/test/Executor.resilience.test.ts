@@ -65,8 +65,8 @@ describe("Executor with retry, breaker, timeout and deadline", () => {
       yield* TestClock.adjust("5 seconds")
       expect(yield* Fiber.join(fiber)).toBe("ok after 3")
       // 100 ms of backoff, but the requests limit (1 per second) holds each re-admission to the next second
-      // (and its sliding log, which counts a window of one interval plus a 1 ms tick, to 1 ms past it).
-      expect(starts).toEqual([0, 1001, 2002])
+      // (and its sliding log, which counts a window of one interval plus a 5 ms margin, to 5 ms past it).
+      expect(starts).toEqual([0, 1005, 2010])
       expect(yield* tokensLeft(limiter)).toBe(70)
 
       const all = Array.from(yield* Queue.takeAll(events))
@@ -90,8 +90,8 @@ describe("Executor with retry, breaker, timeout and deadline", () => {
       expect(last.attempts).toBe(3)
       expect(last.attemptLog).toEqual([
         { attempt: 1, startedAt: 0, endedAt: 0, outcome: "failure", error: new Flaky(), retryDelayMillis: 100 },
-        { attempt: 2, startedAt: 1001, endedAt: 1001, outcome: "failure", error: new Flaky(), retryDelayMillis: 200 },
-        { attempt: 3, startedAt: 2002, endedAt: 2002, outcome: "success" }
+        { attempt: 2, startedAt: 1005, endedAt: 1005, outcome: "failure", error: new Flaky(), retryDelayMillis: 200 },
+        { attempt: 3, startedAt: 2010, endedAt: 2010, outcome: "success" }
       ])
       expect(yield* executor.stats).toMatchObject({ completed: 1, inFlight: 0, retrying: 0, availablePermits: 2 })
     })
@@ -188,7 +188,7 @@ describe("Executor with retry, breaker, timeout and deadline", () => {
           executor.submit(Effect.zipRight(Effect.sleep("500 millis"), Effect.fail("down")), { cost: { tokens: 10 } })
         )
       )
-      // Waits for the requests limit until t=1001; the breaker opens at t=500.
+      // Waits for the requests limit until t=1005; the breaker opens at t=500.
       const second = yield* Effect.fork(Effect.exit(executor.submit(Effect.succeed("late"), { cost: { tokens: 10 } })))
       yield* TestClock.adjust("2 seconds")
       yield* Fiber.join(first)
@@ -199,7 +199,7 @@ describe("Executor with retry, breaker, timeout and deadline", () => {
             breaker: "late-open",
             key: "default",
             state: "OPEN",
-            retryAfterMillis: 59_499
+            retryAfterMillis: 59_495
           })
         )
       )

@@ -44,9 +44,9 @@ describe("RateLimiter", () => {
         yield* TestClock.adjust("10 seconds")
         const times = (yield* Effect.forEach(fibers, Fiber.join)).map((t) => t.time).sort((a, b) => a - b)
         // One per 100 ms. The 20th call would make 20 in the first second: the sliding log (at most
-        // capacity + limit - 1 = 19 in any window of 1 s + 1 tick) holds that one call to 1,001 ms;
-        // the schedule does not move.
-        expect(times.slice(10)).toEqual(Array.from({ length: 100 }, (_, i) => (i + 1) * 100 + (i === 9 ? 1 : 0)))
+        // capacity + limit - 1 = 19 in any window of 1 s + the 5 ms margin) holds that one call to
+        // 1,005 ms; the schedule does not move.
+        expect(times.slice(10)).toEqual(Array.from({ length: 100 }, (_, i) => (i + 1) * 100 + (i === 9 ? 5 : 0)))
       })
     )
 
@@ -62,9 +62,9 @@ describe("RateLimiter", () => {
         yield* TestClock.adjust("5 seconds")
         const results = yield* Effect.forEach(fibers, Fiber.join)
         // Due every 333.33 ms; each timer fires within a nanosecond of that (Duration's resolution).
-        // The 6th call would be the 6th in one window of 1 s + 1 tick (at most capacity + limit - 1
-        // = 5): it waits until 1,001 ms; the schedule does not move.
-        const expected = [0, 0, 0, 1000 / 3, 2000 / 3, 1001, 4000 / 3, 5000 / 3, 2000, 7000 / 3, 8000 / 3, 3000]
+        // The 6th call would be the 6th in one window of 1 s + the 5 ms margin (at most capacity +
+        // limit - 1 = 5): it waits until 1,005 ms; the schedule does not move.
+        const expected = [0, 0, 0, 1000 / 3, 2000 / 3, 1005, 4000 / 3, 5000 / 3, 2000, 7000 / 3, 8000 / 3, 3000]
         const times = results.map((r) => r.time).sort((a, b) => a - b)
         times.forEach((time, index) => {
           expect(time).toBeGreaterThanOrEqual(expected[index]! - 1e-9)
@@ -169,13 +169,13 @@ describe("RateLimiter", () => {
         const waiter = yield* Effect.fork(timedAcquire(limiter, { tokens: 1000 }))
         expect(yield* isWaiting(waiter)).toBe(true)
         expect((yield* available(limiter)).requests).toBe(4)
-        yield* TestClock.adjust("1001 millis")
+        yield* TestClock.adjust("1005 millis")
         const { reservation, time } = yield* Fiber.join(waiter)
-        // Due at 1 s by refill; 2,000 tokens in one window of 1 s + 1 tick is one more than the
-        // sliding log allows (capacity + limit - 1 = 1,999): 1,001 ms.
-        expect(time).toBe(1001)
-        expect(reservation.waited).toBe(1001)
-        // Charged at 1,001 ms: 4 + 5 refilled (capped at 5) - 1.
+        // Due at 1 s by refill; 2,000 tokens in one window of 1 s + the 5 ms margin is one more than
+        // the sliding log allows (capacity + limit - 1 = 1,999): 1,005 ms.
+        expect(time).toBe(1005)
+        expect(reservation.waited).toBe(1005)
+        // Charged at 1,005 ms: 4 + 5 refilled (capped at 5) - 1.
         expect(yield* available(limiter)).toEqual({ requests: 4, tokens: 0 })
       })
     )
@@ -196,10 +196,11 @@ describe("RateLimiter", () => {
           yield* TestClock.adjust("50 millis")
         }
         yield* TestClock.adjust("3 seconds")
-        // Due at 1,000 ms by refill; 20 in one window is one more than the sliding log allows: 1,001.
-        expect((yield* Fiber.join(large)).time).toBe(1001)
+        // Due at 1,000 ms by refill; 20 in one window (1 s + the 5 ms margin) is one more than the
+        // sliding log allows: 1,005. The margin is charged to the schedule: the small ones follow it.
+        expect((yield* Fiber.join(large)).time).toBe(1005)
         const smallTimes = (yield* Effect.forEach(smalls, Fiber.join)).map((t) => t.time)
-        expect(smallTimes).toEqual([1101, 1201, 1301, 1401, 1501, 1601])
+        expect(smallTimes).toEqual([1105, 1205, 1305, 1405, 1505, 1605])
       })
     )
   })
@@ -421,18 +422,18 @@ describe("RateLimiter", () => {
         const limiter = yield* makeLimiter({ limits: REQUESTS_AND_TOKENS })
         const first = yield* limiter.acquire({ tokens: 1000 })
         yield* TestClock.adjust("1 second")
-        // Refilled at 1 s; 2,000 tokens in one window of 1 s + 1 tick is one more than the sliding
-        // log allows (capacity + limit - 1 = 1,999), so the second goes at 1,001 ms.
+        // Refilled at 1 s; 2,000 tokens in one window of 1 s + the 5 ms margin is one more than the
+        // sliding log allows (capacity + limit - 1 = 1,999), so the second goes at 1,005 ms.
         const second = yield* Effect.fork(timedAcquire(limiter, { tokens: 1000 }))
-        yield* TestClock.adjust("1 millis")
-        expect((yield* Fiber.join(second)).time).toBe(1001)
-        yield* TestClock.adjust("499 millis")
+        yield* TestClock.adjust("5 millis")
+        expect((yield* Fiber.join(second)).time).toBe(1005)
+        yield* TestClock.adjust("495 millis")
         // The first call was never made: it used nothing. But its tokens had refilled long ago.
         yield* limiter.refund(first)
         const third = yield* Effect.fork(timedAcquire(limiter, { tokens: 1000 }))
         yield* TestClock.adjust("5 seconds")
-        // Due at 2,001 ms by refill (the second was charged at 1,001), and the sliding log adds its tick.
-        expect((yield* Fiber.join(third)).time).toBe(2002)
+        // Due at 2,005 ms by refill (the second was charged at 1,005), and the sliding log adds its margin.
+        expect((yield* Fiber.join(third)).time).toBe(2010)
       })
     )
 

@@ -15,6 +15,7 @@ const REQUESTS: RateLimiterStore.BucketSpec = {
   capacity: 10,
   emission: 100,
   interval: 1000,
+  windowMargin: 1,
   windowLimit: 19
 }
 /** 1,000 per second: 1 ms per unit. */
@@ -23,6 +24,7 @@ const TOKENS: RateLimiterStore.BucketSpec = {
   capacity: 1000,
   emission: 1,
   interval: 1000,
+  windowMargin: 1,
   windowLimit: 1999
 }
 const BOTH = [REQUESTS, TOKENS]
@@ -83,6 +85,7 @@ describe("RateLimiterStore (memory)", () => {
             capacity: 1,
             emission: 100,
             interval: 100,
+            windowMargin: 1,
             windowLimit: 1
           }
           const reserve = (key: string, now: number, notBefore: number) =>
@@ -140,7 +143,7 @@ describe("RateLimiterStore (memory)", () => {
         const store = yield* RateLimiterStore.makeMemory()
         const { receipts } = yield* store.reserve(request("k", [4, 500], 0, "ifDue"))
         expect(yield* store.sweep).toBe(0)
-        // Refilled at 500 ms; idle once its admissions have left the sliding window (1 s + 1 tick).
+        // Refilled at 500 ms; idle once its admissions have left the sliding window (1 s + its 1 ms margin).
         yield* TestClock.adjust("1001 millis")
         expect(yield* store.sweep).toBe(1)
         yield* store.reserve(request("k", [10, 1000], 1001, "ifDue"))
@@ -225,14 +228,14 @@ describe("RateLimiterStore (memory)", () => {
         const store = yield* RateLimiterStore.makeMemory({ sweepInterval: "500 millis" })
         const limiter = yield* makeLimiterOn(store, { limits: { requests: { limit: 1, interval: "1 second" } } })
         yield* limiter.acquire()
-        // Due at 1 s by refill; the sliding log (1 in any 1 s + 1 tick) makes it 1,001 ms.
+        // Due at 1 s by refill; the sliding log (1 in any 1 s + the 5 ms margin) makes it 1,005 ms.
         const waiter = yield* Effect.fork(limiter.acquire())
         yield* TestClock.adjust("500 millis")
         expect(yield* store.size).toBe(1)
-        yield* TestClock.adjust("501 millis")
-        expect((yield* Fiber.join(waiter)).at).toBe(1001)
-        // Refilled at 2,001 ms, out of the window at 2,002: the sweeps at 1.5 s and 2 s keep it.
-        yield* TestClock.adjust("999 millis")
+        yield* TestClock.adjust("505 millis")
+        expect((yield* Fiber.join(waiter)).at).toBe(1005)
+        // Refilled at 2,005 ms, out of the window at 2,010: the sweeps at 1.5 s and 2 s keep it.
+        yield* TestClock.adjust("995 millis")
         expect(yield* store.size).toBe(1)
         yield* TestClock.adjust("500 millis")
         expect(yield* store.size).toBe(0)

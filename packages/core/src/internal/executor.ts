@@ -705,7 +705,16 @@ export const make = (
       return Effect.raceFirst(wait, Effect.as(Deferred.await(request.cancelSignal), onCancel))
     }
 
+    /**
+     * The dispatcher's last admission while it goes straight on to the next request (forgotten as soon as
+     * it waits for work or a permit). A request already queued when it was made has waited behind it, as a
+     * caller in the limiter's own line would have: its charge may be dated back to it (`waitingSince`), so a
+     * late timer or a busy process between two admissions does not cost a backlog its rate.
+     */
+    let lastAdmission: { readonly key: string; readonly at: number; readonly madeAt: number } | undefined
+
     const waitForSignal = Effect.suspend(() => {
+      lastAdmission = undefined
       dispatcherSignal ??= Deferred.unsafeMake(FiberId.none)
       return Deferred.await(dispatcherSignal)
     })
@@ -724,6 +733,10 @@ export const make = (
         return Effect.void
       })
 
+    const STARTED = 0
+    const ADMITTED = 1
+    const CANCELLED = 2
+
     const admit = (limiter: RateLimiter.RateLimiterShape, request: Request): Effect.Effect<void> => {
       if (request.deadlineAt !== undefined && now() >= request.deadlineAt) {
         request.expired = true
@@ -731,20 +744,36 @@ export const make = (
         reportMetrics()
         return Effect.void
       }
-      const acquire = Effect.map(limiter.acquire(request.cost, { key: request.key }), Option.some)
+      const previous = lastAdmission
+      const waitingSince =
+        previous !== undefined &&
+        previous.key === request.key &&
+        request.queuedAt !== undefined &&
+        request.queuedAt <= previous.madeAt
+          ? previous.at
+          : undefined
+      const acquire = Effect.map(limiter.acquire(request.cost, { key: request.key, waitingSince }), (reservation) => {
+        request.reservation = reservation
+        lastAdmission = { key: request.key, at: reservation.at, madeAt: now() }
+        // A plain request with a permit free starts right here, where it was admitted: going back to the
+        // dispatcher first (out of the race below) puts a scheduler turn between admission and start.
+        if (request.settings.plain && request.status === "PROCESSING" && inFlight < concurrency) {
+          start(request, now())
+          reportMetrics()
+          return STARTED
+        }
+        return ADMITTED
+      })
       // An open breaker refuses before the limits are asked: a refused request costs no tokens.
       const breaker = request.settings.breaker
       const admission = breaker === undefined ? acquire : Effect.zipRight(breaker.check(request.key), acquire)
-      return Effect.matchEffect(unlessCancelled(request, admission, Option.none()), {
+      return Effect.matchEffect(unlessCancelled(request, admission, CANCELLED), {
         onFailure: (error) => {
           refuse(request, error)
           reportMetrics()
           return Effect.void
         },
-        onSuccess: (reservation) => {
-          if (Option.isSome(reservation)) request.reservation = reservation.value
-          return takePermitAndStart(request)
-        }
+        onSuccess: (admitted) => (admitted === STARTED ? Effect.void : takePermitAndStart(request))
       })
     }
 

@@ -22,17 +22,32 @@
  * Dating a charge back keeps the rate exact, but the *real* starts of a late
  * caller and the one after it then fall close together, and a window of real
  * time can see one more than the bucket allows. So each bucket also keeps a
- * log of its real admissions over the last interval (a sliding log, one entry
- * per admission) and never admits more than a GCRA bucket could in any window
- * of one interval: `capacity + limit - 1` units. The window is one clock tick
- * (1 ms) longer than the interval, because the clock counts whole milliseconds.
- * On time, the log never binds; it only stops the bunching.
+ * log of its admissions (a sliding log, one entry per admission, with its real
+ * time and the date it was charged at) and never lets more than a GCRA bucket
+ * could (`capacity + limit - 1` units) into one window:
  *
- * Refill is computed from elapsed time; nothing ticks. A take is charged at a
+ * - the schedule: a round of admissions is dated no earlier than one
+ *   `interval + windowMargin` after the round before it was dated. On time,
+ *   that is all the log does, and the margin is all a saturated bucket gives
+ *   up (at most `windowMargin` per interval);
+ * - real time: no window of `interval + windowMargin / 2` sees more. An
+ *   admission waits in real time until the one it follows has left that
+ *   window, but is dated by the schedule, as if that one had been on time.
+ *
+ * So the margin is room twice over: half for the moment between an admission
+ * and the start of the work it admits (a scheduler turn, a pause of the
+ * process), which a window of real starts also sees; half for timers that
+ * fire late, which then cost the next round nothing. A late burst of
+ * catch-up admissions is repeated a window later at about the same real times
+ * (the log holds it there), and the schedule goes on undisturbed.
+ *
+ * Times are milliseconds with a fraction, read from the Clock's nanosecond
+ * time (`clockMillis`). Refill is computed from elapsed time; nothing ticks. A take is charged at a
  * time `at` no later than now. A caller that slept until its due time charges
- * at that due time even if its timer fired late, so late timers never lose
- * refill and a backlog is paced at exactly the configured rate.
+ * at the time it was due by the schedule even if its timer fired late, so late
+ * timers never lose refill and a backlog is paced at the configured rate.
  */
+import type * as Clock from "effect/Clock"
 import { Ring } from "./ring.js"
 
 /** The static description of one bucket. */
@@ -41,15 +56,20 @@ export interface BucketSpec {
   readonly capacity: number
   /** Milliseconds of refill per unit of cost. */
   readonly emission: number
-  /** The limit's interval (ms): the sliding log's window is this plus one tick. */
+  /** The limit's interval (ms). */
   readonly interval: number
+  /** How much later than one interval a round is scheduled (ms); real admissions keep to half of it. */
+  readonly windowMargin: number
   /** The most any window of `interval` may hold: `capacity + limit - 1`. */
   readonly windowLimit: number
 }
 
 /** One real admission, for the sliding log (its cost shrinks when it is refunded). */
 interface Admission {
+  /** When it was admitted (real time). */
   readonly time: number
+  /** The time its charge was dated (at most `time`). */
+  readonly chargedAt: number
   cost: number
 }
 
@@ -64,8 +84,8 @@ export interface BucketState {
   /** Real admissions in the last window, oldest first, and their total. */
   readonly log: Ring<Admission>
   logged: number
-  /** The limit's interval, kept so that an idle bucket can be told from its state alone. */
-  readonly interval: number
+  /** The schedule's window (interval + margin): the log keeps admissions this long. */
+  readonly window: number
 }
 
 /** What a refund needs to know about one charge. */
@@ -80,10 +100,31 @@ export interface Receipt {
 /** Float slack: one nanosecond, the resolution of Effect's Duration (and so of every sleep). */
 const EPSILON = 1e-6
 
+/**
+ * Slack when comparing a due time with now: two nanoseconds, since the
+ * Clock's nanosecond reading is whole nanoseconds (a TestClock at a fractional
+ * millisecond reads up to one early) and the sum below adds float error.
+ */
+const DUE_SLACK = 2e-6
+
+const NANOS_PER_MILLI = BigInt(1_000_000)
+
+/**
+ * Now, in milliseconds with a fractional part, from the Clock's nanosecond
+ * reading: a monotonic, sub-millisecond time in the live Clock (process.hrtime),
+ * where `currentTimeMillis` is the wall clock in whole milliseconds (it can be
+ * stepped or slewed, and rounds every admission down by up to 1 ms). Under the
+ * TestClock both readings agree.
+ */
+export const clockMillis = (clock: Clock.Clock): number => {
+  const nanos = clock.unsafeCurrentTimeNanos()
+  return Number(nanos / NANOS_PER_MILLI) + Number(nanos % NANOS_PER_MILLI) / 1e6
+}
+
 let generations = 0
 
-export const fresh = (interval: number): BucketState => ({
-  interval,
+export const fresh = (spec: BucketSpec): BucketState => ({
+  window: spec.interval + spec.windowMargin,
   tat: Number.NEGATIVE_INFINITY,
   blockedUntil: 0,
   credited: 0,
@@ -92,44 +133,62 @@ export const fresh = (interval: number): BucketState => ({
   logged: 0
 })
 
-/** The clock counts whole milliseconds: the window is one tick longer than the interval. */
-const TICK = 1
-
 /** Forgets admissions that have left the window ending now. */
 const forget = (state: BucketState, now: number): void => {
   for (let first = state.log.first(); first !== undefined; first = state.log.first()) {
-    if (first.time + state.interval + TICK > now) return
+    if (first.time + state.window > now) return
     state.log.shift()
     state.logged -= first.cost
   }
   if (state.log.length === 0) state.logged = 0
 }
 
-/** The earliest time the sliding log lets `cost` in (now if it fits). */
-const logReadyAt = (spec: BucketSpec, state: BucketState, cost: number, now: number): number => {
+/** The admission that must leave the window before `cost` fits in it (undefined if it fits now). */
+const blockingAdmission = (spec: BucketSpec, state: BucketState, cost: number, now: number): Admission | undefined => {
   forget(state, now)
   let excess = state.logged + cost - spec.windowLimit
-  if (excess <= EPSILON) return now
-  for (const admission of state.log.toArray()) {
+  if (excess <= EPSILON) return undefined
+  for (let index = 0; index < state.log.length; index++) {
+    const admission = state.log.at(index)!
     excess -= admission.cost
-    if (excess <= EPSILON) return admission.time + spec.interval + TICK
+    if (excess <= EPSILON) return admission
   }
-  return now
+  return undefined
 }
 
 /** Units available at `now` (may be negative after an over-charge). */
 export const level = (spec: BucketSpec, state: BucketState, now: number): number =>
   spec.capacity - Math.max(0, state.tat - now) / spec.emission
 
-/** The earliest time at which this bucket holds `cost` (may be in the past), the sliding log allowing. */
-export const readyAt = (spec: BucketSpec, state: BucketState, cost: number, now: number): number => {
+/**
+ * When a bucket can take `cost`: `dueAt`, the earliest real time the sliding
+ * log lets it in, and `chargeAt`, the time its charge is dated by the
+ * schedule (never after `dueAt`; either may be in the past).
+ */
+export interface Readiness {
+  chargeAt: number
+  dueAt: number
+}
+
+/** Folds this bucket's readiness for `cost` into `into` (the latest of every bucket's wins). */
+export const readyAt = (spec: BucketSpec, state: BucketState, cost: number, now: number, into: Readiness): void => {
   const byLevel = Math.max(state.blockedUntil, state.tat - (spec.capacity - cost) * spec.emission)
-  const byLog = logReadyAt(spec, state, cost, now)
-  return byLog > now ? Math.max(byLevel, byLog) : byLevel
+  if (byLevel > into.chargeAt) into.chargeAt = byLevel
+  if (byLevel > into.dueAt) into.dueAt = byLevel
+  const blocking = blockingAdmission(spec, state, cost, now)
+  if (blocking === undefined) return
+  // The schedule: one window (interval + margin) after the blocking admission's date, as if it had been on
+  // time. Real time: until it has left the shorter window (interval + half the margin), which a late timer
+  // can reach after the schedule without pushing the next window later.
+  const scheduled = blocking.chargedAt + state.window
+  if (scheduled > into.chargeAt) into.chargeAt = scheduled
+  const left = blocking.time + state.window - spec.windowMargin / 2
+  if (left > into.dueAt) into.dueAt = left
+  if (into.chargeAt > into.dueAt) into.dueAt = into.chargeAt
 }
 
 /** Float slack when comparing a due time with now. */
-export const isDue = (at: number, now: number): boolean => at - now < EPSILON
+export const isDue = (at: number, now: number): boolean => at - now < DUE_SLACK
 
 /** Nanoseconds to wait until `at`, rounded up so that waking is never early by a fraction. */
 export const nanosUntil = (at: number, now: number): bigint => BigInt(Math.max(0, Math.ceil((at - now) * 1e6)))
@@ -138,12 +197,12 @@ export const nanosUntil = (at: number, now: number): bigint => BigInt(Math.max(0
 export const millisUntil = (at: number, now: number): number => Math.max(0, Math.ceil(at - now - EPSILON))
 
 /**
- * Charges `cost` at time `at` (at or after `readyAt`, at or before now) and
- * answers its receipt. The sliding log records the real time, `now`.
+ * Charges `cost` dated at `at` (at or after its `chargeAt`, at or before now)
+ * and answers its receipt. The sliding log records the real time, `now`, and `at`.
  */
 export const take = (spec: BucketSpec, state: BucketState, cost: number, at: number, now: number): Receipt => {
   state.tat = Math.max(state.tat, at) + cost * spec.emission
-  const admission: Admission = { time: now, cost }
+  const admission: Admission = { time: now, chargedAt: at, cost }
   state.log.push(admission)
   state.logged += cost
   return { paidUntil: state.tat, credited: state.credited, generation: state.generation, admission }
@@ -163,7 +222,7 @@ export const refund = (spec: BucketSpec, state: BucketState, amount: number, rec
   // The call used less than it was charged: so much less went through in its window.
   const admission = receipt.admission as Admission | undefined
   forget(state, now)
-  if (admission !== undefined && admission.cost > 0 && admission.time + state.interval + TICK > now) {
+  if (admission !== undefined && admission.cost > 0 && admission.time + state.window > now) {
     const unused = Math.min(amount, admission.cost)
     admission.cost -= unused
     state.logged -= unused

@@ -1,10 +1,13 @@
 /**
  * The in-process RateLimiterStore: a Map from key to that key's bucket states,
- * each bucket a GCRA `tat` (see `gcra.ts`). Every operation is synchronous, so
- * each one is atomic with respect to other fibers without any lock.
+ * each bucket a GCRA `tat` and its sliding log of admissions (see `gcra.ts`).
+ * Every operation is synchronous, so each one is atomic with respect to other
+ * fibers without any lock.
  *
  * The sweeper is a `forkScoped` fiber that wakes every `sweepInterval` (on the
- * Clock, so TestClock drives it) and deletes keys whose buckets are all full.
+ * Clock, so TestClock drives it) and deletes keys whose buckets are all full
+ * and whose logs are empty. It reads the time as the limiter does
+ * (`Gcra.clockMillis`, the Clock's nanosecond reading), so both agree.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -27,7 +30,7 @@ const stateOf = (keys: Map<string, KeyState>, key: string): KeyState => {
 const bucketOf = (state: KeyState, spec: Gcra.BucketSpec): Gcra.BucketState => {
   let bucket = state.get(spec.name)
   if (bucket === undefined) {
-    bucket = Gcra.fresh(spec.interval)
+    bucket = Gcra.fresh(spec)
     state.set(spec.name, bucket)
   }
   return bucket
@@ -40,15 +43,19 @@ export const makeUnsafe = () => {
   const reserve = (request: ReserveRequest): ReserveResult => {
     const state = stateOf(keys, request.key)
     const { buckets, costs, now } = request
-    let at = request.notBefore
+    // Dated no earlier than `notBefore`; the sliding log may hold it back in real time past its date.
+    const ready: Gcra.Readiness = { chargeAt: request.notBefore, dueAt: request.notBefore }
     for (let i = 0; i < buckets.length; i++) {
       const cost = costs[i]!
-      if (cost <= 0) continue
-      const ready = Gcra.readyAt(buckets[i]!, bucketOf(state, buckets[i]!), cost, now)
-      if (ready > at) at = ready
+      if (cost > 0) Gcra.readyAt(buckets[i]!, bucketOf(state, buckets[i]!), cost, now, ready)
     }
-    if (!Gcra.isDue(at, now)) return { at, charged: false }
-    if (at > now) at = now
+    if (!Gcra.isDue(ready.dueAt, now)) {
+      // The schedule's date only where it differs: behind an admission that was itself late.
+      return ready.chargeAt < ready.dueAt
+        ? { at: ready.dueAt, chargeAt: ready.chargeAt, charged: false }
+        : { at: ready.dueAt, charged: false }
+    }
+    const at = Math.min(ready.chargeAt, now)
     if (request.mode === "peek") return { at, charged: false }
     const receipts: Array<Gcra.Receipt | undefined> = []
     for (let i = 0; i < buckets.length; i++) {
@@ -121,7 +128,7 @@ export const makeUnsafe = () => {
     inspect: (key: string, buckets: ReadonlyArray<Gcra.BucketSpec>, now: number) => {
       const state = keys.get(key)
       return buckets.map((spec) => {
-        const bucket = state?.get(spec.name) ?? Gcra.fresh(spec.interval)
+        const bucket = state?.get(spec.name) ?? Gcra.fresh(spec)
         return {
           name: spec.name,
           capacity: spec.capacity,
@@ -138,7 +145,7 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<MemoryStore, 
   Effect.gen(function* () {
     const clock = yield* Effect.clock
     const store = makeUnsafe()
-    const now = () => clock.unsafeCurrentTimeMillis()
+    const now = () => Gcra.clockMillis(clock)
     const sweep = Effect.sync(() => store.sweep(now()))
     const interval = Duration.decode(options?.sweepInterval ?? Duration.minutes(1))
     yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(interval)).pipe(Effect.delay(interval)))

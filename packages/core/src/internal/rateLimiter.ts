@@ -1,12 +1,22 @@
 /**
  * The RateLimiter's machinery: option decoding, cost resolution, and the line
  * of waiters per key. Only the head of a line waits for the buckets (one
- * timer per key, however many callers wait); the others wait for their turn.
- * A call that takes nothing of any bucket someone in line needs goes straight
- * to the buckets: FIFO fairness holds among the calls that compete.
+ * timer per key, however many callers wait); the others wait for their turn,
+ * and the line (a Ring) hands it on in constant time. The line is per bucket:
+ * a call that takes nothing of any bucket someone in line needs goes straight
+ * to the buckets, so FIFO fairness holds among the calls that compete.
  * Nothing is charged until the store finds every bucket able to pay, so an
- * interrupted waiter has nothing to give back. The bucket arithmetic is in
- * `gcra.ts`; bucket state lives in the RateLimiterStore.
+ * interrupted waiter has nothing to give back. Time is the Clock's nanosecond
+ * reading in fractional milliseconds (`Gcra.clockMillis`).
+ *
+ * A charge is dated by the schedule, not by the moment a fiber got to it:
+ * a head that slept dates it at the time the store said it was due; a waiter
+ * promoted when the head before it was charged, at that charge (not after
+ * one that left unpaid); a caller that says it waited behind an earlier
+ * admission (`waitingSince`, the Executor's dispatcher), at that one. So late
+ * timers and busy hand-overs cost a backlog no rate. The bucket arithmetic
+ * and the sliding log that bounds the catch-up are in `gcra.ts`; bucket state
+ * lives in the RateLimiterStore.
  */
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -55,7 +65,8 @@ type Restore = <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>
 const LimitOptionsSchema = Schema.Struct({
   limit: InvalidOptions.PositiveNumber,
   interval: InvalidOptions.PositiveDuration,
-  capacity: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveNumber))
+  capacity: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveNumber)),
+  windowMargin: Schema.optional(Schema.UndefinedOr(InvalidOptions.NonNegativeDuration))
 })
 
 const OptionsSchema = Schema.Struct({
@@ -73,12 +84,23 @@ let anonymousLimiters = 0
 /** @internal */
 export const DEFAULT_KEY = "default"
 
+/** The sliding window's margin over the interval when a limit names none. */
+export const DEFAULT_WINDOW_MARGIN = Duration.millis(5)
+
 /** Turns decoded limit options into bucket specs, in configuration order. */
 export const bucketSpecs = (limits: Readonly<Record<string, RateLimiter.LimitOptions>>): ReadonlyArray<BucketSpec> =>
   Object.entries(limits).map(([name, options]) => {
     const capacity = options.capacity ?? options.limit
     const interval = Duration.toMillis(Duration.decode(options.interval))
-    return { name, capacity, emission: interval / options.limit, interval, windowLimit: capacity + options.limit - 1 }
+    const windowMargin = Duration.toMillis(Duration.decode(options.windowMargin ?? DEFAULT_WINDOW_MARGIN))
+    return {
+      name,
+      capacity,
+      emission: interval / options.limit,
+      interval,
+      windowMargin,
+      windowLimit: capacity + options.limit - 1
+    }
   })
 
 export const make = (
@@ -92,7 +114,7 @@ export const make = (
     const buckets = bucketSpecs(decoded.limits)
     const limitNames = buckets.map((bucket) => bucket.name)
     const indexOf = new Map(limitNames.map((limit, index) => [limit, index]))
-    const now = () => clock.unsafeCurrentTimeMillis()
+    const now = () => Gcra.clockMillis(clock)
     const storeKey = (key: string) => `${name}:${key}`
 
     const fail = (
@@ -235,7 +257,12 @@ export const make = (
     /**
      * The head's loop: sleep until due (or until woken by a refund), then try
      * to pay. Runs uninterruptibly but for its waits (`restore`), so a charge
-     * is never lost between the store and the caller.
+     * is never lost between the store and the caller. `notBefore` is the
+     * earliest time its charge may be dated. Having slept the whole wait, that
+     * is the time the store said the charge would be dated (the schedule), not
+     * the moment the timer fired, so late timers do not move the schedule; nor
+     * does the sliding log when the admission it waits for was itself late.
+     * Woken by a refund, it is now (what came back was not there before).
      */
     const payAsHead = (
       restore: Restore,
@@ -254,20 +281,25 @@ export const make = (
         const wake = Deferred.unsafeMake<void>(FiberId.none)
         line.wake = wake
         // The time left, to the nanosecond (Duration's resolution), rounded up: whole milliseconds
-        // would make the head late by design, and a charge dated back to its due time must not
-        // start later than that. A real timer that fires early only means one more look.
+        // would make the head late by design. A real timer that fires early only means one more look.
         const sleep = Effect.as(Effect.sleep(Duration.nanos(Gcra.nanosUntil(due, now()))), true)
         return Effect.flatMap(restore(Effect.raceFirst(sleep, Effect.as(Deferred.await(wake), false))), (slept) =>
-          // Having slept the whole wait, the charge may be dated at the due time.
-          payAsHead(restore, key, line, costs, requestedAt, slept ? due : now())
+          payAsHead(restore, key, line, costs, requestedAt, slept ? (result.chargeAt ?? due) : now())
         )
       })
 
-    const waitInLine = (restore: Restore, key: string, costs: ReadonlyArray<number>, requestedAt: number) =>
+    const waitInLine = (
+      restore: Restore,
+      key: string,
+      costs: ReadonlyArray<number>,
+      requestedAt: number,
+      waitingSince: number
+    ) =>
       Effect.suspend(() => {
         const waiter: Waiter = { costs, turn: Deferred.unsafeMake(FiberId.none), active: true }
         let line = lines.get(key)
         let myTurn: Effect.Effect<void> = Effect.void
+        const promoted = line !== undefined
         if (line === undefined) {
           line = {
             head: waiter,
@@ -288,28 +320,45 @@ export const make = (
         // A waiter promoted to head has waited since before the last charge: its own charge may be
         // dated back that far (the schedule, not the moment its turn came), so a busy event loop
         // at the hand-over costs the backlog no rate. The sliding log still bounds real starts.
+        const notBefore = () =>
+          !promoted
+            ? waitingSince
+            : joined.lastChargedAt === undefined
+              ? now()
+              : Math.max(waitingSince, joined.lastChargedAt)
         return Effect.zipRight(
           myTurn,
-          Effect.suspend(() =>
-            payAsHead(restore, key, joined, costs, requestedAt, Math.max(requestedAt, joined.lastChargedAt ?? now()))
+          Effect.suspend(() => payAsHead(restore, key, joined, costs, requestedAt, notBefore()))
+        ).pipe(
+          Effect.onExit((exit) =>
+            Effect.sync(() => {
+              // A head that leaves unpaid (interrupted) hands on no schedule: the next was held up by it, not by
+              // the buckets, and dating it back would credit refill that a full bucket never had.
+              if (Exit.isFailure(exit) && joined.head === waiter) joined.lastChargedAt = undefined
+              leave(key, joined, waiter)
+            })
           )
-        ).pipe(Effect.ensuring(Effect.sync(() => leave(key, joined, waiter))))
+        )
       })
 
-    const acquire = (cost?: RateLimiter.Cost, keyOptions?: RateLimiter.KeyOptions) =>
+    const acquire = (cost?: RateLimiter.Cost, options?: RateLimiter.AcquireOptions) =>
       Effect.uninterruptibleMask((restore) => {
-        const key = keyOptions?.key ?? DEFAULT_KEY
+        const key = options?.key ?? DEFAULT_KEY
         const costs = resolveCost(cost, key)
         if (costs instanceof RateLimiterError) return Effect.fail(costs)
         const requestedAt = now()
+        // The earliest time the charge may be dated: now, or the admission this caller waited behind.
+        const waitingSince = Math.min(options?.waitingSince ?? requestedAt, requestedAt)
         const line = lines.get(key)
         // The line is per bucket: a call that takes nothing of any bucket someone waits for is in no one's way
         // (the Executor's request while the Model's calls wait for tokens), so it need not queue behind them.
-        if (line !== undefined && !isClearOf(line, costs)) return waitInLine(restore, key, costs, requestedAt)
-        return Effect.flatMap(reserve("ifDue", key, costs, requestedAt), (result) =>
+        if (line !== undefined && !isClearOf(line, costs)) {
+          return waitInLine(restore, key, costs, requestedAt, waitingSince)
+        }
+        return Effect.flatMap(reserve("ifDue", key, costs, waitingSince), (result) =>
           result.charged
             ? deliver(restore, reservation(key, costs, result, requestedAt))
-            : waitInLine(restore, key, costs, requestedAt)
+            : waitInLine(restore, key, costs, requestedAt, waitingSince)
         )
       })
 

@@ -1,7 +1,8 @@
 /**
  * A growable ring buffer: FIFO push and shift in O(1) (amortized), where an
- * `Array.shift()` queue would turn quadratic. Used for the executor's priority
- * levels and the rate limiter's line of waiters.
+ * `Array.shift()` queue would turn quadratic; `at` reads any place without
+ * copying. Used for the executor's priority levels, the rate limiter's line
+ * of waiters and its sliding log of admissions.
  */
 export class Ring<A> {
   private items: Array<A | undefined> = new Array(16)
@@ -25,6 +26,11 @@ export class Ring<A> {
     this.head = (this.head + 1) & (this.items.length - 1)
     this.length--
     return item
+  }
+
+  /** The item `index` places from the front (undefined past the end), without copying. */
+  at(index: number): A | undefined {
+    return index < 0 || index >= this.length ? undefined : this.items[(this.head + index) & (this.items.length - 1)]
   }
 
   toArray(): Array<A> {
