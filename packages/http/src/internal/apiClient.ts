@@ -24,6 +24,7 @@ import * as ApiError from "../ApiError.js"
 import * as Auth from "../Auth.js"
 import * as EndpointConfig from "../EndpointConfig.js"
 import * as RateLimitHeaders from "../RateLimitHeaders.js"
+import * as AttemptTimeouts from "./attemptTimeouts.js"
 
 const EXCERPT_LENGTH = 300
 
@@ -81,6 +82,7 @@ export const make = (
     const defaultHeaders = config.headers ?? {}
     const http = yield* HttpClient.HttpClient
     const clock = yield* Effect.clock
+    const timeouts = yield* AttemptTimeouts.make
 
     // ---- limits -------------------------------------------------------------
 
@@ -254,10 +256,11 @@ export const make = (
         })
       const timeout =
         request.timeout === undefined ? timeoutMillis : Duration.toMillis(Duration.decode(request.timeout))
-      return Effect.timeoutFail(send(false), {
-        duration: Duration.millis(timeout),
-        onTimeout: () => new ApiError.Timeout({ endpoint: name, method, path: safePath, timeoutMillis: timeout })
-      })
+      return timeouts.timeoutFail(
+        send(false),
+        timeout,
+        () => new ApiError.Timeout({ endpoint: name, method, path: safePath, timeoutMillis: timeout })
+      )
     }
 
     // ---- the executor -------------------------------------------------------
