@@ -1,7 +1,14 @@
 /**
  * The ApiClient's machinery: one attempt of a call (auth headers, send,
- * classify the answer, feed its rate-limit headers to the limiter, decode),
- * and the executor every call runs through.
+ * classify the answer, feed its rate-limit headers to the limiter, decode)
+ * under its timeout (`attemptTimeouts.ts`), and the executor every call runs
+ * through. Per call it does only what the call needs: the rate-limit headers
+ * are parsed only when the answer has some (`RateLimitHeaders.parse` looks at
+ * the names first), the limiter is told only when there is something to tell
+ * it, and one decoder serves each Schema. The executor's default retry policy
+ * is its only resilience unless a breaker or deadline is configured, so with
+ * spans off (the default here) a call's first attempt runs on the executor's
+ * plain path and only a failed one takes the resilient path.
  */
 import * as Headers from "@effect/platform/Headers"
 import * as HttpBody from "@effect/platform/HttpBody"
