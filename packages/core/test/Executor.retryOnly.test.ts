@@ -188,6 +188,23 @@ describe("Executor: a request with a retry policy alone", () => {
     })
   )
 
+  it.scoped("a deadline given at submit takes the resilient path: it bounds the attempt and the retries", () =>
+    Effect.gen(function* () {
+      const { answer, events } = yield* onBothPaths({ concurrency: 1, retry: RETRY }, (executor) =>
+        Effect.gen(function* () {
+          const fiber = yield* Effect.fork(Effect.exit(executor.submit(Effect.never, { deadline: "250 millis" })))
+          yield* TestClock.adjust("1 second")
+          return Exit.isFailure(yield* Fiber.join(fiber))
+        })
+      )
+      expect(answer).toBe(true)
+      expect(events[1]!.at(-1)).toMatchObject({ status: "FAILED", error: { kind: "Deadline" } })
+      expect(events[1]!.at(-1)!.attemptLog?.map((record) => [record.outcome, record.endedAt])).toEqual([
+        ["timeout", 250]
+      ])
+    })
+  )
+
   it.scoped("with limits: the first attempt spends its tokens, a retry pays again, and a failure refunds nothing", () =>
     Effect.gen(function* () {
       for (const spans of [true, false]) {

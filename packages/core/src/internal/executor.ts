@@ -594,7 +594,7 @@ export const make = (
         options?.cost,
         options?.timeout === undefined ? settings.timeoutMillis : toMillis(options.timeout),
         deadlineMillis === undefined ? undefined : at + deadlineMillis,
-        deadlineMillis === undefined || settings.plain ? settings : { ...settings, plain: false },
+        deadlineMillis === undefined ? settings : { ...settings, plain: false, retryOnly: false },
         effect,
         runtime,
         onExit,
