@@ -33,7 +33,11 @@
  * fiber, and (without a rate limiter) started requests run on at most
  * `concurrency` worker fibers of the batch, not a fiber each; and per-key
  * resilience settings (`retry`, `breaker`, `timeout`, `deadline`, overridden
- * per key by `keys`), whose requests always run in a fiber of their own.
+ * per key by `keys`), whose requests run in a fiber of their own; with spans
+ * off, a request whose only setting is `retry` (no breaker, no deadline, no
+ * retry budget) runs its first attempt like a request without settings, and
+ * moves to a fiber of its own only if that attempt fails (its events and
+ * attempt log are the same either way).
  *
  * Dispatch is single-file: while the head request waits for its tokens,
  * requests behind it wait too, whatever their key (a per-key lane is not

@@ -134,14 +134,25 @@ const parseStructured = (value: string): Array<{ name: string; params: Record<st
   return items
 }
 
+/** The names of every header `parse` reads start so (`ratelimit` covers the IETF fields). */
+const RATE_LIMIT_HEADER = /^(?:x-ratelimit-|anthropic-ratelimit-|ratelimit|retry-after|x-should-retry$)/
+
+/** Whether any header is one `parse` reads: most answers carry none, and then there is nothing to look up. */
+const hasRateLimitHeader = (headers: HeaderRecord): boolean => {
+  for (const name in headers) if (RATE_LIMIT_HEADER.test(name)) return true
+  return false
+}
+
 /**
  * Reads every rate-limit header in `headers` (lower-case names). `now` is the
  * current time in milliseconds, for headers that give a time rather than a delay.
+ * Headers that say nothing about rate limits cost one look at each name.
  *
  * @since 0.1.0
  * @category parsing
  */
 export const parse = (headers: HeaderRecord, now: number): RateLimitInfo => {
+  if (!hasRateLimitHeader(headers)) return { limits: [], problems: [] }
   const problems: Array<{ header: string; value: string }> = []
   const limits = new Map<string, MutableReport>()
   const report = (name: string): MutableReport => {

@@ -24,6 +24,25 @@ describe("RateLimitHeaders.parse", () => {
     expect(info.retryAfterMillis).toBeUndefined()
   })
 
+  it("answers nothing for headers that say nothing about rate limits, and still reads each kind alone", () => {
+    const plain = { "content-type": "application/json", "content-length": "362", connection: "keep-alive" }
+    expect(RateLimitHeaders.parse(plain, NOW)).toEqual({ limits: [], problems: [] })
+    expect(RateLimitHeaders.parse({ ...plain, "retry-after-ms": "250" }, NOW).retryAfterMillis).toBe(250)
+    expect(RateLimitHeaders.parse({ ...plain, "x-should-retry": "false" }, NOW).shouldRetry).toBe(false)
+    expect(RateLimitHeaders.parse({ ...plain, ratelimit: "limit=10, remaining=0, reset=5" }, NOW).limits).toEqual([
+      { name: "default", limit: 10, remaining: 0, resetAfterMillis: 5000 }
+    ])
+    expect(RateLimitHeaders.parse({ ...plain, "ratelimit-remaining": "3" }, NOW).limits).toEqual([
+      { name: "default", remaining: 3 }
+    ])
+    expect(RateLimitHeaders.parse({ ...plain, "anthropic-ratelimit-tokens-remaining": "7" }, NOW).limits).toEqual([
+      { name: "tokens", remaining: 7 }
+    ])
+    expect(RateLimitHeaders.parse({ ...plain, "x-ratelimit-remaining-requests": "nope" }, NOW).problems).toEqual([
+      { header: "x-ratelimit-remaining-requests", value: "nope" }
+    ])
+  })
+
   it("reads every OpenAI reset shape", () => {
     expect(RateLimitHeaders.parseDurationMillis("12ms")).toBe(12)
     expect(RateLimitHeaders.parseDurationMillis("8.64s")).toBeCloseTo(8640, 6)

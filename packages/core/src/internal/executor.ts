@@ -44,6 +44,15 @@
  * like any request (breaker check, limits, permit), and its fiber resumes when
  * `start` hands it a permit. The request record itself is `executorRequest.ts`.
  *
+ * A request whose retry policy is all that applies (`retryOnly`: no breaker,
+ * no deadline, no retry budget), on an executor with spans off, runs its
+ * first attempt on the plain path instead: most first attempts succeed, and
+ * then it costs what a plain request costs. `finish` logs that attempt as the
+ * resilient path would; a failed one goes on to the resilient path in a fiber
+ * of its own (forked then, holding no permit), whose retry policy decides what
+ * follows. With spans on it takes the resilient path from the start, so that
+ * one span covers all its attempts.
+ *
  * Every way a request can leave undoes what it held at that moment:
  * - QUEUED: its queue slot is freed (and a caller waiting for room woken);
  * - PROCESSING: its rate reservation is refunded (it holds no permit yet);
@@ -322,8 +331,32 @@ export const make = (
       request.slot = -1
     }
 
+    /**
+     * Attempt 1 of a `retryOnly` request, run on the plain path, ended: it is
+     * logged, and a failure goes on to the resilient path, in a fiber of its
+     * own, holding no permit while its retry policy decides (true: handed over).
+     */
+    const endFirstAttempt = (request: Request, exit: Exit.Exit<unknown, unknown>): boolean => {
+      const at = now()
+      resilientPath.logPlainAttempt(request, exit, at)
+      if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause) || request.abandoned) return false
+      freePermit(request)
+      metrics.callDuration.unsafeUpdate(at - request.callingAt!, [])
+      request.worker = undefined
+      resilient.add(request)
+      request.fiber = Runtime.runFork(request.runtime)(
+        resilientPath.program(request, { _tag: "FirstAttemptFailed", exit }),
+        { immediate: false }
+      )
+      kick("now", at)
+      return true
+    }
+
     /** A started request ended: its permit is free again. */
     const finish = (request: Request, exit: Exit.Exit<unknown, unknown>) => {
+      if (request.settings.retryOnly && request.slot >= 0 && !resilient.has(request)) {
+        if (endFirstAttempt(request, exit)) return
+      }
       const plain = request.slot >= 0 && !resilient.has(request)
       freePermit(request)
       resilient.delete(request)
@@ -390,10 +423,14 @@ export const make = (
           Deferred.unsafeDone(resume, Exit.void)
           return
         }
-        resilient.add(request)
-        // Begins its attempt (CALLING) once its breaker lets it through.
-        request.fiber = Runtime.runFork(request.runtime)(resilientPath.program(request), { immediate: false })
-        return
+        if (!request.settings.retryOnly || spans) {
+          resilient.add(request)
+          // Begins its attempt (CALLING) once its breaker lets it through.
+          request.fiber = Runtime.runFork(request.runtime)(resilientPath.program(request), { immediate: false })
+          return
+        }
+        // Its retry policy alone: attempt 1 runs as a plain request (`finish` hands a failed one over).
+        request.reservation = undefined // spent by this attempt
       }
       request.status = "CALLING"
       request.callingAt = at
@@ -404,7 +441,9 @@ export const make = (
         // Started at once, inside the dispatcher, so that it starts when the limiter admitted it: a hop to a
         // parked worker would add a scheduler turn of jitter to every start. A rate-bound batch has few
         // requests running; a fiber each costs it nothing.
-        request.fiber = Runtime.runFork(request.runtime)(program(request))
+        const fiber = Runtime.runFork(request.runtime)(program(request))
+        // It may have ended already, and a failed first attempt of a retry have moved on to a fiber of its own.
+        request.fiber ??= fiber
         return
       }
       const worker = request.batch?.offer(request)
@@ -555,7 +594,7 @@ export const make = (
         options?.cost,
         options?.timeout === undefined ? settings.timeoutMillis : toMillis(options.timeout),
         deadlineMillis === undefined ? undefined : at + deadlineMillis,
-        deadlineMillis === undefined || settings.plain ? settings : { ...settings, plain: false },
+        deadlineMillis === undefined ? settings : { ...settings, plain: false, retryOnly: false },
         effect,
         runtime,
         onExit,
@@ -687,7 +726,10 @@ export const make = (
         // whether it waits for the breaker (as it would between attempts) or ends here.
         request.error = undefined
         resilient.add(request)
-        request.fiber = Runtime.runFork(request.runtime)(resilientPath.program(request, error), { immediate: false })
+        request.fiber = Runtime.runFork(request.runtime)(
+          resilientPath.program(request, { _tag: "RefusedAtFirst", refusal: error }),
+          { immediate: false }
+        )
         return
       }
       if (!request.settings.plain) {

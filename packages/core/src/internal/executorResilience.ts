@@ -3,7 +3,8 @@
  * retry policy, a circuit breaker, a per-attempt timeout and a total
  * deadline. Executor-wide settings apply to every key; `keys` overrides them
  * field by field for the keys it names. Resolved once per key and cached, so
- * a request pays one map lookup.
+ * a request pays one map lookup; with them, which path its first attempt
+ * takes (`plain`, `retryOnly`).
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -22,6 +23,12 @@ export interface KeySettings {
   readonly deadlineMillis: number | undefined
   /** True when nothing beyond one plain attempt applies (the fast path). */
   readonly plain: boolean
+  /**
+   * True when the retry policy is all that applies (no breaker, no deadline,
+   * no retry budget): attempt 1 may run on the plain path, and only a failed
+   * one goes on to the resilient path.
+   */
+  readonly retryOnly: boolean
 }
 
 const millisOf = (input: Duration.DurationInput | undefined) =>
@@ -57,7 +64,8 @@ const settings = (
   breaker,
   timeoutMillis,
   deadlineMillis,
-  plain: retry === undefined && breaker === undefined && deadlineMillis === undefined
+  plain: retry === undefined && breaker === undefined && deadlineMillis === undefined,
+  retryOnly: retry !== undefined && retry.budget === undefined && breaker === undefined && deadlineMillis === undefined
 })
 
 export const makeResolver = (

@@ -1,7 +1,10 @@
 /**
  * The Executor's resilient path, for requests with a retry policy, a breaker
  * or a deadline. Such a request runs in a fiber of its own and attempts until
- * one succeeds or the retry policy gives up:
+ * one succeeds or the retry policy gives up (a request with a retry policy
+ * alone runs its first attempt on the plain path, logged by `logPlainAttempt`,
+ * and comes here only once that attempt failed: `program` then starts from
+ * the policy's decision):
  *
  *   [breaker admits → attempt under its timeout → breaker hears the outcome]
  *   → the policy's decision → (delay, holding no permit) → back into the
@@ -58,6 +61,27 @@ const outcomeOf = (exit: Exit.Exit<unknown, unknown>): AttemptRecord["outcome"] 
   const error = Cause.failureOption(exit.cause)
   return Option.isSome(error) && error.value instanceof RequestTimeoutError ? "timeout" : "failure"
 }
+
+const recordOf = (
+  attempt: number,
+  startedAt: number,
+  endedAt: number,
+  exit: Exit.Exit<unknown, unknown>,
+  outcome: AttemptRecord["outcome"]
+): AttemptRecord => {
+  const record: { -readonly [K in keyof AttemptRecord]: AttemptRecord[K] } = { attempt, startedAt, endedAt, outcome }
+  if (Exit.isFailure(exit) && outcome !== "interrupted") {
+    record.error = Option.getOrElse(Cause.failureOption(exit.cause), () => Cause.squash(exit.cause))
+  }
+  return record
+}
+
+/** Where the resilient path takes a request up (attempt 1 when not given). */
+export type Entry =
+  /** Refused by an open breaker before its first attempt: the retry policy decides whether it waits for the breaker. */
+  | { readonly _tag: "RefusedAtFirst"; readonly refusal: unknown }
+  /** Attempt 1 ran on the plain path (a `retryOnly` request), failed, and was logged: the retry policy decides what follows. */
+  | { readonly _tag: "FirstAttemptFailed"; readonly exit: Exit.Exit<unknown, unknown> }
 
 export const make = (host: Host) => {
   const { now } = host
@@ -119,19 +143,18 @@ export const make = (host: Host) => {
         host.releasePermit(request)
         const endedAt = now()
         host.metrics.callDuration.unsafeUpdate(endedAt - startedAt, [])
-        const record: { -readonly [K in keyof AttemptRecord]: AttemptRecord[K] } = {
-          attempt,
-          startedAt,
-          endedAt,
-          outcome
-        }
-        if (Exit.isFailure(exit) && outcome !== "interrupted") {
-          record.error = Option.getOrElse(Cause.failureOption(exit.cause), () => Cause.squash(exit.cause))
-        }
-        logAttempt(request, record)
+        logAttempt(request, recordOf(attempt, startedAt, endedAt, exit, outcome))
         return exit
       })
     )
+
+  /**
+   * Logs attempt 1 of a `retryOnly` request, which ran on the plain path
+   * (started CALLING at `request.callingAt`), as `attemptOnce` logs an attempt.
+   */
+  const logPlainAttempt = (request: Request, exit: Exit.Exit<unknown, unknown>, endedAt: number) => {
+    logAttempt(request, recordOf(1, request.callingAt!, endedAt, exit, outcomeOf(exit)))
+  }
 
   /**
    * After the retry delay: back into the priority queue; resumes once the
@@ -147,12 +170,15 @@ export const make = (host: Host) => {
 
   /**
    * The request's whole life after its first admission, or after its first
-   * refusal by an open breaker (`refusedAtFirst`): then it starts by asking
-   * the retry policy whether to wait for the breaker.
+   * refusal by an open breaker (then it starts by asking the retry policy
+   * whether to wait for the breaker), or after its first attempt failed on
+   * the plain path (then it starts by asking the policy what follows; the
+   * policy's elapsed time counts from that attempt's start).
    */
-  const program = (request: Request, refusedAtFirst?: unknown): Effect.Effect<unknown, unknown, any> => {
+  const program = (request: Request, entry?: Entry): Effect.Effect<unknown, unknown, any> => {
     const policy = request.settings.retry
-    const decide = policy === undefined ? undefined : RetryInternal.makeDecider(policy, now(), request.deadlineAt)
+    const startedAt = entry?._tag === "FirstAttemptFailed" ? request.callingAt! : now()
+    const decide = policy === undefined ? undefined : RetryInternal.makeDecider(policy, startedAt, request.deadlineAt)
     const giveUp = (exit: Exit.Exit<unknown, unknown>, reason: Retry.GiveUpReason) => {
       amendLastAttempt(request, { gaveUp: reason })
       return exit
@@ -196,20 +222,31 @@ export const make = (host: Host) => {
       })
     }
 
-    const attemptFrom = (attempt: number): Effect.Effect<Exit.Exit<unknown, unknown>, never, any> =>
-      Effect.flatMap(attemptOnce(request, attempt), (exit) => {
-        if (Exit.isSuccess(exit) || decide === undefined || Cause.isInterruptedOnly(exit.cause)) {
-          return Effect.succeed(exit)
-        }
-        const error = Option.getOrUndefined(Cause.failureOption(exit.cause))
-        if (error === undefined) return Effect.succeed(giveUp(exit, "NotRetryable")) // a defect
-        return Effect.flatMap(decide(error, attempt, now()), (decision) => {
-          if (decision._tag === "GiveUp") return Effect.succeed(giveUp(exit, decision.reason))
-          amendLastAttempt(request, { retryDelayMillis: decision.delayMillis })
-          return waitAndReadmit(attempt, decision.delayMillis)
-        })
+    /** After attempt `attempt` ended with `exit` (logged): done, or the policy's decision. */
+    const afterAttempt = (
+      attempt: number,
+      exit: Exit.Exit<unknown, unknown>
+    ): Effect.Effect<Exit.Exit<unknown, unknown>, never, any> => {
+      if (Exit.isSuccess(exit) || decide === undefined || Cause.isInterruptedOnly(exit.cause)) {
+        return Effect.succeed(exit)
+      }
+      const error = Option.getOrUndefined(Cause.failureOption(exit.cause))
+      if (error === undefined) return Effect.succeed(giveUp(exit, "NotRetryable")) // a defect
+      return Effect.flatMap(decide(error, attempt, now()), (decision) => {
+        if (decision._tag === "GiveUp") return Effect.succeed(giveUp(exit, decision.reason))
+        amendLastAttempt(request, { retryDelayMillis: decision.delayMillis })
+        return waitAndReadmit(attempt, decision.delayMillis)
       })
-    const first = refusedAtFirst === undefined ? attemptFrom(1) : afterRefusal(0, refusedAtFirst)
+    }
+
+    const attemptFrom = (attempt: number): Effect.Effect<Exit.Exit<unknown, unknown>, never, any> =>
+      Effect.flatMap(attemptOnce(request, attempt), (exit) => afterAttempt(attempt, exit))
+    const first =
+      entry === undefined
+        ? attemptFrom(1)
+        : entry._tag === "RefusedAtFirst"
+          ? afterRefusal(0, entry.refusal)
+          : Effect.suspend(() => afterAttempt(1, entry.exit))
     const attempts = Effect.flatten(
       policy?.budget === undefined ? first : Effect.zipRight(policy.budget.recordRequest, first)
     )
@@ -225,5 +262,5 @@ export const make = (host: Host) => {
     )
   }
 
-  return { program }
+  return { program, logPlainAttempt }
 }

@@ -1,7 +1,14 @@
 /**
  * The ApiClient's machinery: one attempt of a call (auth headers, send,
- * classify the answer, feed its rate-limit headers to the limiter, decode),
- * and the executor every call runs through.
+ * classify the answer, feed its rate-limit headers to the limiter, decode)
+ * under its timeout (`attemptTimeouts.ts`), and the executor every call runs
+ * through. Per call it does only what the call needs: the rate-limit headers
+ * are parsed only when the answer has some (`RateLimitHeaders.parse` looks at
+ * the names first), the limiter is told only when there is something to tell
+ * it, and one decoder serves each Schema. The executor's default retry policy
+ * is its only resilience unless a breaker or deadline is configured, so with
+ * spans off (the default here) a call's first attempt runs on the executor's
+ * plain path and only a failed one takes the resilient path.
  */
 import * as Headers from "@effect/platform/Headers"
 import * as HttpBody from "@effect/platform/HttpBody"
@@ -24,6 +31,7 @@ import * as ApiError from "../ApiError.js"
 import * as Auth from "../Auth.js"
 import * as EndpointConfig from "../EndpointConfig.js"
 import * as RateLimitHeaders from "../RateLimitHeaders.js"
+import * as AttemptTimeouts from "./attemptTimeouts.js"
 
 const EXCERPT_LENGTH = 300
 
@@ -81,6 +89,7 @@ export const make = (
     const defaultHeaders = config.headers ?? {}
     const http = yield* HttpClient.HttpClient
     const clock = yield* Effect.clock
+    const timeouts = yield* AttemptTimeouts.make
 
     // ---- limits -------------------------------------------------------------
 
@@ -131,8 +140,13 @@ export const make = (
           : new ApiError.Transport({ endpoint: name, method, path, reason: detail })
       }
 
-    const feedLimiter = (info: RateLimitHeaders.RateLimitInfo, status: number, key: string | undefined) => {
-      if (limiter === undefined) return Effect.void
+    /** What the server said, as limiter updates (undefined: nothing to tell it). */
+    const limiterUpdates = (
+      info: RateLimitHeaders.RateLimitInfo,
+      status: number,
+      key: string | undefined
+    ): Effect.Effect<void> | undefined => {
+      if (limiter === undefined) return undefined
       const updates: Array<Effect.Effect<void, unknown>> = []
       for (const report of info.limits) {
         const limit = LIMIT_FOR_REPORT[report.name]
@@ -150,6 +164,7 @@ export const make = (
       if ((status === 429 || status === 503) && info.retryAfterMillis !== undefined && info.retryAfterMillis > 0) {
         updates.push(limiter.penalize(Duration.millis(info.retryAfterMillis), { key }))
       }
+      if (updates.length === 0) return undefined
       // What the server says only tunes our pacing: a limiter error must never fail the call.
       return Effect.ignore(Effect.all(updates, { discard: true }))
     }
@@ -192,9 +207,58 @@ export const make = (
       }
       const url = `${baseUrl}${path.startsWith("/") ? path : `/${path}`}`
       const safePath = path.split("?")[0]!
+      const transport = toTransport(method, safePath)
+      /** The answer read: its rate-limit headers fed to the limiter, then an error, a refresh and resend, or the decoded body. */
+      const answer = (
+        refreshed: boolean,
+        response: HttpClientResponse.HttpClientResponse,
+        text: string
+      ): Effect.Effect<A, ApiError.ApiError | Auth.AuthFailed, R> => {
+        const info = RateLimitHeaders.parse(response.headers, clock.unsafeCurrentTimeMillis())
+        const updates = limiterUpdates(info, response.status, request.key)
+        const conclude = () => {
+          if (response.status === 401 && !refreshed) {
+            return Effect.flatMap(auth.refresh, (renewed) => (renewed ? send(true) : conclusion(response, info, text)))
+          }
+          return conclusion(response, info, text)
+        }
+        return updates === undefined ? conclude() : Effect.zipRight(updates, Effect.suspend(conclude))
+      }
+      const conclusion = (
+        response: HttpClientResponse.HttpClientResponse,
+        info: RateLimitHeaders.RateLimitInfo,
+        text: string
+      ): Effect.Effect<A, ApiError.ApiError, R> => {
+        if (response.status < 200 || response.status >= 300) {
+          return Effect.fail(errorFor(method, safePath, response, info, text))
+        }
+        // Issues quote the values they refused: a body echoing the key must not carry it into the error.
+        const decodeError = (issues: string) =>
+          new ApiError.Decode({
+            endpoint: name,
+            method,
+            path: safePath,
+            status: response.status,
+            issues: scrub(issues),
+            excerpt: excerptOf(text)
+          })
+        let json: unknown
+        try {
+          json = text === "" ? undefined : JSON.parse(text)
+        } catch (error) {
+          return Effect.fail(decodeError(`not JSON (${error instanceof Error ? error.message : String(error)})`))
+        }
+        return Effect.mapError(decoderFor(request.schema)(json), (error) =>
+          decodeError(
+            ParseResult.ArrayFormatter.formatErrorSync(error)
+              .map((issue) => `${issue.path.length > 0 ? JSON.stringify(issue.path) : "(root)"} ${issue.message}`)
+              .join("; ")
+              .slice(0, EXCERPT_LENGTH)
+          )
+        )
+      }
       const send = (refreshed: boolean): Effect.Effect<A, ApiError.ApiError | Auth.AuthFailed, R> =>
-        Effect.gen(function* () {
-          const credentials = yield* auth.headers
+        Effect.flatMap(auth.headers, (credentials) => {
           let outgoing = HttpClientRequest.make(method)(url, {
             headers,
             ...(request.query === undefined ? {} : { urlParams: request.query }),
@@ -207,57 +271,27 @@ export const make = (
           }
           if (request.body !== undefined)
             outgoing = HttpClientRequest.setBody(outgoing, HttpBody.unsafeJson(request.body))
-          const execute = Effect.mapError(http.execute(outgoing), toTransport(method, safePath))
+          const execute = Effect.mapError(http.execute(outgoing), transport)
           // Traces redact `authorization` and `x-api-key` already; another auth header is added for this call.
           const extraSecretHeaders = credentials.filter(([header]) => !DEFAULT_REDACTED.has(header))
-          const response = yield* extraSecretHeaders.length === 0
-            ? execute
-            : Effect.locallyWith(execute, Headers.currentRedactedNames, (names) => [
-                ...names,
-                ...extraSecretHeaders.map(([header]) => header)
-              ])
-          const text = yield* Effect.mapError(response.text, toTransport(method, safePath))
-          const info = RateLimitHeaders.parse(response.headers, clock.unsafeCurrentTimeMillis())
-          yield* feedLimiter(info, response.status, request.key)
-          if (response.status === 401 && !refreshed && (yield* auth.refresh)) return yield* send(true)
-          if (response.status < 200 || response.status >= 300) {
-            return yield* Effect.fail(errorFor(method, safePath, response, info, text))
-          }
-          // Issues quote the values they refused: a body echoing the key must not carry it into the error.
-          const decodeError = (issues: string) =>
-            new ApiError.Decode({
-              endpoint: name,
-              method,
-              path: safePath,
-              status: response.status,
-              issues: scrub(issues),
-              excerpt: excerptOf(text)
-            })
-          let json: unknown
-          try {
-            json = text === "" ? undefined : JSON.parse(text)
-          } catch (error) {
-            return yield* Effect.fail(
-              decodeError(`not JSON (${error instanceof Error ? error.message : String(error)})`)
-            )
-          }
-          return yield* decoderFor(request.schema)(json).pipe(
-            Effect.mapError((error) =>
-              decodeError(
-                ParseResult.ArrayFormatter.formatErrorSync(error)
-                  .map((issue) => `${issue.path.length > 0 ? JSON.stringify(issue.path) : "(root)"} ${issue.message}`)
-                  .join("; ")
-                  .slice(0, EXCERPT_LENGTH)
-              )
-            )
+          const sent =
+            extraSecretHeaders.length === 0
+              ? execute
+              : Effect.locallyWith(execute, Headers.currentRedactedNames, (names) => [
+                  ...names,
+                  ...extraSecretHeaders.map(([header]) => header)
+                ])
+          return Effect.flatMap(sent, (response) =>
+            Effect.flatMap(Effect.mapError(response.text, transport), (text) => answer(refreshed, response, text))
           )
         })
       const timeout =
         request.timeout === undefined ? timeoutMillis : Duration.toMillis(Duration.decode(request.timeout))
-      return Effect.timeoutFail(send(false), {
-        duration: Duration.millis(timeout),
-        onTimeout: () => new ApiError.Timeout({ endpoint: name, method, path: safePath, timeoutMillis: timeout })
-      })
+      return timeouts.timeoutFail(
+        send(false),
+        timeout,
+        () => new ApiError.Timeout({ endpoint: name, method, path: safePath, timeoutMillis: timeout })
+      )
     }
 
     // ---- the executor -------------------------------------------------------
