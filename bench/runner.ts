@@ -137,7 +137,8 @@ const judge = (
   return {
     rateLimited: limited.length,
     rateLimitedLater: limited.filter((entry) => entry.time >= firstWindowEnd).length,
-    shareOverall: share(startedAt, endedAt),
+    // The whole run in whole windows (the last, partial one counted whole), for the same reason.
+    shareOverall: share(startedAt, startedAt + Math.ceil((endedAt - startedAt) / windowMillis) * windowMillis),
     shareSteady: steadyWindows >= 1 ? share(firstWindowEnd, firstWindowEnd + steadyWindows * windowMillis) : Number.NaN
   }
 }
@@ -247,7 +248,8 @@ export const print = (rows: ReadonlyArray<RunnerRow>) => {
     ]),
     notes: [
       "Tokens are what the server charged (prompt + max_tokens), per window, as a share of its limit; 'learned' counts the",
-      "whole windows after the run's first one, 'whole run' the start to the end. The server's own request log is the judge.",
+      "whole windows after the run's first one, 'whole run' all of it (its last, partial window counted whole). The server's",
+      "own request log is the judge.",
       ...rows
         .filter((row) => row.role !== "naive")
         .map(
