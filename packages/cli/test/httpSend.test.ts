@@ -3,6 +3,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as ApiClient from "@sluice/http/ApiClient"
 import * as MockProvider from "@sluice/testing/MockProvider"
 import * as TestHttpClient from "@sluice/testing/TestHttpClient"
+import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
@@ -134,6 +135,72 @@ describe("HttpSend", () => {
     })
   )
 
+  it.scoped("an answer that reports no limit (a proxy's 502) teaches nothing: the first line's retry does", () =>
+    Effect.gen(function* () {
+      const sent: Array<{ readonly at: number; readonly content: string }> = []
+      const answer = {
+        id: "chatcmpl-1",
+        object: "chat.completion",
+        created: 0,
+        model: "m",
+        choices: [{ index: 0, message: { role: "assistant", content: "hello" }, finish_reason: "stop" }],
+        usage: { prompt_tokens: 4, completion_tokens: 2, total_tokens: 6 }
+      }
+      const stats = yield* RunStats.make()
+      const send = yield* HttpSend.make({ baseUrl: "http://127.0.0.1:9/v1", maxAttempts: 3 }).pipe(
+        Effect.provideService(RunStats.RunStats, stats),
+        Effect.provideService(
+          HttpClient.HttpClient,
+          TestHttpClient.make((request) =>
+            Effect.map(TestClock.currentTimeMillis, (at) => {
+              sent.push({ at, content: JSON.stringify(request.body) })
+              return sent.length === 1
+                ? { status: 502, body: "<html>Bad Gateway</html>" }
+                : {
+                    status: 200,
+                    headers: {
+                      "x-ratelimit-limit-requests": "1",
+                      "x-ratelimit-remaining-requests": "0",
+                      "x-ratelimit-reset-requests": "1m0s"
+                    },
+                    body: answer
+                  }
+            })
+          )
+        )
+      )
+      const fiber = yield* Effect.fork(Effect.all([send(line("a", 1)), send(line("b", 2))], { concurrency: 2 }))
+      const results = yield* untilDone(fiber)
+      expect(results.map((result) => result.attempts)).toEqual([2, 1])
+      // The 502 and its retry were line a's; line b waited out the minute the retry's answer reported.
+      expect(sent).toHaveLength(3)
+      expect(sent[2]!.content).toContain("hi b")
+      expect(sent[2]!.at - sent[1]!.at).toBeGreaterThanOrEqual(60_000)
+      expect((yield* stats.snapshot).limits).toMatchObject({ rpm: 1 })
+    })
+  )
+
+  it.effect("refuses a burst and a headroom that leave nothing to refill, naming both", () =>
+    Effect.gen(function* () {
+      const stats = yield* RunStats.make()
+      const exit = yield* Effect.exit(
+        Effect.scoped(
+          HttpSend.make({ baseUrl: "http://127.0.0.1:9/v1", tpm: 90_000, burst: 0.5, headroom: 0.5 }).pipe(
+            Effect.provideService(RunStats.RunStats, stats),
+            Effect.provideService(
+              HttpClient.HttpClient,
+              TestHttpClient.make(() => ({ status: 200, body: {} }))
+            )
+          )
+        )
+      )
+      expect(exit._tag).toBe("Failure")
+      const message = exit._tag === "Failure" ? String(Cause.squash(exit.cause)) : ""
+      expect(message).toContain('["burst"] and ["headroom"]')
+      expect(message).toContain("actual 0.5 and 0.5")
+    })
+  )
+
   it.scoped("a final failure is a SendFailure with the error's tag and the attempts made", () =>
     Effect.gen(function* () {
       const { send, stats } = yield* setup({ faults: { serviceUnavailable503: 1 } }, { maxAttempts: 3 })
@@ -189,6 +256,8 @@ describe("HttpSend", () => {
       chargedTokens: 112
     })
     expect(internal.usageOf(chatBody, answer, "used")).toEqual({ promptTokens: 12, completionTokens: 5 })
+    // n choices, each up to max_tokens.
+    expect(internal.usageOf({ ...chatBody, n: 3 }, answer, "maximum")).toMatchObject({ chargedTokens: 312 })
     // No maximum asked for, or not a chat line: what was used.
     expect(internal.usageOf({ messages: [] }, answer, "maximum")).toEqual({ promptTokens: 12, completionTokens: 5 })
     expect(internal.usageOf({ input: "x", max_tokens: 9 }, answer, "maximum")).toEqual({

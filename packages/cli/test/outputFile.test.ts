@@ -102,8 +102,15 @@ describe("the results writer", () => {
       yield* Effect.forkDaemon(writer.append({ custom_id: "c" }))
       while ((yield* real.readFileString(path)).split("\n").length < 4) yield* Effect.sleep("1 millis")
       expect(first.unsafePoll()).toBe(null)
+      // `sync` is a barrier even while another fsync is under way: it returns once one begun after b and c ended.
+      const barrier = yield* Effect.fork(writer.sync)
+      for (let i = 0; i < 20; i++) yield* Effect.sleep("1 millis")
+      expect(barrier.unsafePoll()).toBe(null)
+      const syncsBefore = syncs
       yield* Deferred.succeed(release, undefined)
       yield* Fiber.join(first)
+      yield* Fiber.join(barrier)
+      expect(syncsBefore).toBeGreaterThanOrEqual(2)
       expect(yield* real.readFileString(path)).toBe('{"custom_id":"a"}\n{"custom_id":"b"}\n{"custom_id":"c"}\n')
     }).pipe(Effect.provide(NodeContext.layer))
   )

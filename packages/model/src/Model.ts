@@ -369,7 +369,8 @@ export interface CallOptions {
    *   `usage.total_tokens` (providers that settle the output at the end of the
    *   call, such as Anthropic's output-token limit).
    * - `"maximum"`: the maximum output asked for. The reservation becomes
-   *   `usage.prompt_tokens` plus `max_completion_tokens` (or `max_tokens`), so
+   *   `usage.prompt_tokens` plus `max_completion_tokens` (or `max_tokens`)
+   *   times `n`, so
    *   only the prompt's estimate is corrected (OpenAI counts `max_tokens`
    *   against its tokens-per-minute limit whatever the answer used). A request
    *   with no maximum is reconciled to `usage.total_tokens` either way.

@@ -193,6 +193,9 @@ describe("token accounting", () => {
         // No maximum named: what the answer used, as with "used".
         yield* model.chat(request())
         expect(yield* tokens).toBe(10_000 - 900 - 850 - 830)
+        // n choices, each up to max_tokens: 700 + 3 × 100.
+        yield* model.chat(request("Say hello", { max_tokens: 100, n: 3 }))
+        expect(yield* tokens).toBe(10_000 - 900 - 850 - 830 - 1_000)
       })
   )
 

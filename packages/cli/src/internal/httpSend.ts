@@ -10,7 +10,7 @@
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
-import { CircuitBreaker, type InvalidOptions, Retry } from "@sluice/core"
+import { CircuitBreaker, InvalidOptions, Retry } from "@sluice/core"
 import * as ApiClient from "@sluice/http/ApiClient"
 import type * as EndpointConfig from "@sluice/http/EndpointConfig"
 import * as RateLimitHeaders from "@sluice/http/RateLimitHeaders"
@@ -19,6 +19,7 @@ import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
@@ -63,7 +64,7 @@ export const estimateTokens = (body: unknown): number => {
 /**
  * The usage an answer reports, and what the provider counted against its
  * token limit: with `outputTokensCharged: "maximum"`, a chat line's prompt
- * plus the `max_tokens` it asked for.
+ * plus the `max_tokens` it asked for, for each of its `n` choices.
  */
 export const usageOf = (
   body: unknown,
@@ -74,12 +75,13 @@ export const usageOf = (
   if (!isRecord(usage)) return undefined
   const promptTokens = typeof usage.prompt_tokens === "number" ? usage.prompt_tokens : 0
   const completionTokens = typeof usage.completion_tokens === "number" ? usage.completion_tokens : 0
-  const maxOutput = isRecord(body) ? (body.max_completion_tokens ?? body.max_tokens) : undefined
+  const perChoice = isRecord(body) ? (body.max_completion_tokens ?? body.max_tokens) : undefined
+  const choices = isRecord(body) && typeof body.n === "number" ? body.n : 1
   return outputTokensCharged === "maximum" &&
-    typeof maxOutput === "number" &&
+    typeof perChoice === "number" &&
     isRecord(body) &&
     body.messages !== undefined
-    ? { promptTokens, completionTokens, chargedTokens: promptTokens + maxOutput }
+    ? { promptTokens, completionTokens, chargedTokens: promptTokens + perChoice * choices }
     : { promptTokens, completionTokens }
 }
 
@@ -143,6 +145,14 @@ export const make = (
     const stats = yield* RunStats
     const http = yield* HttpClient.HttpClient
     const scope = yield* Effect.scope
+    const burst = options.burst ?? DEFAULT_BURST
+    const headroom = options.headroom ?? DEFAULT_HEADROOM
+    if (!(burst > 0 && burst < 1) || !(headroom >= 0 && headroom < 1) || burst + headroom >= 1) {
+      return yield* new InvalidOptions.InvalidOptionsError({
+        component: "HttpSend",
+        issues: `["burst"] and ["headroom"] Expected a burst above 0, a headroom from 0, and together below 1 (the run paces at 1 - headroom - burst of a limit), actual ${burst} and ${headroom}`
+      })
+    }
     const learn = options.learnLimits ?? true
     const outputTokensCharged = options.outputTokensCharged ?? "maximum"
     const given = givenLimits(options)
@@ -165,7 +175,11 @@ export const make = (
             if (response.status === 429) yield* stats.rateLimited
             if (learn && !(yield* Deferred.isDone(lesson))) {
               const info = RateLimitHeaders.parse(response.headers, yield* Clock.currentTimeMillis)
-              yield* Deferred.succeed(lesson, { limits: LearnedLimits.fromHeaders(info), info })
+              const limits = LearnedLimits.fromHeaders(info)
+              // An answer that reports no limit (a proxy's 502 page) teaches nothing: the first line's retry may.
+              if (limits.requests !== undefined || limits.tokens !== undefined) {
+                yield* Deferred.succeed(lesson, { limits, info })
+              }
             }
             return response
           })
@@ -195,8 +209,12 @@ export const make = (
     } else {
       // The first line goes alone, under the flags' limits; the rest wait for what its answer says.
       const probe = yield* build(given, 1)
-      const limited = yield* Effect.cached(
+      const firstLineSent = yield* Deferred.make<void>()
+      // Built once, in a fiber of the sender's own scope: a line interrupted while it waits (a caller's own
+      // timeout) leaves it to the others, rather than leaving them an interrupted build.
+      const limited = yield* Effect.forkIn(
         Effect.gen(function* () {
+          yield* Deferred.await(firstLineSent)
           // A first answer slow in coming (or never coming) holds the rest back only so long.
           const learned = Option.getOrElse(
             yield* Effect.timeoutOption(Deferred.await(lesson), options.learnWait ?? DEFAULT_LEARN_WAIT),
@@ -212,15 +230,19 @@ export const make = (
           // The first answer's remaining counts hold the new limiter back as they held the server.
           if (learned.info !== undefined) yield* seed(built.api, learned.info)
           return built.call
-        }).pipe(Effect.orDie)
+        }).pipe(Effect.orDie),
+        scope
       )
       let probing = false
       send = (line) => {
         if (!probing) {
           probing = true
-          return probe.call(line).pipe(Effect.ensuring(Deferred.succeed(lesson, NOTHING_LEARNED)))
+          return Effect.zipRight(
+            Deferred.succeed(firstLineSent, undefined),
+            probe.call(line).pipe(Effect.ensuring(Deferred.succeed(lesson, NOTHING_LEARNED)))
+          )
         }
-        return Effect.flatMap(limited, (call) => call(line))
+        return Effect.flatMap(Fiber.join(limited), (call) => call(line))
       }
     }
 

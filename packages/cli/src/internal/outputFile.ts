@@ -127,14 +127,33 @@ export const makeWriter = (
     const mutex = yield* Effect.makeSemaphore(1)
     const encoder = new TextEncoder()
     const syncEvery = options.syncEvery ?? 256
-    let unsynced = 0
+    /** Lines written, and lines an fsync that ended has covered. */
+    let written = 0
+    let synced = 0
+    let syncing = 0
+    /**
+     * An fsync of what is written so far. It holds no lock: appends go on meanwhile and the next fsync
+     * takes them, so a slow disk never holds up the lines waiting to write, nor, through them, the run.
+     * A line counts as synced only once an fsync begun after it ended, so `sync` is a barrier even
+     * while another fsync is under way, and a failed fsync leaves its lines to the next.
+     */
     const syncNow = Effect.suspend(() => {
-      if (unsynced === 0) return Effect.void
-      unsynced = 0
-      return Effect.mapError(file.sync, fail)
+      const upTo = written
+      if (upTo <= synced) return Effect.void
+      syncing++
+      return Effect.mapError(file.sync, fail).pipe(
+        Effect.zipRight(
+          Effect.sync(() => {
+            synced = Math.max(synced, upTo)
+          })
+        ),
+        Effect.ensuring(
+          Effect.sync(() => {
+            syncing--
+          })
+        )
+      )
     })
-    // An fsync holds no lock: appends go on meanwhile (the next fsync takes them), so a slow disk never holds
-    // up the lines waiting to write, nor, through them, the run.
     const sync = Effect.uninterruptible(syncNow)
     // Registered after `open`, so it runs before the file is closed.
     yield* Effect.addFinalizer(() => Effect.ignore(sync))
@@ -147,11 +166,12 @@ export const makeWriter = (
           mutex.withPermits(1)(
             Effect.flatMap(Effect.mapError(file.writeAll(encoder.encode(`${JSON.stringify(value)}\n`)), fail), () =>
               Effect.sync(() => {
-                unsynced++
+                written++
               })
             )
           ),
-          Effect.suspend(() => (unsynced >= syncEvery ? syncNow : Effect.void))
+          // Every `syncEvery` lines, unless an fsync is already under way (the next will take these too).
+          Effect.suspend(() => (written - synced >= syncEvery && syncing === 0 ? syncNow : Effect.void))
         )
       )
     return { append, sync }

@@ -180,9 +180,11 @@ export const checkFiltered = (provider: string) => (response: ChatResponse) =>
       )
     : Effect.succeed(response)
 
-/** A chat request's cap on its output, when it names one. */
-const maxOutputOf = (request: ChatRequest): number | undefined =>
-  request.max_completion_tokens ?? request.max_tokens ?? undefined
+/** A chat request's cap on its output, when it names one: per choice, times its `n` choices. */
+const maxOutputOf = (request: ChatRequest): number | undefined => {
+  const perChoice = request.max_completion_tokens ?? request.max_tokens ?? undefined
+  return perChoice === undefined ? undefined : perChoice * (request.n ?? 1)
+}
 
 /** Runs the estimator, refusing an answer that is not a count of tokens. */
 const runEstimator = <R>(
@@ -259,11 +261,10 @@ export const fromClient = (
       })
 
     /**
-     * Takes the estimate from the token limit. A request larger than the
-     * bucket pays in installments when `maxRequestTokens` allows it; one
-     * that names no maximum output and so could never fit is reserved at
-     * the limit's capacity instead (the provider would not count the default
-     * either).
+     * Takes the estimate from the token limit. A request that names no
+     * maximum output and so could never fit is reserved at the limit's
+     * capacity instead (the provider would not count the default either);
+     * a larger one pays in installments when `maxRequestTokens` allows it.
      */
     const reserve = (
       restore: Restore,
@@ -278,18 +279,18 @@ export const fromClient = (
         Effect.catchIf(
           (error) =>
             error.reason === "CostExceedsCapacity" &&
-            error.capacity !== undefined &&
-            maxRequestTokens !== undefined &&
-            total <= maxRequestTokens,
-          (error) => payInInstallments(restore, total, error.capacity!)
-        ),
-        Effect.catchIf(
-          (error) =>
-            error.reason === "CostExceedsCapacity" &&
             !explicitMaximum &&
             error.capacity !== undefined &&
             estimate.prompt <= error.capacity,
           (error) => Effect.map(acquireTokens(restore, error.capacity!), (reservation): Reservations => [reservation])
+        ),
+        Effect.catchIf(
+          (error) =>
+            error.reason === "CostExceedsCapacity" &&
+            error.capacity !== undefined &&
+            maxRequestTokens !== undefined &&
+            total <= maxRequestTokens,
+          (error) => payInInstallments(restore, total, error.capacity!)
         ),
         Effect.mapError((error) => {
           const mapped = fromLimiterError(error, context)
