@@ -57,7 +57,7 @@ export interface RunnerRow {
   readonly rateLimited: number
   /** 429s that arrived after the first window. */
   readonly rateLimitedLater: number
-  /** Tokens charged per window over the whole run, as a share of the limit. */
+  /** Tokens charged per window over the whole windows from the start, as a share of the limit. */
   readonly shareOverall: number
   /** The same between the end of the first window and the start of the last. */
   readonly shareSteady: number
@@ -137,8 +137,11 @@ const judge = (
   return {
     rateLimited: limited.length,
     rateLimitedLater: limited.filter((entry) => entry.time >= firstWindowEnd).length,
-    // The whole run in whole windows (the last, partial one counted whole), for the same reason.
-    shareOverall: share(startedAt, startedAt + Math.ceil((endedAt - startedAt) / windowMillis) * windowMillis),
+    // From the start (the learning included), in whole windows too; the last, partial one is left out.
+    shareOverall:
+      endedAt - startedAt >= windowMillis
+        ? share(startedAt, startedAt + Math.floor((endedAt - startedAt) / windowMillis) * windowMillis)
+        : Number.NaN,
     shareSteady: steadyWindows >= 1 ? share(firstWindowEnd, firstWindowEnd + steadyWindows * windowMillis) : Number.NaN
   }
 }
@@ -231,7 +234,7 @@ export const print = (rows: ReadonlyArray<RunnerRow>) => {
     columns: [
       { header: "runner" },
       { header: "tokens/window (learned)", align: "right" },
-      { header: "(whole run)", align: "right" },
+      { header: "(from the start)", align: "right" },
       { header: "429s", align: "right" },
       { header: "429s after 1st window", align: "right" },
       { header: "failed", align: "right" },
@@ -248,8 +251,8 @@ export const print = (rows: ReadonlyArray<RunnerRow>) => {
     ]),
     notes: [
       "Tokens are what the server charged (prompt + max_tokens), per window, as a share of its limit; 'learned' counts the",
-      "whole windows after the run's first one, 'whole run' all of it (its last, partial window counted whole). The server's",
-      "own request log is the judge.",
+      "whole windows after the run's first one, 'from the start' the whole windows from its start (learning included). The",
+      "server's own request log is the judge.",
       ...rows
         .filter((row) => row.role !== "naive")
         .map(
