@@ -37,6 +37,16 @@ const line = (
   lineNumber
 })
 
+/** A chat completion as an OpenAI-compatible server answers it. */
+const CHAT_ANSWER = {
+  id: "chatcmpl-1",
+  object: "chat.completion",
+  created: 0,
+  model: "m",
+  choices: [{ index: 0, message: { role: "assistant", content: "hello" }, finish_reason: "stop" }],
+  usage: { prompt_tokens: 4, completion_tokens: 2, total_tokens: 6 }
+}
+
 const setup = (provider: MockProvider.Options, send: Omit<HttpSend.Options, "baseUrl">) =>
   Effect.gen(function* () {
     const mock = yield* MockProvider.make(provider)
@@ -138,14 +148,7 @@ describe("HttpSend", () => {
   it.scoped("an answer that reports no limit (a proxy's 502) teaches nothing: the first line's retry does", () =>
     Effect.gen(function* () {
       const sent: Array<{ readonly at: number; readonly content: string }> = []
-      const answer = {
-        id: "chatcmpl-1",
-        object: "chat.completion",
-        created: 0,
-        model: "m",
-        choices: [{ index: 0, message: { role: "assistant", content: "hello" }, finish_reason: "stop" }],
-        usage: { prompt_tokens: 4, completion_tokens: 2, total_tokens: 6 }
-      }
+      const answer = CHAT_ANSWER
       const stats = yield* RunStats.make()
       const send = yield* HttpSend.make({ baseUrl: "http://127.0.0.1:9/v1", maxAttempts: 3 }).pipe(
         Effect.provideService(RunStats.RunStats, stats),
@@ -227,14 +230,7 @@ describe("HttpSend", () => {
           })
         )
       )
-      const answer = {
-        id: "chatcmpl-1",
-        object: "chat.completion",
-        created: 0,
-        model: "m",
-        choices: [{ index: 0, message: { role: "assistant", content: "hello" }, finish_reason: "stop" }],
-        usage: { prompt_tokens: 4, completion_tokens: 2, total_tokens: 6 }
-      }
+      const answer = CHAT_ANSWER
       const body = { model: "m", messages: [{ role: "user", content: "hi" }] }
       const result = yield* send(line("a", 1, body))
       expect(result).toMatchObject({ response: answer, attempts: 1, usage: { promptTokens: 4, completionTokens: 2 } })
