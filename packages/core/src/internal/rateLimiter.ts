@@ -2,9 +2,10 @@
  * The RateLimiter's machinery: option decoding, cost resolution, and the line
  * of waiters per key. Only the head of a line waits for the buckets (one
  * timer per key, however many callers wait); the others wait for their turn,
- * and the line (a Ring) hands it on in constant time. The line is per bucket:
- * a call that takes nothing of any bucket someone in line needs goes straight
- * to the buckets, so FIFO fairness holds among the calls that compete.
+ * and the line (a Ring) hands it on in constant time. A call that takes
+ * nothing of any bucket someone in line needs goes straight to the buckets
+ * and is admitted if they can pay (FIFO fairness holds among the calls that
+ * compete); one they cannot pay yet joins the line like any other.
  * Nothing is charged until the store finds every bucket able to pay, so an
  * interrupted waiter has nothing to give back. Time is the Clock's nanosecond
  * reading in fractional milliseconds (`Gcra.clockMillis`).
