@@ -191,8 +191,9 @@ export const print = (rows: ReadonlyArray<RateRow>): void => {
       "max starts in 1 s: most start times in any half-open window [t, t + 1000 ms), performance.now() in the task.",
       "sustained: (n - 1) / (last start - first start).",
       "Sluice rows use the default windowMargin (5 ms): each round of 200 is scheduled 5 ms after the one a second",
-      "  before it (what the ideal 200.00/s gives up: 4 rounds here, ~0.4 %). The bound of 200 in any 1,002.5 ms is on",
-      "  admissions (the limiter's Clock): a start that lags its admission by more than that margin can make 201.",
+      "  before it (what the ideal 200.00/s gives up: 4 rounds here, ~0.4 %), and no 1,002.5 ms of the limiter's Clock",
+      "  sees more than 200. RateLimiter.acquire: admissions (a start lagging its admission by over 2.5 ms can make 201);",
+      "  Executor: starts, since it reports each one to the limiter (began) as the work begins.",
       ...rows.filter((row) => row.error !== undefined).map((row) => `${row.name}: ${row.error}`)
     ]
   })

@@ -54,9 +54,9 @@ import type { BucketSnapshot, RateLimiterStore, Receipt } from "./RateLimiterSto
  * before it, and no window of `interval + windowMargin / 2` of real time (on
  * the Clock) ever sees more. The margin (default 5 ms) is room for what
  * happens between an admission and the start of the work it admits (a
- * scheduler turn, a pause of the process) and for timers that fire late, so
- * that real starts keep to the window too and late timers cost the rate
- * nothing. It is what a saturated limit gives up: at most `windowMargin` per
+ * scheduler turn) and for timers that fire late, so that real starts keep to
+ * the window too and late timers cost the rate nothing. A longer pause
+ * before the work starts is covered by `began`, which the Executor calls. It is what a saturated limit gives up: at most `windowMargin` per
  * `interval` (5 ms per second is 0.5 %, per minute under 0.01 %). `0` keeps
  * the rate exact to the limiter's own Clock readings, with no such room.
  *
@@ -198,6 +198,16 @@ export interface RateLimiterShape {
    * difference when less was (at most what of the reservation has not refilled yet).
    */
   readonly reconcile: (reservation: Reservation, actual: Cost) => Effect.Effect<void, RateLimiterError>
+  /**
+   * Says that the work `reservation` admitted begins now. The limit's
+   * sliding window of real time then counts this admission from now, so a
+   * pause between the admission and the call (a garbage collection, a busy
+   * process) cannot crowd one more call into a window: the admissions a
+   * window later wait for it. Optional: without it the window counts
+   * admissions, and `windowMargin` is the only room for such a pause. The
+   * Executor calls it as each attempt begins.
+   */
+  readonly began: (reservation: Reservation) => Effect.Effect<void, RateLimiterError>
   /** Lowers one limit's local view to what the server reported. */
   readonly sync: (limit: string, info: SyncInfo, options?: KeyOptions) => Effect.Effect<void, RateLimiterError>
   /**

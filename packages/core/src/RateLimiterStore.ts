@@ -129,6 +129,17 @@ export interface RateLimiterStoreShape {
     receipts: ReadonlyArray<Receipt | undefined>,
     now: number
   ) => Effect.Effect<ReadonlyArray<number>, RateLimiterStoreError>
+  /**
+   * The work the charges behind `receipts` admitted began at `now`: the
+   * sliding log counts them from then (see `RateLimiter.began`). A store that
+   * keeps no log of real times may do nothing.
+   */
+  readonly began: (
+    key: string,
+    buckets: ReadonlyArray<BucketSpec>,
+    receipts: ReadonlyArray<Receipt | undefined>,
+    now: number
+  ) => Effect.Effect<void, RateLimiterStoreError>
   /** Lowers one bucket's level to what a server reported. */
   readonly sync: (
     key: string,

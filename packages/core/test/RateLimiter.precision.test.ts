@@ -145,6 +145,73 @@ describe("RateLimiter precision", () => {
     })
   )
 
+  it.effect("a start reported late (`began`) holds back the admission a window after it, and moves no schedule", () =>
+    Effect.gen(function* () {
+      /** Call 0 admitted at 0 ms, its work reported begun `startedAt` ms later, then 11 more callers. */
+      const run = (startedAt: number | undefined) =>
+        Effect.gen(function* () {
+          const limiter = yield* makeLimiter({ limits: tenPerSecond() })
+          const base = yield* Clock.currentTimeMillis
+          const first = yield* limiter.acquire()
+          if (startedAt !== undefined) {
+            yield* TestClock.adjust(startedAt)
+            yield* limiter.began(first)
+          }
+          const fibers = yield* Effect.forEach(Array.from({ length: 11 }), () => Effect.fork(timedAcquire(limiter)))
+          yield* TestClock.adjust("3 seconds")
+          const calls = yield* Effect.forEach(fibers, Fiber.join)
+          return calls.map((call) => ({ time: call.time - base, at: call.reservation.at - base }))
+        })
+      const schedule = [100, 200, 300, 400, 500, 600, 700, 800, 900, 1005, 1105]
+      // Not reported: call 10 goes on schedule, a window (1,005 ms) after call 0 was charged.
+      const onTime = yield* run(undefined)
+      expect(onTime.map((call) => call.time)).toEqual(schedule)
+      expect(onTime.map((call) => call.at)).toEqual(schedule)
+      // Call 0's work began at 40 ms (a pause of the process after its admission): call 10 waits until
+      // that start has left the real-time window (40 + 1,005 - 2.5 ms), so the 1 s window of starts from
+      // 40 ms holds 10, not 11. It is still dated by the schedule, and call 11 is on time.
+      const late = yield* run(40)
+      expect(late.map((call) => call.time)).toEqual([100, 200, 300, 400, 500, 600, 700, 800, 900, 1042.5, 1105])
+      expect(late.map((call) => call.at)).toEqual(schedule)
+      expect(maxInWindow([40, ...late.map((call) => call.time)], 1000)).toBe(10)
+      expect(maxInWindow([40, ...onTime.map((call) => call.time)], 1000)).toBe(11)
+    })
+  )
+
+  it.scoped("an Executor reports each start: a pause between an admission and its start crowds no window", () =>
+    Effect.gen(function* () {
+      const inner = yield* makeLimiter({ limits: tenPerSecond() })
+      let admissions = 0
+      const begun: Array<RateLimiter.Reservation> = []
+      // The dispatcher stalls for 40 ms right after the first admission, before the request can start (as a
+      // pause of the process would hold it; nothing else admits meanwhile).
+      const pausing: RateLimiter.RateLimiterShape = {
+        ...inner,
+        acquire: (cost, options) =>
+          Effect.tap(inner.acquire(cost, options), () =>
+            admissions++ === 0 ? Effect.sleep("40 millis") : Effect.void
+          ),
+        began: (reservation) =>
+          Effect.zipRight(
+            Effect.sync(() => begun.push(reservation)),
+            inner.began(reservation)
+          )
+      }
+      const starts: Array<number> = []
+      const batch = Effect.gen(function* () {
+        const executor = yield* Executor.make({ name: "paused-start", concurrency: 4, rateLimiter: pausing })
+        const record = Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => starts.push(now)))
+        return yield* executor.submitAll(Array.from({ length: 12 }, () => record))
+      })
+      const exits = yield* runFor(Effect.scoped(batch), "5 seconds")
+      expect(exits.every((exit) => exit._tag === "Success")).toBe(true)
+      expect(begun.length).toBe(12)
+      // Request 10 waits for request 0's real start (40 ms) to leave the window: no 1 s of starts holds 11.
+      expect(starts).toEqual([40, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1042.5, 1105])
+      expect(maxInWindow(starts, 1000)).toBe(10)
+    })
+  )
+
   it.scoped("an Executor's backlog, admitted one at a time, keeps its rate through late timers and a stall", () =>
     Effect.gen(function* () {
       const clock = yield* Effect.clock

@@ -191,6 +191,57 @@ describe("RateLimiterStore (memory)", () => {
     )
   })
 
+  describe("began", () => {
+    /** 10 per second, burst 1, no margin: at most 10 admissions in any 1 s of real time. */
+    const ONE: RateLimiterStore.BucketSpec = {
+      name: "one",
+      capacity: 1,
+      emission: 100,
+      interval: 1000,
+      windowMargin: 0,
+      windowLimit: 10
+    }
+    /** Ten admissions on schedule (0, 100, ... 900 ms); their receipts. */
+    const tenAdmissions = (store: RateLimiterStore.RateLimiterStoreShape) =>
+      Effect.forEach(
+        Array.from({ length: 10 }, (_, k) => k * 100),
+        (now) =>
+          Effect.map(
+            store.reserve({ key: "k", buckets: [ONE], costs: [1], now, notBefore: now, mode: "ifDue" }),
+            (result) => result.receipts!
+          )
+      )
+    const eleventhDue = (store: RateLimiterStore.RateLimiterStoreShape) =>
+      Effect.map(
+        store.reserve({ key: "k", buckets: [ONE], costs: [1], now: 950, notBefore: 950, mode: "peek" }),
+        (result) => result.at
+      )
+
+    it.scoped("counts an admission in the sliding log from the start it reports", () =>
+      Effect.gen(function* () {
+        const store = yield* RateLimiterStore.makeMemory()
+        const receipts = yield* tenAdmissions(store)
+        expect(yield* eleventhDue(store)).toBe(1000)
+        // The first admission's work began at 50 ms: the 11th waits until that start has left the window.
+        yield* store.began("k", [ONE], receipts[0]!, 50)
+        expect(yield* eleventhDue(store)).toBe(1050)
+        // A report earlier than what the log holds moves nothing back.
+        yield* store.began("k", [ONE], receipts[0]!, 20)
+        expect(yield* eleventhDue(store)).toBe(1050)
+      })
+    )
+
+    it.scoped("never moves an admission past the one after it (the log stays in order)", () =>
+      Effect.gen(function* () {
+        const store = yield* RateLimiterStore.makeMemory()
+        const receipts = yield* tenAdmissions(store)
+        yield* store.began("k", [ONE], receipts[0]!, 450)
+        // Held at the second admission's time (100 ms), not 450 ms.
+        expect(yield* eleventhDue(store)).toBe(1100)
+      })
+    )
+  })
+
   describe("idle-key eviction", () => {
     it.scoped("after the sweep interval, a refilled key is gone; a key in debt or blocked is kept", () =>
       Effect.gen(function* () {

@@ -30,7 +30,10 @@
  *   FiberRefs, and what it forked and left running is interrupted when it ends;
  * - with a rate limiter, every request in a fiber of its own, started at once
  *   by the dispatcher, so that it starts when it was admitted (a hand-over to a
- *   parked worker would add a scheduler turn of jitter to the rate).
+ *   parked worker would add a scheduler turn of jitter to the rate). As its
+ *   last step before the work (and each retry's), it tells the limiter the
+ *   work begins (`RateLimiter.began`), so the limiter's window of real time
+ *   counts the start, however long the process paused since the admission.
  *
  * Events are published only while someone subscribes; the event record is
  * built from the request's timestamp fields only then.
@@ -316,8 +319,21 @@ export const make = (
     // ---- running ------------------------------------------------------------
 
     /** The request's work: interruptible whatever the caller's region was, so timeouts and cancellation reach it. */
-    const work = (request: Request): Effect.Effect<unknown, unknown, any> => {
-      let effect = Effect.interruptible(request.effect)
+    /**
+     * Tells the limiter the admitted work begins (`RateLimiter.began`), as the last step before it: its
+     * sliding window then counts this request from its real start, whatever paused the process since the
+     * admission. A store failure here costs the request nothing.
+     */
+    const beginning = (
+      reservation: RateLimiter.Reservation | undefined,
+      effect: Effect.Effect<unknown, unknown, any>
+    ) =>
+      limiter === undefined || reservation === undefined
+        ? effect
+        : Effect.zipRight(Effect.ignore(limiter.began(reservation)), effect)
+
+    const work = (request: Request, admitted?: RateLimiter.Reservation): Effect.Effect<unknown, unknown, any> => {
+      let effect = beginning(admitted, Effect.interruptible(request.effect))
       if (request.timeoutMillis !== undefined) effect = withTimeout(name, now(), request, effect)
       return spans ? inSpan(name, request, effect) : effect
     }
@@ -382,8 +398,8 @@ export const make = (
     const batchHooks: BatchWorkers.BatchHooks<Request, any> = { work, finished: finish }
 
     /** A single submit runs in a fiber of its own, forked in the caller's runtime. */
-    const program = (request: Request): Effect.Effect<unknown, unknown, any> =>
-      Effect.onExit(work(request), (exit) => Effect.sync(() => finish(request, exit)))
+    const program = (request: Request, admitted?: RateLimiter.Reservation): Effect.Effect<unknown, unknown, any> =>
+      Effect.onExit(work(request, admitted), (exit) => Effect.sync(() => finish(request, exit)))
 
     const deadlineError = (request: Request) => deadlineErrorOf(name, request)
 
@@ -399,6 +415,7 @@ export const make = (
         kick("now")
       },
       refund: (request) => refund(request),
+      beginning,
       requeue: (request) => {
         push(request, now())
         kick("next turn")
@@ -411,6 +428,7 @@ export const make = (
 
     /** Takes a permit for the admitting request and starts it. */
     const start = (request: Request, at: number) => {
+      const admitted = request.reservation
       admitting = undefined
       inFlight++
       request.slot = freeSlots.pop()!
@@ -441,7 +459,7 @@ export const make = (
         // Started at once, inside the dispatcher, so that it starts when the limiter admitted it: a hop to a
         // parked worker would add a scheduler turn of jitter to every start. A rate-bound batch has few
         // requests running; a fiber each costs it nothing.
-        const fiber = Runtime.runFork(request.runtime)(program(request))
+        const fiber = Runtime.runFork(request.runtime)(program(request, admitted))
         // It may have ended already, and a failed first attempt of a retry have moved on to a fiber of its own.
         request.fiber ??= fiber
         return

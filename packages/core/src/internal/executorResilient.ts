@@ -29,6 +29,7 @@ import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import type * as CircuitBreaker from "../CircuitBreaker.js"
+import type * as RateLimiter from "../RateLimiter.js"
 import type { AttemptRecord } from "../RequestEvent.js"
 import type * as Retry from "../Retry.js"
 import { RequestTimeoutError } from "./executorError.js"
@@ -47,6 +48,11 @@ export interface Host {
   readonly releasePermit: (request: Request) => void
   /** Gives back an unspent reservation. */
   readonly refund: (request: Request) => Effect.Effect<void>
+  /** `effect`, preceded by telling the limiter that the work `reservation` admitted begins. */
+  readonly beginning: (
+    reservation: RateLimiter.Reservation | undefined,
+    effect: Effect.Effect<unknown, unknown, any>
+  ) => Effect.Effect<unknown, unknown, any>
   /** Puts the request back into the priority queue (above capacity: it already had its place). */
   readonly requeue: (request: Request) => void
   /** The request ended: the executor's own bookkeeping and its answer. */
@@ -131,10 +137,16 @@ export const make = (host: Host) => {
           }
           breakerPermit = admitted.right
         }
+        const admitted = request.reservation
         request.reservation = undefined // spent by this attempt
         beginAttempt(request, attempt)
         const startedAt = request.callingAt!
-        const call = withTimeout(host.executor, now(), request, Effect.interruptible(request.effect))
+        const call = withTimeout(
+          host.executor,
+          now(),
+          request,
+          host.beginning(admitted, Effect.interruptible(request.effect))
+        )
         const exit = yield* Effect.exit(restore(call))
         const outcome = outcomeOf(exit)
         if (breakerPermit !== undefined) {

@@ -35,11 +35,17 @@
  *   window, but is dated by the schedule, as if that one had been on time.
  *
  * So the margin is room twice over: half for the moment between an admission
- * and the start of the work it admits (a scheduler turn, a pause of the
- * process), which a window of real starts also sees; half for timers that
- * fire late, which then cost the next round nothing. A late burst of
- * catch-up admissions is repeated a window later at about the same real times
- * (the log holds it there), and the schedule goes on undisturbed.
+ * and the start of the work it admits (a scheduler turn), which a window of
+ * real starts also sees; half for timers that fire late, which then cost the
+ * next round nothing. A late burst of catch-up admissions is repeated a window
+ * later at about the same real times (the log holds it there), and the
+ * schedule goes on undisturbed.
+ *
+ * A pause longer than that (a garbage collection, the process descheduled)
+ * between an admission and its start would still crowd one more start into a
+ * window. So a caller that knows when the admitted work began (the Executor)
+ * says so (`began`): the log then counts that admission from its start, and
+ * the admissions a window later wait for it.
  *
  * Times are milliseconds with a fraction, read from the Clock's nanosecond
  * time (`clockMillis`). Refill is computed from elapsed time; nothing ticks. A take is charged at a
@@ -66,8 +72,8 @@ export interface BucketSpec {
 
 /** One real admission, for the sliding log (its cost shrinks when it is refunded). */
 interface Admission {
-  /** When it was admitted (real time). */
-  readonly time: number
+  /** When it was admitted (real time), or when the work it admitted began (`began`). */
+  time: number
   /** The time its charge was dated (at most `time`). */
   readonly chargedAt: number
   cost: number
@@ -206,6 +212,25 @@ export const take = (spec: BucketSpec, state: BucketState, cost: number, at: num
   state.log.push(admission)
   state.logged += cost
   return { paidUntil: state.tat, credited: state.credited, generation: state.generation, admission }
+}
+
+/**
+ * The work the charge behind `receipt` admitted began at `now`: its entry in
+ * the sliding log counts from then, so the admissions that must wait a window
+ * after it wait from its real start. Never later than the entry after it: the
+ * log stays in order. An entry already forgotten, or a bucket evicted since,
+ * is left alone.
+ */
+export const began = (state: BucketState, receipt: Receipt, now: number): void => {
+  const admission = receipt.admission as Admission | undefined
+  if (receipt.generation !== state.generation || admission === undefined || now <= admission.time) return
+  // Looked for from the newest end: the Executor reports a start before it admits anything else.
+  for (let index = state.log.length - 1; index >= 0; index--) {
+    if (state.log.at(index) !== admission) continue
+    const next = state.log.at(index + 1)
+    admission.time = next === undefined ? now : Math.max(admission.time, Math.min(now, next.time))
+    return
+  }
 }
 
 /** Charges `amount` more, now (a reconcile above the estimate). */

@@ -96,6 +96,21 @@ export const makeUnsafe = () => {
     })
   }
 
+  const began = (
+    key: string,
+    buckets: ReadonlyArray<Gcra.BucketSpec>,
+    receipts: ReadonlyArray<Gcra.Receipt | undefined>,
+    now: number
+  ): void => {
+    const state = keys.get(key)
+    if (state === undefined) return
+    for (let i = 0; i < buckets.length; i++) {
+      const bucket = state.get(buckets[i]!.name)
+      const receipt = receipts[i]
+      if (bucket !== undefined && receipt !== undefined) Gcra.began(bucket, receipt, now)
+    }
+  }
+
   const sweep = (now: number): number => {
     let evicted = 0
     for (const [key, state] of keys) {
@@ -119,6 +134,7 @@ export const makeUnsafe = () => {
     reserve,
     charge,
     refund,
+    began,
     sync: (key: string, bucket: Gcra.BucketSpec, remaining: number, resetAfter: number | undefined, now: number) =>
       Gcra.sync(bucket, bucketOf(stateOf(keys, key), bucket), remaining, resetAfter, now),
     block: (key: string, buckets: ReadonlyArray<Gcra.BucketSpec>, until: number) => {
@@ -154,6 +170,7 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<MemoryStore, 
       charge: (key, buckets, amounts, at) => Effect.sync(() => store.charge(key, buckets, amounts, at)),
       refund: (key, buckets, amounts, receipts, at) =>
         Effect.sync(() => store.refund(key, buckets, amounts, receipts, at)),
+      began: (key, buckets, receipts, at) => Effect.sync(() => store.began(key, buckets, receipts, at)),
       sync: (key, bucket, remaining, resetAfter, at) =>
         Effect.sync(() => store.sync(key, bucket, remaining, resetAfter, at)),
       block: (key, buckets, until) => Effect.sync(() => store.block(key, buckets, until)),

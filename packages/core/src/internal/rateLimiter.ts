@@ -424,6 +424,13 @@ export const make = (
         return Effect.zipRight(charge, give)
       })
 
+    const began = (reservation: RateLimiter.Reservation) =>
+      Effect.suspend(() =>
+        store
+          .began(storeKey(reservation.key), buckets, reservation.receipts, now())
+          .pipe(Effect.mapError(storeFailure(reservation.key)))
+      )
+
     /** A duration from an untyped caller: decoded, or the error that says it is not one. */
     const durationMillis = (input: unknown, key: string, what: string): number | RateLimiterError => {
       const decoded = Duration.decodeUnknown(input)
@@ -470,6 +477,7 @@ export const make = (
       tryAcquire,
       refund,
       reconcile,
+      began,
       sync,
       penalize,
       state
