@@ -52,7 +52,8 @@ const AuthSchema = Schema.Union(
 const Limit = Schema.Struct({
   limit: InvalidOptions.PositiveNumber,
   interval: InvalidOptions.PositiveDuration,
-  capacity: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveNumber))
+  capacity: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveNumber)),
+  windowMargin: Schema.optional(Schema.UndefinedOr(InvalidOptions.NonNegativeDuration))
 })
 
 const isLoopback = (hostname: string) =>
@@ -128,6 +129,8 @@ export interface LimitOptions {
   readonly limit: number
   readonly interval: Duration.DurationInput
   readonly capacity?: number | undefined
+  /** The sliding window's room over `interval` (default 5 ms); see `RateLimiter.LimitOptions`. */
+  readonly windowMargin?: Duration.DurationInput | undefined
 }
 
 /**

@@ -388,6 +388,35 @@ describe("EndpointConfig", () => {
     })
   )
 
+  it.scoped("passes a limit's windowMargin to the endpoint's limiter, and refuses a negative one naming it", () =>
+    Effect.gen(function* () {
+      const error = yield* invalid(
+        endpoint({ limits: { requests: { limit: 10, interval: "1 second", windowMargin: -1 } } })
+      )
+      expect(error.message).toContain('["limits","requests","windowMargin"]')
+      // 10 per second, burst 1, no margin: the 11th call goes exactly one second after the first.
+      const handler = () => ok
+      const strict = yield* client(handler, {
+        limits: { requests: { limit: 10, interval: "1 second", capacity: 1, windowMargin: 0 } }
+      })
+      const loose = yield* client(handler, {
+        limits: { requests: { limit: 10, interval: "1 second", capacity: 1, windowMargin: "50 millis" } }
+      })
+      const eleventh = (api: ApiClient.ApiClientShape) =>
+        Effect.gen(function* () {
+          const fibers = yield* Effect.forEach(Array.from({ length: 11 }), () =>
+            Effect.fork(Effect.zipRight(api.get("/a", { schema: Answer }), Clock.currentTimeMillis))
+          )
+          const start = yield* Clock.currentTimeMillis
+          yield* TestClock.adjust("3 seconds")
+          const times = yield* Effect.forEach(fibers, Fiber.join)
+          return Math.max(...times) - start
+        })
+      expect(yield* eleventh(strict)).toBe(1000)
+      expect(yield* eleventh(loose)).toBe(1050)
+    })
+  )
+
   it.effect("reads an endpoint from the environment through Config, with defaults", () =>
     Effect.gen(function* () {
       const config = yield* EndpointConfig.config("openai", "OPENAI").pipe(
