@@ -148,7 +148,9 @@ const OptionsSchema = Schema.Struct({
 )
 
 const decodeOptions = InvalidOptions.decode("Executor", OptionsSchema)
-const isPositiveDuration = Schema.is(InvalidOptions.PositiveDuration)
+const isPositiveSchema = Schema.is(InvalidOptions.PositiveDuration)
+/** `PositiveDuration`, with milliseconds (what a client passes per call) checked without the Schema. */
+const isPositiveDuration = (input: unknown) => (typeof input === "number" ? input > 0 : isPositiveSchema(input))
 
 const DEFAULT_QUEUE_CAPACITY = 10_000
 const DEFAULT_SHUTDOWN_TIMEOUT = Duration.seconds(30)
