@@ -13,7 +13,8 @@ await build({
   entryPoints: {
     run: "bench/run.ts",
     "mock-provider": "packages/testing/src/bin.ts",
-    sluice: "packages/cli/src/bin.ts"
+    sluice: "packages/cli/src/bin.ts",
+    "profile-http": "bench/profileHttp.ts"
   },
   outdir: "bench/build",
   outExtension: { ".js": ".mjs" },

@@ -168,13 +168,19 @@ export interface KeySettings {
  * @since 0.1.0
  * @category models
  */
-export interface SubmitOptions {
+export interface SubmitOptions<E = unknown> {
   /** What the request costs on the rate limits; see `RateLimiter.Cost`. Default 1 on every limit. */
   readonly cost?: Cost | undefined
   /** Higher runs first; FIFO within a priority. Default 0. */
   readonly priority?: number | undefined
   /** Overrides the per-attempt timeout for this request. */
   readonly timeout?: Duration.DurationInput | undefined
+  /**
+   * The error an attempt that runs past its timeout fails with, one of the
+   * effect's own (as `Effect.timeoutFail`'s `onTimeout`). Default a
+   * `RequestTimeoutError`. A deadline's error stays the deadline's.
+   */
+  readonly onTimeout?: (() => E) | undefined
   /** Overrides the total deadline for this request (enforced while it waits in the queue only for `submit`). */
   readonly deadline?: Duration.DurationInput | undefined
   /** Which rate-limit key to charge. Default `"default"`. */
@@ -187,7 +193,7 @@ export interface SubmitOptions {
  * @since 0.1.0
  * @category models
  */
-export type Task<A, E, R> = Effect.Effect<A, E, R> | (SubmitOptions & { readonly effect: Effect.Effect<A, E, R> })
+export type Task<A, E, R> = Effect.Effect<A, E, R> | (SubmitOptions<E> & { readonly effect: Effect.Effect<A, E, R> })
 
 /**
  * @since 0.1.0
@@ -234,7 +240,7 @@ export interface ExecutorShape {
   /** Runs `effect` through the queue, admission and concurrency limit; answers with its result. */
   readonly submit: <A, E, R>(
     effect: Effect.Effect<A, E, R>,
-    options?: SubmitOptions
+    options?: SubmitOptions<E>
   ) => Effect.Effect<A, E | ExecutorError, R>
   /**
    * The batch path: pulls tasks from the iterable only while the queue has
@@ -324,5 +330,5 @@ export const layerConfig = (
  */
 export const submit = <A, E, R>(
   effect: Effect.Effect<A, E, R>,
-  options?: SubmitOptions
+  options?: SubmitOptions<E>
 ): Effect.Effect<A, E | ExecutorError, R | Executor> => internal.submitWith(Executor, effect, options)

@@ -36,12 +36,40 @@ const scenarioArbitrary = fc.record({
   whenFull: fc.constantFrom("suspend" as const, "fail" as const),
   requestsPerSecond: fc.integer({ min: 2, max: 20 }),
   burst: fc.integer({ min: 1, max: 3 }),
+  /** Spans off: an attempt timeout is watched by the executor's timer, which interrupts the request's fiber. */
+  spans: fc.boolean(),
+  timeoutMillis: fc.option(fc.integer({ min: 50, max: 500 }), { nil: undefined }),
   tasks: fc.array(taskArbitrary, { minLength: 1, maxLength: 16 })
 })
 
 type Scenario = typeof scenarioArbitrary extends fc.Arbitrary<infer A> ? A : never
 
 const TOKEN_CAPACITY = 1_000
+
+/**
+ * A scenario that once hung: the limiter admits at fractional milliseconds, so
+ * an attempt's deadline was fractional and the clock landed a hair before it;
+ * the executor's timer slept for nothing and looked again, forever.
+ */
+const FRACTIONAL_TIMES: Scenario = {
+  concurrency: 2,
+  queueCapacity: 5,
+  whenFull: "suspend",
+  requestsPerSecond: 9,
+  burst: 1,
+  spans: false,
+  timeoutMillis: 213,
+  tasks: [
+    { durationMillis: 400, tokens: 1, priority: 3, fails: true, submitAtMillis: 129, interruptAtMillis: 1469 },
+    { durationMillis: 264, tokens: 1, priority: 3, fails: false, submitAtMillis: 237, interruptAtMillis: undefined },
+    { durationMillis: 240, tokens: 4, priority: 3, fails: true, submitAtMillis: 51, interruptAtMillis: 357 },
+    { durationMillis: 233, tokens: 5, priority: 1, fails: false, submitAtMillis: 89, interruptAtMillis: 1343 },
+    { durationMillis: 299, tokens: 5, priority: 1, fails: false, submitAtMillis: 199, interruptAtMillis: 978 },
+    { durationMillis: 211, tokens: 3, priority: 3, fails: false, submitAtMillis: 95, interruptAtMillis: 416 },
+    { durationMillis: 390, tokens: 5, priority: 0, fails: false, submitAtMillis: 64, interruptAtMillis: 158 },
+    { durationMillis: 286, tokens: 2, priority: 0, fails: true, submitAtMillis: 15, interruptAtMillis: 965 }
+  ]
+}
 
 /** Nothing queued, admitted, running, retrying or waiting for room: every permit is free. Answers the stats. */
 const expectIdle = (executor: Executor.ExecutorShape, concurrency: number) =>
@@ -81,7 +109,9 @@ const runScenario = (scenario: Scenario) =>
       concurrency: scenario.concurrency,
       queueCapacity: scenario.queueCapacity,
       whenFull: scenario.whenFull,
-      rateLimiter: limiter
+      rateLimiter: limiter,
+      spans: scenario.spans,
+      timeout: scenario.timeoutMillis
     })
     const events = yield* executor.subscribe
 
@@ -130,8 +160,10 @@ const runScenario = (scenario: Scenario) =>
  * Without a rate limiter there is no dispatcher: whoever frees a permit starts
  * the next request, and batch requests run on their batch's workers. Random
  * single submits and batches sharing the queue, random outcomes, random
- * interruptions of their callers: concurrency is never exceeded, every request
- * ends exactly once, and nothing is held afterwards.
+ * interruptions of their callers, with or without an attempt timeout and
+ * spans (with spans off a single submit's timeout is the executor timer's,
+ * which interrupts the request's own fiber): concurrency is never exceeded,
+ * every request ends exactly once, and nothing is held afterwards.
  */
 
 const workArbitrary = fc.record({
@@ -152,6 +184,9 @@ const unlimitedScenarioArbitrary = fc.record({
   concurrency: fc.integer({ min: 1, max: 4 }),
   queueCapacity: fc.integer({ min: 1, max: 6 }),
   whenFull: fc.constantFrom("suspend" as const, "fail" as const),
+  /** Spans off: a single submit's attempt timeout is watched by the executor's timer, not raced. */
+  spans: fc.boolean(),
+  timeoutMillis: fc.option(fc.integer({ min: 50, max: 500 }), { nil: undefined }),
   callers: fc.array(callerArbitrary, { minLength: 1, maxLength: 8 })
 })
 
@@ -163,7 +198,9 @@ const runUnlimitedScenario = (scenario: UnlimitedScenario) =>
       name: "property-unlimited",
       concurrency: scenario.concurrency,
       queueCapacity: scenario.queueCapacity,
-      whenFull: scenario.whenFull
+      whenFull: scenario.whenFull,
+      spans: scenario.spans,
+      timeout: scenario.timeoutMillis
     })
     const events = yield* executor.subscribe
     let running = 0
@@ -229,7 +266,7 @@ describe("Executor properties", () => {
       fc.asyncProperty(scenarioArbitrary, (scenario) =>
         withHangGuard(Effect.runPromise(runScenario(scenario)), "something is still held")
       ),
-      { numRuns: 100 }
+      { numRuns: 100, examples: [[FRACTIONAL_TIMES]] }
     )
   }, 240_000)
 

@@ -170,6 +170,12 @@ describe("Executor", () => {
         expect(priority.message).toContain("priority")
         const timeout = yield* Effect.flip(executor.submit(Effect.void, { timeout: "soon" as never }))
         expect(timeout.message).toContain("timeout")
+        // Milliseconds are checked without the Schema: zero, negative and NaN are refused all the same.
+        for (const millis of [0, -5, Number.NaN]) {
+          const refused = yield* Effect.flip(executor.submit(Effect.void, { timeout: millis }))
+          expect(refused.message).toContain("timeout")
+        }
+        expect(yield* executor.submit(Effect.succeed("ok"), { timeout: 1 })).toBe("ok")
       })
     )
   })

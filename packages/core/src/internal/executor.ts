@@ -12,7 +12,11 @@
  *   waiting for a permit, as a dispatcher would. A finishing request pumps at
  *   once (no fiber hop, no race, no Effect per request); new work pumps on the
  *   scheduler's next turn, so that callers arriving together are ordered by
- *   priority first and a burst of pushes costs one pass;
+ *   priority first and a burst of pushes costs one pass. A single submit that
+ *   finds nothing ahead of it (an empty queue, nobody admitting or waiting for
+ *   room, a permit free) has no one to be ordered against: it goes through the
+ *   queue and starts on its caller's turn (`startAtOnce`), its fiber running at
+ *   once up to its first suspension;
  * - with a rate limiter one dispatcher fiber admits one request at a time in
  *   priority order (admission is an Effect that may sleep), then waits on one
  *   signal for a permit, new work or a cancellation.
@@ -22,18 +26,23 @@
  * request and hand a permit to a waiter before `inFlight` drops.
  *
  * How a started request runs:
- * - a single `submit`: in a fiber of its own, forked in the caller's runtime;
+ * - a single `submit`: in a fiber of its own, forked in the caller's runtime,
+ *   which is its attempt: the request finishes when that fiber ends (an
+ *   observer, no Effect around the work), and with spans off its attempt
+ *   timeout is watched by the executor's timer (`attemptTimer.ts`), which
+ *   interrupts that fiber, instead of a race of two more fibers per call;
  * - a request of a batch (`submitAll`) without a rate limiter: inline on one
  *   of the batch's worker fibers (`batchWorkers.ts`: at most `concurrency`,
  *   forked lazily in the batch caller's runtime, parked when idle), so a batch
  *   costs no fiber per request. Each request starts from the caller's
  *   FiberRefs, and what it forked and left running is interrupted when it ends;
- * - with a rate limiter, every request in a fiber of its own, started at once
- *   by the dispatcher, so that it starts when it was admitted (a hand-over to a
- *   parked worker would add a scheduler turn of jitter to the rate). As its
- *   last step before the work (and each retry's), it tells the limiter the
- *   work begins (`RateLimiter.began`), so the limiter's window of real time
- *   counts the start, however long the process paused since the admission.
+ * - with a rate limiter, every request in a fiber of its own (as a single
+ *   submit's), started at once by the dispatcher, so that it starts when it was
+ *   admitted (a hand-over to a parked worker would add a scheduler turn of
+ *   jitter to the rate). As its last step before the work (and each
+ *   retry's), it tells the limiter the work begins (`RateLimiter.began`), so
+ *   the limiter's window of real time counts the start, however long the
+ *   process paused since the admission.
  *
  * Events are published only while someone subscribes; the event record is
  * built from the request's timestamp fields only then.
@@ -83,12 +92,21 @@ import * as InvalidOptions from "../InvalidOptions.js"
 import type * as RateLimiter from "../RateLimiter.js"
 import * as RateLimiterStore from "../RateLimiterStore.js"
 import type { RequestEvent } from "../RequestEvent.js"
+import * as AttemptTimer from "./attemptTimer.js"
 import * as BatchWorkers from "./batchWorkers.js"
 import { CircuitOpenError } from "./circuitBreakerError.js"
 import * as EventHub from "./eventHub.js"
 import { ExecutorShutdownError, QueueFullError } from "./executorError.js"
 import { makeMetrics } from "./executorMetrics.js"
-import { deadlineError as deadlineErrorOf, inSpan, logAttempt, Request, withTimeout } from "./executorRequest.js"
+import {
+  Answer,
+  attemptTimeoutError,
+  deadlineError as deadlineErrorOf,
+  inSpan,
+  logAttempt,
+  Request,
+  withTimeout
+} from "./executorRequest.js"
 import { makeResolver } from "./executorResilience.js"
 import * as ResilientPath from "./executorResilient.js"
 import { PriorityQueue } from "./priorityQueue.js"
@@ -133,6 +151,9 @@ const OptionsSchema = Schema.Struct({
 )
 
 const decodeOptions = InvalidOptions.decode("Executor", OptionsSchema)
+const isPositiveSchema = Schema.is(InvalidOptions.PositiveDuration)
+/** `PositiveDuration`, with milliseconds (what a client passes per call) checked without the Schema. */
+const isPositiveDuration = (input: unknown) => (typeof input === "number" ? input > 0 : isPositiveSchema(input))
 
 const DEFAULT_QUEUE_CAPACITY = 10_000
 const DEFAULT_SHUTDOWN_TIMEOUT = Duration.seconds(30)
@@ -174,6 +195,8 @@ export const make = (
     const now = () => clock.unsafeCurrentTimeMillis()
     const metrics = makeMetrics(name)
     const events = yield* EventHub.make<RequestEvent>(decoded.eventBufferSize ?? DEFAULT_EVENT_BUFFER)
+    // Before the shutdown finalizer: the timer outlives the drain.
+    const attemptTimer = yield* AttemptTimer.make
 
     const queue = new PriorityQueue<Request>(isRequestLive)
     let queued = 0
@@ -318,7 +341,6 @@ export const make = (
 
     // ---- running ------------------------------------------------------------
 
-    /** The request's work: interruptible whatever the caller's region was, so timeouts and cancellation reach it. */
     /**
      * Tells the limiter the admitted work begins (`RateLimiter.began`), as the last step before it: its
      * sliding window then counts this request from its real start, whatever paused the process since the
@@ -332,6 +354,7 @@ export const make = (
         ? effect
         : Effect.zipRight(Effect.ignore(limiter.began(reservation)), effect)
 
+    /** The request's work: interruptible whatever the caller's region was, so timeouts and cancellation reach it. */
     const work = (request: Request, admitted?: RateLimiter.Reservation): Effect.Effect<unknown, unknown, any> => {
       let effect = beginning(admitted, Effect.interruptible(request.effect))
       if (request.timeoutMillis !== undefined) effect = withTimeout(name, now(), request, effect)
@@ -369,7 +392,16 @@ export const make = (
     }
 
     /** A started request ended: its permit is free again. */
-    const finish = (request: Request, exit: Exit.Exit<unknown, unknown>) => {
+    const finish = (request: Request, attemptExit: Exit.Exit<unknown, unknown>) => {
+      let exit = attemptExit
+      const watch = request.timeoutWatch
+      if (watch !== undefined) {
+        // Interrupted by the executor's timer (and not otherwise ended): the attempt timed out.
+        request.timeoutWatch = undefined
+        if (attemptTimer.unwatch(watch) && Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)) {
+          exit = Exit.fail(attemptTimeoutError(name, request))
+        }
+      }
       if (request.settings.retryOnly && request.slot >= 0 && !resilient.has(request)) {
         if (endFirstAttempt(request, exit)) return
       }
@@ -397,9 +429,37 @@ export const make = (
 
     const batchHooks: BatchWorkers.BatchHooks<Request, any> = { work, finished: finish }
 
-    /** A single submit runs in a fiber of its own, forked in the caller's runtime. */
-    const program = (request: Request, admitted?: RateLimiter.Reservation): Effect.Effect<unknown, unknown, any> =>
-      Effect.onExit(work(request, admitted), (exit) => Effect.sync(() => finish(request, exit)))
+    /**
+     * The work of a request on a fiber of its own, which is its attempt: the executor's timer watches its
+     * timeout and interrupts this very fiber (`finish` reads that as the timeout), unless spans are on (the
+     * span would end interrupted, not failed), it has a deadline, its Clock is not the executor's, or the
+     * timer cannot hold it; then `work` races it. The fiber is the request's before anything else runs, so
+     * that a cancellation finds it even while it runs at once inside `start`.
+     */
+    const ownFiberWork = (request: Request, admitted?: RateLimiter.Reservation): Effect.Effect<unknown, unknown, any> =>
+      Effect.withFiberRuntime((fiber) => {
+        request.fiber ??= fiber
+        const millis = request.timeoutMillis
+        if (millis === undefined || spans || request.deadlineAt !== undefined) return work(request, admitted)
+        return Effect.clockWith((current) => {
+          if (current === clock) request.timeoutWatch = attemptTimer.watch(fiber, millis)
+          return request.timeoutWatch === undefined
+            ? work(request, admitted)
+            : beginning(admitted, Effect.interruptible(request.effect))
+        })
+      })
+
+    /**
+     * Runs a single submit (or any request with a limiter) in a fiber of its own, forked in the caller's
+     * runtime, and finishes it when the fiber ends (an observer: no Effect wrapped around the work).
+     * `immediate`: the fiber runs at once, up to its first suspension. `admitted`: the limiter's reservation,
+     * told when the work begins.
+     */
+    const runOnOwnFiber = (request: Request, immediate: boolean, admitted?: RateLimiter.Reservation) => {
+      const fiber = Runtime.runFork(request.runtime)(ownFiberWork(request, admitted), { immediate })
+      request.fiber ??= fiber
+      fiber.addObserver((exit) => finish(request, exit))
+    }
 
     const deadlineError = (request: Request) => deadlineErrorOf(name, request)
 
@@ -426,8 +486,11 @@ export const make = (
       }
     })
 
-    /** Takes a permit for the admitting request and starts it. */
-    const start = (request: Request, at: number) => {
+    /**
+     * Takes a permit for the admitting request and starts it. `atOnce`: called by the request's own caller
+     * (`startAtOnce`), not inside the executor's bookkeeping, so a plain start may run its fiber at once.
+     */
+    const start = (request: Request, at: number, atOnce = false) => {
       const admitted = request.reservation
       admitting = undefined
       inFlight++
@@ -459,9 +522,7 @@ export const make = (
         // Started at once, inside the dispatcher, so that it starts when the limiter admitted it: a hop to a
         // parked worker would add a scheduler turn of jitter to every start. A rate-bound batch has few
         // requests running; a fiber each costs it nothing.
-        const fiber = Runtime.runFork(request.runtime)(program(request, admitted))
-        // It may have ended already, and a failed first attempt of a retry have moved on to a fiber of its own.
-        request.fiber ??= fiber
+        runOnOwnFiber(request, true, admitted)
         return
       }
       const worker = request.batch?.offer(request)
@@ -469,9 +530,34 @@ export const make = (
         request.worker = worker
         request.fiber = worker.fiber
       } else {
-        // Not started at once: we are inside the executor's bookkeeping, maybe inside another request's exit.
-        request.fiber = Runtime.runFork(request.runtime)(program(request), { immediate: false })
+        // Not at once unless its caller starts it: else we are inside the executor's bookkeeping, maybe
+        // inside another request's exit.
+        runOnOwnFiber(request, atOnce)
       }
+    }
+
+    /**
+     * A single submit that finds nothing ahead of it (no limiter, an empty queue, nobody admitting or
+     * waiting for room, a permit free) goes through the queue and starts on its caller's turn, as the next
+     * pump would have started it, without waiting for that pump (true: started).
+     */
+    const startAtOnce = (request: Request): boolean => {
+      if (
+        limiter !== undefined ||
+        !accepting ||
+        queued > 0 ||
+        admitting !== undefined ||
+        inFlight >= concurrency ||
+        !hasRoom()
+      ) {
+        return false
+      }
+      const at = request.pendingAt
+      push(request, at)
+      popHead(at)
+      start(request, at, true)
+      reportMetrics()
+      return true
     }
 
     /** Takes the head of the queue out: it is now the admitting request. */
@@ -605,7 +691,7 @@ export const make = (
       const key = options?.key ?? RateLimiterInternal.DEFAULT_KEY
       const settings = settingsFor(key)
       const deadlineMillis = options?.deadline === undefined ? settings.deadlineMillis : toMillis(options.deadline)
-      return new Request(
+      const request = new Request(
         ++nextId,
         key,
         options?.priority ?? 0,
@@ -620,6 +706,8 @@ export const make = (
         index,
         at
       )
+      if (options?.onTimeout !== undefined) request.onTimeout = options.onTimeout
+      return request
     }
 
     const invalidSubmit = (
@@ -632,13 +720,13 @@ export const make = (
           issues: `["priority"] Expected a finite number, actual ${options.priority}`
         })
       }
-      if (options.deadline !== undefined && !Schema.is(InvalidOptions.PositiveDuration)(options.deadline)) {
+      if (options.deadline !== undefined && !isPositiveDuration(options.deadline)) {
         return new InvalidOptions.InvalidOptionsError({
           component: `Executor "${name}" submit`,
           issues: `["deadline"] Expected a duration above zero, actual ${String(options.deadline)}`
         })
       }
-      if (options.timeout !== undefined && !Schema.is(InvalidOptions.PositiveDuration)(options.timeout)) {
+      if (options.timeout !== undefined && !isPositiveDuration(options.timeout)) {
         return new InvalidOptions.InvalidOptionsError({
           component: `Executor "${name}" submit`,
           issues: `["timeout"] Expected a duration above zero, actual ${String(options.timeout)}`
@@ -910,7 +998,7 @@ export const make = (
 
     const submit = <A, E, R>(
       effect: Effect.Effect<A, E, R>,
-      submitOptions?: Executor.SubmitOptions
+      submitOptions?: Executor.SubmitOptions<E>
     ): Effect.Effect<A, E | Executor.ExecutorError, R> =>
       // The runtime is captured first: it carries the caller's flags, and the work must stay interruptible.
       // Then uninterruptible from the request's creation until its cancellation is in place.
@@ -919,26 +1007,18 @@ export const make = (
           const invalid = invalidSubmit(submitOptions)
           if (invalid !== undefined) return Effect.fail(invalid)
           if (!accepting) return Effect.fail(notAccepting())
-          const deferred = Deferred.unsafeMake<A, E | Executor.ExecutorError>(FiberId.none)
+          const answered = new Answer<A, E | Executor.ExecutorError>()
           const request = newRequest(
             effect,
             submitOptions,
             runtime,
-            (_, exit) => Deferred.unsafeDone(deferred, exit as Exit.Exit<A, E>),
+            (_, exit) => answered.complete(exit as Exit.Exit<A, E>),
             undefined,
             0,
             now()
           )
           publish(request)
-          // A refused request (queue full, or shutdown while waiting for room) ends FAILED.
-          const enqueued = Effect.catchAll(enqueue(request), (error) =>
-            Effect.sync(() => {
-              request.error = error
-              settle(request, "FAILED", Exit.fail(error))
-              reportMetrics()
-            })
-          )
-          const answer = Deferred.await(deferred)
+          const answer = answered.await
           // With a deadline, the caller's own timer ends the request wherever it is (queue included).
           const deadlineAt = request.deadlineAt
           const bounded =
@@ -951,6 +1031,15 @@ export const make = (
                     Effect.zipRight(answer)
                   )
                 )
+          if (startAtOnce(request)) return restore(bounded).pipe(Effect.onInterrupt(() => cancel(request, "caller")))
+          // A refused request (queue full, or shutdown while waiting for room) ends FAILED.
+          const enqueued = Effect.catchAll(enqueue(request), (error) =>
+            Effect.sync(() => {
+              request.error = error
+              settle(request, "FAILED", Exit.fail(error))
+              reportMetrics()
+            })
+          )
           return restore(Effect.zipRight(enqueued, bounded)).pipe(Effect.onInterrupt(() => cancel(request, "caller")))
         })
       )
@@ -1084,6 +1173,6 @@ const makeLimiter = (name: string, limits: Executor.Options["limits"]) =>
 export const submitWith = <A, E, R, I, S extends Executor.ExecutorShape>(
   tag: Context.Tag<I, S>,
   effect: Effect.Effect<A, E, R>,
-  options?: Executor.SubmitOptions
+  options?: Executor.SubmitOptions<E>
 ): Effect.Effect<A, E | Executor.ExecutorError, R | I> =>
   Effect.flatMap(tag, (executor) => executor.submit(effect, options))

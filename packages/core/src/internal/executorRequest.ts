@@ -2,7 +2,7 @@
  * A request as the Executor holds it: a small mutable record (a queued
  * request is this and nothing more), with the helpers both of the Executor's
  * paths share: its span, its timeout (the attempt's own, or what is left of
- * its deadline), the deadline's error, and its attempt log.
+ * its deadline) and the errors of both, and its attempt log.
  */
 import type * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -12,6 +12,7 @@ import type * as Fiber from "effect/Fiber"
 import type * as Runtime from "effect/Runtime"
 import type * as RateLimiter from "../RateLimiter.js"
 import type { AttemptRecord, RequestStatus } from "../RequestEvent.js"
+import type * as AttemptTimer from "./attemptTimer.js"
 import type * as BatchWorkers from "./batchWorkers.js"
 import { RequestTimeoutError } from "./executorError.js"
 import type { KeySettings } from "./executorResilience.js"
@@ -45,6 +46,10 @@ export class Request {
   endedAt: number | undefined = undefined
   /** Its permit's slot in the executor's table of running requests, while it holds one. */
   slot = -1
+  /** The error an attempt past its timeout fails with, if the submitter gave one (else a `RequestTimeoutError`). */
+  onTimeout: (() => unknown) | undefined = undefined
+  /** The executor's timer watching the fiber its attempt runs on (`attemptTimer.ts`), while it runs. */
+  timeoutWatch: AttemptTimer.Watch | undefined = undefined
 
   constructor(
     readonly id: number,
@@ -76,6 +81,31 @@ export class Request {
   }
 }
 
+/**
+ * A single submit's answer: what a `Deferred` gives its waiters, without its
+ * weight (a `Deferred` copies a prototype into every instance). A waiter
+ * interrupted meanwhile needs no removal: the fiber's own resume callback
+ * ignores a second call, and completion drops every waiter.
+ */
+export class Answer<A, E> {
+  private exit: Exit.Exit<A, E> | undefined = undefined
+  private waiters: Array<(exit: Exit.Exit<A, E>) => void> | undefined = undefined
+
+  complete(exit: Exit.Exit<A, E>): void {
+    if (this.exit !== undefined) return
+    this.exit = exit
+    const waiters = this.waiters
+    this.waiters = undefined
+    if (waiters !== undefined) for (const waiter of waiters) waiter(exit)
+  }
+
+  /** Waits for the answer (at once if it is there). */
+  readonly await: Effect.Effect<A, E> = Effect.async<A, E>((resume) => {
+    if (this.exit !== undefined) resume(this.exit)
+    else (this.waiters ??= []).push(resume)
+  })
+}
+
 /** The deadline's error: the request's whole time ran out (not retried). */
 export const deadlineError = (executor: string, request: Request) =>
   new RequestTimeoutError({
@@ -84,6 +114,12 @@ export const deadlineError = (executor: string, request: Request) =>
     timeoutMillis: request.deadlineAt! - request.pendingAt,
     kind: "Deadline"
   })
+
+/** The error of an attempt that ran past the request's own timeout. */
+export const attemptTimeoutError = (executor: string, request: Request): unknown =>
+  request.onTimeout === undefined
+    ? new RequestTimeoutError({ executor, requestId: request.id, timeoutMillis: request.timeoutMillis! })
+    : request.onTimeout()
 
 /**
  * The effect under its timeout: the request's own, or what is left of its
@@ -101,10 +137,7 @@ export const withTimeout = (
   const byDeadline = leftMillis !== undefined && (attemptMillis === undefined || leftMillis < attemptMillis)
   return Effect.timeoutFail(effect, {
     duration: Duration.millis(Math.max(0, byDeadline ? leftMillis! : attemptMillis!)),
-    onTimeout: () =>
-      byDeadline
-        ? deadlineError(executor, request)
-        : new RequestTimeoutError({ executor, requestId: request.id, timeoutMillis: attemptMillis! })
+    onTimeout: () => (byDeadline ? deadlineError(executor, request) : attemptTimeoutError(executor, request))
   })
 }
 

@@ -1,8 +1,11 @@
 /**
  * The ApiClient's machinery: one attempt of a call (auth headers, send,
  * classify the answer, feed its rate-limit headers to the limiter, decode)
- * under its timeout (`attemptTimeouts.ts`), and the executor every call runs
- * through. Per call it does only what the call needs: the rate-limit headers
+ * under its timeout, and the executor every call runs through. The executor
+ * runs the timeout (`timeout` and `onTimeout` in the submit options: its
+ * timer interrupts the fiber the attempt runs on, and the attempt fails with
+ * `ApiError.Timeout`, retried like any); a plain client (`executor: false`)
+ * watches it with `attemptTimeouts.ts`. Per call it does only what the call needs: the rate-limit headers
  * are parsed only when the answer has some (`RateLimitHeaders.parse` looks at
  * the names first), the limiter is told only when there is something to tell
  * it, and one decoder serves each Schema. The executor's default retry policy
@@ -187,6 +190,18 @@ export const make = (
       return new ApiError.ClientError({ ...common, ...clientHints })
     }
 
+    /** The attempt's timeout and the error it fails with past it. */
+    const timeoutOf = (method: string, path: string, timeout: Duration.DurationInput | undefined) => {
+      const millis = timeout === undefined ? timeoutMillis : Duration.toMillis(Duration.decode(timeout))
+      const safePath = path.split("?")[0]!
+      return {
+        millis,
+        onTimeout: (): ApiError.ApiError =>
+          new ApiError.Timeout({ endpoint: name, method, path: safePath, timeoutMillis: millis })
+      }
+    }
+
+    /** One attempt, not under its timeout (the executor's, or `timeouts`, puts it under one). */
     const attempt = <A, I, R>(
       method: ApiClient.Method,
       path: string,
@@ -285,13 +300,7 @@ export const make = (
             Effect.flatMap(Effect.mapError(response.text, transport), (text) => answer(refreshed, response, text))
           )
         })
-      const timeout =
-        request.timeout === undefined ? timeoutMillis : Duration.toMillis(Duration.decode(request.timeout))
-      return timeouts.timeoutFail(
-        send(false),
-        timeout,
-        () => new ApiError.Timeout({ endpoint: name, method, path: safePath, timeoutMillis: timeout })
-      )
+      return send(false)
     }
 
     // ---- the executor -------------------------------------------------------
@@ -322,11 +331,18 @@ export const make = (
       requestOptions: ApiClient.RequestOptions<A, I, R>
     ): Effect.Effect<A, ApiClient.CallError, R> => {
       const once = attempt(method, path, requestOptions)
-      if (executor === undefined) return once
-      return executor.submit(once, {
+      const timeout = timeoutOf(method, path, requestOptions.timeout)
+      // The executor runs each attempt under its timeout (its timer interrupts the fiber the attempt runs on,
+      // so the attempt needs no fiber of its own); a timeout of zero is no executor timeout: it ends the
+      // attempt at once, as it always did.
+      const byExecutor = executor !== undefined && timeout.millis > 0
+      const timed = byExecutor ? once : timeouts.timeoutFail(once, timeout.millis, timeout.onTimeout)
+      if (executor === undefined) return timed
+      return executor.submit(timed, {
         cost: requestOptions.cost,
         priority: requestOptions.priority,
-        key: requestOptions.key
+        key: requestOptions.key,
+        ...(byExecutor ? { timeout: timeout.millis, onTimeout: timeout.onTimeout } : {})
       })
     }
 

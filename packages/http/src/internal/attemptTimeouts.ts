@@ -1,6 +1,9 @@
 /**
- * The ApiClient's per-attempt timeouts, watched by one timer fiber per
- * client instead of a race per call.
+ * The per-attempt timeouts of a plain ApiClient (built with `executor: false`,
+ * or a call with a timeout of zero), watched by one timer fiber per client
+ * instead of a race per call. A client with an executor hands each attempt's
+ * timeout to the executor instead (`onTimeout`), whose own timer interrupts
+ * the fiber the attempt already runs on: no fiber per attempt at all.
  *
  * An attempt runs in a child fiber and registers its deadline (on the
  * client's `Clock`); the caller waits for the child's exit. The timer fiber
@@ -111,7 +114,9 @@ export const make: Effect.Effect<AttemptTimeouts, never, Scope.Scope> = Effect.g
     alarmAt = soonest
     return soonest === Number.POSITIVE_INFINITY
       ? Deferred.await(signal)
-      : Effect.raceFirst(Deferred.await(signal), Effect.sleep(Duration.millis(soonest - now)))
+      : // Whole milliseconds (a timer's resolution), so that it wakes at or after the deadline: a clock
+        // with fractional times can land a hair before it, and a sleep of nothing would look again at once.
+        Effect.raceFirst(Deferred.await(signal), Effect.sleep(Duration.millis(Math.ceil(soonest - now))))
   })
   yield* Effect.forkScoped(Effect.forever(look))
 
