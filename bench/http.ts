@@ -5,7 +5,9 @@
  * MockProvider runs as its own process (its standalone program, bundled by
  * `bench/build.mjs`), so the server has a core of its own and the clients'
  * differences show; each row has its own undici pool of 64 connections, and
- * the rounds go round the rows in turn so a change of load falls on all alike.
+ * the rounds go round the rows in turn so a change of load falls on all alike:
+ * each round begins at the next row, and every run begins with a full garbage
+ * collection (with `--expose-gc`), so no row pays for another's garbage.
  */
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
@@ -21,7 +23,7 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Undici from "undici"
-import { median } from "./harness.js"
+import { collect, median } from "./harness.js"
 import * as Table from "./table.js"
 
 export const CONCURRENCY = 64
@@ -142,9 +144,15 @@ export const measure = async (requests: number, rounds: number, progress: (line:
   ]
   // Warm up every row (connections, JIT), then measure.
   for (const subject of subjects) await subject.run()
+  // Each round starts at the next row (the same row never always runs after the same other), and each run
+  // starts from a full collection, so no row pays for the garbage the row before it left.
   const samples = subjects.map(() => [] as Array<number>)
   for (let round = 0; round < rounds; round++) {
-    for (const [i, subject] of subjects.entries()) samples[i]!.push(await subject.run())
+    for (let k = 0; k < subjects.length; k++) {
+      const i = (round + k) % subjects.length
+      collect()
+      samples[i]!.push(await subjects[i]!.run())
+    }
     progress(`   round ${round + 1} of ${rounds} done`)
   }
   const served = checked.count

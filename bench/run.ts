@@ -32,7 +32,7 @@ const THROUGHPUT: Throughput.ThroughputOptions = { tasks: 100_000, queued: 100_0
 const BREAKER_CALLS = 1_000_000
 const BREAKER_REPS = 7
 const HTTP_REQUESTS = 5_000
-const HTTP_ROUNDS = 3
+const HTTP_ROUNDS = 5
 const MILLION: BatchMillion.MillionOptions = { tasks: 1_000_000, queueCapacity: 10_000, concurrency: 16 }
 
 const PARTS = ["throughput", "million", "rate", "breaker", "http", "runner"] as const

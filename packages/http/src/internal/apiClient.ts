@@ -38,6 +38,9 @@ import * as AttemptTimeouts from "./attemptTimeouts.js"
 
 const EXCERPT_LENGTH = 300
 
+const NO_HEADERS: Readonly<Record<string, string>> = {}
+const NOTHING_REPORTED: RateLimitHeaders.RateLimitInfo = { limits: [], problems: [] }
+
 /** Header names `@effect/platform` redacts in traces by default. */
 const DEFAULT_REDACTED = new Set(["authorization", "cookie", "set-cookie", "x-api-key"])
 
@@ -207,8 +210,9 @@ export const make = (
       path: string,
       request: ApiClient.RequestOptions<A, I, R>
     ): Effect.Effect<A, ApiError.ApiError | Auth.AuthFailed, R> => {
-      const headers = { ...defaultHeaders, ...request.headers }
-      for (const [header, value] of Object.entries(headers)) {
+      // The defaults were checked with the config; a call's own headers are checked here.
+      const headers = request.headers === undefined ? defaultHeaders : { ...defaultHeaders, ...request.headers }
+      for (const [header, value] of Object.entries(request.headers ?? NO_HEADERS)) {
         if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(header) || !EndpointConfig.isSafeHeaderValue(value)) {
           return Effect.fail(
             new ApiError.InvalidRequest({
@@ -229,7 +233,11 @@ export const make = (
         response: HttpClientResponse.HttpClientResponse,
         text: string
       ): Effect.Effect<A, ApiError.ApiError | Auth.AuthFailed, R> => {
-        const info = RateLimitHeaders.parse(response.headers, clock.unsafeCurrentTimeMillis())
+        // A success on an endpoint without a limiter has no one to tell: its headers are not read.
+        const info =
+          limiter === undefined && response.status >= 200 && response.status < 300
+            ? NOTHING_REPORTED
+            : RateLimitHeaders.parse(response.headers, clock.unsafeCurrentTimeMillis())
         const updates = limiterUpdates(info, response.status, request.key)
         const conclude = () => {
           if (response.status === 401 && !refreshed) {
