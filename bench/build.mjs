@@ -13,8 +13,7 @@ await build({
   entryPoints: {
     run: "bench/run.ts",
     "mock-provider": "packages/testing/src/bin.ts",
-    sluice: "packages/cli/src/bin.ts",
-    "profile-http": "bench/profileHttp.ts"
+    sluice: "packages/cli/src/bin.ts"
   },
   outdir: "bench/build",
   outExtension: { ".js": ".mjs" },

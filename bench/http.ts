@@ -39,6 +39,8 @@ export interface HttpRow {
   readonly name: string
   readonly role: "undici" | "platform" | "sluice"
   readonly requestsPerSecond: number
+  /** This (the client's) process's CPU time per request, user + system, in microseconds. */
+  readonly cpuMicrosPerRequest: number
 }
 
 const checkAnswer = (answer: unknown) => {
@@ -154,11 +156,15 @@ export const measure = async (requests: number, rounds: number, progress: (line:
   // Each round starts at the next row (the same row never always runs after the same other), and each run
   // starts from a full collection, so no row pays for the garbage the row before it left.
   const samples = subjects.map(() => [] as Array<number>)
+  const cpu = subjects.map(() => [] as Array<number>)
   for (let round = 0; round < rounds; round++) {
     for (let k = 0; k < subjects.length; k++) {
       const i = (round + k) % subjects.length
       collect()
+      const before = process.cpuUsage()
       samples[i]!.push(await subjects[i]!.run())
+      const used = process.cpuUsage(before)
+      cpu[i]!.push((used.user + used.system) / requests)
     }
     progress(`   round ${round + 1} of ${rounds} done`)
   }
@@ -171,7 +177,8 @@ export const measure = async (requests: number, rounds: number, progress: (line:
     rows: subjects.map((subject, i) => ({
       name: subject.name,
       role: subject.role,
-      requestsPerSecond: median(samples[i]!)
+      requestsPerSecond: median(samples[i]!),
+      cpuMicrosPerRequest: median(cpu[i]!)
     }))
   }
 }
@@ -195,17 +202,20 @@ export const print = (
     columns: [
       { header: "client" },
       { header: "requests/s", align: "right" },
-      { header: "vs platform", align: "right" }
+      { header: "vs platform", align: "right" },
+      { header: "client CPU µs/request", align: "right" }
     ],
     rows: result.rows.map((row) => [
       row.name,
       Table.int(row.requestsPerSecond),
-      `${Table.fixed(row.requestsPerSecond / platform, 2)}x`
+      `${Table.fixed(row.requestsPerSecond / platform, 2)}x`,
+      Table.fixed(row.cpuMicrosPerRequest, 0)
     ]),
     notes: [
       `${Table.int(result.served)} answers checked in all (warm-up included); the MockProvider ran as its own process.`,
       "Every row does one call's whole job each time: build the request and serialize its JSON body, send it, read the",
       "  answer; the platform and Sluice rows decode it with the same Schema (undici parses it as JSON).",
+      "client CPU: this process's user + system time per request (the server's is not counted), median of the rounds.",
       `Target: Sluice at most 15% below the platform client (>= ${Table.int(platform * 0.85)}): ${Table.int(sluice)} ${Table.passOrMiss(ok)}`
     ]
   })
