@@ -64,9 +64,13 @@ export interface Progress {
   readonly retries: number
   readonly promptTokens: number
   readonly completionTokens: number
-  /** Requests per minute over the last minute. */
+  /**
+   * Requests in the last minute: the count a per-minute limit is held to, so
+   * it reads above the limit only if the window really held more. Early in a
+   * run, what was sent so far (not extrapolated: a start's burst would read high).
+   */
   readonly requestsPerMinute: number
-  /** Tokens per minute over the last minute, as the provider counts them (see `tokensUsed`). */
+  /** Tokens in the last minute, as the provider counts them (see `tokensUsed`); as `requestsPerMinute`. */
   readonly tokensPerMinute: number
   readonly limits: Limits
   readonly elapsedMillis: number

@@ -279,7 +279,7 @@ describe("HttpSend", () => {
 })
 
 describe("RunStats", () => {
-  it.effect("rates per minute over a sliding window, and an ETA at the recent pace", () =>
+  it.effect("counts over the last minute against the limits (never extrapolated), and an ETA at the recent pace", () =>
     Effect.gen(function* () {
       const stats = yield* RunStats.make({ rpm: 600, tpm: 6000 })
       yield* stats.setTotal(100)
@@ -301,17 +301,25 @@ describe("RunStats", () => {
         malformed: 1,
         inFlight: 0,
         requests: 30,
-        requestsPerMinute: 60,
-        tokensPerMinute: 600,
+        // 30 s into the run: what the provider's minute window holds so far, not 30 s scaled up to a minute.
+        requestsPerMinute: 30,
+        tokensPerMinute: 300,
         limits: { rpm: 600, tpm: 6000 },
         elapsedMillis: 30_000
       })
-      // 68 lines left at 60 lines a minute.
+      // 68 lines left at the pace of 30 lines in 30 s: 60 lines a minute.
       expect(early.etaMillis).toBe(68_000)
-      // The rate against the token limit counts what the provider charged, when the sender says.
+      // The count against the token limit is what the provider charged, when the sender says.
       yield* stats.tokensUsed({ promptTokens: 7, completionTokens: 3, chargedTokens: 400 })
-      // 300 tokens in the 30 s so far read as 600 a minute; 400 more in them as 800 more.
-      expect((yield* stats.snapshot).tokensPerMinute).toBe(600 + 2 * 400)
+      expect((yield* stats.snapshot).tokensPerMinute).toBe(300 + 400)
+      // 40 s on (at 70 s), the window holds seconds 11 to 70: what came before has left it.
+      for (let second = 0; second < 40; second++) {
+        yield* stats.requestSent
+        yield* TestClock.adjust("1 second")
+      }
+      const later = yield* stats.snapshot
+      expect(later.requestsPerMinute).toBe(19 + 40) // seconds 11-29, then 30-69
+      expect(later.tokensPerMinute).toBe(19 * 10 + 400)
       yield* TestClock.adjust("2 minutes")
       const idle = yield* stats.snapshot
       expect(idle.requestsPerMinute).toBe(0)

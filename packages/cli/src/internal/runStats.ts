@@ -87,8 +87,8 @@ export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStat
           retries: counts.retries,
           promptTokens: counts.promptTokens,
           completionTokens: counts.completionTokens,
-          requestsPerMinute: requestWindow.perMinute(time),
-          tokensPerMinute: tokenWindow.perMinute(time),
+          requestsPerMinute: requestWindow.inLastMinute(time),
+          tokensPerMinute: tokenWindow.inLastMinute(time),
           limits,
           elapsedMillis: time - start,
           etaMillis:
