@@ -1,47 +1,33 @@
 /**
- * The rate-limited executor: a bounded priority queue in front of rate and
- * token admission, a concurrency limit, a circuit breaker, a per-attempt
- * timeout and retries, with a `RequestEvent` for every status change.
+ * The rate-limited executor: per-key lanes in front of rate and token
+ * admission, a concurrency limit, a circuit breaker, a per-attempt timeout,
+ * a deadline and retries, with a `RequestEvent` for every status change.
  *
  * Order of work for each request:
- *   priority queue → [ breaker check → rate + token admission (holding no
- *   permit) → concurrency permit → breaker admission → timeout → call ]
- *   → outcome + events,
- * with retry around the bracket: every attempt is re-admitted through the
- * limits (a retry goes back into the priority queue), so a retry pays for its
- * tokens like any call, and holds no permit while it waits out its delay.
- * The reasons for the order:
- * - admission before the permit, so a permit is never held by a request that
- *   is only waiting for tokens;
- * - the breaker is checked before admission (a request it refuses costs no
- *   rate or tokens) and admits after the permit (a probe slot is never held
- *   by a call still waiting for a permit; refused there, the tokens go back);
- * - the timeout inside the breaker, so a timed-out attempt counts against the
- *   dependency, and inside retry, so it is per attempt; the `deadline` bounds
- *   the whole (queue, attempts and delays) and is never retried.
+ *   its key's lane (priority, FIFO within a priority) → [ breaker check →
+ *   the whole cost on every limit at once (holding no permit) → a
+ *   concurrency permit (priority order across lanes) → breaker admission →
+ *   timeout → call → settle the attempt's reservations ] → outcome + events,
+ * with retry around the bracket (`Retry`'s loop): every attempt is admitted
+ * again through its lane and the limits, and holds no permit while it waits
+ * out its delay. The Executor is the one owner of admission: a caller states
+ * the whole `cost` and how to `settle` it after each attempt; nothing above it
+ * reserves on a limiter.
+ *
+ * Lanes: each key waits in a lane of its own, so a key whose limits cannot
+ * pay yet holds only its own requests; lanes of equal priority take permits
+ * in turn (round robin). Concurrency is global, with an optional cap per key
+ * (`keyConcurrency`).
  *
  * What Effect gave us: fibers and `Runtime` (a request runs in its caller's
- * runtime), `Deferred` (a caller's answer), `PubSub`/`Stream` (events),
- * `Metric`, spans, `Scope` (shutdown), `Clock`, `Schedule` (retry delays).
- * What this module adds: the priority queue itself (Effect's `Queue` has no
- * priorities); permits counted in the executor's own synchronous bookkeeping
- * (a freed permit starts the next request at once, with no fiber hop; a
- * dispatcher fiber admits one request at a time in priority order when there
- * is a rate limiter); cancellation that undoes whatever a request held at the
- * moment it was interrupted; a drain-then-abandon shutdown; a batch path
- * (`submitAll`) in which a queued request is a small record, not a waiting
- * fiber, and (without a rate limiter) started requests run on at most
- * `concurrency` worker fibers of the batch, not a fiber each; and per-key
- * resilience settings (`retry`, `breaker`, `timeout`, `deadline`, overridden
- * per key by `keys`), whose requests run in a fiber of their own; with spans
- * off, a request whose only setting is `retry` (no breaker, no deadline, no
- * retry budget) runs its first attempt like a request without settings, and
- * moves to a fiber of its own only if that attempt fails (its events and
- * attempt log are the same either way).
- *
- * Dispatch is single-file: while the head request waits for its tokens,
- * requests behind it wait too, whatever their key (a per-key lane is not
- * implemented; give independent providers their own Executor, as the Router does).
+ * runtime), `Semaphore` (the permits), `FiberSet` (the executor's own fibers),
+ * `Deferred`, `PubSub`/`Stream` (events), `Metric`, spans, `Scope` (shutdown),
+ * `Clock`, `Schedule` (through `Retry`), `Effect.timeoutFail`. What this
+ * module adds: the lanes and their priority queues (Effect's `Queue` has no
+ * priorities), admission on several limits at once with installments and
+ * settlement, cancellation that undoes whatever a request held at the moment
+ * it was interrupted, a drain-then-abandon shutdown, and a batch path
+ * (`submitAll`) in which a queued request is a small record, not a fiber.
  *
  * @since 0.1.0
  */
@@ -58,23 +44,22 @@ import type * as Stream from "effect/Stream"
 import type { Options as CircuitBreakerOptions, CircuitBreakerShape, CircuitOpenError } from "./CircuitBreaker.js"
 import type { InvalidOptionsError } from "./InvalidOptions.js"
 import * as internal from "./internal/executor.js"
-import type { ExecutorShutdownError, QueueFullError, RequestTimeoutError } from "./internal/executorError.js"
+import type { ExecutorError } from "./internal/executorError.js"
 import type { Cost, LimitOptions, RateLimiterError, RateLimiterShape } from "./RateLimiter.js"
 import type { RequestEvent, RequestId } from "./RequestEvent.js"
 import type { Options as RetryOptions } from "./Retry.js"
 
 /**
- * `QueueFullError`: the queue was full and `whenFull` is `"fail"`.
- * `ExecutorShutdownError`: submitted after shutdown began (`NotAccepting`), or
- * still unfinished at the drain deadline (`Abandoned`).
- * `RequestTimeoutError`: the request ran longer than its timeout.
- * Also `RateLimiterError` (a cost no limit can pay) and `InvalidOptionsError`
- * (a bad `priority` or `timeout` in the submit options).
+ * The Executor's own error, refined by `reason`: `QueueFull` (the queue was
+ * full and `whenFull` is `"fail"`; retryable), `NotAccepting` (submitted after
+ * shutdown began), `Abandoned` (still unfinished at the drain deadline),
+ * `AttemptTimeout` (one attempt ran longer than its timeout; retryable),
+ * `Deadline` (the request's whole time ran out; final).
  *
  * @since 0.1.0
  * @category errors
  */
-export { ExecutorShutdownError, QueueFullError, RequestTimeoutError } from "./internal/executorError.js"
+export { ExecutorError, ExecutorErrorReason } from "./internal/executorError.js"
 
 /**
  * The executor's Effect `Metric`s, each tagged `executor=<name>`:
@@ -88,18 +73,14 @@ export { ExecutorShutdownError, QueueFullError, RequestTimeoutError } from "./in
 export * as metrics from "./internal/executorMetrics.js"
 
 /**
- * Every error the Executor itself can add to a request's own errors.
+ * Every error `submit` can add to a request's own errors: the Executor's, a
+ * cost no limit can pay (`RateLimiterError`), an open breaker
+ * (`CircuitOpenError`), bad submit options (`InvalidOptionsError`).
  *
  * @since 0.1.0
  * @category errors
  */
-export type ExecutorError =
-  | QueueFullError
-  | ExecutorShutdownError
-  | RequestTimeoutError
-  | RateLimiterError
-  | CircuitOpenError
-  | InvalidOptionsError
+export type SubmitError = ExecutorError | RateLimiterError | CircuitOpenError | InvalidOptionsError
 
 /**
  * @since 0.1.0
@@ -108,8 +89,10 @@ export type ExecutorError =
 export interface Options {
   /** Names the executor in metrics, spans, events and errors. */
   readonly name: string
-  /** How many requests may run at once. */
+  /** How many requests may run at once, over all keys. */
   readonly concurrency: number
+  /** How many requests of one key may run at once. None by default (only `concurrency`). */
+  readonly keyConcurrency?: number | undefined
   /** How many requests may wait in the queue. Default 10,000. */
   readonly queueCapacity?: number | undefined
   /** What `submit` does when the queue is full: wait for room (default), or fail with `QueueFullError`. */
@@ -118,12 +101,12 @@ export interface Options {
   readonly limits?: Readonly<Record<string, LimitOptions>> | undefined
   /** Or an existing limiter to share (instead of `limits`). */
   readonly rateLimiter?: RateLimiterShape | undefined
-  /** How long each attempt may run (`RequestTimeoutError`, retryable); none by default. */
+  /** How long each attempt may run (`ExecutorError` `AttemptTimeout`, retryable); none by default. */
   readonly timeout?: Duration.DurationInput | undefined
   /**
    * How long a request may take in all, from submission: queue, admission,
-   * every attempt and every retry delay (`RequestTimeoutError` of kind
-   * `"Deadline"`, not retryable). None by default.
+   * every attempt and every retry delay (`ExecutorError` `Deadline`, not
+   * retryable). None by default.
    */
   readonly deadline?: Duration.DurationInput | undefined
   /** Retries failed attempts; each attempt is re-admitted through the limits. None by default (one attempt). */
@@ -165,25 +148,65 @@ export interface KeySettings {
 }
 
 /**
+ * How one attempt's reservations are settled once the attempt has ended:
+ * `Reconcile` to what it really used (limits the actual does not name keep
+ * what was reserved), `Refund` (nothing was sent: it all goes back), or `Keep`
+ * (it was sent; what was reserved stays spent).
+ *
  * @since 0.1.0
  * @category models
  */
-export interface SubmitOptions<E = unknown> {
-  /** What the request costs on the rate limits; see `RateLimiter.Cost`. Default 1 on every limit. */
+export type Settlement =
+  | { readonly _tag: "Reconcile"; readonly actual: Cost }
+  | { readonly _tag: "Refund" }
+  | { readonly _tag: "Keep" }
+
+/**
+ * @since 0.1.0
+ * @category constructors
+ */
+export const Settlement = {
+  reconcile: (actual: Cost): Settlement => ({ _tag: "Reconcile", actual }),
+  refund: { _tag: "Refund" } as Settlement,
+  keep: { _tag: "Keep" } as Settlement
+} as const
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface SubmitOptions<E = unknown, A = unknown> {
+  /**
+   * The request's whole cost on every limit (see `RateLimiter.Cost`), reserved
+   * at once for each attempt. Default 1 on every limit.
+   */
   readonly cost?: Cost | undefined
+  /**
+   * How each attempt's reservation is settled once the attempt ended, from
+   * its exit (for a model call: reconcile to the `usage` it reports; refund
+   * when nothing was sent). Default: keep. An attempt that never began is
+   * refunded whatever this says.
+   */
+  readonly settle?: ((exit: Exit.Exit<A, E>) => Settlement) | undefined
+  /**
+   * A cost above a limit's capacity is paid in installments of the capacity,
+   * each waited for in turn (refunded whole if the request leaves before its
+   * attempt begins), instead of failing with `CostExceedsCapacity`. Default false.
+   */
+  readonly installments?: boolean | undefined
   /** Higher runs first; FIFO within a priority. Default 0. */
   readonly priority?: number | undefined
   /** Overrides the per-attempt timeout for this request. */
   readonly timeout?: Duration.DurationInput | undefined
   /**
    * The error an attempt that runs past its timeout fails with, one of the
-   * effect's own (as `Effect.timeoutFail`'s `onTimeout`). Default a
-   * `RequestTimeoutError`. A deadline's error stays the deadline's.
+   * effect's own (as `Effect.timeoutFail`'s `onTimeout`). Default an
+   * `ExecutorError` `AttemptTimeout`. A deadline's error stays the deadline's.
    */
   readonly onTimeout?: (() => E) | undefined
-  /** Overrides the total deadline for this request (enforced while it waits in the queue only for `submit`). */
+  /** Overrides the total deadline for this request (queue, admission, attempts and retry delays). */
   readonly deadline?: Duration.DurationInput | undefined
-  /** Which rate-limit key to charge. Default `"default"`. */
+  /** Which lane, rate-limit key, breaker key and settings apply. Default `"default"`. */
   readonly key?: string | undefined
 }
 
@@ -193,16 +216,16 @@ export interface SubmitOptions<E = unknown> {
  * @since 0.1.0
  * @category models
  */
-export type Task<A, E, R> = Effect.Effect<A, E, R> | (SubmitOptions<E> & { readonly effect: Effect.Effect<A, E, R> })
+export type Task<A, E, R> = Effect.Effect<A, E, R> | (SubmitOptions<E, A> & { readonly effect: Effect.Effect<A, E, R> })
 
 /**
  * @since 0.1.0
  * @category models
  */
 export interface Stats {
-  /** Waiting in the priority queue. */
+  /** Waiting in the lanes. */
   readonly queued: number
-  /** Dequeued and waiting for admission or a permit (0 or 1: dispatch is single-file). */
+  /** Out of their lanes' queues, being admitted or waiting for a permit (at most one per key). */
   readonly admitting: number
   /** Running now (holding a concurrency permit). */
   readonly inFlight: number
@@ -216,6 +239,18 @@ export interface Stats {
   /** Ended in failure: the effect failed or timed out, or the request was refused (queue full, shutting down). */
   readonly failed: number
   readonly cancelled: number
+  /** Per key with work now: waiting in its lane, being admitted, and running. */
+  readonly byKey: Readonly<Record<string, KeyStats>>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface KeyStats {
+  readonly queued: number
+  readonly admitting: number
+  readonly inFlight: number
 }
 
 /**
@@ -240,25 +275,17 @@ export interface ExecutorShape {
   /** Runs `effect` through the queue, admission and concurrency limit; answers with its result. */
   readonly submit: <A, E, R>(
     effect: Effect.Effect<A, E, R>,
-    options?: SubmitOptions<E>
-  ) => Effect.Effect<A, E | ExecutorError, R>
+    options?: SubmitOptions<E, A>
+  ) => Effect.Effect<A, E | SubmitError, R>
   /**
    * The batch path: pulls tasks from the iterable only while the queue has
    * room (a queued task is a small record, not a fiber) and answers with every
-   * task's `Exit`, in input order. Interrupting it cancels what is left.
-   *
-   * Started tasks run in the caller's runtime. Without a rate limiter they run
-   * on the batch's own worker fibers (at most `concurrency`), one task after
-   * another per worker: each task starts from the caller's FiberRefs, and
-   * fibers a task forks and leaves running are interrupted when it ends, as if
-   * it had a fiber of its own. Only fiber identity tells them apart: tasks run
-   * by one worker share its `FiberId` (and a `Supervisor` sees the worker, not
-   * each task). With a rate limiter each task gets a fiber of its own, started
-   * the moment it is admitted.
+   * task's `Exit`, in input order. Interrupting it cancels what is left. Each
+   * task runs as a single submit's does, in the caller's runtime.
    */
   readonly submitAll: <A, E, R>(
     tasks: Iterable<Task<A, E, R>>
-  ) => Effect.Effect<Array<Exit.Exit<A, E | ExecutorError>>, never, R>
+  ) => Effect.Effect<Array<Exit.Exit<A, E | SubmitError>>, never, R>
   readonly stats: Effect.Effect<Stats>
   /** Every request's events, from subscription on. Slow subscribers lose the oldest. */
   readonly events: Stream.Stream<RequestEvent>
@@ -330,5 +357,5 @@ export const layerConfig = (
  */
 export const submit = <A, E, R>(
   effect: Effect.Effect<A, E, R>,
-  options?: SubmitOptions<E>
-): Effect.Effect<A, E | ExecutorError, R | Executor> => internal.submitWith(Executor, effect, options)
+  options?: SubmitOptions<E, A>
+): Effect.Effect<A, E | SubmitError, R | Executor> => internal.submitWith(Executor, effect, options)

@@ -278,11 +278,11 @@ describe("Executor with retry, breaker, timeout and deadline", () => {
       expect(starts).toEqual([0, 1100, 2300])
       expect(exit).toEqual(
         Exit.fail(
-          new Executor.RequestTimeoutError({
+          new Executor.ExecutorError({
             executor: "deadline",
+            reason: "Deadline",
             requestId: 1,
-            timeoutMillis: 2500,
-            kind: "Deadline"
+            timeoutMillis: 2500
           })
         )
       )
@@ -308,11 +308,11 @@ describe("Executor with retry, breaker, timeout and deadline", () => {
       const exit = yield* Fiber.join(waiting)
       expect(exit).toEqual(
         Exit.fail(
-          new Executor.RequestTimeoutError({
+          new Executor.ExecutorError({
             executor: "queued-deadline",
+            reason: "Deadline",
             requestId: 2,
-            timeoutMillis: 1000,
-            kind: "Deadline"
+            timeoutMillis: 1000
           })
         )
       )
@@ -408,7 +408,7 @@ describe("Executor with retry, breaker, timeout and deadline", () => {
       yield* TestClock.adjust("1 second")
       expect((yield* Fiber.join(report)).abandoned).toEqual([1])
       expect(yield* Fiber.join(fiber)).toEqual(
-        Exit.fail(new Executor.ExecutorShutdownError({ executor: "abandon-retry", reason: "Abandoned", requestId: 1 }))
+        Exit.fail(new Executor.ExecutorError({ executor: "abandon-retry", reason: "Abandoned", requestId: 1 }))
       )
       expect(yield* executor.stats).toMatchObject({ retrying: 0, inFlight: 0, cancelled: 1 })
     })

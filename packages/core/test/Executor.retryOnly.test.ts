@@ -198,7 +198,7 @@ describe("Executor: a request with a retry policy alone", () => {
         })
       )
       expect(answer).toBe(true)
-      expect(events[1]!.at(-1)).toMatchObject({ status: "FAILED", error: { kind: "Deadline" } })
+      expect(events[1]!.at(-1)).toMatchObject({ status: "FAILED", error: { reason: "Deadline" } })
       expect(events[1]!.at(-1)!.attemptLog?.map((record) => [record.outcome, record.endedAt])).toEqual([
         ["timeout", 250]
       ])

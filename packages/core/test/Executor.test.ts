@@ -129,12 +129,12 @@ describe("Executor", () => {
         expect(Option.isNone(yield* Fiber.poll(fiber))).toBe(true)
         yield* TestClock.adjust("1 millis")
         const error = yield* Fiber.join(fiber)
-        expect(error).toBeInstanceOf(Executor.RequestTimeoutError)
-        expect(error).toMatchObject({ _tag: "RequestTimeoutError", timeoutMillis: 1000, executor: "timeout" })
+        expect(error).toBeInstanceOf(Executor.ExecutorError)
+        expect(error).toMatchObject({ _tag: "ExecutorError", reason: "AttemptTimeout", timeoutMillis: 1000, executor: "timeout" })
         // The executor's default applies when the request sets none.
         const second = yield* Effect.fork(Effect.flip(executor.submit(Effect.never)))
         yield* TestClock.adjust("5 seconds")
-        expect(yield* Fiber.join(second)).toMatchObject({ _tag: "RequestTimeoutError", timeoutMillis: 5000 })
+        expect(yield* Fiber.join(second)).toMatchObject({ _tag: "ExecutorError", reason: "AttemptTimeout", timeoutMillis: 5000 })
         expect((yield* executor.stats).availablePermits).toBe(1)
       })
     )
@@ -146,7 +146,7 @@ describe("Executor", () => {
           Effect.uninterruptible(Effect.flip(executor.submit(Effect.never, { timeout: "1 second" })))
         )
         yield* TestClock.adjust("1 second")
-        expect(yield* Fiber.join(fiber)).toMatchObject({ _tag: "RequestTimeoutError", timeoutMillis: 1000 })
+        expect(yield* Fiber.join(fiber)).toMatchObject({ _tag: "ExecutorError", reason: "AttemptTimeout", timeoutMillis: 1000 })
         expect((yield* executor.stats).availablePermits).toBe(1)
       })
     )
@@ -181,7 +181,7 @@ describe("Executor", () => {
   })
 
   describe("queue full", () => {
-    it.scoped('"fail" refuses at once with QueueFullError', () =>
+    it.scoped('"fail" refuses at once with ExecutorError "QueueFull"', () =>
       Effect.gen(function* () {
         const executor = yield* Executor.make({ name: "full-fail", concurrency: 1, queueCapacity: 2, whenFull: "fail" })
         const gate = yield* Deferred.make<void>()
@@ -193,7 +193,7 @@ describe("Executor", () => {
         )
         expect(yield* executor.stats).toMatchObject({ inFlight: 1, admitting: 1, queued: 2 })
         const refused = yield* Effect.flip(executor.submit(Effect.void))
-        expect(refused).toBeInstanceOf(Executor.QueueFullError)
+        expect(refused).toMatchObject({ _tag: "ExecutorError", reason: "QueueFull" })
         expect(refused).toMatchObject({ executor: "full-fail", queueCapacity: 2 })
         expect(refused.message).toContain("capacity")
         yield* Deferred.succeed(gate, undefined)
@@ -419,7 +419,7 @@ describe("Executor", () => {
         expect(byId(1).at(-1)?.error).toBe("boom")
         const timeoutEnd = byId(2).at(-1)!
         expect(timeoutEnd.status).toBe("FAILED")
-        expect(timeoutEnd.error).toBeInstanceOf(Executor.RequestTimeoutError)
+        expect(timeoutEnd.error).toMatchObject({ _tag: "ExecutorError", reason: "AttemptTimeout" })
         expect(timeoutEnd.timestamps.FAILED! - timeoutEnd.timestamps.CALLING!).toBe(3000)
       })
     )
@@ -607,7 +607,7 @@ describe("Executor", () => {
         const exits = yield* Fiber.join(fiber)
         expect(Exit.isFailure(exits[0]!) && Cause.failureOption(exits[0].cause)).toEqual(
           Option.some(
-            new Executor.RequestTimeoutError({ executor: "batch-timeout", requestId: 1, timeoutMillis: 1000 })
+            new Executor.ExecutorError({ executor: "batch-timeout", reason: "AttemptTimeout", requestId: 1, timeoutMillis: 1000 })
           )
         )
         expect(exits[1]).toEqual(Exit.die("defect"))
@@ -625,7 +625,7 @@ describe("Executor", () => {
         const record = (label: string) => Effect.sync(() => order.push(label))
         const blocker = yield* Effect.fork(executor.submit(Deferred.await(gate)))
         yield* settle
-        const lateArrival = yield* Deferred.make<Fiber.RuntimeFiber<number, Executor.ExecutorError>>()
+        const lateArrival = yield* Deferred.make<Fiber.RuntimeFiber<number, Executor.SubmitError>>()
         const batch = yield* Effect.fork(
           executor.submitAll([
             { effect: record("batch-0"), priority: 0 },
@@ -698,7 +698,7 @@ describe("Executor", () => {
         yield* settle
         // Intake has stopped.
         const refused = yield* Effect.flip(executor.submit(Effect.void))
-        expect(refused).toMatchObject({ _tag: "ExecutorShutdownError", reason: "NotAccepting" })
+        expect(refused).toMatchObject({ _tag: "ExecutorError", reason: "NotAccepting" })
         yield* TestClock.adjust("3 seconds")
         yield* Fiber.join(closing)
         expect(yield* Effect.forEach(callers, Fiber.join)).toEqual(["a", "b", "c"])
@@ -721,7 +721,7 @@ describe("Executor", () => {
         expect(report).toEqual({ executor: "deadline", unfinishedAtStart: 3, abandoned: [2, 3] })
         expect(yield* Fiber.join(callers[0]!)).toBe("a")
         const abandoned = yield* Effect.flip(Fiber.join(callers[1]!))
-        expect(abandoned).toMatchObject({ _tag: "ExecutorShutdownError", reason: "Abandoned", requestId: 2 })
+        expect(abandoned).toMatchObject({ _tag: "ExecutorError", reason: "Abandoned", requestId: 2 })
         expect(yield* Effect.flip(Fiber.join(callers[2]!))).toMatchObject({ reason: "Abandoned", requestId: 3 })
         // The running one was interrupted (its finalizer ran); the queued one never started.
         expect(log).toEqual(["a@0", "b@1000"])
@@ -756,7 +756,7 @@ describe("Executor", () => {
         ] as const) {
           expect(Exit.isFailure(exit) && Cause.failureOption(exit.cause)).toEqual(
             Option.some(
-              new Executor.ExecutorShutdownError({ executor: "batch-deadline", reason: "Abandoned", requestId })
+              new Executor.ExecutorError({ executor: "batch-deadline", reason: "Abandoned", requestId })
             )
           )
         }

@@ -74,7 +74,7 @@ export interface RequestOptions<A, I, R> {
  * @since 0.1.0
  * @category errors
  */
-export type CallError = ApiError | AuthFailed | Executor.ExecutorError
+export type CallError = ApiError | AuthFailed | Executor.SubmitError
 
 /**
  * @since 0.1.0

@@ -1,8 +1,9 @@
 /**
  * A request as the Executor holds it: a small mutable record (a queued
- * request is this and nothing more), with the helpers both of the Executor's
- * paths share: its span, its timeout (the attempt's own, or what is left of
- * its deadline) and the errors of both, and its attempt log.
+ * request is this and nothing more; it gets a fiber only when it first
+ * starts), with what every part of the Executor shares about it: its event
+ * snapshot, its timeout (the attempt's own, or what is left of its deadline),
+ * the errors of both, its span and its attempt log.
  */
 import type * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -11,45 +12,51 @@ import type * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import type * as Runtime from "effect/Runtime"
 import type * as RateLimiter from "../RateLimiter.js"
-import type { AttemptRecord, RequestStatus } from "../RequestEvent.js"
-import type * as AttemptTimer from "./attemptTimer.js"
-import type * as BatchWorkers from "./batchWorkers.js"
-import { RequestTimeoutError } from "./executorError.js"
+import type { AttemptRecord, RequestEvent, RequestStatus } from "../RequestEvent.js"
+import { ExecutorError } from "./executorError.js"
 import type { KeySettings } from "./executorResilience.js"
 
-/** A request as the executor holds it: a small mutable record. */
+/** How one attempt's reservation is settled once the attempt ended. */
+export type Settlement =
+  | { readonly _tag: "Reconcile"; readonly actual: RateLimiter.Cost }
+  | { readonly _tag: "Refund" }
+  | { readonly _tag: "Keep" }
+
+/**
+ * What the lanes hand a request for one attempt: admission (its reservations,
+ * more than one when paid in installments, are on the request, and it holds a
+ * concurrency permit); or why
+ * it was refused before it was sent (an open breaker, a cost no limit can pay).
+ */
+export type Ticket = { readonly _tag: "Granted" } | { readonly _tag: "Refused"; readonly error: unknown }
+
 export class Request {
   status: RequestStatus = "PENDING"
   attempts = 0
-  reservation: RateLimiter.Reservation | undefined = undefined
-  /** The fiber the request runs on once started: its own, or its batch worker's. */
+  /** Admitted for the next attempt and not yet spent by it (refunded if it never starts). */
+  reservations: ReadonlyArray<RateLimiter.Reservation> | undefined = undefined
+  /** Holds a concurrency permit (and its key's, if capped). */
+  holdsPermit = false
+  /** The fiber its attempts run on, from its first start to its end. */
   fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
-  /** The batch worker running the request, if it runs on one. */
-  worker: BatchWorkers.Worker<Request> | undefined = undefined
-  /** Completed to cut short a wait for admission when the request is cancelled. */
-  cancelSignal: Deferred.Deferred<void> | undefined = undefined
+  /** Set while a started request waits in its lane again (a retry): the lanes complete it with its ticket. */
+  resume: Deferred.Deferred<Ticket> | undefined = undefined
+  /** Its deadline's timer, while it has one. */
+  deadlineTimer: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
+  /** It holds one of the queue's slots (a new request, until it first leaves its lane's queue). */
+  holdsSlot = false
+  /** Shutdown abandoned it: it ends CANCELLED with `Abandoned`. */
   abandoned = false
-  /** Its deadline ran out; it ends FAILED with a deadline error. */
+  /** Its deadline ran out: it ends FAILED with `Deadline`. */
   expired = false
-  /** Started on the resilient path and between attempts (waiting out a delay, or queued and admitted again). */
+  /** Started, and between attempts (waiting out a delay, or in its lane again). */
   betweenAttempts = false
-  /** Set while a resilient request waits in the queue again: `start` completes it with a permit held. */
-  resume: Deferred.Deferred<void, unknown> | undefined = undefined
-  /** Each finished attempt (kept only on the resilient path). */
   attemptLog: Array<AttemptRecord> | undefined = undefined
   error: unknown = undefined
-  /** When the request entered each status it has been through (undefined: not yet; no number boxed before then). */
   queuedAt: number | undefined = undefined
   processingAt: number | undefined = undefined
   callingAt: number | undefined = undefined
-  /** When it reached its terminal status. */
   endedAt: number | undefined = undefined
-  /** Its permit's slot in the executor's table of running requests, while it holds one. */
-  slot = -1
-  /** The error an attempt past its timeout fails with, if the submitter gave one (else a `RequestTimeoutError`). */
-  onTimeout: (() => unknown) | undefined = undefined
-  /** The executor's timer watching the fiber its attempt runs on (`attemptTimer.ts`), while it runs. */
-  timeoutWatch: AttemptTimer.Watch | undefined = undefined
 
   constructor(
     readonly id: number,
@@ -57,18 +64,27 @@ export class Request {
     readonly priority: number,
     readonly cost: RateLimiter.Cost | undefined,
     readonly timeoutMillis: number | undefined,
-    /** When its total time runs out (ms on the Clock), if it has a deadline. */
+    /** When its whole time runs out (ms on the Clock), if it has a deadline. */
     readonly deadlineAt: number | undefined,
     readonly settings: KeySettings,
     readonly effect: Effect.Effect<unknown, unknown, any>,
     readonly runtime: Runtime.Runtime<any>,
+    /** Told the request's final exit, once. */
     readonly onExit: (request: Request, exit: Exit.Exit<unknown, unknown>) => void,
-    /** The request's batch, whose workers run it (undefined for a single submit). */
-    readonly batch: BatchWorkers.Batch<Request, any> | undefined,
+    readonly settle: ((exit: Exit.Exit<unknown, unknown>) => Settlement) | undefined,
+    /** A cost above a limit's capacity is paid in installments of the capacity instead of failing. */
+    readonly installments: boolean,
+    readonly onTimeout: (() => unknown) | undefined,
+    /** Its attempts are logged on its events (it has a retry policy, a breaker or a deadline). */
+    readonly logsAttempts: boolean,
     /** The request's place in its batch (0 for a single submit). */
     readonly index: number,
     readonly pendingAt: number
   ) {}
+
+  get isLive(): boolean {
+    return this.status !== "COMPLETED" && this.status !== "FAILED" && this.status !== "CANCELLED"
+  }
 
   /** The timestamps of the statuses it has been through, as events carry them. */
   timestamps(): Partial<Record<RequestStatus, number>> {
@@ -79,13 +95,28 @@ export class Request {
     if (this.endedAt !== undefined) timestamps[this.status] = this.endedAt
     return timestamps
   }
+
+  snapshot(executor: string): RequestEvent {
+    const event: { -readonly [K in keyof RequestEvent]: RequestEvent[K] } = {
+      id: this.id,
+      executor,
+      key: this.key,
+      priority: this.priority,
+      cost: this.cost,
+      status: this.status,
+      timestamps: this.timestamps(),
+      attempts: this.attempts
+    }
+    if (this.error !== undefined) event.error = this.error
+    if (this.attemptLog !== undefined) event.attemptLog = [...this.attemptLog]
+    return event
+  }
 }
 
 /**
- * A single submit's answer: what a `Deferred` gives its waiters, without its
- * weight (a `Deferred` copies a prototype into every instance). A waiter
- * interrupted meanwhile needs no removal: the fiber's own resume callback
- * ignores a second call, and completion drops every waiter.
+ * A caller's answer: what a `Deferred` gives its waiters, without its weight
+ * (a `Deferred` copies a prototype into every instance). A waiter interrupted
+ * meanwhile needs no removal: its resume callback ignores a second call.
  */
 export class Answer<A, E> {
   private exit: Exit.Exit<A, E> | undefined = undefined
@@ -99,31 +130,37 @@ export class Answer<A, E> {
     if (waiters !== undefined) for (const waiter of waiters) waiter(exit)
   }
 
-  /** Waits for the answer (at once if it is there). */
   readonly await: Effect.Effect<A, E> = Effect.async<A, E>((resume) => {
     if (this.exit !== undefined) resume(this.exit)
     else (this.waiters ??= []).push(resume)
   })
 }
 
-/** The deadline's error: the request's whole time ran out (not retried). */
 export const deadlineError = (executor: string, request: Request) =>
-  new RequestTimeoutError({
+  new ExecutorError({
     executor,
+    reason: "Deadline",
     requestId: request.id,
-    timeoutMillis: request.deadlineAt! - request.pendingAt,
-    kind: "Deadline"
+    timeoutMillis: request.deadlineAt! - request.pendingAt
   })
 
-/** The error of an attempt that ran past the request's own timeout. */
-export const attemptTimeoutError = (executor: string, request: Request): unknown =>
+export const abandonedError = (executor: string, request: Request) =>
+  new ExecutorError({ executor, reason: "Abandoned", requestId: request.id })
+
+const attemptTimeoutError = (executor: string, request: Request): unknown =>
   request.onTimeout === undefined
-    ? new RequestTimeoutError({ executor, requestId: request.id, timeoutMillis: request.timeoutMillis! })
+    ? new ExecutorError({
+        executor,
+        reason: "AttemptTimeout",
+        requestId: request.id,
+        timeoutMillis: request.timeoutMillis!
+      })
     : request.onTimeout()
 
 /**
- * The effect under its timeout: the request's own, or what is left of its
- * deadline if that is sooner (then the error is the deadline's).
+ * The attempt under its timeout: the request's own, or what is left of its
+ * deadline if that is sooner (then the error is the deadline's). The
+ * Executor's one timeout mechanism: `Effect.timeoutFail`.
  */
 export const withTimeout = (
   executor: string,
@@ -141,7 +178,7 @@ export const withTimeout = (
   })
 }
 
-/** The request's span, `sluice.executor.request`. */
+/** The request's span, `sluice.executor.request`, around all its attempts. */
 export const inSpan = (executor: string, request: Request, effect: Effect.Effect<unknown, unknown, any>) =>
   Effect.withSpan(effect, "sluice.executor.request", {
     kind: "client",

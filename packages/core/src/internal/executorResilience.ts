@@ -3,8 +3,7 @@
  * retry policy, a circuit breaker, a per-attempt timeout and a total
  * deadline. Executor-wide settings apply to every key; `keys` overrides them
  * field by field for the keys it names. Resolved once per key and cached, so
- * a request pays one map lookup; with them, which path its first attempt
- * takes (`plain`, `retryOnly`).
+ * a request pays one map lookup.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -21,14 +20,8 @@ export interface KeySettings {
   readonly breaker: CircuitBreaker.CircuitBreakerShape | undefined
   readonly timeoutMillis: number | undefined
   readonly deadlineMillis: number | undefined
-  /** True when nothing beyond one plain attempt applies (the fast path). */
-  readonly plain: boolean
-  /**
-   * True when the retry policy is all that applies (no breaker, no deadline,
-   * no retry budget): attempt 1 may run on the plain path, and only a failed
-   * one goes on to the resilient path.
-   */
-  readonly retryOnly: boolean
+  /** A retry policy, a breaker or a deadline applies: its attempts are logged on its events. */
+  readonly resilient: boolean
 }
 
 const millisOf = (input: Duration.DurationInput | undefined) =>
@@ -64,8 +57,7 @@ const settings = (
   breaker,
   timeoutMillis,
   deadlineMillis,
-  plain: retry === undefined && breaker === undefined && deadlineMillis === undefined,
-  retryOnly: retry !== undefined && retry.budget === undefined && breaker === undefined && deadlineMillis === undefined
+  resilient: retry !== undefined || breaker !== undefined || deadlineMillis !== undefined
 })
 
 export const makeResolver = (

@@ -4,8 +4,10 @@
  * and why). The Executor uses `makeDecider` directly so it can re-admit each
  * attempt and record each decision on the request's events.
  */
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
 import * as Random from "effect/Random"
 import * as Schedule from "effect/Schedule"
@@ -168,27 +170,57 @@ export const makeDecider = (policy: Retry.Policy, startedAt: number, deadlineAt?
 
 const giveUp = (reason: Retry.GiveUpReason): Retry.Decision => ({ _tag: "GiveUp", reason })
 
+/**
+ * The one retry loop, which `retry` and the Executor both run: attempt `n`
+ * (from 1); a failure is decided on (`makeDecider`), then tried again after
+ * the delay, sleeping on `Clock`, until the policy gives up, when the last
+ * error is returned. Defects and interruptions are not retried. `refused`
+ * tells a failure that made no call (refused before it was sent): the policy
+ * decides on it too, but it does not count as an attempt. `onDecision`
+ * hears every decision.
+ */
+export const loop = <A, E, R>(
+  policy: Retry.Policy,
+  attempt: (n: number) => Effect.Effect<A, E, R>,
+  options: {
+    readonly deadlineAt?: number | undefined
+    readonly refused?: ((error: E) => boolean) | undefined
+    readonly onDecision?: ((decision: Retry.Decision) => void) | undefined
+  } = {}
+): Effect.Effect<A, E, R> =>
+  Effect.gen(function* () {
+    const startedAt = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
+    const decide = makeDecider(policy, startedAt, options.deadlineAt)
+    if (policy.budget !== undefined) yield* policy.budget.recordRequest
+    /** `made`: attempts made so far, refusals not counted. */
+    const from = (made: number): Effect.Effect<A, E, R> =>
+      Effect.catchAllCause(attempt(made + 1), (cause) => {
+        const failure = Cause.failureOption(cause)
+        if (Option.isNone(failure)) {
+          // A defect is never retried (an interruption is no failure of the attempt's).
+          if (!Cause.isInterruptedOnly(cause)) options.onDecision?.(giveUp("NotRetryable"))
+          return Effect.failCause(cause)
+        }
+        const error = failure.value
+        const counted = options.refused?.(error) === true ? made : made + 1
+        return Effect.flatMap(
+          Effect.clockWith((clock) => clock.currentTimeMillis),
+          (now) =>
+            Effect.flatMap(decide(error, counted, now), (decision) => {
+              options.onDecision?.(decision)
+              return decision._tag === "GiveUp"
+                ? Effect.fail(error)
+                : Effect.zipRight(Effect.sleep(Duration.millis(decision.delayMillis)), from(counted))
+            })
+        )
+      })
+    return yield* from(0)
+  })
+
 /** Runs `self` under `policy`: retried while the decider says so, sleeping each delay on `Clock`. */
 export const retry =
   (policy: Retry.Policy) =>
   <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-    Effect.gen(function* () {
-      const startedAt = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-      const decide = makeDecider(policy, startedAt)
-      if (policy.budget !== undefined) yield* policy.budget.recordRequest
-      const attemptFrom = (attempt: number): Effect.Effect<A, E, R> =>
-        Effect.catchAll(self, (error) =>
-          Effect.flatMap(
-            Effect.clockWith((clock) => clock.currentTimeMillis),
-            (now) =>
-              Effect.flatMap(decide(error, attempt, now), (decision) =>
-                decision._tag === "GiveUp"
-                  ? Effect.fail(error)
-                  : Effect.zipRight(Effect.sleep(Duration.millis(decision.delayMillis)), attemptFrom(attempt + 1))
-              )
-          )
-        )
-      return yield* attemptFrom(1)
-    })
+    loop(policy, () => self)
 
 export { RetryBudget }
