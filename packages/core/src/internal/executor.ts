@@ -352,7 +352,7 @@ export const make = (
     ) =>
       limiter === undefined || reservation === undefined
         ? effect
-        : Effect.zipRight(Effect.ignore(limiter.began(reservation)), effect)
+        : Effect.zipRight(Effect.ignore(RateLimiterInternal.began(limiter, reservation)), effect)
 
     /** The request's work: interruptible whatever the caller's region was, so timeouts and cancellation reach it. */
     const work = (request: Request, admitted?: RateLimiter.Reservation): Effect.Effect<unknown, unknown, any> => {
@@ -900,7 +900,8 @@ export const make = (
         request.queuedAt <= previous.madeAt
           ? previous.at
           : undefined
-      const acquire = Effect.map(limiter.acquire(request.cost, { key: request.key, waitingSince }), (reservation) => {
+      const acquiring = RateLimiterInternal.acquireWaiting(limiter, request.cost, { key: request.key, waitingSince })
+      const acquire = Effect.map(acquiring, (reservation) => {
         request.reservation = reservation
         lastAdmission = { key: request.key, at: reservation.at, madeAt: now() }
         // A plain request with a permit free starts right here, where it was admitted: going back to the
