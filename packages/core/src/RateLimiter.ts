@@ -31,6 +31,13 @@
  * The line is per process: with a shared store (Redis), processes share the
  * buckets but each keeps its own line.
  *
+ * A limiter made by {@link make} also keeps two capabilities that only the
+ * Executor uses, and that are not part of this interface: dating a charge back
+ * to the admission a queued request waited behind, and telling the sliding log
+ * when the admitted work really began (`internal/rateLimiter.ts`,
+ * `acquireWaiting` and `began`). Any other object implementing
+ * {@link RateLimiterShape} works with the Executor too, without them.
+ *
  * @since 0.1.0
  */
 import * as Config from "effect/Config"
@@ -56,7 +63,9 @@ import type { BucketSnapshot, RateLimiterStore, Receipt } from "./RateLimiterSto
  * happens between an admission and the start of the work it admits (a
  * scheduler turn) and for timers that fire late, so that real starts keep to
  * the window too and late timers cost the rate nothing. A longer pause
- * before the work starts is covered by `began`, which the Executor calls. It is what a saturated limit gives up: at most `windowMargin` per
+ * before the work starts is covered when the Executor runs the work: it tells
+ * the limiter as each attempt begins, and the log counts it from then. The
+ * margin is what a saturated limit gives up: at most `windowMargin` per
  * `interval` (5 ms per second is 0.5 %, per minute under 0.01 %). `0` keeps
  * the rate exact to the limiter's own Clock readings, with no such room.
  *
@@ -105,21 +114,12 @@ export interface KeyOptions {
 }
 
 /**
- * `key`, and for a caller that queues its own requests and hands them to
- * `acquire` one at a time (the Executor's dispatcher), `waitingSince`: the
- * `at` of the admission just before on the same key, when this request was
- * already waiting then and was asked for straight after it. Its charge may
- * then be dated back that far, as for a caller promoted in the limiter's own
- * line, so a pause between two admissions (a late timer, a busy process) does
- * not cost the backlog its rate; the sliding log still bounds the catch-up.
- * Later than now, or absent, it is now.
+ * The options of `acquire`: which key.
  *
  * @since 0.1.0
  * @category models
  */
-export interface AcquireOptions extends KeyOptions {
-  readonly waitingSince?: number | undefined
-}
+export type AcquireOptions = KeyOptions
 
 /**
  * A paid acquisition: what was charged, to which key, and when.
@@ -136,8 +136,11 @@ export interface Reservation {
   readonly at: number
   /** How long the caller had to wait for it (ms). */
   readonly waited: number
-  /** What the store needs to refund it exactly (one per limit, in configuration order). */
-  readonly receipts: ReadonlyArray<Receipt | undefined>
+  /**
+   * What the store needs to refund it exactly: one plain receipt per limit, in
+   * configuration order (`null` where nothing was charged).
+   */
+  readonly receipts: ReadonlyArray<Receipt | null>
 }
 
 /**
@@ -198,16 +201,6 @@ export interface RateLimiterShape {
    * difference when less was (at most what of the reservation has not refilled yet).
    */
   readonly reconcile: (reservation: Reservation, actual: Cost) => Effect.Effect<void, RateLimiterError>
-  /**
-   * Says that the work `reservation` admitted begins now. The limit's
-   * sliding window of real time then counts this admission from now, so a
-   * pause between the admission and the call (a garbage collection, a busy
-   * process) cannot crowd one more call into a window: the admissions a
-   * window later wait for it. Optional: without it the window counts
-   * admissions, and `windowMargin` is the only room for such a pause. The
-   * Executor calls it as each attempt begins.
-   */
-  readonly began: (reservation: Reservation) => Effect.Effect<void, RateLimiterError>
   /** Lowers one limit's local view to what the server reported. */
   readonly sync: (limit: string, info: SyncInfo, options?: KeyOptions) => Effect.Effect<void, RateLimiterError>
   /**
@@ -224,6 +217,29 @@ export interface RateLimiterShape {
  * @category tags
  */
 export class RateLimiter extends Context.Tag("@sluice/core/RateLimiter")<RateLimiter, RateLimiterShape>() {}
+
+/**
+ * Marks a limiter made by {@link make}.
+ *
+ * @since 0.1.0
+ * @category symbols
+ */
+export const TypeId: typeof internal.TypeId = internal.TypeId
+
+/**
+ * @since 0.1.0
+ * @category symbols
+ */
+export type TypeId = typeof TypeId
+
+/**
+ * Whether `u` is a limiter made by {@link make} (a wrapper that copies its
+ * fields is not one).
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isRateLimiter: (u: unknown) => u is RateLimiterShape = internal.isRateLimiter
 
 /**
  * Builds a limiter over the {@link RateLimiterStore} in context. Bad options

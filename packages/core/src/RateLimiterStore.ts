@@ -8,7 +8,50 @@
  * one limit per call (`tokenBucket({ key, limit, tokens })`); this store takes
  * all the buckets of a key in one call, which is what makes a multi-limit
  * acquire all-or-nothing, and adds `charge` and `refund` (reconcile), `sync`
- * and `block` (server feedback), which that store has no room for.
+ * and `block` (server feedback), and `began` (the sliding log's real starts),
+ * which that store has no room for.
+ *
+ * **The contract a store keeps** (the memory store keeps it; a network store
+ * such as Redis must, and `RateLimiterStoreConformance` in `@sluice/testing`
+ * checks it against any store):
+ *
+ * - *Plain values.* Every argument and every answer is JSON: strings, finite
+ *   numbers, arrays and plain records (`null` where an array has no entry),
+ *   never an object whose identity matters or a function. A bucket's whole
+ *   configuration (`BucketSpec`) comes with each call, so a store keeps no
+ *   configuration of its own; state is per key and bucket name.
+ * - *Receipts name, they do not point.* A receipt holds the bucket's `tat` after
+ *   the charge (`paidUntil`), its refund total then (`credited`), the bucket's
+ *   `generation` (different for every life of a bucket under one name: an
+ *   evicted and re-created bucket must not honour old receipts; a counter that
+ *   never goes back, not one kept in the evicted state) and the charge's
+ *   `admission`: its number among the bucket's admissions (1, 2, 3, ... per
+ *   generation). `refund` and `began` find the sliding-log entry by that number.
+ * - *One call, one atomic step, one round trip.* Each operation reads and
+ *   writes every bucket it names (all of one key) as one step that no other
+ *   operation on the key interleaves with (a Lua script; the memory store is
+ *   synchronous). `reserve` checks every bucket and charges all or none in that
+ *   step, so an `acquire` of any number of limits is one call.
+ * - *Time.* Every operation that reads time takes `now`: the caller's Clock in
+ *   fractional milliseconds. Absolute times in arguments (`notBefore`, `until`)
+ *   and answers (`at`, `chargeAt`, `blockedUntil`) are on that clock. A store
+ *   shared by processes whose clocks disagree may compute in its own time
+ *   (Redis `TIME`), but then shifts every absolute time by (its time - `now`)
+ *   on the way in and back on the way out of the same call, so a caller only
+ *   ever sees its own clock; what only the store reads again (a receipt) may
+ *   stay in the store's time. Times are not rounded: a charge dated a fraction
+ *   of a millisecond early or late is a different schedule (a Lua script gets
+ *   full-precision numbers, e.g. as strings, not through cjson's 14 digits).
+ * - *The arithmetic is `gcra.ts`'s*: the same `tat`, `blockedUntil`, refund
+ *   credits and sliding log (`interval + windowMargin` long, at most
+ *   `windowLimit` units), with the same float comparisons, so every store gives
+ *   the same answers to the same calls.
+ * - *Eviction is invisible.* A store may drop a key once every bucket of it is
+ *   idle: full (`tat <= now`), unblocked, and with no admission left in its
+ *   sliding window; a dropped key is a fresh one. It never drops one in debt,
+ *   blocked, or with admissions in the window (Redis: an expiry at the latest
+ *   of those times). `inspect` creates no state. `size` counts the keys that
+ *   hold state.
  *
  * @since 0.1.0
  */
@@ -74,8 +117,8 @@ export interface ReserveResult {
    */
   readonly chargeAt?: number | undefined
   readonly charged: boolean
-  /** When charged: one receipt per bucket (undefined where the cost was 0), for a later refund. */
-  readonly receipts?: ReadonlyArray<Receipt | undefined>
+  /** When charged: one receipt per bucket (`null` where the cost was 0), for a later refund or `began`. */
+  readonly receipts?: ReadonlyArray<Receipt | null>
 }
 
 /**
@@ -120,27 +163,34 @@ export interface RateLimiterStoreShape {
   ) => Effect.Effect<void, RateLimiterStoreError>
   /**
    * Gives back up to one amount per bucket of the charges behind `receipts`,
-   * but never what has already refilled. Answers what went back per bucket.
+   * but never what has already refilled; the charge's sliding-log entry
+   * (found by `admission`) shrinks by what went unused. A receipt of another
+   * generation, or `null` (or missing), gives back nothing. Answers what went
+   * back per bucket.
    */
   readonly refund: (
     key: string,
     buckets: ReadonlyArray<BucketSpec>,
     amounts: ReadonlyArray<number>,
-    receipts: ReadonlyArray<Receipt | undefined>,
+    receipts: ReadonlyArray<Receipt | null>,
     now: number
   ) => Effect.Effect<ReadonlyArray<number>, RateLimiterStoreError>
   /**
-   * The work the charges behind `receipts` admitted began at `now`: the
-   * sliding log counts them from then (see `RateLimiter.began`). A store that
-   * keeps no log of real times may do nothing.
+   * The work the charges behind `receipts` admitted began at `now`: each
+   * one's sliding-log entry (found by `admission`) counts from then, but never
+   * from later than the entry after it. An entry that has left the log, or a
+   * receipt of another generation, is left alone.
    */
   readonly began: (
     key: string,
     buckets: ReadonlyArray<BucketSpec>,
-    receipts: ReadonlyArray<Receipt | undefined>,
+    receipts: ReadonlyArray<Receipt | null>,
     now: number
   ) => Effect.Effect<void, RateLimiterStoreError>
-  /** Lowers one bucket's level to what a server reported. */
+  /**
+   * Lowers one bucket's level to what a server reported (never raises it);
+   * with nothing `remaining` and a `resetAfter` (ms), blocks it until then.
+   */
   readonly sync: (
     key: string,
     bucket: BucketSpec,
@@ -148,12 +198,14 @@ export interface RateLimiterStoreShape {
     resetAfter: number | undefined,
     now: number
   ) => Effect.Effect<void, RateLimiterStoreError>
-  /** Blocks every bucket of the key until `until`. */
+  /** Blocks every bucket of the key until `until` (never shortens a block). */
   readonly block: (
     key: string,
     buckets: ReadonlyArray<BucketSpec>,
-    until: number
+    until: number,
+    now: number
   ) => Effect.Effect<void, RateLimiterStoreError>
+  /** Every named bucket of the key at `now` (full ones for a key with no state; creates none). */
   readonly inspect: (
     key: string,
     buckets: ReadonlyArray<BucketSpec>,

@@ -11,8 +11,10 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as TestClock from "effect/TestClock"
 import * as Executor from "../src/Executor.js"
+import * as RateLimiterInternal from "../src/internal/rateLimiter.js"
 import type * as RateLimiter from "../src/RateLimiter.js"
-import { makeLimiter, timedAcquire } from "./utils/limiterHelpers.js"
+import * as RateLimiterStore from "../src/RateLimiterStore.js"
+import { makeLimiter, makeLimiterOn, timedAcquire } from "./utils/limiterHelpers.js"
 
 /** 10 per second, burst 1: one admission per 100 ms. */
 const tenPerSecond = (windowMargin?: Duration.DurationInput): Record<string, RateLimiter.LimitOptions> => ({
@@ -155,7 +157,7 @@ describe("RateLimiter precision", () => {
           const first = yield* limiter.acquire()
           if (startedAt !== undefined) {
             yield* TestClock.adjust(startedAt)
-            yield* limiter.began(first)
+            yield* RateLimiterInternal.began(limiter, first)
           }
           const fibers = yield* Effect.forEach(Array.from({ length: 11 }), () => Effect.fork(timedAcquire(limiter)))
           yield* TestClock.adjust("3 seconds")
@@ -180,26 +182,27 @@ describe("RateLimiter precision", () => {
 
   it.scoped("an Executor reports each start: a pause between an admission and its start crowds no window", () =>
     Effect.gen(function* () {
-      const inner = yield* makeLimiter({ limits: tenPerSecond() })
+      const memory = yield* RateLimiterStore.makeMemory()
       let admissions = 0
-      const begun: Array<RateLimiter.Reservation> = []
+      const begun: Array<RateLimiterStore.Receipt | null> = []
       // The dispatcher stalls for 40 ms right after the first admission, before the request can start (as a
       // pause of the process would hold it; nothing else admits meanwhile).
-      const pausing: RateLimiter.RateLimiterShape = {
-        ...inner,
-        acquire: (cost, options) =>
-          Effect.tap(inner.acquire(cost, options), () =>
-            admissions++ === 0 ? Effect.sleep("40 millis") : Effect.void
+      const pausing: RateLimiterStore.RateLimiterStoreShape = {
+        ...memory,
+        reserve: (request) =>
+          Effect.tap(memory.reserve(request), (result) =>
+            result.charged && admissions++ === 0 ? Effect.sleep("40 millis") : Effect.void
           ),
-        began: (reservation) =>
+        began: (key, buckets, receipts, now) =>
           Effect.zipRight(
-            Effect.sync(() => begun.push(reservation)),
-            inner.began(reservation)
+            Effect.sync(() => begun.push(...receipts)),
+            memory.began(key, buckets, receipts, now)
           )
       }
+      const limiter = yield* makeLimiterOn(pausing, { limits: tenPerSecond() })
       const starts: Array<number> = []
       const batch = Effect.gen(function* () {
-        const executor = yield* Executor.make({ name: "paused-start", concurrency: 4, rateLimiter: pausing })
+        const executor = yield* Executor.make({ name: "paused-start", concurrency: 4, rateLimiter: limiter })
         const record = Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => starts.push(now)))
         return yield* executor.submitAll(Array.from({ length: 12 }, () => record))
       })

@@ -7,6 +7,7 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import { InvalidOptionsError } from "../src/InvalidOptions.js"
+import * as RateLimiterInternal from "../src/internal/rateLimiter.js"
 import * as RateLimiter from "../src/RateLimiter.js"
 import * as RateLimiterStore from "../src/RateLimiterStore.js"
 import { available, makeLimiter, makeLimiterOn, settle, timedAcquire } from "./utils/limiterHelpers.js"
@@ -844,6 +845,56 @@ describe("RateLimiter", () => {
         // Half refilled at 500 ms: the one unit at once, the full 10 once 1,100 ms have refilled them.
         expect(behindAt).toBe(500)
         expect(newcomerAt).toBe(1100)
+      })
+    )
+  })
+
+  describe("what only the Executor uses (acquireWaiting, began)", () => {
+    const ONE_PER_100_MS = { requests: { limit: 10, interval: "1 second", capacity: 1 } } as const
+
+    it.effect("a limiter made by make is recognised; a wrapper that copies its fields is not", () =>
+      Effect.gen(function* () {
+        const limiter = yield* makeLimiter({ limits: ONE_PER_100_MS })
+        expect(RateLimiter.isRateLimiter(limiter)).toBe(true)
+        expect(RateLimiter.isRateLimiter({ ...limiter })).toBe(false)
+        expect(RateLimiter.isRateLimiter({})).toBe(false)
+        expect("began" in limiter).toBe(false)
+      })
+    )
+
+    it.effect("acquireWaiting dates the charge back to waitingSince; the public acquire does not", () =>
+      Effect.gen(function* () {
+        const waiting = yield* makeLimiter({ limits: ONE_PER_100_MS })
+        const plain = yield* makeLimiter({ limits: ONE_PER_100_MS })
+        yield* waiting.acquire()
+        yield* plain.acquire()
+        // Both are due again at 100 ms; asked for at 150 ms by a caller that has waited since 100 ms.
+        yield* TestClock.adjust("150 millis")
+        const dated = yield* RateLimiterInternal.acquireWaiting(waiting, 1, { waitingSince: 100 })
+        expect(dated.at).toBe(100)
+        const options = { waitingSince: 100 } as RateLimiter.AcquireOptions
+        expect((yield* plain.acquire(1, options)).at).toBe(150)
+      })
+    )
+
+    it.effect("for any other RateLimiterShape, acquireWaiting is its acquire and began does nothing", () =>
+      Effect.gen(function* () {
+        const inner = yield* makeLimiter({ limits: ONE_PER_100_MS })
+        const keys: Array<string | undefined> = []
+        const wrapper: RateLimiter.RateLimiterShape = {
+          ...inner,
+          acquire: (cost, options) =>
+            Effect.zipRight(
+              Effect.sync(() => keys.push(options?.key)),
+              inner.acquire(cost, options)
+            )
+        }
+        yield* inner.acquire(1, { key: "k" })
+        yield* TestClock.adjust("150 millis")
+        const reservation = yield* RateLimiterInternal.acquireWaiting(wrapper, 1, { key: "k", waitingSince: 100 })
+        expect(keys).toEqual(["k"])
+        expect(reservation.at).toBe(150)
+        yield* RateLimiterInternal.began(wrapper, reservation)
       })
     )
   })

@@ -14,6 +14,7 @@
  */
 import * as Effect from "effect/Effect"
 import type * as RateLimiter from "../RateLimiter.js"
+import * as RateLimiterInternal from "./rateLimiter.js"
 import { RateLimiterError } from "./rateLimiterError.js"
 import type { Settlement } from "./executorRequest.js"
 
@@ -67,7 +68,7 @@ export const admit = (
   options: AdmitOptions
 ): Effect.Effect<ReadonlyArray<RateLimiter.Reservation>, RateLimiterError> => {
   const once = Effect.map(
-    limiter.acquire(cost, { key: options.key, waitingSince: options.waitingSince }),
+    RateLimiterInternal.acquireWaiting(limiter, cost, { key: options.key, waitingSince: options.waitingSince }),
     (reservation) => [reservation]
   )
   if (!options.installments) return once
@@ -155,7 +156,9 @@ export const began = (
   reservations: ReadonlyArray<RateLimiter.Reservation>
 ): Effect.Effect<void> =>
   reservations.length === 1
-    ? Effect.ignore(limiter.began(reservations[0]!))
-    : Effect.forEach(reservations, (reservation) => Effect.ignore(limiter.began(reservation)), { discard: true })
+    ? Effect.ignore(RateLimiterInternal.began(limiter, reservations[0]!))
+    : Effect.forEach(reservations, (reservation) => Effect.ignore(RateLimiterInternal.began(limiter, reservation)), {
+        discard: true
+      })
 
 export { RateLimiterError }

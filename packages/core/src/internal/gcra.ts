@@ -47,6 +47,11 @@
  * says so (`began`): the log then counts that admission from its start, and
  * the admissions a window later wait for it.
  *
+ * Everything that leaves a bucket is a plain value a network store can keep
+ * too: a receipt names its log entry by number (`admission`, the bucket's
+ * running count of admissions; the log holds consecutive numbers, so an entry
+ * is found by subtraction) and its bucket by `generation`, never by reference.
+ *
  * Times are milliseconds with a fraction, read from the Clock's nanosecond
  * time (`clockMillis`). Refill is computed from elapsed time; nothing ticks. A take is charged at a
  * time `at` no later than now. A caller that slept until its due time charges
@@ -72,6 +77,8 @@ export interface BucketSpec {
 
 /** One real admission, for the sliding log (its cost shrinks when it is refunded). */
 interface Admission {
+  /** Its number in the bucket: one more than the admission before it. */
+  readonly id: number
   /** When it was admitted (real time), or when the work it admitted began (`began`). */
   time: number
   /** The time its charge was dated (at most `time`). */
@@ -87,20 +94,28 @@ export interface BucketState {
   credited: number
   /** Tells this bucket from an earlier one under the same name that was evicted. */
   readonly generation: number
-  /** Real admissions in the last window, oldest first, and their total. */
+  /** Real admissions in the last window, oldest first (consecutive ids), and their total. */
   readonly log: Ring<Admission>
   logged: number
+  /** How many admissions the bucket has taken: the id of the last one. */
+  admissions: number
   /** The schedule's window (interval + margin): the log keeps admissions this long. */
   readonly window: number
 }
 
-/** What a refund needs to know about one charge. */
+/**
+ * What a refund (and `began`) needs to know about one charge: plain numbers,
+ * so that it survives a trip through JSON or a Redis script.
+ */
 export interface Receipt {
+  /** The bucket's `tat` right after the charge (in the store's time). */
   readonly paidUntil: number
+  /** The bucket's running total of refunded `tat` (ms) at the charge. */
   readonly credited: number
+  /** Which life of the bucket took the charge: a bucket evicted and made again has another. */
   readonly generation: number
-  /** The charge's entry in the sliding log (opaque; a store keeps what it needs here). */
-  readonly admission?: unknown
+  /** The charge's entry in the sliding log: the bucket's admission number (1, 2, 3, ...). */
+  readonly admission: number
 }
 
 /** Float slack: one nanosecond, the resolution of Effect's Duration (and so of every sleep). */
@@ -136,8 +151,17 @@ export const fresh = (spec: BucketSpec): BucketState => ({
   credited: 0,
   generation: ++generations,
   log: new Ring(),
-  logged: 0
+  logged: 0,
+  admissions: 0
 })
+
+/** Where the log holds admission `id` (-1 if it has left the log, or was never taken here). */
+const indexOf = (state: BucketState, id: number): number => {
+  const first = state.log.first()
+  if (first === undefined) return -1
+  const index = id - first.id
+  return state.log.at(index)?.id === id ? index : -1
+}
 
 /** Forgets admissions that have left the window ending now. */
 const forget = (state: BucketState, now: number): void => {
@@ -208,29 +232,27 @@ export const millisUntil = (at: number, now: number): number => Math.max(0, Math
  */
 export const take = (spec: BucketSpec, state: BucketState, cost: number, at: number, now: number): Receipt => {
   state.tat = Math.max(state.tat, at) + cost * spec.emission
-  const admission: Admission = { time: now, chargedAt: at, cost }
-  state.log.push(admission)
+  const id = ++state.admissions
+  state.log.push({ id, time: now, chargedAt: at, cost })
   state.logged += cost
-  return { paidUntil: state.tat, credited: state.credited, generation: state.generation, admission }
+  return { paidUntil: state.tat, credited: state.credited, generation: state.generation, admission: id }
 }
 
 /**
  * The work the charge behind `receipt` admitted began at `now`: its entry in
- * the sliding log counts from then, so the admissions that must wait a window
- * after it wait from its real start. Never later than the entry after it: the
- * log stays in order. An entry already forgotten, or a bucket evicted since,
- * is left alone.
+ * the sliding log (found by its number) counts from then, so the admissions
+ * that must wait a window after it wait from its real start. Never later than
+ * the entry after it: the log stays in order. An entry already forgotten, or
+ * a bucket evicted since, is left alone.
  */
 export const began = (state: BucketState, receipt: Receipt, now: number): void => {
-  const admission = receipt.admission as Admission | undefined
-  if (receipt.generation !== state.generation || admission === undefined || now <= admission.time) return
-  // Looked for from the newest end: the Executor reports a start before it admits anything else.
-  for (let index = state.log.length - 1; index >= 0; index--) {
-    if (state.log.at(index) !== admission) continue
-    const next = state.log.at(index + 1)
-    admission.time = next === undefined ? now : Math.max(admission.time, Math.min(now, next.time))
-    return
-  }
+  if (receipt.generation !== state.generation) return
+  const index = indexOf(state, receipt.admission)
+  if (index < 0) return
+  const admission = state.log.at(index)!
+  if (now <= admission.time) return
+  const next = state.log.at(index + 1)
+  admission.time = next === undefined ? now : Math.max(admission.time, Math.min(now, next.time))
 }
 
 /** Charges `amount` more, now (a reconcile above the estimate). */
@@ -245,9 +267,10 @@ export const charge = (spec: BucketSpec, state: BucketState, amount: number, now
 export const refund = (spec: BucketSpec, state: BucketState, amount: number, receipt: Receipt, now: number): number => {
   if (receipt.generation !== state.generation) return 0
   // The call used less than it was charged: so much less went through in its window.
-  const admission = receipt.admission as Admission | undefined
   forget(state, now)
-  if (admission !== undefined && admission.cost > 0 && admission.time + state.window > now) {
+  const index = indexOf(state, receipt.admission)
+  const admission = index < 0 ? undefined : state.log.at(index)!
+  if (admission !== undefined && admission.cost > 0) {
     const unused = Math.min(amount, admission.cost)
     admission.cost -= unused
     state.logged -= unused

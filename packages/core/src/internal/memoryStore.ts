@@ -8,6 +8,12 @@
  * Clock, so TestClock drives it) and deletes keys whose buckets are all full
  * and whose logs are empty. It reads the time as the limiter does
  * (`Gcra.clockMillis`, the Clock's nanosecond reading), so both agree.
+ *
+ * It keeps the store contract as a network store must (see
+ * `RateLimiterStore.ts`): nothing it answers refers to its own objects (a
+ * receipt names its log entry by number), so it works unchanged when every
+ * argument and answer goes through JSON, which is how the conformance suite
+ * runs it.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -57,10 +63,10 @@ export const makeUnsafe = () => {
     }
     const at = Math.min(ready.chargeAt, now)
     if (request.mode === "peek") return { at, charged: false }
-    const receipts: Array<Gcra.Receipt | undefined> = []
+    const receipts: Array<Gcra.Receipt | null> = []
     for (let i = 0; i < buckets.length; i++) {
       const cost = costs[i]!
-      receipts.push(cost > 0 ? Gcra.take(buckets[i]!, bucketOf(state, buckets[i]!), cost, at, now) : undefined)
+      receipts.push(cost > 0 ? Gcra.take(buckets[i]!, bucketOf(state, buckets[i]!), cost, at, now) : null)
     }
     return { at, charged: true, receipts }
   }
@@ -82,7 +88,7 @@ export const makeUnsafe = () => {
     key: string,
     buckets: ReadonlyArray<Gcra.BucketSpec>,
     amounts: ReadonlyArray<number>,
-    receipts: ReadonlyArray<Gcra.Receipt | undefined>,
+    receipts: ReadonlyArray<Gcra.Receipt | null>,
     now: number
   ): ReadonlyArray<number> => {
     const state = keys.get(key)
@@ -91,7 +97,7 @@ export const makeUnsafe = () => {
       const receipt = receipts[i]
       const amount = amounts[i]!
       // No state: the key was evicted, so everything it was charged has refilled.
-      if (bucket === undefined || receipt === undefined || amount <= 0) return 0
+      if (bucket === undefined || receipt == null || amount <= 0) return 0
       return Gcra.refund(spec, bucket, amount, receipt, now)
     })
   }
@@ -99,7 +105,7 @@ export const makeUnsafe = () => {
   const began = (
     key: string,
     buckets: ReadonlyArray<Gcra.BucketSpec>,
-    receipts: ReadonlyArray<Gcra.Receipt | undefined>,
+    receipts: ReadonlyArray<Gcra.Receipt | null>,
     now: number
   ): void => {
     const state = keys.get(key)
@@ -107,7 +113,7 @@ export const makeUnsafe = () => {
     for (let i = 0; i < buckets.length; i++) {
       const bucket = state.get(buckets[i]!.name)
       const receipt = receipts[i]
-      if (bucket !== undefined && receipt !== undefined) Gcra.began(bucket, receipt, now)
+      if (bucket !== undefined && receipt != null) Gcra.began(bucket, receipt, now)
     }
   }
 
@@ -137,7 +143,8 @@ export const makeUnsafe = () => {
     began,
     sync: (key: string, bucket: Gcra.BucketSpec, remaining: number, resetAfter: number | undefined, now: number) =>
       Gcra.sync(bucket, bucketOf(stateOf(keys, key), bucket), remaining, resetAfter, now),
-    block: (key: string, buckets: ReadonlyArray<Gcra.BucketSpec>, until: number) => {
+    // `now` is the store's time too: `until` needs no translation.
+    block: (key: string, buckets: ReadonlyArray<Gcra.BucketSpec>, until: number, _now: number) => {
       const state = stateOf(keys, key)
       for (const bucket of buckets) Gcra.block(bucketOf(state, bucket), until)
     },
@@ -173,7 +180,7 @@ export const makeMemory = (options?: MemoryOptions): Effect.Effect<MemoryStore, 
       began: (key, buckets, receipts, at) => Effect.sync(() => store.began(key, buckets, receipts, at)),
       sync: (key, bucket, remaining, resetAfter, at) =>
         Effect.sync(() => store.sync(key, bucket, remaining, resetAfter, at)),
-      block: (key, buckets, until) => Effect.sync(() => store.block(key, buckets, until)),
+      block: (key, buckets, until, at) => Effect.sync(() => store.block(key, buckets, until, at)),
       inspect: (key, buckets, at) => Effect.sync(() => store.inspect(key, buckets, at)),
       size: Effect.sync(() => store.keys.size),
       sweep

@@ -14,10 +14,17 @@
  * a head that slept dates it at the time the store said it was due; a waiter
  * promoted when the head before it was charged, at that charge (not after
  * one that left unpaid); a caller that says it waited behind an earlier
- * admission (`waitingSince`, the Executor's dispatcher), at that one. So late
- * timers and busy hand-overs cost a backlog no rate. The bucket arithmetic
- * and the sliding log that bounds the catch-up are in `gcra.ts`; bucket state
- * lives in the RateLimiterStore.
+ * admission (`waitingSince`, the Executor's dispatcher, through
+ * `acquireWaiting`), at that one. So late timers and busy hand-overs cost a
+ * backlog no rate. The bucket arithmetic and the sliding log that bounds the
+ * catch-up are in `gcra.ts`; bucket state lives in the RateLimiterStore.
+ *
+ * What only the Executor needs (`acquireWaiting`, `began`) is not on the
+ * public `RateLimiterShape`: a limiter made here keeps it under a
+ * module-private symbol, as a property that is not enumerable (a wrapper that
+ * spreads a limiter's fields does not take it along, nor the `TypeId` on the
+ * prototype). For any other limiter the two functions fall back to `acquire`
+ * and to nothing.
  */
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -25,6 +32,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
+import { hasProperty } from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import * as InvalidOptions from "../InvalidOptions.js"
 import type * as RateLimiter from "../RateLimiter.js"
@@ -37,6 +45,51 @@ import {
 import * as Gcra from "./gcra.js"
 import { RateLimiterError } from "./rateLimiterError.js"
 import { Ring } from "./ring.js"
+
+/** @internal */
+export const TypeId: unique symbol = Symbol.for("@sluice/core/RateLimiter")
+
+/** @internal */
+export const isRateLimiter = (u: unknown): u is RateLimiter.RateLimiterShape => hasProperty(u, TypeId)
+
+/** What the Executor's two functions below ask of a limiter made by `make`. */
+interface ExecutorCapabilities {
+  readonly acquireWaiting: (
+    cost: RateLimiter.Cost | undefined,
+    key: string | undefined,
+    waitingSince: number | undefined
+  ) => Effect.Effect<RateLimiter.Reservation, RateLimiterError>
+  readonly began: (reservation: RateLimiter.Reservation) => Effect.Effect<void, RateLimiterError>
+}
+
+/** Module-private: nothing outside this file can read a limiter's capabilities. */
+const Capabilities: unique symbol = Symbol("@sluice/core/RateLimiter/ExecutorCapabilities")
+
+const LimiterProto = { [TypeId]: TypeId }
+
+const capabilitiesOf = (limiter: RateLimiter.RateLimiterShape): ExecutorCapabilities | undefined =>
+  (limiter as { readonly [Capabilities]?: ExecutorCapabilities })[Capabilities]
+
+/** @internal For the Executor: `acquire` whose charge may be dated back to `waitingSince` (documented on `acquireWaiting` in `make`). */
+export const acquireWaiting = (
+  limiter: RateLimiter.RateLimiterShape,
+  cost: RateLimiter.Cost | undefined,
+  options: { readonly key?: string | undefined; readonly waitingSince?: number | undefined }
+): Effect.Effect<RateLimiter.Reservation, RateLimiterError> => {
+  const capabilities = capabilitiesOf(limiter)
+  return capabilities === undefined
+    ? limiter.acquire(cost, { key: options.key })
+    : capabilities.acquireWaiting(cost, options.key, options.waitingSince)
+}
+
+/** @internal For the Executor: the work `reservation` admitted begins now (documented on `began` in `make`). */
+export const began = (
+  limiter: RateLimiter.RateLimiterShape,
+  reservation: RateLimiter.Reservation
+): Effect.Effect<void, RateLimiterError> => {
+  const capabilities = capabilitiesOf(limiter)
+  return capabilities === undefined ? Effect.void : capabilities.began(reservation)
+}
 
 interface Waiter {
   readonly costs: ReadonlyArray<number>
@@ -342,14 +395,26 @@ export const make = (
         )
       })
 
-    const acquire = (cost?: RateLimiter.Cost, options?: RateLimiter.AcquireOptions) =>
+    /**
+     * `acquire`, for a caller that queues its own requests and hands them over one at a time (the
+     * Executor's dispatcher) with `since`: the `at` of the admission just before on the same key, when
+     * this request was already waiting then and was asked for straight after it. Its charge may then be
+     * dated back that far, as for a caller promoted in the limiter's own line, so a pause between two
+     * admissions (a late timer, a busy process) does not cost the backlog its rate; the sliding log still
+     * bounds the catch-up. Later than now, or absent, it is now.
+     */
+    const acquireWaiting = (
+      cost: RateLimiter.Cost | undefined,
+      keyOption: string | undefined,
+      since: number | undefined
+    ) =>
       Effect.uninterruptibleMask((restore) => {
-        const key = options?.key ?? DEFAULT_KEY
+        const key = keyOption ?? DEFAULT_KEY
         const costs = resolveCost(cost, key)
         if (costs instanceof RateLimiterError) return Effect.fail(costs)
         const requestedAt = now()
         // The earliest time the charge may be dated: now, or the admission this caller waited behind.
-        const waitingSince = Math.min(options?.waitingSince ?? requestedAt, requestedAt)
+        const waitingSince = Math.min(since ?? requestedAt, requestedAt)
         const line = lines.get(key)
         // The line is per bucket: a call that takes nothing of any bucket someone waits for is in no one's way
         // (the Executor's request while the Model's calls wait for tokens), so it need not queue behind them.
@@ -424,6 +489,13 @@ export const make = (
         return Effect.zipRight(charge, give)
       })
 
+    /**
+     * The work `reservation` admitted begins now. The limit's sliding window of real time then counts
+     * this admission from now, so a pause between the admission and the call (a garbage collection, a
+     * busy process) cannot crowd one more call into a window: the admissions a window later wait for it.
+     * Without it the window counts admissions, and `windowMargin` is the only room for such a pause.
+     * The Executor calls it as each attempt begins.
+     */
     const began = (reservation: RateLimiter.Reservation) =>
       Effect.suspend(() =>
         store
@@ -461,7 +533,8 @@ export const make = (
         const key = keyOptions?.key ?? DEFAULT_KEY
         const millis = durationMillis(duration, key, "penalty")
         if (millis instanceof RateLimiterError) return Effect.fail(millis)
-        return store.block(storeKey(key), buckets, now() + millis).pipe(Effect.mapError(storeFailure(key)))
+        const at = now()
+        return store.block(storeKey(key), buckets, at + millis, at).pipe(Effect.mapError(storeFailure(key)))
       })
 
     const state = (keyOptions?: RateLimiter.KeyOptions) =>
@@ -470,16 +543,19 @@ export const make = (
         return store.inspect(storeKey(key), buckets, now()).pipe(Effect.mapError(storeFailure(key)))
       })
 
-    return {
+    const limiter: RateLimiter.RateLimiterShape = Object.assign(Object.create(LimiterProto), {
       name,
       limitNames,
-      acquire,
+      acquire: (cost?: RateLimiter.Cost, keyOptions?: RateLimiter.KeyOptions) =>
+        acquireWaiting(cost, keyOptions?.key, undefined),
       tryAcquire,
       refund,
       reconcile,
-      began,
       sync,
       penalize,
       state
-    } satisfies RateLimiter.RateLimiterShape
+    } satisfies RateLimiter.RateLimiterShape)
+    const capabilities: ExecutorCapabilities = { acquireWaiting, began }
+    Object.defineProperty(limiter, Capabilities, { value: capabilities })
+    return limiter
   })
