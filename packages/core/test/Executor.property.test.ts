@@ -27,7 +27,9 @@ const taskArbitrary = fc.record({
   priority: fc.integer({ min: 0, max: 3 }),
   fails: fc.boolean(),
   submitAtMillis: fc.integer({ min: 0, max: 300 }),
-  interruptAtMillis: fc.option(fc.integer({ min: 0, max: 1500 }), { nil: undefined })
+  interruptAtMillis: fc.option(fc.integer({ min: 0, max: 1500 }), { nil: undefined }),
+  /** Which lane: each key has its own buckets and its own lane. */
+  key: fc.constantFrom("a", "b", "c")
 })
 
 const scenarioArbitrary = fc.record({
@@ -39,6 +41,7 @@ const scenarioArbitrary = fc.record({
   /** Spans off: an attempt timeout is watched by the executor's timer, which interrupts the request's fiber. */
   spans: fc.boolean(),
   timeoutMillis: fc.option(fc.integer({ min: 50, max: 500 }), { nil: undefined }),
+  keyConcurrency: fc.option(fc.integer({ min: 1, max: 2 }), { nil: undefined }),
   tasks: fc.array(taskArbitrary, { minLength: 1, maxLength: 16 })
 })
 
@@ -59,16 +62,35 @@ const FRACTIONAL_TIMES: Scenario = {
   burst: 1,
   spans: false,
   timeoutMillis: 213,
+  keyConcurrency: undefined,
   tasks: [
-    { durationMillis: 400, tokens: 1, priority: 3, fails: true, submitAtMillis: 129, interruptAtMillis: 1469 },
-    { durationMillis: 264, tokens: 1, priority: 3, fails: false, submitAtMillis: 237, interruptAtMillis: undefined },
-    { durationMillis: 240, tokens: 4, priority: 3, fails: true, submitAtMillis: 51, interruptAtMillis: 357 },
-    { durationMillis: 233, tokens: 5, priority: 1, fails: false, submitAtMillis: 89, interruptAtMillis: 1343 },
-    { durationMillis: 299, tokens: 5, priority: 1, fails: false, submitAtMillis: 199, interruptAtMillis: 978 },
-    { durationMillis: 211, tokens: 3, priority: 3, fails: false, submitAtMillis: 95, interruptAtMillis: 416 },
-    { durationMillis: 390, tokens: 5, priority: 0, fails: false, submitAtMillis: 64, interruptAtMillis: 158 },
-    { durationMillis: 286, tokens: 2, priority: 0, fails: true, submitAtMillis: 15, interruptAtMillis: 965 }
+    { durationMillis: 400, tokens: 1, priority: 3, fails: true, submitAtMillis: 129, interruptAtMillis: 1469, key: "a" },
+    { durationMillis: 264, tokens: 1, priority: 3, fails: false, submitAtMillis: 237, interruptAtMillis: undefined, key: "a" },
+    { durationMillis: 240, tokens: 4, priority: 3, fails: true, submitAtMillis: 51, interruptAtMillis: 357, key: "a" },
+    { durationMillis: 233, tokens: 5, priority: 1, fails: false, submitAtMillis: 89, interruptAtMillis: 1343, key: "a" },
+    { durationMillis: 299, tokens: 5, priority: 1, fails: false, submitAtMillis: 199, interruptAtMillis: 978, key: "a" },
+    { durationMillis: 211, tokens: 3, priority: 3, fails: false, submitAtMillis: 95, interruptAtMillis: 416, key: "a" },
+    { durationMillis: 390, tokens: 5, priority: 0, fails: false, submitAtMillis: 64, interruptAtMillis: 158, key: "a" },
+    { durationMillis: 286, tokens: 2, priority: 0, fails: true, submitAtMillis: 15, interruptAtMillis: 965, key: "a" }
   ]
+}
+
+/** The most requests of one key that were CALLING at once, from the events (in order). */
+const maxPerKey = (events: ReadonlyArray<RequestEvent>) => {
+  const running = new Map<string, number>()
+  const calling = new Set<number>()
+  let most = 0
+  for (const event of events) {
+    const wasCalling = calling.has(event.id)
+    const isCalling = event.status === "CALLING"
+    if (isCalling === wasCalling) continue
+    const now = (running.get(event.key) ?? 0) + (isCalling ? 1 : -1)
+    running.set(event.key, now)
+    if (isCalling) calling.add(event.id)
+    else calling.delete(event.id)
+    most = Math.max(most, now)
+  }
+  return most
 }
 
 /** Nothing queued, admitted, running, retrying or waiting for room: every permit is free. Answers the stats. */
@@ -111,7 +133,8 @@ const runScenario = (scenario: Scenario) =>
       whenFull: scenario.whenFull,
       rateLimiter: limiter,
       spans: scenario.spans,
-      timeout: scenario.timeoutMillis
+      timeout: scenario.timeoutMillis,
+      keyConcurrency: scenario.keyConcurrency
     })
     const events = yield* executor.subscribe
 
@@ -123,7 +146,7 @@ const runScenario = (scenario: Scenario) =>
         )
         const caller = yield* Effect.fork(
           Effect.delay(
-            executor.submit(work, { cost: { tokens: task.tokens }, priority: task.priority }),
+            executor.submit(work, { cost: { tokens: task.tokens }, priority: task.priority, key: task.key }),
             task.submitAtMillis
           )
         )
@@ -143,17 +166,26 @@ const runScenario = (scenario: Scenario) =>
     // A caller interrupted before it submitted never made a request.
     const submitted = new Set(all.filter((event) => event.status === "PENDING").map((event) => event.id))
     expect(stats.completed + stats.failed + stats.cancelled).toBe(submitted.size)
-    const started = new Map<number, number>()
+    const started = new Map<number, { key: string; tokens: number }>()
     for (const event of all) {
-      if (event.status === "CALLING") started.set(event.id, (event.cost as { tokens: number }).tokens)
+      if (event.status === "CALLING") {
+        started.set(event.id, { key: event.key, tokens: (event.cost as { tokens: number }).tokens })
+      }
     }
     expectEndedOnce(all, submitted)
 
-    // Tokens: charged for started requests only; every other reservation was refunded.
-    const paid = [...started.values()].reduce((sum, tokens) => sum + tokens, 0)
-    const buckets = yield* limiter.state()
-    const tokens = buckets.find((bucket) => bucket.name === "tokens")!
-    expect(Math.round(tokens.available)).toBe(TOKEN_CAPACITY - paid)
+    // Tokens, per key (each key is its own lane and buckets): charged for started requests only; every
+    // other reservation was refunded.
+    for (const key of ["a", "b", "c"]) {
+      const paid = [...started.values()]
+        .filter((request) => request.key === key)
+        .reduce((sum, request) => sum + request.tokens, 0)
+      const buckets = yield* limiter.state({ key })
+      const tokens = buckets.find((bucket) => bucket.name === "tokens")!
+      expect(Math.round(tokens.available)).toBe(TOKEN_CAPACITY - paid)
+    }
+    // And no key ever ran more than its cap.
+    if (scenario.keyConcurrency !== undefined) expect(maxPerKey(all)).toBeLessThanOrEqual(scenario.keyConcurrency)
   }).pipe(Effect.scoped, Effect.provide(TestContext.TestContext))
 
 /**
@@ -177,7 +209,9 @@ const callerArbitrary = fc.record({
   tasks: fc.array(workArbitrary, { minLength: 1, maxLength: 4 }),
   batch: fc.boolean(),
   submitAtMillis: fc.integer({ min: 0, max: 300 }),
-  interruptAtMillis: fc.option(fc.integer({ min: 0, max: 1500 }), { nil: undefined })
+  interruptAtMillis: fc.option(fc.integer({ min: 0, max: 1500 }), { nil: undefined }),
+  /** Which lane: each key has its own buckets and its own lane. */
+  key: fc.constantFrom("a", "b", "c")
 })
 
 const unlimitedScenarioArbitrary = fc.record({
@@ -187,6 +221,7 @@ const unlimitedScenarioArbitrary = fc.record({
   /** Spans off: a single submit's attempt timeout is watched by the executor's timer, not raced. */
   spans: fc.boolean(),
   timeoutMillis: fc.option(fc.integer({ min: 50, max: 500 }), { nil: undefined }),
+  keyConcurrency: fc.option(fc.integer({ min: 1, max: 2 }), { nil: undefined }),
   callers: fc.array(callerArbitrary, { minLength: 1, maxLength: 8 })
 })
 
@@ -200,7 +235,8 @@ const runUnlimitedScenario = (scenario: UnlimitedScenario) =>
       queueCapacity: scenario.queueCapacity,
       whenFull: scenario.whenFull,
       spans: scenario.spans,
-      timeout: scenario.timeoutMillis
+      timeout: scenario.timeoutMillis,
+      keyConcurrency: scenario.keyConcurrency
     })
     const events = yield* executor.subscribe
     let running = 0
@@ -226,9 +262,13 @@ const runUnlimitedScenario = (scenario: UnlimitedScenario) =>
       Effect.gen(function* () {
         const call: Effect.Effect<ReadonlyArray<Exit.Exit<unknown, unknown>>> =
           caller.batch || caller.tasks.length > 1
-            ? executor.submitAll(caller.tasks.map((task) => ({ effect: work(task), priority: task.priority })))
+            ? executor.submitAll(
+                caller.tasks.map((task) => ({ effect: work(task), priority: task.priority, key: caller.key }))
+              )
             : Effect.map(
-                Effect.exit(executor.submit(work(caller.tasks[0]!), { priority: caller.tasks[0]!.priority })),
+                Effect.exit(
+                  executor.submit(work(caller.tasks[0]!), { priority: caller.tasks[0]!.priority, key: caller.key })
+                ),
                 (exit) => [exit]
               )
         const fiber = yield* Effect.fork(Effect.delay(call, caller.submitAtMillis))
@@ -247,6 +287,7 @@ const runUnlimitedScenario = (scenario: UnlimitedScenario) =>
     const stats = yield* expectIdle(executor, scenario.concurrency)
 
     const all = Array.from(yield* Queue.takeAll(events))
+    if (scenario.keyConcurrency !== undefined) expect(maxPerKey(all)).toBeLessThanOrEqual(scenario.keyConcurrency)
     const requests = new Set(all.map((event) => event.id))
     // Every request ended exactly once, and the counts agree.
     expectEndedOnce(all, requests)
