@@ -8,8 +8,9 @@
  * connection pool. What this module adds:
  * - one error a caller can act on, `ApiError`, refined by its `reason`
  *   (`RateLimited`, `ServerError`, `ClientError`, `Timeout`, `Transport`,
- *   `Decode`, `InvalidRequest`), with a `retryable` verdict that `x-should-retry` overrides, which the Executor's
- *   retry policy reads (a 429's `retryAfter` sets the next delay);
+ *   `Decode`, `InvalidRequest`), with a `retryable` verdict that
+ *   `x-should-retry` overrides, which the Executor's retry policy reads (a
+ *   429's `retryAfter` sets the next delay);
  * - rate-limit headers of every dialect (`RateLimitHeaders`) fed into the
  *   endpoint's RateLimiter as they arrive (`sync`, and `penalize` for a
  *   `Retry-After`), so every queued call slows down together rather than each
@@ -139,7 +140,8 @@ export const make: (
 /**
  * The HTTP errors that are the provider's fault count against a breaker
  * (an `ApiError` of reason `ServerError`, `Timeout` or `Transport`); a
- * `RateLimited` or the caller's own errors do not. The endpoint's breaker uses it unless given its own.
+ * `RateLimited` or the caller's own errors do not. The endpoint's breaker
+ * uses it unless given its own.
  *
  * @since 0.1.0
  * @category classifiers
