@@ -10,15 +10,30 @@
  */
 import { Executor, Retry } from "@sluice/core"
 import * as Console from "effect/Console"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
 
-/** What a provider's 429 looks like to the retry policy: retryable, with a `retryAfter`. */
-export class RateLimited {
-  readonly _tag = "RateLimited"
-  readonly retryable = true
-  constructor(readonly retryAfter: number) {}
+/**
+ * The provider's error, as the house style has it: one tagged error refined
+ * by a `reason`. A 429 looks to the retry policy like this: `retryable`, with
+ * a `retryAfter`.
+ */
+export class ProviderError extends Schema.TaggedError<ProviderError>("examples/ProviderError")("ProviderError", {
+  reason: Schema.Literal("RateLimited"),
+  retryAfterMillis: Schema.Number
+}) {
+  get retryable(): boolean {
+    return true
+  }
+  get retryAfter(): Duration.Duration {
+    return Duration.millis(this.retryAfterMillis)
+  }
+  override get message(): string {
+    return `the provider was rate limited; retry after ${this.retryAfterMillis} ms`
+  }
 }
 
 /** A provider that answers 429 on every third call. */
@@ -26,7 +41,9 @@ export const flakyProvider = () => {
   let calls = 0
   return (prompt: string) =>
     Effect.suspend(() =>
-      ++calls % 3 === 0 ? Effect.fail(new RateLimited(500)) : Effect.succeed(`answer to ${prompt}`)
+      ++calls % 3 === 0
+        ? Effect.fail(new ProviderError({ reason: "RateLimited", retryAfterMillis: 500 }))
+        : Effect.succeed(`answer to ${prompt}`)
     ).pipe(Effect.delay("50 millis"))
 }
 

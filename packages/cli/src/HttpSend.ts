@@ -25,7 +25,7 @@
  * wait on) and `Scope`. What `@sluice/http` and `@sluice/model` gave us: the
  * `ApiClient` with its Executor, the header parser, the Model. What this
  * module adds: the mapping from a batch line to a call and back (attempts,
- * `usage`, a `SendFailure`), learning the limits, and the `RunStats` feed:
+ * `usage`, a `RunError` of reason `SendFailed`), learning the limits, and the `RunStats` feed:
  * each request sent, each retry, each 429, the limits in force.
  *
  * @since 0.1.0

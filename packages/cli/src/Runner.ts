@@ -40,27 +40,23 @@ import type * as FileSystem from "@effect/platform/FileSystem"
 import type * as Path from "@effect/platform/Path"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
-import type { RunError, SendFailure } from "./internal/runError.js"
+import type { RunError } from "./internal/runError.js"
 import * as internal from "./internal/runner.js"
 import type { RunStats } from "./RunStats.js"
 
 export {
   /**
-   * The run could not go on: the input is unreadable, or the output cannot
-   * be read, resumed or written.
+   * The runner's error, refined by `reason`. The run could not go on
+   * (`InputUnreadable`, `OutputUnreadable`, `OutputCorrupt`,
+   * `OutputUnwritable`, `SamePath`: `path` names the file), or a line's
+   * request failed for good (`SendFailed`, a {@link Send}'s error:
+   * `errorKind` names the sender's final error, e.g. `RateLimited`,
+   * `ServerError`, `ProviderUnavailable`, with the `attempts` made).
    *
    * @since 0.1.0
    * @category errors
    */
-  RunError,
-  /**
-   * A line's request failed for good. `errorTag` names the sender's final
-   * error (`RateLimited`, `ServerError`, `Timeout`, ...).
-   *
-   * @since 0.1.0
-   * @category errors
-   */
-  SendFailure
+  RunError
 } from "./internal/runError.js"
 
 /**
@@ -113,7 +109,7 @@ export interface SendResult {
  * @since 0.1.0
  * @category models
  */
-export type Send = (line: BatchLine) => Effect.Effect<SendResult, SendFailure>
+export type Send = (line: BatchLine) => Effect.Effect<SendResult, RunError>
 
 /**
  * An input line that was not run.

@@ -204,13 +204,18 @@ describe("HttpSend", () => {
     })
   )
 
-  it.scoped("a final failure is a SendFailure with the error's tag and the attempts made", () =>
+  it.scoped("a final failure is a RunError SendFailed with the error's kind and the attempts made", () =>
     Effect.gen(function* () {
       const { send, stats } = yield* setup({ faults: { serviceUnavailable503: 1 } }, { maxAttempts: 3 })
       const fiber = yield* Effect.fork(Effect.flip(send(line("a", 1))))
       const failure = yield* untilDone(fiber)
       // The Model's verdict on a 503: the provider is unavailable.
-      expect(failure).toMatchObject({ _tag: "SendFailure", errorTag: "ProviderUnavailable", attempts: 3 })
+      expect(failure).toMatchObject({
+        _tag: "RunError",
+        reason: "SendFailed",
+        errorKind: "ProviderUnavailable",
+        attempts: 3
+      })
       expect(failure.message).toContain("ProviderUnavailable after 3 attempts")
       expect(yield* stats.snapshot).toMatchObject({ requests: 3, retries: 2, rateLimited: 0 })
     })

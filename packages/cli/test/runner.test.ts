@@ -111,7 +111,14 @@ describe("Runner.run", () => {
       const files = yield* setup(requests(6))
       const failOdd: Runner.Send = (line) =>
         Number(line.customId.slice(1)) % 2 === 1
-          ? Effect.fail(new Runner.SendFailure({ errorTag: "ServerError", detail: "503 overloaded", attempts: 3 }))
+          ? Effect.fail(
+              new Runner.RunError({
+                reason: "SendFailed",
+                errorKind: "ServerError",
+                detail: "503 overloaded",
+                attempts: 3
+              })
+            )
           : echo(line)
       const first = yield* runOnce({ ...files, concurrency: 3 }, failOdd)
       expect(first).toMatchObject({ succeeded: 3, failed: 3 })

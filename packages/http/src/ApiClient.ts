@@ -6,10 +6,11 @@
  * What `@effect/platform` gives: `HttpClient` (requests, responses, spans,
  * header redaction in traces) and, from `@effect/platform-node`, an undici
  * connection pool. What this module adds:
- * - errors a caller can act on (`RateLimited`, `ServerError`, `ClientError`,
- *   `Timeout`, `Transport`, `Decode`, `InvalidRequest`), each with a
- *   `retryable` verdict that `x-should-retry` overrides, which the Executor's
- *   retry policy reads (a 429's `retryAfter` sets the next delay);
+ * - one error a caller can act on, `ApiError`, refined by its `reason`
+ *   (`RateLimited`, `ServerError`, `ClientError`, `Timeout`, `Transport`,
+ *   `Decode`, `InvalidRequest`), with a `retryable` verdict that
+ *   `x-should-retry` overrides, which the Executor's retry policy reads (a
+ *   429's `retryAfter` sets the next delay);
  * - rate-limit headers of every dialect (`RateLimitHeaders`) fed into the
  *   endpoint's RateLimiter as they arrive (`sync`, and `penalize` for a
  *   `Retry-After`), so every queued call slows down together rather than each
@@ -138,8 +139,9 @@ export const make: (
 
 /**
  * The HTTP errors that are the provider's fault count against a breaker
- * (`ServerError`, `Timeout`, `Transport`); a `RateLimited` or the caller's
- * own errors do not. The endpoint's breaker uses it unless given its own.
+ * (an `ApiError` of reason `ServerError`, `Timeout` or `Transport`); a
+ * `RateLimited` or the caller's own errors do not. The endpoint's breaker
+ * uses it unless given its own.
  *
  * @since 0.1.0
  * @category classifiers

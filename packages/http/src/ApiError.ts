@@ -1,178 +1,180 @@
 /**
- * The ApiClient's typed errors. Each says whether trying again may help
- * (`retryable`), which Sluice's `Retry` reads; a server's `x-should-retry`
- * header overrides the default verdict. None of them carries a header, and
- * every body excerpt has the endpoint's secrets cut out, so an error can be
- * logged as it is.
+ * The ApiClient's error: one `ApiError` refined by a literal `reason`, so that
+ * `Effect.catchTag("ApiError", ...)` catches this layer's failures and no
+ * other package's (the Model's `RateLimited` is a `ModelError`). Each says
+ * whether trying again may help (`retryable`), which Sluice's `Retry` reads;
+ * a server's `x-should-retry` header overrides the default verdict. None
+ * carries a header, and every body excerpt has the endpoint's secrets cut
+ * out, so an error can be logged as it is.
  *
- * Default verdicts (as the OpenAI and Anthropic SDKs retry): `RateLimited`
- * (429) yes, with its `retryAfter`; `ServerError` yes, except 501 and 505;
- * `ClientError` only for 408 and 409; `Timeout` and `Transport` yes; `Decode`
- * and `InvalidRequest` never.
+ * Reasons and their default verdicts (as the OpenAI and Anthropic SDKs retry):
+ * - `RateLimited`: a 429, with its `retryAfter`; retryable;
+ * - `ServerError`: a 5xx; retryable, except 501 and 505;
+ * - `ClientError`: a 4xx other than 429; retryable only for 408 and 409;
+ * - `Timeout`: no complete answer within the attempt's timeout; retryable;
+ * - `Transport`: the connection failed (refused, reset, DNS, TLS); retryable;
+ * - `Decode`: the answer is not what the caller's Schema says; never;
+ * - `InvalidRequest`: refused before it was sent; never.
+ *
+ * Build one with the constructor named after its reason
+ * (`ApiError.rateLimited({ ... })`, `ApiError.timeout({ ... })`, ...): each
+ * asks for exactly the fields its kind carries.
  *
  * @since 0.1.0
  */
 import * as Duration from "effect/Duration"
 import * as Schema from "effect/Schema"
 
-const Common = {
-  endpoint: Schema.String,
-  method: Schema.String,
+/**
+ * What went wrong.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Reason = Schema.Literal(
+  "RateLimited",
+  "ServerError",
+  "ClientError",
+  "Timeout",
+  "Transport",
+  "Decode",
+  "InvalidRequest"
+)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Reason = typeof Reason.Type
+
+/** Where every error happened. */
+interface Where {
+  readonly endpoint: string
+  readonly method: string
   /** The request's path, without its query string (which may hold a key). */
-  path: Schema.String
+  readonly path: string
 }
 
 /** A failed answer: its status, the server's hints, and a short excerpt of its body. */
-const Answered = {
-  ...Common,
-  status: Schema.Number,
+interface Answered extends Where {
+  readonly status: number
+  /** The first few hundred characters of the body, secrets removed. */
+  readonly excerpt: string
+  /** What the server asked to wait (`retry-after`, `retry-after-ms`), if anything. */
+  readonly retryAfterMillis?: number
+  /** The server's `x-should-retry`, which overrides the default verdict. */
+  readonly shouldRetry?: boolean
+}
+
+const where = (error: Where) => `${error.method} ${error.path} on endpoint "${error.endpoint}"`
+
+/**
+ * A call that failed, refined by `reason`. Fields a kind lacks are absent:
+ * `status` and `excerpt` for an answer (`RateLimited`, `ServerError`,
+ * `ClientError`, `Decode`), `retryAfterMillis` for `RateLimited` and
+ * `ServerError`, `timeoutMillis` for `Timeout`, `issues` for `Decode`, and
+ * `detail` for `Transport` and `InvalidRequest`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ApiError extends Schema.TaggedError<ApiError>("@sluice/http/ApiError")("ApiError", {
+  reason: Reason,
+  endpoint: Schema.String,
+  method: Schema.String,
+  /** The request's path, without its query string (which may hold a key). */
+  path: Schema.String,
+  status: Schema.optional(Schema.Number),
   retryAfterMillis: Schema.optional(Schema.Number),
   shouldRetry: Schema.optional(Schema.Boolean),
-  excerpt: Schema.String
-}
-
-const retryAfterOf = (millis: number | undefined) => (millis === undefined ? undefined : Duration.millis(millis))
-
-const verdict = (shouldRetry: boolean | undefined, otherwise: boolean) => shouldRetry ?? otherwise
-
-const where = (error: { endpoint: string; method: string; path: string }) =>
-  `${error.method} ${error.path} on endpoint "${error.endpoint}"`
-
-/**
- * 429: the server's rate limit. `retryAfterMillis` is what it asked for, if anything.
- *
- * @since 0.1.0
- * @category errors
- */
-export class RateLimited extends Schema.TaggedError<RateLimited>("@sluice/http/RateLimited")("RateLimited", Answered) {
-  get retryAfter(): Duration.Duration | undefined {
-    return retryAfterOf(this.retryAfterMillis)
-  }
-  get retryable(): boolean {
-    return verdict(this.shouldRetry, true)
-  }
-  override get message(): string {
-    const wait = this.retryAfterMillis === undefined ? "" : `; retry after ${Math.ceil(this.retryAfterMillis)} ms`
-    return `${where(this)} was rate limited (429)${wait}`
-  }
-}
-
-/**
- * 5xx.
- *
- * @since 0.1.0
- * @category errors
- */
-export class ServerError extends Schema.TaggedError<ServerError>("@sluice/http/ServerError")("ServerError", Answered) {
-  get retryAfter(): Duration.Duration | undefined {
-    return retryAfterOf(this.retryAfterMillis)
-  }
-  get retryable(): boolean {
-    return verdict(this.shouldRetry, this.status !== 501 && this.status !== 505)
-  }
-  override get message(): string {
-    return `${where(this)} failed with ${this.status}: ${this.excerpt}`
-  }
-}
-
-/**
- * 4xx other than 429: usually the request's own fault.
- *
- * @since 0.1.0
- * @category errors
- */
-export class ClientError extends Schema.TaggedError<ClientError>("@sluice/http/ClientError")("ClientError", {
-  ...Common,
-  status: Schema.Number,
-  shouldRetry: Schema.optional(Schema.Boolean),
   /** The first few hundred characters of the body, secrets removed. */
-  excerpt: Schema.String
+  excerpt: Schema.optional(Schema.String),
+  /** `Timeout`: the attempt's timeout. */
+  timeoutMillis: Schema.optional(Schema.Number),
+  /** `Decode`: where the body did not match, and what was expected. */
+  issues: Schema.optional(Schema.String),
+  /** `Transport`, `InvalidRequest`: what failed, secrets removed. */
+  detail: Schema.optional(Schema.String)
 }) {
-  get retryable(): boolean {
-    return verdict(this.shouldRetry, this.status === 408 || this.status === 409)
+  /** 429: the server's rate limit. */
+  static rateLimited(fields: Answered): ApiError {
+    return new ApiError({ ...fields, reason: "RateLimited" })
   }
-  override get message(): string {
-    return `${where(this)} was refused with ${this.status}: ${this.excerpt}`
+  /** 5xx. */
+  static serverError(fields: Answered): ApiError {
+    return new ApiError({ ...fields, reason: "ServerError" })
   }
-}
+  /** 4xx other than 429: usually the request's own fault. */
+  static clientError(fields: Omit<Answered, "retryAfterMillis">): ApiError {
+    return new ApiError({ ...fields, reason: "ClientError" })
+  }
+  /** No complete answer within the request's timeout. */
+  static timeout(fields: Where & { readonly timeoutMillis: number }): ApiError {
+    return new ApiError({ ...fields, reason: "Timeout" })
+  }
+  /** The connection failed: refused, reset, closed early, DNS, TLS. */
+  static transport(fields: Where & { readonly detail: string }): ApiError {
+    return new ApiError({ ...fields, reason: "Transport" })
+  }
+  /** The answer is not what the caller's Schema says (or not JSON at all). */
+  static decode(
+    fields: Where & { readonly status: number; readonly issues: string; readonly excerpt: string }
+  ): ApiError {
+    return new ApiError({ ...fields, reason: "Decode" })
+  }
+  /**
+   * The request was refused before it was sent (e.g. a header value holding
+   * a line break, which could smuggle another header in).
+   */
+  static invalidRequest(fields: Where & { readonly detail: string }): ApiError {
+    return new ApiError({ ...fields, reason: "InvalidRequest" })
+  }
 
-/**
- * No complete answer within the request's timeout.
- *
- * @since 0.1.0
- * @category errors
- */
-export class Timeout extends Schema.TaggedError<Timeout>("@sluice/http/Timeout")("Timeout", {
-  ...Common,
-  timeoutMillis: Schema.Number
-}) {
-  get retryable(): boolean {
-    return true
+  /** What the server asked to wait, if anything. */
+  get retryAfter(): Duration.Duration | undefined {
+    return this.retryAfterMillis === undefined ? undefined : Duration.millis(this.retryAfterMillis)
   }
-  override get message(): string {
-    return `${where(this)} did not answer within ${this.timeoutMillis} ms`
-  }
-}
 
-/**
- * The connection failed: refused, reset, closed early, DNS, TLS.
- *
- * @since 0.1.0
- * @category errors
- */
-export class Transport extends Schema.TaggedError<Transport>("@sluice/http/Transport")("Transport", {
-  ...Common,
-  reason: Schema.String
-}) {
   get retryable(): boolean {
-    return true
+    switch (this.reason) {
+      case "RateLimited":
+        return this.shouldRetry ?? true
+      case "ServerError":
+        return this.shouldRetry ?? (this.status !== 501 && this.status !== 505)
+      case "ClientError":
+        return this.shouldRetry ?? (this.status === 408 || this.status === 409)
+      case "Timeout":
+      case "Transport":
+        return true
+      default: // Decode, InvalidRequest
+        return false
+    }
   }
-  override get message(): string {
-    return `${where(this)} failed in transport: ${this.reason}`
-  }
-}
 
-/**
- * The answer is not what the caller's Schema says (or not JSON at all).
- *
- * @since 0.1.0
- * @category errors
- */
-export class Decode extends Schema.TaggedError<Decode>("@sluice/http/Decode")("Decode", {
-  ...Common,
-  status: Schema.Number,
-  issues: Schema.String,
-  excerpt: Schema.String
-}) {
-  get retryable(): boolean {
-    return false
-  }
   override get message(): string {
-    return `${where(this)} answered ${this.status} with a body that does not decode: ${this.issues}`
-  }
-}
-
-/**
- * The request was refused before it was sent (e.g. a header value holding a
- * line break, which could smuggle another header in).
- *
- * @since 0.1.0
- * @category errors
- */
-export class InvalidRequest extends Schema.TaggedError<InvalidRequest>("@sluice/http/InvalidRequest")(
-  "InvalidRequest",
-  { ...Common, reason: Schema.String }
-) {
-  get retryable(): boolean {
-    return false
-  }
-  override get message(): string {
-    return `${where(this)} was not sent: ${this.reason}`
+    switch (this.reason) {
+      case "RateLimited": {
+        const wait = this.retryAfterMillis === undefined ? "" : `; retry after ${Math.ceil(this.retryAfterMillis)} ms`
+        return `${where(this)} was rate limited (429)${wait}`
+      }
+      case "ServerError":
+        return `${where(this)} failed with ${this.status}: ${this.excerpt}`
+      case "ClientError":
+        return `${where(this)} was refused with ${this.status}: ${this.excerpt}`
+      case "Timeout":
+        return `${where(this)} did not answer within ${this.timeoutMillis} ms`
+      case "Transport":
+        return `${where(this)} failed in transport: ${this.detail}`
+      case "Decode":
+        return `${where(this)} answered ${this.status} with a body that does not decode: ${this.issues}`
+      default: // InvalidRequest
+        return `${where(this)} was not sent: ${this.detail}`
+    }
   }
 }
 
 /**
  * @since 0.1.0
- * @category errors
+ * @category predicates
  */
-export type ApiError = RateLimited | ServerError | ClientError | Timeout | Transport | Decode | InvalidRequest
+export const isApiError = (value: unknown): value is ApiError => value instanceof ApiError

@@ -132,7 +132,7 @@ describe("ApiClient", () => {
       const first = yield* Effect.exit(api.get("/a", { schema: Answer }))
       expect(first).toEqual(
         Exit.fail(
-          new ApiError.RateLimited({
+          ApiError.ApiError.rateLimited({
             endpoint: "mock",
             method: "GET",
             path: "/a",
@@ -163,8 +163,8 @@ describe("ApiClient", () => {
       const exit = yield* runToEnd((yield* client(refused.handler)).get("/a", { schema: Answer }))
       expect(refused.seen).toHaveLength(1)
       expect(Exit.isFailure(exit) && exit.cause).toBeTruthy()
-      const error = Exit.isFailure(exit) ? exit.cause : undefined
-      expect(String(error)).toContain("ClientError")
+      const error = Exit.isFailure(exit) ? (exit.cause as { error?: unknown }).error : undefined
+      expect(error).toMatchObject({ _tag: "ApiError", reason: "ClientError" })
 
       const dontRetry = scripted([{ status: 500, headers: { "x-should-retry": "false" } }, ok])
       yield* runToEnd((yield* client(dontRetry.handler)).get("/a", { schema: Answer }))
@@ -189,7 +189,7 @@ describe("ApiClient", () => {
         (yield* client(always.handler, { timeout: "1 second" })).get("/a", { schema: Answer })
       )
       expect(failed).toEqual(
-        Exit.fail(new ApiError.Timeout({ endpoint: "mock", method: "GET", path: "/a", timeoutMillis: 1000 }))
+        Exit.fail(ApiError.ApiError.timeout({ endpoint: "mock", method: "GET", path: "/a", timeoutMillis: 1000 }))
       )
       expect(always.seen).toHaveLength(3)
     })
@@ -208,7 +208,12 @@ describe("ApiClient", () => {
       )
       expect(exit).toEqual(
         Exit.fail(
-          new ApiError.Transport({ endpoint: "mock", method: "GET", path: "/a", reason: "ECONNRESET: socket hang up" })
+          ApiError.ApiError.transport({
+            endpoint: "mock",
+            method: "GET",
+            path: "/a",
+            detail: "ECONNRESET: socket hang up"
+          })
         )
       )
     })
@@ -220,14 +225,14 @@ describe("ApiClient", () => {
       const exit = yield* runToEnd((yield* client(broken.handler)).get("/a", { schema: Answer }))
       expect(broken.seen).toHaveLength(1)
       const error = Exit.isFailure(exit) ? (exit.cause as { error?: unknown }).error : undefined
-      expect(error).toBeInstanceOf(ApiError.Decode)
-      expect((error as ApiError.Decode).issues).toContain("not JSON")
-      expect((error as ApiError.Decode).excerpt).toBe('{"answer": "4')
+      expect(error).toMatchObject({ _tag: "ApiError", reason: "Decode" })
+      expect((error as ApiError.ApiError).issues).toContain("not JSON")
+      expect((error as ApiError.ApiError).excerpt).toBe('{"answer": "4')
 
       const wrong = scripted([{ status: 200, body: { answer: 42 } }])
       const wrongExit = yield* runToEnd((yield* client(wrong.handler)).get("/a", { schema: Answer }))
       const decode = Exit.isFailure(wrongExit) ? (wrongExit.cause as { error?: unknown }).error : undefined
-      expect((decode as ApiError.Decode).issues).toBe('["answer"] Expected string, actual 42')
+      expect((decode as ApiError.ApiError).issues).toBe('["answer"] Expected string, actual 42')
     })
   )
 
@@ -300,8 +305,8 @@ describe("ApiClient", () => {
         )
       )
       const error = Exit.isFailure(exit) ? (exit.cause as { error?: unknown }).error : undefined
-      expect(error).toBeInstanceOf(ApiError.ClientError)
-      expect((error as ApiError.ClientError).excerpt).toContain("Incorrect API key provided: <redacted>")
+      expect(error).toMatchObject({ _tag: "ApiError", reason: "ClientError" })
+      expect((error as ApiError.ApiError).excerpt).toContain("Incorrect API key provided: <redacted>")
       const everything = [
         ...logs,
         String(error),
@@ -322,8 +327,8 @@ describe("ApiClient", () => {
       const { handler } = scripted([{ status: 200, body: { answer: { echoed: SECRET } } }])
       const exit = yield* Effect.exit((yield* client(handler)).get("/a", { schema: Answer }))
       const error = Exit.isFailure(exit) ? (exit.cause as { error?: unknown }).error : undefined
-      expect(error).toBeInstanceOf(ApiError.Decode)
-      expect((error as ApiError.Decode).issues).toContain("<redacted>")
+      expect(error).toMatchObject({ _tag: "ApiError", reason: "Decode" })
+      expect((error as ApiError.ApiError).issues).toContain("<redacted>")
       expect(JSON.stringify(error)).not.toContain(SECRET)
       expect(String(error)).not.toContain(SECRET)
     })
@@ -336,8 +341,8 @@ describe("ApiClient", () => {
       const exit = yield* Effect.exit(api.get("/a", { schema: Answer, headers: { "x-note": "hi\r\nx-admin: true" } }))
       expect(seen).toHaveLength(0)
       const error = Exit.isFailure(exit) ? (exit.cause as { error?: unknown }).error : undefined
-      expect(error).toBeInstanceOf(ApiError.InvalidRequest)
-      expect((error as ApiError.InvalidRequest).retryable).toBe(false)
+      expect(error).toMatchObject({ _tag: "ApiError", reason: "InvalidRequest" })
+      expect((error as ApiError.ApiError).retryable).toBe(false)
     })
   )
 

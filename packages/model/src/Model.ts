@@ -17,8 +17,9 @@
  *   reconciled to `usage.total_tokens` (estimate 1,200, usage 830: 370 go
  *   back), given back whole when the provider refused the call, kept when it
  *   may have done the work but said nothing (a timeout);
- * - the Model's errors: `ContextTooLong`, `ContentFiltered`, `RateLimited`,
- *   `ProviderUnavailable` and `InvalidRequest`, each with `retryable` and a
+ * - the Model's error, `ModelError`, refined by its `reason`
+ *   (`ContextTooLong`, `ContentFiltered`, `RateLimited`,
+ *   `ProviderUnavailable`, `InvalidRequest`), with `retryable` and a
  *   `message` that says what to do, mapped from the ApiClient's and the
  *   Executor's errors (a 400 `context_length_exceeded`, a
  *   `content_policy_violation`, a 429 with its `retryAfter`, a 5xx, a
@@ -29,7 +30,7 @@
  * ApiClient with its own limits) can build one `ModelShape` per provider
  * with {@link make} and offer the same interface over them, and every error
  * says which provider it came from and whether another try may help
- * (`ProviderUnavailable` and `RateLimited` are the ones to fall back on).
+ * (the reasons `ProviderUnavailable` and `RateLimited` are the ones to fall back on).
  *
  * @since 0.1.0
  */
@@ -224,101 +225,76 @@ export type EmbedResponse = typeof Wire.EmbedResponse.Type
 // ---- errors -----------------------------------------------------------------
 
 /**
- * The prompt (plus the maximum output) does not fit the model's context
- * window: shorten it. Carries the window and the requested count when the
- * provider said them, and the Model's own estimate. Not retryable.
+ * Every way a Model call fails: one error refined by `reason`, so that
+ * `Effect.catchTag("ModelError", ...)` catches the Model's errors and never
+ * the ApiClient's. Each has `retryable` and a `message` that says what to do.
+ * Build one with the constructor named after its reason:
+ *
+ * - `ModelError.contextTooLong`: the prompt (plus the maximum output) does
+ *   not fit the model's context window: shorten it. Carries the window and
+ *   the requested count when the provider said them, and the Model's own
+ *   estimate. Not retryable.
+ * - `ModelError.contentFiltered`: the provider's content policy refused the
+ *   prompt (`source: "request"`) or withheld every answer (`source:
+ *   "response"`, with the response). Not retryable.
+ * - `ModelError.rateLimited`: the provider's rate limit (429) held after the
+ *   endpoint's retries, with the `retryAfter` it asked for. Retryable unless
+ *   the server said otherwise.
+ * - `ModelError.providerUnavailable`: this provider cannot serve now (`kind`:
+ *   a 5xx, overloaded, a timeout, a broken connection, bad credentials,
+ *   exhausted quota, an open breaker, a full queue, shutting down): try
+ *   later, or another provider.
+ * - `ModelError.invalidRequest`: the request itself is wrong (`kind`: it
+ *   fails the Schema, the provider refused it, it is larger than the token
+ *   limit, or the answer did not decode): fix it rather than retry it.
  *
  * @since 0.1.0
  * @category errors
  */
-export const ContextTooLong = errors.ContextTooLong
+export const ModelError = errors.ModelError
 
 /**
- * @since 0.1.0
- * @category errors
- */
-export type ContextTooLong = errors.ContextTooLong
-
-/**
- * The provider's content policy refused the prompt (`source: "request"`) or
- * withheld every answer (`source: "response"`, with the response). Not retryable.
- *
- * @since 0.1.0
- * @category errors
- */
-export const ContentFiltered = errors.ContentFiltered
-
-/**
- * @since 0.1.0
- * @category errors
- */
-export type ContentFiltered = errors.ContentFiltered
-
-/**
- * The provider's rate limit (429) held after the endpoint's retries, with
- * the `retryAfter` it asked for. Retryable unless the server said otherwise.
- *
- * @since 0.1.0
- * @category errors
- */
-export const RateLimited = errors.RateLimited
-
-/**
- * @since 0.1.0
- * @category errors
- */
-export type RateLimited = errors.RateLimited
-
-/**
- * This provider cannot serve now (`reason`: a 5xx, overloaded, a timeout, a
- * broken connection, bad credentials, exhausted quota, an open breaker, a
- * full queue, shutting down): try later, or another provider.
- *
- * @since 0.1.0
- * @category errors
- */
-export const ProviderUnavailable = errors.ProviderUnavailable
-
-/**
- * @since 0.1.0
- * @category errors
- */
-export type ProviderUnavailable = errors.ProviderUnavailable
-
-/**
- * The request itself is wrong (`reason`: it fails the Schema, the provider
- * refused it, it is larger than the token limit, or the answer did not
- * decode): fix it rather than retry it.
- *
- * @since 0.1.0
- * @category errors
- */
-export const InvalidRequest = errors.InvalidRequest
-
-/**
- * @since 0.1.0
- * @category errors
- */
-export type InvalidRequest = errors.InvalidRequest
-
-/**
- * Every way a Model call can fail.
- *
  * @since 0.1.0
  * @category errors
  */
 export type ModelError = errors.ModelError
 
 /**
+ * What went wrong: `ContextTooLong`, `ContentFiltered`, `RateLimited`,
+ * `ProviderUnavailable` or `InvalidRequest`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export const ModelErrorReason = errors.Reason
+
+/**
+ * @since 0.1.0
+ * @category errors
+ */
+export type ModelErrorReason = errors.Reason
+
+/**
+ * Why a `ProviderUnavailable` provider cannot serve (its `kind`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type UnavailableKind = errors.UnavailableKind
+
+/**
+ * What is wrong with an `InvalidRequest` (its `kind`).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type InvalidKind = errors.InvalidKind
+
+/**
  * @since 0.1.0
  * @category predicates
  */
-export const isModelError = (value: unknown): value is ModelError =>
-  value instanceof errors.ContextTooLong ||
-  value instanceof errors.ContentFiltered ||
-  value instanceof errors.RateLimited ||
-  value instanceof errors.ProviderUnavailable ||
-  value instanceof errors.InvalidRequest
+export const isModelError: (value: unknown) => value is ModelError = errors.isModelError
 
 // ---- the service ------------------------------------------------------------
 
@@ -384,7 +360,7 @@ export interface CallOptions {
    * bucket's capacity: such a call pays in installments of the capacity (one
    * after the other, as the bucket refills) instead of failing. Set it to the
    * provider's own allowance when the bucket is kept small to pace the calls.
-   * Default none: an estimate above the capacity is `InvalidRequest` (`TooLarge`).
+   * Default none: an estimate above the capacity is an `InvalidRequest` (`TooLarge`).
    */
   readonly maxRequestTokens?: number | undefined
 }
@@ -482,7 +458,7 @@ export interface TestHandlers {
 
 /**
  * A Model that answers from `handlers`, in memory. Requests are validated
- * like the real Model's (`InvalidRequest` naming the field), and an answer
+ * like the real Model's (an `InvalidRequest` naming the field), and an answer
  * whose every choice was filtered fails with `ContentFiltered`, so code
  * above it sees the same behaviour.
  *

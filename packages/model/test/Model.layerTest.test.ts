@@ -24,7 +24,7 @@ describe("Model.layerTest", () => {
           seen.push(incoming)
           return incoming.messages.length > 1
             ? Effect.fail(
-                new Model.RateLimited({
+                Model.ModelError.rateLimited({
                   provider: "test",
                   model: incoming.model,
                   operation: "chat",
@@ -39,9 +39,9 @@ describe("Model.layerTest", () => {
       const error = yield* Effect.flip(
         model.chat({ ...request, messages: [...request.messages, { role: "user", content: "again" }] })
       )
-      expect(error).toBeInstanceOf(Model.RateLimited)
+      expect(error).toMatchObject({ _tag: "ModelError", reason: "RateLimited" })
       expect(error.retryable).toBe(true)
-      expect((error as Model.RateLimited).retryAfter).toBeDefined()
+      expect((error as Model.ModelError).retryAfter).toBeDefined()
       expect(seen).toHaveLength(2)
     })
   )
@@ -52,9 +52,9 @@ describe("Model.layerTest", () => {
         chat: (incoming) => Model.completion(incoming, "", { finishReason: "content_filter" })
       })
       const invalid = yield* Effect.flip(model.chat({ model: "", messages: [{ role: "user", content: "x" }] }))
-      expect(invalid).toMatchObject({ _tag: "InvalidRequest", reason: "Invalid" })
+      expect(invalid).toMatchObject({ _tag: "ModelError", reason: "InvalidRequest", kind: "Invalid" })
       const filtered = yield* Effect.flip(model.chat(request))
-      expect(filtered).toMatchObject({ _tag: "ContentFiltered", source: "response" })
+      expect(filtered).toMatchObject({ _tag: "ModelError", reason: "ContentFiltered", source: "response" })
     })
   )
 

@@ -150,14 +150,14 @@ describe("Model against the MockProvider", () => {
         const unavailable = yield* run(model.chat(chat("hello")))
         expect(Exit.isFailure(unavailable) && Cause.failureOption(unavailable.cause)).toMatchObject({
           _tag: "Some",
-          value: { _tag: "ProviderUnavailable", reason: "Overloaded", status: 503, retryable: true }
+          value: { _tag: "ModelError", reason: "ProviderUnavailable", kind: "Overloaded", status: 503, retryable: true }
         })
         yield* provider.setFaults({})
         yield* provider.setLimits({ tpm: 10 })
         const tooLarge = yield* run(model.chat(chat("hello", { max_tokens: 50 })))
         expect(Exit.isFailure(tooLarge) && Cause.failureOption(tooLarge.cause)).toMatchObject({
           _tag: "Some",
-          value: { _tag: "InvalidRequest", reason: "TooLarge", retryable: false }
+          value: { _tag: "ModelError", reason: "InvalidRequest", kind: "TooLarge", retryable: false }
         })
       })
   )
@@ -172,7 +172,10 @@ describe("Model against the MockProvider", () => {
       const exit = yield* run(model.chat(chat("hello")))
       if (Exit.isSuccess(exit)) throw new Error("expected a failure")
       const error = Cause.failureOption(exit.cause)
-      expect(error).toMatchObject({ _tag: "Some", value: { _tag: "ProviderUnavailable", reason: "Unauthorized" } })
+      expect(error).toMatchObject({
+        _tag: "Some",
+        value: { _tag: "ModelError", reason: "ProviderUnavailable", kind: "Unauthorized" }
+      })
       expect(Cause.pretty(exit.cause)).not.toContain(key)
       expect(JSON.stringify(error)).not.toContain(key)
     })

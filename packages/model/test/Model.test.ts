@@ -139,8 +139,8 @@ describe("Model.chat", () => {
         return answer({ prompt: 1, completion: 1 })
       })
       const empty = failureOf(yield* Effect.exit(model.chat({ model: "gpt-test", messages: [] as never })))
-      expect(empty).toBeInstanceOf(Model.InvalidRequest)
-      expect(empty).toMatchObject({ reason: "Invalid", retryable: false, provider: "mock" })
+      expect(empty).toMatchObject({ _tag: "ModelError", reason: "InvalidRequest" })
+      expect(empty).toMatchObject({ kind: "Invalid", retryable: false, provider: "mock" })
       expect(empty.message).toContain("messages")
       const streaming = failureOf(yield* Effect.exit(model.chat(request("hi", { stream: true as never }))))
       expect(streaming.message).toContain("stream: true is not supported")
@@ -267,7 +267,7 @@ describe("token accounting", () => {
           { estimator: fixedEstimator, maxRequestTokens: 1_100 }
         )
         const over = failureOf(yield* Effect.exit(bounded.model.chat(request("Say hello", { max_tokens: 200 }))))
-        expect(over).toMatchObject({ _tag: "InvalidRequest", reason: "TooLarge" })
+        expect(over).toMatchObject({ _tag: "ModelError", reason: "InvalidRequest", kind: "TooLarge" })
         expect(over.message).toContain("maxRequestTokens 1100")
         const unbounded = yield* setup(at(sent), { limits: paced }, { estimator: fixedEstimator })
         const refused = failureOf(yield* Effect.exit(unbounded.model.chat(request("Say hello", { max_tokens: 200 }))))
@@ -345,7 +345,12 @@ describe("token accounting", () => {
       const fiber = yield* Effect.fork(Effect.exit(model.chat(request())))
       yield* TestClock.adjust("5 seconds")
       const exit = yield* Fiber.join(fiber)
-      expect(failureOf(exit)).toMatchObject({ _tag: "ProviderUnavailable", reason: "Timeout", retryable: true })
+      expect(failureOf(exit)).toMatchObject({
+        _tag: "ModelError",
+        reason: "ProviderUnavailable",
+        kind: "Timeout",
+        retryable: true
+      })
       expect(yield* tokens).toBe(10_000 - 1_200 + 1_000)
     })
   )
@@ -375,7 +380,7 @@ describe("token accounting", () => {
     Effect.gen(function* () {
       const { model } = yield* setup(() => answer({ prompt: 1, completion: 1 }), {}, {})
       const error = failureOf(yield* Effect.exit(model.chat(request("hi", { max_tokens: 20_000 }))))
-      expect(error).toMatchObject({ _tag: "InvalidRequest", reason: "TooLarge", retryable: false })
+      expect(error).toMatchObject({ _tag: "ModelError", reason: "InvalidRequest", kind: "TooLarge", retryable: false })
       expect(error.message).toContain('capacity 10000 of the "tokens" limit')
     })
   )
@@ -454,7 +459,7 @@ describe("token accounting", () => {
         }
       )
       const error = failureOf(yield* Effect.exit(model.chat(request())))
-      expect(error).toMatchObject({ _tag: "InvalidRequest", reason: "Invalid" })
+      expect(error).toMatchObject({ _tag: "ModelError", reason: "InvalidRequest", kind: "Invalid" })
       expect(error.message).toContain("token estimator")
     })
   )
@@ -477,7 +482,7 @@ describe("error mapping", () => {
           "context_length_exceeded"
         )
       )
-      expect(error).toBeInstanceOf(Model.ContextTooLong)
+      expect(error).toMatchObject({ _tag: "ModelError", reason: "ContextTooLong" })
       expect(error).toMatchObject({
         maxContextTokens: 8192,
         requestedTokens: 9000,
@@ -494,7 +499,7 @@ describe("error mapping", () => {
   it.scoped("a context error said only in words → ContextTooLong", () =>
     Effect.gen(function* () {
       const error = yield* mapped({ status: 400, body: { error: { message: "prompt is too long: 210000 tokens" } } })
-      expect(error._tag).toBe("ContextTooLong")
+      expect(error).toMatchObject({ _tag: "ModelError", reason: "ContextTooLong" })
     })
   )
 
@@ -508,7 +513,12 @@ describe("error mapping", () => {
           "content_policy_violation"
         )
       )
-      expect(error).toMatchObject({ _tag: "ContentFiltered", source: "request", retryable: false })
+      expect(error).toMatchObject({
+        _tag: "ModelError",
+        reason: "ContentFiltered",
+        source: "request",
+        retryable: false
+      })
     })
   )
 
@@ -516,8 +526,8 @@ describe("error mapping", () => {
     Effect.gen(function* () {
       const { model, tokens } = yield* setup(() => answer({ prompt: 700, completion: 3 }, "content_filter"))
       const error = failureOf(yield* Effect.exit(model.chat(request())))
-      expect(error).toMatchObject({ _tag: "ContentFiltered", source: "response" })
-      expect((error as Model.ContentFiltered).response?.usage?.total_tokens).toBe(703)
+      expect(error).toMatchObject({ _tag: "ModelError", reason: "ContentFiltered", source: "response" })
+      expect((error as Model.ModelError).response?.usage?.total_tokens).toBe(703)
       expect(yield* tokens).toBe(10_000 - 703)
     })
   )
@@ -529,8 +539,8 @@ describe("error mapping", () => {
           "retry-after-ms": "1500"
         })
       )
-      expect(error).toBeInstanceOf(Model.RateLimited)
-      const limited = error as Model.RateLimited
+      expect(error).toMatchObject({ _tag: "ModelError", reason: "RateLimited" })
+      const limited = error as Model.ModelError
       expect(limited.retryable).toBe(true)
       expect(limited.retryAfterMillis).toBe(1500)
       expect(limited.message).toContain("retry after 1500 ms")
@@ -542,20 +552,27 @@ describe("error mapping", () => {
       const error = yield* mapped(
         errorBody(429, "You exceeded your current quota", "insufficient_quota", "insufficient_quota")
       )
-      expect(error).toMatchObject({ _tag: "ProviderUnavailable", reason: "QuotaExhausted", retryable: false })
+      expect(error).toMatchObject({
+        _tag: "ModelError",
+        reason: "ProviderUnavailable",
+        kind: "QuotaExhausted",
+        retryable: false
+      })
     })
   )
 
   it.scoped("503 → ProviderUnavailable Overloaded; 500 → ServerError; both retryable", () =>
     Effect.gen(function* () {
       expect(yield* mapped(errorBody(503, "overloaded", "server_error", null))).toMatchObject({
-        _tag: "ProviderUnavailable",
-        reason: "Overloaded",
+        _tag: "ModelError",
+        reason: "ProviderUnavailable",
+        kind: "Overloaded",
         status: 503,
         retryable: true
       })
       expect(yield* mapped(errorBody(500, "oops", "server_error", null))).toMatchObject({
-        reason: "ServerError",
+        reason: "ProviderUnavailable",
+        kind: "ServerError",
         status: 500,
         retryable: true
       })
@@ -564,7 +581,11 @@ describe("error mapping", () => {
 
   it.scoped("a reset connection → ProviderUnavailable Transport", () =>
     Effect.gen(function* () {
-      expect(yield* mapped({ reset: true })).toMatchObject({ _tag: "ProviderUnavailable", reason: "Transport" })
+      expect(yield* mapped({ reset: true })).toMatchObject({
+        _tag: "ModelError",
+        reason: "ProviderUnavailable",
+        kind: "Transport"
+      })
     })
   )
 
@@ -573,15 +594,22 @@ describe("error mapping", () => {
       expect(
         yield* mapped(errorBody(400, "Invalid value for 'temperature'", "invalid_request_error", "invalid_value"))
       ).toMatchObject({
-        _tag: "InvalidRequest",
-        reason: "Rejected",
+        _tag: "ModelError",
+        reason: "InvalidRequest",
+        kind: "Rejected",
         status: 400,
         code: "invalid_value",
         retryable: false
       })
       expect(
         yield* mapped(errorBody(404, "The model does not exist", "invalid_request_error", "model_not_found"))
-      ).toMatchObject({ _tag: "InvalidRequest", reason: "Rejected", status: 404, code: "model_not_found" })
+      ).toMatchObject({
+        _tag: "ModelError",
+        reason: "InvalidRequest",
+        kind: "Rejected",
+        status: 404,
+        code: "model_not_found"
+      })
     })
   )
 
@@ -589,14 +617,14 @@ describe("error mapping", () => {
     Effect.gen(function* () {
       expect(
         yield* mapped(errorBody(401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key"))
-      ).toMatchObject({ _tag: "ProviderUnavailable", reason: "Unauthorized", retryable: false })
+      ).toMatchObject({ _tag: "ModelError", reason: "ProviderUnavailable", kind: "Unauthorized", retryable: false })
     })
   )
 
   it.scoped("an answer that is not the OpenAI shape → InvalidRequest Undecodable", () =>
     Effect.gen(function* () {
       const error = yield* mapped({ status: 200, body: { hello: "world" } })
-      expect(error).toMatchObject({ _tag: "InvalidRequest", reason: "Undecodable", status: 200 })
+      expect(error).toMatchObject({ _tag: "ModelError", reason: "InvalidRequest", kind: "Undecodable", status: 200 })
       expect(error.message).toContain('["id"] is missing')
     })
   )
@@ -608,8 +636,13 @@ describe("error mapping", () => {
       })
       yield* Effect.exit(model.chat(request()))
       const error = failureOf(yield* Effect.exit(model.chat(request())))
-      expect(error).toMatchObject({ _tag: "ProviderUnavailable", reason: "CircuitOpen", retryable: false })
-      expect((error as Model.ProviderUnavailable).retryAfterMillis).toBe(30_000)
+      expect(error).toMatchObject({
+        _tag: "ModelError",
+        reason: "ProviderUnavailable",
+        kind: "CircuitOpen",
+        retryable: false
+      })
+      expect((error as Model.ModelError).retryAfterMillis).toBe(30_000)
     })
   )
 

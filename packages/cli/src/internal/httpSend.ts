@@ -12,6 +12,7 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import { CircuitBreaker, InvalidOptions, Retry } from "@sluice/core"
 import * as ApiClient from "@sluice/http/ApiClient"
+import * as ApiError from "@sluice/http/ApiError"
 import type * as EndpointConfig from "@sluice/http/EndpointConfig"
 import * as RateLimitHeaders from "@sluice/http/RateLimitHeaders"
 import { Model } from "@sluice/model"
@@ -30,7 +31,7 @@ import type * as Runner from "../Runner.js"
 import { RunStats } from "../RunStats.js"
 import { pathUnder } from "./batchLine.js"
 import * as LearnedLimits from "./learnedLimits.js"
-import { SendFailure } from "./runError.js"
+import { RunError } from "./runError.js"
 
 /** The call the current fiber works for (set around each line's send). */
 const currentCall = FiberRef.unsafeMake<string | undefined>(undefined)
@@ -136,7 +137,13 @@ interface Lesson {
 
 const NOTHING_LEARNED: Lesson = { limits: {}, info: undefined }
 
-type Call = (line: Runner.BatchLine) => Effect.Effect<unknown, { readonly _tag: string; readonly message: string }>
+type CallFailure = ApiError.ApiError | Model.ModelError | { readonly _tag: string; readonly message: string }
+
+type Call = (line: Runner.BatchLine) => Effect.Effect<unknown, CallFailure>
+
+/** What a line failed with: the reason of the ApiClient's or the Model's error, else the error's tag. */
+const kindOf = (error: CallFailure): string =>
+  error instanceof ApiError.ApiError || error instanceof Model.ModelError ? error.reason : error._tag
 
 export const make = (
   options: HttpSend.Options
@@ -257,7 +264,13 @@ export const make = (
             : { response, attempts: attemptsOf(), usage }
         }),
         Effect.mapError(
-          (error) => new SendFailure({ errorTag: error._tag, detail: error.message, attempts: attemptsOf() })
+          (error) =>
+            new RunError({
+              reason: "SendFailed",
+              errorKind: kindOf(error),
+              detail: error.message,
+              attempts: attemptsOf()
+            })
         ),
         Effect.locally(currentCall, id),
         Effect.ensuring(Effect.sync(() => attempts.delete(id)))

@@ -1,37 +1,51 @@
 /**
- * The runner's errors, in their own module so that the machinery and the
- * public modules can both use them without importing each other.
+ * The runner's error, in its own module so that the machinery and the
+ * public modules can both use it without importing each other: one
+ * `RunError` refined by `reason`. A run fails with one of the file reasons
+ * (it cannot go on); a line's sender fails with `SendFailed` (the line is
+ * written as failed and the run goes on).
  */
 import * as Schema from "effect/Schema"
 
-export class SendFailure extends Schema.TaggedError<SendFailure>("@sluice/cli/SendFailure")("SendFailure", {
-  /** The tag of the error the sender gave up on, e.g. `RateLimited`, `ServerError`, `Timeout`. */
-  errorTag: Schema.String,
+export class RunError extends Schema.TaggedError<RunError>("@sluice/cli/RunError")("RunError", {
+  reason: Schema.Literal(
+    "InputUnreadable",
+    "OutputUnreadable",
+    "OutputCorrupt",
+    "OutputUnwritable",
+    "SamePath",
+    "SendFailed"
+  ),
+  /** The file the run could not use (every reason but `SendFailed`). */
+  path: Schema.optional(Schema.String),
   /** What went wrong, fit to show a person (never holds a secret). */
   detail: Schema.String,
-  /** Attempts made, the first included. */
-  attempts: Schema.Number
+  /**
+   * `SendFailed`: the kind of error the sender gave up on: an `ApiError`'s or
+   * `ModelError`'s reason (`RateLimited`, `ServerError`, `ProviderUnavailable`,
+   * ...), else the error's tag (`CircuitOpenError`, `Defect`, ...).
+   */
+  errorKind: Schema.optional(Schema.String),
+  /** `SendFailed`: attempts made, the first included. */
+  attempts: Schema.optional(Schema.Number)
 }) {
   override get message(): string {
-    return `${this.errorTag} after ${this.attempts} attempt${this.attempts === 1 ? "" : "s"}: ${this.detail}`
-  }
-}
-
-const MESSAGES = {
-  InputUnreadable: (path: string, detail: string) => `Cannot read the input ${path}: ${detail}`,
-  OutputUnreadable: (path: string, detail: string) => `Cannot read the existing output ${path} to resume: ${detail}`,
-  OutputCorrupt: (path: string, detail: string) =>
-    `The existing output ${path} is not a sluice results file (${detail}); refusing to append to it`,
-  OutputUnwritable: (path: string, detail: string) => `Cannot write ${path}: ${detail}`,
-  SamePath: (path: string, detail: string) => `${detail} are the same file (${path}); give them different paths`
-} as const
-
-export class RunError extends Schema.TaggedError<RunError>("@sluice/cli/RunError")("RunError", {
-  reason: Schema.Literal("InputUnreadable", "OutputUnreadable", "OutputCorrupt", "OutputUnwritable", "SamePath"),
-  path: Schema.String,
-  detail: Schema.String
-}) {
-  override get message(): string {
-    return MESSAGES[this.reason](this.path, this.detail)
+    switch (this.reason) {
+      case "InputUnreadable":
+        return `Cannot read the input ${this.path}: ${this.detail}`
+      case "OutputUnreadable":
+        return `Cannot read the existing output ${this.path} to resume: ${this.detail}`
+      case "OutputCorrupt":
+        return `The existing output ${this.path} is not a sluice results file (${this.detail}); refusing to append to it`
+      case "OutputUnwritable":
+        return `Cannot write ${this.path}: ${this.detail}`
+      case "SamePath":
+        return `${this.detail} are the same file (${this.path}); give them different paths`
+      default: {
+        // SendFailed
+        const attempts = this.attempts ?? 1
+        return `${this.errorKind} after ${attempts} attempt${attempts === 1 ? "" : "s"}: ${this.detail}`
+      }
+    }
   }
 }

@@ -21,7 +21,7 @@ import type * as Runner from "../Runner.js"
 import { RunStats } from "../RunStats.js"
 import * as BatchLine from "./batchLine.js"
 import * as OutputFile from "./outputFile.js"
-import { RunError, SendFailure } from "./runError.js"
+import { RunError } from "./runError.js"
 
 export const errorsPathFor = (output: string): string => `${output}.errors.jsonl`
 
@@ -161,7 +161,9 @@ export const run = (
         const startedAt = clock.unsafeCurrentTimeMillis()
         const result = yield* send(line).pipe(
           Effect.catchAllDefect((defect) =>
-            Effect.fail(new SendFailure({ errorTag: "Defect", detail: describe(defect), attempts: 1 }))
+            Effect.fail(
+              new RunError({ reason: "SendFailed", errorKind: "Defect", detail: describe(defect), attempts: 1 })
+            )
           ),
           Effect.either,
           Effect.onInterrupt(() => stats.lineFinished("abandoned"))
@@ -193,9 +195,9 @@ export const run = (
           yield* output.append({
             ...common,
             status: "failed",
-            attempts: failure.attempts,
+            attempts: failure.attempts ?? 1,
             response: null,
-            error: { tag: failure.errorTag, message: failure.detail }
+            error: { tag: failure.errorKind ?? failure.reason, message: failure.detail }
           })
           yield* stats.lineFinished("failed")
         }

@@ -4,7 +4,7 @@
  * under its timeout, and the executor every call runs through. The executor
  * runs the timeout (`timeout` and `onTimeout` in the submit options: its
  * timer interrupts the fiber the attempt runs on, and the attempt fails with
- * `ApiError.Timeout`, retried like any); a plain client (`executor: false`)
+ * an `ApiError` of reason `Timeout`, retried like any); a plain client (`executor: false`)
  * watches it with `attemptTimeouts.ts`. Per call it does only what the call needs: the rate-limit headers
  * are parsed only when the answer has some (`RateLimitHeaders.parse` looks at
  * the names first), the limiter is told only when there is something to tell
@@ -30,7 +30,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as ApiClient from "../ApiClient.js"
-import * as ApiError from "../ApiError.js"
+import { ApiError } from "../ApiError.js"
 import * as Auth from "../Auth.js"
 import * as EndpointConfig from "../EndpointConfig.js"
 import * as RateLimitHeaders from "../RateLimitHeaders.js"
@@ -68,14 +68,15 @@ export const classify = (exit: Exit.Exit<unknown, unknown>): CircuitBreaker.Verd
   if (Exit.isSuccess(exit)) return "success"
   const failure = Cause.failureOption(exit.cause)
   if (Option.isNone(failure)) return "failure" // a defect
-  const error = failure.value as { readonly _tag?: string }
-  switch (error._tag) {
+  const error = failure.value
+  if (!(error instanceof ApiError)) return "ignore" // AuthFailed is the caller's; the Executor's own errors are not the provider's
+  switch (error.reason) {
     case "ServerError":
     case "Timeout":
     case "Transport":
       return "failure"
     default:
-      // RateLimited is the limiter's business; ClientError, Decode, InvalidRequest, AuthFailed are ours.
+      // RateLimited is the limiter's business; ClientError, Decode, InvalidRequest are ours.
       return "ignore"
   }
 }
@@ -135,15 +136,15 @@ export const make = (
 
     const toTransport =
       (method: string, path: string) =>
-      (error: HttpClientError.HttpClientError): ApiError.Transport | ApiError.InvalidRequest => {
+      (error: HttpClientError.HttpClientError): ApiError => {
         const cause = error.cause instanceof Error ? error.cause : undefined
         const code = (cause as { code?: string } | undefined)?.code
         const detail = scrub(
           [code, cause?.message ?? error.message].filter((part) => part !== undefined && part !== "").join(": ")
         )
         return error._tag === "RequestError" && error.reason !== "Transport"
-          ? new ApiError.InvalidRequest({ endpoint: name, method, path, reason: `${error.reason}: ${detail}` })
-          : new ApiError.Transport({ endpoint: name, method, path, reason: detail })
+          ? ApiError.invalidRequest({ endpoint: name, method, path, detail: `${error.reason}: ${detail}` })
+          : ApiError.transport({ endpoint: name, method, path, detail })
       }
 
     /** What the server said, as limiter updates (undefined: nothing to tell it). */
@@ -181,16 +182,16 @@ export const make = (
       response: HttpClientResponse.HttpClientResponse,
       info: RateLimitHeaders.RateLimitInfo,
       body: string
-    ): ApiError.ApiError => {
+    ): ApiError => {
       const common = { endpoint: name, method, path, status: response.status, excerpt: excerptOf(body) }
       const hints = {
         ...(info.shouldRetry === undefined ? {} : { shouldRetry: info.shouldRetry }),
         ...(info.retryAfterMillis === undefined ? {} : { retryAfterMillis: info.retryAfterMillis })
       }
-      if (response.status === 429) return new ApiError.RateLimited({ ...common, ...hints })
-      if (response.status >= 500) return new ApiError.ServerError({ ...common, ...hints })
+      if (response.status === 429) return ApiError.rateLimited({ ...common, ...hints })
+      if (response.status >= 500) return ApiError.serverError({ ...common, ...hints })
       const { retryAfterMillis: _, ...clientHints } = hints
-      return new ApiError.ClientError({ ...common, ...clientHints })
+      return ApiError.clientError({ ...common, ...clientHints })
     }
 
     /** The attempt's timeout and the error it fails with past it. */
@@ -199,8 +200,7 @@ export const make = (
       const safePath = path.split("?")[0]!
       return {
         millis,
-        onTimeout: (): ApiError.ApiError =>
-          new ApiError.Timeout({ endpoint: name, method, path: safePath, timeoutMillis: millis })
+        onTimeout: (): ApiError => ApiError.timeout({ endpoint: name, method, path: safePath, timeoutMillis: millis })
       }
     }
 
@@ -209,17 +209,17 @@ export const make = (
       method: ApiClient.Method,
       path: string,
       request: ApiClient.RequestOptions<A, I, R>
-    ): Effect.Effect<A, ApiError.ApiError | Auth.AuthFailed, R> => {
+    ): Effect.Effect<A, ApiError | Auth.AuthFailed, R> => {
       // The defaults were checked with the config; a call's own headers are checked here.
       const headers = request.headers === undefined ? defaultHeaders : { ...defaultHeaders, ...request.headers }
       for (const [header, value] of Object.entries(request.headers ?? NO_HEADERS)) {
         if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(header) || !EndpointConfig.isSafeHeaderValue(value)) {
           return Effect.fail(
-            new ApiError.InvalidRequest({
+            ApiError.invalidRequest({
               endpoint: name,
               method,
               path,
-              reason: `header "${header.slice(0, 40)}" has a name or value that is not allowed (no CR, LF or NUL)`
+              detail: `header "${header.slice(0, 40)}" has a name or value that is not allowed (no CR, LF or NUL)`
             })
           )
         }
@@ -232,7 +232,7 @@ export const make = (
         refreshed: boolean,
         response: HttpClientResponse.HttpClientResponse,
         text: string
-      ): Effect.Effect<A, ApiError.ApiError | Auth.AuthFailed, R> => {
+      ): Effect.Effect<A, ApiError | Auth.AuthFailed, R> => {
         // A success on an endpoint without a limiter has no one to tell: its headers are not read.
         const info =
           limiter === undefined && response.status >= 200 && response.status < 300
@@ -251,13 +251,13 @@ export const make = (
         response: HttpClientResponse.HttpClientResponse,
         info: RateLimitHeaders.RateLimitInfo,
         text: string
-      ): Effect.Effect<A, ApiError.ApiError, R> => {
+      ): Effect.Effect<A, ApiError, R> => {
         if (response.status < 200 || response.status >= 300) {
           return Effect.fail(errorFor(method, safePath, response, info, text))
         }
         // Issues quote the values they refused: a body echoing the key must not carry it into the error.
         const decodeError = (issues: string) =>
-          new ApiError.Decode({
+          ApiError.decode({
             endpoint: name,
             method,
             path: safePath,
@@ -280,7 +280,7 @@ export const make = (
           )
         )
       }
-      const send = (refreshed: boolean): Effect.Effect<A, ApiError.ApiError | Auth.AuthFailed, R> =>
+      const send = (refreshed: boolean): Effect.Effect<A, ApiError | Auth.AuthFailed, R> =>
         Effect.flatMap(auth.headers, (credentials) => {
           let outgoing = HttpClientRequest.make(method)(url, {
             headers,

@@ -5,7 +5,7 @@
  * ApiClient kept, which has the endpoint's secrets already cut out.
  */
 import { type ApiClient, ApiError } from "@sluice/http"
-import * as ModelError from "./modelError.js"
+import { ModelError } from "./modelError.js"
 
 export interface CallContext {
   readonly provider: string
@@ -103,74 +103,119 @@ const detailOf = (error: ProviderError, fallback?: string) => {
   return text === undefined ? {} : { detail: text.slice(0, DETAIL_LENGTH) }
 }
 
-/** Maps one of the ApiClient's errors. */
-export const fromCallError = (error: ApiClient.CallError, context: CallContext): ModelError.ModelError => {
+/** Maps one of the ApiClient's errors (or its Executor's). */
+export const fromCallError = (error: ApiClient.CallError, context: CallContext): ModelError => {
   const common = { provider: context.provider, model: context.model, operation: context.operation, cause: error }
   switch (error._tag) {
+    case "ApiError":
+      return fromApiError(error, context)
+    case "RequestTimeoutError":
+      return ModelError.providerUnavailable({
+        ...common,
+        kind: "Timeout",
+        detail: error.message,
+        retryable: error.retryable
+      })
+    case "AuthFailed":
+      return ModelError.providerUnavailable({
+        ...common,
+        kind: "Unauthorized",
+        detail: error.reason,
+        retryable: false
+      })
+    case "QueueFullError":
+      return ModelError.providerUnavailable({
+        ...common,
+        kind: "QueueFull",
+        detail: error.message,
+        retryable: error.retryable
+      })
+    case "ExecutorShutdownError":
+      return ModelError.providerUnavailable({
+        ...common,
+        kind: "ShuttingDown",
+        detail: error.message,
+        retryable: false
+      })
+    case "CircuitOpenError":
+      return ModelError.providerUnavailable({
+        ...common,
+        kind: "CircuitOpen",
+        detail: error.message,
+        ...(Number.isFinite(error.retryAfterMillis) ? { retryAfterMillis: error.retryAfterMillis } : {}),
+        retryable: false
+      })
+    case "RateLimiterError":
+      return fromLimiterError(error, context)
+    case "InvalidOptionsError":
+      return ModelError.invalidRequest({ ...common, kind: "Invalid", detail: error.message })
+  }
+}
+
+/** Maps the ApiClient's error by its reason. */
+export const fromApiError = (error: ApiError.ApiError, context: CallContext): ModelError => {
+  const common = { provider: context.provider, model: context.model, operation: context.operation, cause: error }
+  const status = error.status === undefined ? {} : { status: error.status }
+  const retryAfter = error.retryAfterMillis === undefined ? {} : { retryAfterMillis: error.retryAfterMillis }
+  switch (error.reason) {
     case "RateLimited": {
-      const body = parseProviderError(error.excerpt)
+      const body = parseProviderError(error.excerpt ?? "")
       if (body.code === "insufficient_quota") {
-        return new ModelError.ProviderUnavailable({
+        return ModelError.providerUnavailable({
           ...common,
           ...detailOf(body),
-          reason: "QuotaExhausted",
-          status: error.status,
+          kind: "QuotaExhausted",
+          ...status,
           retryable: false
         })
       }
       if (body.code === "request_too_large") {
-        return new ModelError.InvalidRequest({
-          ...common,
-          ...detailOf(body),
-          reason: "TooLarge",
-          status: error.status,
-          code: body.code
-        })
+        return ModelError.invalidRequest({ ...common, ...detailOf(body), kind: "TooLarge", ...status, code: body.code })
       }
-      return new ModelError.RateLimited({
+      return ModelError.rateLimited({
         ...common,
         ...detailOf(body),
-        ...(error.retryAfterMillis === undefined ? {} : { retryAfterMillis: error.retryAfterMillis }),
+        ...retryAfter,
         ...(body.code === undefined ? {} : { limit: body.code }),
         retryable: error.retryable
       })
     }
     case "ServerError": {
-      const body = parseProviderError(error.excerpt)
-      return new ModelError.ProviderUnavailable({
+      const body = parseProviderError(error.excerpt ?? "")
+      return ModelError.providerUnavailable({
         ...common,
         ...detailOf(body),
-        reason: error.status === 503 || error.status === 529 ? "Overloaded" : "ServerError",
-        status: error.status,
-        ...(error.retryAfterMillis === undefined ? {} : { retryAfterMillis: error.retryAfterMillis }),
+        kind: error.status === 503 || error.status === 529 ? "Overloaded" : "ServerError",
+        ...status,
+        ...retryAfter,
         retryable: error.retryable
       })
     }
     case "ClientError": {
-      const body = parseProviderError(error.excerpt)
+      const body = parseProviderError(error.excerpt ?? "")
       if (error.status === 401 || error.status === 403) {
-        return new ModelError.ProviderUnavailable({
+        return ModelError.providerUnavailable({
           ...common,
           ...detailOf(body),
-          reason: "Unauthorized",
-          status: error.status,
+          kind: "Unauthorized",
+          ...status,
           retryable: false
         })
       }
       if (error.status === 408) {
-        return new ModelError.ProviderUnavailable({
+        return ModelError.providerUnavailable({
           ...common,
           ...detailOf(body),
-          reason: "Timeout",
-          status: error.status,
+          kind: "Timeout",
+          ...status,
           retryable: error.retryable
         })
       }
       if (isContentFiltered(body)) {
-        return new ModelError.ContentFiltered({ ...common, ...detailOf(body), source: "request" })
+        return ModelError.contentFiltered({ ...common, ...detailOf(body), source: "request" })
       }
       if (isContextTooLong(body)) {
-        return new ModelError.ContextTooLong({
+        return ModelError.contextTooLong({
           ...common,
           ...detailOf(body),
           ...contextNumbers(body.message),
@@ -179,91 +224,59 @@ export const fromCallError = (error: ApiClient.CallError, context: CallContext):
             : { estimatedPromptTokens: context.estimatedPromptTokens })
         })
       }
-      return new ModelError.InvalidRequest({
+      return ModelError.invalidRequest({
         ...common,
         ...detailOf(body),
-        reason: error.status === 413 ? "TooLarge" : "Rejected",
-        status: error.status,
+        kind: error.status === 413 ? "TooLarge" : "Rejected",
+        ...status,
         ...(body.code === undefined ? {} : { code: body.code }),
         retryable: error.retryable
       })
     }
     case "Timeout":
-      return new ModelError.ProviderUnavailable({
+      return ModelError.providerUnavailable({
         ...common,
-        reason: "Timeout",
+        kind: "Timeout",
         detail: `no complete answer within ${error.timeoutMillis} ms`,
         retryable: true
       })
-    case "RequestTimeoutError":
-      return new ModelError.ProviderUnavailable({
-        ...common,
-        reason: "Timeout",
-        detail: error.message,
-        retryable: error.retryable
-      })
     case "Transport":
-      return new ModelError.ProviderUnavailable({ ...common, reason: "Transport", detail: error.reason })
+      return ModelError.providerUnavailable({
+        ...common,
+        kind: "Transport",
+        ...(error.detail === undefined ? {} : { detail: error.detail })
+      })
     case "Decode": {
       // The issues quote the answer's values, which the ApiClient does not scrub: keep only where and what.
-      const issues = safeIssues(error.issues)
-      return new ModelError.InvalidRequest({
+      const issues = safeIssues(error.issues ?? "")
+      return ModelError.invalidRequest({
         ...common,
-        cause: new ApiError.Decode({ ...error, issues }),
-        reason: "Undecodable",
-        status: error.status,
+        cause: new ApiError.ApiError({ ...error, issues }),
+        kind: "Undecodable",
+        ...status,
         detail: issues
       })
     }
     case "InvalidRequest":
-      return new ModelError.InvalidRequest({ ...common, reason: "NotSent", detail: error.reason })
-    case "AuthFailed":
-      return new ModelError.ProviderUnavailable({
+      return ModelError.invalidRequest({
         ...common,
-        reason: "Unauthorized",
-        detail: error.reason,
-        retryable: false
+        kind: "NotSent",
+        ...(error.detail === undefined ? {} : { detail: error.detail })
       })
-    case "QueueFullError":
-      return new ModelError.ProviderUnavailable({
-        ...common,
-        reason: "QueueFull",
-        detail: error.message,
-        retryable: error.retryable
-      })
-    case "ExecutorShutdownError":
-      return new ModelError.ProviderUnavailable({
-        ...common,
-        reason: "ShuttingDown",
-        detail: error.message,
-        retryable: false
-      })
-    case "CircuitOpenError":
-      return new ModelError.ProviderUnavailable({
-        ...common,
-        reason: "CircuitOpen",
-        detail: error.message,
-        ...(Number.isFinite(error.retryAfterMillis) ? { retryAfterMillis: error.retryAfterMillis } : {}),
-        retryable: false
-      })
-    case "RateLimiterError":
-      return fromLimiterError(error, context)
-    case "InvalidOptionsError":
-      return new ModelError.InvalidRequest({ ...common, reason: "Invalid", detail: error.message })
   }
 }
 
 type LimiterError = Extract<ApiClient.CallError, { readonly _tag: "RateLimiterError" }>
 
 /** A limiter's refusal: a cost no limit can hold is the request's size; a store failure is ours. */
-export const fromLimiterError = (error: LimiterError, context: CallContext): ModelError.ModelError => {
+export const fromLimiterError = (error: LimiterError, context: CallContext): ModelError => {
   const common = { provider: context.provider, model: context.model, operation: context.operation, cause: error }
   switch (error.reason) {
     case "CostExceedsCapacity":
-      return new ModelError.InvalidRequest({ ...common, reason: "TooLarge", detail: error.message })
+      return ModelError.invalidRequest({ ...common, kind: "TooLarge", detail: error.message })
     case "StoreFailure":
-      return new ModelError.ProviderUnavailable({ ...common, reason: "LimiterFailure", detail: error.message })
+      return ModelError.providerUnavailable({ ...common, kind: "LimiterFailure", detail: error.message })
     default:
-      return new ModelError.InvalidRequest({ ...common, reason: "Invalid", detail: error.message })
+      return ModelError.invalidRequest({ ...common, kind: "Invalid", detail: error.message })
   }
 }

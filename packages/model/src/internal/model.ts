@@ -31,7 +31,7 @@
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
 import { InvalidOptions, type RateLimiter } from "@sluice/core"
-import { ApiClient } from "@sluice/http"
+import { ApiClient, type ApiError } from "@sluice/http"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -42,7 +42,7 @@ import type * as Scope from "effect/Scope"
 import type * as Model from "../Model.js"
 import * as TokenEstimator from "../TokenEstimator.js"
 import { type CallContext, fromCallError, fromLimiterError } from "./errorMapping.js"
-import * as ModelError from "./modelError.js"
+import { ModelError } from "./modelError.js"
 import * as Wire from "./wire.js"
 
 type ChatRequest = typeof Wire.ChatRequest.Type
@@ -61,18 +61,35 @@ export const DEFAULT_TOKEN_LIMIT = "tokens"
 export const DEFAULT_CHAT_PATH = "/chat/completions"
 export const DEFAULT_EMBED_PATH = "/embeddings"
 
-/** The tags of errors the provider answered: it did no billable work. */
-const ANSWERED = new Set(["ClientError", "RateLimited", "ServerError"])
-/** The tags of errors raised before anything was sent. */
-const NOT_SENT = new Set([
-  "QueueFullError",
-  "ExecutorShutdownError",
-  "CircuitOpenError",
-  "RateLimiterError",
-  "InvalidOptionsError",
-  "InvalidRequest",
-  "AuthFailed"
-])
+/** Which of the ApiClient's errors show the provider did no billable work: it answered, or nothing was sent. */
+const NO_WORK_DONE: Record<ApiError.Reason, boolean> = {
+  ClientError: true,
+  RateLimited: true,
+  ServerError: true,
+  InvalidRequest: true,
+  // The provider may have done the work.
+  Timeout: false,
+  Transport: false,
+  Decode: false
+}
+
+/** Whether a failed call did no billable work (its tokens go back whole). */
+const didNoWork = (error: ApiClient.CallError): boolean => {
+  switch (error._tag) {
+    case "ApiError":
+      return NO_WORK_DONE[error.reason]
+    case "RequestTimeoutError":
+      return false
+    // Refused before anything was sent.
+    case "QueueFullError":
+    case "ExecutorShutdownError":
+    case "CircuitOpenError":
+    case "RateLimiterError":
+    case "InvalidOptionsError":
+    case "AuthFailed":
+      return true
+  }
+}
 
 const Path = Schema.String.pipe(
   Schema.filter((path) => path.startsWith("/") || 'Expected a path starting with "/"', { identifier: "Path" })
@@ -151,17 +168,16 @@ const modelOf = (request: unknown) => {
 /** Validates a request before anything is reserved or sent. */
 export const validate =
   <A, I>(schema: Schema.Schema<A, I>, provider: string, operation: "chat" | "embed") =>
-  (request: unknown): Effect.Effect<A, ModelError.InvalidRequest> =>
+  (request: unknown): Effect.Effect<A, ModelError> =>
     Schema.decodeUnknown(schema, { errors: "all" })(request).pipe(
-      Effect.mapError(
-        (error) =>
-          new ModelError.InvalidRequest({
-            provider,
-            model: modelOf(request),
-            operation,
-            reason: "Invalid",
-            detail: formatIssues(error)
-          })
+      Effect.mapError((error) =>
+        ModelError.invalidRequest({
+          provider,
+          model: modelOf(request),
+          operation,
+          kind: "Invalid",
+          detail: formatIssues(error)
+        })
       )
     )
 
@@ -169,7 +185,7 @@ export const validate =
 export const checkFiltered = (provider: string) => (response: ChatResponse) =>
   response.choices.length > 0 && response.choices.every((choice) => choice.finish_reason === "content_filter")
     ? Effect.fail(
-        new ModelError.ContentFiltered({
+        ModelError.contentFiltered({
           provider,
           model: response.model,
           operation: "chat",
@@ -191,10 +207,10 @@ const runEstimator = <R>(
   estimate: (request: R) => TokenEstimator.Estimate,
   request: R,
   context: CallContext
-): Effect.Effect<TokenEstimator.Estimate, ModelError.InvalidRequest> =>
+): Effect.Effect<TokenEstimator.Estimate, ModelError> =>
   Effect.suspend(() => {
     const fail = (detail: string) =>
-      Effect.fail(new ModelError.InvalidRequest({ ...who(context), reason: "Invalid", detail }))
+      Effect.fail(ModelError.invalidRequest({ ...who(context), kind: "Invalid", detail }))
     let answer: TokenEstimator.Estimate
     try {
       answer = estimate(request)
@@ -271,7 +287,7 @@ export const fromClient = (
       estimate: TokenEstimator.Estimate,
       explicitMaximum: boolean,
       context: CallContext
-    ): Effect.Effect<Reservations, ModelError.ModelError> => {
+    ): Effect.Effect<Reservations, ModelError> => {
       if (!accounting || limiter === undefined) return Effect.succeed([])
       const total = TokenEstimator.total(estimate)
       const maxRequestTokens = options.maxRequestTokens
@@ -294,10 +310,10 @@ export const fromClient = (
         ),
         Effect.mapError((error) => {
           const mapped = fromLimiterError(error, context)
-          return mapped._tag === "InvalidRequest" && mapped.reason === "TooLarge"
-            ? new ModelError.InvalidRequest({
+          return mapped.reason === "InvalidRequest" && mapped.kind === "TooLarge"
+            ? ModelError.invalidRequest({
                 ...who(context),
-                reason: "TooLarge",
+                kind: "TooLarge",
                 detail: `an estimated ${total} tokens (prompt ${estimate.prompt} + output ${estimate.maxOutput}) exceed ${
                   maxRequestTokens !== undefined && total > maxRequestTokens
                     ? `maxRequestTokens ${maxRequestTokens}`
@@ -340,8 +356,7 @@ export const fromClient = (
         return used === undefined || !Number.isFinite(used) || used < 0 ? Effect.void : reconcileAll(reservations, used)
       }
       const failure = Cause.failureOption(exit.cause)
-      const tag = Option.isSome(failure) ? failure.value._tag : undefined
-      const giveBack = !sent || (tag !== undefined && (ANSWERED.has(tag) || NOT_SENT.has(tag)))
+      const giveBack = !sent || (Option.isSome(failure) && didNoWork(failure.value))
       return giveBack ? refundAll(reservations) : Effect.void
     }
 
@@ -353,7 +368,7 @@ export const fromClient = (
       estimate: TokenEstimator.Estimate,
       explicitMaximum: boolean,
       usedTokens: (answer: A) => number | undefined
-    ): Effect.Effect<A, ModelError.ModelError> =>
+    ): Effect.Effect<A, ModelError> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.flatMap(reserve(restore, estimate, explicitMaximum, context), (reservations) => {
           let sent = false
@@ -393,7 +408,7 @@ export const fromClient = (
     const validateEmbed = validate(Wire.EmbedRequest, provider, "embed")
     const filtered = checkFiltered(provider)
 
-    const chat = (request: ChatRequest): Effect.Effect<ChatResponse, ModelError.ModelError> =>
+    const chat = (request: ChatRequest): Effect.Effect<ChatResponse, ModelError> =>
       Effect.flatMap(validateChat(request), (valid) => {
         const context: CallContext = { provider, model: valid.model, operation: "chat" }
         return Effect.flatMap(runEstimator(estimator.chat, valid, context), (estimate) =>
@@ -409,7 +424,7 @@ export const fromClient = (
         )
       })
 
-    const embed = (request: EmbedRequest): Effect.Effect<EmbedResponse, ModelError.ModelError> =>
+    const embed = (request: EmbedRequest): Effect.Effect<EmbedResponse, ModelError> =>
       Effect.flatMap(validateEmbed(request), (valid) => {
         const context: CallContext = { provider, model: valid.model, operation: "embed" }
         return Effect.flatMap(runEstimator(estimator.embed, valid, context), (estimate) =>
