@@ -4,6 +4,7 @@
  * `{ error: { message, type, code } }`) is read from the excerpt the
  * ApiClient kept, which has the endpoint's secrets already cut out.
  */
+import type { Executor } from "@sluice/core"
 import { type ApiClient, ApiError } from "@sluice/http"
 import { ModelError } from "./modelError.js"
 
@@ -109,32 +110,13 @@ export const fromCallError = (error: ApiClient.CallError, context: CallContext):
   switch (error._tag) {
     case "ApiError":
       return fromApiError(error, context)
-    case "RequestTimeoutError":
-      return ModelError.providerUnavailable({
-        ...common,
-        kind: "Timeout",
-        detail: error.message,
-        retryable: error.retryable
-      })
+    case "ExecutorError":
+      return fromExecutorError(error, common)
     case "AuthFailed":
       return ModelError.providerUnavailable({
         ...common,
         kind: "Unauthorized",
         detail: error.reason,
-        retryable: false
-      })
-    case "QueueFullError":
-      return ModelError.providerUnavailable({
-        ...common,
-        kind: "QueueFull",
-        detail: error.message,
-        retryable: error.retryable
-      })
-    case "ExecutorShutdownError":
-      return ModelError.providerUnavailable({
-        ...common,
-        kind: "ShuttingDown",
-        detail: error.message,
         retryable: false
       })
     case "CircuitOpenError":
@@ -149,6 +131,38 @@ export const fromCallError = (error: ApiClient.CallError, context: CallContext):
       return fromLimiterError(error, context)
     case "InvalidOptionsError":
       return ModelError.invalidRequest({ ...common, kind: "Invalid", detail: error.message })
+  }
+}
+
+/** The Executor's own error, by its reason: the provider could not be reached in time, or not at all. */
+const fromExecutorError = (
+  error: Executor.ExecutorError,
+  common: { provider: string; model: string; operation: CallContext["operation"]; cause: unknown }
+): ModelError => {
+  switch (error.reason) {
+    case "AttemptTimeout":
+    case "Deadline":
+      return ModelError.providerUnavailable({
+        ...common,
+        kind: "Timeout",
+        detail: error.message,
+        retryable: error.retryable
+      })
+    case "QueueFull":
+      return ModelError.providerUnavailable({
+        ...common,
+        kind: "QueueFull",
+        detail: error.message,
+        retryable: error.retryable
+      })
+    case "NotAccepting":
+    case "Abandoned":
+      return ModelError.providerUnavailable({
+        ...common,
+        kind: "ShuttingDown",
+        detail: error.message,
+        retryable: false
+      })
   }
 }
 

@@ -78,11 +78,10 @@ const didNoWork = (error: ApiClient.CallError): boolean => {
   switch (error._tag) {
     case "ApiError":
       return NO_WORK_DONE[error.reason]
-    case "RequestTimeoutError":
-      return false
+    case "ExecutorError":
+      // A timed-out attempt may have been done; anything else was refused before it was sent.
+      return error.reason !== "AttemptTimeout" && error.reason !== "Deadline"
     // Refused before anything was sent.
-    case "QueueFullError":
-    case "ExecutorShutdownError":
     case "CircuitOpenError":
     case "RateLimiterError":
     case "InvalidOptionsError":
