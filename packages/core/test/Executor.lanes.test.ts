@@ -12,11 +12,13 @@ import * as TestClock from "effect/TestClock"
 import * as Executor from "../src/Executor.js"
 
 /** Starts a task that records `label@time` when it begins, then takes `millis`. */
-const recorder = (log: Array<string>) => (label: string, millis = 0) =>
-  Effect.zipRight(
-    Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => log.push(`${label}@${now}`))),
-    Effect.sleep(millis)
-  )
+const recorder =
+  (log: Array<string>) =>
+  (label: string, millis = 0) =>
+    Effect.zipRight(
+      Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => log.push(`${label}@${now}`))),
+      Effect.sleep(millis)
+    )
 
 describe("Executor lanes", () => {
   it.scoped("a key out of quota holds only its own requests: tenant B starts at once behind five of tenant A", () =>

@@ -64,11 +64,43 @@ const FRACTIONAL_TIMES: Scenario = {
   timeoutMillis: 213,
   keyConcurrency: undefined,
   tasks: [
-    { durationMillis: 400, tokens: 1, priority: 3, fails: true, submitAtMillis: 129, interruptAtMillis: 1469, key: "a" },
-    { durationMillis: 264, tokens: 1, priority: 3, fails: false, submitAtMillis: 237, interruptAtMillis: undefined, key: "a" },
+    {
+      durationMillis: 400,
+      tokens: 1,
+      priority: 3,
+      fails: true,
+      submitAtMillis: 129,
+      interruptAtMillis: 1469,
+      key: "a"
+    },
+    {
+      durationMillis: 264,
+      tokens: 1,
+      priority: 3,
+      fails: false,
+      submitAtMillis: 237,
+      interruptAtMillis: undefined,
+      key: "a"
+    },
     { durationMillis: 240, tokens: 4, priority: 3, fails: true, submitAtMillis: 51, interruptAtMillis: 357, key: "a" },
-    { durationMillis: 233, tokens: 5, priority: 1, fails: false, submitAtMillis: 89, interruptAtMillis: 1343, key: "a" },
-    { durationMillis: 299, tokens: 5, priority: 1, fails: false, submitAtMillis: 199, interruptAtMillis: 978, key: "a" },
+    {
+      durationMillis: 233,
+      tokens: 5,
+      priority: 1,
+      fails: false,
+      submitAtMillis: 89,
+      interruptAtMillis: 1343,
+      key: "a"
+    },
+    {
+      durationMillis: 299,
+      tokens: 5,
+      priority: 1,
+      fails: false,
+      submitAtMillis: 199,
+      interruptAtMillis: 978,
+      key: "a"
+    },
     { durationMillis: 211, tokens: 3, priority: 3, fails: false, submitAtMillis: 95, interruptAtMillis: 416, key: "a" },
     { durationMillis: 390, tokens: 5, priority: 0, fails: false, submitAtMillis: 64, interruptAtMillis: 158, key: "a" },
     { durationMillis: 286, tokens: 2, priority: 0, fails: true, submitAtMillis: 15, interruptAtMillis: 965, key: "a" }

@@ -130,11 +130,20 @@ describe("Executor", () => {
         yield* TestClock.adjust("1 millis")
         const error = yield* Fiber.join(fiber)
         expect(error).toBeInstanceOf(Executor.ExecutorError)
-        expect(error).toMatchObject({ _tag: "ExecutorError", reason: "AttemptTimeout", timeoutMillis: 1000, executor: "timeout" })
+        expect(error).toMatchObject({
+          _tag: "ExecutorError",
+          reason: "AttemptTimeout",
+          timeoutMillis: 1000,
+          executor: "timeout"
+        })
         // The executor's default applies when the request sets none.
         const second = yield* Effect.fork(Effect.flip(executor.submit(Effect.never)))
         yield* TestClock.adjust("5 seconds")
-        expect(yield* Fiber.join(second)).toMatchObject({ _tag: "ExecutorError", reason: "AttemptTimeout", timeoutMillis: 5000 })
+        expect(yield* Fiber.join(second)).toMatchObject({
+          _tag: "ExecutorError",
+          reason: "AttemptTimeout",
+          timeoutMillis: 5000
+        })
         expect((yield* executor.stats).availablePermits).toBe(1)
       })
     )
@@ -146,7 +155,11 @@ describe("Executor", () => {
           Effect.uninterruptible(Effect.flip(executor.submit(Effect.never, { timeout: "1 second" })))
         )
         yield* TestClock.adjust("1 second")
-        expect(yield* Fiber.join(fiber)).toMatchObject({ _tag: "ExecutorError", reason: "AttemptTimeout", timeoutMillis: 1000 })
+        expect(yield* Fiber.join(fiber)).toMatchObject({
+          _tag: "ExecutorError",
+          reason: "AttemptTimeout",
+          timeoutMillis: 1000
+        })
         expect((yield* executor.stats).availablePermits).toBe(1)
       })
     )
@@ -607,7 +620,12 @@ describe("Executor", () => {
         const exits = yield* Fiber.join(fiber)
         expect(Exit.isFailure(exits[0]!) && Cause.failureOption(exits[0].cause)).toEqual(
           Option.some(
-            new Executor.ExecutorError({ executor: "batch-timeout", reason: "AttemptTimeout", requestId: 1, timeoutMillis: 1000 })
+            new Executor.ExecutorError({
+              executor: "batch-timeout",
+              reason: "AttemptTimeout",
+              requestId: 1,
+              timeoutMillis: 1000
+            })
           )
         )
         expect(exits[1]).toEqual(Exit.die("defect"))
@@ -755,9 +773,7 @@ describe("Executor", () => {
           [exits[2]!, 3]
         ] as const) {
           expect(Exit.isFailure(exit) && Cause.failureOption(exit.cause)).toEqual(
-            Option.some(
-              new Executor.ExecutorError({ executor: "batch-deadline", reason: "Abandoned", requestId })
-            )
+            Option.some(new Executor.ExecutorError({ executor: "batch-deadline", reason: "Abandoned", requestId }))
           )
         }
         // The running one was interrupted (its finalizer ran); the queued one never started.

@@ -157,11 +157,7 @@ export const make = (
     }
 
     /** Ends a request with its final exit (once). */
-    const end = (
-      request: Request,
-      status: "COMPLETED" | "FAILED" | "CANCELLED",
-      exit: Exit.Exit<unknown, unknown>
-    ) => {
+    const end = (request: Request, status: "COMPLETED" | "FAILED" | "CANCELLED", exit: Exit.Exit<unknown, unknown>) => {
       if (!request.isLive) return
       freeSlot(request)
       request.status = status
@@ -316,7 +312,9 @@ export const make = (
 
     // ---- intake -------------------------------------------------------------
 
-    const invalidSubmit = (options: Executor.SubmitOptions | undefined): InvalidOptions.InvalidOptionsError | undefined => {
+    const invalidSubmit = (
+      options: Executor.SubmitOptions | undefined
+    ): InvalidOptions.InvalidOptionsError | undefined => {
       if (options === undefined) return undefined
       const issue = (path: string, expected: string, actual: unknown) =>
         new InvalidOptions.InvalidOptionsError({

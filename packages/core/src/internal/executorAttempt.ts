@@ -166,8 +166,7 @@ export const make = (host: Host) => {
     let firstTicket: Ticket | undefined = first
     let refused = false
     const attempt = (n: number): Effect.Effect<unknown, unknown, any> => {
-      const ticket: Effect.Effect<Ticket> =
-        firstTicket === undefined ? readmit(request) : Effect.succeed(firstTicket)
+      const ticket: Effect.Effect<Ticket> = firstTicket === undefined ? readmit(request) : Effect.succeed(firstTicket)
       firstTicket = undefined
       return Effect.flatMap(ticket, (granted) => {
         leaveRetryWait(request)

@@ -5,7 +5,13 @@
 import * as Schema from "effect/Schema"
 
 /** Why the Executor itself failed a request. */
-export const ExecutorErrorReason = Schema.Literal("QueueFull", "NotAccepting", "Abandoned", "AttemptTimeout", "Deadline")
+export const ExecutorErrorReason = Schema.Literal(
+  "QueueFull",
+  "NotAccepting",
+  "Abandoned",
+  "AttemptTimeout",
+  "Deadline"
+)
 export type ExecutorErrorReason = typeof ExecutorErrorReason.Type
 
 export class ExecutorError extends Schema.TaggedError<ExecutorError>("@sluice/core/Executor/ExecutorError")(

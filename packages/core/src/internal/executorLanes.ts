@@ -322,7 +322,11 @@ export const make = (host: Host) => {
       for (const lane of lanes.values()) {
         queued += lane.queued
         if (lane.admitting !== undefined) admitting++
-        byKey[lane.key] = { queued: lane.queued, admitting: lane.admitting === undefined ? 0 : 1, inFlight: lane.running }
+        byKey[lane.key] = {
+          queued: lane.queued,
+          admitting: lane.admitting === undefined ? 0 : 1,
+          inFlight: lane.running
+        }
       }
       return { queued, admitting, inFlight, byKey }
     },
