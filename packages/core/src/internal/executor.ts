@@ -139,8 +139,9 @@ export const make = (
       if (events.observed()) events.offer(request.snapshot(name))
     }
 
+    /** The gauges, brought up to date as a request is queued and as it ends (they are samples). */
     const reportGauges = () => {
-      const { queued, inFlight } = lanes.stats()
+      const { queued, inFlight } = lanes.counts()
       metrics.queueDepth.unsafeUpdate(queued, [])
       metrics.inFlight.unsafeUpdate(inFlight, [])
     }
@@ -201,25 +202,40 @@ export const make = (
       limiter,
       metrics,
       publish,
-      releasePermit: (request) => Effect.tap(lanes.releasePermit(request), reportGauges),
+      releasePermit: (request) => lanes.releasePermit(request),
       requeue: (request) => lanes.push(request),
       retrying: (delta) => {
         retrying += delta
-      },
-      finish
+      }
     })
 
-    /** The lanes hand a request its ticket: the first starts its fiber, a later one resumes it. */
-    const deliver = (request: Request, ticket: Ticket) => {
+    /**
+     * The lanes hand a request its ticket: the first starts its fiber, a later
+     * one resumes it. On its lane's turn the fiber runs at once, up to its
+     * first suspension, so that the work starts when the limiter admitted it;
+     * inside another request's step (a permit given back) it starts on the
+     * scheduler's next turn. Its fiber's observer ends it, giving back
+     * whatever it still holds (all of it, should the fiber be stopped before
+     * it ran at all).
+     */
+    const deliver = (request: Request, ticket: Ticket, onTurn: boolean) => {
       const resume = request.resume
       if (resume !== undefined) {
         request.resume = undefined
         Deferred.unsafeDone(resume, Exit.succeed(ticket))
         return
       }
-      // At once, so that nothing can interrupt it before it is set to give back what it holds.
-      request.fiber = Runtime.runFork(request.runtime)(attempts.program(request, ticket), { immediate: true })
-      reportGauges()
+      const fiber = Runtime.runFork(request.runtime)(attempts.program(request, ticket), { immediate: onTurn })
+      request.fiber = fiber
+      fiber.addObserver((exit) => {
+        if (!request.isLive) return
+        attempts.ended(request)
+        lanes.releasePermit(request)
+        const held = request.reservations
+        request.reservations = undefined
+        if (held !== undefined && held.length > 0 && limiter !== undefined) fork(Admission.refundAll(limiter, held))
+        finish(request, exit)
+      })
     }
 
     const lanes = Lanes.make({
@@ -481,18 +497,18 @@ export const make = (
       )
 
     const stats = Effect.sync((): Executor.Stats => {
-      const lanesNow = lanes.stats()
+      const counts = lanes.counts()
       return {
-        queued: lanesNow.queued,
-        admitting: lanesNow.admitting,
-        inFlight: lanesNow.inFlight,
+        queued: counts.queued,
+        admitting: counts.admitting,
+        inFlight: counts.inFlight,
         retrying,
-        availablePermits: concurrency - lanesNow.inFlight,
+        availablePermits: concurrency - counts.inFlight,
         waitingForRoom: intake.waitingForRoom(),
         completed,
         failed,
         cancelled,
-        byKey: lanesNow.byKey
+        byKey: lanes.byKey()
       }
     })
 

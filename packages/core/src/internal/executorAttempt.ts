@@ -12,7 +12,8 @@
  * by the policy without counting as an attempt. Each attempt is logged on the
  * request when it runs with a retry policy, a breaker or a deadline. Whatever
  * it holds when it is interrupted (a permit, unspent reservations, a probe
- * slot) is given back as its fiber exits.
+ * slot) is given back as its fiber exits; the Executor ends it from its
+ * fiber's observer.
  *
  * Effect gave us `Schedule` (through `Retry`), `Effect.timeoutFail`,
  * `Deferred` (a retry's wait for its next ticket) and interruption regions;
@@ -41,13 +42,13 @@ export interface Host {
   readonly limiter: RateLimiter.RateLimiterShape | undefined
   readonly metrics: ReturnType<typeof makeMetrics>
   readonly publish: (request: Request) => void
-  readonly releasePermit: (request: Request) => Effect.Effect<void>
+  readonly releasePermit: (request: Request) => void
   /** Puts a started request back into its lane (above capacity: it already had its place). */
   readonly requeue: (request: Request) => void
   readonly retrying: (delta: 1 | -1) => void
-  /** The request ended (its exit is final): the Executor's bookkeeping and its caller's answer. */
-  readonly finish: (request: Request, exit: Exit.Exit<unknown, unknown>) => void
 }
+
+const isInterruption = (exit: Exit.Exit<unknown, unknown>) => Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
 
 const outcomeOf = (exit: Exit.Exit<unknown, unknown>): AttemptRecord["outcome"] => {
   if (Exit.isSuccess(exit)) return "success"
@@ -85,7 +86,8 @@ export const make = (host: Host) => {
         held === undefined || held.length === 0 || host.limiter === undefined
           ? Effect.void
           : Admission.refundAll(host.limiter, held)
-      return Effect.zipRight(refund, host.releasePermit(request))
+      host.releasePermit(request)
+      return refund
     })
 
   /** After a retry's delay: back into its lane, until the lanes hand it its next ticket. */
@@ -108,54 +110,64 @@ export const make = (host: Host) => {
    * held): the breaker admits a probe or refuses (then the reservations go
    * back), the work runs under its timeout, the reservations are settled and
    * the breaker hears the outcome. The permit goes back whatever happens.
+   * Fails with the attempt's error.
    */
-  const attemptOnce = (request: Request, attempt: number): Effect.Effect<Exit.Exit<unknown, unknown>, never, any> =>
-    Effect.uninterruptibleMask((restore) =>
-      Effect.gen(function* () {
-        const log = request.logsAttempts
-        const breaker = request.settings.breaker
-        let probe: CircuitBreaker.Permit | undefined
-        if (breaker !== undefined) {
-          const admitted = yield* Effect.either(breaker.admit(request.key))
-          if (admitted._tag === "Left") {
-            yield* giveBack(request)
-            const at = now()
-            logAttempt(request, { attempt, startedAt: at, endedAt: at, outcome: "rejected", error: admitted.left })
-            return Exit.fail(admitted.left)
-          }
-          probe = admitted.right
-        }
-        const reservations = request.reservations ?? []
-        request.reservations = undefined
-        const startedAt = now()
-        request.status = "CALLING"
-        request.callingAt = startedAt
-        request.attempts = attempt
-        host.metrics.admissionWait.unsafeUpdate(startedAt - request.processingAt!, [])
-        host.publish(request)
-        const limiter = host.limiter
-        const work = Effect.interruptible(request.effect)
-        const call = withTimeout(
-          host.executor,
-          startedAt,
-          request,
-          limiter === undefined || reservations.length === 0
-            ? work
-            : Effect.zipRight(Admission.began(limiter, reservations), work)
-        )
-        const exit = yield* Effect.exit(restore(call))
-        const outcome = outcomeOf(exit)
-        if (limiter !== undefined && reservations.length > 0 && request.settle !== undefined) {
-          yield* Admission.settle(limiter, reservations, request.settle(exit))
-        }
-        if (probe !== undefined) yield* breaker!.release(probe, outcome === "interrupted" ? "interrupted" : exit)
-        yield* host.releasePermit(request)
+  const attemptOnce = (request: Request, attempt: number): Effect.Effect<unknown, unknown, any> =>
+    Effect.uninterruptibleMask((restore) => {
+      const breaker = request.settings.breaker
+      if (breaker === undefined) return call(request, attempt, restore, undefined)
+      return Effect.flatMap(Effect.either(breaker.admit(request.key)), (admitted) => {
+        if (admitted._tag === "Right") return call(request, attempt, restore, admitted.right)
+        const at = now()
+        logAttempt(request, { attempt, startedAt: at, endedAt: at, outcome: "rejected", error: admitted.left })
+        return Effect.zipRight(giveBack(request), Effect.fail(admitted.left))
+      })
+    })
+
+  const call = (
+    request: Request,
+    attempt: number,
+    restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
+    probe: CircuitBreaker.Permit | undefined
+  ): Effect.Effect<unknown, unknown, any> => {
+    const reservations = request.reservations
+    request.reservations = undefined
+    const startedAt = now()
+    request.status = "CALLING"
+    request.callingAt = startedAt
+    request.attempts = attempt
+    host.metrics.admissionWait.unsafeUpdate(startedAt - request.processingAt!, [])
+    host.publish(request)
+    const limiter = host.limiter
+    const paid = limiter !== undefined && reservations !== undefined && reservations.length > 0
+    const work = Effect.interruptible(request.effect)
+    const timed = withTimeout(
+      host.executor,
+      startedAt,
+      request,
+      paid ? Effect.zipRight(Admission.began(limiter, reservations), work) : work
+    )
+    return Effect.flatMap(Effect.exit(restore(timed)), (exit) => {
+      const settled =
+        paid && request.settle !== undefined ? Admission.settle(limiter, reservations, request.settle(exit)) : undefined
+      const heard =
+        probe === undefined
+          ? undefined
+          : request.settings.breaker!.release(probe, isInterruption(exit) ? "interrupted" : exit)
+      const after = () => {
+        host.releasePermit(request)
         const endedAt = now()
         host.metrics.callDuration.unsafeUpdate(endedAt - startedAt, [])
-        if (log) logAttempt(request, recordOf(attempt, startedAt, endedAt, exit, outcome))
+        if (request.logsAttempts) logAttempt(request, recordOf(attempt, startedAt, endedAt, exit, outcomeOf(exit)))
         return exit
-      })
-    )
+      }
+      if (settled === undefined && heard === undefined) return after()
+      return Effect.flatMap(
+        settled === undefined ? heard! : heard === undefined ? settled : Effect.zipRight(settled, heard),
+        after
+      )
+    })
+  }
 
   /**
    * The request's whole life from its first ticket: its attempts under its
@@ -179,9 +191,9 @@ export const make = (host: Host) => {
           }
           return Effect.fail(granted.error)
         }
-        return Effect.flatMap(attemptOnce(request, n), (exit) => {
-          if (Exit.isFailure(exit) && request.attemptLog?.at(-1)?.outcome === "rejected") refused = true
-          return exit
+        return Effect.tapError(attemptOnce(request, n), () => {
+          refused = request.attemptLog?.at(-1)?.outcome === "rejected"
+          return Effect.void
         })
       })
     }
@@ -205,17 +217,16 @@ export const make = (host: Host) => {
               host.publish(request)
             }
           })
-    return Effect.onExit(host.spans ? inSpan(host.executor, request, attempts) : attempts, (exit) =>
-      Effect.zipRight(
-        Effect.suspend(() => {
-          leaveRetryWait(request) // if it ended between attempts
-          request.resume = undefined
-          return giveBack(request)
-        }),
-        Effect.sync(() => host.finish(request, exit))
-      )
-    )
+    const spanned = host.spans ? inSpan(host.executor, request, attempts) : attempts
+    // Its end is its fiber's observer's (the Executor's): here only what takes an Effect to give back.
+    return host.limiter === undefined ? spanned : Effect.onExit(spanned, () => giveBack(request))
   }
 
-  return { program }
+  /** Its fiber ended: it is no longer between attempts nor waiting for a ticket. */
+  const ended = (request: Request) => {
+    leaveRetryWait(request)
+    request.resume = undefined
+  }
+
+  return { program, ended }
 }

@@ -1,29 +1,32 @@
 /**
  * Per-key lanes and dispatch. Each key waits in a lane of its own (a
  * priority queue, FIFO within a priority). A lane's admission fiber takes its
- * head out (PROCESSING), asks the key's breaker and the rate limiter to admit
- * it, holding no concurrency permit, and puts it on the ready list; a lane
- * whose limits cannot pay yet holds only its own requests. One starter fiber
- * hands concurrency permits (a `Semaphore`) to the ready list in priority
- * order, oldest first within a priority, so lanes of equal priority are
- * served in the order they were admitted: round robin, since each lane has at
- * most one request admitted and not yet started.
+ * head out (PROCESSING) and asks the key's breaker and the rate limiter to
+ * admit it, holding no concurrency permit; a lane whose limits cannot pay yet
+ * holds only its own requests. Once admitted, the head takes a permit if one
+ * is free and starts at once, on the lane's turn (so it starts when the
+ * limiter admitted it); if none is free it waits, admitted, on the list of
+ * heads waiting for a permit, and its lane waits with it (at most one request
+ * per lane holds a reservation without a permit). A permit given back goes to
+ * the best waiting head: highest priority first, then the one admitted
+ * first, so lanes of equal priority take turns.
  *
- * Effect gave us `Semaphore` (the permits, global and per key), `FiberSet`
- * (the background fibers, interrupted with the executor's scope), `Deferred`
- * (wake-ups) and interruption (a request cancelled while its lane admits it:
- * the lane's fiber is interrupted, and the limiter's acquire leaves having
- * paid nothing). This module adds the lanes themselves and the hand-over from
- * admission to permit.
+ * Effect gave us `FiberSet` (the lanes' fibers, interrupted with the
+ * executor's scope) and interruption (a request cancelled while its lane
+ * admits it: the lane's fiber is interrupted, and the limiter's acquire leaves
+ * having paid nothing). This module adds the lanes and the permits: Effect's
+ * `Semaphore` serves its waiters first come, first served, and takes a
+ * suspension to hand a permit on, where the heads waiting here are served by
+ * priority across lanes, and a permit given back starts the next head in the
+ * same step. So the permits are a count with that list of waiting heads.
  */
-import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import type * as RateLimiter from "../RateLimiter.js"
 import * as Admission from "./executorAdmission.js"
-import type { Request, Ticket } from "./executorRequest.js"
+import { Answer, type Request, type Ticket } from "./executorRequest.js"
 import { PriorityQueue } from "./priorityQueue.js"
 
 /** What the Executor lends its lanes. */
@@ -31,21 +34,27 @@ export interface Host {
   readonly now: () => number
   readonly limiter: RateLimiter.RateLimiterShape | undefined
   readonly concurrency: number
-  /** At most this many attempts of one key run at once (undefined: no cap of its own). */
+  /** At most this many attempts of one key hold a permit at once (undefined: no cap of its own). */
   readonly keyConcurrency: number | undefined
   /** Forks a background fiber in the executor's scope. */
   readonly fork: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>
   readonly publish: (request: Request) => void
   /** A request left its lane's queue (its queue slot is free). */
   readonly dequeued: (request: Request) => void
-  /** Hands a request its ticket: a grant (with a permit held) or a refusal. */
-  readonly deliver: (request: Request, ticket: Ticket) => void
+  /**
+   * Hands a request its ticket: a grant (it holds a permit, its reservations
+   * are on it) or a refusal. `onTurn`: on its lane's fiber, which may run it
+   * at once; otherwise inside someone else's step, which must not.
+   */
+  readonly deliver: (request: Request, ticket: Ticket, onTurn: boolean) => void
 }
 
 /** A lane's verdict on its head: admitted, with what it paid, or refused before it was sent. */
 type Admitted =
   | { readonly _tag: "Admitted"; readonly reservations: ReadonlyArray<RateLimiter.Reservation> }
   | { readonly _tag: "Refused"; readonly error: unknown }
+
+const ADMITTED_FREE: Admitted = { _tag: "Admitted", reservations: [] }
 
 interface Lane {
   readonly key: string
@@ -58,41 +67,37 @@ interface Lane {
   generation: number
   /** The request out of the queue: being admitted, or admitted and waiting for a permit. */
   admitting: Request | undefined
-  /** Completed once `admitting` has started or left. */
-  handOff: Deferred.Deferred<void> | undefined
+  /** `admitting` waits for a permit: the lane's fiber waits on this until it has one or has left. */
+  handOff: Answer<void, never> | undefined
   /** When the lane's last admission was charged (its next head may date its charge back to it). */
   lastChargedAt: number | undefined
-  /** `admitting` is admitted and on the ready list, waiting for a permit. */
-  onReadyList: boolean
   /** Attempts of this key holding a permit. */
   running: number
   /** Completed when an attempt of this key gives its permit back (a capped lane waits on it). */
-  permitFreed: Deferred.Deferred<void> | undefined
+  permitFreed: Answer<void, never> | undefined
 }
 
 export const make = (host: Host) => {
   const lanes = new Map<string, Lane>()
-  const permits = Effect.unsafeMakeSemaphore(host.concurrency)
-  const ready = new PriorityQueue<Request>((request) => request.isLive && request.status === "PROCESSING")
-  /** Requests on the ready list (admitted, waiting for a permit). */
-  let readyCount = 0
-  let inFlight = 0
-  let starter: Fiber.RuntimeFiber<void> | undefined
-  let readySignal: Deferred.Deferred<void> | undefined
+  /** Heads admitted and waiting for a permit, best first (their status is PROCESSING). */
+  const waiting = new PriorityQueue<Request>((request) => request.awaitingPermit)
+  let waitingCount = 0
+  let freePermits = host.concurrency
+  let queuedTotal = 0
+  let admittingTotal = 0
 
   const laneOf = (key: string): Lane => {
     let lane = lanes.get(key)
     if (lane === undefined) {
       lane = {
         key,
-        queue: new PriorityQueue((request) => request.isLive && request.status === "QUEUED"),
+        queue: new PriorityQueue((request) => request.inLane),
         queued: 0,
         admitter: undefined,
         generation: 0,
         admitting: undefined,
         handOff: undefined,
         lastChargedAt: undefined,
-        onReadyList: false,
         running: 0,
         permitFreed: undefined
       }
@@ -101,75 +106,66 @@ export const make = (host: Host) => {
     return lane
   }
 
-  // ---- the starter: permits to the ready list -------------------------------
-
-  const signalReady = () => {
-    const signal = readySignal
-    if (signal === undefined) return
-    readySignal = undefined
-    Deferred.unsafeDone(signal, Exit.void)
-  }
-
-  /** Waits for a ready request, takes a permit, and starts the best ready request (if one is still there). */
-  const startNext: Effect.Effect<void> = Effect.suspend(() => {
-    if (readyCount === 0) {
-      const signal = Deferred.unsafeMake<void>(FiberId.none)
-      readySignal = signal
-      return Deferred.await(signal)
+  const dropIfIdle = (lane: Lane) => {
+    if (lane.running === 0 && lane.admitter === undefined && lane.queued === 0 && lanes.get(lane.key) === lane) {
+      lanes.delete(lane.key)
     }
-    return Effect.flatMap(permits.take(1), () => {
-      const request = ready.pop()
-      if (request === undefined) return permits.release(1)
-      readyCount--
-      const lane = laneOf(request.key)
-      inFlight++
-      lane.running++
-      request.holdsPermit = true
-      endHandOff(lane, request)
-      host.deliver(request, { _tag: "Granted" })
-      return Effect.void
-    })
-  })
-
-  const ensureStarter = () => {
-    if (starter === undefined) starter = host.fork(Effect.forever(startNext))
   }
 
-  /** A started attempt gave its permit back. */
-  const releasePermit = (request: Request): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      if (!request.holdsPermit) return Effect.void
-      request.holdsPermit = false
-      inFlight--
-      const lane = laneOf(request.key)
-      lane.running--
-      const freed = lane.permitFreed
-      lane.permitFreed = undefined
-      if (freed !== undefined) Deferred.unsafeDone(freed, Exit.void)
-      if (lane.running === 0 && lane.admitter === undefined && lane.queued === 0) lanes.delete(lane.key)
-      return Effect.asVoid(permits.release(1))
-    })
+  /** The lane lets go of its head (started, refused or cancelled): it may take its next one. */
+  const endTurn = (lane: Lane, request: Request) => {
+    if (lane.admitting !== request) return
+    lane.admitting = undefined
+    admittingTotal--
+    const handOff = lane.handOff
+    lane.handOff = undefined
+    handOff?.complete(Exit.void)
+  }
+
+  /** Gives `request` a permit and its grant. */
+  const start = (lane: Lane, request: Request, onTurn: boolean) => {
+    request.awaitingPermit = false
+    freePermits--
+    lane.running++
+    request.holdsPermit = true
+    endTurn(lane, request)
+    host.deliver(request, GRANTED, onTurn)
+  }
+
+  /** A started attempt gives its permit back: the best waiting head starts (not at once: we are in its step). */
+  const releasePermit = (request: Request) => {
+    if (!request.holdsPermit) return
+    request.holdsPermit = false
+    freePermits++
+    const lane = laneOf(request.key)
+    lane.running--
+    const freed = lane.permitFreed
+    lane.permitFreed = undefined
+    freed?.complete(Exit.void)
+    dropIfIdle(lane)
+    while (freePermits > 0 && waitingCount > 0) {
+      const next = waiting.pop()
+      if (next === undefined) break
+      waitingCount--
+      start(laneOf(next.key), next, false)
+    }
+  }
 
   // ---- a lane's admission fiber ---------------------------------------------
 
-  const endHandOff = (lane: Lane, request: Request) => {
-    if (lane.admitting !== request) return
-    lane.admitting = undefined
-    lane.onReadyList = false
-    const handOff = lane.handOff
-    lane.handOff = undefined
-    if (handOff !== undefined) Deferred.unsafeDone(handOff, Exit.void)
-  }
-
-  /** Admits `request` for its next attempt: its breaker, then every limit at once. */
-  const admit = (lane: Lane, request: Request): Effect.Effect<Admitted> => {
+  /**
+   * Admits `request` for its next attempt: its breaker, then every limit at
+   * once. With neither, there is nothing to wait for, and the verdict is a
+   * value rather than an Effect (the lane goes on in the same step).
+   */
+  const admit = (lane: Lane, request: Request): Admitted | Effect.Effect<Admitted> => {
     const breaker = request.settings.breaker
-    const check = breaker === undefined ? Effect.void : breaker.check(request.key)
     const limiter = host.limiter
     if (limiter === undefined) {
-      return Effect.match(check, {
+      if (breaker === undefined) return ADMITTED_FREE
+      return Effect.match(breaker.check(request.key), {
         onFailure: (error): Admitted => ({ _tag: "Refused", error }),
-        onSuccess: (): Admitted => ({ _tag: "Admitted", reservations: [] })
+        onSuccess: (): Admitted => ADMITTED_FREE
       })
     }
     // A head that was already queued when the lane last charged may date its charge back to that charge: a
@@ -178,88 +174,111 @@ export const make = (host: Host) => {
       lane.lastChargedAt !== undefined && (request.queuedAt ?? Number.POSITIVE_INFINITY) <= lane.lastChargedAt
         ? lane.lastChargedAt
         : undefined
-    return Effect.zipRight(
-      check,
-      Admission.admit(limiter, request.cost, {
-        key: request.key,
-        installments: request.installments,
-        waitingSince
-      })
-    ).pipe(
-      Effect.match({
-        onFailure: (error): Admitted => ({ _tag: "Refused", error }),
-        onSuccess: (reservations): Admitted => {
-          const last = reservations[reservations.length - 1]
-          lane.lastChargedAt = last?.at
-          return { _tag: "Admitted", reservations }
-        }
-      })
-    )
+    const acquire = Admission.admit(limiter, request.cost, {
+      key: request.key,
+      installments: request.installments,
+      waitingSince
+    })
+    return Effect.match(breaker === undefined ? acquire : Effect.zipRight(breaker.check(request.key), acquire), {
+      onFailure: (error): Admitted => ({ _tag: "Refused", error }),
+      onSuccess: (reservations): Admitted => {
+        lane.lastChargedAt = reservations[reservations.length - 1]?.at
+        return { _tag: "Admitted", reservations }
+      }
+    })
   }
 
-  /** One turn of a lane: its head admitted and handed to the starter (true), or the lane is empty (false). */
-  const turn = (lane: Lane): Effect.Effect<boolean> =>
-    Effect.suspend(() => {
-      const request = lane.queue.pop()
-      if (request === undefined) {
-        lane.admitter = undefined
-        lane.lastChargedAt = undefined
-        if (lane.running === 0) lanes.delete(lane.key)
-        return Effect.succeed(false)
-      }
-      lane.queued--
-      lane.admitting = request
-      request.status = "PROCESSING"
-      request.processingAt = host.now()
-      host.publish(request)
-      host.dequeued(request)
-      const handOff = Deferred.unsafeMake<void>(FiberId.none)
-      lane.handOff = handOff
-      return Effect.flatMap(admit(lane, request), (ticket) => {
-        if (lane.admitting !== request) {
-          // Cancelled meanwhile (its canceller refunds what it held).
-          if (ticket._tag === "Admitted" && host.limiter !== undefined) {
-            return Effect.as(Admission.refundAll(host.limiter, ticket.reservations), true)
-          }
-          return Effect.succeed(true)
-        }
-        if (ticket._tag === "Refused") {
-          endHandOff(lane, request)
-          host.deliver(request, ticket)
-          return Effect.succeed(true)
-        }
-        request.reservations = ticket.reservations
-        lane.onReadyList = true
-        ready.push(request)
-        readyCount++
-        signalReady()
-        return Effect.as(Deferred.await(handOff), true)
-      })
-    })
+  /**
+   * After the head's admission: start it (undefined: the lane goes on), or
+   * wait on the list for a permit (the lane waits with it), or give back what
+   * a head cancelled meanwhile was admitted with.
+   */
+  const afterAdmission = (lane: Lane, request: Request, admitted: Admitted): Effect.Effect<void> | undefined => {
+    if (lane.admitting !== request) {
+      // Cancelled meanwhile (its canceller refunded what it held then; this came later).
+      return admitted._tag === "Admitted" && admitted.reservations.length > 0 && host.limiter !== undefined
+        ? Admission.refundAll(host.limiter, admitted.reservations)
+        : undefined
+    }
+    if (admitted._tag === "Refused") {
+      endTurn(lane, request)
+      host.deliver(request, { _tag: "Refused", error: admitted.error }, true)
+      return undefined
+    }
+    request.reservations = admitted.reservations
+    if (freePermits > 0 && waitingCount === 0) {
+      start(lane, request, true)
+      return undefined
+    }
+    const handOff = new Answer<void, never>()
+    lane.handOff = handOff
+    request.awaitingPermit = true
+    waiting.push(request)
+    waitingCount++
+    return handOff.await
+  }
+
+  /** Takes the lane's head out of its queue (PROCESSING), or answers undefined when the lane is empty. */
+  const takeHead = (lane: Lane): Request | undefined => {
+    const request = lane.queue.pop()
+    if (request === undefined) return undefined
+    request.inLane = false
+    lane.queued--
+    queuedTotal--
+    lane.admitting = request
+    admittingTotal++
+    request.status = "PROCESSING"
+    request.processingAt = host.now()
+    host.publish(request)
+    host.dequeued(request)
+    return request
+  }
 
   /** With a cap per key: waits until fewer than the cap of the key's attempts hold a permit. */
-  const keyRoom = (lane: Lane): Effect.Effect<void> =>
+  const keyRoom = (lane: Lane): Effect.Effect<void> | undefined => {
+    const cap = host.keyConcurrency
+    if (cap === undefined || lane.running < cap) return undefined
+    const freed = new Answer<void, never>()
+    lane.permitFreed = freed
+    return freed.await
+  }
+
+  /**
+   * The lane's loop: one head after another until the lane is empty (or it
+   * was replaced). A turn that has nothing to wait for (no admission to wait
+   * out, a permit free) goes straight on to the next head.
+   */
+  const admitLoop = (lane: Lane, generation: number): Effect.Effect<void> =>
     Effect.suspend(() => {
-      const cap = host.keyConcurrency
-      if (cap === undefined || lane.running < cap) return Effect.void
-      const freed = Deferred.unsafeMake<void>(FiberId.none)
-      lane.permitFreed = freed
-      return Effect.zipRight(Deferred.await(freed), keyRoom(lane))
+      const again = Effect.suspend(() => admitLoop(lane, generation))
+      for (let turns = 0; lane.generation === generation; turns++) {
+        // A long stretch of turns with nothing to wait for lets other fibers run now and then.
+        if (turns === TURNS_PER_STRETCH) return Effect.zipRight(Effect.yieldNow(), again)
+        const room = keyRoom(lane)
+        if (room !== undefined) return Effect.zipRight(room, again)
+        const request = takeHead(lane)
+        if (request === undefined) {
+          lane.admitter = undefined
+          lane.lastChargedAt = undefined
+          dropIfIdle(lane)
+          return Effect.void
+        }
+        const admitted = admit(lane, request)
+        if (Effect.isEffect(admitted)) {
+          return Effect.flatMap(admitted, (verdict) => {
+            const wait = afterAdmission(lane, request, verdict)
+            return wait === undefined ? again : Effect.zipRight(wait, again)
+          })
+        }
+        const wait = afterAdmission(lane, request, admitted)
+        if (wait !== undefined) return Effect.zipRight(wait, again)
+      }
+      return Effect.void
     })
 
-  /** The lane's loop, one turn after another until it is empty, or until it was replaced. */
-  const admitLoop = (lane: Lane, generation: number): Effect.Effect<void> =>
-    Effect.suspend(() =>
-      lane.generation !== generation
-        ? Effect.void
-        : Effect.flatMap(Effect.zipRight(keyRoom(lane), turn(lane)), (went) =>
-            went ? admitLoop(lane, generation) : Effect.void
-          )
-    )
-
   const ensureAdmitter = (lane: Lane) => {
-    // From the scheduler's next turn, as a woken dispatcher would: callers arriving together are
-    // ordered by priority before the lane takes its head.
+    // From the scheduler's next turn, as a woken dispatcher would: callers arriving together are ordered by
+    // priority before the lane takes its head.
     if (lane.admitter === undefined) {
       lane.admitter = host.fork(Effect.zipRight(Effect.yieldNow(), admitLoop(lane, ++lane.generation)))
     }
@@ -272,32 +291,38 @@ export const make = (host: Host) => {
     const lane = laneOf(request.key)
     request.status = "QUEUED"
     request.queuedAt = host.now()
+    request.inLane = true
     lane.queue.push(request)
     lane.queued++
+    queuedTotal++
     host.publish(request)
-    ensureStarter()
     ensureAdmitter(lane)
   }
 
   /**
    * Takes a request that is leaving (cancelled, expired, abandoned) out of
-   * its lane or the ready list, and answers the reservations it held (to be
-   * refunded by the caller). Its status must still be the one it left from.
+   * its lane or the list of heads waiting for a permit, and answers the
+   * reservations it held there (for the caller to refund). Its status must
+   * still be the one it left from.
    */
   const remove = (request: Request): ReadonlyArray<RateLimiter.Reservation> => {
     const lane = lanes.get(request.key)
     if (lane === undefined) return []
-    if (request.status === "QUEUED") {
+    if (request.inLane) {
+      request.inLane = false
       lane.queued--
+      queuedTotal--
       lane.queue.compact(lane.queued)
       return []
     }
     if (lane.admitting !== request) return []
     const held = request.reservations ?? []
     request.reservations = undefined
-    if (lane.onReadyList) {
-      readyCount--
-      endHandOff(lane, request)
+    if (request.awaitingPermit) {
+      // Admitted, waiting for a permit: it leaves the list (lazily), and its lane goes on.
+      request.awaitingPermit = false
+      waitingCount--
+      endTurn(lane, request)
       return held
     }
     // Its lane is admitting it: interrupt the admission (the limiter's acquire leaves having paid nothing),
@@ -306,7 +331,7 @@ export const make = (host: Host) => {
     lane.admitter = undefined
     lane.generation++
     lane.admitting = undefined
-    lane.handOff = undefined
+    admittingTotal--
     if (lane.queued > 0) ensureAdmitter(lane)
     return held
   }
@@ -315,29 +340,19 @@ export const make = (host: Host) => {
     push,
     remove,
     releasePermit,
-    stats: () => {
-      let queued = 0
-      let admitting = 0
+    /** Live counts, kept as they change (no walk over the lanes). */
+    counts: () => ({ queued: queuedTotal, admitting: admittingTotal, inFlight: host.concurrency - freePermits }),
+    byKey: () => {
       const byKey: Record<string, { queued: number; admitting: number; inFlight: number }> = {}
       for (const lane of lanes.values()) {
-        queued += lane.queued
-        if (lane.admitting !== undefined) admitting++
-        byKey[lane.key] = {
-          queued: lane.queued,
-          admitting: lane.admitting === undefined ? 0 : 1,
-          inFlight: lane.running
-        }
+        byKey[lane.key] = { queued: lane.queued, admitting: lane.admitting === undefined ? 0 : 1, inFlight: lane.running }
       }
-      return { queued, admitting, inFlight, byKey }
-    },
-    /** Every request still in a lane or on the ready list (for shutdown). */
-    waiting: (): Array<Request> => {
-      const all: Array<Request> = []
-      for (const lane of lanes.values()) {
-        if (lane.admitting !== undefined) all.push(lane.admitting)
-        all.push(...lane.queue.drain())
-      }
-      return all
+      return byKey
     }
   }
 }
+
+const GRANTED: Ticket = { _tag: "Granted" }
+
+/** Turns a lane takes in one go when none of them has to wait. */
+const TURNS_PER_STRETCH = 256

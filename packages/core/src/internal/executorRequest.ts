@@ -35,8 +35,12 @@ export class Request {
   attempts = 0
   /** Admitted for the next attempt and not yet spent by it (refunded if it never starts). */
   reservations: ReadonlyArray<RateLimiter.Reservation> | undefined = undefined
-  /** Holds a concurrency permit (and its key's, if capped). */
+  /** Holds a concurrency permit. */
   holdsPermit = false
+  /** Waits in its lane's queue. */
+  inLane = false
+  /** Admitted, on the list of heads waiting for a permit. */
+  awaitingPermit = false
   /** The fiber its attempts run on, from its first start to its end. */
   fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
   /** Set while a started request waits in its lane again (a retry): the lanes complete it with its ticket. */
