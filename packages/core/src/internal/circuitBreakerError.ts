@@ -93,7 +93,7 @@ export class CircuitOpenError extends Schema.TaggedError<CircuitOpenError>(
       case "ISOLATED":
         return `${where} is isolated by hand; every call is refused until it is reset`
       default:
-        return `${where} is half-open and every probe slot is taken; the call was refused. Retry in ${wait} ms, when the earliest probe has answered or timed out${trip}`
+        return `${where} is half-open and every probe slot is taken; the call was refused. Retry in ${wait} ms, when a probe slot may be free${trip}`
     }
   }
 }
