@@ -17,10 +17,21 @@
  * probes, keyed breakers with eviction of idle keys, and the guarantee the
  * peers' users keep asking for: a probe that is interrupted or times out
  * frees its slot, so no breaker is ever stuck HALF_OPEN, and half-open never
- * lets more than `halfOpenProbes` calls through.
+ * lets more than `halfOpenProbes` calls through. A probe that simply never
+ * answers (no timeout around it) is cut off too: one still running
+ * `halfOpenTimeout` (default 1 minute) after it was admitted counts as failed,
+ * and the breaker re-opens (`ProbeTimedOut`); when it does end, its outcome
+ * is ignored. This is decided lazily from `Clock` time by the next call that
+ * looks at the key (`check`, `admit`, `protect`, `release`, `state`,
+ * `inspect`), stamped with the moment it became due: no watcher fiber.
  *
- * Refusals are `CircuitOpenError`s carrying `retryAfter`; they are not
- * retryable (failing fast is the point), so retry policies leave them alone.
+ * Refusals are `CircuitOpenError`s, refined by `reason` (`"Open"`,
+ * `"HalfOpenFull"`, `"Isolated"`), carrying `retryAfter` (never 0: during
+ * HALF_OPEN it is the time until the earliest probe reaches
+ * `halfOpenTimeout`) and the `Trip` that opened the breaker: the failure that
+ * tipped it, described safely in one line, and what the window held then
+ * (also on `inspect` and on the OPEN transition). They are not retryable
+ * (failing fast is the point), so retry policies leave them alone.
  *
  * @since 0.1.0
  */
@@ -35,15 +46,34 @@ import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type { InvalidOptionsError } from "./InvalidOptions.js"
 import * as internal from "./internal/circuitBreaker.js"
-import type { CircuitOpenError } from "./internal/circuitBreakerError.js"
+import type { CircuitOpenError, Trip } from "./internal/circuitBreakerError.js"
 
+/**
+ * Which refusal a `CircuitOpenError` is (its `reason`): `"Open"`,
+ * `"HalfOpenFull"` (every probe slot taken) or `"Isolated"`.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type { CircuitOpenReason } from "./internal/circuitBreakerError.js"
 /**
  * Refused by an OPEN, ISOLATED or full HALF_OPEN breaker; carries `retryAfter`.
  *
  * @since 0.1.0
  * @category errors
  */
-export { CircuitOpenError } from "./internal/circuitBreakerError.js"
+/**
+ * What opened a breaker: `reason` (`"Tripped"`, `"ProbeFailed"`,
+ * `"ProbeTimedOut"`), `at`, `failure` (the call that tipped it, in one line:
+ * the error's `_tag`, `reason` and message, never the whole value; a
+ * `Redacted` stays redacted), and the window then: `calls`, `failures`,
+ * `slowCalls`, `failureRate`, `slowCallRate`. A probe's trip counts the
+ * probes of that half-open instead (the window is empty while half-open).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export { CircuitOpenError, Trip } from "./internal/circuitBreakerError.js"
 
 /**
  * The breaker's Effect `Metric`s, tagged `breaker` and `key`:
@@ -73,8 +103,8 @@ export type Verdict = "success" | "failure" | "ignore"
 /**
  * When a CLOSED breaker trips:
  * - `consecutive`: after `failures` bad calls in a row (failed, or slow);
- * - `count`: over the last `size` calls, once `minimumCalls` (default `size`)
- *   were seen, the failure rate reaches `failureRate` (0–1], or the slow-call
+ * - `count`: over the last `size` calls, once `minimumCalls` (default `size`;
+ *   more than `size` is refused, as such a breaker could never open) were seen, the failure rate reaches `failureRate` (0–1], or the slow-call
  *   rate reaches `slowCall.rate`;
  * - `time`: the same over the calls of the last `window`, kept in `buckets`
  *   (default 10) slices, so a call ages out within one slice; `minimumCalls` default 1.
@@ -116,6 +146,14 @@ export interface Options {
   readonly openDuration?: Duration.DurationInput | Schedule.Schedule<unknown, number> | undefined
   /** Probes HALF_OPEN lets through; all must succeed to close. Default 1. */
   readonly halfOpenProbes?: number | undefined
+  /**
+   * The longest a probe may run: one still running this long after it was
+   * admitted counts as failed and the breaker re-opens (`ProbeTimedOut`); its
+   * outcome, when it ends, is ignored. Default 1 minute (set it above the
+   * calls' own timeout); `Duration.infinity` turns it off (a probe that never
+   * ends then holds its slot until it is interrupted).
+   */
+  readonly halfOpenTimeout?: Duration.DurationInput | undefined
   /** Which outcomes count against the dependency. Default: any failure (interruptions never count). */
   readonly classify?: ((exit: Exit.Exit<unknown, unknown>) => Verdict) | undefined
   /**
@@ -148,6 +186,7 @@ export type TransitionReason =
   | "OpenDurationElapsed"
   | "ProbesSucceeded"
   | "ProbeFailed"
+  | "ProbeTimedOut"
   | "Isolated"
   | "Reset"
 
@@ -163,6 +202,8 @@ export interface Transition {
   /** When it happened (ms on the breaker's Clock); HALF_OPEN is stamped with when the open duration ended. */
   readonly at: number
   readonly reason: TransitionReason
+  /** On a change to OPEN: what opened it. */
+  readonly trip?: Trip
 }
 
 /**
@@ -186,8 +227,15 @@ export interface Snapshot {
    * is not counted.
    */
   readonly inFlight: number
-  /** While OPEN: milliseconds until a probe may go. */
+  /**
+   * While OPEN: milliseconds until a probe may go. While HALF_OPEN with every
+   * probe slot taken: until the earliest running probe reaches
+   * `halfOpenTimeout` (a slot frees sooner if a probe answers sooner); with
+   * that limit off, the open duration last used. Never 0.
+   */
   readonly retryAfterMillis?: number
+  /** While OPEN or HALF_OPEN: what opened it. */
+  readonly trip?: Trip
 }
 
 /**

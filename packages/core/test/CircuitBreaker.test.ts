@@ -213,7 +213,18 @@ describe("CircuitBreaker", () => {
                 breaker: "probes",
                 key: "default",
                 state: "HALF_OPEN",
-                retryAfterMillis: 0
+                // Until the earliest probe (admitted at 1 s) reaches the default 1-minute halfOpenTimeout.
+                retryAfterMillis: 60_000,
+                trip: {
+                  reason: "Tripped",
+                  at: 0,
+                  failure: "boom",
+                  calls: 1,
+                  failures: 1,
+                  slowCalls: 0,
+                  failureRate: 1,
+                  slowCallRate: 0
+                }
               })
             )
           )

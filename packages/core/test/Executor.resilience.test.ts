@@ -199,7 +199,17 @@ describe("Executor with retry, breaker, timeout and deadline", () => {
             breaker: "late-open",
             key: "default",
             state: "OPEN",
-            retryAfterMillis: 59_495
+            retryAfterMillis: 59_495,
+            trip: {
+              reason: "Tripped",
+              at: 500,
+              failure: "down",
+              calls: 1,
+              failures: 1,
+              slowCalls: 0,
+              failureRate: 1,
+              slowCallRate: 0
+            }
           })
         )
       )

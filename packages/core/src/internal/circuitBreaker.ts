@@ -9,8 +9,15 @@
  * them succeeding closes the breaker, one failing re-opens it for the next
  * step of the open-duration schedule. A probe that ends without a verdict
  * (interrupted, or classified "ignore") gives its slot back, so the breaker
- * can never be stuck half-open. Every permit carries the generation it was
- * taken in, so a call that outlives a state change cannot vote in the next.
+ * can never be stuck half-open. A probe still running `halfOpenTimeout` after
+ * it was admitted counts as failed: the breaker re-opens ("ProbeTimedOut").
+ * That is decided lazily, from Clock time, by the next call that looks at the
+ * key (check, admit, protect, release, state, inspect), and stamped with the
+ * moment it became due, as OPEN → HALF_OPEN is: no watcher fiber, nothing to
+ * leak. Every permit carries the generation it was taken in, so a call that
+ * outlives a state change (the stuck probe included) cannot vote in the next.
+ * Opening records a `Trip` (what tipped it, what the window held), which the
+ * refusals and `inspect` carry.
  */
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
@@ -23,7 +30,7 @@ import type * as Scope from "effect/Scope"
 import type * as CircuitBreaker from "../CircuitBreaker.js"
 import * as InvalidOptions from "../InvalidOptions.js"
 import * as Window from "./breakerWindow.js"
-import { CircuitOpenError } from "./circuitBreakerError.js"
+import { CircuitOpenError, describeExit, type Trip } from "./circuitBreakerError.js"
 import { makeKeyMetrics } from "./circuitBreakerMetrics.js"
 import * as EventHub from "./eventHub.js"
 import * as ScheduleStepper from "./scheduleStepper.js"
@@ -31,6 +38,7 @@ import * as ScheduleStepper from "./scheduleStepper.js"
 export const DEFAULT_KEY = "default"
 const DEFAULT_OPEN_DURATION = Duration.seconds(30)
 const DEFAULT_IDLE_TIMEOUT = Duration.minutes(10)
+export const DEFAULT_HALF_OPEN_TIMEOUT = Duration.minutes(1)
 
 // ---- options -------------------------------------------------------------------
 
@@ -46,7 +54,16 @@ const RateFields = {
 
 const PolicySchema = Schema.Union(
   Schema.Struct({ kind: Schema.Literal("consecutive"), failures: InvalidOptions.PositiveInt }),
-  Schema.Struct({ kind: Schema.Literal("count"), size: InvalidOptions.PositiveInt, ...RateFields }),
+  Schema.Struct({ kind: Schema.Literal("count"), size: InvalidOptions.PositiveInt, ...RateFields }).pipe(
+    Schema.filter((policy) =>
+      policy.minimumCalls === undefined || policy.minimumCalls <= policy.size
+        ? undefined
+        : {
+            path: ["minimumCalls"],
+            message: `minimumCalls (${policy.minimumCalls}) is larger than the window's size (${policy.size}): the window never holds that many calls, so the breaker could never open. Use a minimumCalls of at most ${policy.size}, or a larger size`
+          }
+    )
+  ),
   Schema.Struct({
     kind: Schema.Literal("time"),
     window: InvalidOptions.PositiveDuration,
@@ -70,6 +87,7 @@ const OptionsSchema = Schema.Struct({
     Schema.UndefinedOr(Schema.Union(InvalidOptions.PositiveDuration, Schema.declare(Schedule.isSchedule)))
   ),
   halfOpenProbes: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
+  halfOpenTimeout: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
   classify: Schema.optional(Schema.UndefinedOr(Schema.declare(Predicate.isFunction))),
   idleTimeout: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
   transitionBufferSize: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt))
@@ -98,6 +116,10 @@ class KeyBreaker {
   openedFor = 0
   probesTaken = 0
   probeSuccesses = 0
+  /** The probes of this half-open still running (a few at most: `halfOpenProbes`). */
+  readonly runningProbes = new Set<PermitRecord>()
+  /** What opened it, while OPEN or HALF_OPEN. */
+  trip: Trip | undefined = undefined
   inFlight = 0
   lastUsed: number
   /** Forgotten by the sweeper; a call still running on it puts it back. */
@@ -157,6 +179,8 @@ export const make = (
       ? (openDuration as Schedule.Schedule<unknown, number>)
       : undefined
     const halfOpenProbes = options.halfOpenProbes ?? 1
+    /** How long a probe may run before it counts as failed; infinite turns the limit off. */
+    const halfOpenTimeoutMillis = millisOf(options.halfOpenTimeout ?? DEFAULT_HALF_OPEN_TIMEOUT)
     /** Whether an outcome's time matters: slow calls, or a time-based window. */
     const timeMatters = slowMillis !== undefined || policy.kind === "time"
     const classify = options.classify ?? defaultClassify
@@ -188,9 +212,36 @@ export const make = (
       breaker.generation++
       breaker.probesTaken = 0
       breaker.probeSuccesses = 0
+      breaker.runningProbes.clear()
+      if (to === "CLOSED" || to === "ISOLATED") breaker.trip = undefined
       breaker.metrics.state(to)
       breaker.metrics.transition(from, to)
-      if (transitions.observed()) transitions.offer({ breaker: name, key: breaker.key, from, to, at, reason })
+      if (transitions.observed()) {
+        const trip = to === "OPEN" ? breaker.trip : undefined
+        transitions.offer(
+          trip === undefined
+            ? { breaker: name, key: breaker.key, from, to, at, reason }
+            : { breaker: name, key: breaker.key, from, to, at, reason, trip }
+        )
+      }
+    }
+
+    const tripOf = (reason: Trip["reason"], at: number, failure: string, counts: Window.WindowCounts): Trip => ({
+      reason,
+      at,
+      failure,
+      calls: counts.calls,
+      failures: counts.failures,
+      slowCalls: counts.slowCalls,
+      failureRate: counts.calls === 0 ? 0 : counts.failures / counts.calls,
+      slowCallRate: counts.calls === 0 ? 0 : counts.slowCalls / counts.calls
+    })
+
+    /** The call that counted against the dependency, in one safe line. */
+    const describeCall = (result: Exit.Exit<unknown, unknown>, failure: boolean, slow: boolean, took: number) => {
+      if (!failure) return `a slow call (${took} ms, slow from ${slowMillis} ms)`
+      const described = Exit.isSuccess(result) ? "a success classified as a failure" : describeExit(result)
+      return slow ? `${described} (after ${took} ms, slow)` : described
     }
 
     /** The next open duration: fixed, or the schedule's next step (its last step once it is done). */
@@ -200,99 +251,141 @@ export const make = (
       return Effect.map(breaker.openDurations.next(at, 0), (millis) => millis ?? breaker.openedFor)
     }
 
-    const openFor = (breaker: KeyBreaker, at: number, reason: CircuitBreaker.TransitionReason, millis: number) => {
+    const openFor = (breaker: KeyBreaker, trip: Trip, millis: number) => {
       breaker.openedFor = millis
-      breaker.openUntil = at + millis
+      breaker.openUntil = trip.at + millis
       breaker.window.clear()
-      transition(breaker, "OPEN", at, reason)
+      breaker.trip = trip
+      transition(breaker, "OPEN", trip.at, trip.reason)
     }
 
-    /** Opens at once for a fixed duration (no effect needed); a schedule's next step is an effect. */
-    const open = (
-      breaker: KeyBreaker,
-      at: number,
-      reason: CircuitBreaker.TransitionReason
-    ): Effect.Effect<void> | undefined => {
+    /**
+     * Opens at once for a fixed duration (no effect needed); a schedule's next
+     * step is an effect (after which nothing happens if the key changed state meanwhile).
+     */
+    const open = (breaker: KeyBreaker, trip: Trip): Effect.Effect<void> | undefined => {
       if (breaker.openDurations === undefined) {
-        openFor(breaker, at, reason, fixedOpenMillis!)
+        openFor(breaker, trip, fixedOpenMillis!)
         return undefined
       }
-      return Effect.map(nextOpenMillis(breaker, at, reason === "ProbeFailed"), (millis) =>
-        openFor(breaker, at, reason, millis)
-      )
+      const generation = breaker.generation
+      return Effect.map(nextOpenMillis(breaker, trip.at, trip.reason !== "Tripped"), (millis) => {
+        if (breaker.generation === generation) openFor(breaker, trip, millis)
+      })
     }
 
-    /** OPEN becomes HALF_OPEN once its time is up, observed on the next look. */
-    const refresh = (breaker: KeyBreaker, at: number) => {
-      if (breaker.state === "OPEN" && at >= breaker.openUntil) {
-        transition(breaker, "HALF_OPEN", breaker.openUntil, "OpenDurationElapsed")
+    /** When the earliest running probe reaches `halfOpenTimeout`; undefined with none running or no limit. */
+    const probeDeadline = (breaker: KeyBreaker): number | undefined => {
+      if (breaker.runningProbes.size === 0 || !Number.isFinite(halfOpenTimeoutMillis)) return undefined
+      let earliest = Number.POSITIVE_INFINITY
+      for (const probe of breaker.runningProbes) if (probe.startedAt < earliest) earliest = probe.startedAt
+      return earliest + halfOpenTimeoutMillis
+    }
+
+    /**
+     * Brings a key up to date with the Clock, as of `at`: a probe that has run
+     * `halfOpenTimeout` re-opens it (stamped with when that became due), and
+     * OPEN becomes HALF_OPEN once its time is up. Answers an effect only when
+     * an open-duration schedule must be stepped first; that effect finishes the job.
+     */
+    const refresh = (breaker: KeyBreaker, at: number): Effect.Effect<void> | undefined => {
+      for (;;) {
+        if (breaker.state === "HALF_OPEN") {
+          const due = probeDeadline(breaker)
+          if (due === undefined || at < due) return undefined
+          const failure = `a probe that had not answered after ${halfOpenTimeoutMillis} ms (halfOpenTimeout)`
+          const counts = { calls: breaker.probeSuccesses + 1, failures: 1, slowCalls: 0 }
+          const pending = open(breaker, tripOf("ProbeTimedOut", due, failure, counts))
+          if (pending !== undefined)
+            return Effect.zipRight(
+              pending,
+              Effect.suspend(() => refresh(breaker, at) ?? Effect.void)
+            )
+        } else if (breaker.state === "OPEN" && at >= breaker.openUntil) {
+          transition(breaker, "HALF_OPEN", breaker.openUntil, "OpenDurationElapsed")
+        } else {
+          return undefined
+        }
       }
     }
 
-    const tryAdmit = (key: string): PermitRecord | CircuitOpenError => {
-      const at = now()
-      const breaker = breakerFor(key, at)
-      breaker.lastUsed = at
-      refresh(breaker, at)
+    /** Runs `continuation` once the key is up to date with the Clock (see {@link refresh}). */
+    const current = <A, E, R>(
+      breaker: KeyBreaker,
+      at: number,
+      continuation: () => Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E, R> => {
+      const pending = refresh(breaker, at)
+      return pending === undefined ? continuation() : Effect.zipRight(pending, Effect.suspend(continuation))
+    }
+
+    /**
+     * While HALF_OPEN with every slot taken: until the earliest running probe
+     * reaches `halfOpenTimeout` (the latest a slot frees or the breaker
+     * re-opens); with that limit off, the open duration last used. At least 1 ms.
+     */
+    const halfOpenWait = (breaker: KeyBreaker, at: number) =>
+      Math.max(1, (probeDeadline(breaker) ?? at + breaker.openedFor) - at)
+
+    const reject = (breaker: KeyBreaker, state: CircuitOpenError["state"], retryAfterMillis: number) => {
+      breaker.metrics.rejected()
+      const fields = { breaker: name, key: breaker.key, state, retryAfterMillis }
+      return new CircuitOpenError(breaker.trip === undefined ? fields : { ...fields, trip: breaker.trip })
+    }
+
+    /** The refusal of an up-to-date key that lets nothing through now. */
+    const refusal = (breaker: KeyBreaker, at: number): CircuitOpenError => {
       switch (breaker.state) {
-        case "CLOSED":
-          break
-        case "HALF_OPEN":
-          if (breaker.probesTaken < halfOpenProbes) {
-            breaker.probesTaken++
-            break
-          }
-          return reject(breaker, "HALF_OPEN", 0)
         case "OPEN":
           return reject(breaker, "OPEN", breaker.openUntil - at)
         case "ISOLATED":
           return reject(breaker, "ISOLATED", Number.POSITIVE_INFINITY)
+        default:
+          return reject(breaker, "HALF_OPEN", halfOpenWait(breaker, at))
       }
+    }
+
+    const letsThrough = (breaker: KeyBreaker) =>
+      breaker.state === "CLOSED" || (breaker.state === "HALF_OPEN" && breaker.probesTaken < halfOpenProbes)
+
+    /** Takes a permit from an up-to-date key, or refuses. */
+    const take = (breaker: KeyBreaker, at: number): PermitRecord | CircuitOpenError => {
+      if (!letsThrough(breaker)) return refusal(breaker, at)
+      const probe = breaker.state === "HALF_OPEN"
+      if (probe) breaker.probesTaken++
       breaker.inFlight++
-      return {
-        key,
+      const record: PermitRecord = {
+        key: breaker.key,
         breaker,
         generation: breaker.generation,
-        probe: breaker.state === "HALF_OPEN",
+        probe,
         startedAt: at,
         done: false
       }
+      if (probe) breaker.runningProbes.add(record)
+      return record
     }
 
-    /** Refuses as `tryAdmit` would, but takes nothing. */
-    const check = (key = DEFAULT_KEY) =>
+    /** Refuses as `admit` would, but takes nothing. */
+    const check = (key = DEFAULT_KEY): Effect.Effect<void, CircuitOpenError> =>
       Effect.suspend(() => {
         const breaker = breakers.get(key)
-        if (breaker === undefined) return Effect.void
+        if (breaker === undefined || breaker.state === "CLOSED") return Effect.void
         const at = now()
-        refresh(breaker, at)
-        switch (breaker.state) {
-          case "OPEN":
-            return Effect.fail(reject(breaker, "OPEN", breaker.openUntil - at))
-          case "ISOLATED":
-            return Effect.fail(reject(breaker, "ISOLATED", Number.POSITIVE_INFINITY))
-          case "HALF_OPEN":
-            return breaker.probesTaken < halfOpenProbes ? Effect.void : Effect.fail(reject(breaker, "HALF_OPEN", 0))
-          default:
-            return Effect.void
-        }
+        return current(breaker, at, () => (letsThrough(breaker) ? Effect.void : Effect.fail(refusal(breaker, at))))
       })
-
-    const reject = (breaker: KeyBreaker, state: CircuitOpenError["state"], retryAfterMillis: number) => {
-      breaker.metrics.rejected()
-      return new CircuitOpenError({ breaker: name, key: breaker.key, state, retryAfterMillis })
-    }
 
     /**
      * Records one call's outcome. Synchronous; answers an effect only when
      * something must still be done (stepping an open-duration schedule), so
      * the success path allocates no effect. A call that began before the
-     * breaker last changed state (another generation) does not vote.
+     * breaker last changed state (another generation) does not vote: so a
+     * probe already counted as timed out is ignored when it ends.
      */
     const recordOutcome = (
       breaker: KeyBreaker,
       generation: number,
-      probe: boolean,
+      probe: PermitRecord | undefined,
       startedAt: number,
       result: Exit.Exit<unknown, unknown> | "interrupted"
     ): Effect.Effect<void> | undefined => {
@@ -300,21 +393,41 @@ export const make = (
       // clock reading for a call that began in its generation (its window
       // ignores time, and admission already marked the key as used).
       const cheap = breaker.state === "CLOSED" && generation === breaker.generation && !timeMatters
-      const at = cheap ? startedAt : now()
-      if (!cheap) {
-        breaker.lastUsed = at
-        refresh(breaker, at)
-      }
+      if (cheap) return judge(breaker, generation, probe, startedAt, startedAt, result)
+      const at = now()
+      breaker.lastUsed = at
+      const pending = refresh(breaker, at)
+      if (pending === undefined) return judge(breaker, generation, probe, startedAt, at, result)
+      return Effect.zipRight(
+        pending,
+        Effect.suspend(() => judge(breaker, generation, probe, startedAt, at, result) ?? Effect.void)
+      )
+    }
+
+    /** The verdict of a call on an up-to-date key. */
+    const judge = (
+      breaker: KeyBreaker,
+      generation: number,
+      probe: PermitRecord | undefined,
+      startedAt: number,
+      at: number,
+      result: Exit.Exit<unknown, unknown> | "interrupted"
+    ): Effect.Effect<void> | undefined => {
       if (generation !== breaker.generation) return undefined
+      if (probe !== undefined) breaker.runningProbes.delete(probe)
       const verdict = result === "interrupted" ? "ignore" : classify(result)
-      if (verdict === "ignore") {
-        if (probe) breaker.probesTaken--
+      if (result === "interrupted" || verdict === "ignore") {
+        if (probe !== undefined) breaker.probesTaken--
         return undefined
       }
       const failure = verdict === "failure"
-      const slow = slowMillis !== undefined && at - startedAt >= slowMillis
-      if (probe) {
-        if (failure || slow) return open(breaker, at, "ProbeFailed")
+      const took = at - startedAt
+      const slow = slowMillis !== undefined && took >= slowMillis
+      if (probe !== undefined) {
+        if (failure || slow) {
+          const counts = { calls: breaker.probeSuccesses + 1, failures: failure ? 1 : 0, slowCalls: slow ? 1 : 0 }
+          return open(breaker, tripOf("ProbeFailed", at, describeCall(result, failure, slow, took), counts))
+        }
         breaker.probeSuccesses++
         if (breaker.probeSuccesses >= halfOpenProbes) {
           breaker.window.clear()
@@ -324,7 +437,10 @@ export const make = (
         return undefined
       }
       const outcome = failure ? (slow ? BAD_SLOW : BAD) : slow ? SLOW : GOOD
-      if (breaker.state === "CLOSED" && breaker.window.record(outcome, at)) return open(breaker, now(), "Tripped")
+      if (breaker.state === "CLOSED" && breaker.window.record(outcome, at)) {
+        const counts = breaker.window.counts(at)
+        return open(breaker, tripOf("Tripped", now(), describeCall(result, failure, slow, took), counts))
+      }
       return undefined
     }
 
@@ -336,37 +452,54 @@ export const make = (
       if (record.done) return undefined
       record.done = true
       record.breaker.inFlight--
-      return recordOutcome(record.breaker, record.generation, record.probe, record.startedAt, result)
+      return recordOutcome(
+        record.breaker,
+        record.generation,
+        record.probe ? record : undefined,
+        record.startedAt,
+        result
+      )
     }
 
     const release = (permit: CircuitBreaker.Permit, result: Exit.Exit<unknown, unknown> | "interrupted") =>
       Effect.suspend(() => settlePermit(permit, result) ?? Effect.void)
 
-    const admit = (key = DEFAULT_KEY) =>
+    const admit = (key = DEFAULT_KEY): Effect.Effect<CircuitBreaker.Permit, CircuitOpenError> =>
       Effect.suspend(() => {
-        const result = tryAdmit(key)
-        return result instanceof CircuitOpenError ? Effect.fail(result) : Effect.succeed(result)
+        const at = now()
+        const breaker = breakerFor(key, at)
+        breaker.lastUsed = at
+        return current(breaker, at, () => {
+          const result = take(breaker, at)
+          return result instanceof CircuitOpenError ? Effect.fail(result) : Effect.succeed(result)
+        })
       })
 
     /** With the default classify a success needs no Exit of its own. */
     const successExit = (value: unknown) => (options.classify === undefined ? SUCCESS : Exit.succeed(value))
 
     /** Runs `effect` holding a permit, handing it back whatever happens (interruption included). */
-    const protectWithPermit = <A, E, R>(effect: Effect.Effect<A, E, R>, key: string) =>
-      Effect.uninterruptibleMask((restore): Effect.Effect<A, E | CircuitOpenError, R> => {
-        const permit = tryAdmit(key)
-        if (permit instanceof CircuitOpenError) return Effect.fail(permit)
-        return Effect.matchCauseEffect(restore(effect), {
-          onFailure: (cause) => {
-            const after = settlePermit(permit, Cause.isInterruptedOnly(cause) ? "interrupted" : Exit.failCause(cause))
-            return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
-          },
-          onSuccess: (value) => {
-            const after = settlePermit(permit, successExit(value))
-            return after === undefined ? Effect.succeed(value) : Effect.as(after, value)
-          }
-        })
-      })
+    const protectWithPermit = <A, E, R>(effect: Effect.Effect<A, E, R>, breaker: KeyBreaker, at: number) =>
+      Effect.uninterruptibleMask(
+        (restore): Effect.Effect<A, E | CircuitOpenError, R> =>
+          current(breaker, at, (): Effect.Effect<A, E | CircuitOpenError, R> => {
+            const permit = take(breaker, at)
+            if (permit instanceof CircuitOpenError) return Effect.fail(permit)
+            return Effect.matchCauseEffect(restore(effect), {
+              onFailure: (cause) => {
+                const after = settlePermit(
+                  permit,
+                  Cause.isInterruptedOnly(cause) ? "interrupted" : Exit.failCause(cause)
+                )
+                return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
+              },
+              onSuccess: (value) => {
+                const after = settlePermit(permit, successExit(value))
+                return after === undefined ? Effect.succeed(value) : Effect.as(after, value)
+              }
+            })
+          })
+      )
 
     /** The CLOSED path: the effect, its outcome recorded; no permit, no uninterruptible region. */
     const closedCall = <A, E, R>(
@@ -378,11 +511,11 @@ export const make = (
       Effect.matchCauseEffect(effect, {
         onFailure: (cause) => {
           if (Cause.isInterruptedOnly(cause)) return Effect.failCause(cause)
-          const after = recordOutcome(reattach(breaker), generation, false, startedAt, Exit.failCause(cause))
+          const after = recordOutcome(reattach(breaker), generation, undefined, startedAt, Exit.failCause(cause))
           return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
         },
         onSuccess: (value) => {
-          const after = recordOutcome(reattach(breaker), generation, false, startedAt, successExit(value))
+          const after = recordOutcome(reattach(breaker), generation, undefined, startedAt, successExit(value))
           return after === undefined ? Effect.succeed(value) : Effect.as(after, value)
         }
       })
@@ -400,16 +533,14 @@ export const make = (
       protectOptions?: CircuitBreaker.KeyOptions
     ): Effect.Effect<A, E | CircuitOpenError, R> => {
       const key = protectOptions?.key ?? DEFAULT_KEY
-      const guarded = protectWithPermit(effect, key)
       let cachedBreaker: KeyBreaker | undefined
       let cachedGeneration = -1
       let cached: Effect.Effect<A, E, R> | undefined
       return Effect.suspend(() => {
         const at = now()
         const breaker = breakerFor(key, at)
-        refresh(breaker, at)
-        if (breaker.state !== "CLOSED") return guarded
         breaker.lastUsed = at
+        if (breaker.state !== "CLOSED") return protectWithPermit(effect, breaker, at)
         if (timeMatters) return closedCall(effect, breaker, breaker.generation, at)
         if (cached === undefined || cachedBreaker !== breaker || cachedGeneration !== breaker.generation) {
           cachedBreaker = breaker
@@ -429,24 +560,42 @@ export const make = (
       return breaker
     }
 
-    const snapshot = (key = DEFAULT_KEY): CircuitBreaker.Snapshot => {
-      const at = now()
-      const breaker = breakers.get(key)
-      if (breaker === undefined) {
-        return { key, state: "CLOSED", calls: 0, failures: 0, slowCalls: 0, probesInFlight: 0, inFlight: 0 }
-      }
-      refresh(breaker, at)
+    /** An up-to-date key, now. */
+    const snapshotOf = (breaker: KeyBreaker, at: number): CircuitBreaker.Snapshot => {
       const counts = breaker.window.counts(at)
       const result: { -readonly [K in keyof CircuitBreaker.Snapshot]: CircuitBreaker.Snapshot[K] } = {
-        key,
+        key: breaker.key,
         state: breaker.state,
-        ...counts,
-        probesInFlight: breaker.state === "HALF_OPEN" ? breaker.probesTaken - breaker.probeSuccesses : 0,
+        calls: counts.calls,
+        failures: counts.failures,
+        slowCalls: counts.slowCalls,
+        probesInFlight: breaker.state === "HALF_OPEN" ? breaker.runningProbes.size : 0,
         inFlight: breaker.inFlight
       }
       if (breaker.state === "OPEN") result.retryAfterMillis = breaker.openUntil - at
+      else if (breaker.state === "HALF_OPEN" && !letsThrough(breaker))
+        result.retryAfterMillis = halfOpenWait(breaker, at)
+      if (breaker.trip !== undefined) result.trip = breaker.trip
       return result
     }
+
+    const inspect = (key = DEFAULT_KEY): Effect.Effect<CircuitBreaker.Snapshot> =>
+      Effect.suspend(() => {
+        const breaker = breakers.get(key)
+        if (breaker === undefined) {
+          return Effect.succeed({
+            key,
+            state: "CLOSED",
+            calls: 0,
+            failures: 0,
+            slowCalls: 0,
+            probesInFlight: 0,
+            inFlight: 0
+          } satisfies CircuitBreaker.Snapshot)
+        }
+        const at = now()
+        return current(breaker, at, () => Effect.succeed(snapshotOf(breaker, at)))
+      })
 
     const force = (key: string, to: "ISOLATED" | "CLOSED", reason: CircuitBreaker.TransitionReason) =>
       Effect.sync(() => {
@@ -454,6 +603,7 @@ export const make = (
         const breaker = breakerFor(key, at)
         breaker.window.clear()
         breaker.openDurations?.reset()
+        breaker.trip = undefined
         if (breaker.state !== to) transition(breaker, to, at, reason)
         else breaker.generation++
       })
@@ -480,8 +630,8 @@ export const make = (
       check,
       admit,
       release,
-      state: (key?: string) => Effect.sync(() => snapshot(key).state),
-      inspect: (key?: string) => Effect.sync(() => snapshot(key)),
+      state: (key?: string) => Effect.map(inspect(key), (snapshot) => snapshot.state),
+      inspect,
       isolate: (key = DEFAULT_KEY) => force(key, "ISOLATED", "Isolated"),
       reset: (key = DEFAULT_KEY) => force(key, "CLOSED", "Reset"),
       transitions: transitions.stream,
