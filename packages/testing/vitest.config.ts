@@ -3,6 +3,10 @@ import { defineProject } from "vitest/config"
 export default defineProject({
   test: {
     name: "testing",
-    include: ["test/**/*.test.ts"]
+    include: ["test/**/*.test.ts"],
+    // These tests start real servers (and the CLI's, `tsx` child processes) and wait on real I/O:
+    // sized for a loaded 2-core machine, not vitest's 5 s default.
+    testTimeout: 60_000,
+    hookTimeout: 60_000
   }
 })

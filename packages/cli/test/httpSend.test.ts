@@ -4,8 +4,11 @@ import * as ApiClient from "@sluice/http/ApiClient"
 import * as MockProvider from "@sluice/testing/MockProvider"
 import * as TestHttpClient from "@sluice/testing/TestHttpClient"
 import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as FiberStatus from "effect/FiberStatus"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as TestClock from "effect/TestClock"
@@ -14,14 +17,23 @@ import * as HttpSend from "../src/HttpSend.js"
 import * as internal from "../src/internal/httpSend.js"
 import type * as Runner from "../src/Runner.js"
 import * as RunStats from "../src/RunStats.js"
+import { awaitEvent, eventually } from "./utils/events.js"
 
-/** Lets real I/O happen: a little real time, and virtual time moved by a second. */
+/**
+ * Lets real I/O happen: a little real time, and virtual time moved by a second, until `fiber` ends
+ * (bounded in real time, failing with a message).
+ */
 const untilDone = <A, E>(fiber: Fiber.RuntimeFiber<A, E>) =>
   Effect.gen(function* () {
-    for (let i = 0; i < 2_000 && fiber.unsafePoll() === null; i++) {
-      yield* TestServices.provideLive(Effect.sleep("2 millis"))
-      yield* TestClock.adjust("1 second")
-    }
+    yield* eventually(
+      "the sends end (moving the TestClock a second at a time)",
+      Effect.gen(function* () {
+        if (fiber.unsafePoll() !== null) return true
+        yield* TestServices.provideLive(Effect.sleep("2 millis"))
+        yield* TestClock.adjust("1 second")
+        return fiber.unsafePoll() !== null
+      })
+    )
     return yield* Fiber.join(fiber)
   })
 
@@ -123,18 +135,33 @@ describe("HttpSend", () => {
 
   it.scoped("a first answer that does not come holds the other lines back only for learnWait", () =>
     Effect.gen(function* () {
-      const { mock, send } = yield* setup(
+      const { mock, send, stats } = yield* setup(
         { rpm: 100, faults: { hang: 1 } },
         { learnWait: "5 seconds", timeout: "1 minute", maxAttempts: 1 }
       )
+      const start = yield* Clock.currentTimeMillis
       const probe = yield* Effect.fork(Effect.either(send(line("a", 1))))
-      yield* mock.awaitRequests(1)
+      yield* awaitEvent("the first line reaches the server", mock.awaitRequests(1))
       yield* mock.setFaults({})
       const next = yield* Effect.fork(send(line("b", 2)))
-      for (let i = 0; i < 50; i++) yield* TestServices.provideLive(Effect.sleep("2 millis"))
+      // The event: the second line is parked (its fiber suspended) while the wait for the first answer sleeps
+      // until start + learnWait. A second line that went anyway would show as a second request sent.
+      const heldBack = (what: string) =>
+        eventually(
+          what,
+          Effect.gen(function* () {
+            if ((yield* stats.snapshot).requests > 1) return true
+            const parked = FiberStatus.isSuspended(yield* Fiber.status(next))
+            const waiting = Chunk.toReadonlyArray(yield* TestClock.sleeps()).includes(start + 5_000)
+            return parked && waiting
+          })
+        )
+      yield* heldBack("the second line waits for the first answer")
+      expect((yield* stats.snapshot).requests).toBe(1)
       expect((yield* mock.counters).total).toBe(1)
       yield* TestClock.adjust("4 seconds")
-      for (let i = 0; i < 50; i++) yield* TestServices.provideLive(Effect.sleep("2 millis"))
+      yield* heldBack("the second line still waits, 4 s on")
+      expect((yield* stats.snapshot).requests).toBe(1)
       expect((yield* mock.counters).total).toBe(1)
       const answered = yield* untilDone(next)
       expect(answered.attempts).toBe(1)

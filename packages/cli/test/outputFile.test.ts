@@ -4,8 +4,8 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
 import * as OutputFile from "../src/internal/outputFile.js"
+import { awaitFiber, eventually } from "./utils/events.js"
 
 const result = (id: string) => `${JSON.stringify({ custom_id: id, status: "succeeded", response: { ok: true } })}\n`
 
@@ -96,20 +96,27 @@ describe("the results writer", () => {
       const writer = yield* OutputFile.makeWriter(slowSync, path, { flag: "w", syncEvery: 1, syncInterval: "1 hour" })
       // The first append reaches syncEvery and waits in its fsync.
       const first = yield* Effect.fork(writer.append({ custom_id: "a" }))
-      while (syncs === 0) yield* Effect.sleep("1 millis")
+      yield* eventually("the first append's fsync began", () => syncs > 0)
       // Others are not held up by it: their lines are written at once.
       yield* Effect.forkDaemon(writer.append({ custom_id: "b" }))
       yield* Effect.forkDaemon(writer.append({ custom_id: "c" }))
-      while ((yield* real.readFileString(path)).split("\n").length < 4) yield* Effect.sleep("1 millis")
+      yield* eventually(
+        "the file holds 3 lines",
+        Effect.map(real.readFileString(path), (text) => text.split("\n").length >= 4).pipe(Effect.orDie)
+      )
       expect(first.unsafePoll()).toBe(null)
       // `sync` is a barrier even while another fsync is under way: it returns once one begun after b and c ended.
+      // Its own fsync beginning (and waiting for the release) is the event; a barrier that returns early shows too.
       const barrier = yield* Effect.fork(writer.sync)
-      for (let i = 0; i < 20; i++) yield* Effect.sleep("1 millis")
+      yield* eventually(
+        "the barrier's fsync began, or the barrier returned",
+        () => syncs >= 2 || barrier.unsafePoll() !== null
+      )
       expect(barrier.unsafePoll()).toBe(null)
       const syncsBefore = syncs
       yield* Deferred.succeed(release, undefined)
-      yield* Fiber.join(first)
-      yield* Fiber.join(barrier)
+      yield* awaitFiber("the first append ends", first)
+      yield* awaitFiber("the barrier ends", barrier)
       expect(syncsBefore).toBeGreaterThanOrEqual(2)
       expect(yield* real.readFileString(path)).toBe('{"custom_id":"a"}\n{"custom_id":"b"}\n{"custom_id":"c"}\n')
     }).pipe(Effect.provide(NodeContext.layer))

@@ -1,14 +1,14 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { describe, expect, it } from "@effect/vitest"
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
-import * as Option from "effect/Option"
 import * as TestClock from "effect/TestClock"
 import * as Runner from "../src/Runner.js"
 import * as RunStats from "../src/RunStats.js"
+import { awaitDeferred, awaitFiber, awaitSleeperAt } from "./utils/events.js"
 
 const TestLayer = Layer.merge(NodeContext.layer, RunStats.layer())
 
@@ -172,22 +172,26 @@ describe("Runner.run", () => {
       const files = yield* setup(requests(1000))
       const stop = yield* Deferred.make<void>()
       const gate = yield* Deferred.make<void>()
+      const allStarted = yield* Deferred.make<void>()
       let started = 0
       const gated: Runner.Send = (line) =>
         Effect.gen(function* () {
-          started++
+          if (++started === 4) yield* Deferred.succeed(allStarted, undefined)
           yield* Deferred.await(gate)
           return yield* echo(line)
         })
+      const start = yield* Clock.currentTimeMillis
       const fiber = yield* Effect.fork(
         runOnce({ ...files, concurrency: 4, stop: Deferred.await(stop), drainTimeout: "1 minute" }, gated)
       )
-      while (started < 4) yield* Effect.yieldNow()
+      yield* awaitDeferred("4 lines are with the sender", allStarted)
       yield* Deferred.succeed(stop, undefined)
-      yield* Effect.yieldNow()
+      // The drain deadline starts sleeping once the run has seen the stop: from then on no line is sent.
+      yield* awaitSleeperAt("the run has seen the stop (its drain deadline sleeps)", start + 60_000)
       yield* Deferred.succeed(gate, undefined)
-      const summary = yield* Fiber.join(fiber)
+      const summary = yield* awaitFiber("the stopped run ends", fiber)
       expect(summary.stopReason).toBe("drained")
+      expect(started).toBe(4)
       const firstIds = ids(yield* readJsonl(files.output))
       expect(firstIds.length).toBe(started)
       expect(firstIds.length).toBeLessThan(1000)
@@ -208,13 +212,19 @@ describe("Runner.run", () => {
   it.scoped("abort (and the drain deadline) interrupt hung sends; the output holds only complete lines", () =>
     Effect.gen(function* () {
       const files = yield* setup(requests(50))
+      /** Answers the first 10 lines; hangs on the rest, and completes `hung` once `concurrency` (4) hang. */
       const hangAfterTen =
-        (count: { value: number }): Runner.Send =>
+        (count: { value: number }, hung: Deferred.Deferred<void>): Runner.Send =>
         (line) =>
-          Effect.suspend(() => (++count.value > 10 ? Effect.never : echo(line)))
+          Effect.suspend(() => {
+            const sent = ++count.value
+            if (sent <= 10) return echo(line)
+            return Effect.zipRight(sent === 14 ? Deferred.succeed(hung, undefined) : Effect.void, Effect.never)
+          })
 
       const stop = yield* Deferred.make<void>()
       const abort = yield* Deferred.make<void>()
+      const hung = yield* Deferred.make<void>()
       const count = { value: 0 }
       const fiber = yield* Effect.fork(
         runOnce(
@@ -225,32 +235,32 @@ describe("Runner.run", () => {
             abort: Deferred.await(abort),
             drainTimeout: "1 hour"
           },
-          hangAfterTen(count)
+          hangAfterTen(count, hung)
         )
       )
-      while (count.value < 14) yield* Effect.yieldNow()
+      yield* awaitDeferred("4 sends hang", hung)
       yield* Deferred.succeed(stop, undefined)
       yield* Deferred.succeed(abort, undefined)
-      expect((yield* Fiber.join(fiber)).stopReason).toBe("aborted")
+      expect((yield* awaitFiber("the aborted run ends", fiber)).stopReason).toBe("aborted")
       expect(ids(yield* readJsonl(files.output))).toHaveLength(10)
 
       // The deadline: a short drain, the sends still hanging.
       const stopAgain = yield* Deferred.make<void>()
+      const hungAgain = yield* Deferred.make<void>()
       const again = { value: 0 }
       const deadlineFiber = yield* Effect.fork(
         runOnce(
           { ...files, concurrency: 4, stop: Deferred.await(stopAgain), drainTimeout: "50 millis" },
-          hangAfterTen(again)
+          hangAfterTen(again, hungAgain)
         )
       )
-      while (again.value < 14) yield* Effect.yieldNow()
+      yield* awaitDeferred("4 sends hang again", hungAgain)
+      const stoppedAt = yield* Clock.currentTimeMillis
       yield* Deferred.succeed(stopAgain, undefined)
-      // The drain deadline sleeps on the TestClock: move it on until the run ends.
-      while (Option.isNone(yield* Fiber.poll(deadlineFiber))) {
-        yield* TestClock.adjust("10 millis")
-        yield* Effect.yieldNow()
-      }
-      const deadline = yield* Fiber.join(deadlineFiber)
+      // The drain deadline sleeps on the TestClock: once it does, move the clock past it.
+      yield* awaitSleeperAt("the drain deadline sleeps", stoppedAt + 50)
+      yield* TestClock.adjust("50 millis")
+      const deadline = yield* awaitFiber("the run ends at its drain deadline", deadlineFiber)
       expect(deadline).toMatchObject({ stopReason: "deadline", skipped: 10, succeeded: 10 })
 
       const rest = yield* runOnce({ ...files, concurrency: 4 }, echo)

@@ -16,7 +16,8 @@ import { chatLine, countLines, ids, readResults, sluice, sluiceRun, waitUntil } 
 
 const API_KEY = "sk-e2e-do-not-print-0123456789"
 const KEY_ENV = { SLUICE_E2E_KEY: API_KEY }
-const TIMEOUT = 90_000
+/** Each test starts `tsx` child processes, slow to start on a busy machine. */
+const TIMEOUT = 120_000
 
 let scope: Scope.CloseableScope
 let provider: MockProvider.MockProviderShape
@@ -37,6 +38,15 @@ afterEach(async () => {
     Effect.all([provider.setFaults({}), provider.setLatency(undefined), provider.setLimits({}), provider.reset])
   )
 })
+
+/** Waits (bounded in real time, with a message) until the provider has seen `count` requests. */
+const awaitRequests = (count: number) =>
+  Effect.runPromise(
+    Effect.timeoutFail(provider.awaitRequests(count), {
+      duration: "30 seconds",
+      onTimeout: () => new Error(`timed out after 30 s waiting until the provider saw ${count} requests`)
+    })
+  )
 
 const freshDir = (): string => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "sluice-run-"))
@@ -289,7 +299,7 @@ describe("sluice run", () => {
       const output = path.join(dir!, "results.jsonl")
 
       const twice = sluice(runArgs(input, output, "--concurrency", "2", "--drain-timeout", "10m", "--json"), KEY_ENV)
-      await Effect.runPromise(provider.awaitRequests(2))
+      await awaitRequests(2)
       twice.child.kill("SIGINT")
       await waitUntil("the drain began", () => twice.stderr().includes("Stopping"))
       twice.child.kill("SIGINT")
@@ -302,7 +312,7 @@ describe("sluice run", () => {
         runArgs(input, output, "--concurrency", "2", "--drain-timeout", "300ms", "--json"),
         KEY_ENV
       )
-      await Effect.runPromise(provider.awaitRequests(2))
+      await awaitRequests(2)
       deadline.child.kill("SIGINT")
       expect((await deadline.exited).code).toBe(130)
       expect(JSON.parse(deadline.stdout())).toMatchObject({ stopReason: "deadline", succeeded: 0 })

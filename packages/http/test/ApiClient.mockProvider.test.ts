@@ -2,8 +2,8 @@
  * The ApiClient against the real MockProvider: real sockets through the real
  * undici pool, with the server and the client both reading the test's Clock,
  * so every delay is asserted exactly in virtual time. Waiting for socket I/O
- * is done by yielding real time in small steps (`untilDone`): that bounds how
- * long the test waits, it asserts nothing about timing.
+ * is done by yielding real time in small steps (`untilDone`) until the call
+ * ends, bounded in real time; it asserts nothing about timing.
  */
 import { describe, expect, it } from "@effect/vitest"
 import type { RequestEvent } from "@sluice/core"
@@ -22,6 +22,7 @@ import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as TestServices from "effect/TestServices"
 import { ApiClient, ApiError, Auth, type EndpointConfig } from "../src/index.js"
+import { eventually } from "./utils/events.js"
 
 const ChatCompletion = Schema.Struct({
   model: Schema.String,
@@ -36,13 +37,21 @@ const ChatCompletion = Schema.Struct({
 
 const chat = (content: string) => ({ model: "mock-1", messages: [{ role: "user", content }] })
 
-/** Lets real I/O happen: a little real time, and virtual time moved by `step`. */
+/**
+ * Lets real I/O happen: a little real time, and virtual time moved by `step`, until `fiber` ends
+ * (bounded in real time, failing with a message).
+ */
 const untilDone = <A, E>(fiber: Fiber.RuntimeFiber<A, E>, step: Duration.DurationInput = "100 millis") =>
   Effect.gen(function* () {
-    for (let i = 0; i < 2_000 && fiber.unsafePoll() === null; i++) {
-      yield* TestServices.provideLive(Effect.sleep("2 millis"))
-      yield* TestClock.adjust(step)
-    }
+    yield* eventually(
+      "the calls end (moving the TestClock a step at a time)",
+      Effect.gen(function* () {
+        if (fiber.unsafePoll() !== null) return true
+        yield* TestServices.provideLive(Effect.sleep("2 millis"))
+        yield* TestClock.adjust(step)
+        return fiber.unsafePoll() !== null
+      })
+    )
     return yield* Fiber.join(fiber)
   })
 
@@ -280,7 +289,10 @@ describe("ApiClient against the MockProvider", () => {
       expect(Exit.isSuccess(exit)).toBe(true)
       expect(handles()).toBeGreaterThan(before)
       yield* Scope.close(scope, Exit.void)
-      for (let i = 0; i < 100 && handles() > before; i++) yield* TestServices.provideLive(Effect.sleep("5 millis"))
+      yield* eventually(
+        `the open socket and server handles are back to the ${before} from before`,
+        () => handles() <= before
+      )
       expect(handles()).toBe(before)
     })
   )

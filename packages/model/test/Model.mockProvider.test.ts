@@ -12,22 +12,14 @@ import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
-import * as TestServices from "effect/TestServices"
 import * as fc from "fast-check"
 import { Model, TokenEstimator } from "../src/index.js"
+import { awaitEvent } from "./utils/events.js"
 
-/** Lets real I/O happen without moving the test's clock. */
-const run = <A, E>(effect: Effect.Effect<A, E>) =>
-  Effect.gen(function* () {
-    const fiber = yield* Effect.fork(Effect.exit(effect))
-    for (let i = 0; i < 2_000 && fiber.unsafePoll() === null; i++) {
-      yield* TestServices.provideLive(Effect.sleep("2 millis"))
-    }
-    return yield* Fiber.join(fiber)
-  })
+/** Lets real I/O happen without moving the test's clock: waits (bounded in real time) for the call to end. */
+const run = <A, E>(effect: Effect.Effect<A, E>) => awaitEvent("the call ends", Effect.exit(effect))
 
 const setup = (
   options: MockProvider.Options = {},

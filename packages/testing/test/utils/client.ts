@@ -13,7 +13,7 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import { identity } from "effect/Function"
 import * as TestClock from "effect/TestClock"
-import * as TestServices from "effect/TestServices"
+import { eventually } from "./events.js"
 
 export const ClientLive = NodeHttpClient.layerUndici
 
@@ -64,16 +64,13 @@ export const chat = (content: string, extra: Record<string, unknown> = {}) => ({
 })
 
 /**
- * Waits (in real time, a millisecond at a time) until some fiber sleeps on
+ * Waits (in real time, polling every 2 ms, bounded) until some fiber sleeps on
  * the TestClock: the server has reached its latency or slow-body pause, so a
  * `TestClock.adjust` now moves it on.
  */
-export const awaitSleeper: Effect.Effect<void> = Effect.suspend(() =>
-  Effect.flatMap(TestClock.sleeps(), (sleeps) =>
-    Chunk.isEmpty(sleeps)
-      ? Effect.zipRight(TestServices.provideLive(Effect.sleep("1 millis")), awaitSleeper)
-      : Effect.void
-  )
+export const awaitSleeper: Effect.Effect<void> = eventually(
+  "some fiber sleeps on the TestClock",
+  Effect.map(TestClock.sleeps(), (sleeps) => !Chunk.isEmpty(sleeps))
 )
 
 /** Whether a TCP connection to `port` on 127.0.0.1 is accepted. */
