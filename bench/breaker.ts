@@ -170,7 +170,7 @@ export const print = (rows: ReadonlyArray<BreakerRow>, calls: number, reps: numb
     )!
   const { sluice, opossum, ok } = target(rows)
   Table.print({
-    title: `Circuit breaker, success path: ${Table.int(calls)} sequential calls (median of ${reps})`,
+    title: `4. Circuit breaker, success path: ${Table.int(calls)} sequential calls (median of ${reps})`,
     columns: [
       { header: "breaker" },
       { header: "ns/call (median)", align: "right" },

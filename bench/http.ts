@@ -11,6 +11,8 @@
  * Every row does a call's whole job each time (build the request, serialize
  * the body, read the answer); the platform row decodes it with the same
  * Schema as the ApiClient, so the difference is what Sluice adds.
+ * The target is the client's CPU per request (this process's user + system
+ * time), not requests/s: see `target`.
  */
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
@@ -183,11 +185,19 @@ export const measure = async (requests: number, rounds: number, progress: (line:
   }
 }
 
-/** The target: Sluice at most 15% below the platform client. */
+/** The target: the ApiClient's client CPU per request at most this many times the platform client's. */
+export const CPU_RATIO_MAX = 1.25
+
+/**
+ * The target is client CPU per request, not requests/s: at a model API's
+ * latencies (hundreds of ms) a client's throughput is the provider's, and what
+ * the client adds is the CPU each call costs this process.
+ */
 export const target = (rows: ReadonlyArray<HttpRow>) => {
-  const sluice = rows.find((row) => row.role === "sluice")?.requestsPerSecond ?? Number.NaN
-  const platform = rows.find((row) => row.role === "platform")?.requestsPerSecond ?? Number.NaN
-  return { sluice, platform, ok: sluice >= platform * 0.85 }
+  const sluice = rows.find((row) => row.role === "sluice")?.cpuMicrosPerRequest ?? Number.NaN
+  const platform = rows.find((row) => row.role === "platform")?.cpuMicrosPerRequest ?? Number.NaN
+  const ratio = sluice / platform
+  return { sluice, platform, ratio, ok: Number.isFinite(ratio) ? ratio <= CPU_RATIO_MAX : undefined }
 }
 
 export const print = (
@@ -195,28 +205,34 @@ export const print = (
   requests: number,
   rounds: number
 ) => {
-  const platform = result.rows.find((row) => row.role === "platform")?.requestsPerSecond ?? Number.NaN
-  const { sluice, ok } = target(result.rows)
+  const platform = result.rows.find((row) => row.role === "platform")
+  const { sluice, ratio, ok } = target(result.rows)
   Table.print({
-    title: `HTTP client: ${Table.int(requests)} chat completions at ${CONCURRENCY} concurrent, MockProvider with zero latency (median of ${rounds})`,
+    title: `5. HTTP client: ${Table.int(requests)} chat completions at ${CONCURRENCY} concurrent, MockProvider with zero latency (median of ${rounds})`,
     columns: [
       { header: "client" },
       { header: "requests/s", align: "right" },
       { header: "vs platform", align: "right" },
-      { header: "client CPU µs/request", align: "right" }
+      { header: "client CPU µs/request", align: "right" },
+      { header: "CPU vs platform", align: "right" }
     ],
     rows: result.rows.map((row) => [
       row.name,
       Table.int(row.requestsPerSecond),
-      `${Table.fixed(row.requestsPerSecond / platform, 2)}x`,
-      Table.fixed(row.cpuMicrosPerRequest, 0)
+      `${Table.fixed(row.requestsPerSecond / (platform?.requestsPerSecond ?? Number.NaN), 2)}x`,
+      Table.fixed(row.cpuMicrosPerRequest, 0),
+      `${Table.fixed(row.cpuMicrosPerRequest / (platform?.cpuMicrosPerRequest ?? Number.NaN), 2)}x`
     ]),
     notes: [
       `${Table.int(result.served)} answers checked in all (warm-up included); the MockProvider ran as its own process.`,
       "Every row does one call's whole job each time: build the request and serialize its JSON body, send it, read the",
       "  answer; the platform and Sluice rows decode it with the same Schema (undici parses it as JSON).",
       "client CPU: this process's user + system time per request (the server's is not counted), median of the rounds.",
-      `Target: Sluice at most 15% below the platform client (>= ${Table.int(platform * 0.85)}): ${Table.int(sluice)} ${Table.passOrMiss(ok)}`
+      "requests/s is shown for reading only: at zero latency it is CPU-bound, at a model API's latency it is the provider's.",
+      `Target (CPU, not requests/s): the ApiClient's client CPU per request <= ${CPU_RATIO_MAX} x the platform client's:`,
+      `  ${Table.fixed(sluice, 0)} vs ${Table.fixed(platform?.cpuMicrosPerRequest ?? Number.NaN, 0)} µs = ${Table.fixed(ratio, 2)}x ${
+        ok === undefined ? "MISS (not measured)" : Table.passOrMiss(ok)
+      }`
     ]
   })
 }

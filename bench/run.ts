@@ -1,5 +1,5 @@
 /**
- * The Sluice benchmark, in one run (about 4 minutes on 2 cores):
+ * The Sluice benchmark, in one run (about 10 minutes on 2 cores):
  *
  *   1. throughput and heap per queued request, 100,000 trivial tasks at
  *      concurrency 16, against raw Effect and the promise libraries;
@@ -9,12 +9,16 @@
  *   5. HTTP requests per second through the ApiClient beside undici and the platform client;
  *   6. the main job: 2,000 chat requests through `sluice run` and a naive p-limit runner,
  *      against a MockProvider limiting requests and tokens (about 3 minutes);
- *   7. the targets, PASS or MISS.
+ *   7. the product's regime: CPU per request of 20,000 submits (tasks of 5-50 ms, requests
+ *      and tokens limits over 8 keys, concurrency 256) beside Effect.forEach with a Semaphore;
+ *   8. lanes: a trickle on one key beside a saturated key, the trickle's wait to start;
+ *   9. every target of every part, PASS or MISS.
  *
  * Run: npx -y pnpm@10.34.9 bench   (bench/build.mjs bundles it without tsx's keepNames, then
  *      node --expose-gc bench/build/run.mjs)
  * Some parts only: npx -y pnpm@10.34.9 bench --only throughput,breaker
- *   (throughput, million, rate, breaker, http, runner); the targets table then checks what was measured.
+ *   (throughput, million, rate, breaker, http, runner, regime, lanes); the targets table still lists
+ *   every target, those of the parts left out as "not run".
  * Tables go to stdout, progress to stderr. The exit code is 0 whatever the
  * results: this is a report, not a test.
  */
@@ -23,7 +27,9 @@ import * as BatchMillion from "./batchMillion.js"
 import * as Breaker from "./breaker.js"
 import { hasGc } from "./harness.js"
 import * as Http from "./http.js"
+import * as Lanes from "./lanes.js"
 import * as RatePrecision from "./ratePrecision.js"
+import * as Regime from "./regime.js"
 import * as Runner from "./runner.js"
 import * as Targets from "./targets.js"
 import * as Throughput from "./throughput.js"
@@ -35,7 +41,7 @@ const HTTP_REQUESTS = 5_000
 const HTTP_ROUNDS = 5
 const MILLION: BatchMillion.MillionOptions = { tasks: 1_000_000, queueCapacity: 10_000, concurrency: 16 }
 
-const PARTS = ["throughput", "million", "rate", "breaker", "http", "runner"] as const
+const PARTS = ["throughput", "million", "rate", "breaker", "http", "runner", "regime", "lanes"] as const
 type Part = (typeof PARTS)[number]
 
 /** The parts named by `--only a,b` (all of them without it). */
@@ -77,57 +83,67 @@ const main = async () => {
   const parts = selectedParts(process.argv.slice(2))
   header()
 
-  let throughput: Array<Throughput.ThroughputRow> = []
-  if (parts.has("throughput")) {
-    progress("1. throughput and memory ...")
+  /** Runs `part` if it was selected: its progress lines, its table; answers what it measured. */
+  const run = async <A>(
+    part: Part,
+    title: string,
+    measure: () => Promise<A>,
+    print: (result: A) => void
+  ): Promise<A | undefined> => {
+    if (!parts.has(part)) return undefined
+    progress(`${title} ...`)
     const since = performance.now()
-    throughput = await Throughput.measure(THROUGHPUT, progress)
-    Throughput.print(throughput, THROUGHPUT)
-    progress(`1. done in ${seconds(since)}`)
+    const result = await measure()
+    print(result)
+    progress(`${title.split(" ")[0]} done in ${seconds(since)}`)
+    return result
   }
 
-  let million: BatchMillion.MillionResult | undefined
-  if (parts.has("million")) {
-    progress("2. one million through submitAll ...")
-    const since = performance.now()
-    million = await BatchMillion.measure(MILLION)
-    BatchMillion.print(million, MILLION)
-    progress(`2. done in ${seconds(since)}`)
-  }
+  const throughput = await run(
+    "throughput",
+    "1. throughput and memory",
+    () => Throughput.measure(THROUGHPUT, progress),
+    (rows) => Throughput.print(rows, THROUGHPUT)
+  )
+  const million = await run(
+    "million",
+    "2. one million through submitAll",
+    () => BatchMillion.measure(MILLION),
+    (result) => BatchMillion.print(result, MILLION)
+  )
+  const rates = await run(
+    "rate",
+    "3. rate precision (about 5 s per row)",
+    () => RatePrecision.measure(progress),
+    RatePrecision.print
+  )
+  const breaker = await run(
+    "breaker",
+    "4. circuit breaker overhead",
+    () => Breaker.measure(BREAKER_CALLS, BREAKER_REPS, progress),
+    (rows) => Breaker.print(rows, BREAKER_CALLS, BREAKER_REPS)
+  )
+  const http = await run(
+    "http",
+    "5. HTTP client CPU and throughput",
+    () => Http.measure(HTTP_REQUESTS, HTTP_ROUNDS, progress),
+    (result) => Http.print(result, HTTP_REQUESTS, HTTP_ROUNDS)
+  )
+  const runner = await run(
+    "runner",
+    "6. the main job: sluice run beside a naive runner (about 3 minutes)",
+    () => Runner.measure(progress),
+    Runner.print
+  )
+  const regime = await run(
+    "regime",
+    "7. the product's regime (about 3 minutes)",
+    () => Regime.measure(progress),
+    Regime.print
+  )
+  const lanes = await run("lanes", "8. lanes (about 10 s)", Lanes.measure, Lanes.print)
 
-  let rates: Array<RatePrecision.RateRow> = []
-  if (parts.has("rate")) {
-    progress("3. rate precision (about 5 s per row) ...")
-    const since = performance.now()
-    rates = await RatePrecision.measure(progress)
-    RatePrecision.print(rates)
-    progress(`3. done in ${seconds(since)}`)
-  }
-
-  if (parts.has("breaker")) {
-    progress("4. circuit breaker overhead ...")
-    const since = performance.now()
-    const breaker = await Breaker.measure(BREAKER_CALLS, BREAKER_REPS, progress)
-    Breaker.print(breaker, BREAKER_CALLS, BREAKER_REPS)
-    progress(`4. done in ${seconds(since)}`)
-  }
-
-  if (parts.has("http")) {
-    progress("5. HTTP client throughput ...")
-    const since = performance.now()
-    const http = await Http.measure(HTTP_REQUESTS, HTTP_ROUNDS, progress)
-    Http.print(http, HTTP_REQUESTS, HTTP_ROUNDS)
-    progress(`5. done in ${seconds(since)}`)
-  }
-
-  if (parts.has("runner")) {
-    progress("6. the main job: sluice run beside a naive runner (about 3 minutes) ...")
-    const since = performance.now()
-    Runner.print(await Runner.measure(progress))
-    progress(`6. done in ${seconds(since)}`)
-  }
-
-  Targets.print(Targets.checks(throughput, million, rates))
+  Targets.print(Targets.checks({ throughput, million, rates, breaker, http: http?.rows, runner, regime, lanes }))
   process.stdout.write(`\nTotal time: ${seconds(began)}\n`)
 }
 

@@ -228,7 +228,7 @@ export const target = (row: RunnerRow) => row.shareSteady >= TARGET_SHARE && row
 export const print = (rows: ReadonlyArray<RunnerRow>) => {
   const percent = (share: number) => (Number.isFinite(share) ? `${Table.fixed(share * 100, 1)}%` : "n/a")
   Table.print({
-    title: `The main job: ${Table.int(REQUESTS)} chat requests at ${CONCURRENCY} concurrent, MockProvider limiting ${Table.int(
+    title: `6. The main job: ${Table.int(REQUESTS)} chat requests at ${CONCURRENCY} concurrent, MockProvider limiting ${Table.int(
       LIMITS.requests
     )} requests and ${Table.int(LIMITS.tokens)} tokens per ${WINDOW_SECONDS} s window`,
     columns: [

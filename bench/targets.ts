@@ -1,108 +1,259 @@
 /**
- * Part 4: the targets Sluice is held to, each next to what this run observed,
- * with PASS or MISS. A report, not a test: a MISS changes no exit code.
+ * Part 9: every target Sluice is held to, part by part, each next to what this
+ * run observed, with PASS or MISS. Every target is always listed: one whose
+ * part was left out (`--only`) reads "not run", so "all met" is said only when
+ * every target of every part was measured and met. A report, not a test: a
+ * MISS changes no exit code.
  */
 import type { MillionResult } from "./batchMillion.js"
+import * as Breaker from "./breaker.js"
+import * as Http from "./http.js"
+import * as Lanes from "./lanes.js"
 import type { RateRow } from "./ratePrecision.js"
-import { LIMIT } from "./ratePrecision.js"
+import { LIMIT, SLUICE_ROWS } from "./ratePrecision.js"
+import * as Regime from "./regime.js"
+import * as Runner from "./runner.js"
 import * as Table from "./table.js"
 import type { ThroughputRow } from "./throughput.js"
 
 export interface Check {
+  readonly part: number
   readonly target: string
   readonly required: string
   readonly observed: string
-  /** Undefined when it could not be measured. */
+  /** Undefined when it was not measured (the part was not run, or failed). */
   readonly ok: boolean | undefined
+  /** False when the part was left out of this run. */
+  readonly ran: boolean
 }
 
-const measured = (value: number | undefined) => value !== undefined && Number.isFinite(value)
+/** What the parts measured; a part left out of the run is undefined. */
+export interface Results {
+  readonly throughput?: ReadonlyArray<ThroughputRow> | undefined
+  readonly million?: MillionResult | undefined
+  readonly rates?: ReadonlyArray<RateRow> | undefined
+  readonly breaker?: ReadonlyArray<Breaker.BreakerRow> | undefined
+  readonly http?: ReadonlyArray<Http.HttpRow> | undefined
+  readonly runner?: ReadonlyArray<Runner.RunnerRow> | undefined
+  readonly regime?: ReadonlyArray<Regime.RegimeRow> | undefined
+  readonly lanes?: Lanes.LanesResult | undefined
+}
 
 export const HEAP_PER_QUEUED_MAX = 1024
 export const SUSTAINED_MIN = 198
 
-export const checks = (
-  throughput: ReadonlyArray<ThroughputRow>,
-  million: MillionResult | undefined,
-  rates: ReadonlyArray<RateRow>
-): Array<Check> => {
-  const out: Array<Check> = []
-  const byRole = (role: ThroughputRow["role"]) => throughput.find((row) => row.role === role)
-  const batch = byRole("batch")
-  const raw = byRole("raw")
-  const batchOps = batch?.median
+const measured = (value: number | undefined): value is number => value !== undefined && Number.isFinite(value)
 
-  if (raw !== undefined) {
-    const floor = raw.median * 0.5
-    out.push({
-      target: "batch ops/s >= 0.5 x raw Effect.forEach",
-      required: `>= ${Table.int(floor)}`,
-      observed: measured(batchOps) ? `${Table.int(batchOps!)} (${Table.fixed(batchOps! / raw.median, 2)}x)` : "n/a",
-      ok: measured(batchOps) && measured(floor) ? batchOps! >= floor : undefined
-    })
-  }
+/** A check of a part that ran: `ok` is undefined when the value could not be measured. */
+const check = (
+  part: number,
+  target: string,
+  required: string,
+  observed: number | undefined,
+  show: (value: number) => string,
+  pass: (value: number) => boolean
+): Check => ({
+  part,
+  target,
+  required,
+  observed: measured(observed) ? show(observed) : "n/a",
+  ok: measured(observed) ? pass(observed) : undefined,
+  ran: true
+})
+
+/** The same targets, for a part left out of the run. */
+const notRun = (list: ReadonlyArray<Check>): Array<Check> =>
+  list.map((item) => ({ ...item, observed: "not run", ok: undefined, ran: false }))
+
+// ---- part by part -----------------------------------------------------------
+
+const throughputChecks = (rows: ReadonlyArray<ThroughputRow> = []): Array<Check> => {
+  const byRole = (role: ThroughputRow["role"]) => rows.find((row) => row.role === role)
+  const batch = byRole("batch")?.median
+  const raw = byRole("raw")?.median
+  const out = [
+    check(
+      1,
+      "batch ops/s >= 0.5 x raw Effect.forEach",
+      measured(raw) ? `>= ${Table.int(raw * 0.5)}` : ">= 0.5 x raw",
+      batch,
+      (ops) => `${Table.int(ops)} (${Table.fixed(ops / raw!, 2)}x)`,
+      (ops) => measured(raw) && ops >= raw * 0.5
+    )
+  ]
   for (const role of ["p-queue", "bottleneck", "cockatiel"] as const) {
-    const peer = byRole(role)
-    if (peer === undefined) continue
-    out.push({
-      target: `batch ops/s > ${peer.name}`,
-      required: `> ${measured(peer.median) ? Table.int(peer.median) : "n/a"}`,
-      observed: measured(batchOps) ? Table.int(batchOps!) : "n/a",
-      ok: measured(batchOps) && measured(peer.median) ? batchOps! > peer.median : undefined
-    })
+    const peer = byRole(role)?.median
+    out.push(
+      check(
+        1,
+        `batch ops/s > ${role}`,
+        `> ${measured(peer) ? Table.int(peer) : role}`,
+        batch,
+        Table.int,
+        (ops) => measured(peer) && ops > peer
+      )
+    )
   }
-  out.push({
-    target: "batch heap per queued request",
-    required: `<= ${Table.int(HEAP_PER_QUEUED_MAX)} B`,
-    observed: measured(batch?.bytesPerQueued) ? `${Table.int(batch!.bytesPerQueued!)} B` : "n/a",
-    ok: measured(batch?.bytesPerQueued) ? batch!.bytesPerQueued! <= HEAP_PER_QUEUED_MAX : undefined
-  })
-  if (million !== undefined) {
-    out.push({
-      target: `batch of ${Table.int(million.tasks)} finishes`,
-      required: "all succeed",
-      observed: `${Table.int(million.succeeded)} succeeded`,
-      ok: million.finished
-    })
-  }
-  for (const row of rates.filter((rate) => rate.sluice)) {
-    out.push({
-      target: `${row.name}: max starts in any 1 s`,
-      required: `<= ${LIMIT}`,
-      observed: measured(row.windowMax) ? String(row.windowMax) : "n/a",
-      ok: measured(row.windowMax) ? row.windowMax <= LIMIT : undefined
-    })
-    out.push({
-      target: `${row.name}: sustained rate`,
-      required: `>= ${SUSTAINED_MIN} /s`,
-      observed: measured(row.sustained) ? `${Table.fixed(row.sustained, 2)} /s` : "n/a",
-      ok: measured(row.sustained) ? row.sustained >= SUSTAINED_MIN : undefined
-    })
-  }
+  out.push(
+    check(
+      1,
+      "batch heap per queued request",
+      `<= ${Table.int(HEAP_PER_QUEUED_MAX)} B`,
+      byRole("batch")?.bytesPerQueued,
+      (bytes) => `${Table.int(bytes)} B`,
+      (bytes) => bytes <= HEAP_PER_QUEUED_MAX
+    )
+  )
   return out
 }
 
+const millionChecks = (million: MillionResult | undefined): Array<Check> => [
+  {
+    part: 2,
+    target: `batch of ${Table.int(million?.tasks ?? 1_000_000)} finishes`,
+    required: "all succeed",
+    observed: million === undefined ? "n/a" : `${Table.int(million.succeeded)} succeeded`,
+    ok: million?.finished,
+    ran: true
+  }
+]
+
+const rateChecks = (rows: ReadonlyArray<RateRow> = []): Array<Check> =>
+  SLUICE_ROWS.flatMap((name) => {
+    const row = rows.find((rate) => rate.name === name)
+    return [
+      check(3, `${name}: max starts in any 1 s`, `<= ${LIMIT}`, row?.windowMax, String, (most) => most <= LIMIT),
+      check(
+        3,
+        `${name}: sustained rate`,
+        `>= ${SUSTAINED_MIN} /s`,
+        row?.sustained,
+        (rate) => `${Table.fixed(rate, 2)} /s`,
+        (rate) => rate >= SUSTAINED_MIN
+      )
+    ]
+  })
+
+const breakerChecks = (rows: ReadonlyArray<Breaker.BreakerRow> = []): Array<Check> => {
+  const { sluice, opossum } = Breaker.target(rows)
+  return [
+    check(
+      4,
+      "breaker success path ns/call <= opossum's",
+      `<= ${measured(opossum) ? Table.fixed(opossum, 0) : "opossum"} ns`,
+      sluice,
+      (nanos) => `${Table.fixed(nanos, 0)} ns`,
+      (nanos) => measured(opossum) && nanos <= opossum
+    )
+  ]
+}
+
+const httpChecks = (rows: ReadonlyArray<Http.HttpRow> = []): Array<Check> => {
+  const { sluice, platform } = Http.target(rows)
+  return [
+    check(
+      5,
+      `ApiClient CPU µs/request <= ${Http.CPU_RATIO_MAX} x platform client's (CPU, not req/s)`,
+      measured(platform) ? `<= ${Table.fixed(platform * Http.CPU_RATIO_MAX, 0)} µs` : `<= ${Http.CPU_RATIO_MAX}x`,
+      sluice,
+      (micros) => `${Table.fixed(micros, 0)} µs (${Table.fixed(micros / platform, 2)}x)`,
+      (micros) => measured(platform) && micros <= platform * Http.CPU_RATIO_MAX
+    )
+  ]
+}
+
+const RUNNER_ROWS = [
+  { role: "sluice-learned", label: "sluice run, limits learned" },
+  { role: "sluice-given", label: "sluice run, limits given" }
+] as const
+
+const runnerChecks = (rows: ReadonlyArray<Runner.RunnerRow> = []): Array<Check> =>
+  RUNNER_ROWS.map(({ role, label }) => {
+    const row = rows.find((runner) => runner.role === role)
+    const ok = row === undefined || !measured(row.shareSteady) ? undefined : Runner.target(row)
+    return {
+      part: 6,
+      target: `main job (${label}): tokens/window, 429s after the 1st window`,
+      required: `>= ${Runner.TARGET_SHARE * 100}%, 0`,
+      observed:
+        row === undefined
+          ? "n/a"
+          : `${measured(row.shareSteady) ? Table.fixed(row.shareSteady * 100, 1) : "n/a"}%, ${Table.int(row.rateLimitedLater)}`,
+      ok,
+      ran: true
+    }
+  })
+
+const regimeChecks = (rows: ReadonlyArray<Regime.RegimeRow> = []): Array<Check> => {
+  const { floor, ratio } = Regime.target(rows)
+  return [
+    check(
+      7,
+      `regime: Sluice CPU µs/request <= ${Regime.CPU_RATIO_MAX} x the forEach + Semaphore floor's`,
+      measured(floor) ? `<= ${Table.fixed(floor * Regime.CPU_RATIO_MAX, 1)} µs` : `<= ${Regime.CPU_RATIO_MAX}x`,
+      measured(ratio) ? ratio * floor : undefined,
+      (micros) => `${Table.fixed(micros, 1)} µs (${Table.fixed(ratio, 2)}x)`,
+      () => ratio <= Regime.CPU_RATIO_MAX
+    )
+  ]
+}
+
+const lanesChecks = (result: Lanes.LanesResult | undefined): Array<Check> => [
+  check(
+    8,
+    "lanes: key B's p99 wait behind a saturated key A",
+    `<= ${Table.int(Lanes.INTERVAL_MS)} ms`,
+    result?.p99,
+    (millis) => `${Table.int(millis)} ms`,
+    (millis) => millis <= Lanes.INTERVAL_MS
+  )
+]
+
+/** Every target, in part order; a part that was not run still lists its targets, as "not run". */
+export const checks = (results: Results): Array<Check> => {
+  const part = <A>(result: A | undefined, list: (result: A | undefined) => Array<Check>): Array<Check> =>
+    result === undefined ? notRun(list(undefined)) : list(result)
+  return [
+    ...part(results.throughput, throughputChecks),
+    ...part(results.million, millionChecks),
+    ...part(results.rates, rateChecks),
+    ...part(results.breaker, breakerChecks),
+    ...part(results.http, httpChecks),
+    ...part(results.runner, runnerChecks),
+    ...part(results.regime, regimeChecks),
+    ...part(results.lanes, lanesChecks)
+  ]
+}
+
+const verdict = (item: Check): string =>
+  !item.ran ? "not run" : item.ok === undefined ? "MISS (not measured)" : Table.passOrMiss(item.ok)
+
+const summary = (list: ReadonlyArray<Check>): string => {
+  const met = list.filter((item) => item.ok === true).length
+  const notRunCount = list.filter((item) => !item.ran).length
+  const missed = list.length - met - notRunCount
+  if (met === list.length) return `All ${list.length} targets met.`
+  const parts = [`${met} of ${list.length} targets met`, `${missed} MISSED`]
+  if (notRunCount > 0) parts.push(`${notRunCount} not run (parts left out by --only)`)
+  return `${parts.join("; ")}. (A report, not a test: the exit code is 0 either way.)`
+}
+
 export const print = (list: ReadonlyArray<Check>): void => {
-  const missed = list.filter((check) => check.ok !== true).length
   Table.print({
-    title: "4. Targets",
+    title: "9. Targets",
     columns: [
+      { header: "part", align: "right" },
       { header: "target" },
       { header: "required", align: "right" },
       { header: "observed", align: "right" },
       { header: "result" }
     ],
-    rows: list.map((check) => [
-      check.target,
-      check.required,
-      check.observed,
-      check.ok === undefined ? "MISS (not measured)" : Table.passOrMiss(check.ok)
-    ]),
+    rows: list.map((item) => [String(item.part), item.target, item.required, item.observed, verdict(item)]),
     notes: [
-      missed === 0
-        ? `All ${list.length} targets met.`
-        : `${missed} of ${list.length} targets MISSED. (A report, not a test: the exit code is 0 either way.)`,
-      "Batch = submitAll with spans off, compared by median ops/s."
+      summary(list),
+      "Batch = submitAll with spans off, compared by median ops/s. Breaker: Sluice's slower configuration against",
+      "  opossum with its timeout off, by the median. HTTP: the target is client CPU per request; requests/s is not a",
+      "  target. Regime: Sluice behind a Stream.mapEffect caller, its Executor as the ApiClient builds it (spans off)."
     ]
   })
 }
