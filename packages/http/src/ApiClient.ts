@@ -34,6 +34,7 @@ import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -62,8 +63,18 @@ export interface RequestOptions<A, I, R> {
   readonly query?: Readonly<Record<string, string>> | undefined
   /** Overrides the endpoint's timeout for each attempt of this call. */
   readonly timeout?: Duration.DurationInput | undefined
-  /** What the call costs on the endpoint's limits, e.g. `{ tokens: 1200 }`. */
+  /**
+   * What the call costs on the endpoint's limits, e.g. `{ tokens: 1200 }` (one
+   * request and 1,200 tokens), reserved all at once for each attempt.
+   */
   readonly cost?: RateLimiter.Cost | undefined
+  /**
+   * How each attempt's reservation is settled once it ended: reconcile to the
+   * real usage, refund (nothing was sent) or keep (default). See `Executor.SubmitOptions`.
+   */
+  readonly settle?: ((exit: Exit.Exit<A, ApiError | AuthFailed>) => Executor.Settlement) | undefined
+  /** A cost above a limit's capacity is paid in installments of the capacity instead of failing. Default false. */
+  readonly installments?: boolean | undefined
   readonly priority?: number | undefined
   /** Which rate-limit and breaker key applies. */
   readonly key?: string | undefined

@@ -348,6 +348,8 @@ export const make = (
       if (executor === undefined) return timed
       return executor.submit(timed, {
         cost: requestOptions.cost,
+        settle: requestOptions.settle,
+        installments: requestOptions.installments,
         priority: requestOptions.priority,
         key: requestOptions.key,
         ...(byExecutor ? { timeout: timeout.millis, onTimeout: timeout.onTimeout } : {})
