@@ -195,10 +195,10 @@ export const make = (
     )
 
     /** A Model and an ApiClient over `limits` (and the concurrency flag), living as long as the sender. */
-    const build = (limits: LearnedLimits.Limits, concurrency?: number) =>
+    const build = (limits: LearnedLimits.Limits, concurrency?: number, seed?: RateLimitHeaders.RateLimitInfo) =>
       Effect.gen(function* () {
         const config = endpointConfig(concurrency === undefined ? options : { ...options, concurrency }, limits)
-        const api = yield* Effect.provideService(ApiClient.make(config), HttpClient.HttpClient, observed)
+        const api = yield* Effect.provideService(ApiClient.make(config, { seed }), HttpClient.HttpClient, observed)
         const model = yield* Model.fromClient(api, {
           outputTokensCharged,
           maxRequestTokens: limits.tokens?.limit
@@ -230,12 +230,11 @@ export const make = (
           const learnedLimits = LearnedLimits.combine(given, learned.limits)
           // Limits no endpoint can be built with (nothing a header parses to should give them) leave the flags'.
           const { built, limits } = yield* Effect.orElse(
-            Effect.map(build(learnedLimits), (built) => ({ built, limits: learnedLimits })),
+            // The first answer's remaining counts hold the new limits back as they held the server.
+            Effect.map(build(learnedLimits, undefined, learned.info), (built) => ({ built, limits: learnedLimits })),
             () => Effect.map(build(given), (built) => ({ built, limits: given }))
           )
           yield* publish(limits)
-          // The first answer's remaining counts hold the new limiter back as they held the server.
-          if (learned.info !== undefined) yield* seed(built.api, learned.info)
           return built.call
         }).pipe(Effect.orDie),
         scope
@@ -277,23 +276,6 @@ export const make = (
       )
     }
   })
-
-/** Lowers a new limiter's levels to the `remaining` counts an earlier answer reported. */
-const seed = (api: ApiClient.ApiClientShape, info: RateLimitHeaders.RateLimitInfo) => {
-  const limiter = api.limiter
-  if (limiter === undefined) return Effect.void
-  const updates = info.limits.flatMap((report) => {
-    const name = LearnedLimits.limitNameOf(report.name)
-    if (name === undefined || report.remaining === undefined || !limiter.limitNames.includes(name)) return []
-    return [
-      limiter.sync(name, {
-        remaining: report.remaining,
-        resetAfter: report.resetAfterMillis === undefined ? undefined : Duration.millis(report.resetAfterMillis)
-      })
-    ]
-  })
-  return Effect.ignore(Effect.all(updates, { discard: true }))
-}
 
 /** Chat and embeddings through the Model; anything else posted as it is. */
 const callThrough =

@@ -356,11 +356,22 @@ export const make = (
       })
     }
 
+    if (options.seed !== undefined) yield* limiterUpdates(options.seed, 200, undefined) ?? Effect.void
+
     return {
       endpoint: name,
       baseUrl,
-      limiter,
-      executor,
+      limitNames: limiter?.limitNames ?? [],
+      state: (keyOptions) => (limiter === undefined ? Effect.succeed([]) : limiter.state(keyOptions)),
+      progress:
+        executor === undefined
+          ? undefined
+          : {
+              name: executor.name,
+              stats: executor.stats,
+              events: executor.events,
+              subscribe: executor.subscribe
+            },
       request,
       get: (path, requestOptions) => request("GET", path, requestOptions),
       post: (path, requestOptions) => request("POST", path, requestOptions),

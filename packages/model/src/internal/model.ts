@@ -52,22 +52,21 @@ export const DEFAULT_TOKEN_LIMIT = "tokens"
 export const DEFAULT_CHAT_PATH = "/chat/completions"
 export const DEFAULT_EMBED_PATH = "/embeddings"
 
-/** Which of the ApiClient's errors show the provider did no billable work: it answered, or nothing was sent. */
-const NO_WORK_DONE: Record<ApiError.Reason, boolean> = {
-  ClientError: true,
-  RateLimited: true,
-  ServerError: true,
-  InvalidRequest: true,
-  // The provider may have done the work.
-  Timeout: false,
-  Transport: false,
-  Decode: false
+/**
+ * What a failed attempt did, by the ApiClient's error: `Unsent` (nothing
+ * reached the provider: the whole reservation goes back), `Answered` (the
+ * provider refused it: it counted the request but no tokens), or `MayHaveWorked`
+ * (the provider may have done the work: the estimate stands).
+ */
+const FAILED_ATTEMPT: Record<ApiError.Reason, "Unsent" | "Answered" | "MayHaveWorked"> = {
+  InvalidRequest: "Unsent",
+  ClientError: "Answered",
+  RateLimited: "Answered",
+  ServerError: "Answered",
+  Timeout: "MayHaveWorked",
+  Transport: "MayHaveWorked",
+  Decode: "MayHaveWorked"
 }
-
-/** Whether a failed attempt did no billable work (its tokens go back whole). */
-const didNoWork = (error: ApiError.ApiError | Auth.AuthFailed): boolean =>
-  // Credentials that could not be had: nothing was sent.
-  error._tag === "AuthFailed" ? true : NO_WORK_DONE[error.reason]
 
 const Path = Schema.String.pipe(
   Schema.filter((path) => path.startsWith("/") || 'Expected a path starting with "/"', { identifier: "Path" })
@@ -211,12 +210,11 @@ export const fromClient = (
     const provider = client.endpoint
     const estimator = options.estimator ?? TokenEstimator.standard
     const tokenLimit = options.tokenLimit ?? DEFAULT_TOKEN_LIMIT
-    const limiter = client.limiter
-    const accounting = limiter?.limitNames.includes(tokenLimit) === true
+    const accounting = client.limitNames.includes(tokenLimit)
     if (options.tokenLimit !== undefined && !accounting) {
       return yield* invalidOption(
         `["tokenLimit"] The endpoint "${provider}" has no limit "${tokenLimit}" (its limits: ${
-          limiter === undefined ? "none" : limiter.limitNames.map((name) => `"${name}"`).join(", ")
+          client.limitNames.length === 0 ? "none" : client.limitNames.map((name) => `"${name}"`).join(", ")
         })`
       )
     }
@@ -226,9 +224,9 @@ export const fromClient = (
     /** The token limit's capacity, read once (a limit's capacity is configuration; it does not change). */
     let capacity: number | undefined
     const capacityOf: Effect.Effect<number | undefined> = Effect.suspend(() =>
-      capacity !== undefined || limiter === undefined
+      capacity !== undefined || !accounting
         ? Effect.succeed(capacity)
-        : limiter.state({ key: options.key }).pipe(
+        : client.state({ key: options.key }).pipe(
             Effect.map((buckets) => {
               capacity = buckets.find((bucket) => bucket.name === tokenLimit)?.capacity
               return capacity
@@ -276,8 +274,10 @@ export const fromClient = (
 
     /**
      * How an attempt's tokens are settled: reconciled to what the answer
-     * reports it used (the estimate stands without `usage`); given back whole
-     * when the provider did no billable work; kept otherwise (it may have).
+     * reports it used (the estimate stands without `usage`); the tokens given
+     * back when the provider answered with an error (the request stays spent);
+     * everything given back when nothing was sent; kept otherwise (the
+     * provider may have done the work).
      */
     const settlementOf =
       <A>(usedTokens: (answer: A) => number | undefined) =>
@@ -289,9 +289,14 @@ export const fromClient = (
             : Executor.Settlement.reconcile({ [tokenLimit]: used })
         }
         const failure = Cause.failureOption(exit.cause)
-        return Option.isSome(failure) && didNoWork(failure.value)
+        if (Option.isNone(failure)) return Executor.Settlement.keep
+        // Credentials that could not be had: nothing was sent.
+        const verdict = failure.value._tag === "AuthFailed" ? "Unsent" : FAILED_ATTEMPT[failure.value.reason]
+        return verdict === "Unsent"
           ? Executor.Settlement.refund
-          : Executor.Settlement.keep
+          : verdict === "Answered"
+            ? Executor.Settlement.reconcile({ [tokenLimit]: 0 })
+            : Executor.Settlement.keep
       }
 
     const call = <A, I>(
