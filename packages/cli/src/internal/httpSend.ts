@@ -64,8 +64,9 @@ export const estimateTokens = (body: unknown): number => {
 
 /**
  * The usage an answer reports, and what the provider counted against its
- * token limit: with `outputTokensCharged: "maximum"`, a chat line's prompt
- * plus the `max_tokens` it asked for, for each of its `n` choices.
+ * token limit (the Model's own arithmetic, `Model.chargedChatTokens`): with
+ * `outputTokensCharged: "maximum"`, a chat line's prompt plus the
+ * `max_tokens` it asked for, for each of its `n` choices.
  */
 export const usageOf = (
   body: unknown,
@@ -76,14 +77,22 @@ export const usageOf = (
   if (!isRecord(usage)) return undefined
   const promptTokens = typeof usage.prompt_tokens === "number" ? usage.prompt_tokens : 0
   const completionTokens = typeof usage.completion_tokens === "number" ? usage.completion_tokens : 0
-  const perChoice = isRecord(body) ? (body.max_completion_tokens ?? body.max_tokens) : undefined
-  const choices = isRecord(body) && typeof body.n === "number" ? body.n : 1
-  return outputTokensCharged === "maximum" &&
-    typeof perChoice === "number" &&
-    isRecord(body) &&
-    body.messages !== undefined
-    ? { promptTokens, completionTokens, chargedTokens: promptTokens + perChoice * choices }
-    : { promptTokens, completionTokens }
+  if (outputTokensCharged !== "maximum" || !isRecord(body) || body.messages === undefined) {
+    return { promptTokens, completionTokens }
+  }
+  const numberOr = (value: unknown) => (typeof value === "number" ? value : undefined)
+  const chargedTokens = Model.chargedChatTokens(
+    {
+      max_tokens: numberOr(body.max_tokens),
+      max_completion_tokens: numberOr(body.max_completion_tokens),
+      n: numberOr(body.n)
+    },
+    { prompt_tokens: promptTokens },
+    "maximum"
+  )
+  return chargedTokens === undefined
+    ? { promptTokens, completionTokens }
+    : { promptTokens, completionTokens, chargedTokens }
 }
 
 /** The flags' limits, each over the run's window. */

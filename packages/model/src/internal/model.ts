@@ -173,10 +173,34 @@ export const checkFiltered = (provider: string) => (response: ChatResponse) =>
       )
     : Effect.succeed(response)
 
+/** The fields of a chat request that cap its output. */
+export interface OutputCap {
+  readonly max_tokens?: number | null | undefined
+  readonly max_completion_tokens?: number | null | undefined
+  readonly n?: number | null | undefined
+}
+
 /** A chat request's cap on its output, when it names one: per choice, times its `n` choices. */
-const maxOutputOf = (request: ChatRequest): number | undefined => {
+const maxOutputOf = (request: OutputCap): number | undefined => {
   const perChoice = request.max_completion_tokens ?? request.max_tokens ?? undefined
   return perChoice === undefined ? undefined : perChoice * (request.n ?? 1)
+}
+
+/** What the provider counted for a chat answer (see `outputTokensCharged`); undefined without `usage`. */
+export const chargedChatTokens = (
+  request: OutputCap,
+  usage:
+    | { readonly prompt_tokens?: number | null | undefined; readonly total_tokens?: number | null | undefined }
+    | null
+    | undefined,
+  outputTokensCharged: "used" | "maximum" | undefined
+): number | undefined => {
+  if (usage == null) return undefined
+  const maxOutput = maxOutputOf(request)
+  if (outputTokensCharged === "maximum" && maxOutput !== undefined && usage.prompt_tokens != null) {
+    return usage.prompt_tokens + maxOutput
+  }
+  return usage.total_tokens ?? undefined
 }
 
 /** Runs the estimator, refusing an answer that is not a count of tokens. */
@@ -327,16 +351,6 @@ export const fromClient = (
           .pipe(Effect.mapError((error) => fromCallError(error, context)))
       )
 
-    /** What the provider counted for a chat answer (see `outputTokensCharged`). */
-    const chargedChatTokens = (response: ChatResponse, maxOutput: number | undefined): number | undefined => {
-      const usage = response.usage
-      if (usage == null) return undefined
-      if (options.outputTokensCharged === "maximum" && maxOutput !== undefined && usage.prompt_tokens != null) {
-        return usage.prompt_tokens + maxOutput
-      }
-      return usage.total_tokens
-    }
-
     const validateChat = validate(Wire.ChatRequest, provider, "chat")
     const validateEmbed = validate(Wire.EmbedRequest, provider, "embed")
     const filtered = checkFiltered(provider)
@@ -352,7 +366,7 @@ export const fromClient = (
             Wire.ChatResponse,
             estimate,
             valid.max_tokens != null || valid.max_completion_tokens != null,
-            (response) => chargedChatTokens(response, maxOutputOf(valid))
+            (response) => chargedChatTokens(valid, response.usage, options.outputTokensCharged)
           ).pipe(Effect.flatMap(filtered))
         )
       })
