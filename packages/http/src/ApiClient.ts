@@ -28,12 +28,13 @@
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import type { Executor, InvalidOptions, RateLimiter } from "@sluice/core"
+import type { Executor, InvalidOptions, RateLimiter, RateLimiterStore } from "@sluice/core"
 import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -42,6 +43,7 @@ import type { ApiError } from "./ApiError.js"
 import type { AuthFailed, AuthProvider } from "./Auth.js"
 import type { EndpointConfig } from "./EndpointConfig.js"
 import * as internal from "./internal/apiClient.js"
+import type * as RateLimitHeaders from "./RateLimitHeaders.js"
 
 /**
  * @since 0.1.0
@@ -62,12 +64,31 @@ export interface RequestOptions<A, I, R> {
   readonly query?: Readonly<Record<string, string>> | undefined
   /** Overrides the endpoint's timeout for each attempt of this call. */
   readonly timeout?: Duration.DurationInput | undefined
-  /** What the call costs on the endpoint's limits, e.g. `{ tokens: 1200 }`. */
+  /**
+   * What the call costs on the endpoint's limits, e.g. `{ tokens: 1200 }` (one
+   * request and 1,200 tokens), reserved all at once for each attempt.
+   */
   readonly cost?: RateLimiter.Cost | undefined
+  /**
+   * How each attempt's reservation is settled once it ended: reconcile to the
+   * real usage, refund (nothing was sent) or keep (default). See `Executor.SubmitOptions`.
+   */
+  readonly settle?: ((exit: Exit.Exit<A, ApiError | AuthFailed>) => Executor.Settlement) | undefined
+  /** A cost above a limit's capacity is paid in installments of the capacity instead of failing. Default false. */
+  readonly installments?: boolean | undefined
   readonly priority?: number | undefined
   /** Which rate-limit and breaker key applies. */
   readonly key?: string | undefined
 }
+
+/**
+ * A read-only view of an endpoint's executor: its counts and its
+ * `RequestEvent`s (see `Executor.ExecutorShape`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Progress = Pick<Executor.ExecutorShape, "name" | "stats" | "events" | "subscribe">
 
 /**
  * Every way a call can fail.
@@ -84,10 +105,14 @@ export type CallError = ApiError | AuthFailed | Executor.SubmitError
 export interface ApiClientShape {
   readonly endpoint: string
   readonly baseUrl: string
-  /** The endpoint's limiter (when it has limits): what the headers are fed into. */
-  readonly limiter: RateLimiter.RateLimiterShape | undefined
-  /** The endpoint's executor, unless built with `executor: false`. */
-  readonly executor: Executor.ExecutorShape | undefined
+  /** The names of the endpoint's limits (none without limits). */
+  readonly limitNames: ReadonlyArray<string>
+  /** The endpoint's buckets for a key, as they stand now (read-only; none without limits). */
+  readonly state: (
+    options?: RateLimiter.KeyOptions
+  ) => Effect.Effect<ReadonlyArray<RateLimiterStore.BucketSnapshot>, RateLimiter.RateLimiterError>
+  /** What the endpoint's executor is doing, for progress (read-only); undefined for the plain client (`executor: false`). */
+  readonly progress: Progress | undefined
   readonly request: <A, I, R>(
     method: Method,
     path: string,
@@ -114,6 +139,11 @@ export interface MakeOptions {
   readonly auth?: AuthProvider | undefined
   /** Share a limiter instead of building one from the config's limits. */
   readonly rateLimiter?: RateLimiter.RateLimiterShape | undefined
+  /**
+   * What an earlier answer's rate-limit headers reported (`RateLimitHeaders.parse`):
+   * the new limits start from its `remaining` counts, as the server's did.
+   */
+  readonly seed?: RateLimitHeaders.RateLimitInfo | undefined
   /** `false`: the plain client, with no executor (one attempt, no limits). Default true. */
   readonly executor?: boolean | undefined
   /**

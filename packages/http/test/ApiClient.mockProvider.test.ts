@@ -238,7 +238,7 @@ describe("ApiClient against the MockProvider", () => {
       })
       const logs: Array<string> = []
       const { provider, api } = yield* setup({ apiKeys: [keys[1]!] }, {}, auth)
-      const events = yield* api.executor!.subscribe
+      const events = yield* api.progress!.subscribe
       const exit = yield* run(
         api.post("/chat/completions", { schema: ChatCompletion, body: chat("x") }).pipe(
           Effect.tap(() => Effect.logInfo("answered")),

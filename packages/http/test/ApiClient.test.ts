@@ -297,7 +297,7 @@ describe("ApiClient", () => {
       // The server echoes the key back in its error body, as some APIs do.
       const { handler } = scripted([{ status: 401, body: { error: `Incorrect API key provided: ${SECRET}` } }])
       const api = yield* client(handler)
-      const events = yield* api.executor!.subscribe
+      const events = yield* api.progress!.subscribe
       const exit = yield* Effect.exit(
         api.get("/a", { schema: Answer }).pipe(
           Effect.tapErrorCause((cause) => Effect.logError("call failed", cause)),
@@ -350,7 +350,7 @@ describe("ApiClient", () => {
     Effect.gen(function* () {
       const { seen, handler } = scripted([{ status: 503 }, ok])
       const api = yield* build(TestHttpClient.layerApiClient(endpoint(), handler, { executor: false }))
-      expect(api.executor).toBeUndefined()
+      expect(api.progress).toBeUndefined()
       const exit = yield* Effect.exit(api.get("/a", { schema: Answer }))
       expect(Exit.isFailure(exit)).toBe(true)
       expect(seen).toHaveLength(1)
@@ -452,7 +452,7 @@ describe("EndpointConfig", () => {
       expect(String((config.auth as { token: unknown }).token)).toBe("<redacted>")
       const executor = yield* Effect.scoped(
         Effect.flatMap(Layer.build(TestHttpClient.layerApiClient(config, () => ok)), (context) =>
-          Effect.map(Effect.provide(ApiClient.ApiClient, context), (api) => api.executor)
+          Effect.map(Effect.provide(ApiClient.ApiClient, context), (api) => api.progress)
         )
       )
       expect(executor?.name).toBe("openai")

@@ -225,6 +225,24 @@ export type EmbedResponse = typeof Wire.EmbedResponse.Type
 // ---- errors -----------------------------------------------------------------
 
 /**
+ * What the provider counts against its token limit for a chat answer (what
+ * the Model reconciles to): with `outputTokensCharged: "maximum"`, the prompt
+ * plus the output the request asked for (its cap per choice, times `n`);
+ * otherwise the total used. Undefined without `usage`.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const chargedChatTokens: (
+  request: internal.OutputCap,
+  usage:
+    | { readonly prompt_tokens?: number | null | undefined; readonly total_tokens?: number | null | undefined }
+    | null
+    | undefined,
+  outputTokensCharged: "used" | "maximum" | undefined
+) => number | undefined = internal.chargedChatTokens
+
+/**
  * Every way a Model call fails: one error refined by `reason`, so that
  * `Effect.catchTag("ModelError", ...)` catches the Model's errors and never
  * the ApiClient's. Each has `retryable` and a `message` that says what to do.

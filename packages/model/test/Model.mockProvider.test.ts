@@ -41,7 +41,7 @@ const setup = (
       Context.get(ApiClient.ApiClient)
     )
     const model = yield* Model.fromClient(client, modelOptions)
-    const tokens = Effect.map(Effect.orDie(client.limiter!.state()), (buckets) => buckets[0]!.available)
+    const tokens = Effect.map(Effect.orDie(client.state()), (buckets) => buckets[0]!.available)
     return { provider, client, model, tokens }
   })
 

@@ -8,6 +8,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { ApiClient, EndpointConfig } from "@sluice/http"
 import * as TestHttpClient from "@sluice/testing/TestHttpClient"
 import * as Cause from "effect/Cause"
+import * as Chunk from "effect/Chunk"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -75,7 +76,7 @@ const setup = (
     const client = yield* ApiClient.make(endpoint(overrides)).pipe(Effect.provide(TestHttpClient.layer(handler)))
     const model = yield* Model.fromClient(client, options)
     const tokens = Effect.map(
-      Effect.orDie(client.limiter!.state()),
+      Effect.orDie(client.state()),
       (buckets) => buckets.find((bucket) => bucket.name === "tokens")!.available
     )
     return { client, model, tokens }
@@ -297,12 +298,12 @@ describe("token accounting", () => {
     })
   )
 
-  it.scoped("the Executor charges one request per call and no tokens", () =>
+  it.scoped("each call is one admission: one request and its tokens together, settled to the usage", () =>
     Effect.gen(function* () {
       const { model, client } = yield* setup(() => answer({ prompt: 700, completion: 130 }))
       yield* model.chat(request())
       yield* model.chat(request())
-      const buckets = yield* Effect.orDie(client.limiter!.state())
+      const buckets = yield* Effect.orDie(client.state())
       expect(buckets.find((bucket) => bucket.name === "requests")!.available).toBe(98)
       expect(buckets.find((bucket) => bucket.name === "tokens")!.available).toBe(10_000 - 2 * 830)
     })
@@ -407,7 +408,7 @@ describe("token accounting", () => {
         limits: { requests: { limit: 10, interval: "1 minute" } }
       })
       yield* model.chat(request())
-      const buckets = yield* Effect.orDie(client.limiter!.state())
+      const buckets = yield* Effect.orDie(client.state())
       expect(buckets).toHaveLength(1)
       expect(buckets[0]!.available).toBe(9)
     })
@@ -657,6 +658,56 @@ describe("error mapping", () => {
       const exit = yield* runToEnd(model.chat(request()))
       expect(Exit.isSuccess(exit)).toBe(true)
       expect(calls).toBe(2)
+    })
+  )
+})
+
+describe("one admission per attempt", () => {
+  it.scoped("a 503 then an answer: two admissions, each of 1 request + the estimate; refunded, then reconciled", () =>
+    Effect.gen(function* () {
+      const perDay = {
+        requests: { limit: 100, interval: "1 day" },
+        tokens: { limit: 10_000, interval: "1 day" }
+      } as const
+      let calls = 0
+      /** The buckets as each attempt's request reaches the provider (rounded: a day's refill over ms is a fraction). */
+      const seenAtCall: Array<Record<string, number>> = []
+      let client: ApiClient.ApiClientShape | undefined
+      const snapshot = Effect.suspend(() =>
+        Effect.map(Effect.orDie(client!.state()), (buckets) =>
+          Object.fromEntries(buckets.map((bucket) => [bucket.name, Math.round(bucket.available)]))
+        )
+      )
+      const handler: TestHttpClient.Handler = () =>
+        Effect.map(snapshot, (buckets) => {
+          seenAtCall.push(buckets)
+          return ++calls === 1
+            ? errorBody(503, "overloaded", "server_error", null)
+            : answer({ prompt: 700, completion: 130 })
+        })
+      const built = yield* setup(handler, {
+        limits: perDay,
+        retry: { maxAttempts: 3, base: "100 millis", jitter: "none" }
+      })
+      client = built.client
+      const events = yield* client.progress!.subscribe
+      const fiber = yield* Effect.fork(built.model.chat(request()))
+      for (let i = 0; i < 20 && fiber.unsafePoll() === null; i++) yield* TestClock.adjust("100 millis")
+      yield* Fiber.join(fiber)
+
+      // Each attempt was admitted once, charging 1 request and the whole estimate (1,200) together.
+      expect(seenAtCall).toEqual([
+        { requests: 99, tokens: 10_000 - 1_200 },
+        // The 503 did no billable work: its 1,200 went back (its request stays spent); the retry took 1 + 1,200 again.
+        { requests: 98, tokens: 10_000 - 1_200 }
+      ])
+      // After the answer: reconciled to its usage (830), requests kept.
+      expect(yield* snapshot).toEqual({ requests: 98, tokens: 10_000 - 830 })
+      const calling = (yield* events.takeAll).pipe(Chunk.toReadonlyArray).filter((event) => event.status === "CALLING")
+      expect(calling.map((event) => ({ attempts: event.attempts, cost: event.cost }))).toEqual([
+        { attempts: 1, cost: { tokens: 1_200 } },
+        { attempts: 2, cost: { tokens: 1_200 } }
+      ])
     })
   )
 })

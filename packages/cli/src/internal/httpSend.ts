@@ -64,8 +64,9 @@ export const estimateTokens = (body: unknown): number => {
 
 /**
  * The usage an answer reports, and what the provider counted against its
- * token limit: with `outputTokensCharged: "maximum"`, a chat line's prompt
- * plus the `max_tokens` it asked for, for each of its `n` choices.
+ * token limit (the Model's own arithmetic, `Model.chargedChatTokens`): with
+ * `outputTokensCharged: "maximum"`, a chat line's prompt plus the
+ * `max_tokens` it asked for, for each of its `n` choices.
  */
 export const usageOf = (
   body: unknown,
@@ -76,14 +77,22 @@ export const usageOf = (
   if (!isRecord(usage)) return undefined
   const promptTokens = typeof usage.prompt_tokens === "number" ? usage.prompt_tokens : 0
   const completionTokens = typeof usage.completion_tokens === "number" ? usage.completion_tokens : 0
-  const perChoice = isRecord(body) ? (body.max_completion_tokens ?? body.max_tokens) : undefined
-  const choices = isRecord(body) && typeof body.n === "number" ? body.n : 1
-  return outputTokensCharged === "maximum" &&
-    typeof perChoice === "number" &&
-    isRecord(body) &&
-    body.messages !== undefined
-    ? { promptTokens, completionTokens, chargedTokens: promptTokens + perChoice * choices }
-    : { promptTokens, completionTokens }
+  if (outputTokensCharged !== "maximum" || !isRecord(body) || body.messages === undefined) {
+    return { promptTokens, completionTokens }
+  }
+  const numberOr = (value: unknown) => (typeof value === "number" ? value : undefined)
+  const chargedTokens = Model.chargedChatTokens(
+    {
+      max_tokens: numberOr(body.max_tokens),
+      max_completion_tokens: numberOr(body.max_completion_tokens),
+      n: numberOr(body.n)
+    },
+    { prompt_tokens: promptTokens },
+    "maximum"
+  )
+  return chargedTokens === undefined
+    ? { promptTokens, completionTokens }
+    : { promptTokens, completionTokens, chargedTokens }
 }
 
 /** The flags' limits, each over the run's window. */
@@ -195,10 +204,10 @@ export const make = (
     )
 
     /** A Model and an ApiClient over `limits` (and the concurrency flag), living as long as the sender. */
-    const build = (limits: LearnedLimits.Limits, concurrency?: number) =>
+    const build = (limits: LearnedLimits.Limits, concurrency?: number, seed?: RateLimitHeaders.RateLimitInfo) =>
       Effect.gen(function* () {
         const config = endpointConfig(concurrency === undefined ? options : { ...options, concurrency }, limits)
-        const api = yield* Effect.provideService(ApiClient.make(config), HttpClient.HttpClient, observed)
+        const api = yield* Effect.provideService(ApiClient.make(config, { seed }), HttpClient.HttpClient, observed)
         const model = yield* Model.fromClient(api, {
           outputTokensCharged,
           maxRequestTokens: limits.tokens?.limit
@@ -230,12 +239,11 @@ export const make = (
           const learnedLimits = LearnedLimits.combine(given, learned.limits)
           // Limits no endpoint can be built with (nothing a header parses to should give them) leave the flags'.
           const { built, limits } = yield* Effect.orElse(
-            Effect.map(build(learnedLimits), (built) => ({ built, limits: learnedLimits })),
+            // The first answer's remaining counts hold the new limits back as they held the server.
+            Effect.map(build(learnedLimits, undefined, learned.info), (built) => ({ built, limits: learnedLimits })),
             () => Effect.map(build(given), (built) => ({ built, limits: given }))
           )
           yield* publish(limits)
-          // The first answer's remaining counts hold the new limiter back as they held the server.
-          if (learned.info !== undefined) yield* seed(built.api, learned.info)
           return built.call
         }).pipe(Effect.orDie),
         scope
@@ -277,23 +285,6 @@ export const make = (
       )
     }
   })
-
-/** Lowers a new limiter's levels to the `remaining` counts an earlier answer reported. */
-const seed = (api: ApiClient.ApiClientShape, info: RateLimitHeaders.RateLimitInfo) => {
-  const limiter = api.limiter
-  if (limiter === undefined) return Effect.void
-  const updates = info.limits.flatMap((report) => {
-    const name = LearnedLimits.limitNameOf(report.name)
-    if (name === undefined || report.remaining === undefined || !limiter.limitNames.includes(name)) return []
-    return [
-      limiter.sync(name, {
-        remaining: report.remaining,
-        resetAfter: report.resetAfterMillis === undefined ? undefined : Duration.millis(report.resetAfterMillis)
-      })
-    ]
-  })
-  return Effect.ignore(Effect.all(updates, { discard: true }))
-}
 
 /** Chat and embeddings through the Model; anything else posted as it is. */
 const callThrough =

@@ -348,17 +348,30 @@ export const make = (
       if (executor === undefined) return timed
       return executor.submit(timed, {
         cost: requestOptions.cost,
+        settle: requestOptions.settle,
+        installments: requestOptions.installments,
         priority: requestOptions.priority,
         key: requestOptions.key,
         ...(byExecutor ? { timeout: timeout.millis, onTimeout: timeout.onTimeout } : {})
       })
     }
 
+    if (options.seed !== undefined) yield* limiterUpdates(options.seed, 200, undefined) ?? Effect.void
+
     return {
       endpoint: name,
       baseUrl,
-      limiter,
-      executor,
+      limitNames: limiter?.limitNames ?? [],
+      state: (keyOptions) => (limiter === undefined ? Effect.succeed([]) : limiter.state(keyOptions)),
+      progress:
+        executor === undefined
+          ? undefined
+          : {
+              name: executor.name,
+              stats: executor.stats,
+              events: executor.events,
+              subscribe: executor.subscribe
+            },
       request,
       get: (path, requestOptions) => request("GET", path, requestOptions),
       post: (path, requestOptions) => request("POST", path, requestOptions),

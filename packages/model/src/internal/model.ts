@@ -1,37 +1,27 @@
 /**
- * The Model's machinery: validate the request, estimate its tokens, reserve
- * them on the endpoint's token limit, call through the ApiClient, reconcile
- * the reservation with the reported `usage`, and map the errors.
- *
- * Why the Model reserves the tokens itself: the ApiClient does not hand back
- * the reservation its Executor takes, and a limiter can only give tokens back
- * against a real reservation (its receipts say what has not refilled yet).
- * So the Model takes the tokens (and nothing else) from the endpoint's own
- * limiter, on the call's key, and asks the Executor for the rest of the cost
- * (`{ tokens: 0 }`: one request, on every retry). It then holds the one
- * reservation that `reconcile` needs.
+ * The Model's machinery: validate the request, estimate its tokens, and post
+ * it through the ApiClient with its whole cost (`{ tokens: estimate }`: one
+ * request and the estimate, admitted together by the endpoint's Executor for
+ * each attempt) and how each attempt settles it; then map the errors. The
+ * Model makes no limiter calls of its own: the Executor owns admission.
  *
  * A request larger than the token bucket (a bucket kept small to pace a run)
  * is refused as too large, unless `maxRequestTokens` allows it: it then pays
- * in installments of the bucket's capacity, each taken in the limiter's line,
- * and holds every piece until it settles.
+ * in installments of the bucket's capacity (the Executor's `installments`).
  *
- * What happens to the reservation:
- * - an answer with `usage`: reconciled to `usage.total_tokens` (the unused
- *   rest goes back; a larger use is charged);
+ * How an attempt's tokens settle:
+ * - an answer with `usage`: reconciled to what it used (see
+ *   `outputTokensCharged`; the unused rest goes back, a larger use is charged);
  * - an answer without `usage`: the estimate stands;
- * - an error the provider answered (4xx, 429, 5xx), or a call refused before
- *   it was sent (queue full, breaker open, shutting down, bad header): given
- *   back whole;
+ * - an error the provider answered (4xx, 429, 5xx), a request refused before
+ *   it was sent (bad header, no credentials): given back whole;
  * - a timeout, a broken connection, an undecodable answer, or an interruption
- *   after the request was sent: the estimate stands (the provider may have
- *   done the work); interrupted before it was sent: given back whole.
- * "Sent" is known from the body: the ApiClient serializes it with
- * `JSON.stringify` just before sending, which calls the body's `toJSON`.
+ *   once the attempt began: the estimate stands (the provider may have done
+ *   the work). An attempt that never began is refunded by the Executor.
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
-import { InvalidOptions, type RateLimiter } from "@sluice/core"
-import { ApiClient, type ApiError } from "@sluice/http"
+import { Executor, InvalidOptions } from "@sluice/core"
+import { ApiClient, type ApiError, type Auth } from "@sluice/http"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -41,7 +31,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as Model from "../Model.js"
 import * as TokenEstimator from "../TokenEstimator.js"
-import { type CallContext, fromCallError, fromLimiterError } from "./errorMapping.js"
+import { type CallContext, fromCallError } from "./errorMapping.js"
 import { ModelError } from "./modelError.js"
 import * as Wire from "./wire.js"
 
@@ -52,42 +42,30 @@ type EmbedResponse = typeof Wire.EmbedResponse.Type
 
 const DETAIL_LENGTH = 300
 
-/** A call's hold on the token limit: one reservation, or its installments. */
-type Reservations = ReadonlyArray<RateLimiter.Reservation>
-
-type Restore = <A, E>(effect: Effect.Effect<A, E>) => Effect.Effect<A, E>
+/** What a call asks the Executor to admit on the token limit. */
+interface Admission {
+  readonly tokens: number
+  readonly installments: boolean
+}
 
 export const DEFAULT_TOKEN_LIMIT = "tokens"
 export const DEFAULT_CHAT_PATH = "/chat/completions"
 export const DEFAULT_EMBED_PATH = "/embeddings"
 
-/** Which of the ApiClient's errors show the provider did no billable work: it answered, or nothing was sent. */
-const NO_WORK_DONE: Record<ApiError.Reason, boolean> = {
-  ClientError: true,
-  RateLimited: true,
-  ServerError: true,
-  InvalidRequest: true,
-  // The provider may have done the work.
-  Timeout: false,
-  Transport: false,
-  Decode: false
-}
-
-/** Whether a failed call did no billable work (its tokens go back whole). */
-const didNoWork = (error: ApiClient.CallError): boolean => {
-  switch (error._tag) {
-    case "ApiError":
-      return NO_WORK_DONE[error.reason]
-    case "ExecutorError":
-      // A timed-out attempt may have been done; anything else was refused before it was sent.
-      return error.reason !== "AttemptTimeout" && error.reason !== "Deadline"
-    // Refused before anything was sent.
-    case "CircuitOpenError":
-    case "RateLimiterError":
-    case "InvalidOptionsError":
-    case "AuthFailed":
-      return true
-  }
+/**
+ * What a failed attempt did, by the ApiClient's error: `Unsent` (nothing
+ * reached the provider: the whole reservation goes back), `Answered` (the
+ * provider refused it: it counted the request but no tokens), or `MayHaveWorked`
+ * (the provider may have done the work: the estimate stands).
+ */
+const FAILED_ATTEMPT: Record<ApiError.Reason, "Unsent" | "Answered" | "MayHaveWorked"> = {
+  InvalidRequest: "Unsent",
+  ClientError: "Answered",
+  RateLimited: "Answered",
+  ServerError: "Answered",
+  Timeout: "MayHaveWorked",
+  Transport: "MayHaveWorked",
+  Decode: "MayHaveWorked"
 }
 
 const Path = Schema.String.pipe(
@@ -195,10 +173,34 @@ export const checkFiltered = (provider: string) => (response: ChatResponse) =>
       )
     : Effect.succeed(response)
 
+/** The fields of a chat request that cap its output. */
+export interface OutputCap {
+  readonly max_tokens?: number | null | undefined
+  readonly max_completion_tokens?: number | null | undefined
+  readonly n?: number | null | undefined
+}
+
 /** A chat request's cap on its output, when it names one: per choice, times its `n` choices. */
-const maxOutputOf = (request: ChatRequest): number | undefined => {
+const maxOutputOf = (request: OutputCap): number | undefined => {
   const perChoice = request.max_completion_tokens ?? request.max_tokens ?? undefined
   return perChoice === undefined ? undefined : perChoice * (request.n ?? 1)
+}
+
+/** What the provider counted for a chat answer (see `outputTokensCharged`); undefined without `usage`. */
+export const chargedChatTokens = (
+  request: OutputCap,
+  usage:
+    | { readonly prompt_tokens?: number | null | undefined; readonly total_tokens?: number | null | undefined }
+    | null
+    | undefined,
+  outputTokensCharged: "used" | "maximum" | undefined
+): number | undefined => {
+  if (usage == null) return undefined
+  const maxOutput = maxOutputOf(request)
+  if (outputTokensCharged === "maximum" && maxOutput !== undefined && usage.prompt_tokens != null) {
+    return usage.prompt_tokens + maxOutput
+  }
+  return usage.total_tokens ?? undefined
 }
 
 /** Runs the estimator, refusing an answer that is not a count of tokens. */
@@ -232,132 +234,94 @@ export const fromClient = (
     const provider = client.endpoint
     const estimator = options.estimator ?? TokenEstimator.standard
     const tokenLimit = options.tokenLimit ?? DEFAULT_TOKEN_LIMIT
-    const limiter = client.limiter
-    const accounting = limiter?.limitNames.includes(tokenLimit) === true
+    const accounting = client.limitNames.includes(tokenLimit)
     if (options.tokenLimit !== undefined && !accounting) {
       return yield* invalidOption(
         `["tokenLimit"] The endpoint "${provider}" has no limit "${tokenLimit}" (its limits: ${
-          limiter === undefined ? "none" : limiter.limitNames.map((name) => `"${name}"`).join(", ")
+          client.limitNames.length === 0 ? "none" : client.limitNames.map((name) => `"${name}"`).join(", ")
         })`
       )
     }
     const chatPath = options.chatPath ?? DEFAULT_CHAT_PATH
     const embedPath = options.embedPath ?? DEFAULT_EMBED_PATH
-    const keyOptions = { key: options.key }
-    // The Executor charges the request (every retry too), the Model the tokens.
-    const executorCost: RateLimiter.Cost | undefined = accounting ? { [tokenLimit]: 0 } : undefined
 
-    const tokensOnly = (limits: RateLimiter.RateLimiterShape, tokens: number): RateLimiter.Cost =>
-      Object.fromEntries(limits.limitNames.map((name) => [name, name === tokenLimit ? tokens : 0]))
-
-    const acquireTokens = (restore: Restore, tokens: number) =>
-      restore(limiter!.acquire(tokensOnly(limiter!, tokens), keyOptions))
-
-    /**
-     * Takes `total` in pieces of at most `capacity`, one after the other in
-     * the limiter's line: a request larger than the bucket pays as the
-     * bucket refills. Interrupted or failed part-way, the pieces taken go back.
-     */
-    const payInInstallments = (
-      restore: Restore,
-      total: number,
-      capacity: number
-    ): Effect.Effect<Reservations, RateLimiter.RateLimiterError> =>
-      Effect.suspend(() => {
-        const pieces: Array<RateLimiter.Reservation> = []
-        const next = (left: number): Effect.Effect<Reservations, RateLimiter.RateLimiterError> =>
-          left <= 0
-            ? Effect.succeed(pieces)
-            : Effect.flatMap(acquireTokens(restore, Math.min(left, capacity)), (piece) => {
-                pieces.push(piece)
-                return next(left - Math.min(left, capacity))
-              })
-        return next(total).pipe(Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : refundAll(pieces))))
-      })
+    /** The token limit's capacity, read once (a limit's capacity is configuration; it does not change). */
+    let capacity: number | undefined
+    const capacityOf: Effect.Effect<number | undefined> = Effect.suspend(() =>
+      capacity !== undefined || !accounting
+        ? Effect.succeed(capacity)
+        : client.state({ key: options.key }).pipe(
+            Effect.map((buckets) => {
+              capacity = buckets.find((bucket) => bucket.name === tokenLimit)?.capacity
+              return capacity
+            }),
+            Effect.orElseSucceed(() => undefined)
+          )
+    )
 
     /**
-     * Takes the estimate from the token limit. A request that names no
-     * maximum output and so could never fit is reserved at the limit's
-     * capacity instead (the provider would not count the default either);
-     * a larger one pays in installments when `maxRequestTokens` allows it.
+     * What the call costs on the token limit, and whether it pays in
+     * installments. A request that names no maximum output and so could never
+     * fit is charged the limit's capacity instead (the provider would not count
+     * the default either); a larger one pays in installments when
+     * `maxRequestTokens` allows it; any other is refused as too large.
      */
-    const reserve = (
-      restore: Restore,
+    const admissionOf = (
       estimate: TokenEstimator.Estimate,
       explicitMaximum: boolean,
       context: CallContext
-    ): Effect.Effect<Reservations, ModelError> => {
-      if (!accounting || limiter === undefined) return Effect.succeed([])
+    ): Effect.Effect<Admission | undefined, ModelError> => {
+      if (!accounting) return Effect.succeed(undefined)
       const total = TokenEstimator.total(estimate)
       const maxRequestTokens = options.maxRequestTokens
-      return Effect.map(acquireTokens(restore, total), (reservation): Reservations => [reservation]).pipe(
-        Effect.catchIf(
-          (error) =>
-            error.reason === "CostExceedsCapacity" &&
-            !explicitMaximum &&
-            error.capacity !== undefined &&
-            estimate.prompt <= error.capacity,
-          (error) => Effect.map(acquireTokens(restore, error.capacity!), (reservation): Reservations => [reservation])
-        ),
-        Effect.catchIf(
-          (error) =>
-            error.reason === "CostExceedsCapacity" &&
-            error.capacity !== undefined &&
-            maxRequestTokens !== undefined &&
-            total <= maxRequestTokens,
-          (error) => payInInstallments(restore, total, error.capacity!)
-        ),
-        Effect.mapError((error) => {
-          const mapped = fromLimiterError(error, context)
-          return mapped.reason === "InvalidRequest" && mapped.kind === "TooLarge"
-            ? ModelError.invalidRequest({
-                ...who(context),
-                kind: "TooLarge",
-                detail: `an estimated ${total} tokens (prompt ${estimate.prompt} + output ${estimate.maxOutput}) exceed ${
-                  maxRequestTokens !== undefined && total > maxRequestTokens
-                    ? `maxRequestTokens ${maxRequestTokens}`
-                    : `the capacity ${error.capacity} of the "${tokenLimit}" limit`
-                }`,
-                cause: error
-              })
-            : mapped
-        })
-      )
-    }
-
-    const refundAll = (reservations: Reservations) =>
-      Effect.forEach(reservations, (reservation) => Effect.ignore(limiter!.refund(reservation)), { discard: true })
-
-    /** Reconciles the pieces to `used` in all: each keeps up to its own cost, the last takes any excess. */
-    const reconcileAll = (reservations: Reservations, used: number) =>
-      Effect.suspend(() => {
-        let left = used
-        return Effect.forEach(
-          reservations,
-          (reservation, i) => {
-            const share = i === reservations.length - 1 ? left : Math.min(left, reservation.costs[tokenLimit] ?? 0)
-            left -= share
-            return Effect.ignore(limiter!.reconcile(reservation, { [tokenLimit]: share }))
-          },
-          { discard: true }
+      return Effect.flatMap(capacityOf, (capacity): Effect.Effect<Admission, ModelError> => {
+        if (capacity === undefined || total <= capacity) return Effect.succeed({ tokens: total, installments: false })
+        if (!explicitMaximum && estimate.prompt <= capacity) {
+          return Effect.succeed({ tokens: capacity, installments: false })
+        }
+        if (maxRequestTokens !== undefined && total <= maxRequestTokens) {
+          return Effect.succeed({ tokens: total, installments: true })
+        }
+        return Effect.fail(
+          ModelError.invalidRequest({
+            ...who(context),
+            kind: "TooLarge",
+            detail: `an estimated ${total} tokens (prompt ${estimate.prompt} + output ${estimate.maxOutput}) exceed ${
+              maxRequestTokens !== undefined && total > maxRequestTokens
+                ? `maxRequestTokens ${maxRequestTokens}`
+                : `the capacity ${capacity} of the "${tokenLimit}" limit`
+            }`
+          })
         )
       })
-
-    const settle = <A>(
-      reservations: Reservations,
-      exit: Exit.Exit<A, ApiClient.CallError>,
-      sent: boolean,
-      usedTokens: (answer: A) => number | undefined
-    ): Effect.Effect<void> => {
-      if (reservations.length === 0 || limiter === undefined) return Effect.void
-      if (Exit.isSuccess(exit)) {
-        const used = usedTokens(exit.value)
-        return used === undefined || !Number.isFinite(used) || used < 0 ? Effect.void : reconcileAll(reservations, used)
-      }
-      const failure = Cause.failureOption(exit.cause)
-      const giveBack = !sent || (Option.isSome(failure) && didNoWork(failure.value))
-      return giveBack ? refundAll(reservations) : Effect.void
     }
+
+    /**
+     * How an attempt's tokens are settled: reconciled to what the answer
+     * reports it used (the estimate stands without `usage`); the tokens given
+     * back when the provider answered with an error (the request stays spent);
+     * everything given back when nothing was sent; kept otherwise (the
+     * provider may have done the work).
+     */
+    const settlementOf =
+      <A>(usedTokens: (answer: A) => number | undefined) =>
+      (exit: Exit.Exit<A, ApiError.ApiError | Auth.AuthFailed>): Executor.Settlement => {
+        if (Exit.isSuccess(exit)) {
+          const used = usedTokens(exit.value)
+          return used === undefined || !Number.isFinite(used) || used < 0
+            ? Executor.Settlement.keep
+            : Executor.Settlement.reconcile({ [tokenLimit]: used })
+        }
+        const failure = Cause.failureOption(exit.cause)
+        if (Option.isNone(failure)) return Executor.Settlement.keep
+        // Credentials that could not be had: nothing was sent.
+        const verdict = failure.value._tag === "AuthFailed" ? "Unsent" : FAILED_ATTEMPT[failure.value.reason]
+        return verdict === "Unsent"
+          ? Executor.Settlement.refund
+          : verdict === "Answered"
+            ? Executor.Settlement.reconcile({ [tokenLimit]: 0 })
+            : Executor.Settlement.keep
+      }
 
     const call = <A, I>(
       context: CallContext,
@@ -368,40 +332,24 @@ export const fromClient = (
       explicitMaximum: boolean,
       usedTokens: (answer: A) => number | undefined
     ): Effect.Effect<A, ModelError> =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(reserve(restore, estimate, explicitMaximum, context), (reservations) => {
-          let sent = false
-          const marked = {
-            toJSON: () => {
-              sent = true
-              return body
-            }
-          }
-          return restore(
-            client.post(path, {
-              schema,
-              body: marked,
-              cost: executorCost,
-              priority: options.priority,
-              key: options.key,
-              timeout: options.timeout
-            })
-          ).pipe(
-            Effect.onExit((exit) => settle(reservations, exit, sent, usedTokens)),
-            Effect.mapError((error) => fromCallError(error, context))
-          )
-        })
+      Effect.flatMap(admissionOf(estimate, explicitMaximum, context), (admission) =>
+        client
+          .post(path, {
+            schema,
+            body,
+            ...(admission === undefined
+              ? {}
+              : {
+                  cost: { [tokenLimit]: admission.tokens },
+                  installments: admission.installments,
+                  settle: settlementOf(usedTokens)
+                }),
+            priority: options.priority,
+            key: options.key,
+            timeout: options.timeout
+          })
+          .pipe(Effect.mapError((error) => fromCallError(error, context)))
       )
-
-    /** What the provider counted for a chat answer (see `outputTokensCharged`). */
-    const chargedChatTokens = (response: ChatResponse, maxOutput: number | undefined): number | undefined => {
-      const usage = response.usage
-      if (usage == null) return undefined
-      if (options.outputTokensCharged === "maximum" && maxOutput !== undefined && usage.prompt_tokens != null) {
-        return usage.prompt_tokens + maxOutput
-      }
-      return usage.total_tokens
-    }
 
     const validateChat = validate(Wire.ChatRequest, provider, "chat")
     const validateEmbed = validate(Wire.EmbedRequest, provider, "embed")
@@ -418,7 +366,7 @@ export const fromClient = (
             Wire.ChatResponse,
             estimate,
             valid.max_tokens != null || valid.max_completion_tokens != null,
-            (response) => chargedChatTokens(response, maxOutputOf(valid))
+            (response) => chargedChatTokens(valid, response.usage, options.outputTokensCharged)
           ).pipe(Effect.flatMap(filtered))
         )
       })
