@@ -48,7 +48,8 @@ export interface Host {
   readonly retrying: (delta: 1 | -1) => void
 }
 
-const isInterruption = (exit: Exit.Exit<unknown, unknown>) => Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
+const isInterruption = (exit: Exit.Exit<unknown, unknown>) =>
+  Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause)
 
 const outcomeOf = (exit: Exit.Exit<unknown, unknown>): AttemptRecord["outcome"] => {
   if (Exit.isSuccess(exit)) return "success"

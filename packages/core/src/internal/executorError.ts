@@ -27,18 +27,15 @@ export class ExecutorError extends Schema.TaggedError<ExecutorError>("@sluice/co
   }
 ) {
   override get message(): string {
-    switch (this.reason) {
-      case "QueueFull":
-        return `Executor "${this.executor}" has ${this.queueCapacity} requests queued, its capacity; the request was refused (whenFull: "fail")`
-      case "NotAccepting":
-        return `Executor "${this.executor}" is shutting down and accepts no new requests`
-      case "Abandoned":
-        return `Executor "${this.executor}" shut down before request ${this.requestId} finished; it was abandoned`
-      case "AttemptTimeout":
-        return `Request ${this.requestId} on executor "${this.executor}" did not finish within ${this.timeoutMillis} ms`
-      case "Deadline":
-        return `Request ${this.requestId} on executor "${this.executor}" ran past its deadline of ${this.timeoutMillis} ms`
+    const request = `Request ${this.requestId} on executor "${this.executor}"`
+    const messages: Record<ExecutorErrorReason, string> = {
+      QueueFull: `Executor "${this.executor}" has ${this.queueCapacity} requests queued, its capacity; the request was refused (whenFull: "fail")`,
+      NotAccepting: `Executor "${this.executor}" is shutting down and accepts no new requests`,
+      Abandoned: `Executor "${this.executor}" shut down before request ${this.requestId} finished; it was abandoned`,
+      AttemptTimeout: `${request} did not finish within ${this.timeoutMillis} ms`,
+      Deadline: `${request} ran past its deadline of ${this.timeoutMillis} ms`
     }
+    return messages[this.reason]
   }
   /** A full queue and an attempt's timeout may pass; shutdown and a spent deadline are final. */
   get retryable(): boolean {

@@ -345,7 +345,11 @@ export const make = (host: Host) => {
     byKey: () => {
       const byKey: Record<string, { queued: number; admitting: number; inFlight: number }> = {}
       for (const lane of lanes.values()) {
-        byKey[lane.key] = { queued: lane.queued, admitting: lane.admitting === undefined ? 0 : 1, inFlight: lane.running }
+        byKey[lane.key] = {
+          queued: lane.queued,
+          admitting: lane.admitting === undefined ? 0 : 1,
+          inFlight: lane.running
+        }
       }
       return byKey
     }
