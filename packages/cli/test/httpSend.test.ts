@@ -2,6 +2,7 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
 import * as ApiClient from "@sluice/http/ApiClient"
 import * as MockProvider from "@sluice/testing/MockProvider"
+import { awaitEvent, eventually } from "@sluice/testing/TestEvents"
 import * as TestHttpClient from "@sluice/testing/TestHttpClient"
 import * as Cause from "effect/Cause"
 import * as Chunk from "effect/Chunk"
@@ -17,7 +18,6 @@ import * as HttpSend from "../src/HttpSend.js"
 import * as internal from "../src/internal/httpSend.js"
 import type * as Runner from "../src/Runner.js"
 import * as RunStats from "../src/RunStats.js"
-import { awaitEvent, eventually } from "./utils/events.js"
 
 /**
  * Lets real I/O happen: a little real time, and virtual time moved by a second, until `fiber` ends

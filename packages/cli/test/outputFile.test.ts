@@ -1,11 +1,11 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { describe, expect, it } from "@effect/vitest"
+import { awaitFiber, eventually } from "@sluice/testing/TestEvents"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as OutputFile from "../src/internal/outputFile.js"
-import { awaitFiber, eventually } from "./utils/events.js"
 
 const result = (id: string) => `${JSON.stringify({ custom_id: id, status: "succeeded", response: { ok: true } })}\n`
 

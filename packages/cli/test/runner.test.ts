@@ -1,6 +1,7 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { describe, expect, it } from "@effect/vitest"
+import { awaitDeferred, awaitFiber, awaitSleeperAt } from "@sluice/testing/TestEvents"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -8,7 +9,6 @@ import * as Layer from "effect/Layer"
 import * as TestClock from "effect/TestClock"
 import * as Runner from "../src/Runner.js"
 import * as RunStats from "../src/RunStats.js"
-import { awaitDeferred, awaitFiber, awaitSleeperAt } from "./utils/events.js"
 
 const TestLayer = Layer.merge(NodeContext.layer, RunStats.layer())
 

@@ -8,6 +8,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { RequestEvent } from "@sluice/core"
 import * as MockProvider from "@sluice/testing/MockProvider"
+import { eventually } from "@sluice/testing/TestEvents"
 import * as Context from "effect/Context"
 import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -22,7 +23,6 @@ import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
 import * as TestServices from "effect/TestServices"
 import { ApiClient, ApiError, Auth, type EndpointConfig } from "../src/index.js"
-import { eventually } from "./utils/events.js"
 
 const ChatCompletion = Schema.Struct({
   model: Schema.String,

@@ -7,6 +7,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { ApiClient, EndpointConfig } from "@sluice/http"
 import * as MockProvider from "@sluice/testing/MockProvider"
+import { awaitEvent } from "@sluice/testing/TestEvents"
 import * as Cause from "effect/Cause"
 import * as ConfigProvider from "effect/ConfigProvider"
 import * as Context from "effect/Context"
@@ -16,7 +17,6 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as fc from "fast-check"
 import { Model, TokenEstimator } from "../src/index.js"
-import { awaitEvent } from "./utils/events.js"
 
 /** Lets real I/O happen without moving the test's clock: waits (bounded in real time) for the call to end. */
 const run = <A, E>(effect: Effect.Effect<A, E>) => awaitEvent("the call ends", Effect.exit(effect))

@@ -13,7 +13,7 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import { identity } from "effect/Function"
 import * as TestClock from "effect/TestClock"
-import { eventually } from "./events.js"
+import { eventually } from "../../src/TestEvents.js"
 
 export const ClientLive = NodeHttpClient.layerUndici
 
