@@ -17,10 +17,11 @@
  *   cannot refund an interrupted waiter, and has no reconcile, sync or penalize.
  *
  * So this module adds: all-or-nothing across limits (nothing is charged
- * until every limit can pay); FIFO fairness (callers on a key wait in line,
- * and only the head of the line waits for the buckets, so a large cost is
- * never starved by small ones and a dequeue is O(1)); an interrupted waiter
- * leaves having paid nothing; `reconcile`, `refund`, `sync` and `penalize`.
+ * until every limit can pay); FIFO fairness (callers on a key wait in one
+ * line, whatever they take, and only its head waits for the buckets, so a
+ * large cost is never starved by small ones and a dequeue is O(1)); an
+ * interrupted waiter leaves having paid nothing; `reconcile`, `refund`,
+ * `sync` and `penalize`.
  * Each limit is a GCRA bucket (`internal/gcra.ts`): refill is computed from
  * elapsed `Clock` time, and the head charges at its due time even when its
  * timer fires late, so a backlog runs at the configured rate. A sliding log of
@@ -182,8 +183,9 @@ export interface RateLimiterShape {
   readonly limitNames: ReadonlyArray<string>
   /**
    * Waits until every limit can pay, then pays them all at once. Callers on
-   * one key are served first come, first served; interrupting a waiting
-   * caller takes it out of line, having paid nothing.
+   * one key are served first come, first served, whatever each takes (a
+   * caller that finds anyone waiting queues behind them); interrupting a
+   * waiting caller takes it out of line, having paid nothing.
    */
   readonly acquire: (cost?: Cost, options?: AcquireOptions) => Effect.Effect<Reservation, RateLimiterError>
   /**

@@ -5,8 +5,6 @@
  */
 
 /** @since 0.1.0 */
-export * as AttemptTimer from "./AttemptTimer.js"
-/** @since 0.1.0 */
 export * as CircuitBreaker from "./CircuitBreaker.js"
 /** @since 0.1.0 */
 export * as Executor from "./Executor.js"

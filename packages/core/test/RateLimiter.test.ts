@@ -222,23 +222,25 @@ describe("RateLimiter", () => {
       })
     )
 
-    it.effect("a call that takes nothing of any bucket the line waits for goes at once (the line is per bucket)", () =>
+    it.effect("a call that takes nothing of the bucket the head waits for still waits its turn behind it", () =>
       Effect.gen(function* () {
         const limiter = yield* makeLimiter({ limits: REQUESTS_AND_TOKENS })
         yield* limiter.acquire({ requests: 0, tokens: 1000 })
-        // Waiting for tokens only, as the Model's reservations do.
+        // The head waits for tokens only; the requests bucket is full.
         const tokenWaiter = yield* Effect.fork(timedAcquire(limiter, { requests: 0, tokens: 500 })) // due at 500
         yield* settle
-        // The Executor's own charge, one request and no tokens: in no one's way.
-        expect((yield* timedAcquire(limiter, { requests: 1, tokens: 0 })).time).toBe(0)
-        expect((yield* limiter.tryAcquire({ requests: 1, tokens: 0 }))._tag).toBe("Admitted")
-        expect((yield* available(limiter)).requests).toBe(5 - 2)
-        // A call that takes tokens too still queues behind the waiter, however little it takes.
-        const small = yield* Effect.fork(timedAcquire(limiter, { requests: 1, tokens: 1 }))
-        expect((yield* limiter.tryAcquire({ requests: 0, tokens: 1 }))._tag).toBe("Delayed")
+        // One request and no tokens: its own bucket could pay now, but the key has one line.
+        const requestsOnly = yield* Effect.fork(timedAcquire(limiter, { requests: 1, tokens: 0 }))
+        expect(yield* isWaiting(requestsOnly)).toBe(true)
+        const tried = yield* limiter.tryAcquire({ requests: 1, tokens: 0 })
+        expect(tried._tag).toBe("Delayed")
+        if (tried._tag === "Delayed") expect(Duration.toMillis(tried.retryAfter)).toBe(500)
+        expect((yield* available(limiter)).requests).toBe(5)
+        // Another key has a line of its own.
+        expect((yield* timedAcquire(limiter, { requests: 1, tokens: 0 }, { key: "other" })).time).toBe(0)
         yield* TestClock.adjust("1 second")
         expect((yield* Fiber.join(tokenWaiter)).time).toBe(500)
-        expect((yield* Fiber.join(small)).time).toBe(501)
+        expect((yield* Fiber.join(requestsOnly)).time).toBe(500)
       })
     )
   })

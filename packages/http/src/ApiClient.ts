@@ -18,9 +18,9 @@
  * - auth from the config or an `AuthProvider`, refreshed once on a 401;
  *   secrets revealed only into request headers, redacted from traces and cut
  *   out of any body excerpt an error carries;
- * - a per-attempt timeout that covers the body too (a slow body is a timeout),
- *   watched by one timer fiber per client rather than a race and a timer per
- *   call (`Effect.timeoutFail`'s answers, for less than half its cost).
+ * - a per-attempt timeout that covers the body too (a slow body is a
+ *   timeout): `Effect.timeoutFail`, run by the Executor, or around each
+ *   attempt by the plain client.
  *
  * `executor: false` gives the plain client: one attempt, no limits.
  *

@@ -358,6 +358,95 @@ describe("ApiClient", () => {
   )
 })
 
+describe("ApiClient's plain path (executor: false): the attempt's timeout", () => {
+  const plain = (handler: TestHttpClient.Handler, timeout: EndpointConfig.EndpointConfig["timeout"]) =>
+    build(TestHttpClient.layerApiClient(endpoint({ timeout }), handler, { executor: false }))
+
+  /** Forks `effect`; answers its fiber and when it ended (read from the Clock), once it has. */
+  const timed = <A, E>(effect: Effect.Effect<A, E>) =>
+    Effect.fork(Effect.zip(Effect.exit(effect), Clock.currentTimeMillis))
+
+  it.scoped(
+    "a call past its timeout fails with the Timeout ApiError at exactly the timeout, its attempt interrupted",
+    () =>
+      Effect.gen(function* () {
+        const interrupted: Array<number> = []
+        const api = yield* plain(
+          () =>
+            Effect.onInterrupt(Effect.never, () =>
+              Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.sync(() => interrupted.push(at)))
+            ),
+          "50 millis"
+        )
+        const fiber = yield* timed(api.get("/a?secret=1", { schema: Answer }))
+        yield* TestClock.adjust("49 millis")
+        expect(fiber.unsafePoll()).toBeNull()
+        yield* TestClock.adjust("1 millis")
+        const [exit, at] = yield* Fiber.join(fiber)
+        expect(exit).toEqual(
+          Exit.fail(ApiError.ApiError.timeout({ endpoint: "mock", method: "GET", path: "/a", timeoutMillis: 50 }))
+        )
+        expect(at).toBe(50)
+        // As with any `Effect.timeoutFail`: the attempt's finalizers have run when the timeout answers.
+        expect(interrupted).toEqual([50])
+        // A call's own timeout overrides the endpoint's.
+        const own = yield* timed(api.get("/b", { schema: Answer, timeout: "20 millis" }))
+        yield* TestClock.adjust("20 millis")
+        const [ownExit, ownAt] = yield* Fiber.join(own)
+        expect(ownExit).toEqual(
+          Exit.fail(ApiError.ApiError.timeout({ endpoint: "mock", method: "GET", path: "/b", timeoutMillis: 20 }))
+        )
+        expect(ownAt).toBe(70)
+      })
+  )
+
+  it.scoped("a call that ends before its timeout answers its own exit and is not interrupted later", () =>
+    Effect.gen(function* () {
+      const interrupted: Array<string> = []
+      const answers: Record<string, TestHttpClient.TestResponse> = { "/ok": ok, "/busy": { status: 503 } }
+      const api = yield* plain(
+        (request) =>
+          Effect.onInterrupt(Effect.as(Effect.sleep("40 millis"), answers[request.url.pathname.slice(3)]!), () =>
+            Effect.sync(() => interrupted.push(request.url.pathname))
+          ),
+        "50 millis"
+      )
+      const fast = yield* timed(api.get("/ok", { schema: Answer }))
+      const failing = yield* timed(api.get("/busy", { schema: Answer }))
+      yield* TestClock.adjust("40 millis")
+      const [fastExit, fastAt] = yield* Fiber.join(fast)
+      expect(fastExit).toEqual(Exit.succeed({ answer: "42" }))
+      expect(fastAt).toBe(40)
+      const [failingExit, failingAt] = yield* Fiber.join(failing)
+      expect(failingAt).toBe(40)
+      const error = Exit.isFailure(failingExit) ? (failingExit.cause as { error?: unknown }).error : undefined
+      expect(error).toMatchObject({ _tag: "ApiError", reason: "ServerError", status: 503 })
+      // Nothing fires for them later.
+      yield* TestClock.adjust("1 second")
+      expect(interrupted).toEqual([])
+    })
+  )
+
+  it.scoped("interrupting the caller interrupts its attempt", () =>
+    Effect.gen(function* () {
+      const interrupted: Array<number> = []
+      const api = yield* plain(
+        () =>
+          Effect.onInterrupt(Effect.never, () =>
+            Effect.flatMap(Clock.currentTimeMillis, (at) => Effect.sync(() => interrupted.push(at)))
+          ),
+        "1 second"
+      )
+      const fiber = yield* Effect.fork(api.get("/a", { schema: Answer }))
+      yield* TestClock.adjust("10 millis")
+      expect(Exit.isInterrupted(yield* Fiber.interrupt(fiber))).toBe(true)
+      expect(interrupted).toEqual([10])
+      yield* TestClock.adjust("2 seconds")
+      expect(interrupted).toEqual([10])
+    })
+  )
+})
+
 describe("EndpointConfig", () => {
   const invalid = (config: EndpointConfig.EndpointConfig) =>
     Effect.flip(Effect.scoped(Layer.build(TestHttpClient.layerApiClient(config, () => ok))))

@@ -2,10 +2,9 @@
  * The RateLimiter's machinery: option decoding, cost resolution, and the line
  * of waiters per key. Only the head of a line waits for the buckets (one
  * timer per key, however many callers wait); the others wait for their turn,
- * and the line (a Ring) hands it on in constant time. A call that takes
- * nothing of any bucket someone in line needs goes straight to the buckets
- * and is admitted if they can pay (FIFO fairness holds among the calls that
- * compete); one they cannot pay yet joins the line like any other.
+ * and the line (a Ring) hands it on in constant time. A caller that finds
+ * anyone waiting on its key queues behind them, whatever it takes (one FIFO
+ * line per key: a large cost is never starved by small ones).
  * Nothing is charged until the store finds every bucket able to pay, so an
  * interrupted waiter has nothing to give back. Time is the Clock's nanosecond
  * reading in fractional milliseconds (`Gcra.clockMillis`).
@@ -106,8 +105,6 @@ interface Line {
   wake: Deferred.Deferred<void> | undefined
   /** What everyone in line (the head included) will take, per bucket. */
   readonly pendingCosts: Array<number>
-  /** How many in line (the head included) take something of each bucket. */
-  readonly waitersNeeding: Array<number>
   /** Waiters interrupted while still in `waiting`. */
   departed: number
   /** When the last head was charged: the next head has waited since before then. */
@@ -264,10 +261,7 @@ export const make = (
     const lines = new Map<string, Line>()
 
     const addCosts = (line: Line, costs: ReadonlyArray<number>, sign: 1 | -1) => {
-      for (let i = 0; i < costs.length; i++) {
-        line.pendingCosts[i]! += sign * costs[i]!
-        if (costs[i]! > 0) line.waitersNeeding[i]! += sign
-      }
+      for (let i = 0; i < costs.length; i++) line.pendingCosts[i]! += sign * costs[i]!
     }
 
     /** Takes a waiter out of its line; if it was the head, hands the turn on or closes the line. */
@@ -294,12 +288,6 @@ export const make = (
       }
       line.head = undefined
       if (lines.get(key) === line) lines.delete(key)
-    }
-
-    /** No one in `line` waits for a bucket that `costs` takes from. */
-    const isClearOf = (line: Line, costs: ReadonlyArray<number>) => {
-      for (let i = 0; i < costs.length; i++) if (costs[i]! > 0 && line.waitersNeeding[i]! > 0) return false
-      return true
     }
 
     /** Tells the head of a key's line to look again (tokens came back). */
@@ -360,7 +348,6 @@ export const make = (
             waiting: new Ring(),
             wake: undefined,
             pendingCosts: costs.map(() => 0),
-            waitersNeeding: costs.map(() => 0),
             departed: 0,
             lastChargedAt: undefined
           }
@@ -415,12 +402,8 @@ export const make = (
         const requestedAt = now()
         // The earliest time the charge may be dated: now, or the admission this caller waited behind.
         const waitingSince = Math.min(since ?? requestedAt, requestedAt)
-        const line = lines.get(key)
-        // The line is per bucket: a call that takes nothing of any bucket someone waits for is in no one's way
-        // (the Executor's request while the Model's calls wait for tokens), so it need not queue behind them.
-        if (line !== undefined && !isClearOf(line, costs)) {
-          return waitInLine(restore, key, costs, requestedAt, waitingSince)
-        }
+        // Anyone waiting on the key is ahead of this caller: it queues behind them.
+        if (lines.has(key)) return waitInLine(restore, key, costs, requestedAt, waitingSince)
         return Effect.flatMap(reserve("ifDue", key, costs, waitingSince), (result) =>
           result.charged
             ? deliver(restore, reservation(key, costs, result, requestedAt))
@@ -435,7 +418,7 @@ export const make = (
         if (costs instanceof RateLimiterError) return Effect.fail(costs)
         const requestedAt = now()
         const line = lines.get(key)
-        if (line === undefined || isClearOf(line, costs)) {
+        if (line === undefined) {
           return Effect.map(
             reserve("ifDue", key, costs, requestedAt),
             (result): RateLimiter.TryAcquireResult =>

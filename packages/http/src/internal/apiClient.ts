@@ -1,14 +1,15 @@
 /**
  * The ApiClient's machinery: one attempt of a call (auth headers, send,
  * classify the answer, feed its rate-limit headers to the limiter, decode)
- * under its timeout, and the executor every call runs through. The executor
- * runs the timeout (`timeout` and `onTimeout` in the submit options: its
- * timer interrupts the fiber the attempt runs on, and the attempt fails with
- * an `ApiError` of reason `Timeout`, retried like any); a plain client (`executor: false`)
- * watches it with `attemptTimeouts.ts`. Per call it does only what the call needs: the rate-limit headers
- * are parsed only when the answer has some (`RateLimitHeaders.parse` looks at
- * the names first), the limiter is told only when there is something to tell
- * it, and one decoder serves each Schema. The executor's default retry policy
+ * under its timeout, and the executor every call runs through. Either way the
+ * timeout is `Effect.timeoutFail`, failing with an `ApiError` of reason
+ * `Timeout`: the executor runs it (`timeout` and `onTimeout` in the submit
+ * options; the timeout is retried like any failure), a plain client
+ * (`executor: false`) wraps each attempt in it itself. Per call it does only
+ * what the call needs: the rate-limit headers are parsed only when the answer
+ * has some (`RateLimitHeaders.parse` looks at the names first), the limiter is
+ * told only when there is something to tell it, and one decoder serves each
+ * Schema. The executor's default retry policy
  * is its only resilience unless a breaker or deadline is configured, so with
  * spans off (the default here) a call's first attempt runs on the executor's
  * plain path and only a failed one takes the resilient path.
@@ -34,7 +35,6 @@ import { ApiError } from "../ApiError.js"
 import * as Auth from "../Auth.js"
 import * as EndpointConfig from "../EndpointConfig.js"
 import * as RateLimitHeaders from "../RateLimitHeaders.js"
-import * as AttemptTimeouts from "./attemptTimeouts.js"
 
 const EXCERPT_LENGTH = 300
 
@@ -96,7 +96,6 @@ export const make = (
     const defaultHeaders = config.headers ?? {}
     const http = yield* HttpClient.HttpClient
     const clock = yield* Effect.clock
-    const timeouts = yield* AttemptTimeouts.make
 
     // ---- limits -------------------------------------------------------------
 
@@ -204,7 +203,7 @@ export const make = (
       }
     }
 
-    /** One attempt, not under its timeout (the executor's, or `timeouts`, puts it under one). */
+    /** One attempt, not under its timeout (the executor's, or `Effect.timeoutFail`, puts it under one). */
     const attempt = <A, I, R>(
       method: ApiClient.Method,
       path: string,
@@ -340,11 +339,12 @@ export const make = (
     ): Effect.Effect<A, ApiClient.CallError, R> => {
       const once = attempt(method, path, requestOptions)
       const timeout = timeoutOf(method, path, requestOptions.timeout)
-      // The executor runs each attempt under its timeout (its timer interrupts the fiber the attempt runs on,
-      // so the attempt needs no fiber of its own); a timeout of zero is no executor timeout: it ends the
-      // attempt at once, as it always did.
+      // The executor runs each attempt under its timeout; a timeout of zero is no executor timeout: it ends
+      // the attempt at once, as it always did.
       const byExecutor = executor !== undefined && timeout.millis > 0
-      const timed = byExecutor ? once : timeouts.timeoutFail(once, timeout.millis, timeout.onTimeout)
+      const timed = byExecutor
+        ? once
+        : Effect.timeoutFail(once, { duration: Duration.millis(timeout.millis), onTimeout: timeout.onTimeout })
       if (executor === undefined) return timed
       return executor.submit(timed, {
         cost: requestOptions.cost,
