@@ -121,6 +121,23 @@ describe("Executor: a submit with nothing ahead of it starts at once", () => {
     })
   )
 
+  it.scoped("a hundred attempts in flight under a timeout hold one timer between them", () =>
+    Effect.gen(function* () {
+      const executor = yield* Executor.make({ name: "one-timer", concurrency: 100, spans: false })
+      const gate = yield* Deferred.make<void>()
+      const fibers = yield* Effect.forEach(Array.from({ length: 100 }), () =>
+        Effect.fork(executor.submit(Deferred.await(gate), { timeout: "30 seconds" }))
+      )
+      yield* settle
+      expect(yield* executor.stats).toMatchObject({ inFlight: 100 })
+      // The executor's watcher sleeps until the soonest deadline; no attempt arms a timer of its own
+      // (with Effect.timeoutFail there would be a hundred).
+      expect((yield* TestClock.sleeps()).length).toBe(1)
+      yield* Deferred.succeed(gate, undefined)
+      yield* Effect.forEach(fibers, Fiber.join)
+    })
+  )
+
   it.scoped("a call that ends before its timeout is not interrupted later, and the timer holds nothing", () =>
     Effect.gen(function* () {
       const executor = yield* Executor.make({ name: "at-once-quick", concurrency: 4, spans: false })

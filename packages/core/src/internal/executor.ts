@@ -23,7 +23,8 @@
  * pays nothing), reservations not yet spent (refunded), a permit and a probe
  * slot (given back as its fiber exits). Its deadline is one timer per request
  * that has one, which ends it wherever it waits; an attempt running at the
- * deadline is cut by its own timeout, which is never later than the deadline.
+ * deadline is cut by its own timeout (the executor's timer, `executorTimer.ts`),
+ * which is never later than the deadline.
  */
 import * as Cause from "effect/Cause"
 import type * as Context from "effect/Context"
@@ -51,6 +52,7 @@ import * as Lanes from "./executorLanes.js"
 import { makeMetrics } from "./executorMetrics.js"
 import { Answer, abandonedError, deadlineError, Request, type Ticket } from "./executorRequest.js"
 import { makeResolver } from "./executorResilience.js"
+import * as ExecutorTimer from "./executorTimer.js"
 import * as RateLimiterInternal from "./rateLimiter.js"
 
 const OptionsSchema = Schema.Struct({
@@ -123,6 +125,7 @@ export const make = (
     /** The executor's own fibers (lanes, starter, deadline timers), interrupted with its scope. */
     const fork = yield* FiberSet.makeRuntime<never, void, never>()
     const intake = Intake.make(name, queueCapacity, decoded.whenFull ?? "suspend")
+    const timer = yield* ExecutorTimer.make
 
     /** Every request submitted and not yet ended. */
     const unfinished = new Set<Request>()
@@ -201,6 +204,7 @@ export const make = (
       spans,
       limiter,
       metrics,
+      timer,
       publish,
       releasePermit: (request) => lanes.releasePermit(request),
       requeue: (request) => lanes.push(request),

@@ -15,7 +15,7 @@
  * slot) is given back as its fiber exits; the Executor ends it from its
  * fiber's observer.
  *
- * Effect gave us `Schedule` (through `Retry`), `Effect.timeoutFail`,
+ * Effect gave us `Schedule` (through `Retry`),
  * `Deferred` (a retry's wait for its next ticket) and interruption regions;
  * this module adds the attempt itself and its settlement.
  */
@@ -32,6 +32,7 @@ import * as Admission from "./executorAdmission.js"
 import { ExecutorError } from "./executorError.js"
 import type { makeMetrics } from "./executorMetrics.js"
 import { amendLastAttempt, inSpan, logAttempt, type Request, type Ticket, withTimeout } from "./executorRequest.js"
+import type { ExecutorTimer } from "./executorTimer.js"
 import * as RetryInternal from "./retry.js"
 
 /** What the Executor lends this module. */
@@ -41,6 +42,7 @@ export interface Host {
   readonly spans: boolean
   readonly limiter: RateLimiter.RateLimiterShape | undefined
   readonly metrics: ReturnType<typeof makeMetrics>
+  readonly timer: ExecutorTimer
   readonly publish: (request: Request) => void
   readonly releasePermit: (request: Request) => void
   /** Puts a started request back into its lane (above capacity: it already had its place). */
@@ -144,6 +146,7 @@ export const make = (host: Host) => {
     const work = Effect.interruptible(request.effect)
     const timed = withTimeout(
       host.executor,
+      host.timer,
       startedAt,
       request,
       paid ? Effect.zipRight(Admission.began(limiter, reservations), work) : work

@@ -6,7 +6,6 @@
  * the errors of both, its span and its attempt log.
  */
 import type * as Deferred from "effect/Deferred"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
@@ -15,6 +14,7 @@ import type * as RateLimiter from "../RateLimiter.js"
 import type { AttemptRecord, RequestEvent, RequestStatus } from "../RequestEvent.js"
 import { ExecutorError } from "./executorError.js"
 import type { KeySettings } from "./executorResilience.js"
+import * as ExecutorTimer from "./executorTimer.js"
 
 /** How one attempt's reservation is settled once the attempt ended. */
 export type Settlement =
@@ -163,11 +163,12 @@ const attemptTimeoutError = (executor: string, request: Request): unknown =>
 
 /**
  * The attempt under its timeout: the request's own, or what is left of its
- * deadline if that is sooner (then the error is the deadline's). The
- * Executor's one timeout mechanism: `Effect.timeoutFail`.
+ * deadline if that is sooner (then the error is the deadline's), kept by the
+ * executor's timer (`executorTimer.ts`, the Executor's one timeout mechanism).
  */
 export const withTimeout = (
   executor: string,
+  timer: ExecutorTimer.ExecutorTimer,
   now: number,
   request: Request,
   effect: Effect.Effect<unknown, unknown, any>
@@ -176,10 +177,9 @@ export const withTimeout = (
   const leftMillis = request.deadlineAt === undefined ? undefined : request.deadlineAt - now
   if (attemptMillis === undefined && leftMillis === undefined) return effect
   const byDeadline = leftMillis !== undefined && (attemptMillis === undefined || leftMillis < attemptMillis)
-  return Effect.timeoutFail(effect, {
-    duration: Duration.millis(Math.max(0, byDeadline ? leftMillis! : attemptMillis!)),
-    onTimeout: () => (byDeadline ? deadlineError(executor, request) : attemptTimeoutError(executor, request))
-  })
+  return ExecutorTimer.timeout(timer, effect, Math.max(0, byDeadline ? leftMillis! : attemptMillis!), () =>
+    byDeadline ? deadlineError(executor, request) : attemptTimeoutError(executor, request)
+  )
 }
 
 /** The request's span, `sluice.executor.request`, around all its attempts. */
