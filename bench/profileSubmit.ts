@@ -18,10 +18,14 @@ const io = Effect.async<void>((resume) => {
 const measure = (label: string, run: (index: number) => Effect.Effect<unknown, unknown>) =>
   Effect.gen(function* () {
     const started = process.cpuUsage()
-    yield* Effect.forEach(Array.from({ length: REQUESTS }, (_, index) => index), run, {
-      concurrency: 64,
-      discard: true
-    })
+    yield* Effect.forEach(
+      Array.from({ length: REQUESTS }, (_, index) => index),
+      run,
+      {
+        concurrency: 64,
+        discard: true
+      }
+    )
     const cpu = process.cpuUsage(started)
     process.stdout.write(`${label}: ${((cpu.user + cpu.system) / REQUESTS).toFixed(1)} µs CPU/request\n`)
   })

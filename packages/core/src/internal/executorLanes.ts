@@ -75,6 +75,8 @@ interface Lane {
   running: number
   /** Completed when an attempt of this key gives its permit back (a capped lane waits on it). */
   permitFreed: Answer<void, never> | undefined
+  /** Its fiber waits here for new work while the lane is empty and the key still has attempts running. */
+  parked: Answer<void, never> | undefined
 }
 
 export const make = (host: Host) => {
@@ -99,7 +101,8 @@ export const make = (host: Host) => {
         handOff: undefined,
         lastChargedAt: undefined,
         running: 0,
-        permitFreed: undefined
+        permitFreed: undefined,
+        parked: undefined
       }
       lanes.set(key, lane)
     }
@@ -142,6 +145,7 @@ export const make = (host: Host) => {
     const freed = lane.permitFreed
     lane.permitFreed = undefined
     freed?.complete(Exit.void)
+    if (lane.running === 0) unpark(lane)
     dropIfIdle(lane)
     while (freePermits > 0 && waitingCount > 0) {
       const next = waiting.pop()
@@ -258,6 +262,13 @@ export const make = (host: Host) => {
         if (room !== undefined) return Effect.zipRight(room, again)
         const request = takeHead(lane)
         if (request === undefined) {
+          if (lane.running > 0) {
+            // The key is busy: more work is likely soon, so the fiber waits for it rather than end and be
+            // forked again (it ends once the key has nothing running and nothing queued).
+            const parked = new Answer<void, never>()
+            lane.parked = parked
+            return Effect.zipRight(parked.await, again)
+          }
           lane.admitter = undefined
           lane.lastChargedAt = undefined
           dropIfIdle(lane)
@@ -275,6 +286,14 @@ export const make = (host: Host) => {
       }
       return Effect.void
     })
+
+  /** Wakes the lane's parked fiber, if it is parked. */
+  const unpark = (lane: Lane) => {
+    const parked = lane.parked
+    if (parked === undefined) return
+    lane.parked = undefined
+    parked.complete(Exit.void)
+  }
 
   const ensureAdmitter = (lane: Lane) => {
     // From the scheduler's next turn, as a woken dispatcher would: callers arriving together are ordered by
@@ -296,7 +315,8 @@ export const make = (host: Host) => {
     lane.queued++
     queuedTotal++
     host.publish(request)
-    ensureAdmitter(lane)
+    if (lane.parked !== undefined) unpark(lane)
+    else ensureAdmitter(lane)
   }
 
   /**
