@@ -212,6 +212,39 @@ describe("HttpSend", () => {
     })
   )
 
+  it.scoped(
+    "RunStats counts a retried line from the client's events: two attempts, one retry, nothing left in flight",
+    () =>
+      Effect.gen(function* () {
+        let calls = 0
+        const stats = yield* RunStats.make()
+        const send = yield* HttpSend.make({
+          baseUrl: "http://127.0.0.1:9/v1",
+          maxAttempts: 3,
+          learnLimits: false
+        }).pipe(
+          Effect.provideService(RunStats.RunStats, stats),
+          Effect.provideService(
+            HttpClient.HttpClient,
+            TestHttpClient.make(() =>
+              ++calls === 1 ? { status: 503, body: "busy" } : { status: 200, body: CHAT_ANSWER }
+            )
+          )
+        )
+        const fiber = yield* Effect.fork(send(line("a", 1)))
+        // While it waits out its retry's delay, it is the one request in flight, with its first attempt made.
+        yield* eventually(
+          "the first attempt was answered 503",
+          Effect.map(stats.snapshot, (progress) => progress.requests === 1)
+        )
+        expect(yield* stats.snapshot).toMatchObject({ inFlight: 1, requests: 1, retries: 0 })
+        const result = yield* untilDone(fiber)
+        expect(result.attempts).toBe(2)
+        expect(calls).toBe(2)
+        expect(yield* stats.snapshot).toMatchObject({ inFlight: 0, requests: 2, retries: 1, rateLimited: 0 })
+      })
+  )
+
   it.effect("refuses a burst and a headroom that leave nothing to refill, naming both", () =>
     Effect.gen(function* () {
       const stats = yield* RunStats.make()
