@@ -18,7 +18,7 @@ import type * as HttpClientError from "@effect/platform/HttpClientError"
 import { CircuitBreaker, InvalidOptions, Retry } from "@sluice/core"
 import * as ApiClient from "@sluice/http/ApiClient"
 import * as ApiError from "@sluice/http/ApiError"
-import type * as EndpointConfig from "@sluice/http/EndpointConfig"
+import * as EndpointConfig from "@sluice/http/EndpointConfig"
 import * as RateLimitHeaders from "@sluice/http/RateLimitHeaders"
 import { Model, TokenEstimator } from "@sluice/model"
 import * as Clock from "effect/Clock"
@@ -184,6 +184,8 @@ export const make = (
       }
       return buckets
     }
+    // Bad options are named by the endpoint's own check, before any limiter is built from them.
+    yield* EndpointConfig.validate(config)
     // Learning: the one client goes by the flags' limits until the first answer says the server's.
     const learning = learn
       ? yield* LearningLimiter.make({
