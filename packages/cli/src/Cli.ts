@@ -9,9 +9,10 @@
  *   --rpm 500 --tpm 90000 --concurrency 16 --max-attempts 3 --timeout 60s
  * ```
  *
- * Limits: the first line goes alone and the server's rate-limit headers on
- * its answer say the limits; the run goes by the tighter of those and
- * `--rpm`/`--tpm` (see `HttpSend`). `--no-learn-limits` goes by the flags only.
+ * Limits: one API client for the whole run. The first line goes alone and
+ * the server's rate-limit headers on its answer say the limits; the client's
+ * limits become the tighter of those and `--rpm`/`--tpm` (see `HttpSend`).
+ * `--no-learn-limits` goes by the flags only.
  *
  * Exit codes: 0 every line has a successful result; 1 the run completed but
  * some lines failed or were malformed (see the output and the errors file);
@@ -183,7 +184,7 @@ const runFlags = {
   ),
   tpm: positiveInteger("tpm").pipe(
     Options.withDescription(
-      "Tokens per minute (per --window; a line is estimated at prompt chars / 4 + max_tokens); default what the server's headers report"
+      "Tokens per minute (per --window; a line is estimated by the Model's token estimator, prompt + max_tokens); default what the server's headers report"
     ),
     Options.optional
   ),
@@ -334,7 +335,7 @@ const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
     yield* setExitCode(exitCode)
   }).pipe(
     Effect.scoped,
-    // The sender tells RunStats the limits in force (the flags', then what the server reported).
+    // The sender feeds RunStats its client's request events, its 429s and the limits in force.
     Effect.provide(RunStats.layer()),
     Effect.provide(ApiClient.layerPool({ connections: flags.concurrency })),
     Effect.catchTags({

@@ -6,14 +6,25 @@
  * either way the endpoint's Executor applies the limits, the concurrency, the
  * per-attempt `timeout` and retries up to `maxAttempts`.
  *
- * Limits the run learns: the first line goes alone, and its answer's headers
- * (`x-ratelimit-limit-*`, `anthropic-ratelimit-*-limit`, `RateLimit-Policy`)
- * say the server's limits. The run then goes by the tighter of those and the
- * flags (`rpm`, `tpm`), its limiter seeded with the `remaining` counts that
- * answer reported; from then on every answer's headers correct it (the
- * ApiClient's `sync` and `penalize`). A server that reports nothing, or a
- * first answer that takes longer than `learnWait`, leaves the flags in force
- * (or no limit but the concurrency, and the 429s' `retry-after`).
+ * One ApiClient per run, whose limits are known up front or learned. The
+ * first line goes alone, and its answer's headers (`x-ratelimit-limit-*`,
+ * `anthropic-ratelimit-*-limit`, `RateLimit-Policy`) say the server's limits.
+ * The run then goes by the tighter of those and the flags (`rpm`, `tpm`).
+ *
+ * Decided: the client is built once, at the start, over a limiter whose limits
+ * can be replaced (the flags', until the first answer). A limiter's `sync`
+ * moves a bucket's level, not its rate, so placeholder limits corrected by
+ * `sync` would pace the run at the placeholder's rate between answers (429s);
+ * and building the client only after the first answer would need another
+ * client to send that first line. So the limits themselves are replaced, once,
+ * before the ApiClient reads the answer that reported them: its own header
+ * feed then seeds the new buckets with that answer's `remaining` counts, and
+ * corrects them from every later answer (`sync` and `penalize`). One client
+ * means one Executor: one queue, one concurrency limit, one breaker, one
+ * stream of `RequestEvent`s for the whole run. A server that reports nothing,
+ * or a first answer that takes longer than `learnWait`, leaves the flags in
+ * force (or no limit but the concurrency, and the 429s' `retry-after`).
+ * `learnLimits: false` builds the client with the flags' limits alone.
  *
  * Each limit is a bucket holding `burst` of the allowance that refills so
  * that no window takes more than `1 − headroom` of it: the server's window
@@ -21,12 +32,14 @@
  * `1 − headroom − burst` of it (96% by default), with no 429s.
  *
  * What Effect gave us: `HttpClient` (wrapped to observe each attempt and to
- * read the first answer's headers), `Deferred` (the lesson the waiting lines
+ * read the first answer's headers), `Deferred` (the decision the waiting lines
  * wait on) and `Scope`. What `@sluice/http` and `@sluice/model` gave us: the
- * `ApiClient` with its Executor, the header parser, the Model. What this
- * module adds: the mapping from a batch line to a call and back (attempts,
- * `usage`, a `RunError` of reason `SendFailed`), learning the limits, and the `RunStats` feed:
- * each request sent, each retry, each 429, the limits in force.
+ * `ApiClient` with its Executor and its events, the header parser, the Model
+ * with its token estimator and `chargedChatTokens`. What this module adds: the
+ * mapping from a batch line to a call and back (attempts, `usage`, a
+ * `RunError` of reason `SendFailed`), learning the limits, and the `RunStats`
+ * feed: the client's events (requests, retries, in flight), each 429, the
+ * limits in force.
  *
  * @since 0.1.0
  */
@@ -113,8 +126,11 @@ export const make: (
   internal.make
 
 /**
- * The token cost a line is charged before its call: prompt characters / 4
- * (rounded up) plus its `max_completion_tokens` or `max_tokens`, at least 1.
+ * The token cost a line to another URL than chat or embeddings is charged
+ * before its call, by the Model's estimator (`TokenEstimator.standard`): a
+ * body the Model could send as a chat or embeddings request as the Model
+ * estimates it, any other by the text of the whole body plus the output cap
+ * it names (`max_completion_tokens`, `max_tokens` or `max_output_tokens`).
  *
  * @since 0.1.0
  * @category utils

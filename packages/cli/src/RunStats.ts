@@ -3,21 +3,31 @@
  * lines by outcome, requests and tokens per minute against the limits, 429s
  * and retries, and an ETA.
  *
- * Two parties feed it. The runner records each line's outcome and the tokens
- * it used. The sender records what only it sees: every request it puts on
- * the wire (`requestSent`), every 429 (`rateLimited`) and every retry
- * (`retried`); the HTTP sender does it from a wrapped `HttpClient`, and a
- * sender over the Model can do it from the Executor's `RequestEvent` stream.
+ * Each count has one source:
+ * - the Executor's `RequestEvent`s (`observe` an ApiClient's `progress`, or
+ *   hand them to `requestEvents`): requests sent (each attempt), retries, and
+ *   the requests in flight. An event carries its request's attempts so far,
+ *   so the counts are taken per request as its attempts grow; an event lost
+ *   by a slow subscriber costs nothing but a later reading of the same request.
+ * - the runner: each line's outcome (what the output file holds; a line
+ *   refused before it was sent never reached the Executor) and the tokens its
+ *   answer reports (the event's cost is only the estimate reserved before the call);
+ * - the HTTP sender: each 429 (a status only the HTTP layer sees), and the
+ *   limits in force.
  *
- * Effect gave us `Clock` (every rate reads it, so `TestClock` drives it) and
- * `Context.Tag`; this module adds the counters and the sliding per-minute
- * windows (60 one-second buckets each, a fixed size however long the run).
+ * Effect gave us `Clock` (every rate reads it, so `TestClock` drives it),
+ * `PubSub` subscriptions (`observe`), `Semaphore` and `Context.Tag`; this
+ * module adds the counters and the sliding per-minute windows (60 one-second
+ * buckets each, a fixed size however long the run).
  *
  * @since 0.1.0
  */
+import type { RequestEvent } from "@sluice/core"
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
 import * as internal from "./internal/runStats.js"
 
 /**
@@ -56,9 +66,9 @@ export interface Progress {
   readonly failed: number
   readonly skipped: number
   readonly malformed: number
-  /** Lines handed to the sender and not yet finished. */
+  /** Requests with the Executor and not yet ended (queued, waiting for admission, or calling). */
   readonly inFlight: number
-  /** Requests put on the wire, retries included. */
+  /** Requests put on the wire (each attempt the Executor made), retries included. */
   readonly requests: number
   readonly rateLimited: number
   readonly retries: number
@@ -82,13 +92,26 @@ export interface Progress {
  * @since 0.1.0
  * @category models
  */
+export interface EventSource {
+  /** e.g. an ApiClient's `progress.subscribe`: a queue of its Executor's events, subscribed once this returns. */
+  readonly subscribe: Effect.Effect<Queue.Dequeue<RequestEvent.RequestEvent>, never, Scope.Scope>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface RunStatsShape {
-  /** The sender put a request on the wire (each attempt counts). */
-  readonly requestSent: Effect.Effect<void>
+  /**
+   * Counts an Executor's requests from its events for the scope's life:
+   * subscribes now (before any request is submitted, so none is missed). The
+   * events are taken in every 100 ms and before each `snapshot`.
+   */
+  readonly observe: (source: EventSource) => Effect.Effect<void, never, Scope.Scope>
+  /** Takes in events by hand (what `observe` does with each one). */
+  readonly requestEvents: (events: Iterable<RequestEvent.RequestEvent>) => Effect.Effect<void>
   /** The server answered 429. */
   readonly rateLimited: Effect.Effect<void>
-  /** An attempt after the first began. */
-  readonly retried: Effect.Effect<void>
   /**
    * Tokens used. The rate against the token limit counts `chargedTokens`
    * (what the provider counts) when given, else prompt plus completion.
@@ -98,9 +121,8 @@ export interface RunStatsShape {
     readonly completionTokens: number
     readonly chargedTokens?: number | undefined
   }) => Effect.Effect<void>
-  readonly lineStarted: Effect.Effect<void>
-  /** A started line ended: `succeeded`, `failed`, or `abandoned` (interrupted; it stays to do). */
-  readonly lineFinished: (outcome: "succeeded" | "failed" | "abandoned") => Effect.Effect<void>
+  /** A line sent to the sender ended with its result written: `succeeded` or `failed`. */
+  readonly lineFinished: (outcome: "succeeded" | "failed") => Effect.Effect<void>
   /** A line that was never started: `skipped` or `malformed`. */
   readonly lineSettled: (outcome: "skipped" | "malformed") => Effect.Effect<void>
   readonly setTotal: (total: number) => Effect.Effect<void>

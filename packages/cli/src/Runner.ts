@@ -191,7 +191,8 @@ export interface Summary {
 }
 
 /**
- * Runs a batch to the end (or to a stop), feeding `RunStats` as it goes.
+ * Runs a batch to the end (or to a stop), telling `RunStats` each line's
+ * outcome and the tokens its answer reports (the sender feeds it the rest).
  *
  * @since 0.1.0
  * @category running

@@ -1,6 +1,8 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
+import type { RequestEvent } from "@sluice/core"
 import * as ApiClient from "@sluice/http/ApiClient"
+import { TokenEstimator } from "@sluice/model"
 import * as MockProvider from "@sluice/testing/MockProvider"
 import { awaitEvent, eventually } from "@sluice/testing/TestEvents"
 import * as TestHttpClient from "@sluice/testing/TestHttpClient"
@@ -210,6 +212,39 @@ describe("HttpSend", () => {
     })
   )
 
+  it.scoped(
+    "RunStats counts a retried line from the client's events: two attempts, one retry, nothing left in flight",
+    () =>
+      Effect.gen(function* () {
+        let calls = 0
+        const stats = yield* RunStats.make()
+        const send = yield* HttpSend.make({
+          baseUrl: "http://127.0.0.1:9/v1",
+          maxAttempts: 3,
+          learnLimits: false
+        }).pipe(
+          Effect.provideService(RunStats.RunStats, stats),
+          Effect.provideService(
+            HttpClient.HttpClient,
+            TestHttpClient.make(() =>
+              ++calls === 1 ? { status: 503, body: "busy" } : { status: 200, body: CHAT_ANSWER }
+            )
+          )
+        )
+        const fiber = yield* Effect.fork(send(line("a", 1)))
+        // While it waits out its retry's delay, it is the one request in flight, with its first attempt made.
+        yield* eventually(
+          "the first attempt was answered 503",
+          Effect.map(stats.snapshot, (progress) => progress.requests === 1)
+        )
+        expect(yield* stats.snapshot).toMatchObject({ inFlight: 1, requests: 1, retries: 0 })
+        const result = yield* untilDone(fiber)
+        expect(result.attempts).toBe(2)
+        expect(calls).toBe(2)
+        expect(yield* stats.snapshot).toMatchObject({ inFlight: 0, requests: 2, retries: 1, rateLimited: 0 })
+      })
+  )
+
   it.effect("refuses a burst and a headroom that leave nothing to refill, naming both", () =>
     Effect.gen(function* () {
       const stats = yield* RunStats.make()
@@ -295,29 +330,68 @@ describe("HttpSend", () => {
     expect(internal.usageOf(chatBody, { usage: "none" }, "maximum")).toBeUndefined()
   })
 
-  it("estimates a line's tokens as prompt characters / 4 plus its output cap", () => {
-    expect(HttpSend.estimateTokens({ messages: [{ role: "user", content: "x".repeat(40) }], max_tokens: 100 })).toBe(
-      110
-    )
-    expect(
-      HttpSend.estimateTokens({
-        messages: [{ role: "user", content: [{ type: "text", text: "x".repeat(8) }] }],
-        max_completion_tokens: 2
-      })
-    ).toBe(4)
-    expect(HttpSend.estimateTokens({ input: ["abcd", "efgh"] })).toBe(2)
-    expect(HttpSend.estimateTokens("nonsense")).toBe(1)
+  it("estimates a line to another URL by the Model's estimator: as the Model would, else the body's text plus its cap", () => {
+    const chat = { model: "m", messages: [{ role: "user", content: "x".repeat(40) }] as const, max_tokens: 100 }
+    expect(HttpSend.estimateTokens(chat)).toBe(TokenEstimator.total(TokenEstimator.standard.chat(chat)))
+    const embed = { model: "m", input: ["abcd", "efgh"] as const }
+    expect(HttpSend.estimateTokens(embed)).toBe(TokenEstimator.total(TokenEstimator.standard.embed(embed)))
+    const completion = { model: "m", prompt: "x".repeat(40), max_tokens: 100 }
+    expect(HttpSend.estimateTokens(completion)).toBe(TokenEstimator.textTokens(JSON.stringify(completion)) + 100)
+    expect(HttpSend.estimateTokens("nonsense")).toBe(TokenEstimator.textTokens('"nonsense"'))
   })
 })
 
+let nextRequest = 0
+
+/** The events of one request: `attempts` calls, each after a wait in its lane, then its end. */
+const requestEvents = (
+  at: number,
+  attempts = 1,
+  end: RequestEvent.RequestStatus = "COMPLETED"
+): Array<RequestEvent.RequestEvent> => {
+  const base = { id: ++nextRequest, executor: "test", key: "default", priority: 0, cost: { tokens: 10 } }
+  const events: Array<RequestEvent.RequestEvent> = [
+    { ...base, status: "PENDING", timestamps: { PENDING: at }, attempts: 0 }
+  ]
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    events.push({ ...base, status: "PROCESSING", timestamps: { PENDING: at, PROCESSING: at }, attempts: attempt - 1 })
+    events.push({ ...base, status: "CALLING", timestamps: { PENDING: at, CALLING: at }, attempts: attempt })
+  }
+  events.push({ ...base, status: end, timestamps: { PENDING: at, [end]: at }, attempts })
+  return events
+}
+
+/** One request put on the wire once, as its Executor's events tell it. */
+const requestMade = (stats: RunStats.RunStatsShape) =>
+  Effect.flatMap(Clock.currentTimeMillis, (at) => stats.requestEvents(requestEvents(at)))
+
 describe("RunStats", () => {
+  it.effect("counts requests, retries and requests in flight from the Executor's events, once each", () =>
+    Effect.gen(function* () {
+      const stats = yield* RunStats.make()
+      const retried = requestEvents(0, 2)
+      // Up to the second call: one request in flight, two attempts, one of them a retry.
+      yield* stats.requestEvents(retried.slice(0, -1))
+      expect(yield* stats.snapshot).toMatchObject({ inFlight: 1, requests: 2, retries: 1 })
+      // Its end, and the same events again (as two readers might hand them in): nothing counted twice.
+      yield* stats.requestEvents(retried)
+      expect(yield* stats.snapshot).toMatchObject({ inFlight: 0, requests: 2, retries: 1 })
+      // A subscriber that lost a request's earlier events still counts its attempts from its last one.
+      const failed = requestEvents(0, 3, "FAILED")
+      yield* stats.requestEvents(failed.slice(-1))
+      expect(yield* stats.snapshot).toMatchObject({ inFlight: 0, requests: 5, retries: 3 })
+      // A request cancelled before it was sent: no request.
+      yield* stats.requestEvents(requestEvents(0, 0, "CANCELLED"))
+      expect(yield* stats.snapshot).toMatchObject({ inFlight: 0, requests: 5, retries: 3 })
+    })
+  )
+
   it.effect("counts over the last minute against the limits (never extrapolated), and an ETA at the recent pace", () =>
     Effect.gen(function* () {
       const stats = yield* RunStats.make({ rpm: 600, tpm: 6000 })
       yield* stats.setTotal(100)
       for (let second = 0; second < 30; second++) {
-        yield* stats.requestSent
-        yield* stats.lineStarted
+        yield* requestMade(stats)
         yield* stats.tokensUsed({ promptTokens: 7, completionTokens: 3 })
         yield* stats.lineFinished("succeeded")
         yield* TestClock.adjust("1 second")
@@ -346,7 +420,7 @@ describe("RunStats", () => {
       expect((yield* stats.snapshot).tokensPerMinute).toBe(300 + 400)
       // 40 s on (at 70 s), the window holds seconds 11 to 70: what came before has left it.
       for (let second = 0; second < 40; second++) {
-        yield* stats.requestSent
+        yield* requestMade(stats)
         yield* TestClock.adjust("1 second")
       }
       const later = yield* stats.snapshot

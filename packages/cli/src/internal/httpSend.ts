@@ -1,21 +1,26 @@
 /**
- * The sender's machinery: chat and embeddings lines go through the Model
- * (`@sluice/model`: the token estimate is reserved on the token limit and
- * reconciled with the usage the answer reports); any other URL is posted
- * through the same ApiClient as it is. The ApiClient runs over a `HttpClient`
- * wrapped to see every attempt: each call is named in a FiberRef (which the
- * Executor carries into the fiber running each attempt), so the wrapper can
- * count the attempt against its call and tell `RunStats` of each request
- * sent, each retry and each 429.
+ * The sender's machinery: one ApiClient for the run. Chat and embeddings lines
+ * go through the Model (`@sluice/model`: the token estimate is reserved on the
+ * token limit and reconciled with the usage the answer reports); any other URL
+ * is posted through the same ApiClient as it is, estimated by the Model's
+ * estimator. `RunStats` counts the requests from the client's Executor events.
+ *
+ * The ApiClient runs over a `HttpClient` wrapped to see every attempt: each
+ * call is named in a FiberRef (which the Executor carries into the fiber
+ * running each attempt), so the wrapper can count the attempts of each line
+ * (its result's `attempts`), tell `RunStats` of each 429, and, while the run
+ * learns its limits, read the first answer that reports them: it replaces the
+ * limits of the client's limiter (`learningLimiter.ts`) before the ApiClient
+ * reads that answer, so the ApiClient's own header feed seeds the new limits.
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import { CircuitBreaker, InvalidOptions, Retry } from "@sluice/core"
 import * as ApiClient from "@sluice/http/ApiClient"
 import * as ApiError from "@sluice/http/ApiError"
-import type * as EndpointConfig from "@sluice/http/EndpointConfig"
+import * as EndpointConfig from "@sluice/http/EndpointConfig"
 import * as RateLimitHeaders from "@sluice/http/RateLimitHeaders"
-import { Model } from "@sluice/model"
+import { Model, TokenEstimator } from "@sluice/model"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -25,12 +30,13 @@ import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import * as Scope from "effect/Scope"
+import type * as Scope from "effect/Scope"
 import type * as HttpSend from "../HttpSend.js"
 import type * as Runner from "../Runner.js"
 import { RunStats } from "../RunStats.js"
 import { pathUnder } from "./batchLine.js"
 import * as LearnedLimits from "./learnedLimits.js"
+import * as LearningLimiter from "./learningLimiter.js"
 import { RunError } from "./runError.js"
 
 /** The call the current fiber works for (set around each line's send). */
@@ -39,28 +45,26 @@ const currentCall = FiberRef.unsafeMake<string | undefined>(undefined)
 const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value)
 
-/** The characters of a body's prompt: chat messages' text, or embeddings' input. */
-const promptCharacters = (body: Record<string, unknown>): number => {
-  const textOf = (value: unknown): number => {
-    if (typeof value === "string") return value.length
-    if (Array.isArray(value)) return value.reduce((sum: number, item) => sum + textOf(item), 0)
-    if (isRecord(value)) {
-      if (typeof value.text === "string") return value.text.length
-      return textOf(value.content)
-    }
-    return 0
-  }
-  if (body.messages !== undefined) return textOf(body.messages)
-  if (body.input !== undefined) return textOf(body.input)
-  if (body.prompt !== undefined) return textOf(body.prompt)
-  return JSON.stringify(body).length
+/**
+ * The tokens a line to another URL is charged before its call, by the Model's
+ * estimator: a body the Model could send (a chat or an embeddings request) as
+ * the Model estimates it; any other as the estimator counts its whole text
+ * (erring high), plus the output cap it names.
+ */
+export const estimateTokens = (body: unknown): number => {
+  const chat = decodeChat(body)
+  if (Option.isSome(chat)) return TokenEstimator.total(TokenEstimator.standard.chat(chat.value))
+  const embed = decodeEmbed(body)
+  if (Option.isSome(embed)) return TokenEstimator.total(TokenEstimator.standard.embed(embed.value))
+  const cap = isRecord(body) ? (body.max_completion_tokens ?? body.max_tokens ?? body.max_output_tokens) : undefined
+  return TokenEstimator.total({
+    prompt: TokenEstimator.textTokens(JSON.stringify(body) ?? ""),
+    maxOutput: typeof cap === "number" && cap > 0 ? cap : 0
+  })
 }
 
-export const estimateTokens = (body: unknown): number => {
-  if (!isRecord(body)) return 1
-  const maxOutput = body.max_completion_tokens ?? body.max_tokens
-  return Math.max(1, Math.ceil(promptCharacters(body) / 4) + (typeof maxOutput === "number" ? maxOutput : 0))
-}
+const decodeChat = Schema.decodeUnknownOption(Model.ChatRequest)
+const decodeEmbed = Schema.decodeUnknownOption(Model.EmbedRequest)
 
 /**
  * The usage an answer reports, and what the provider counted against its
@@ -138,14 +142,6 @@ export const endpointConfig = (
   }
 }
 
-/** What the first answer taught: the server's limits, and its headers to seed the new limiter with. */
-interface Lesson {
-  readonly limits: LearnedLimits.Limits
-  readonly info: RateLimitHeaders.RateLimitInfo | undefined
-}
-
-const NOTHING_LEARNED: Lesson = { limits: {}, info: undefined }
-
 type CallFailure = ApiError.ApiError | Model.ModelError | { readonly _tag: string; readonly message: string }
 
 type Call = (line: Runner.BatchLine) => Effect.Effect<unknown, CallFailure>
@@ -154,13 +150,15 @@ type Call = (line: Runner.BatchLine) => Effect.Effect<unknown, CallFailure>
 const kindOf = (error: CallFailure): string =>
   error instanceof ApiError.ApiError || error instanceof Model.ModelError ? error.reason : error._tag
 
+/** The limits a run can have, as the endpoint's limiter names them. */
+const LIMIT_NAMES = ["requests", "tokens"] as const
+
 export const make = (
   options: HttpSend.Options
 ): Effect.Effect<Runner.Send, InvalidOptions.InvalidOptionsError, HttpClient.HttpClient | RunStats | Scope.Scope> =>
   Effect.gen(function* () {
     const stats = yield* RunStats
     const http = yield* HttpClient.HttpClient
-    const scope = yield* Effect.scope
     const burst = options.burst ?? DEFAULT_BURST
     const headroom = options.headroom ?? DEFAULT_HEADROOM
     if (!(burst > 0 && burst < 1) || !(headroom >= 0 && headroom < 1) || burst + headroom >= 1) {
@@ -172,30 +170,77 @@ export const make = (
     const learn = options.learnLimits ?? true
     const outputTokensCharged = options.outputTokensCharged ?? "maximum"
     const given = givenLimits(options)
-    /** Attempts so far of each call in flight, by its call header. */
+    const config = endpointConfig(options, given)
+    /** Attempts so far of each call in flight, by its call id. */
     const attempts = new Map<string, number>()
     let nextCall = 0
-    /** Completed by the first answer's headers (or with nothing, when the first line got no answer). */
-    const lesson = yield* Deferred.make<Lesson>()
+
+    /** The bucket of each limit in `limits`, by the limiter's names. */
+    const bucketsOf = (limits: LearnedLimits.Limits) => {
+      const buckets: Record<string, EndpointConfig.LimitOptions> = {}
+      for (const name of LIMIT_NAMES) {
+        const limit = limits[name]
+        if (limit !== undefined) buckets[name] = LearnedLimits.bucket(limit, burst, headroom)
+      }
+      return buckets
+    }
+    // Bad options are named by the endpoint's own check, before any limiter is built from them.
+    yield* EndpointConfig.validate(config)
+    // Learning: the one client goes by the flags' limits until the first answer says the server's.
+    const learning = learn
+      ? yield* LearningLimiter.make({
+          name: `endpoint:${config.name}`,
+          limitNames: LIMIT_NAMES,
+          limits: bucketsOf(given)
+        })
+      : undefined
+    /** Told once what the rest of the run goes by: learned limits (the tighter of them and the flags'), or the flags'. */
+    const decided = yield* Deferred.make<LearnedLimits.Limits>()
+    /** What the limiter took from the first answer that reported limits, and the call that got it. */
+    let learned: { readonly limits: LearnedLimits.Limits; readonly call: string } | undefined
+    let released = false
+    /**
+     * Lets the other lines go. Once the limits were learned, only when the ApiClient has read the answer that
+     * reported them (its `remaining` counts seed the new buckets): when the call that got it ends or makes
+     * another attempt.
+     */
+    const release = Effect.suspend(() => {
+      released = true
+      return Deferred.succeed(decided, learned?.limits ?? given)
+    })
+
+    /** Learns from the first answer that reports a limit, replacing the limiter's limits before the ApiClient reads it. */
+    const learnFrom = (
+      learning: LearningLimiter.LearningLimiter,
+      call: string,
+      headers: RateLimitHeaders.RateLimitInfo
+    ) =>
+      Effect.suspend(() => {
+        const reported = LearnedLimits.fromHeaders(headers)
+        // An answer that reports no limit (a proxy's 502 page) teaches nothing: the first line's retry may.
+        if (reported.requests === undefined && reported.tokens === undefined) return Effect.void
+        const limits = LearnedLimits.combine(given, reported)
+        learned = { limits: given, call }
+        // Limits no limiter can be built with (nothing a header parses to should give them) leave the flags'.
+        return Effect.ignore(
+          Effect.map(learning.replace(bucketsOf(limits)), () => {
+            learned = { limits, call }
+          })
+        )
+      })
 
     const observed: HttpClient.HttpClient = HttpClient.makeWith<never, never, HttpClientError.HttpClientError, never>(
       (requestEffect) =>
         Effect.flatMap(Effect.zip(requestEffect, FiberRef.get(currentCall)), ([request, call]) => {
           if (call === undefined) return http.execute(request)
-          const attempt = (attempts.get(call) ?? 0) + 1
-          attempts.set(call, attempt)
+          attempts.set(call, (attempts.get(call) ?? 0) + 1)
           return Effect.gen(function* () {
-            yield* stats.requestSent
-            if (attempt > 1) yield* stats.retried
+            // The call that taught the limits tries again: the ApiClient has read the answer that taught them.
+            if (learned !== undefined && learned.call === call) yield* release
             const response = yield* http.execute(request)
             if (response.status === 429) yield* stats.rateLimited
-            if (learn && !(yield* Deferred.isDone(lesson))) {
-              const info = RateLimitHeaders.parse(response.headers, yield* Clock.currentTimeMillis)
-              const limits = LearnedLimits.fromHeaders(info)
-              // An answer that reports no limit (a proxy's 502 page) teaches nothing: the first line's retry may.
-              if (limits.requests !== undefined || limits.tokens !== undefined) {
-                yield* Deferred.succeed(lesson, { limits, info })
-              }
+            if (learning !== undefined && learned === undefined && !released) {
+              yield* learnFrom(learning, call, RateLimitHeaders.parse(response.headers, yield* Clock.currentTimeMillis))
             }
             return response
           })
@@ -203,61 +248,44 @@ export const make = (
       Effect.succeed
     )
 
-    /** A Model and an ApiClient over `limits` (and the concurrency flag), living as long as the sender. */
-    const build = (limits: LearnedLimits.Limits, concurrency?: number, seed?: RateLimitHeaders.RateLimitInfo) =>
-      Effect.gen(function* () {
-        const config = endpointConfig(concurrency === undefined ? options : { ...options, concurrency }, limits)
-        const api = yield* Effect.provideService(ApiClient.make(config, { seed }), HttpClient.HttpClient, observed)
-        const model = yield* Model.fromClient(api, {
-          outputTokensCharged,
-          maxRequestTokens: limits.tokens?.limit
-        })
-        return { api, call: callThrough(api, model, limits.tokens !== undefined) }
-      }).pipe(Scope.extend(scope))
-
+    const api = yield* Effect.provideService(
+      ApiClient.make(config, learning === undefined ? {} : { rateLimiter: learning.limiter }),
+      HttpClient.HttpClient,
+      observed
+    )
+    if (api.progress !== undefined) yield* stats.observe(api.progress)
     const publish = (limits: LearnedLimits.Limits) =>
       stats.setLimits({ rpm: LearnedLimits.perMinute(limits.requests), tpm: LearnedLimits.perMinute(limits.tokens) })
+    /** Calls over the one client, by a Model that knows `limits` (its largest request is the token limit). */
+    const callsFor = (limits: LearnedLimits.Limits) =>
+      Effect.map(Model.fromClient(api, { outputTokensCharged, maxRequestTokens: limits.tokens?.limit }), (model) =>
+        callThrough(api, model)
+      )
 
     yield* publish(given)
-    let send: Call
-    if (!learn) {
-      send = (yield* build(given)).call
-    } else {
-      // The first line goes alone, under the flags' limits; the rest wait for what its answer says.
-      const probe = yield* build(given, 1)
-      const firstLineSent = yield* Deferred.make<void>()
-      // Built once, in a fiber of the sender's own scope: a line interrupted while it waits (a caller's own
-      // timeout) leaves it to the others, rather than leaving them an interrupted build.
-      const limited = yield* Effect.forkIn(
-        Effect.gen(function* () {
-          yield* Deferred.await(firstLineSent)
-          // A first answer slow in coming (or never coming) holds the rest back only so long.
-          const learned = Option.getOrElse(
-            yield* Effect.timeoutOption(Deferred.await(lesson), options.learnWait ?? DEFAULT_LEARN_WAIT),
-            () => NOTHING_LEARNED
-          )
-          const learnedLimits = LearnedLimits.combine(given, learned.limits)
-          // Limits no endpoint can be built with (nothing a header parses to should give them) leave the flags'.
-          const { built, limits } = yield* Effect.orElse(
-            // The first answer's remaining counts hold the new limits back as they held the server.
-            Effect.map(build(learnedLimits, undefined, learned.info), (built) => ({ built, limits: learnedLimits })),
-            () => Effect.map(build(given), (built) => ({ built, limits: given }))
-          )
-          yield* publish(limits)
-          return built.call
-        }).pipe(Effect.orDie),
+    const first = yield* callsFor(given)
+    let send: Call = first
+    if (learning !== undefined) {
+      const scope = yield* Effect.scope
+      // The rest, once the limits are decided; built once, in the sender's own scope (a line interrupted while
+      // it waits leaves it to the others).
+      const rest = yield* Effect.forkIn(
+        Deferred.await(decided).pipe(Effect.tap(publish), Effect.flatMap(callsFor), Effect.orDie),
         scope
       )
-      let probing = false
+      let firstSent = false
       send = (line) => {
-        if (!probing) {
-          probing = true
-          return Effect.zipRight(
-            Deferred.succeed(firstLineSent, undefined),
-            probe.call(line).pipe(Effect.ensuring(Deferred.succeed(lesson, NOTHING_LEARNED)))
+        if (!firstSent) {
+          firstSent = true
+          // The first line goes alone. A first answer slow in coming (or never coming) holds the rest back only
+          // `learnWait`; a first line that ends having taught nothing lets them go at once, by the flags.
+          const wait = Deferred.await(decided).pipe(
+            Effect.timeoutOption(options.learnWait ?? DEFAULT_LEARN_WAIT),
+            Effect.zipRight(release)
           )
+          return Effect.zipRight(Effect.forkIn(wait, scope), Effect.ensuring(first(line), release))
         }
-        return Effect.flatMap(Fiber.join(limited), (call) => call(line))
+        return Effect.flatMap(Fiber.join(rest), (call) => call(line))
       }
     }
 
@@ -288,7 +316,7 @@ export const make = (
 
 /** Chat and embeddings through the Model; anything else posted as it is. */
 const callThrough =
-  (api: ApiClient.ApiClientShape, model: Model.ModelShape, tokenLimited: boolean): Call =>
+  (api: ApiClient.ApiClientShape, model: Model.ModelShape): Call =>
   (line) => {
     const path = pathUnder(api.baseUrl, line.url)
     if (path === "/chat/completions") {
@@ -300,7 +328,7 @@ const callThrough =
     return api.post(path, {
       schema: Schema.Unknown,
       body: line.body,
-      ...(tokenLimited ? { cost: { tokens: estimateTokens(line.body) } } : {})
+      ...(api.limitNames.includes("tokens") ? { cost: { tokens: estimateTokens(line.body) } } : {})
     })
   }
 

@@ -2,9 +2,18 @@
  * RunStats' counters: plain mutable numbers behind `Effect.sync` (every
  * update is one synchronous step, so fibers cannot interleave inside one),
  * with time read from `Clock`.
+ *
+ * Requests are counted from `RequestEvent`s: each live request's attempts
+ * counted so far, by executor and id; an event with more attempts adds the
+ * difference (and the retries among them), a final event (COMPLETED, FAILED,
+ * CANCELLED) ends the request. Events are taken from the subscriptions under
+ * one permit, so they are counted in the order they were published.
  */
+import { RequestEvent } from "@sluice/core"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
 import type * as RunStats from "../RunStats.js"
 import * as RateWindow from "./rateWindow.js"
 
@@ -23,7 +32,6 @@ export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStat
       failed: 0,
       skipped: 0,
       malformed: 0,
-      inFlight: 0,
       requests: 0,
       rateLimited: 0,
       retries: 0,
@@ -31,16 +39,45 @@ export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStat
       completionTokens: 0
     }
     const now = () => clock.unsafeCurrentTimeMillis()
+
+    /** Each live request's attempts counted so far, by `executor#id`. */
+    const live = new Map<string, number>()
+    const count = (event: RequestEvent.RequestEvent) => {
+      const id = `${event.executor}#${event.id}`
+      const counted = live.get(id) ?? 0
+      if (event.attempts > counted) {
+        counts.requests += event.attempts - counted
+        // Every attempt after a request's first is a retry.
+        counts.retries += Math.max(0, event.attempts - 1) - Math.max(0, counted - 1)
+        requestWindow.add(event.timestamps.CALLING ?? now(), event.attempts - counted)
+      }
+      if (RequestEvent.isTerminal(event.status)) live.delete(id)
+      else live.set(id, Math.max(counted, event.attempts))
+    }
+    const requestEvents = (events: Iterable<RequestEvent.RequestEvent>) =>
+      Effect.sync(() => {
+        for (const event of events) count(event)
+      })
+
+    const sources = new Set<Queue.Dequeue<RequestEvent.RequestEvent>>()
+    const permit = yield* Effect.makeSemaphore(1)
+    const catchUp = permit.withPermits(1)(
+      Effect.forEach(sources, (queue) => Effect.flatMap(Queue.takeAll(queue), requestEvents), { discard: true })
+    )
     return {
-      requestSent: Effect.sync(() => {
-        counts.requests++
-        requestWindow.add(now(), 1)
-      }),
+      observe: (source) =>
+        Effect.gen(function* () {
+          const queue = yield* source.subscribe
+          yield* Effect.acquireRelease(
+            Effect.sync(() => sources.add(queue)),
+            () => Effect.sync(() => sources.delete(queue))
+          )
+          // Taken in often enough that a slow reader of the snapshot never lets the subscription overflow.
+          yield* Effect.forkScoped(Effect.repeat(catchUp, Schedule.spaced("100 millis")))
+        }),
+      requestEvents,
       rateLimited: Effect.sync(() => {
         counts.rateLimited++
-      }),
-      retried: Effect.sync(() => {
-        counts.retries++
       }),
       tokensUsed: (usage) =>
         Effect.sync(() => {
@@ -48,13 +85,8 @@ export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStat
           counts.completionTokens += usage.completionTokens
           tokenWindow.add(now(), usage.chargedTokens ?? usage.promptTokens + usage.completionTokens)
         }),
-      lineStarted: Effect.sync(() => {
-        counts.inFlight++
-      }),
       lineFinished: (outcome) =>
         Effect.sync(() => {
-          counts.inFlight--
-          if (outcome === "abandoned") return
           counts[outcome]++
           lineWindow.add(now(), 1)
         }),
@@ -70,36 +102,39 @@ export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStat
         Effect.sync(() => {
           limits = next
         }),
-      snapshot: Effect.map(Clock.currentTimeMillis, (time): RunStats.Progress => {
-        const done = counts.succeeded + counts.failed + counts.skipped + counts.malformed
-        const pace = lineWindow.perMinute(time)
-        const remaining = counts.total === undefined ? undefined : Math.max(0, counts.total - done)
-        return {
-          total: counts.total,
-          done,
-          succeeded: counts.succeeded,
-          failed: counts.failed,
-          skipped: counts.skipped,
-          malformed: counts.malformed,
-          inFlight: counts.inFlight,
-          requests: counts.requests,
-          rateLimited: counts.rateLimited,
-          retries: counts.retries,
-          promptTokens: counts.promptTokens,
-          completionTokens: counts.completionTokens,
-          requestsPerMinute: requestWindow.inLastMinute(time),
-          tokensPerMinute: tokenWindow.inLastMinute(time),
-          limits,
-          elapsedMillis: time - start,
-          etaMillis:
-            remaining === undefined
-              ? undefined
-              : remaining === 0
-                ? 0
-                : pace > 0
-                  ? (remaining / pace) * 60_000
-                  : undefined
-        }
-      })
+      snapshot: Effect.zipRight(
+        catchUp,
+        Effect.map(Clock.currentTimeMillis, (time): RunStats.Progress => {
+          const done = counts.succeeded + counts.failed + counts.skipped + counts.malformed
+          const pace = lineWindow.perMinute(time)
+          const remaining = counts.total === undefined ? undefined : Math.max(0, counts.total - done)
+          return {
+            total: counts.total,
+            done,
+            succeeded: counts.succeeded,
+            failed: counts.failed,
+            skipped: counts.skipped,
+            malformed: counts.malformed,
+            inFlight: live.size,
+            requests: counts.requests,
+            rateLimited: counts.rateLimited,
+            retries: counts.retries,
+            promptTokens: counts.promptTokens,
+            completionTokens: counts.completionTokens,
+            requestsPerMinute: requestWindow.inLastMinute(time),
+            tokensPerMinute: tokenWindow.inLastMinute(time),
+            limits,
+            elapsedMillis: time - start,
+            etaMillis:
+              remaining === undefined
+                ? undefined
+                : remaining === 0
+                  ? 0
+                  : pace > 0
+                    ? (remaining / pace) * 60_000
+                    : undefined
+          }
+        })
+      )
     } satisfies RunStats.RunStatsShape
   })

@@ -157,7 +157,6 @@ export const run = (
     const sendLine = (line: Runner.BatchLine) =>
       Effect.gen(function* () {
         if (yield* Deferred.isDone(stopped)) return
-        yield* stats.lineStarted
         const startedAt = clock.unsafeCurrentTimeMillis()
         const result = yield* send(line).pipe(
           Effect.catchAllDefect((defect) =>
@@ -165,8 +164,7 @@ export const run = (
               new RunError({ reason: "SendFailed", errorKind: "Defect", detail: describe(defect), attempts: 1 })
             )
           ),
-          Effect.either,
-          Effect.onInterrupt(() => stats.lineFinished("abandoned"))
+          Effect.either
         )
         const finishedAt = clock.unsafeCurrentTimeMillis()
         const common = {
