@@ -27,8 +27,8 @@
  *
  * Refusals are `CircuitOpenError`s, refined by `reason` (`"Open"`,
  * `"HalfOpenFull"`, `"Isolated"`), carrying `retryAfter` (never 0: during
- * HALF_OPEN it is the time until the earliest probe reaches
- * `halfOpenTimeout`) and the `Trip` that opened the breaker: the failure that
+ * HALF_OPEN it is the open duration last used, or sooner the time until the
+ * earliest probe reaches `halfOpenTimeout`) and the `Trip` that opened the breaker: the failure that
  * tipped it, described safely in one line, and what the window held then
  * (also on `inspect` and on the OPEN transition). They are not retryable
  * (failing fast is the point), so retry policies leave them alone.
@@ -229,9 +229,9 @@ export interface Snapshot {
   readonly inFlight: number
   /**
    * While OPEN: milliseconds until a probe may go. While HALF_OPEN with every
-   * probe slot taken: until the earliest running probe reaches
-   * `halfOpenTimeout` (a slot frees sooner if a probe answers sooner); with
-   * that limit off, the open duration last used. Never 0.
+   * probe slot taken: the open duration last used (a probe usually answers
+   * within it), or until the earliest running probe reaches `halfOpenTimeout`
+   * if that is sooner. Never 0.
    */
   readonly retryAfterMillis?: number
   /** While OPEN or HALF_OPEN: what opened it. */

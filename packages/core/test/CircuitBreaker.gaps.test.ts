@@ -223,25 +223,29 @@ describe("CircuitBreaker halfOpenTimeout", () => {
 })
 
 describe("CircuitBreaker retryAfter while HALF_OPEN", () => {
-  it.scoped("is the time until the earliest running probe times out, never 0", () =>
+  it.scoped("is the open duration, but no later than the earliest running probe times out, never 0", () =>
     Effect.gen(function* () {
       const { breaker } = yield* halfOpen({ halfOpenProbes: 2 })
       const first = yield* breaker.admit() // at 1 s: due at 11 s
       yield* TestClock.adjust("3 seconds")
       const second = yield* breaker.admit() // at 4 s: due at 14 s
+      // The earliest probe times out at 11 s, 7 s away; a probe usually answers within the open duration (1 s).
       const refused = yield* Effect.flip(breaker.admit())
-      expect(refused).toMatchObject({ state: "HALF_OPEN", reason: "HalfOpenFull", retryAfterMillis: 7000 })
-      expect(Duration.toMillis(refused.retryAfter)).toBe(7000)
+      expect(refused).toMatchObject({ state: "HALF_OPEN", reason: "HalfOpenFull", retryAfterMillis: 1000 })
+      expect(Duration.toMillis(refused.retryAfter)).toBe(1000)
       expect(refused.retryable).toBe(false)
-      expect(refused.message).toContain("Retry in 7000 ms")
-      expect(yield* Effect.flip(breaker.check())).toMatchObject({ retryAfterMillis: 7000 })
-      expect(yield* breaker.inspect()).toMatchObject({ probesInFlight: 2, retryAfterMillis: 7000 })
+      expect(refused.message).toContain("Retry in 1000 ms")
+      expect(yield* Effect.flip(breaker.check())).toMatchObject({ retryAfterMillis: 1000 })
+      expect(yield* breaker.inspect()).toMatchObject({ probesInFlight: 2, retryAfterMillis: 1000 })
 
       yield* TestClock.adjust("2 seconds")
       // The first probe answers: its slot stays spent (both must succeed), the second is now the earliest.
       yield* breaker.release(first, Exit.void)
-      expect(yield* Effect.flip(breaker.admit())).toMatchObject({ retryAfterMillis: 8000 })
-      yield* TestClock.adjust("7999 millis")
+      expect(yield* Effect.flip(breaker.admit())).toMatchObject({ retryAfterMillis: 1000 })
+      yield* TestClock.adjust("7500 millis")
+      // 500 ms before the second probe times out: that comes sooner than the open duration.
+      expect(yield* Effect.flip(breaker.admit())).toMatchObject({ state: "HALF_OPEN", retryAfterMillis: 500 })
+      yield* TestClock.adjust("499 millis")
       expect(yield* Effect.flip(breaker.admit())).toMatchObject({ state: "HALF_OPEN", retryAfterMillis: 1 })
       yield* breaker.release(second, Exit.void)
       expect(yield* breaker.state()).toBe("CLOSED")
@@ -250,10 +254,11 @@ describe("CircuitBreaker retryAfter while HALF_OPEN", () => {
 
   it.scoped("a refusal honoured by waiting retryAfter finds the breaker changed", () =>
     Effect.gen(function* () {
-      const { breaker } = yield* halfOpen()
+      const { breaker } = yield* halfOpen({ halfOpenTimeout: "2 seconds" })
       yield* breaker.admit()
-      yield* TestClock.adjust("4 seconds")
+      yield* TestClock.adjust("1500 millis")
       const refused = yield* Effect.flip(breaker.admit())
+      expect(refused.retryAfterMillis).toBe(500)
       yield* TestClock.adjust(refused.retryAfter)
       // The probe timed out: OPEN now, for the open duration, and no longer "half-open, full".
       expect(yield* Effect.flip(breaker.admit())).toMatchObject({ state: "OPEN", retryAfterMillis: 1000 })

@@ -213,8 +213,8 @@ describe("CircuitBreaker", () => {
                 breaker: "probes",
                 key: "default",
                 state: "HALF_OPEN",
-                // Until the earliest probe (admitted at 1 s) reaches the default 1-minute halfOpenTimeout.
-                retryAfterMillis: 60_000,
+                // The open duration (1 s): sooner than the earliest probe reaches the 1-minute halfOpenTimeout.
+                retryAfterMillis: 1000,
                 trip: {
                   reason: "Tripped",
                   at: 0,

@@ -320,12 +320,20 @@ export const make = (
     }
 
     /**
-     * While HALF_OPEN with every slot taken: until the earliest running probe
-     * reaches `halfOpenTimeout` (the latest a slot frees or the breaker
-     * re-opens); with that limit off, the open duration last used. At least 1 ms.
+     * While HALF_OPEN with every slot taken: the time until a probe can close
+     * it, as the breaker can tell it: the open duration last used (a probe
+     * usually answers well within it; a caller refused again then gets a fresh
+     * answer), but no later than the earliest running probe reaches
+     * `halfOpenTimeout` (the latest a slot frees or the breaker re-opens).
+     * Never 0 (at least 1 ms), so a client that honours it does not retry at
+     * once into another refusal; and never the whole `halfOpenTimeout`, which
+     * would hold a client back a minute for a probe that takes a second.
      */
-    const halfOpenWait = (breaker: KeyBreaker, at: number) =>
-      Math.max(1, (probeDeadline(breaker) ?? at + breaker.openedFor) - at)
+    const halfOpenWait = (breaker: KeyBreaker, at: number) => {
+      const byOpenDuration = at + breaker.openedFor
+      const deadline = probeDeadline(breaker)
+      return Math.max(1, (deadline === undefined ? byOpenDuration : Math.min(deadline, byOpenDuration)) - at)
+    }
 
     const reject = (breaker: KeyBreaker, state: CircuitOpenError["state"], retryAfterMillis: number) => {
       breaker.metrics.rejected()
