@@ -128,12 +128,13 @@ describe("Executor: a submit with nothing ahead of it starts at once", () => {
       const fibers = yield* Effect.forEach(Array.from({ length: 100 }), () =>
         Effect.fork(executor.submit(Deferred.await(gate), { timeout: "30 seconds" }))
       )
-      yield* settle
-      expect(yield* executor.stats).toMatchObject({ inFlight: 100 })
+      const [stats, sleeps] = yield* Effect.zipRight(settle, Effect.zip(executor.stats, TestClock.sleeps())).pipe(
+        Effect.ensuring(Deferred.succeed(gate, undefined))
+      )
+      expect(stats).toMatchObject({ inFlight: 100 })
       // The executor's watcher sleeps until the soonest deadline; no attempt arms a timer of its own
       // (with Effect.timeoutFail there would be a hundred).
-      expect((yield* TestClock.sleeps()).length).toBe(1)
-      yield* Deferred.succeed(gate, undefined)
+      expect(sleeps.length).toBe(1)
       yield* Effect.forEach(fibers, Fiber.join)
     })
   )

@@ -8,6 +8,7 @@ import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
+import * as Supervisor from "effect/Supervisor"
 import * as TestClock from "effect/TestClock"
 import * as Executor from "../src/Executor.js"
 
@@ -19,6 +20,15 @@ const recorder =
       Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => log.push(`${label}@${now}`))),
       Effect.sleep(millis)
     )
+
+/** Counts the fibers started under it. */
+class CountingSupervisor extends Supervisor.AbstractSupervisor<number> {
+  started = 0
+  value = Effect.sync(() => this.started)
+  override onStart() {
+    this.started++
+  }
+}
 
 describe("Executor lanes", () => {
   it.scoped("a key out of quota holds only its own requests: tenant B starts at once behind five of tenant A", () =>
@@ -138,6 +148,26 @@ describe("Executor lanes", () => {
     Effect.gen(function* () {
       const error = yield* Effect.flip(Effect.scoped(Executor.make({ name: "bad", concurrency: 2, keyConcurrency: 0 })))
       expect(error.message).toContain("keyConcurrency")
+    })
+  )
+
+  it.scoped("a busy key's lane keeps its one fiber: requests arriving one by one fork no lane fiber each", () =>
+    Effect.gen(function* () {
+      const supervisor = new CountingSupervisor()
+      // The executor's own fibers (its lanes, timers) are forked in the runtime it was made in.
+      const executor = yield* Effect.supervised(Executor.make({ name: "parked", concurrency: 4 }), supervisor)
+      const gate = yield* Deferred.make<void>()
+      const blocker = yield* Effect.fork(executor.submit(Deferred.await(gate), { key: "busy" }))
+      yield* TestClock.adjust(0)
+      const before = supervisor.started
+      const forked = yield* Effect.gen(function* () {
+        for (let i = 0; i < 20; i++) yield* executor.submit(Effect.void, { key: "busy" })
+        return supervisor.started - before
+      }).pipe(Effect.ensuring(Deferred.succeed(gate, undefined)))
+      // With the key still running something, its lane's fiber waits for the next request instead of ending
+      // (ending and forking again would start 20 fibers here).
+      expect(forked).toBe(0)
+      yield* Fiber.join(blocker)
     })
   )
 })

@@ -16,7 +16,7 @@ import * as Effect from "effect/Effect"
 import type * as RateLimiter from "../RateLimiter.js"
 import type { Settlement } from "./executorRequest.js"
 import * as RateLimiterInternal from "./rateLimiter.js"
-import { RateLimiterError } from "./rateLimiterError.js"
+import type { RateLimiterError } from "./rateLimiterError.js"
 
 /** The cost as one amount per limit, by name (unnamed limits pay 1, as `RateLimiter.Cost` says). */
 const costRecord = (limiter: RateLimiter.RateLimiterShape, cost: RateLimiter.Cost | undefined) => {
@@ -160,5 +160,3 @@ export const began = (
     : Effect.forEach(reservations, (reservation) => Effect.ignore(RateLimiterInternal.began(limiter, reservation)), {
         discard: true
       })
-
-export { RateLimiterError }
