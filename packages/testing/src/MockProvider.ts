@@ -4,23 +4,33 @@
  * way a provider does, and fails on demand. Tests point a real client at
  * `baseUrl` and then assert on what the server saw (`log`, `counters`).
  *
- * Endpoints: `POST /v1/chat/completions` and `POST /v1/embeddings`. Every
- * answer is a pure function of the request: the same request gets the same
- * body (only a chat answer's `created` second reads `Clock`, so under
- * `TestClock` even that repeats). Prompt tokens are estimated at ~4
+ * Endpoints: `POST /v1/chat/completions`, `POST /v1/embeddings`,
+ * `GET /v1/models` and `GET /v1/models/{id}` — what the official `openai`
+ * SDK sends. Every answer is a pure function of the request: the same request
+ * gets the same body (only a chat answer's `created` second reads `Clock`, so
+ * under `TestClock` even that repeats). Prompt tokens are estimated at ~4
  * characters per token of the messages' text, at least 1 (see
  * {@link estimateTokens}); a completion is 8 to 32 words (one token each)
  * picked by a generator seeded from the model and the last user message,
  * capped by `max_tokens` / `max_completion_tokens` (then `finish_reason` is
- * `"length"`). Embeddings are unit vectors (8 dimensions, or `dimensions`)
- * seeded from each input.
+ * `"length"`). With `stream: true` the same completion comes as server-sent
+ * events: `chat.completion.chunk`s (the role, one per word, then the
+ * `finish_reason`), a last chunk with no choices and the `usage` when
+ * `stream_options.include_usage` is set, then `data: [DONE]`. Embeddings are
+ * unit vectors (8 dimensions, or `dimensions`) seeded from each input, which
+ * is text or token ids (a token array costs its length), or a list of either;
+ * `encoding_format: "base64"` (the SDK's default) sends each as float32
+ * little-endian bytes in base64, as OpenAI does. The models listed are
+ * `options.models` (default `mock-model`, `mock-embedding`); chat and
+ * embeddings accept any model.
  *
  * A request goes through, in order:
- * 1. routing: an unknown path or method → 404;
+ * 1. routing: an unknown path or method → 404 (`GET /v1/models` answers after
+ *    step 2, unmetered; an unlisted `/v1/models/{id}` → 404 `model_not_found`);
  * 2. auth, when `apiKeys` are set: a missing or unknown `Authorization: Bearer`
  *    key → 401 (the header's value is never logged);
- * 3. the body: not JSON, or missing `model`/`messages`/`input`, or `stream: true`
- *    → 400;
+ * 3. the body: not JSON, or missing `model`/`messages`/`input`, or a field of
+ *    the wrong kind → 400;
  * 4. the limits: `rpm` and `tpm` over a sliding window of the last 60 s. A chat
  *    request costs its prompt tokens plus `max_tokens` when given (OpenAI
  *    reserves the maximum), else plus its actual completion tokens; an
@@ -36,7 +46,8 @@
  *    reset, no response), a hang (no response until the client gives up or the
  *    server closes), malformed JSON (200 with the answer cut in half), a slow
  *    body (the answer in `slowBody.chunks` pieces, `slowBody.interval` apart);
- *    else the answer.
+ *    else the answer. A streamed answer is cut or slowed the same way (its
+ *    events' text).
  * Answers from step 4 on carry `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`
  * for each configured limit; a reset is the time until the window holds
  * nothing of that limit, in OpenAI's format (`1s`, `6m0s`, `12ms`). They also
@@ -143,6 +154,8 @@ export interface Options extends Limits {
   readonly host?: string | undefined
   /** Log entries kept (the oldest are dropped). Default 10,000. */
   readonly logCapacity?: number | undefined
+  /** The model ids `GET /v1/models` lists. Default `["mock-model", "mock-embedding"]`. */
+  readonly models?: ReadonlyArray<string> | undefined
 }
 
 /**
@@ -166,7 +179,7 @@ export interface LogEntry {
   readonly time: number
   readonly method: string
   readonly path: string
-  /** The requested model, once the body was read. */
+  /** The requested model, once the body was read (for `GET /v1/models/{id}`, the id). */
   readonly model: string | undefined
   readonly promptTokens: number | undefined
   readonly completionTokens: number | undefined

@@ -135,6 +135,30 @@ describe("MockProvider faults", () => {
     }).pipe(Effect.provide(ClientLive))
   )
 
+  it.scoped("a streamed answer meets the same faults: malformed JSON cuts its events, a slow body spaces them", () =>
+    Effect.gen(function* () {
+      const provider = yield* MockProvider.make({ slowBody: { chunks: 2, interval: "1 second" } })
+      const request = chat("stream", { stream: true })
+      const expected = (yield* send(chatUrl(provider), request)).text
+      expect(expected.endsWith("data: [DONE]\n\n")).toBe(true)
+
+      yield* provider.setFaults({ malformedJson: 1 })
+      const cut = yield* send(chatUrl(provider), request)
+      expect(cut.status).toBe(200)
+      expect(cut.headers["content-type"]).toContain("text/event-stream")
+      expect(cut.text).toBe(expected.slice(0, Math.floor(expected.length / 2)))
+
+      yield* provider.setFaults({ slowBody: 1 })
+      const fiber = yield* Effect.fork(send(chatUrl(provider), request))
+      yield* provider.awaitRequests(3)
+      yield* awaitSleeper
+      yield* TestClock.adjust("1 second")
+      const slow = yield* Fiber.join(fiber)
+      expect(slow.headers["content-type"]).toContain("text/event-stream")
+      expect(slow.text).toBe(expected)
+    }).pipe(Effect.provide(ClientLive))
+  )
+
   it.scoped("faults switch at run time", () =>
     Effect.gen(function* () {
       const provider = yield* MockProvider.make()

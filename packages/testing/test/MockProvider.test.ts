@@ -103,6 +103,118 @@ describe("MockProvider", () => {
     )
   })
 
+  describe("what the official SDK sends", () => {
+    it.scoped("stream: true answers server-sent chunks, [DONE] last, a usage chunk only when asked", () =>
+      Effect.gen(function* () {
+        const provider = yield* MockProvider.make({ rpm: 10 })
+        const url = `${provider.baseUrl}/chat/completions`
+        const whole = JSON.parse((yield* send(url, chat("stream me", { max_tokens: 5 }))).text)
+        const answer = yield* send(url, chat("stream me", { max_tokens: 5, stream: true }))
+        expect(answer.status).toBe(200)
+        expect(answer.headers["content-type"]).toContain("text/event-stream")
+        expect(answer.headers["x-ratelimit-remaining-requests"]).toBe("8")
+        const events = answer.text.split("\n\n")
+        expect(events.at(-1)).toBe("")
+        expect(events.at(-2)).toBe("data: [DONE]")
+        const chunks = events.slice(0, -2).map((event) => {
+          expect(event.startsWith("data: ")).toBe(true)
+          return JSON.parse(event.slice("data: ".length))
+        })
+        // role, 5 words, finish_reason
+        expect(chunks).toHaveLength(1 + 5 + 1)
+        expect(chunks[0].choices[0].delta).toEqual({ role: "assistant", content: "" })
+        expect(chunks.map((chunk) => chunk.choices[0].delta.content ?? "").join("")).toBe(
+          whole.choices[0].message.content
+        )
+        expect(chunks.at(-1).choices[0]).toEqual({ index: 0, delta: {}, logprobs: null, finish_reason: "length" })
+        expect(chunks.every((chunk) => chunk.object === "chat.completion.chunk" && !("usage" in chunk))).toBe(true)
+
+        const withUsage = yield* send(
+          url,
+          chat("stream me", { max_tokens: 5, stream: true, stream_options: { include_usage: true } })
+        )
+        const usageChunks = withUsage.text
+          .split("\n\n")
+          .slice(0, -2)
+          .map((event) => JSON.parse(event.slice("data: ".length)))
+        expect(usageChunks).toHaveLength(1 + 5 + 1 + 1)
+        expect(usageChunks.at(-1)).toMatchObject({ choices: [], usage: whole.usage })
+        expect(usageChunks.slice(0, -1).every((chunk) => chunk.usage === null)).toBe(true)
+        const log = yield* provider.log
+        expect(log.map((entry) => [entry.outcome, entry.chargedTokens])).toEqual([
+          ["served", whole.usage.prompt_tokens + 5],
+          ["served", whole.usage.prompt_tokens + 5],
+          ["served", whole.usage.prompt_tokens + 5]
+        ])
+      }).pipe(Effect.provide(ClientLive))
+    )
+
+    it.scoped("encoding_format base64: float32 little-endian of the float answer; token arrays as input", () =>
+      Effect.gen(function* () {
+        const provider = yield* MockProvider.make()
+        const url = `${provider.baseUrl}/embeddings`
+        const floats = JSON.parse((yield* send(url, { model: "e", input: ["a", "b"] })).text)
+        const base64 = JSON.parse((yield* send(url, { model: "e", input: ["a", "b"], encoding_format: "base64" })).text)
+        expect(base64.usage).toEqual(floats.usage)
+        base64.data.forEach((item: { embedding: string }, index: number) => {
+          const bytes = Uint8Array.from(atob(item.embedding), (char) => char.charCodeAt(0))
+          expect(bytes).toHaveLength(8 * 4)
+          const view = new DataView(bytes.buffer)
+          const decoded = Array.from({ length: 8 }, (_, i) => view.getFloat32(i * 4, true))
+          expect(decoded).toEqual(floats.data[index].embedding.map(Math.fround))
+        })
+
+        const tokens = JSON.parse((yield* send(url, { model: "e", input: [1, 2] })).text)
+        expect(tokens.data).toHaveLength(1)
+        expect(tokens.usage.prompt_tokens).toBe(2)
+        const lists = JSON.parse((yield* send(url, { model: "e", input: [[1, 2], [3]] })).text)
+        expect(lists.data).toHaveLength(2)
+        expect(lists.usage.prompt_tokens).toBe(3)
+        expect(lists.data[0].embedding).toEqual(tokens.data[0].embedding)
+        // Token ids and the text that looks like them are different inputs.
+        const text = JSON.parse((yield* send(url, { model: "e", input: "1,2" })).text)
+        expect(text.data[0].embedding).not.toEqual(tokens.data[0].embedding)
+        for (const input of [[], [-1], [1.5], [[]], [[1], "a"]]) {
+          const refused = yield* send(url, { model: "e", input })
+          expect(refused.status, JSON.stringify(input)).toBe(400)
+        }
+      }).pipe(Effect.provide(ClientLive))
+    )
+
+    it.scoped("GET /v1/models lists the models (auth as any request, never metered); an unlisted id is 404", () =>
+      Effect.gen(function* () {
+        const provider = yield* MockProvider.make({ rpm: 1, apiKeys: ["k"] })
+        const list = yield* send(`${provider.baseUrl}/models`, undefined, { method: "GET", apiKey: "k" })
+        expect(list.status).toBe(200)
+        expect(JSON.parse(list.text)).toEqual({
+          object: "list",
+          data: [
+            { id: "mock-model", object: "model", created: 1_704_067_200, owned_by: "sluice" },
+            { id: "mock-embedding", object: "model", created: 1_704_067_200, owned_by: "sluice" }
+          ]
+        })
+        const again = yield* send(`${provider.baseUrl}/models`, undefined, { method: "GET", apiKey: "k" })
+        expect(again.status).toBe(200) // rpm 1 does not count it
+        const one = yield* send(`${provider.baseUrl}/models/mock-model`, undefined, { method: "GET", apiKey: "k" })
+        expect(JSON.parse(one.text).id).toBe("mock-model")
+        const missing = yield* send(`${provider.baseUrl}/models/gpt-none`, undefined, { method: "GET", apiKey: "k" })
+        expect(missing.status).toBe(404)
+        expect(JSON.parse(missing.text).error.code).toBe("model_not_found")
+        const anonymous = yield* send(`${provider.baseUrl}/models`, undefined, { method: "GET" })
+        expect(anonymous.status).toBe(401)
+        expect((yield* send(`${provider.baseUrl}/chat/completions`, chat("hi"), { apiKey: "k" })).status).toBe(200)
+        expect((yield* provider.log).map((entry) => [entry.path, entry.model, entry.outcome])).toEqual([
+          ["/v1/models", undefined, "served"],
+          ["/v1/models", undefined, "served"],
+          ["/v1/models/mock-model", "mock-model", "served"],
+          ["/v1/models/gpt-none", "gpt-none", "notFound"],
+          ["/v1/models", undefined, "unauthorized"],
+          ["/v1/chat/completions", "mock-model", "served"]
+        ])
+      }).pipe(Effect.provide(ClientLive))
+    )
+  })
+
   describe("limits", () => {
     it.scoped("over rpm: 429 with every rate-limit header, well-formed; successes carry x-ratelimit-* too", () =>
       Effect.gen(function* () {
@@ -267,7 +379,7 @@ describe("MockProvider", () => {
       }).pipe(Effect.provide(ClientLive))
     )
 
-    it.scoped("400 for a body that is not JSON, lacks model, messages or input, or asks to stream", () =>
+    it.scoped("400 for a body that is not JSON, lacks model, messages or input, or has a field of the wrong kind", () =>
       Effect.gen(function* () {
         const provider = yield* MockProvider.make()
         const chatUrl = `${provider.baseUrl}/chat/completions`
@@ -277,8 +389,9 @@ describe("MockProvider", () => {
           [chatUrl, { model: "m" }, "messages"],
           [chatUrl, { model: "m", messages: [] }, "messages.0"],
           [chatUrl, { model: "m", messages: [{ role: "user", content: "hi" }], max_tokens: -1 }, "max_tokens"],
-          [chatUrl, chat("hi", { stream: true }), "stream"],
-          [`${provider.baseUrl}/embeddings`, { model: "m" }, "input"]
+          [chatUrl, chat("hi", { stream: "yes" }), "stream"],
+          [`${provider.baseUrl}/embeddings`, { model: "m" }, "input"],
+          [`${provider.baseUrl}/embeddings`, { model: "m", input: "x", encoding_format: "int8" }, "encoding_format"]
         ] as const
         for (const [url, body, param] of cases) {
           const answer = yield* send(url, body)

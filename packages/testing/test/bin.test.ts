@@ -75,6 +75,11 @@ describe("the command line", () => {
       })
       expect(yield* args.parse(["-h"])).toEqual({ _tag: "Help" })
       expect(args.USAGE).toContain("--fault-503")
+      expect(yield* args.parse(["--model", "gpt-mock", "--model", "embed-mock"])).toEqual({
+        _tag: "Run",
+        options: { models: ["gpt-mock", "embed-mock"] }
+      })
+      expect(args.USAGE).toContain("GET /v1/models")
     })
   )
 
@@ -88,6 +93,7 @@ describe("the command line", () => {
         [["--port=-1"], '["port"]'],
         [["--latency-min", "10"], '["latency"'],
         [["--latency", "5", "--latency-mean", "5"], "one kind of latency"],
+        [["--model", ""], '["models",0]'],
         [["--colour", "blue"], "--colour"],
         [["stray"], "stray"]
       ]

@@ -1,9 +1,11 @@
 /**
  * The MockProvider's answers: pure functions from a decoded request to the
- * body it answers with, its token counts and what it costs on the token limit.
- * Nothing here reads time, randomness or I/O, so the same request always gets
- * the same answer (the `created` second of a chat answer is passed in).
+ * body it answers with (or, for `stream: true`, the server-sent events), its
+ * token counts and what it costs on the token limit. Nothing here reads time,
+ * randomness or I/O, so the same request always gets the same answer (the
+ * `created` second of a chat answer is passed in).
  */
+import * as Encoding from "effect/Encoding"
 import * as Schema from "effect/Schema"
 
 /**
@@ -91,15 +93,26 @@ export const ChatRequest = Schema.Struct({
   messages: Schema.NonEmptyArray(Message),
   max_tokens: Schema.optional(Schema.NullOr(MaxTokens)),
   max_completion_tokens: Schema.optional(Schema.NullOr(MaxTokens)),
-  stream: Schema.optional(Schema.NullOr(Schema.Boolean))
+  stream: Schema.optional(Schema.NullOr(Schema.Boolean)),
+  stream_options: Schema.optional(
+    Schema.NullOr(Schema.Struct({ include_usage: Schema.optional(Schema.NullOr(Schema.Boolean)) }))
+  )
 })
 export type ChatRequest = typeof ChatRequest.Type
 
-/** The fields of an embeddings request the MockProvider reads. */
+/** Token ids, as OpenAI's embeddings accept them in place of text. */
+const TokenArray = Schema.NonEmptyArray(Schema.NonNegativeInt)
+
+/**
+ * The fields of an embeddings request the MockProvider reads. `input` is text,
+ * token ids, or a list of either kind; `encoding_format` is `"float"` (the
+ * default) or `"base64"` (what the official SDKs ask for).
+ */
 export const EmbeddingsRequest = Schema.Struct({
   model: Schema.String.pipe(Schema.minLength(1)),
-  input: Schema.Union(Schema.String, Schema.NonEmptyArray(Schema.String)),
-  dimensions: Schema.optional(Schema.Int.pipe(Schema.between(1, 4096)))
+  input: Schema.Union(Schema.String, Schema.NonEmptyArray(Schema.String), TokenArray, Schema.NonEmptyArray(TokenArray)),
+  dimensions: Schema.optional(Schema.Int.pipe(Schema.between(1, 4096))),
+  encoding_format: Schema.optional(Schema.NullOr(Schema.Literal("float", "base64")))
 })
 export type EmbeddingsRequest = typeof EmbeddingsRequest.Type
 
@@ -111,7 +124,10 @@ export interface Answer {
   readonly completionTokens: number
   /** What the request costs on the token limit. */
   readonly chargedTokens: number
+  /** The JSON body of the answer (for a streamed chat, the completion the events add up to). */
   readonly body: unknown
+  /** For `stream: true`: the payload of each `data:` event, in order, before `data: [DONE]`. */
+  readonly events?: ReadonlyArray<unknown> | undefined
 }
 
 const messageText = (message: typeof Message.Type): string => {
@@ -128,6 +144,9 @@ const messageText = (message: typeof Message.Type): string => {
  * `max_completion_tokens`) caps the words, with `finish_reason: "length"`.
  * The token limit is charged the prompt plus `max_tokens` when given (as
  * OpenAI reserves it), else the prompt plus the actual completion.
+ *
+ * With `stream: true` the same completion is also given as OpenAI's
+ * `chat.completion.chunk` events (see {@link chatChunks}).
  */
 export const chatAnswer = (request: ChatRequest, createdSeconds: number): Answer => {
   const texts = request.messages.map(messageText)
@@ -144,44 +163,135 @@ export const chatAnswer = (request: ChatRequest, createdSeconds: number): Answer
     () => VOCABULARY[Math.floor(next() * VOCABULARY.length)] as string
   )
   const truncated = completionTokens < natural
-  const content = words.join(" ") + (truncated ? "" : ".")
+  const text = words.join(" ") + (truncated ? "" : ".")
+  const completion: Completion = {
+    id: `chatcmpl-mock-${seed.toString(16).padStart(8, "0")}`,
+    created: createdSeconds,
+    model: request.model,
+    content: text.charAt(0).toUpperCase() + text.slice(1),
+    finishReason: truncated ? "length" : "stop",
+    usage: {
+      prompt_tokens: promptTokens,
+      completion_tokens: completionTokens,
+      total_tokens: promptTokens + completionTokens
+    }
+  }
   return {
     model: request.model,
     promptTokens,
     completionTokens,
     chargedTokens: promptTokens + (maxTokens ?? completionTokens),
     body: {
-      id: `chatcmpl-mock-${seed.toString(16).padStart(8, "0")}`,
+      id: completion.id,
       object: "chat.completion",
-      created: createdSeconds,
-      model: request.model,
+      created: completion.created,
+      model: completion.model,
       choices: [
         {
           index: 0,
-          message: { role: "assistant", content: content.charAt(0).toUpperCase() + content.slice(1) },
+          message: { role: "assistant", content: completion.content },
           logprobs: null,
-          finish_reason: truncated ? "length" : "stop"
+          finish_reason: completion.finishReason
         }
       ],
-      usage: {
-        prompt_tokens: promptTokens,
-        completion_tokens: completionTokens,
-        total_tokens: promptTokens + completionTokens
-      }
-    }
+      usage: completion.usage
+    },
+    events: request.stream === true ? chatChunks(completion, request.stream_options?.include_usage === true) : undefined
   }
 }
 
-/** Unit-length vectors (`dimensions` long, 8 by default) seeded from the model and each input. */
+/** What a chat answer says, whichever way it is sent. */
+interface Completion {
+  readonly id: string
+  readonly created: number
+  readonly model: string
+  readonly content: string
+  readonly finishReason: "stop" | "length"
+  readonly usage: {
+    readonly prompt_tokens: number
+    readonly completion_tokens: number
+    readonly total_tokens: number
+  }
+}
+
+/**
+ * A completion as OpenAI streams it: a first chunk with the role, one chunk
+ * per word (a token each; the words' contents join into the whole answer), a
+ * chunk with the `finish_reason` and an empty delta, then, when `includeUsage`,
+ * a chunk with no choices and the `usage` (every earlier chunk then carries
+ * `usage: null`, as OpenAI's do).
+ */
+export const chatChunks = (completion: Completion, includeUsage: boolean): ReadonlyArray<unknown> => {
+  const chunk = (choices: ReadonlyArray<unknown>, usage: Completion["usage"] | null = null) => ({
+    id: completion.id,
+    object: "chat.completion.chunk",
+    created: completion.created,
+    model: completion.model,
+    system_fingerprint: null,
+    choices,
+    ...(includeUsage ? { usage } : {})
+  })
+  const choice = (delta: Record<string, string>, finishReason: string | null = null) => ({
+    index: 0,
+    delta,
+    logprobs: null,
+    finish_reason: finishReason
+  })
+  const pieces = completion.content.split(" ").map((word, index) => (index === 0 ? word : ` ${word}`))
+  return [
+    chunk([choice({ role: "assistant", content: "" })]),
+    ...pieces.map((piece) => chunk([choice({ content: piece })])),
+    chunk([choice({}, completion.finishReason)]),
+    ...(includeUsage ? [chunk([], completion.usage)] : [])
+  ]
+}
+
+/** The events as a `text/event-stream` body: `data: <json>` each, then `data: [DONE]`. */
+export const serverSentEvents = (events: ReadonlyArray<unknown>): ReadonlyArray<string> => [
+  ...events.map((event) => `data: ${JSON.stringify(event)}\n\n`),
+  "data: [DONE]\n\n"
+]
+
+type EmbeddingInput = string | ReadonlyArray<number>
+
+const embeddingInputs = (input: EmbeddingsRequest["input"]): ReadonlyArray<EmbeddingInput> =>
+  typeof input === "string" || typeof input[0] === "number"
+    ? [input as EmbeddingInput]
+    : (input as ReadonlyArray<EmbeddingInput>)
+
+/** A vector as OpenAI's `encoding_format: "base64"` sends it: float32, little-endian, in base64. */
+export const encodeFloat32Base64 = (vector: ReadonlyArray<number>): string => {
+  const view = new DataView(new ArrayBuffer(vector.length * 4))
+  for (let index = 0; index < vector.length; index++) view.setFloat32(index * 4, vector[index]!, true)
+  return Encoding.encodeBase64(new Uint8Array(view.buffer))
+}
+
+/**
+ * Unit-length vectors (`dimensions` long, 8 by default) seeded from the model
+ * and each input. A text costs its estimated tokens, a token array its length;
+ * `encoding_format: "base64"` sends each vector as float32 little-endian bytes
+ * in base64.
+ */
 export const embeddingsAnswer = (request: EmbeddingsRequest): Answer => {
-  const inputs: ReadonlyArray<string> = typeof request.input === "string" ? [request.input] : request.input
+  const inputs = embeddingInputs(request.input)
   const dimensions = request.dimensions ?? DEFAULT_EMBEDDING_DIMENSIONS
-  const promptTokens = inputs.reduce((total, input) => total + estimateTokens(input), 0)
+  const promptTokens = inputs.reduce(
+    (total, input) => total + (typeof input === "string" ? estimateTokens(input) : input.length),
+    0
+  )
   const data = inputs.map((input, index) => {
-    const next = generator(hash(`${request.model}\u0000${input}`))
+    // Text and token ids are seeded apart (\u0000 vs \u0001), so "[1,2]" and [1, 2] differ.
+    const next = generator(
+      hash(typeof input === "string" ? `${request.model}\u0000${input}` : `${request.model}\u0001${input.join(",")}`)
+    )
     const raw = Array.from({ length: dimensions }, () => next() * 2 - 1)
     const norm = Math.sqrt(raw.reduce((total, x) => total + x * x, 0)) || 1
-    return { object: "embedding", index, embedding: raw.map((x) => x / norm) }
+    const vector = raw.map((x) => x / norm)
+    return {
+      object: "embedding",
+      index,
+      embedding: request.encoding_format === "base64" ? encodeFloat32Base64(vector) : vector
+    }
   })
   return {
     model: request.model,

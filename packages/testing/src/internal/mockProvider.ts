@@ -38,6 +38,12 @@ const DEFAULT_LOG_CAPACITY = 10_000
 
 type Endpoint = "chat" | "embeddings"
 
+/** The models `GET /v1/models` lists when the options name none. */
+export const DEFAULT_MODELS: ReadonlyArray<string> = ["mock-model", "mock-embedding"]
+
+/** The `created` second of every listed model (2024-01-01), fixed so answers repeat. */
+const MODELS_CREATED_SECONDS = 1_704_067_200
+
 interface Settings {
   readonly limits: window.Limits
   readonly latency: MockProvider.Latency | undefined
@@ -102,12 +108,8 @@ const answerFor = (
   if (endpoint === "embeddings") {
     return Either.map(Either.mapLeft(decodeEmbeddings(body), describeParseError), answers.embeddingsAnswer)
   }
-  return Either.flatMap(
-    Either.mapLeft(decodeChat(body), describeParseError),
-    (chat): Either.Either<answers.Answer, Problem> =>
-      chat.stream === true
-        ? Either.left({ message: "Streaming is not supported by the MockProvider.", param: "stream" })
-        : Either.right(answers.chatAnswer(chat, createdSeconds))
+  return Either.map(Either.mapLeft(decodeChat(body), describeParseError), (chat) =>
+    answers.chatAnswer(chat, createdSeconds)
   )
 }
 
@@ -135,6 +137,23 @@ const rateLimitHeaders = (report: window.Report, limits: window.Limits): Record<
 const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
   HttpServerResponse.unsafeJson(body, { status, headers })
 
+const EVENT_STREAM = "text/event-stream; charset=utf-8"
+
+/** A streamed chat answer: one write per event, as a provider flushes them. */
+const eventStream = (events: ReadonlyArray<unknown>, headers: Record<string, string>) => {
+  const encoder = new TextEncoder()
+  return HttpServerResponse.stream(
+    Stream.map(Stream.fromIterable(answers.serverSentEvents(events)), (event) => encoder.encode(event)),
+    { status: 200, headers: { ...headers, "cache-control": "no-cache" }, contentType: EVENT_STREAM }
+  )
+}
+
+/** The text an answer is sent as (for the faults that cut or slow it), and its content type. */
+const payloadOf = (answer: answers.Answer) =>
+  answer.events === undefined
+    ? { text: JSON.stringify(answer.body), contentType: "application/json" }
+    : { text: answers.serverSentEvents(answer.events).join(""), contentType: EVENT_STREAM }
+
 /** Splits `text` into `chunks` pieces of (nearly) equal length; the first piece is sent at once. */
 const pieces = (text: string, chunks: number): Array<string> => {
   const size = Math.ceil(text.length / chunks)
@@ -154,6 +173,8 @@ export const make = (
         ? Duration.millis(DEFAULT_SLOW_BODY_INTERVAL_MILLIS)
         : Duration.decode(options.slowBody.interval)
     const logCapacity = options.logCapacity ?? DEFAULT_LOG_CAPACITY
+    const models = options.models ?? DEFAULT_MODELS
+    const modelObject = (id: string) => ({ id, object: "model", created: MODELS_CREATED_SECONDS, owned_by: "sluice" })
 
     const settings = yield* Ref.make<Settings>({
       limits: { rpm: options.rpm, tpm: options.tpm, windowMillis: windowMillisOf(options.window) },
@@ -210,6 +231,33 @@ export const make = (
       )
     }
 
+    /** Answers 401 (and logs it) when auth is on and the request has no accepted key; else undefined. */
+    const refuseUnauthorized = (
+      request: HttpServerRequest.HttpServerRequest,
+      base: Omit<Draft, "model" | "promptTokens" | "completionTokens" | "outcome" | "status">,
+      current: Settings
+    ) =>
+      current.apiKeys === undefined || isAuthorized(request.headers.authorization, current.apiKeys)
+        ? Effect.succeed(undefined)
+        : Effect.as(
+            record({
+              ...base,
+              model: undefined,
+              promptTokens: undefined,
+              completionTokens: undefined,
+              outcome: "unauthorized",
+              status: 401
+            }),
+            json(
+              401,
+              answers.errorBody(
+                "Incorrect API key provided. Give a key the MockProvider accepts as `Authorization: Bearer <key>`.",
+                "invalid_request_error",
+                "invalid_api_key"
+              )
+            )
+          )
+
     /** Never answers; ends (interrupted) when the connection closes or the server shuts down. */
     const hang = Effect.zipRight(Deferred.await(closing), Effect.interrupt)
 
@@ -227,24 +275,8 @@ export const make = (
         }
         const current = yield* Ref.get(settings)
 
-        if (current.apiKeys !== undefined && !isAuthorized(request.headers.authorization, current.apiKeys)) {
-          yield* record({
-            ...base,
-            model: undefined,
-            promptTokens: undefined,
-            completionTokens: undefined,
-            outcome: "unauthorized",
-            status: 401
-          })
-          return json(
-            401,
-            answers.errorBody(
-              "Incorrect API key provided. Give a key the MockProvider accepts as `Authorization: Bearer <key>`.",
-              "invalid_request_error",
-              "invalid_api_key"
-            )
-          )
-        }
+        const refused = yield* refuseUnauthorized(request, base, current)
+        if (refused !== undefined) return refused
 
         const body = yield* Effect.either(request.json)
         const decided = Either.flatMap(
@@ -334,7 +366,7 @@ export const make = (
 
         switch (fault) {
           case undefined:
-            return json(200, answer.body, headers)
+            return answer.events === undefined ? json(200, answer.body, headers) : eventStream(answer.events, headers)
           case "serverError500":
             return json(
               500,
@@ -363,16 +395,17 @@ export const make = (
           case "hang":
             return yield* hang
           case "malformedJson": {
-            const text = JSON.stringify(answer.body)
+            const { contentType, text } = payloadOf(answer)
             return HttpServerResponse.text(text.slice(0, Math.floor(text.length / 2)), {
               status: 200,
               headers,
-              contentType: "application/json"
+              contentType
             })
           }
           case "slowBody": {
             const encoder = new TextEncoder()
-            const [first, ...rest] = pieces(JSON.stringify(answer.body), slowBodyChunks)
+            const { contentType, text } = payloadOf(answer)
+            const [first, ...rest] = pieces(text, slowBodyChunks)
             return HttpServerResponse.stream(
               Stream.concat(
                 Stream.make(encoder.encode(first!)),
@@ -380,10 +413,47 @@ export const make = (
                   Effect.as(Effect.sleep(slowBodyInterval), encoder.encode(piece))
                 )
               ),
-              { status: 200, headers, contentType: "application/json" }
+              { status: 200, headers, contentType }
             )
           }
         }
+      })
+
+    /**
+     * `GET /v1/models` and `GET /v1/models/{id}`: auth as any request, then
+     * the listed models (an unlisted id → 404 `model_not_found`). Neither is
+     * metered, delayed or faulted, as listing models is not on OpenAI.
+     */
+    const handleModels = (single: boolean) =>
+      Effect.gen(function* () {
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const time = yield* Clock.currentTimeMillis
+        const base = {
+          time,
+          method: request.method,
+          path: pathOf(request.url),
+          chargedTokens: 0,
+          fault: undefined,
+          latencyMillis: 0
+        }
+        const refused = yield* refuseUnauthorized(request, base, yield* Ref.get(settings))
+        if (refused !== undefined) return refused
+        const id = single ? ((yield* HttpRouter.params).id ?? "") : undefined
+        const entry = { ...base, model: id, promptTokens: undefined, completionTokens: undefined }
+        if (id !== undefined && !models.includes(id)) {
+          yield* record({ ...entry, outcome: "notFound", status: 404 })
+          return json(
+            404,
+            answers.errorBody(
+              `The model '${id}' does not exist or you do not have access to it.`,
+              "invalid_request_error",
+              "model_not_found",
+              "model"
+            )
+          )
+        }
+        yield* record({ ...entry, outcome: "served", status: 200 })
+        return json(200, id === undefined ? { object: "list", data: models.map(modelObject) } : modelObject(id))
       })
 
     const notFound = Effect.gen(function* () {
@@ -412,6 +482,8 @@ export const make = (
     const app = HttpRouter.empty.pipe(
       HttpRouter.post("/v1/chat/completions", handle("chat")),
       HttpRouter.post("/v1/embeddings", handle("embeddings")),
+      HttpRouter.get("/v1/models", handleModels(false)),
+      HttpRouter.get("/v1/models/:id", handleModels(true)),
       HttpRouter.all("*", notFound)
     )
 

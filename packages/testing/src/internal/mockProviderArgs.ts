@@ -14,8 +14,9 @@ import { decodeOptions } from "./mockProviderOptions.js"
 
 export const USAGE = `Usage: sluice-mock-provider [flags]
 
-A local OpenAI-compatible server (POST /v1/chat/completions, POST /v1/embeddings)
-with its own limits, latency and faults. Prints its base URL; stops on Ctrl-C.
+A local OpenAI-compatible server (POST /v1/chat/completions, streamed or not,
+POST /v1/embeddings, GET /v1/models) with its own limits, latency and faults.
+Prints its base URL; stops on Ctrl-C.
 
   --port <n>                   port to listen on (default 0: a free port)
   --host <address>             address to bind (default 127.0.0.1)
@@ -38,6 +39,8 @@ with its own limits, latency and faults. Prints its base URL; stops on Ctrl-C.
   --api-key <key>              accept this bearer key (repeatable; none: no auth)
   --seed <n>                   make fault and latency draws repeatable
   --log-capacity <n>           request log entries kept (default 10000)
+  --model <id>                 list this model on GET /v1/models (repeatable;
+                               default mock-model, mock-embedding)
   -h, --help                   show this help
 `
 
@@ -66,6 +69,7 @@ const FLAGS = {
   "api-key": { type: "string", multiple: true },
   seed: { type: "string" },
   "log-capacity": { type: "string" },
+  model: { type: "string", multiple: true },
   help: { type: "boolean", short: "h" }
 } as const
 
@@ -138,7 +142,8 @@ export const parse = (argv: ReadonlyArray<string>): Effect.Effect<Command, Inval
       }),
       apiKeys: values["api-key"],
       seed: numeric(values.seed),
-      logCapacity: numeric(values["log-capacity"])
+      logCapacity: numeric(values["log-capacity"]),
+      models: values.model
     })
     return { _tag: "Run", options: yield* decodeOptions(options ?? {}) } as const
   })

@@ -89,7 +89,12 @@ export const OptionsSchema: Schema.Schema<Options, Options> = Schema.Struct({
     Schema.Int.pipe(Schema.between(0, 65535, { message: () => "Expected a port from 0 to 65535" }))
   ),
   host: Schema.optional(Schema.String.pipe(Schema.minLength(1))),
-  logCapacity: Schema.optional(InvalidOptions.PositiveInt)
+  logCapacity: Schema.optional(InvalidOptions.PositiveInt),
+  models: Schema.optional(
+    Schema.Array(
+      Schema.String.pipe(Schema.minLength(1, { message: () => "Expected a model id that is not empty" }))
+    ).pipe(Schema.minItems(1, { message: () => "Expected at least one model id" }))
+  )
 })
 
 export const decodeOptions: (input: unknown) => Effect.Effect<Options, InvalidOptions.InvalidOptionsError> =
