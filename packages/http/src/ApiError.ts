@@ -64,7 +64,19 @@ interface Answered extends Where {
   readonly retryAfterMillis?: number
   /** The server's `x-should-retry`, which overrides the default verdict. */
   readonly shouldRetry?: boolean
+  /**
+   * Set when the server asked to wait longer than the endpoint's
+   * `serverWaitCeiling` (then `retryAfterMillis` is the wait it asked for):
+   * the endpoint waits at most this, and the call is not retried.
+   */
+  readonly ceilingMillis?: number
 }
+
+const beyondCeiling = (error: {
+  readonly retryAfterMillis?: number | undefined
+  readonly ceilingMillis?: number | undefined
+}) =>
+  `; the server asked to wait ${Math.ceil(error.retryAfterMillis ?? 0)} ms, beyond the endpoint's serverWaitCeiling of ${error.ceilingMillis} ms: not retried, and the endpoint holds its calls at most ${error.ceilingMillis} ms`
 
 const where = (error: Where) => `${error.method} ${error.path} on endpoint "${error.endpoint}"`
 
@@ -87,6 +99,8 @@ export class ApiError extends Schema.TaggedError<ApiError>("@sluice/http/ApiErro
   status: Schema.optional(Schema.Number),
   retryAfterMillis: Schema.optional(Schema.Number),
   shouldRetry: Schema.optional(Schema.Boolean),
+  /** The endpoint's `serverWaitCeiling`, when the server asked to wait longer (`retryAfterMillis`). */
+  ceilingMillis: Schema.optional(Schema.Number),
   /** The first few hundred characters of the body, secrets removed. */
   excerpt: Schema.optional(Schema.String),
   /** `Timeout`: the attempt's timeout. */
@@ -105,7 +119,7 @@ export class ApiError extends Schema.TaggedError<ApiError>("@sluice/http/ApiErro
     return new ApiError({ ...fields, reason: "ServerError" })
   }
   /** 4xx other than 429: usually the request's own fault. */
-  static clientError(fields: Omit<Answered, "retryAfterMillis">): ApiError {
+  static clientError(fields: Omit<Answered, "retryAfterMillis" | "ceilingMillis">): ApiError {
     return new ApiError({ ...fields, reason: "ClientError" })
   }
   /** No complete answer within the request's timeout. */
@@ -136,6 +150,8 @@ export class ApiError extends Schema.TaggedError<ApiError>("@sluice/http/ApiErro
   }
 
   get retryable(): boolean {
+    // A wait beyond the endpoint's ceiling: trying again within it would only be told the same.
+    if (this.ceilingMillis !== undefined) return false
     switch (this.reason) {
       case "RateLimited":
         return this.shouldRetry ?? true
@@ -155,10 +171,10 @@ export class ApiError extends Schema.TaggedError<ApiError>("@sluice/http/ApiErro
     switch (this.reason) {
       case "RateLimited": {
         const wait = this.retryAfterMillis === undefined ? "" : `; retry after ${Math.ceil(this.retryAfterMillis)} ms`
-        return `${where(this)} was rate limited (429)${wait}`
+        return `${where(this)} was rate limited (429)${this.ceilingMillis === undefined ? wait : beyondCeiling(this)}`
       }
       case "ServerError":
-        return `${where(this)} failed with ${this.status}: ${this.excerpt}`
+        return `${where(this)} failed with ${this.status}${this.ceilingMillis === undefined ? "" : beyondCeiling(this)}: ${this.excerpt}`
       case "ClientError":
         return `${where(this)} was refused with ${this.status}: ${this.excerpt}`
       case "Timeout":

@@ -87,6 +87,7 @@ const OptionsSchema = Schema.Struct({
   headers: Schema.optionalWith(Schema.Record({ key: HeaderName, value: HeaderValue }), { exact: true }),
   timeout: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
   deadline: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
+  serverWaitCeiling: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
   limits: Schema.optional(
     Schema.UndefinedOr(
       Schema.Struct({
@@ -149,6 +150,14 @@ export interface EndpointConfig {
   readonly timeout?: Duration.DurationInput | undefined
   /** How long a call may take in all (queue, attempts, delays). None by default. */
   readonly deadline?: Duration.DurationInput | undefined
+  /**
+   * The longest a server's answer may hold the endpoint's limiter: a
+   * `retry-after`/`retry-after-ms`, or a `*-reset*`/`RateLimit` reset with
+   * nothing remaining, beyond it holds the limiter only this long, and the
+   * call that was told fails (`retryable: false`, with the advertised wait).
+   * Default 5 minutes ({@link DEFAULT_SERVER_WAIT_CEILING}).
+   */
+  readonly serverWaitCeiling?: Duration.DurationInput | undefined
   readonly limits?:
     | {
         readonly requests?: LimitOptions | undefined
@@ -198,6 +207,14 @@ export const validate = (config: EndpointConfig): Effect.Effect<EndpointConfig, 
  * @category constants
  */
 export const DEFAULT_TIMEOUT = Duration.seconds(60)
+
+/**
+ * The default ceiling on a server-driven wait (see `EndpointConfig.serverWaitCeiling`).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const DEFAULT_SERVER_WAIT_CEILING = Duration.minutes(5)
 
 const optionalNumber = (name: string) => Config.option(Config.number(name))
 

@@ -92,6 +92,9 @@ export const make = (
     const name = config.name
     const baseUrl = config.baseUrl.replace(/\/+$/, "")
     const timeoutMillis = Duration.toMillis(Duration.decode(config.timeout ?? EndpointConfig.DEFAULT_TIMEOUT))
+    const ceilingMillis = Duration.toMillis(
+      Duration.decode(config.serverWaitCeiling ?? EndpointConfig.DEFAULT_SERVER_WAIT_CEILING)
+    )
     const auth = options.auth ?? Auth.fromStatic(config.auth)
     const defaultHeaders = config.headers ?? {}
     const http = yield* HttpClient.HttpClient
@@ -146,7 +149,25 @@ export const make = (
           : ApiError.transport({ endpoint: name, method, path, detail })
       }
 
-    /** What the server said, as limiter updates (undefined: nothing to tell it). */
+    /**
+     * The longest wait the server asked for: a 429's or 503's `retry-after*`, or the reset of a limit it
+     * reports exhausted. Only a wait beyond the ceiling matters to the caller (see `errorFor`).
+     */
+    const advertisedWait = (info: RateLimitHeaders.RateLimitInfo, status: number): number => {
+      let longest =
+        (status === 429 || status === 503) && info.retryAfterMillis !== undefined ? info.retryAfterMillis : 0
+      for (const report of info.limits) {
+        if (report.remaining !== undefined && report.remaining <= 0 && report.resetAfterMillis !== undefined) {
+          longest = Math.max(longest, report.resetAfterMillis)
+        }
+      }
+      return longest
+    }
+
+    /**
+     * What the server said, as limiter updates (undefined: nothing to tell it). Every wait it drives is
+     * cut to the ceiling here, before the limiter sees it: one answer must never hold the endpoint longer.
+     */
     const limiterUpdates = (
       info: RateLimitHeaders.RateLimitInfo,
       status: number,
@@ -157,18 +178,20 @@ export const make = (
       for (const report of info.limits) {
         const limit = LIMIT_FOR_REPORT[report.name]
         if (limit === undefined || !limiter.limitNames.includes(limit) || report.remaining === undefined) continue
+        const resetAfterMillis =
+          report.resetAfterMillis === undefined ? undefined : Math.min(report.resetAfterMillis, ceilingMillis)
         updates.push(
           limiter.sync(
             limit,
-            report.resetAfterMillis === undefined
+            resetAfterMillis === undefined
               ? { remaining: report.remaining }
-              : { remaining: report.remaining, resetAfter: Duration.millis(report.resetAfterMillis) },
+              : { remaining: report.remaining, resetAfter: Duration.millis(resetAfterMillis) },
             { key }
           )
         )
       }
       if ((status === 429 || status === 503) && info.retryAfterMillis !== undefined && info.retryAfterMillis > 0) {
-        updates.push(limiter.penalize(Duration.millis(info.retryAfterMillis), { key }))
+        updates.push(limiter.penalize(Duration.millis(Math.min(info.retryAfterMillis, ceilingMillis)), { key }))
       }
       if (updates.length === 0) return undefined
       // What the server says only tunes our pacing: a limiter error must never fail the call.
@@ -183,13 +206,18 @@ export const make = (
       body: string
     ): ApiError => {
       const common = { endpoint: name, method, path, status: response.status, excerpt: excerptOf(body) }
-      const hints = {
+      const advertised = advertisedWait(info, response.status)
+      const hints: { shouldRetry?: boolean; retryAfterMillis?: number; ceilingMillis?: number } = {
         ...(info.shouldRetry === undefined ? {} : { shouldRetry: info.shouldRetry }),
-        ...(info.retryAfterMillis === undefined ? {} : { retryAfterMillis: info.retryAfterMillis })
+        ...(advertised > ceilingMillis
+          ? { retryAfterMillis: advertised, ceilingMillis }
+          : info.retryAfterMillis === undefined
+            ? {}
+            : { retryAfterMillis: info.retryAfterMillis })
       }
       if (response.status === 429) return ApiError.rateLimited({ ...common, ...hints })
       if (response.status >= 500) return ApiError.serverError({ ...common, ...hints })
-      const { retryAfterMillis: _, ...clientHints } = hints
+      const { retryAfterMillis: _, ceilingMillis: __, ...clientHints } = hints
       return ApiError.clientError({ ...common, ...clientHints })
     }
 
