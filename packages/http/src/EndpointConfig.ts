@@ -11,7 +11,10 @@
  * cross the network in clear); header names must be tokens and header values
  * may not hold CR or LF (which would let a value smuggle in another header);
  * secrets must already be `Redacted` (a plain string is refused, so a key can
- * never be printed by accident).
+ * never be printed by accident), and a credential header (`authorization`,
+ * `x-api-key`, `cookie`, ...) is refused in plain `headers`. A refusal names
+ * the field and never prints what could be a secret: every string under
+ * `auth`, a credential header's value, a base URL's `user:password`.
  *
  * @since 0.1.0
  */
@@ -22,14 +25,34 @@ import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import type * as Redacted from "effect/Redacted"
+import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type { StaticAuth } from "./Auth.js"
+import * as Secrets from "./internal/secrets.js"
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 
 /** True when a header value could not smuggle in another header. */
 export const isSafeHeaderValue = (value: string) => !/[\r\n\0]/.test(value)
+
+/** Headers that carry credentials: they belong in `auth`, as `Redacted` secrets, never in plain `headers`. */
+const CREDENTIAL_HEADERS = new Set([
+  "authorization",
+  "proxy-authorization",
+  "x-api-key",
+  "api-key",
+  "x-goog-api-key",
+  "cookie"
+])
+
+/**
+ * True for a header that carries credentials (`authorization`, `x-api-key`,
+ * `cookie`, ...): refused in plain `headers`, redacted wherever it is recorded.
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isCredentialHeader = (name: string) => CREDENTIAL_HEADERS.has(name.toLowerCase())
 
 const HeaderName = Schema.String.pipe(
   Schema.pattern(HEADER_NAME, { message: () => "Expected a header name (letters, digits and !#$%&'*+.^_`|~-)" })
@@ -84,7 +107,20 @@ const OptionsSchema = Schema.Struct({
   // Exact (no `| undefined` union, whose failure message would print the value, secrets and all);
   // `validate` drops keys set to undefined first.
   auth: Schema.optionalWith(AuthSchema, { exact: true }),
-  headers: Schema.optionalWith(Schema.Record({ key: HeaderName, value: HeaderValue }), { exact: true }),
+  headers: Schema.optionalWith(
+    Schema.Record({ key: HeaderName, value: HeaderValue }).pipe(
+      Schema.filter((headers) => {
+        const credential = Object.keys(headers).find(isCredentialHeader)
+        return credential === undefined
+          ? true
+          : {
+              path: [credential],
+              message: "A credential goes in auth, as a Redacted secret, not in plain headers (its value is not shown)"
+            }
+      })
+    ),
+    { exact: true }
+  ),
   timeout: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
   deadline: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
   serverWaitCeiling: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
@@ -196,9 +232,68 @@ export const validate = (config: EndpointConfig): Effect.Effect<EndpointConfig, 
     InvalidOptions.decode(
       `Endpoint "${config.name ?? ""}"`,
       OptionsSchema
-    )(Object.fromEntries(Object.entries(config).filter(([, value]) => value !== undefined))),
+    )(Object.fromEntries(Object.entries(config).filter(([, value]) => value !== undefined))).pipe(
+      // An issue may quote the value it refused: whatever in the config could be a secret is cut out of it.
+      Effect.mapError((error) => {
+        const scrubber = scrubberFor(config)
+        const issues = scrubber.scrub(error.issues)
+        return issues === error.issues ? error : new InvalidOptions.InvalidOptionsError({ ...error, issues })
+      })
+    ),
     config
   )
+
+/** Every string in `value` (a plain secret, or a Redacted one revealed), but a tag or a header name. */
+const stringsIn = (value: unknown, found: Array<string>, depth = 0): Array<string> => {
+  if (depth > 4) return found
+  if (typeof value === "string") found.push(value)
+  else if (Redacted.isRedacted(value)) stringsIn(Redacted.value(value), found, depth + 1)
+  else if (typeof value === "object" && value !== null) {
+    for (const [key, inner] of Object.entries(value)) {
+      if (key !== "_tag" && key !== "header") stringsIn(inner, found, depth + 1)
+    }
+  }
+  return found
+}
+
+/**
+ * A scrubber for what in a config could be a secret: everything under
+ * `auth` (but its tag and header name), credential headers' values, and
+ * credentials in the base URL (`https://user:password@...`).
+ *
+ * @internal
+ */
+export const scrubberFor = (config: Partial<EndpointConfig>): Secrets.Scrubber => {
+  const scrubber = Secrets.make()
+  const raw = config as Record<string, unknown>
+  for (const secret of stringsIn(raw.auth, [])) scrubber.remember(secret)
+  const auth = raw.auth as { _tag?: unknown; username?: unknown; password?: unknown } | undefined
+  if (auth?._tag === "Basic" && typeof auth.username === "string") {
+    const password = Redacted.isRedacted(auth.password) ? Redacted.value(auth.password) : auth.password
+    if (typeof password === "string")
+      scrubber.rememberHeader(`Basic ${Buffer.from(`${auth.username}:${password}`).toString("base64")}`)
+  }
+  if (typeof raw.headers === "object" && raw.headers !== null) {
+    for (const [name, value] of Object.entries(raw.headers)) {
+      if (isCredentialHeader(name)) for (const secret of stringsIn(value, [])) scrubber.rememberHeader(secret)
+    }
+  }
+  if (typeof raw.baseUrl === "string") {
+    const userinfo = /^[a-z][a-z0-9+.-]*:\/\/([^/?#@]*)@/i.exec(raw.baseUrl)?.[1]
+    if (userinfo !== undefined) {
+      scrubber.remember(userinfo)
+      for (const part of userinfo.split(":")) scrubber.remember(part)
+      try {
+        const decoded = decodeURIComponent(userinfo)
+        scrubber.remember(decoded)
+        for (const part of decoded.split(":")) scrubber.remember(part)
+      } catch {
+        // not percent-encoded
+      }
+    }
+  }
+  return scrubber
+}
 
 /**
  * The default timeout of one attempt.

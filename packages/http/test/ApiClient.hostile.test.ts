@@ -4,15 +4,19 @@
  * runs over a real undici pool (`ApiClient.layer`).
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
-import { ApiClient, type ApiError, EndpointConfig } from "../src/index.js"
+import * as Tracer from "effect/Tracer"
+import { ApiClient, type ApiError, Auth, EndpointConfig } from "../src/index.js"
 import * as HostileServer from "./support/HostileServer.js"
 
 const SECRET = "sk-hostile-0123456789abcdef/+="
@@ -167,5 +171,211 @@ describe("ApiClient against a hostile server: the ceiling on server-driven waits
       const error = yield* Effect.flip(build({ name: "hostile", baseUrl: "http://127.0.0.1:9", serverWaitCeiling: -1 }))
       expect(error.message).toContain('["serverWaitCeiling"]')
     })
+  )
+})
+
+describe("ApiClient against a hostile server: secrets never echoed", () => {
+  const USERNAME = "sluice-user"
+
+  /** A tracer that records every span the native one makes. */
+  const recordingTracer = (spans: Array<Tracer.Span>) =>
+    Effect.map(Effect.tracer, (native) =>
+      Tracer.make({
+        span: (...args) => {
+          const span = native.span(...args)
+          spans.push(span)
+          return span
+        },
+        context: native.context
+      })
+    )
+
+  const json = (value: unknown) =>
+    JSON.stringify(value, (_, inner) => (typeof inner === "bigint" ? inner.toString() : inner))
+
+  const modes: ReadonlyArray<{
+    readonly name: string
+    readonly auth?: EndpointConfig.EndpointConfig["auth"]
+    readonly provider?: boolean
+    /** What a server may echo: the secret, and for Basic the pair. */
+    readonly secrets: ReadonlyArray<string>
+  }> = [
+    { name: "bearer", auth: { _tag: "Bearer", token: Redacted.make(SECRET) }, secrets: [SECRET] },
+    { name: "API-key header", auth: { _tag: "ApiKey", key: Redacted.make(SECRET) }, secrets: [SECRET] },
+    {
+      name: "basic",
+      auth: { _tag: "Basic", username: USERNAME, password: Redacted.make(SECRET) },
+      secrets: [SECRET, `${USERNAME}:${SECRET}`]
+    },
+    { name: "cached token", provider: true, secrets: [SECRET] }
+  ]
+
+  for (const mode of modes) {
+    it.live(`${mode.name}: no form of the secret in a log line, an event, an error or a span`, () =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const server = yield* HostileServer.make
+          const logs: Array<string> = []
+          const logger = Logger.make(({ message, annotations, cause }) => {
+            logs.push(json({ message, annotations: [...annotations] }), Cause.pretty(cause))
+          })
+          const spans: Array<Tracer.Span> = []
+          const tracer = yield* recordingTracer(spans)
+          const provider = mode.provider
+            ? yield* Auth.cachedToken({
+                endpoint: "hostile",
+                fetch: Effect.succeed({ token: Redacted.make(SECRET), expiresIn: "1 hour" })
+              })
+            : undefined
+          const api = yield* build(
+            {
+              name: "hostile",
+              baseUrl: server.url,
+              ...(mode.auth === undefined ? {} : { auth: mode.auth }),
+              limits: { requests: { limit: 600, interval: "1 minute" } },
+              retry: { maxAttempts: 1 }
+            },
+            { ...(provider === undefined ? {} : { auth: provider }), spans: true }
+          )
+          const events = yield* api.progress!.subscribe
+          const errors: Array<unknown> = []
+          for (const path of ["/echo", "/echo?status=429", "/echo?status=500", "/echo?status=200", "/reset"]) {
+            const exit = yield* api.get(path, { schema: Answer, query: { key: "q" } }).pipe(
+              Effect.tapErrorCause((cause) => Effect.logError("call failed", cause)),
+              Effect.withSpan("caller"),
+              Effect.provide(Logger.replace(Logger.defaultLogger, logger)),
+              Effect.withTracer(tracer),
+              Effect.exit
+            )
+            const error = failureOf(exit)
+            expect(error).toMatchObject({ _tag: "ApiError" })
+            errors.push(error)
+          }
+          expect((errors[0] as ApiError.ApiError).reason).toBe("ClientError")
+          expect((errors[0] as ApiError.ApiError).excerpt).toContain("<redacted>")
+          expect((errors[4] as ApiError.ApiError).reason).toBe("Transport")
+          // The server did receive the credentials (the echo is the server's, not ours).
+          expect(HostileServer.credentialsOf(server.seen[0]!.headers)).toContain(SECRET)
+
+          const spanRecords = spans.map((span) =>
+            json({ name: span.name, attributes: [...span.attributes], status: span.status })
+          )
+          expect(spans.some((span) => span.name === "http.client GET")).toBe(true)
+          expect(
+            spans.some((span) => span.attributes.get("http.response.header.x-echo-authorization") === "<redacted>")
+          ).toBe(true)
+          const spanExits = spans.map((span) =>
+            span.status._tag === "Ended" ? `${String(span.status.exit)}\n${json(span.status.exit)}` : ""
+          )
+          const capture = [
+            ...logs,
+            ...errors.flatMap((error) => [
+              String(error),
+              (error as Error).message,
+              json(error),
+              Cause.pretty(Cause.fail(error))
+            ]),
+            json(Array.from(yield* Queue.takeAll(events))),
+            ...spanRecords,
+            ...spanExits
+          ].join("\n")
+          expect(logs.length).toBeGreaterThan(0)
+          for (const secret of mode.secrets) {
+            for (const form of HostileServer.formsOf(secret)) expect(capture).not.toContain(form)
+          }
+        })
+      )
+    )
+  }
+})
+
+describe("ApiClient: a plain string where a secret belongs is refused without echo", () => {
+  const PLAIN = "sk-plain-0123456789abcdef"
+  const plain = PLAIN as unknown as Redacted.Redacted<string>
+  const base = { name: "hostile", baseUrl: "https://api.example.com/v1" }
+  const refusals: ReadonlyArray<{ readonly name: string; readonly config: unknown; readonly field: string }> = [
+    { name: "a bearer token", config: { ...base, auth: { _tag: "Bearer", token: plain } }, field: '["auth","token"]' },
+    { name: "an API key", config: { ...base, auth: { _tag: "ApiKey", key: plain } }, field: '["auth","key"]' },
+    {
+      name: "a Basic password",
+      config: { ...base, auth: { _tag: "Basic", username: "u", password: plain } },
+      field: '["auth","password"]'
+    },
+    { name: "the whole auth", config: { ...base, auth: PLAIN }, field: '["auth"]' },
+    {
+      name: "an auth with an unknown field",
+      config: { ...base, auth: { _tag: "Bearer", token: Redacted.make(PLAIN), extra: PLAIN } },
+      field: '["auth"'
+    },
+    {
+      name: "a base URL with credentials",
+      config: { ...base, baseUrl: `https://user:${PLAIN}@api.example.com/v1` },
+      field: '["baseUrl"]'
+    },
+    {
+      name: "a key in plain headers",
+      config: { ...base, headers: { authorization: `Bearer ${PLAIN}` } },
+      field: '["headers","authorization"]'
+    },
+    {
+      name: "a key in plain x-api-key",
+      config: { ...base, headers: { "x-api-key": PLAIN } },
+      field: '["headers","x-api-key"]'
+    }
+  ]
+
+  for (const refusal of refusals) {
+    it.scoped(`${refusal.name}: refused at construction, naming the field, never printing the value`, () =>
+      Effect.gen(function* () {
+        const logs: Array<string> = []
+        const logger = Logger.make(({ message, cause }) => logs.push(JSON.stringify(message), Cause.pretty(cause)))
+        const error = yield* build(refusal.config as EndpointConfig.EndpointConfig).pipe(
+          Effect.tapErrorCause((cause) => Effect.logError("construction failed", cause)),
+          Effect.provide(Logger.replace(Logger.defaultLogger, logger)),
+          Effect.flip
+        )
+        expect(error._tag).toBe("InvalidOptionsError")
+        expect(error.message).toContain(refusal.field)
+        const capture = [error.message, String(error), JSON.stringify(error), ...logs].join("\n")
+        for (const form of HostileServer.formsOf(PLAIN)) expect(capture).not.toContain(form)
+      })
+    )
+  }
+
+  it.live(
+    "a call's own credential header, an auth provider's plain string, a cached token's plain string: refused, never sent or printed",
+    () =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const server = yield* HostileServer.make
+          const config = { name: "hostile", baseUrl: server.url, retry: { maxAttempts: 1 } }
+          const errors: Array<unknown> = []
+          const api = yield* build(config)
+          errors.push(
+            yield* Effect.flip(api.get("/ok", { schema: Answer, headers: { authorization: `Bearer ${PLAIN}` } }))
+          )
+          const provider: Auth.AuthProvider = {
+            headers: Effect.succeed([["x-api-key", plain]]),
+            refresh: Effect.succeed(false)
+          }
+          errors.push(yield* Effect.flip((yield* build(config, { auth: provider })).get("/ok", { schema: Answer })))
+          const cached = yield* Auth.cachedToken({
+            endpoint: "hostile",
+            fetch: Effect.succeed({ token: plain, expiresIn: "1 hour" })
+          })
+          errors.push(yield* Effect.flip((yield* build(config, { auth: cached })).get("/ok", { schema: Answer })))
+          expect(errors.map((error) => (error as { reason: string }).reason)).toEqual([
+            "InvalidRequest",
+            "InvalidRequest",
+            expect.stringContaining("plain string")
+          ])
+          expect(errors.slice(0, 2).every((error) => (error as ApiError.ApiError).retryable === false)).toBe(true)
+          expect(server.seen).toHaveLength(0)
+          const capture = errors
+            .flatMap((error) => [String(error), (error as Error).message, JSON.stringify(error)])
+            .join("\n")
+          for (const form of HostileServer.formsOf(PLAIN)) expect(capture).not.toContain(form)
+        })
+      )
   )
 })

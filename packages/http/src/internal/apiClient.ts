@@ -20,16 +20,19 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import { type CircuitBreaker, Executor, type InvalidOptions, RateLimiter, RateLimiterStore } from "@sluice/core"
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import type * as Tracer from "effect/Tracer"
 import type * as ApiClient from "../ApiClient.js"
 import { ApiError } from "../ApiError.js"
 import * as Auth from "../Auth.js"
@@ -41,8 +44,22 @@ const EXCERPT_LENGTH = 300
 const NO_HEADERS: Readonly<Record<string, string>> = {}
 const NOTHING_REPORTED: RateLimitHeaders.RateLimitInfo = { limits: [], problems: [] }
 
-/** Header names `@effect/platform` redacts in traces by default. */
-const DEFAULT_REDACTED = new Set(["authorization", "cookie", "set-cookie", "x-api-key"])
+/**
+ * Header names whose values a span never records: credentials a request
+ * carries, and answers that often echo them (`www-authenticate`, `set-cookie`).
+ */
+const REDACTED_IN_SPANS = new Set([
+  "authorization",
+  "proxy-authorization",
+  "cookie",
+  "set-cookie",
+  "x-api-key",
+  "api-key",
+  "x-goog-api-key",
+  "www-authenticate",
+  "proxy-authenticate"
+])
+const REDACTED = "<redacted>"
 
 /** One decoder per Schema: building it is most of the cost of decoding a small body. */
 const decoders = new WeakMap<object, (input: unknown) => Effect.Effect<unknown, ParseResult.ParseError, any>>()
@@ -120,19 +137,91 @@ export const make = (
 
     // ---- secrets ------------------------------------------------------------
 
-    /** Every secret value revealed into a header so far, and its bare token, to cut out of excerpts. */
-    const secrets = new Set<string>()
-    const remember = (value: string) => {
-      secrets.add(value)
-      const bare = /^(?:Bearer|Basic|Token)\s+(.+)$/i.exec(value)?.[1]
-      if (bare !== undefined) secrets.add(bare)
-    }
-    const scrub = (text: string) => {
-      let out = text
-      for (const secret of secrets) if (secret.length >= 4) out = out.split(secret).join("<redacted>")
-      return out
-    }
+    /**
+     * Every form of every secret the client knows (the config's, and each auth header as it is
+     * revealed), cut out of whatever a server sends back before it reaches an error, event or span.
+     */
+    const scrubber = EndpointConfig.scrubberFor(config)
+    const scrub = scrubber.scrub
     const excerptOf = (text: string) => scrub(text).slice(0, EXCERPT_LENGTH)
+
+    // ---- tracing ------------------------------------------------------------
+
+    // The platform's own span records every response header as it is, and its failure holds the request,
+    // credentials and all: this client records its own `http.client` span instead, redacting headers by name
+    // and by value, and ending with the (scrubbed) ApiError.
+    const untraced = HttpClient.withTracerDisabledWhen(http, () => true)
+
+    const headerAttributes = (
+      span: Tracer.Span,
+      prefix: string,
+      headers: Headers.Headers,
+      redactedNames: ReadonlyArray<string | RegExp>,
+      secretHeaders: ReadonlyArray<string>
+    ) => {
+      for (const name in headers) {
+        const value = headers[name]!
+        const byName =
+          REDACTED_IN_SPANS.has(name) ||
+          secretHeaders.includes(name) ||
+          redactedNames.some((redacted) =>
+            typeof redacted === "string" ? redacted.toLowerCase() === name : redacted.test(name)
+          )
+        span.attribute(`${prefix}${name}`, byName || scrubber.holds(value) ? REDACTED : value)
+      }
+    }
+
+    const traced = (
+      outgoing: HttpClientRequest.HttpClientRequest,
+      query: Readonly<Record<string, string>> | undefined,
+      secretHeaders: ReadonlyArray<string>,
+      send: (
+        request: HttpClientRequest.HttpClientRequest
+      ) => Effect.Effect<HttpClientResponse.HttpClientResponse, ApiError>
+    ): Effect.Effect<HttpClientResponse.HttpClientResponse, ApiError> =>
+      Effect.withFiberRuntime((fiber) => {
+        if (!fiber.getFiberRef(FiberRef.currentTracerEnabled)) return send(outgoing)
+        return Effect.flatMap(
+          Effect.makeSpan(`http.client ${outgoing.method}`, { kind: "client", captureStackTrace: false }),
+          (span) => {
+            const url = new URL(outgoing.url)
+            span.attribute("http.request.method", outgoing.method)
+            span.attribute("server.address", url.origin)
+            if (url.port !== "") span.attribute("server.port", +url.port)
+            span.attribute("url.full", scrub(`${url.origin}${url.pathname}`))
+            span.attribute("url.path", scrub(url.pathname))
+            span.attribute("url.scheme", url.protocol.slice(0, -1))
+            // The query's names only: a value may be a key.
+            if (query !== undefined && Object.keys(query).length > 0) {
+              span.attribute(
+                "url.query",
+                Object.keys(query)
+                  .map((name) => `${scrub(name)}=${REDACTED}`)
+                  .join("&")
+              )
+            }
+            const redactedNames = fiber.getFiberRef(Headers.currentRedactedNames)
+            headerAttributes(span, "http.request.header.", outgoing.headers, redactedNames, secretHeaders)
+            const request = fiber.getFiberRef(HttpClient.currentTracerPropagation)
+              ? HttpClientRequest.setHeaders(outgoing, HttpTraceContext.toHeaders(span))
+              : outgoing
+            return send(request).pipe(
+              Effect.withParentSpan(span),
+              Effect.tap((response) => {
+                span.attribute("http.response.status_code", response.status)
+                headerAttributes(span, "http.response.header.", response.headers, redactedNames, secretHeaders)
+              }),
+              // The span ends with the (scrubbed) ApiError, or with nothing: the response holds the request,
+              // credentials and all, and a tracer that dumps the exit would print them.
+              Effect.onExit((exit) =>
+                Effect.clockWith((clock) =>
+                  Effect.sync(() => span.end(clock.unsafeCurrentTimeNanos(), Exit.isSuccess(exit) ? Exit.void : exit))
+                )
+              )
+            )
+          }
+        )
+      })
 
     // ---- one attempt --------------------------------------------------------
 
@@ -240,6 +329,16 @@ export const make = (
       // The defaults were checked with the config; a call's own headers are checked here.
       const headers = request.headers === undefined ? defaultHeaders : { ...defaultHeaders, ...request.headers }
       for (const [header, value] of Object.entries(request.headers ?? NO_HEADERS)) {
+        if (EndpointConfig.isCredentialHeader(header)) {
+          return Effect.fail(
+            ApiError.invalidRequest({
+              endpoint: name,
+              method,
+              path,
+              detail: `header "${header}" carries a credential: it goes in auth, as a Redacted secret, not in plain headers (its value is not shown)`
+            })
+          )
+        }
         if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(header) || !EndpointConfig.isSafeHeaderValue(value)) {
           return Effect.fail(
             ApiError.invalidRequest({
@@ -315,22 +414,29 @@ export const make = (
             acceptJson: true
           })
           for (const [header, secret] of credentials) {
+            // A provider handing a plain string where a secret belongs: refused, and never printed.
+            if (!Redacted.isRedacted(secret)) {
+              return Effect.fail(
+                ApiError.invalidRequest({
+                  endpoint: name,
+                  method,
+                  path: safePath,
+                  detail: `the auth provider gave header "${header.slice(0, 40)}" a plain string, not a Redacted secret (its value is not shown)`
+                })
+              )
+            }
             const value = Redacted.value(secret)
-            remember(value)
+            scrubber.rememberHeader(value)
             outgoing = HttpClientRequest.setHeader(outgoing, header, value)
           }
           if (request.body !== undefined)
             outgoing = HttpClientRequest.setBody(outgoing, HttpBody.unsafeJson(request.body))
-          const execute = Effect.mapError(http.execute(outgoing), transport)
-          // Traces redact `authorization` and `x-api-key` already; another auth header is added for this call.
-          const extraSecretHeaders = credentials.filter(([header]) => !DEFAULT_REDACTED.has(header))
-          const sent =
-            extraSecretHeaders.length === 0
-              ? execute
-              : Effect.locallyWith(execute, Headers.currentRedactedNames, (names) => [
-                  ...names,
-                  ...extraSecretHeaders.map(([header]) => header)
-                ])
+          const sent = traced(
+            outgoing,
+            request.query,
+            credentials.map(([header]) => header),
+            (ready) => Effect.mapError(untraced.execute(ready), transport)
+          )
           return Effect.flatMap(sent, (response) =>
             Effect.flatMap(Effect.mapError(response.text, transport), (text) => answer(refreshed, response, text))
           )
