@@ -32,8 +32,61 @@ import * as Secrets from "./internal/secrets.js"
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 
-/** True when a header value could not smuggle in another header. */
-export const isSafeHeaderValue = (value: string) => !/[\r\n\0]/.test(value)
+/**
+ * Headers the HTTP stack sets itself (connection management and framing): a
+ * caller's value would be refused by undici, or change how the message is
+ * framed, so they are refused before sending.
+ */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "te",
+  "trailer",
+  "upgrade",
+  "expect",
+  "host",
+  "content-length"
+])
+
+/**
+ * What is wrong with a header name, or undefined: it must be a token, and not
+ * a hop-by-hop or framing header. The message never quotes the name's value.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const headerNameProblem = (name: string): string | undefined =>
+  !HEADER_NAME.test(name)
+    ? "Expected a header name (letters, digits and !#$%&'*+.^_`|~-)"
+    : HOP_BY_HOP.has(name.toLowerCase())
+      ? "A hop-by-hop or framing header (connection, keep-alive, transfer-encoding, te, trailer, upgrade, expect, host, content-length) is set by the HTTP stack, not by the caller"
+      : undefined
+
+/**
+ * What is wrong with a header value, or undefined: the rules the HTTP stack
+ * applies (tab, space, visible ASCII and Latin-1 only), checked before
+ * sending so that a bad value is the caller's typed mistake, not a transport
+ * failure. The message never quotes the value (it may be a secret).
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const headerValueProblem = (value: string): string | undefined =>
+  /[\r\n\0]/.test(value)
+    ? "A header value may not contain CR, LF or NUL"
+    : /[^\t\x20-\x7e\x80-\xff]/.test(value)
+      ? "A header value may hold only tabs, spaces and visible Latin-1 characters (no control characters, nothing beyond U+00FF such as U+2028)"
+      : undefined
+
+/** True when a header value could be sent as it is (see {@link headerValueProblem}). */
+export const isSafeHeaderValue = (value: string) => headerValueProblem(value) === undefined
+
+const HeaderName = Schema.String.pipe(
+  Schema.pattern(HEADER_NAME, { message: () => "Expected a header name (letters, digits and !#$%&'*+.^_`|~-)" })
+)
+const HeaderValue = Schema.String.pipe(Schema.filter((value) => headerValueProblem(value) ?? true))
 
 /** Headers that carry credentials: they belong in `auth`, as `Redacted` secrets, never in plain `headers`. */
 const CREDENTIAL_HEADERS = new Set([
@@ -54,21 +107,30 @@ const CREDENTIAL_HEADERS = new Set([
  */
 export const isCredentialHeader = (name: string) => CREDENTIAL_HEADERS.has(name.toLowerCase())
 
-const HeaderName = Schema.String.pipe(
-  Schema.pattern(HEADER_NAME, { message: () => "Expected a header name (letters, digits and !#$%&'*+.^_`|~-)" })
-)
-const HeaderValue = Schema.String.pipe(
-  Schema.filter(isSafeHeaderValue, { message: () => "A header value may not contain CR, LF or NUL" })
-)
-
 const Secret = Schema.RedactedFromSelf(Schema.String).annotations({
   message: () => "Expected a Redacted secret (wrap it with Redacted.make, or read it with Config.redacted)"
 })
 
+/** A secret that goes into a header: the header's rules, checked without printing it. */
+const HeaderSecret = Secret.pipe(
+  Schema.filter((secret) => {
+    const problem = headerValueProblem(Redacted.value(secret))
+    return problem === undefined ? true : `${problem} (the secret is not shown)`
+  })
+)
+
 const AuthSchema = Schema.Union(
-  Schema.TaggedStruct("Bearer", { token: Secret }),
-  Schema.TaggedStruct("ApiKey", { header: Schema.optional(Schema.UndefinedOr(HeaderName)), key: Secret }),
-  Schema.TaggedStruct("Basic", { username: Schema.String, password: Secret }),
+  Schema.TaggedStruct("Bearer", { token: HeaderSecret }),
+  Schema.TaggedStruct("ApiKey", {
+    header: Schema.optional(Schema.UndefinedOr(HeaderName)),
+    key: HeaderSecret
+  }),
+  Schema.TaggedStruct("Basic", {
+    username: Schema.String.pipe(
+      Schema.filter((username) => !username.includes(":") || "A Basic username may not contain a colon")
+    ),
+    password: Secret
+  }),
   Schema.TaggedStruct("None", {})
 )
 
@@ -110,13 +172,19 @@ const OptionsSchema = Schema.Struct({
   headers: Schema.optionalWith(
     Schema.Record({ key: HeaderName, value: HeaderValue }).pipe(
       Schema.filter((headers) => {
-        const credential = Object.keys(headers).find(isCredentialHeader)
-        return credential === undefined
-          ? true
-          : {
-              path: [credential],
+        const issues: Array<Schema.FilterIssue> = []
+        for (const header of Object.keys(headers)) {
+          if (isCredentialHeader(header)) {
+            issues.push({
+              path: [header],
               message: "A credential goes in auth, as a Redacted secret, not in plain headers (its value is not shown)"
-            }
+            })
+          } else {
+            const problem = headerNameProblem(header)
+            if (problem !== undefined) issues.push({ path: [header], message: problem })
+          }
+        }
+        return issues.length === 0 ? true : issues
       })
     ),
     { exact: true }

@@ -379,3 +379,110 @@ describe("ApiClient: a plain string where a secret belongs is refused without ec
       )
   )
 })
+
+describe("ApiClient: what the HTTP stack would refuse is a typed InvalidRequest, before anything is sent", () => {
+  const TOKEN = "sk-crlf-0123456789abcdef"
+
+  it.live(
+    "bad header values, hop-by-hop headers, a bad cached token or path: InvalidRequest, not retryable, nothing sent",
+    () =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const server = yield* HostileServer.make
+          const config: EndpointConfig.EndpointConfig = {
+            name: "hostile",
+            baseUrl: server.url,
+            auth: { _tag: "Bearer", token: Redacted.make(TOKEN) },
+            retry: { maxAttempts: 3, base: "10 millis" },
+            breaker: { policy: { kind: "consecutive", failures: 1 } }
+          }
+          const api = yield* build(config)
+          const calls: ReadonlyArray<{ readonly path: string; readonly headers?: Record<string, string> }> = [
+            { path: "/ok", headers: { "x-note": "line\u2028separator" } },
+            { path: "/ok", headers: { "x-note": "euro \u20ac" } },
+            { path: "/ok", headers: { "x-note": "bell\u0007" } },
+            { path: "/ok", headers: { "x-note": "a\r\nx-admin: true" } },
+            { path: "/ok", headers: { "x bad": "name" } },
+            { path: "/ok", headers: { "transfer-encoding": "chunked" } },
+            { path: "/ok", headers: { connection: "upgrade" } },
+            { path: "/ok", headers: { expect: "100-continue" } },
+            { path: "/ok", headers: { upgrade: "websocket" } },
+            { path: "/ok\r\nx-admin: true" },
+            { path: "/ok\n" }
+          ]
+          const errors: Array<ApiError.ApiError> = []
+          for (const call of calls) {
+            errors.push(
+              (yield* Effect.flip(
+                api.get(call.path, { schema: Answer, ...(call.headers === undefined ? {} : { headers: call.headers }) })
+              )) as ApiError.ApiError
+            )
+          }
+          const providers: ReadonlyArray<Auth.AuthProvider> = [
+            yield* Auth.cachedToken({
+              endpoint: "hostile",
+              fetch: Effect.succeed({ token: Redacted.make(`${TOKEN}\r\nx-admin: true`), expiresIn: "1 hour" })
+            }),
+            { headers: Effect.succeed([["x-api-key", Redacted.make(`${TOKEN}\n`)]]), refresh: Effect.succeed(false) },
+            {
+              headers: Effect.succeed([["x-api-key", Redacted.make(`${TOKEN}\u2028`)]]),
+              refresh: Effect.succeed(false)
+            }
+          ]
+          for (const auth of providers) {
+            const { auth: _, ...withoutAuth } = config
+            errors.push(
+              (yield* Effect.flip(
+                (yield* build(withoutAuth, { auth })).get("/ok", { schema: Answer })
+              )) as ApiError.ApiError
+            )
+          }
+          for (const error of errors) {
+            expect(error).toMatchObject({ _tag: "ApiError", reason: "InvalidRequest" })
+            expect(error.retryable).toBe(false)
+            expect(error.message).not.toMatch(/[\r\n\u2028]/)
+            expect(error.message).not.toContain(TOKEN)
+          }
+          expect(server.seen).toHaveLength(0)
+          // Not the provider's fault: the breaker stays closed, and a good call goes.
+          expect(yield* api.get("/ok", { schema: Answer })).toEqual({ answer: "42" })
+          expect(server.seen).toHaveLength(1)
+        })
+      )
+  )
+
+  it.effect(
+    "in the config: a secret or a default header the HTTP stack would refuse fails construction, naming the field, not printing it",
+    () =>
+      Effect.gen(function* () {
+        const error = yield* Effect.flip(
+          EndpointConfig.validate({
+            name: "hostile",
+            baseUrl: "https://api.example.com",
+            auth: { _tag: "Bearer", token: Redacted.make(`${TOKEN}\r\nx-admin: true`) },
+            headers: { "x-note": "line\u2028separator" }
+          })
+        )
+        expect(error.message).toContain('["auth","token"] A header value may not contain CR, LF or NUL')
+        const hopByHop = yield* Effect.flip(
+          EndpointConfig.validate({
+            name: "hostile",
+            baseUrl: "https://api.example.com",
+            headers: { connection: "upgrade" }
+          })
+        )
+        expect(hopByHop.message).toContain('["headers","connection"] A hop-by-hop')
+        expect(error.message).toContain('["headers","x-note"] A header value may hold only')
+        expect(error.message).not.toContain(TOKEN)
+        const key = yield* Effect.flip(
+          EndpointConfig.validate({
+            name: "hostile",
+            baseUrl: "https://api.example.com",
+            auth: { _tag: "ApiKey", key: Redacted.make(`${TOKEN}\u00ff\u0100`) }
+          })
+        )
+        expect(key.message).toContain('["auth","key"]')
+        expect(key.message).not.toContain(TOKEN)
+      })
+  )
+})

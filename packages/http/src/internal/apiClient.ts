@@ -41,6 +41,13 @@ import * as RateLimitHeaders from "../RateLimitHeaders.js"
 
 const EXCERPT_LENGTH = 300
 
+/** Control characters and spaces: a path holding one is refused, not silently stripped by the URL parser. */
+const UNSAFE_PATH = /[\x00-\x20\x7f]/
+
+/** `text` with control characters (and anything beyond Latin-1 that breaks lines) escaped, for a message. */
+const printable = (text: string) =>
+  text.replace(/[\x00-\x1f\x7f\u2028\u2029]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`)
+
 const NO_HEADERS: Readonly<Record<string, string>> = {}
 const NOTHING_REPORTED: RateLimitHeaders.RateLimitInfo = { limits: [], problems: [] }
 
@@ -225,6 +232,9 @@ export const make = (
 
     // ---- one attempt --------------------------------------------------------
 
+    /** The path as errors show it: no query (it may hold a key), secrets cut out, control characters escaped. */
+    const shownPath = (path: string) => printable(scrub(path.split("?")[0]!))
+
     const toTransport =
       (method: string, path: string) =>
       (error: HttpClientError.HttpClientError): ApiError => {
@@ -313,7 +323,7 @@ export const make = (
     /** The attempt's timeout and the error it fails with past it. */
     const timeoutOf = (method: string, path: string, timeout: Duration.DurationInput | undefined) => {
       const millis = timeout === undefined ? timeoutMillis : Duration.toMillis(Duration.decode(timeout))
-      const safePath = path.split("?")[0]!
+      const safePath = shownPath(path)
       return {
         millis,
         onTimeout: (): ApiError => ApiError.timeout({ endpoint: name, method, path: safePath, timeoutMillis: millis })
@@ -326,32 +336,26 @@ export const make = (
       path: string,
       request: ApiClient.RequestOptions<A, I, R>
     ): Effect.Effect<A, ApiError | Auth.AuthFailed, R> => {
-      // The defaults were checked with the config; a call's own headers are checked here.
+      // The defaults were checked with the config; a call's own headers and path are checked here, with the
+      // rules the HTTP stack applies, so that a bad one is the caller's typed mistake and nothing is sent.
+      const safePath = shownPath(path)
+      const refuse = (detail: string) =>
+        Effect.fail(ApiError.invalidRequest({ endpoint: name, method, path: safePath, detail }))
+      if (UNSAFE_PATH.test(path)) {
+        return refuse("the path holds a control character (CR, LF, NUL, ...) or a space; encode it, or leave it out")
+      }
       const headers = request.headers === undefined ? defaultHeaders : { ...defaultHeaders, ...request.headers }
       for (const [header, value] of Object.entries(request.headers ?? NO_HEADERS)) {
+        const shown = printable(header.slice(0, 40))
         if (EndpointConfig.isCredentialHeader(header)) {
-          return Effect.fail(
-            ApiError.invalidRequest({
-              endpoint: name,
-              method,
-              path,
-              detail: `header "${header}" carries a credential: it goes in auth, as a Redacted secret, not in plain headers (its value is not shown)`
-            })
+          return refuse(
+            `header "${shown}" carries a credential: it goes in auth, as a Redacted secret, not in plain headers (its value is not shown)`
           )
         }
-        if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(header) || !EndpointConfig.isSafeHeaderValue(value)) {
-          return Effect.fail(
-            ApiError.invalidRequest({
-              endpoint: name,
-              method,
-              path,
-              detail: `header "${header.slice(0, 40)}" has a name or value that is not allowed (no CR, LF or NUL)`
-            })
-          )
-        }
+        const problem = EndpointConfig.headerNameProblem(header) ?? EndpointConfig.headerValueProblem(value)
+        if (problem !== undefined) return refuse(`header "${shown}": ${problem} (its value is not shown)`)
       }
       const url = `${baseUrl}${path.startsWith("/") ? path : `/${path}`}`
-      const safePath = path.split("?")[0]!
       const transport = toTransport(method, safePath)
       /** The answer read: its rate-limit headers fed to the limiter, then an error, a refresh and resend, or the decoded body. */
       const answer = (
@@ -416,17 +420,16 @@ export const make = (
           for (const [header, secret] of credentials) {
             // A provider handing a plain string where a secret belongs: refused, and never printed.
             if (!Redacted.isRedacted(secret)) {
-              return Effect.fail(
-                ApiError.invalidRequest({
-                  endpoint: name,
-                  method,
-                  path: safePath,
-                  detail: `the auth provider gave header "${header.slice(0, 40)}" a plain string, not a Redacted secret (its value is not shown)`
-                })
+              return refuse(
+                `the auth provider gave header "${printable(header.slice(0, 40))}" a plain string, not a Redacted secret (its value is not shown)`
               )
             }
             const value = Redacted.value(secret)
             scrubber.rememberHeader(value)
+            const problem = EndpointConfig.headerNameProblem(header) ?? EndpointConfig.headerValueProblem(value)
+            if (problem !== undefined) {
+              return refuse(`the auth header "${printable(header.slice(0, 40))}": ${problem} (the secret is not shown)`)
+            }
             outgoing = HttpClientRequest.setHeader(outgoing, header, value)
           }
           if (request.body !== undefined)
