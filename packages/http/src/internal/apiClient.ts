@@ -41,12 +41,27 @@ import * as RateLimitHeaders from "../RateLimitHeaders.js"
 
 const EXCERPT_LENGTH = 300
 
-/** Control characters and spaces: a path holding one is refused, not silently stripped by the URL parser. */
-const UNSAFE_PATH = /[\x00-\x20\x7f]/
+/** A control character (C0, DEL) or a line separator. */
+const isControl = (code: number) => code < 0x20 || code === 0x7f || code === 0x2028 || code === 0x2029
 
-/** `text` with control characters (and anything beyond Latin-1 that breaks lines) escaped, for a message. */
-const printable = (text: string) =>
-  text.replace(/[\x00-\x1f\x7f\u2028\u2029]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`)
+/** Control characters and spaces: a path holding one is refused, not silently stripped by the URL parser. */
+const isUnsafePath = (path: string) => {
+  for (let i = 0; i < path.length; i++) {
+    const code = path.charCodeAt(i)
+    if (code === 0x20 || isControl(code)) return true
+  }
+  return false
+}
+
+/** `text` with control characters and line separators escaped (`\u000d`), for a message. */
+const printable = (text: string) => {
+  let out = ""
+  for (const char of text) {
+    const code = char.charCodeAt(0)
+    out += isControl(code) ? `\\u${code.toString(16).padStart(4, "0")}` : char
+  }
+  return out
+}
 
 const NO_HEADERS: Readonly<Record<string, string>> = {}
 const NOTHING_REPORTED: RateLimitHeaders.RateLimitInfo = { limits: [], problems: [] }
@@ -341,7 +356,7 @@ export const make = (
       const safePath = shownPath(path)
       const refuse = (detail: string) =>
         Effect.fail(ApiError.invalidRequest({ endpoint: name, method, path: safePath, detail }))
-      if (UNSAFE_PATH.test(path)) {
+      if (isUnsafePath(path)) {
         return refuse("the path holds a control character (CR, LF, NUL, ...) or a space; encode it, or leave it out")
       }
       const headers = request.headers === undefined ? defaultHeaders : { ...defaultHeaders, ...request.headers }
