@@ -14,7 +14,9 @@
  * - `Timeout`: no complete answer within the attempt's timeout; retryable;
  * - `Transport`: the connection failed (refused, reset, DNS, TLS); retryable;
  * - `Decode`: the answer is not what the caller's Schema says; never;
- * - `InvalidRequest`: refused before it was sent; never.
+ * - `InvalidRequest`: refused before it was sent; never;
+ * - `ResponseTooLarge`: the answer's body is beyond the endpoint's
+ *   `maxResponseBytes` (read no further); never.
  *
  * Build one with the constructor named after its reason
  * (`ApiError.rateLimited({ ... })`, `ApiError.timeout({ ... })`, ...): each
@@ -38,7 +40,8 @@ export const Reason = Schema.Literal(
   "Timeout",
   "Transport",
   "Decode",
-  "InvalidRequest"
+  "InvalidRequest",
+  "ResponseTooLarge"
 )
 
 /**
@@ -107,7 +110,9 @@ export class ApiError extends Schema.TaggedError<ApiError>("@sluice/http/ApiErro
   timeoutMillis: Schema.optional(Schema.Number),
   /** `Decode`: where the body did not match, and what was expected. */
   issues: Schema.optional(Schema.String),
-  /** `Transport`, `InvalidRequest`: what failed, secrets removed. */
+  /** `ResponseTooLarge`: the endpoint's `maxResponseBytes`. */
+  maxBytes: Schema.optional(Schema.Number),
+  /** `Transport`, `InvalidRequest`, `ResponseTooLarge`: what failed, secrets removed. */
   detail: Schema.optional(Schema.String)
 }) {
   /** 429: the server's rate limit. */
@@ -144,6 +149,13 @@ export class ApiError extends Schema.TaggedError<ApiError>("@sluice/http/ApiErro
     return new ApiError({ ...fields, reason: "InvalidRequest" })
   }
 
+  /** The answer's body is larger than the endpoint's `maxResponseBytes`: it was not read further. */
+  static responseTooLarge(
+    fields: Where & { readonly status: number; readonly maxBytes: number; readonly detail: string }
+  ): ApiError {
+    return new ApiError({ ...fields, reason: "ResponseTooLarge" })
+  }
+
   /** What the server asked to wait, if anything. */
   get retryAfter(): Duration.Duration | undefined {
     return this.retryAfterMillis === undefined ? undefined : Duration.millis(this.retryAfterMillis)
@@ -162,7 +174,7 @@ export class ApiError extends Schema.TaggedError<ApiError>("@sluice/http/ApiErro
       case "Timeout":
       case "Transport":
         return true
-      default: // Decode, InvalidRequest
+      default: // Decode, InvalidRequest, ResponseTooLarge
         return false
     }
   }
@@ -183,6 +195,8 @@ export class ApiError extends Schema.TaggedError<ApiError>("@sluice/http/ApiErro
         return `${where(this)} failed in transport: ${this.detail}`
       case "Decode":
         return `${where(this)} answered ${this.status} with a body that does not decode: ${this.issues}`
+      case "ResponseTooLarge":
+        return `${where(this)} answered ${this.status} with a body larger than ${this.maxBytes} bytes (maxResponseBytes), not read further: ${this.detail}`
       default: // InvalidRequest
         return `${where(this)} was not sent: ${this.detail}`
     }

@@ -192,6 +192,7 @@ const OptionsSchema = Schema.Struct({
   timeout: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
   deadline: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
   serverWaitCeiling: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
+  maxResponseBytes: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
   limits: Schema.optional(
     Schema.UndefinedOr(
       Schema.Struct({
@@ -262,6 +263,12 @@ export interface EndpointConfig {
    * Default 5 minutes ({@link DEFAULT_SERVER_WAIT_CEILING}).
    */
   readonly serverWaitCeiling?: Duration.DurationInput | undefined
+  /**
+   * The largest answer body read, in bytes: a larger one fails the call
+   * (`ResponseTooLarge`, not retried) without being read further. Default
+   * 64 MiB ({@link DEFAULT_MAX_RESPONSE_BYTES}).
+   */
+  readonly maxResponseBytes?: number | undefined
   readonly limits?:
     | {
         readonly requests?: LimitOptions | undefined
@@ -378,6 +385,14 @@ export const DEFAULT_TIMEOUT = Duration.seconds(60)
  * @category constants
  */
 export const DEFAULT_SERVER_WAIT_CEILING = Duration.minutes(5)
+
+/**
+ * The default cap on an answer's body (see `EndpointConfig.maxResponseBytes`): 64 MiB.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 const optionalNumber = (name: string) => Config.option(Config.number(name))
 

@@ -100,7 +100,7 @@ describe("ApiClient against a hostile server: the ceiling on server-driven waits
 
             const now = yield* Clock.currentTimeMillis
             for (const bucket of yield* api.state()) {
-              expect(bucket.blockedUntil).toBeLessThanOrEqual(now + CEILING_MILLIS)
+              expect(bucket.blockedUntil).toBeLessThanOrEqual(now + CEILING_MILLIS + 1)
             }
             const started = yield* Clock.currentTimeMillis
             const answer = yield* api
@@ -131,7 +131,8 @@ describe("ApiClient against a hostile server: the ceiling on server-driven waits
           )
           expect(answer).toEqual({ answer: "late" })
           const now = yield* Clock.currentTimeMillis
-          for (const bucket of yield* api.state()) expect(bucket.blockedUntil).toBeLessThanOrEqual(now + CEILING_MILLIS)
+          for (const bucket of yield* api.state())
+            expect(bucket.blockedUntil).toBeLessThanOrEqual(now + CEILING_MILLIS + 1)
           expect(
             yield* api.get("/ok", { schema: Answer, cost: { tokens: 10 } }).pipe(Effect.timeout("5 seconds"))
           ).toEqual({
@@ -160,7 +161,7 @@ describe("ApiClient against a hostile server: the ceiling on server-driven waits
           expect(error.ceilingMillis).toBeUndefined()
         }
         const now = yield* Clock.currentTimeMillis
-        for (const bucket of yield* api.state()) expect(bucket.blockedUntil).toBeLessThanOrEqual(now)
+        for (const bucket of yield* api.state()) expect(bucket.blockedUntil).toBeLessThanOrEqual(now + 1)
       })
     )
   )
@@ -484,5 +485,59 @@ describe("ApiClient: what the HTTP stack would refuse is a typed InvalidRequest,
         expect(key.message).toContain('["auth","key"]')
         expect(key.message).not.toContain(TOKEN)
       })
+  )
+})
+
+describe("ApiClient against a hostile server: a cap on an answer's size", () => {
+  const cases: ReadonlyArray<{ readonly name: string; readonly bytes: number; readonly withLength: boolean }> = [
+    { name: "a 50 MB body with its content-length", bytes: 50_000_000, withLength: true },
+    { name: "a 50 MB body without a content-length (chunked)", bytes: 50_000_000, withLength: false }
+  ]
+  for (const hostile of cases) {
+    it.live(`${hostile.name}: ResponseTooLarge past maxResponseBytes, not retried; the next call goes`, () =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const server = yield* HostileServer.make
+          const api = yield* build({
+            name: "hostile",
+            baseUrl: server.url,
+            maxResponseBytes: 1024 * 1024,
+            retry: { maxAttempts: 3, base: "10 millis" }
+          })
+          const error = (yield* Effect.flip(
+            api.get(`/big?${query({ bytes: String(hostile.bytes), length: hostile.withLength ? "1" : "0" })}`, {
+              schema: Answer
+            })
+          )) as ApiError.ApiError
+          expect(error).toMatchObject({
+            _tag: "ApiError",
+            reason: "ResponseTooLarge",
+            status: 200,
+            maxBytes: 1024 * 1024
+          })
+          expect(error.retryable).toBe(false)
+          expect(error.message).toContain("maxResponseBytes")
+          expect(server.seen).toHaveLength(1)
+          expect(yield* api.get("/ok", { schema: Answer }).pipe(Effect.timeout("5 seconds"))).toEqual({ answer: "42" })
+        })
+      )
+    )
+  }
+
+  it.live("a body within the cap is read once and decoded; the default cap is 64 MiB", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        expect(EndpointConfig.DEFAULT_MAX_RESPONSE_BYTES).toBe(64 * 1024 * 1024)
+        const server = yield* HostileServer.make
+        const api = yield* build({ name: "hostile", baseUrl: server.url, maxResponseBytes: 1024 * 1024 })
+        const error = (yield* Effect.flip(
+          api.get(`/big?${query({ bytes: String(1024 * 1024), length: "0" })}`, { schema: Answer })
+        )) as ApiError.ApiError
+        // Exactly at the cap: read, and found not to be JSON.
+        expect(error.reason).toBe("Decode")
+        const refused = yield* Effect.flip(build({ name: "hostile", baseUrl: server.url, maxResponseBytes: 0 }))
+        expect(refused.message).toContain('["maxResponseBytes"]')
+      })
+    )
   )
 })

@@ -32,6 +32,7 @@ import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import type * as Tracer from "effect/Tracer"
 import type * as ApiClient from "../ApiClient.js"
 import { ApiError } from "../ApiError.js"
@@ -131,6 +132,7 @@ export const make = (
     const name = config.name
     const baseUrl = config.baseUrl.replace(/\/+$/, "")
     const timeoutMillis = Duration.toMillis(Duration.decode(config.timeout ?? EndpointConfig.DEFAULT_TIMEOUT))
+    const maxResponseBytes = config.maxResponseBytes ?? EndpointConfig.DEFAULT_MAX_RESPONSE_BYTES
     const ceilingMillis = Duration.toMillis(
       Duration.decode(config.serverWaitCeiling ?? EndpointConfig.DEFAULT_SERVER_WAIT_CEILING)
     )
@@ -345,6 +347,52 @@ export const make = (
       }
     }
 
+    /**
+     * The answer's body, read once as it streams in and decoded once, up to `maxResponseBytes`: a
+     * `content-length` beyond it fails before reading, and a body that grows beyond it stops being read
+     * (the connection is dropped).
+     */
+    const readBody = (
+      response: HttpClientResponse.HttpClientResponse,
+      method: string,
+      path: string,
+      transport: (error: HttpClientError.HttpClientError) => ApiError
+    ): Effect.Effect<string, ApiError> => {
+      const tooLarge = (detail: string) =>
+        ApiError.responseTooLarge({
+          endpoint: name,
+          method,
+          path,
+          status: response.status,
+          maxBytes: maxResponseBytes,
+          detail
+        })
+      const declared = response.headers["content-length"]
+      if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) > maxResponseBytes) {
+        return Effect.fail(tooLarge(`its content-length is ${declared}`))
+      }
+      return Effect.suspend(() => {
+        const chunks: Array<Uint8Array> = []
+        let total = 0
+        // A response with no body at all (a 204, or a web `Response(null)`) has no stream: it is "".
+        const body = Stream.catchAll(response.stream, (error) =>
+          error.reason === "EmptyBody" ? Stream.empty : Stream.fail(transport(error))
+        )
+        return Stream.runForEach(body, (chunk) => {
+          total += chunk.length
+          if (total > maxResponseBytes) return Effect.fail(tooLarge(`more than ${maxResponseBytes} bytes arrived`))
+          chunks.push(chunk)
+          return Effect.void
+        }).pipe(
+          Effect.map(() =>
+            chunks.length === 1
+              ? Buffer.from(chunks[0]!.buffer, chunks[0]!.byteOffset, chunks[0]!.byteLength).toString("utf8")
+              : Buffer.concat(chunks, total).toString("utf8")
+          )
+        )
+      })
+    }
+
     /** One attempt, not under its timeout (the executor's, or `Effect.timeoutFail`, puts it under one). */
     const attempt = <A, I, R>(
       method: ApiClient.Method,
@@ -456,7 +504,7 @@ export const make = (
             (ready) => Effect.mapError(untraced.execute(ready), transport)
           )
           return Effect.flatMap(sent, (response) =>
-            Effect.flatMap(Effect.mapError(response.text, transport), (text) => answer(refreshed, response, text))
+            Effect.flatMap(readBody(response, method, safePath, transport), (text) => answer(refreshed, response, text))
           )
         })
       return send(false)
