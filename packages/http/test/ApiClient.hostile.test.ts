@@ -541,3 +541,30 @@ describe("ApiClient against a hostile server: a cap on an answer's size", () => 
     )
   )
 })
+
+describe("ApiClient: excerpts are scrubbed before they are cut", () => {
+  it.live("a secret echoed across the excerpt's end, in any form, leaves no part of itself", () =>
+    Effect.scoped(
+      Effect.gen(function* () {
+        const server = yield* HostileServer.make
+        const api = yield* build({
+          name: "hostile",
+          baseUrl: server.url,
+          auth: { _tag: "Bearer", token: Redacted.make(SECRET) },
+          retry: { maxAttempts: 1 }
+        })
+        for (const form of HostileServer.formsOf(SECRET)) {
+          for (const at of [280, 295, 299]) {
+            const body = `${"x".repeat(at)}${form}${"y".repeat(2_000)}`
+            const error = (yield* Effect.flip(
+              api.get(`/answer?${query({ status: "400", body })}`, { schema: Answer })
+            )) as ApiError.ApiError
+            expect(error.status).toBe(400)
+            expect(error.excerpt!.length).toBe(300)
+            expect(`<redacted>${"y".repeat(300)}`.startsWith(error.excerpt!.slice(at))).toBe(true)
+          }
+        }
+      })
+    )
+  )
+})

@@ -167,7 +167,13 @@ export const make = (
      */
     const scrubber = EndpointConfig.scrubberFor(config)
     const scrub = scrubber.scrub
-    const excerptOf = (text: string) => scrub(text).slice(0, EXCERPT_LENGTH)
+    /**
+     * The first characters of `text`, secrets cut out: scrubbed before it is cut (a secret across the cut
+     * must not leave its first half), over a prefix long enough to hold any form of a secret that starts
+     * within the excerpt, so a large body is never scanned whole.
+     */
+    const excerptOf = (text: string) =>
+      scrub(text.slice(0, EXCERPT_LENGTH + scrubber.longestMatch)).slice(0, EXCERPT_LENGTH)
 
     // ---- tracing ------------------------------------------------------------
 
@@ -455,7 +461,7 @@ export const make = (
             method,
             path: safePath,
             status: response.status,
-            issues: scrub(issues),
+            issues: excerptOf(issues),
             excerpt: excerptOf(text)
           })
         let json: unknown
@@ -469,7 +475,6 @@ export const make = (
             ParseResult.ArrayFormatter.formatErrorSync(error)
               .map((issue) => `${issue.path.length > 0 ? JSON.stringify(issue.path) : "(root)"} ${issue.message}`)
               .join("; ")
-              .slice(0, EXCERPT_LENGTH)
           )
         )
       }

@@ -11,6 +11,9 @@
  * @internal
  */
 
+/** The longest form of one character: `&#x0000` + up to 6 hex digits + `;`, or 4 URL-encoded bytes. */
+const LONGEST_CHAR_FORM = 14
+
 /** Shorter values are not cut out: they would garble text without protecting much. */
 const MIN_LENGTH = 4
 
@@ -35,7 +38,7 @@ const charPattern = (char: string): string => {
           .map((byte) => `%${hexPattern(byte[1]!.toLowerCase())}`)
           .join("")
   )
-  forms.push(`&#0*${code};`, `&#[xX]0*${hexPattern(hex)};`)
+  forms.push(`&#0{0,4}${code};`, `&#[xX]0{0,4}${hexPattern(hex)};`)
   if (char === "/") forms.push("\\\\{1,2}/")
   if (char === " ") forms.push("\\+")
   return `(?:${forms.join("|")})`
@@ -61,14 +64,19 @@ export interface Scrubber {
   readonly holds: (text: string) => boolean
   /** `text` with every form of every remembered secret replaced by `<redacted>`. */
   readonly scrub: (text: string) => string
+  /** The most characters one form of a remembered secret can take. */
+  readonly longestMatch: number
 }
 
 export const make = (): Scrubber => {
   const secrets = new Set<string>()
   let pattern: RegExp | undefined
+  let longestMatch = 0
   const remember = (secret: string) => {
     if (secret.length < MIN_LENGTH || secrets.has(secret)) return
     secrets.add(secret)
+    // base64 is 4/3 the length; each character may take its longest form.
+    longestMatch = Math.max(longestMatch, Math.ceil((secret.length * 4) / 3 + 4) * LONGEST_CHAR_FORM)
     pattern = undefined
   }
   const rememberHeader = (value: string) => {
@@ -96,5 +104,13 @@ export const make = (): Scrubber => {
     return regex === undefined || text === "" ? text : text.replace(regex, REDACTED)
   }
   const holds = (text: string) => scrub(text) !== text
-  return { remember, rememberHeader, holds, scrub }
+  return {
+    remember,
+    rememberHeader,
+    holds,
+    scrub,
+    get longestMatch() {
+      return longestMatch
+    }
+  }
 }
