@@ -16,8 +16,15 @@
  *   `Retry-After`), so every queued call slows down together rather than each
  *   discovering the limit by its own 429;
  * - auth from the config or an `AuthProvider`, refreshed once on a 401;
- *   secrets revealed only into request headers, redacted from traces and cut
- *   out of any body excerpt an error carries;
+ *   secrets revealed only into request headers, and every form of them (raw,
+ *   base64, Basic's decoded `user:password`, JSON-escaped, URL-encoded) cut
+ *   out of whatever a server sends back before it reaches an error, an event
+ *   or a span; the client records its own `http.client` span (the platform's
+ *   is turned off for its requests), redacting headers by name and by value,
+ *   and ending with the scrubbed `ApiError`, never the request;
+ * - a ceiling on every server-driven wait (`serverWaitCeiling`): no header
+ *   holds the endpoint's limiter longer, and the call told a longer wait
+ *   fails, not retried;
  * - a per-attempt timeout that covers the body too (a slow body is a
  *   timeout): `Effect.timeoutFail`, run by the Executor, or around each
  *   attempt by the plain client.

@@ -14,7 +14,9 @@
  * - `Timeout`: no complete answer within the attempt's timeout; retryable;
  * - `Transport`: the connection failed (refused, reset, DNS, TLS); retryable;
  * - `Decode`: the answer is not what the caller's Schema says; never;
- * - `InvalidRequest`: refused before it was sent; never.
+ * - `InvalidRequest`: refused before it was sent; never;
+ * - `ResponseTooLarge`: the answer's body is beyond the endpoint's
+ *   `maxResponseBytes` (read no further); never.
  *
  * Build one with the constructor named after its reason
  * (`ApiError.rateLimited({ ... })`, `ApiError.timeout({ ... })`, ...): each
@@ -38,7 +40,8 @@ export const Reason = Schema.Literal(
   "Timeout",
   "Transport",
   "Decode",
-  "InvalidRequest"
+  "InvalidRequest",
+  "ResponseTooLarge"
 )
 
 /**
@@ -64,7 +67,19 @@ interface Answered extends Where {
   readonly retryAfterMillis?: number
   /** The server's `x-should-retry`, which overrides the default verdict. */
   readonly shouldRetry?: boolean
+  /**
+   * Set when the server asked to wait longer than the endpoint's
+   * `serverWaitCeiling` (then `retryAfterMillis` is the wait it asked for):
+   * the endpoint waits at most this, and the call is not retried.
+   */
+  readonly ceilingMillis?: number
 }
+
+const beyondCeiling = (error: {
+  readonly retryAfterMillis?: number | undefined
+  readonly ceilingMillis?: number | undefined
+}) =>
+  `; the server asked to wait ${Math.ceil(error.retryAfterMillis ?? 0)} ms, beyond the endpoint's serverWaitCeiling of ${error.ceilingMillis} ms: not retried, and the endpoint holds its calls at most ${error.ceilingMillis} ms`
 
 const where = (error: Where) => `${error.method} ${error.path} on endpoint "${error.endpoint}"`
 
@@ -87,13 +102,17 @@ export class ApiError extends Schema.TaggedError<ApiError>("@sluice/http/ApiErro
   status: Schema.optional(Schema.Number),
   retryAfterMillis: Schema.optional(Schema.Number),
   shouldRetry: Schema.optional(Schema.Boolean),
+  /** The endpoint's `serverWaitCeiling`, when the server asked to wait longer (`retryAfterMillis`). */
+  ceilingMillis: Schema.optional(Schema.Number),
   /** The first few hundred characters of the body, secrets removed. */
   excerpt: Schema.optional(Schema.String),
   /** `Timeout`: the attempt's timeout. */
   timeoutMillis: Schema.optional(Schema.Number),
   /** `Decode`: where the body did not match, and what was expected. */
   issues: Schema.optional(Schema.String),
-  /** `Transport`, `InvalidRequest`: what failed, secrets removed. */
+  /** `ResponseTooLarge`: the endpoint's `maxResponseBytes`. */
+  maxBytes: Schema.optional(Schema.Number),
+  /** `Transport`, `InvalidRequest`, `ResponseTooLarge`: what failed, secrets removed. */
   detail: Schema.optional(Schema.String)
 }) {
   /** 429: the server's rate limit. */
@@ -105,7 +124,7 @@ export class ApiError extends Schema.TaggedError<ApiError>("@sluice/http/ApiErro
     return new ApiError({ ...fields, reason: "ServerError" })
   }
   /** 4xx other than 429: usually the request's own fault. */
-  static clientError(fields: Omit<Answered, "retryAfterMillis">): ApiError {
+  static clientError(fields: Omit<Answered, "retryAfterMillis" | "ceilingMillis">): ApiError {
     return new ApiError({ ...fields, reason: "ClientError" })
   }
   /** No complete answer within the request's timeout. */
@@ -130,12 +149,21 @@ export class ApiError extends Schema.TaggedError<ApiError>("@sluice/http/ApiErro
     return new ApiError({ ...fields, reason: "InvalidRequest" })
   }
 
+  /** The answer's body is larger than the endpoint's `maxResponseBytes`: it was not read further. */
+  static responseTooLarge(
+    fields: Where & { readonly status: number; readonly maxBytes: number; readonly detail: string }
+  ): ApiError {
+    return new ApiError({ ...fields, reason: "ResponseTooLarge" })
+  }
+
   /** What the server asked to wait, if anything. */
   get retryAfter(): Duration.Duration | undefined {
     return this.retryAfterMillis === undefined ? undefined : Duration.millis(this.retryAfterMillis)
   }
 
   get retryable(): boolean {
+    // A wait beyond the endpoint's ceiling: trying again within it would only be told the same.
+    if (this.ceilingMillis !== undefined) return false
     switch (this.reason) {
       case "RateLimited":
         return this.shouldRetry ?? true
@@ -146,7 +174,7 @@ export class ApiError extends Schema.TaggedError<ApiError>("@sluice/http/ApiErro
       case "Timeout":
       case "Transport":
         return true
-      default: // Decode, InvalidRequest
+      default: // Decode, InvalidRequest, ResponseTooLarge
         return false
     }
   }
@@ -155,10 +183,10 @@ export class ApiError extends Schema.TaggedError<ApiError>("@sluice/http/ApiErro
     switch (this.reason) {
       case "RateLimited": {
         const wait = this.retryAfterMillis === undefined ? "" : `; retry after ${Math.ceil(this.retryAfterMillis)} ms`
-        return `${where(this)} was rate limited (429)${wait}`
+        return `${where(this)} was rate limited (429)${this.ceilingMillis === undefined ? wait : beyondCeiling(this)}`
       }
       case "ServerError":
-        return `${where(this)} failed with ${this.status}: ${this.excerpt}`
+        return `${where(this)} failed with ${this.status}${this.ceilingMillis === undefined ? "" : beyondCeiling(this)}: ${this.excerpt}`
       case "ClientError":
         return `${where(this)} was refused with ${this.status}: ${this.excerpt}`
       case "Timeout":
@@ -167,6 +195,8 @@ export class ApiError extends Schema.TaggedError<ApiError>("@sluice/http/ApiErro
         return `${where(this)} failed in transport: ${this.detail}`
       case "Decode":
         return `${where(this)} answered ${this.status} with a body that does not decode: ${this.issues}`
+      case "ResponseTooLarge":
+        return `${where(this)} answered ${this.status} with a body larger than ${this.maxBytes} bytes (maxResponseBytes), not read further: ${this.detail}`
       default: // InvalidRequest
         return `${where(this)} was not sent: ${this.detail}`
     }

@@ -149,6 +149,12 @@ export const cachedToken = <E, R>(options: {
                 })
             )
           )
+          if (!Redacted.isRedacted(token.token)) {
+            return yield* new AuthFailed({
+              endpoint: options.endpoint,
+              reason: "the token fetched is a plain string, not a Redacted secret (its value is not shown)"
+            })
+          }
           const lifetime = Duration.toMillis(Duration.decode(token.expiresIn))
           const value = Redacted.make(
             scheme === "" ? Redacted.value(token.token) : `${scheme} ${Redacted.value(token.token)}`

@@ -11,7 +11,10 @@
  * cross the network in clear); header names must be tokens and header values
  * may not hold CR or LF (which would let a value smuggle in another header);
  * secrets must already be `Redacted` (a plain string is refused, so a key can
- * never be printed by accident).
+ * never be printed by accident), and a credential header (`authorization`,
+ * `x-api-key`, `cookie`, ...) is refused in plain `headers`. A refusal names
+ * the field and never prints what could be a secret: every string under
+ * `auth`, a credential header's value, a base URL's `user:password`.
  *
  * @since 0.1.0
  */
@@ -22,30 +25,112 @@ import * as Config from "effect/Config"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import type * as Redacted from "effect/Redacted"
+import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type { StaticAuth } from "./Auth.js"
+import * as Secrets from "./internal/secrets.js"
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 
-/** True when a header value could not smuggle in another header. */
-export const isSafeHeaderValue = (value: string) => !/[\r\n\0]/.test(value)
+/**
+ * Headers the HTTP stack sets itself (connection management and framing): a
+ * caller's value would be refused by undici, or change how the message is
+ * framed, so they are refused before sending.
+ */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "te",
+  "trailer",
+  "upgrade",
+  "expect",
+  "host",
+  "content-length"
+])
+
+/**
+ * What is wrong with a header name, or undefined: it must be a token, and not
+ * a hop-by-hop or framing header. The message never quotes the name's value.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const headerNameProblem = (name: string): string | undefined =>
+  !HEADER_NAME.test(name)
+    ? "Expected a header name (letters, digits and !#$%&'*+.^_`|~-)"
+    : HOP_BY_HOP.has(name.toLowerCase())
+      ? "A hop-by-hop or framing header (connection, keep-alive, transfer-encoding, te, trailer, upgrade, expect, host, content-length) is set by the HTTP stack, not by the caller"
+      : undefined
+
+/**
+ * What is wrong with a header value, or undefined: the rules the HTTP stack
+ * applies (tab, space, visible ASCII and Latin-1 only), checked before
+ * sending so that a bad value is the caller's typed mistake, not a transport
+ * failure. The message never quotes the value (it may be a secret).
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const headerValueProblem = (value: string): string | undefined =>
+  /[\r\n\0]/.test(value)
+    ? "A header value may not contain CR, LF or NUL"
+    : /[^\t\x20-\x7e\x80-\xff]/.test(value)
+      ? "A header value may hold only tabs, spaces and visible Latin-1 characters (no control characters, nothing beyond U+00FF such as U+2028)"
+      : undefined
+
+/** True when a header value could be sent as it is (see {@link headerValueProblem}). */
+export const isSafeHeaderValue = (value: string) => headerValueProblem(value) === undefined
 
 const HeaderName = Schema.String.pipe(
   Schema.pattern(HEADER_NAME, { message: () => "Expected a header name (letters, digits and !#$%&'*+.^_`|~-)" })
 )
-const HeaderValue = Schema.String.pipe(
-  Schema.filter(isSafeHeaderValue, { message: () => "A header value may not contain CR, LF or NUL" })
-)
+const HeaderValue = Schema.String.pipe(Schema.filter((value) => headerValueProblem(value) ?? true))
+
+/** Headers that carry credentials: they belong in `auth`, as `Redacted` secrets, never in plain `headers`. */
+const CREDENTIAL_HEADERS = new Set([
+  "authorization",
+  "proxy-authorization",
+  "x-api-key",
+  "api-key",
+  "x-goog-api-key",
+  "cookie"
+])
+
+/**
+ * True for a header that carries credentials (`authorization`, `x-api-key`,
+ * `cookie`, ...): refused in plain `headers`, redacted wherever it is recorded.
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isCredentialHeader = (name: string) => CREDENTIAL_HEADERS.has(name.toLowerCase())
 
 const Secret = Schema.RedactedFromSelf(Schema.String).annotations({
   message: () => "Expected a Redacted secret (wrap it with Redacted.make, or read it with Config.redacted)"
 })
 
+/** A secret that goes into a header: the header's rules, checked without printing it. */
+const HeaderSecret = Secret.pipe(
+  Schema.filter((secret) => {
+    const problem = headerValueProblem(Redacted.value(secret))
+    return problem === undefined ? true : `${problem} (the secret is not shown)`
+  })
+)
+
 const AuthSchema = Schema.Union(
-  Schema.TaggedStruct("Bearer", { token: Secret }),
-  Schema.TaggedStruct("ApiKey", { header: Schema.optional(Schema.UndefinedOr(HeaderName)), key: Secret }),
-  Schema.TaggedStruct("Basic", { username: Schema.String, password: Secret }),
+  Schema.TaggedStruct("Bearer", { token: HeaderSecret }),
+  Schema.TaggedStruct("ApiKey", {
+    header: Schema.optional(Schema.UndefinedOr(HeaderName)),
+    key: HeaderSecret
+  }),
+  Schema.TaggedStruct("Basic", {
+    username: Schema.String.pipe(
+      Schema.filter((username) => !username.includes(":") || "A Basic username may not contain a colon")
+    ),
+    password: Secret
+  }),
   Schema.TaggedStruct("None", {})
 )
 
@@ -84,9 +169,30 @@ const OptionsSchema = Schema.Struct({
   // Exact (no `| undefined` union, whose failure message would print the value, secrets and all);
   // `validate` drops keys set to undefined first.
   auth: Schema.optionalWith(AuthSchema, { exact: true }),
-  headers: Schema.optionalWith(Schema.Record({ key: HeaderName, value: HeaderValue }), { exact: true }),
+  headers: Schema.optionalWith(
+    Schema.Record({ key: HeaderName, value: HeaderValue }).pipe(
+      Schema.filter((headers) => {
+        const issues: Array<Schema.FilterIssue> = []
+        for (const header of Object.keys(headers)) {
+          if (isCredentialHeader(header)) {
+            issues.push({
+              path: [header],
+              message: "A credential goes in auth, as a Redacted secret, not in plain headers (its value is not shown)"
+            })
+          } else {
+            const problem = headerNameProblem(header)
+            if (problem !== undefined) issues.push({ path: [header], message: problem })
+          }
+        }
+        return issues.length === 0 ? true : issues
+      })
+    ),
+    { exact: true }
+  ),
   timeout: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
   deadline: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
+  serverWaitCeiling: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
+  maxResponseBytes: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
   limits: Schema.optional(
     Schema.UndefinedOr(
       Schema.Struct({
@@ -149,6 +255,20 @@ export interface EndpointConfig {
   readonly timeout?: Duration.DurationInput | undefined
   /** How long a call may take in all (queue, attempts, delays). None by default. */
   readonly deadline?: Duration.DurationInput | undefined
+  /**
+   * The longest a server's answer may hold the endpoint's limiter: a
+   * `retry-after`/`retry-after-ms`, or a `*-reset*`/`RateLimit` reset with
+   * nothing remaining, beyond it holds the limiter only this long, and the
+   * call that was told fails (`retryable: false`, with the advertised wait).
+   * Default 5 minutes ({@link DEFAULT_SERVER_WAIT_CEILING}).
+   */
+  readonly serverWaitCeiling?: Duration.DurationInput | undefined
+  /**
+   * The largest answer body read, in bytes: a larger one fails the call
+   * (`ResponseTooLarge`, not retried) without being read further. Default
+   * 64 MiB ({@link DEFAULT_MAX_RESPONSE_BYTES}).
+   */
+  readonly maxResponseBytes?: number | undefined
   readonly limits?:
     | {
         readonly requests?: LimitOptions | undefined
@@ -187,9 +307,68 @@ export const validate = (config: EndpointConfig): Effect.Effect<EndpointConfig, 
     InvalidOptions.decode(
       `Endpoint "${config.name ?? ""}"`,
       OptionsSchema
-    )(Object.fromEntries(Object.entries(config).filter(([, value]) => value !== undefined))),
+    )(Object.fromEntries(Object.entries(config).filter(([, value]) => value !== undefined))).pipe(
+      // An issue may quote the value it refused: whatever in the config could be a secret is cut out of it.
+      Effect.mapError((error) => {
+        const scrubber = scrubberFor(config)
+        const issues = scrubber.scrub(error.issues)
+        return issues === error.issues ? error : new InvalidOptions.InvalidOptionsError({ ...error, issues })
+      })
+    ),
     config
   )
+
+/** Every string in `value` (a plain secret, or a Redacted one revealed), but a tag or a header name. */
+const stringsIn = (value: unknown, found: Array<string>, depth = 0): Array<string> => {
+  if (depth > 4) return found
+  if (typeof value === "string") found.push(value)
+  else if (Redacted.isRedacted(value)) stringsIn(Redacted.value(value), found, depth + 1)
+  else if (typeof value === "object" && value !== null) {
+    for (const [key, inner] of Object.entries(value)) {
+      if (key !== "_tag" && key !== "header") stringsIn(inner, found, depth + 1)
+    }
+  }
+  return found
+}
+
+/**
+ * A scrubber for what in a config could be a secret: everything under
+ * `auth` (but its tag and header name), credential headers' values, and
+ * credentials in the base URL (`https://user:password@...`).
+ *
+ * @internal
+ */
+export const scrubberFor = (config: Partial<EndpointConfig>): Secrets.Scrubber => {
+  const scrubber = Secrets.make()
+  const raw = config as Record<string, unknown>
+  for (const secret of stringsIn(raw.auth, [])) scrubber.remember(secret)
+  const auth = raw.auth as { _tag?: unknown; username?: unknown; password?: unknown } | undefined
+  if (auth?._tag === "Basic" && typeof auth.username === "string") {
+    const password = Redacted.isRedacted(auth.password) ? Redacted.value(auth.password) : auth.password
+    if (typeof password === "string")
+      scrubber.rememberHeader(`Basic ${Buffer.from(`${auth.username}:${password}`).toString("base64")}`)
+  }
+  if (typeof raw.headers === "object" && raw.headers !== null) {
+    for (const [name, value] of Object.entries(raw.headers)) {
+      if (isCredentialHeader(name)) for (const secret of stringsIn(value, [])) scrubber.rememberHeader(secret)
+    }
+  }
+  if (typeof raw.baseUrl === "string") {
+    const userinfo = /^[a-z][a-z0-9+.-]*:\/\/([^/?#@]*)@/i.exec(raw.baseUrl)?.[1]
+    if (userinfo !== undefined) {
+      scrubber.remember(userinfo)
+      for (const part of userinfo.split(":")) scrubber.remember(part)
+      try {
+        const decoded = decodeURIComponent(userinfo)
+        scrubber.remember(decoded)
+        for (const part of decoded.split(":")) scrubber.remember(part)
+      } catch {
+        // not percent-encoded
+      }
+    }
+  }
+  return scrubber
+}
 
 /**
  * The default timeout of one attempt.
@@ -198,6 +377,22 @@ export const validate = (config: EndpointConfig): Effect.Effect<EndpointConfig, 
  * @category constants
  */
 export const DEFAULT_TIMEOUT = Duration.seconds(60)
+
+/**
+ * The default ceiling on a server-driven wait (see `EndpointConfig.serverWaitCeiling`).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const DEFAULT_SERVER_WAIT_CEILING = Duration.minutes(5)
+
+/**
+ * The default cap on an answer's body (see `EndpointConfig.maxResponseBytes`): 64 MiB.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 const optionalNumber = (name: string) => Config.option(Config.number(name))
 

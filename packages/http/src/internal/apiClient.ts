@@ -20,16 +20,20 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import type * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
+import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import { type CircuitBreaker, Executor, type InvalidOptions, RateLimiter, RateLimiterStore } from "@sluice/core"
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type * as Tracer from "effect/Tracer"
 import type * as ApiClient from "../ApiClient.js"
 import { ApiError } from "../ApiError.js"
 import * as Auth from "../Auth.js"
@@ -38,11 +42,47 @@ import * as RateLimitHeaders from "../RateLimitHeaders.js"
 
 const EXCERPT_LENGTH = 300
 
+/** A control character (C0, DEL) or a line separator. */
+const isControl = (code: number) => code < 0x20 || code === 0x7f || code === 0x2028 || code === 0x2029
+
+/** Control characters and spaces: a path holding one is refused, not silently stripped by the URL parser. */
+const isUnsafePath = (path: string) => {
+  for (let i = 0; i < path.length; i++) {
+    const code = path.charCodeAt(i)
+    if (code === 0x20 || isControl(code)) return true
+  }
+  return false
+}
+
+/** `text` with control characters and line separators escaped (`\u000d`), for a message. */
+const printable = (text: string) => {
+  let out = ""
+  for (const char of text) {
+    const code = char.charCodeAt(0)
+    out += isControl(code) ? `\\u${code.toString(16).padStart(4, "0")}` : char
+  }
+  return out
+}
+
 const NO_HEADERS: Readonly<Record<string, string>> = {}
 const NOTHING_REPORTED: RateLimitHeaders.RateLimitInfo = { limits: [], problems: [] }
 
-/** Header names `@effect/platform` redacts in traces by default. */
-const DEFAULT_REDACTED = new Set(["authorization", "cookie", "set-cookie", "x-api-key"])
+/**
+ * Header names whose values a span never records: credentials a request
+ * carries, and answers that often echo them (`www-authenticate`, `set-cookie`).
+ */
+const REDACTED_IN_SPANS = new Set([
+  "authorization",
+  "proxy-authorization",
+  "cookie",
+  "set-cookie",
+  "x-api-key",
+  "api-key",
+  "x-goog-api-key",
+  "www-authenticate",
+  "proxy-authenticate"
+])
+const REDACTED = "<redacted>"
 
 /** One decoder per Schema: building it is most of the cost of decoding a small body. */
 const decoders = new WeakMap<object, (input: unknown) => Effect.Effect<unknown, ParseResult.ParseError, any>>()
@@ -92,6 +132,10 @@ export const make = (
     const name = config.name
     const baseUrl = config.baseUrl.replace(/\/+$/, "")
     const timeoutMillis = Duration.toMillis(Duration.decode(config.timeout ?? EndpointConfig.DEFAULT_TIMEOUT))
+    const maxResponseBytes = config.maxResponseBytes ?? EndpointConfig.DEFAULT_MAX_RESPONSE_BYTES
+    const ceilingMillis = Duration.toMillis(
+      Duration.decode(config.serverWaitCeiling ?? EndpointConfig.DEFAULT_SERVER_WAIT_CEILING)
+    )
     const auth = options.auth ?? Auth.fromStatic(config.auth)
     const defaultHeaders = config.headers ?? {}
     const http = yield* HttpClient.HttpClient
@@ -117,21 +161,102 @@ export const make = (
 
     // ---- secrets ------------------------------------------------------------
 
-    /** Every secret value revealed into a header so far, and its bare token, to cut out of excerpts. */
-    const secrets = new Set<string>()
-    const remember = (value: string) => {
-      secrets.add(value)
-      const bare = /^(?:Bearer|Basic|Token)\s+(.+)$/i.exec(value)?.[1]
-      if (bare !== undefined) secrets.add(bare)
+    /**
+     * Every form of every secret the client knows (the config's, and each auth header as it is
+     * revealed), cut out of whatever a server sends back before it reaches an error, event or span.
+     */
+    const scrubber = EndpointConfig.scrubberFor(config)
+    const scrub = scrubber.scrub
+    /**
+     * The first characters of `text`, secrets cut out: scrubbed before it is cut (a secret across the cut
+     * must not leave its first half), over a prefix long enough to hold any form of a secret that starts
+     * within the excerpt, so a large body is never scanned whole.
+     */
+    const excerptOf = (text: string) =>
+      scrub(text.slice(0, EXCERPT_LENGTH + scrubber.longestMatch)).slice(0, EXCERPT_LENGTH)
+
+    // ---- tracing ------------------------------------------------------------
+
+    // The platform's own span records every response header as it is, and its failure holds the request,
+    // credentials and all: this client records its own `http.client` span instead, redacting headers by name
+    // and by value, and ending with the (scrubbed) ApiError.
+    const untraced = HttpClient.withTracerDisabledWhen(http, () => true)
+
+    const headerAttributes = (
+      span: Tracer.Span,
+      prefix: string,
+      headers: Headers.Headers,
+      redactedNames: ReadonlyArray<string | RegExp>,
+      secretHeaders: ReadonlyArray<string>
+    ) => {
+      for (const name in headers) {
+        const value = headers[name]!
+        const byName =
+          REDACTED_IN_SPANS.has(name) ||
+          secretHeaders.includes(name) ||
+          redactedNames.some((redacted) =>
+            typeof redacted === "string" ? redacted.toLowerCase() === name : redacted.test(name)
+          )
+        span.attribute(`${prefix}${name}`, byName || scrubber.holds(value) ? REDACTED : value)
+      }
     }
-    const scrub = (text: string) => {
-      let out = text
-      for (const secret of secrets) if (secret.length >= 4) out = out.split(secret).join("<redacted>")
-      return out
-    }
-    const excerptOf = (text: string) => scrub(text).slice(0, EXCERPT_LENGTH)
+
+    const traced = (
+      outgoing: HttpClientRequest.HttpClientRequest,
+      query: Readonly<Record<string, string>> | undefined,
+      secretHeaders: ReadonlyArray<string>,
+      send: (
+        request: HttpClientRequest.HttpClientRequest
+      ) => Effect.Effect<HttpClientResponse.HttpClientResponse, ApiError>
+    ): Effect.Effect<HttpClientResponse.HttpClientResponse, ApiError> =>
+      Effect.withFiberRuntime((fiber) => {
+        if (!fiber.getFiberRef(FiberRef.currentTracerEnabled)) return send(outgoing)
+        return Effect.flatMap(
+          Effect.makeSpan(`http.client ${outgoing.method}`, { kind: "client", captureStackTrace: false }),
+          (span) => {
+            const url = new URL(outgoing.url)
+            span.attribute("http.request.method", outgoing.method)
+            span.attribute("server.address", url.origin)
+            if (url.port !== "") span.attribute("server.port", +url.port)
+            span.attribute("url.full", scrub(`${url.origin}${url.pathname}`))
+            span.attribute("url.path", scrub(url.pathname))
+            span.attribute("url.scheme", url.protocol.slice(0, -1))
+            // The query's names only: a value may be a key.
+            if (query !== undefined && Object.keys(query).length > 0) {
+              span.attribute(
+                "url.query",
+                Object.keys(query)
+                  .map((name) => `${scrub(name)}=${REDACTED}`)
+                  .join("&")
+              )
+            }
+            const redactedNames = fiber.getFiberRef(Headers.currentRedactedNames)
+            headerAttributes(span, "http.request.header.", outgoing.headers, redactedNames, secretHeaders)
+            const request = fiber.getFiberRef(HttpClient.currentTracerPropagation)
+              ? HttpClientRequest.setHeaders(outgoing, HttpTraceContext.toHeaders(span))
+              : outgoing
+            return send(request).pipe(
+              Effect.withParentSpan(span),
+              Effect.tap((response) => {
+                span.attribute("http.response.status_code", response.status)
+                headerAttributes(span, "http.response.header.", response.headers, redactedNames, secretHeaders)
+              }),
+              // The span ends with the (scrubbed) ApiError, or with nothing: the response holds the request,
+              // credentials and all, and a tracer that dumps the exit would print them.
+              Effect.onExit((exit) =>
+                Effect.clockWith((clock) =>
+                  Effect.sync(() => span.end(clock.unsafeCurrentTimeNanos(), Exit.isSuccess(exit) ? Exit.void : exit))
+                )
+              )
+            )
+          }
+        )
+      })
 
     // ---- one attempt --------------------------------------------------------
+
+    /** The path as errors show it: no query (it may hold a key), secrets cut out, control characters escaped. */
+    const shownPath = (path: string) => printable(scrub(path.split("?")[0]!))
 
     const toTransport =
       (method: string, path: string) =>
@@ -146,7 +271,25 @@ export const make = (
           : ApiError.transport({ endpoint: name, method, path, detail })
       }
 
-    /** What the server said, as limiter updates (undefined: nothing to tell it). */
+    /**
+     * The longest wait the server asked for: a 429's or 503's `retry-after*`, or the reset of a limit it
+     * reports exhausted. Only a wait beyond the ceiling matters to the caller (see `errorFor`).
+     */
+    const advertisedWait = (info: RateLimitHeaders.RateLimitInfo, status: number): number => {
+      let longest =
+        (status === 429 || status === 503) && info.retryAfterMillis !== undefined ? info.retryAfterMillis : 0
+      for (const report of info.limits) {
+        if (report.remaining !== undefined && report.remaining <= 0 && report.resetAfterMillis !== undefined) {
+          longest = Math.max(longest, report.resetAfterMillis)
+        }
+      }
+      return longest
+    }
+
+    /**
+     * What the server said, as limiter updates (undefined: nothing to tell it). Every wait it drives is
+     * cut to the ceiling here, before the limiter sees it: one answer must never hold the endpoint longer.
+     */
     const limiterUpdates = (
       info: RateLimitHeaders.RateLimitInfo,
       status: number,
@@ -157,18 +300,20 @@ export const make = (
       for (const report of info.limits) {
         const limit = LIMIT_FOR_REPORT[report.name]
         if (limit === undefined || !limiter.limitNames.includes(limit) || report.remaining === undefined) continue
+        const resetAfterMillis =
+          report.resetAfterMillis === undefined ? undefined : Math.min(report.resetAfterMillis, ceilingMillis)
         updates.push(
           limiter.sync(
             limit,
-            report.resetAfterMillis === undefined
+            resetAfterMillis === undefined
               ? { remaining: report.remaining }
-              : { remaining: report.remaining, resetAfter: Duration.millis(report.resetAfterMillis) },
+              : { remaining: report.remaining, resetAfter: Duration.millis(resetAfterMillis) },
             { key }
           )
         )
       }
       if ((status === 429 || status === 503) && info.retryAfterMillis !== undefined && info.retryAfterMillis > 0) {
-        updates.push(limiter.penalize(Duration.millis(info.retryAfterMillis), { key }))
+        updates.push(limiter.penalize(Duration.millis(Math.min(info.retryAfterMillis, ceilingMillis)), { key }))
       }
       if (updates.length === 0) return undefined
       // What the server says only tunes our pacing: a limiter error must never fail the call.
@@ -183,24 +328,75 @@ export const make = (
       body: string
     ): ApiError => {
       const common = { endpoint: name, method, path, status: response.status, excerpt: excerptOf(body) }
-      const hints = {
+      const advertised = advertisedWait(info, response.status)
+      const hints: { shouldRetry?: boolean; retryAfterMillis?: number; ceilingMillis?: number } = {
         ...(info.shouldRetry === undefined ? {} : { shouldRetry: info.shouldRetry }),
-        ...(info.retryAfterMillis === undefined ? {} : { retryAfterMillis: info.retryAfterMillis })
+        ...(advertised > ceilingMillis
+          ? { retryAfterMillis: advertised, ceilingMillis }
+          : info.retryAfterMillis === undefined
+            ? {}
+            : { retryAfterMillis: info.retryAfterMillis })
       }
       if (response.status === 429) return ApiError.rateLimited({ ...common, ...hints })
       if (response.status >= 500) return ApiError.serverError({ ...common, ...hints })
-      const { retryAfterMillis: _, ...clientHints } = hints
+      const { retryAfterMillis: _, ceilingMillis: __, ...clientHints } = hints
       return ApiError.clientError({ ...common, ...clientHints })
     }
 
     /** The attempt's timeout and the error it fails with past it. */
     const timeoutOf = (method: string, path: string, timeout: Duration.DurationInput | undefined) => {
       const millis = timeout === undefined ? timeoutMillis : Duration.toMillis(Duration.decode(timeout))
-      const safePath = path.split("?")[0]!
+      const safePath = shownPath(path)
       return {
         millis,
         onTimeout: (): ApiError => ApiError.timeout({ endpoint: name, method, path: safePath, timeoutMillis: millis })
       }
+    }
+
+    /**
+     * The answer's body, read once as it streams in and decoded once, up to `maxResponseBytes`: a
+     * `content-length` beyond it fails before reading, and a body that grows beyond it stops being read
+     * (the connection is dropped).
+     */
+    const readBody = (
+      response: HttpClientResponse.HttpClientResponse,
+      method: string,
+      path: string,
+      transport: (error: HttpClientError.HttpClientError) => ApiError
+    ): Effect.Effect<string, ApiError> => {
+      const tooLarge = (detail: string) =>
+        ApiError.responseTooLarge({
+          endpoint: name,
+          method,
+          path,
+          status: response.status,
+          maxBytes: maxResponseBytes,
+          detail
+        })
+      const declared = response.headers["content-length"]
+      if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) > maxResponseBytes) {
+        return Effect.fail(tooLarge(`its content-length is ${declared}`))
+      }
+      return Effect.suspend(() => {
+        const chunks: Array<Uint8Array> = []
+        let total = 0
+        // A response with no body at all (a 204, or a web `Response(null)`) has no stream: it is "".
+        const body = Stream.catchAll(response.stream, (error) =>
+          error.reason === "EmptyBody" ? Stream.empty : Stream.fail(transport(error))
+        )
+        return Stream.runForEach(body, (chunk) => {
+          total += chunk.length
+          if (total > maxResponseBytes) return Effect.fail(tooLarge(`more than ${maxResponseBytes} bytes arrived`))
+          chunks.push(chunk)
+          return Effect.void
+        }).pipe(
+          Effect.map(() =>
+            chunks.length === 1
+              ? Buffer.from(chunks[0]!.buffer, chunks[0]!.byteOffset, chunks[0]!.byteLength).toString("utf8")
+              : Buffer.concat(chunks, total).toString("utf8")
+          )
+        )
+      })
     }
 
     /** One attempt, not under its timeout (the executor's, or `Effect.timeoutFail`, puts it under one). */
@@ -209,22 +405,26 @@ export const make = (
       path: string,
       request: ApiClient.RequestOptions<A, I, R>
     ): Effect.Effect<A, ApiError | Auth.AuthFailed, R> => {
-      // The defaults were checked with the config; a call's own headers are checked here.
+      // The defaults were checked with the config; a call's own headers and path are checked here, with the
+      // rules the HTTP stack applies, so that a bad one is the caller's typed mistake and nothing is sent.
+      const safePath = shownPath(path)
+      const refuse = (detail: string) =>
+        Effect.fail(ApiError.invalidRequest({ endpoint: name, method, path: safePath, detail }))
+      if (isUnsafePath(path)) {
+        return refuse("the path holds a control character (CR, LF, NUL, ...) or a space; encode it, or leave it out")
+      }
       const headers = request.headers === undefined ? defaultHeaders : { ...defaultHeaders, ...request.headers }
       for (const [header, value] of Object.entries(request.headers ?? NO_HEADERS)) {
-        if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(header) || !EndpointConfig.isSafeHeaderValue(value)) {
-          return Effect.fail(
-            ApiError.invalidRequest({
-              endpoint: name,
-              method,
-              path,
-              detail: `header "${header.slice(0, 40)}" has a name or value that is not allowed (no CR, LF or NUL)`
-            })
+        const shown = printable(header.slice(0, 40))
+        if (EndpointConfig.isCredentialHeader(header)) {
+          return refuse(
+            `header "${shown}" carries a credential: it goes in auth, as a Redacted secret, not in plain headers (its value is not shown)`
           )
         }
+        const problem = EndpointConfig.headerNameProblem(header) ?? EndpointConfig.headerValueProblem(value)
+        if (problem !== undefined) return refuse(`header "${shown}": ${problem} (its value is not shown)`)
       }
       const url = `${baseUrl}${path.startsWith("/") ? path : `/${path}`}`
-      const safePath = path.split("?")[0]!
       const transport = toTransport(method, safePath)
       /** The answer read: its rate-limit headers fed to the limiter, then an error, a refresh and resend, or the decoded body. */
       const answer = (
@@ -261,7 +461,7 @@ export const make = (
             method,
             path: safePath,
             status: response.status,
-            issues: scrub(issues),
+            issues: excerptOf(issues),
             excerpt: excerptOf(text)
           })
         let json: unknown
@@ -275,7 +475,6 @@ export const make = (
             ParseResult.ArrayFormatter.formatErrorSync(error)
               .map((issue) => `${issue.path.length > 0 ? JSON.stringify(issue.path) : "(root)"} ${issue.message}`)
               .join("; ")
-              .slice(0, EXCERPT_LENGTH)
           )
         )
       }
@@ -287,24 +486,30 @@ export const make = (
             acceptJson: true
           })
           for (const [header, secret] of credentials) {
+            // A provider handing a plain string where a secret belongs: refused, and never printed.
+            if (!Redacted.isRedacted(secret)) {
+              return refuse(
+                `the auth provider gave header "${printable(header.slice(0, 40))}" a plain string, not a Redacted secret (its value is not shown)`
+              )
+            }
             const value = Redacted.value(secret)
-            remember(value)
+            scrubber.rememberHeader(value)
+            const problem = EndpointConfig.headerNameProblem(header) ?? EndpointConfig.headerValueProblem(value)
+            if (problem !== undefined) {
+              return refuse(`the auth header "${printable(header.slice(0, 40))}": ${problem} (the secret is not shown)`)
+            }
             outgoing = HttpClientRequest.setHeader(outgoing, header, value)
           }
           if (request.body !== undefined)
             outgoing = HttpClientRequest.setBody(outgoing, HttpBody.unsafeJson(request.body))
-          const execute = Effect.mapError(http.execute(outgoing), transport)
-          // Traces redact `authorization` and `x-api-key` already; another auth header is added for this call.
-          const extraSecretHeaders = credentials.filter(([header]) => !DEFAULT_REDACTED.has(header))
-          const sent =
-            extraSecretHeaders.length === 0
-              ? execute
-              : Effect.locallyWith(execute, Headers.currentRedactedNames, (names) => [
-                  ...names,
-                  ...extraSecretHeaders.map(([header]) => header)
-                ])
+          const sent = traced(
+            outgoing,
+            request.query,
+            credentials.map(([header]) => header),
+            (ready) => Effect.mapError(untraced.execute(ready), transport)
+          )
           return Effect.flatMap(sent, (response) =>
-            Effect.flatMap(Effect.mapError(response.text, transport), (text) => answer(refreshed, response, text))
+            Effect.flatMap(readBody(response, method, safePath, transport), (text) => answer(refreshed, response, text))
           )
         })
       return send(false)

@@ -277,6 +277,9 @@ export const fromApiError = (error: ApiError.ApiError, context: CallContext): Mo
         kind: "NotSent",
         ...(error.detail === undefined ? {} : { detail: error.detail })
       })
+    case "ResponseTooLarge":
+      // The answer came but could not be used: as for a body that does not decode.
+      return ModelError.invalidRequest({ ...common, kind: "Undecodable", ...status, detail: error.message })
   }
 }
 

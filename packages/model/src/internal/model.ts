@@ -65,7 +65,8 @@ const FAILED_ATTEMPT: Record<ApiError.Reason, "Unsent" | "Answered" | "MayHaveWo
   ServerError: "Answered",
   Timeout: "MayHaveWorked",
   Transport: "MayHaveWorked",
-  Decode: "MayHaveWorked"
+  Decode: "MayHaveWorked",
+  ResponseTooLarge: "MayHaveWorked"
 }
 
 const Path = Schema.String.pipe(
