@@ -354,9 +354,9 @@ export const make = (
     }
 
     /**
-     * The answer's body, read once as it streams in and decoded once, up to `maxResponseBytes`: a
-     * `content-length` beyond it fails before reading, and a body that grows beyond it stops being read
-     * (the connection is dropped).
+     * The answer's body, read once and decoded once, up to `maxResponseBytes`: a `content-length` beyond
+     * it fails before reading, one within it is read whole, and a body of undeclared length is read as it
+     * streams in, and stops being read (the connection dropped) once it grows beyond the cap.
      */
     const readBody = (
       response: HttpClientResponse.HttpClientResponse,
@@ -374,8 +374,11 @@ export const make = (
           detail
         })
       const declared = response.headers["content-length"]
-      if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) > maxResponseBytes) {
-        return Effect.fail(tooLarge(`its content-length is ${declared}`))
+      if (declared !== undefined && /^\d+$/.test(declared)) {
+        if (Number(declared) > maxResponseBytes) return Effect.fail(tooLarge(`its content-length is ${declared}`))
+        // A declared length within the cap bounds the body (the HTTP stack holds a body to its content-length):
+        // read it whole, as one string.
+        return Effect.mapError(response.text, transport)
       }
       return Effect.suspend(() => {
         const chunks: Array<Uint8Array> = []
