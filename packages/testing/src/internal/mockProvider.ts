@@ -258,14 +258,12 @@ export const make = (
             )
           )
 
-    /** Never answers; ends (interrupted) when the connection closes or the server shuts down. */
-    const hang = Effect.zipRight(Deferred.await(closing), Effect.interrupt)
-
-    const handle = (endpoint: Endpoint) =>
-      Effect.gen(function* () {
-        const request = yield* HttpServerRequest.HttpServerRequest
-        const time = yield* Clock.currentTimeMillis
-        const base = {
+    /** The request being served, and the start of its log entry. */
+    const incoming = Effect.map(
+      Effect.zip(HttpServerRequest.HttpServerRequest, Clock.currentTimeMillis),
+      ([request, time]) => ({
+        request,
+        base: {
           time,
           method: request.method,
           path: pathOf(request.url),
@@ -273,6 +271,15 @@ export const make = (
           fault: undefined,
           latencyMillis: 0
         }
+      })
+    )
+
+    /** Never answers; ends (interrupted) when the connection closes or the server shuts down. */
+    const hang = Effect.zipRight(Deferred.await(closing), Effect.interrupt)
+
+    const handle = (endpoint: Endpoint) =>
+      Effect.gen(function* () {
+        const { request, base } = yield* incoming
         const current = yield* Ref.get(settings)
 
         const refused = yield* refuseUnauthorized(request, base, current)
@@ -281,7 +288,7 @@ export const make = (
         const body = yield* Effect.either(request.json)
         const decided = Either.flatMap(
           Either.mapLeft(body, (): Problem => ({ message: "The request body is not valid JSON.", param: null })),
-          (value) => answerFor(endpoint, value, Math.floor(time / 1000))
+          (value) => answerFor(endpoint, value, Math.floor(base.time / 1000))
         )
         if (Either.isLeft(decided)) {
           const model =
@@ -308,7 +315,7 @@ export const make = (
         }
 
         const decision = yield* Ref.modify(windowState, (state) =>
-          window.admit(state, current.limits, time, answer.chargedTokens)
+          window.admit(state, current.limits, base.time, answer.chargedTokens)
         )
         const headers = rateLimitHeaders(decision.report, current.limits)
 
@@ -426,16 +433,7 @@ export const make = (
      */
     const handleModels = (single: boolean) =>
       Effect.gen(function* () {
-        const request = yield* HttpServerRequest.HttpServerRequest
-        const time = yield* Clock.currentTimeMillis
-        const base = {
-          time,
-          method: request.method,
-          path: pathOf(request.url),
-          chargedTokens: 0,
-          fault: undefined,
-          latencyMillis: 0
-        }
+        const { request, base } = yield* incoming
         const refused = yield* refuseUnauthorized(request, base, yield* Ref.get(settings))
         if (refused !== undefined) return refused
         const id = single ? ((yield* HttpRouter.params).id ?? "") : undefined
