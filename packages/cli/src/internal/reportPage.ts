@@ -111,13 +111,23 @@ const DRAW = `
   }
   function hasAny(column) { return column.some(function (v) { return v != null; }); }
 
-  var rpm = [{ label: "requests / min (last 60 s)" }];
-  var rpmData = [s.requestsPerMinute];
+  // A pace per minute: the amounts of the last 10 s, times 6 (early in a run, what was sent so far, not
+  // extrapolated: it reads above a limit only if 10 s really held more than their share).
+  function pace(column) {
+    var span = Math.max(1, Math.round(10000 / s.intervalMillis));
+    return column.map(function (v, i) {
+      var sum = 0;
+      for (var j = Math.max(0, i - span + 1); j <= i; j++) sum += column[j];
+      return (sum * 60000) / (span * s.intervalMillis);
+    });
+  }
+  var rpm = [{ label: "in the last 60 s" }, { label: "pace (last 10 s, per min)", stroke: "#74a0f4", width: 1 }];
+  var rpmData = [s.requestsPerMinute, pace(s.requests)];
   if (hasAny(s.rpmLimit)) { rpm.push({ label: "limit", stroke: "#c92a2a", dash: [6, 4], width: 1.5 }); rpmData.push(s.rpmLimit); }
   chart("chart-rpm", rpm, rpmData);
 
-  var tpm = [{ label: "tokens / min (last 60 s)" }];
-  var tpmData = [s.tokensPerMinute];
+  var tpm = [{ label: "in the last 60 s" }, { label: "pace (last 10 s, per min)", stroke: "#74a0f4", width: 1 }];
+  var tpmData = [s.tokensPerMinute, pace(s.tokens)];
   if (hasAny(s.tpmLimit)) { tpm.push({ label: "limit", stroke: "#c92a2a", dash: [6, 4], width: 1.5 }); tpmData.push(s.tpmLimit); }
   chart("chart-tpm", tpm, tpmData);
 
@@ -143,12 +153,31 @@ const DRAW = `
     { label: "being sent", stroke: "#0c8599", paths: stepped }
   ], [s.waiting, s.sending], counts);
 
+  // The breaker's state at each transition's own time (a half-open probe lasts less than a sample).
   var breakerNames = Object.keys(s.breakers);
   if (breakerNames.length > 0) {
     var names = ["closed", "half-open", "open"];
-    chart("chart-breaker", breakerNames.map(function (name) { return { label: name, paths: stepped, value: function (u, v) { return v == null ? "–" : names[v]; } }; }),
-      breakerNames.map(function (name) { return s.breakers[name]; }),
-      { scales: { y: { range: [-0.2, 2.2] } }, y: { size: 76, splits: function () { return [0, 1, 2]; }, values: function (u, vals) { return vals.map(function (v) { return names[v] || ""; }); } } });
+    var levels = { CLOSED: 0, HALF_OPEN: 1, OPEN: 2 };
+    var times = [0].concat(data.transitions.map(function (t) { return t.at; }), [s.t[s.t.length - 1]]);
+    times = times.filter(function (t, i) { return times.indexOf(t) === i; }).sort(function (a, b) { return a - b; });
+    var state = {};
+    breakerNames.forEach(function (name) { state[name] = 0; });
+    var columns = breakerNames.map(function () { return []; });
+    times.forEach(function (time) {
+      data.transitions.forEach(function (t) { if (t.at === time) state[t.breaker] = levels[t.to]; });
+      breakerNames.forEach(function (name, i) { columns[i].push(state[name]); });
+    });
+    var el = document.getElementById("chart-breaker");
+    charts["chart-breaker"] = new uPlot({
+      width: Math.max(320, el.clientWidth), height: 220, scales: { x: { time: false }, y: { range: [-0.2, 2.2] } },
+      axes: [
+        { label: "seconds since start", labelSize: 18, size: 34, values: function (u, vals) { return vals.map(function (v) { return v + " s"; }); } },
+        { size: 76, splits: function () { return [0, 1, 2]; }, values: function (u, vals) { return vals.map(function (v) { return names[v] || ""; }); } }
+      ],
+      series: [{ label: "t", value: function (u, v) { return v == null ? "–" : v + " s"; } }].concat(breakerNames.map(function (name, i) {
+        return { label: name, stroke: palette[i % palette.length], width: 2, paths: stepped, points: { show: false }, value: function (u, v) { return v == null ? "–" : names[v]; } };
+      }))
+    }, [times].concat(columns), el);
   }
 
   chart("chart-lines", [
@@ -221,12 +250,12 @@ export const render = (recorded: RunSeries.Recorded, meta: Meta, assets: Assets)
     card(
       "chart-rpm",
       "Requests per minute",
-      "HTTP requests sent in the last 60 s (retries included), against the requests-per-minute limit in force"
+      "HTTP requests sent in the last 60 s (retries included), and the pace of the last 10 s, against the requests-per-minute limit in force"
     ),
     card(
       "chart-tpm",
       "Tokens per minute",
-      "Tokens in the last 60 s as the provider counts them, against the tokens-per-minute limit in force"
+      "Tokens in the last 60 s as the provider counts them (prompt + max_tokens for OpenAI), and the pace of the last 10 s, against the tokens-per-minute limit in force"
     ),
     card(
       "chart-sent",
@@ -269,7 +298,7 @@ export const render = (recorded: RunSeries.Recorded, meta: Meta, assets: Assets)
       : `<section class="card" style="margin-top:14px"><h2>Breaker transitions</h2><table><tr><th>at</th><th>breaker</th><th>from</th><th>to</th></tr>${transitions
           .map(
             (t) =>
-              `<tr><td>${t.at.toFixed(1)} s</td><td>${escapeHtml(t.breaker)}</td><td>${escapeHtml(t.from)}</td><td>${escapeHtml(t.to)}</td></tr>`
+              `<tr><td>${t.at.toFixed(2)} s</td><td>${escapeHtml(t.breaker)}</td><td>${escapeHtml(t.from)}</td><td>${escapeHtml(t.to)}</td></tr>`
           )
           .join("")}</table></section>`
   const details = meta.details

@@ -55,6 +55,8 @@ export interface Series {
   readonly tpmLimit: Array<number | null>
   /** In the interval. */
   readonly requests: Array<number>
+  /** Tokens as the provider counts them (`chargedTokens`, else prompt plus completion). */
+  readonly tokens: Array<number>
   readonly rateLimited: Array<number>
   readonly retries: Array<number>
   readonly faults: Array<number>
@@ -158,6 +160,7 @@ export const make = (
       rpmLimit: [],
       tpmLimit: [],
       requests: [],
+      tokens: [],
       rateLimited: [],
       retries: [],
       faults: [],
@@ -177,7 +180,13 @@ export const make = (
 
     /** Per live request: its latest status and the attempt records already counted. */
     const live = new Map<string, { status: RequestEvent.RequestStatus; counted: number; group: string }>()
-    const interval = { faults: 0, refused: 0, latencies: [] as Array<number>, requestsBy: new Map<string, number>() }
+    const interval = {
+      tokens: 0,
+      faults: 0,
+      refused: 0,
+      latencies: [] as Array<number>,
+      requestsBy: new Map<string, number>()
+    }
     const allLatencies: Array<number> = []
     const faultsByKind: Record<string, number> = {}
     let refusedTotal = 0
@@ -233,7 +242,7 @@ export const make = (
             breaker: name,
             from: transition.from,
             to: transition.to,
-            at: Math.round((transition.at - startedAt) / 100) / 10
+            at: (transition.at - startedAt) / 1000
           })
         }
       }
@@ -256,6 +265,7 @@ export const make = (
       series.rateLimited.push(progress.rateLimited - previous.rateLimited)
       series.retries.push(progress.retries - previous.retries)
       previous = progress
+      series.tokens.push(interval.tokens)
       series.faults.push(interval.faults)
       series.refused.push(interval.refused)
       const { p50, p95, p99 } = percentiles(interval.latencies)
@@ -284,6 +294,7 @@ export const make = (
         series.requestsBy[name] ??= Array.from({ length: index }, () => 0)
         series.requestsBy[name]!.push(sent)
       }
+      interval.tokens = 0
       interval.faults = 0
       interval.refused = 0
       interval.latencies = []
@@ -305,6 +316,13 @@ export const make = (
             () => Effect.sync(() => sources.delete(queue))
           )
         }),
+      tokensUsed: (usage) =>
+        Effect.zipRight(
+          stats.tokensUsed(usage),
+          Effect.sync(() => {
+            interval.tokens += usage.chargedTokens ?? usage.promptTokens + usage.completionTokens
+          })
+        ),
       requestEvents: (events) =>
         Effect.suspend(() => {
           const taken = [...events]
