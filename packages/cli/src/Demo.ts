@@ -178,6 +178,6 @@ export const run = (options: Options = {}) =>
       yield* recorder.write
       yield* Console.log(`\nReport page: ${reportPath}`)
       if (options.directory !== undefined) yield* Console.log(`\nInput and results: ${directory}`)
-      return { summary, report }
+      return { summary, report, reportPath }
     })
   )
