@@ -60,6 +60,7 @@ import * as DurationFlag from "./internal/durationFlag.js"
 import * as View from "./internal/progressView.js"
 import * as Signals from "./internal/signals.js"
 import * as Runner from "./Runner.js"
+import * as RunReport from "./RunReport.js"
 import * as RunStats from "./RunStats.js"
 
 /**
@@ -113,6 +114,7 @@ export interface RunFlags {
   readonly drainTimeout: Duration.Duration
   readonly json: boolean
   readonly allowInsecureHttp: boolean
+  readonly report: Option.Option<string>
 }
 
 const positiveInteger = (name: string) =>
@@ -233,6 +235,10 @@ const runFlags = {
   json: Options.boolean("json").pipe(Options.withDescription("Print the summary as one JSON object")),
   allowInsecureHttp: Options.boolean("allow-insecure-http").pipe(
     Options.withDescription("Allow a plain http:// base URL to a host other than loopback")
+  ),
+  report: Options.file("report").pipe(
+    Options.withDescription("Write a report page here (one self-contained HTML file: the run charted over time)"),
+    Options.optional
   )
 }
 
@@ -286,6 +292,12 @@ const setExitCode = (code: number) =>
 
 const clearLine = "\r\x1b[2K"
 
+const reportDetails = (flags: RunFlags): ReadonlyArray<readonly [string, string]> => [
+  ["input", flags.input],
+  ["output", flags.output],
+  ["base URL", flags.baseUrl]
+]
+
 const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
   Effect.gen(function* () {
     const apiKey = yield* readApiKey(flags)
@@ -336,7 +348,14 @@ const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
   }).pipe(
     Effect.scoped,
     // The sender feeds RunStats its client's request events, its 429s and the limits in force.
-    Effect.provide(RunStats.layer()),
+    Effect.provide(
+      RunReport.layer(
+        Option.match(flags.report, {
+          onNone: () => undefined,
+          onSome: (path) => ({ path, title: "sluice run", details: reportDetails(flags) })
+        })
+      )
+    ),
     Effect.provide(ApiClient.layerPool({ connections: flags.concurrency })),
     Effect.catchTags({
       UsageError: (error) => Effect.zipRight(Console.error(error.message), setExitCode(ExitCode.usage)),
@@ -374,6 +393,12 @@ const demoFlags = {
   directory: Options.directory("keep-files").pipe(
     Options.optional,
     Options.withDescription("write the input and results here and keep them (default: a temporary directory)")
+  ),
+  report: Options.file("report").pipe(
+    Options.optional,
+    Options.withDescription(
+      "write the report page here (default report.html in --keep-files, else sluice-demo-report.html in the temporary directory of the system)"
+    )
   )
 }
 
@@ -384,7 +409,11 @@ const demoFlags = {
  * @category commands
  */
 export const demoCommand = Command.make("demo", demoFlags, (flags) =>
-  Demo.run({ requests: flags.requests, directory: Option.getOrUndefined(flags.directory) }).pipe(
+  Demo.run({
+    requests: flags.requests,
+    directory: Option.getOrUndefined(flags.directory),
+    report: Option.getOrUndefined(flags.report)
+  }).pipe(
     Effect.flatMap(({ summary }) => setExitCode(summary.failed > 0 ? ExitCode.someLinesFailed : ExitCode.success)),
     Effect.catchAll((error) => Effect.zipRight(Console.error(error.message), setExitCode(ExitCode.runError)))
   )

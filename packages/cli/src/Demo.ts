@@ -15,6 +15,7 @@
  *
  * @since 0.1.0
  */
+import * as os from "node:os"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import { CircuitBreaker } from "@sluice/core"
@@ -32,6 +33,7 @@ import * as HttpSend from "./HttpSend.js"
 import * as DemoReport from "./internal/demoReport.js"
 import * as View from "./internal/progressView.js"
 import * as Runner from "./Runner.js"
+import * as RunReport from "./RunReport.js"
 import * as RunStats from "./RunStats.js"
 
 /**
@@ -45,6 +47,11 @@ export interface Options {
   readonly directory?: string | undefined
   /** Redraw progress in place (a terminal), or print a line every few seconds. */
   readonly live?: boolean | undefined
+  /**
+   * Where the report page goes. Default `report.html` in `directory` when
+   * given, else `sluice-demo-report.html` in the system's temporary directory.
+   */
+  readonly report?: string | undefined
 }
 
 /**
@@ -96,7 +103,21 @@ export const run = (options: Options = {}) =>
         halfOpenProbes: 2
       })
       const transitions = yield* breaker.subscribe
-      const stats = yield* RunStats.make(LIMITS)
+      const reportPath =
+        options.report ??
+        (options.directory !== undefined
+          ? path.join(directory, "report.html")
+          : path.join(os.tmpdir(), "sluice-demo-report.html"))
+      const recorder = yield* RunReport.make(yield* RunStats.make(LIMITS), {
+        path: reportPath,
+        title: "sluice demo",
+        details: [
+          ["provider", provider.baseUrl],
+          ["requests", String(options.requests ?? 320)]
+        ]
+      })
+      yield* recorder.watchBreaker(breaker)
+      const stats = recorder.stats
       // The connection pool lives as long as the demo (a pool provided to `make` alone would close after it).
       const pool = yield* Layer.build(ApiClient.layerPool({ connections: 16 }))
       const send = yield* HttpSend.make({
@@ -154,7 +175,9 @@ export const run = (options: Options = {}) =>
         startedAt
       })
       yield* Console.log(report.lines.join("\n"))
+      yield* recorder.write
+      yield* Console.log(`\nReport page: ${reportPath}`)
       if (options.directory !== undefined) yield* Console.log(`\nInput and results: ${directory}`)
-      return { summary, report }
+      return { summary, report, reportPath }
     })
   )

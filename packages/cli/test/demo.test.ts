@@ -1,3 +1,6 @@
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -6,7 +9,13 @@ import * as Demo from "../src/Demo.js"
 describe("sluice demo", () => {
   it.live("runs a small batch through the whole stack against the embedded MockProvider and reports it", () =>
     Effect.gen(function* () {
-      const { summary, report } = yield* Demo.run({ requests: 30, live: false })
+      const directory = fs.mkdtempSync(path.join(os.tmpdir(), "sluice-demo-test-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(directory, { recursive: true, force: true })))
+      const { summary, report, reportPath } = yield* Demo.run({
+        requests: 30,
+        live: false,
+        report: path.join(directory, "report.html")
+      })
       expect(summary).toMatchObject({ stopReason: "completed", succeeded: 30, failed: 0, malformed: 0 })
       expect(summary.promptTokens).toBeGreaterThan(0)
       const text = report.lines.join("\n")
@@ -21,7 +30,13 @@ describe("sluice demo", () => {
         expect(text).toContain(heading)
       }
       expect(text).not.toContain("sk-sluice-demo")
-    }).pipe(Effect.provide(NodeContext.layer))
+      // The report page: written where asked, self-contained, no secret in it.
+      expect(reportPath).toBe(path.join(directory, "report.html"))
+      const page = fs.readFileSync(reportPath, "utf8")
+      expect(page).toContain("sluice demo: report")
+      expect(page).toContain('id="sluice-data"')
+      expect(page).not.toContain("sk-sluice-demo")
+    }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
   )
 
   it("writes a deterministic batch in the OpenAI batch format", () => {
