@@ -5,6 +5,7 @@
  * provider's log.
  */
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "@effect/vitest"
@@ -131,6 +132,8 @@ describe("sluice run", () => {
           "retries",
           "promptTokens",
           "completionTokens",
+          "failuresByReason",
+          "halt",
           "elapsedMillis",
           "exitCode"
         ].sort()
@@ -301,7 +304,8 @@ describe("sluice run", () => {
       const twice = sluice(runArgs(input, output, "--concurrency", "2", "--drain-timeout", "10m", "--json"), KEY_ENV)
       await awaitRequests(2)
       twice.child.kill("SIGINT")
-      await waitUntil("the drain began", () => twice.stderr().includes("Stopping"))
+      // A second Ctrl-C counts once the program says so (a repeat within moments is the launcher's echo of the first).
+      await waitUntil("the drain began", () => twice.stderr().includes("Ctrl-C again"))
       twice.child.kill("SIGINT")
       expect((await twice.exited).code).toBe(130)
       expect(JSON.parse(twice.stdout())).toMatchObject({ stopReason: "aborted", succeeded: 0, remaining: 20 })
@@ -321,6 +325,196 @@ describe("sluice run", () => {
       const rerun = await sluiceRun(runArgs(input, output, "--json"), KEY_ENV)
       expect(rerun.code).toBe(0)
       expectExactlyOnce(output, all)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "a bad key stops the run at once: exit 4, authentication failed, nothing written; fixed, the rerun does every line",
+    async () => {
+      freshDir()
+      const all = ids(40)
+      const input = writeInput(all.map((id) => chatLine(id)))
+      const output = path.join(dir!, "results.jsonl")
+
+      const bad = await sluiceRun(runArgs(input, output, "--concurrency", "4", "--json"), {
+        SLUICE_E2E_KEY: "sk-wrong-key"
+      })
+      expect(bad.code).toBe(4)
+      expect(bad.stderr).toContain("Authentication failed (401)")
+      expect(bad.stderr).toContain("--api-key-env")
+      const summary = JSON.parse(bad.stdout)
+      expect(summary).toMatchObject({
+        stopReason: "halted",
+        halt: { reason: "AuthenticationFailed" },
+        succeeded: 0,
+        failed: 0,
+        exitCode: 4
+      })
+      expect(readResults(output).lines).toEqual([])
+      const counters = await Effect.runPromise(provider.counters)
+      expect(counters.served).toBe(0)
+      // The first line goes alone; the run stops on its answer, before most lines are sent.
+      expect(counters.unauthorized).toBeLessThan(all.length / 2)
+      expect(bad.stdout + bad.stderr).not.toContain("sk-wrong-key")
+
+      const rerun = await sluiceRun(runArgs(input, output, "--concurrency", "4", "--json"), KEY_ENV)
+      expect(rerun.code).toBe(0)
+      expect(JSON.parse(rerun.stdout)).toMatchObject({ succeeded: 40, failed: 0, skipped: 0 })
+      expectExactlyOnce(output, all)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "a closed port pauses instead of failing lines; past --max-outage the run stops (exit 5) and the fixed rerun does every line",
+    async () => {
+      freshDir()
+      const closedPort = await new Promise<number>((resolve) => {
+        const server = net.createServer()
+        server.listen(0, "127.0.0.1", () => {
+          const { port } = server.address() as net.AddressInfo
+          server.close(() => resolve(port))
+        })
+      })
+      const all = ids(30)
+      const input = writeInput(all.map((id) => chatLine(id)))
+      const output = path.join(dir!, "results.jsonl")
+      const args = runArgs(input, output, "--concurrency", "4", "--max-outage", "2s", "--json")
+      args[args.indexOf("--base-url") + 1] = `http://127.0.0.1:${closedPort}/v1`
+
+      const down = await sluiceRun(args, KEY_ENV)
+      expect(down.code).toBe(5)
+      expect(down.stderr).toContain("The provider is unavailable")
+      expect(down.stderr).toContain("connection failed")
+      expect(JSON.parse(down.stdout)).toMatchObject({
+        stopReason: "halted",
+        halt: { reason: "ProviderUnavailable" },
+        succeeded: 0,
+        failed: 0,
+        failuresByReason: {},
+        exitCode: 5
+      })
+      expect(readResults(output).lines).toEqual([])
+
+      const fixed = await sluiceRun(runArgs(input, output, "--concurrency", "4", "--json"), KEY_ENV)
+      expect(fixed.code).toBe(0)
+      expect(JSON.parse(fixed.stdout)).toMatchObject({ succeeded: 30, failed: 0 })
+      expectExactlyOnce(output, all)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "an outage longer than --max-outage stops the run keeping what was done (no line failed); the rerun does the rest",
+    async () => {
+      freshDir()
+      await Effect.runPromise(provider.setLatency({ fixed: "20 millis" }))
+      const all = ids(300)
+      const input = writeInput(all.map((id) => chatLine(id)))
+      const output = path.join(dir!, "results.jsonl")
+
+      const run = sluice(runArgs(input, output, "--concurrency", "4", "--max-outage", "2s", "--json"), KEY_ENV)
+      await waitUntil("the output has 10 lines", () => countLines(output) >= 10)
+      await Effect.runPromise(provider.setFaults({ serviceUnavailable503: 1 }))
+      expect((await run.exited).code).toBe(5)
+      const summary = JSON.parse(run.stdout())
+      expect(summary).toMatchObject({ stopReason: "halted", halt: { reason: "ProviderUnavailable" }, failed: 0 })
+      const kept = readResults(output)
+      expect(kept.torn).toBe(false)
+      expect(kept.lines.every((line) => line.status === "succeeded")).toBe(true)
+      expect(kept.ids.length).toBe(summary.succeeded)
+      expect(kept.ids.length).toBeLessThan(300)
+
+      await Effect.runPromise(provider.setFaults({}))
+      const rerun = await sluiceRun(runArgs(input, output, "--concurrency", "8", "--json"), KEY_ENV)
+      expect(rerun.code).toBe(0)
+      expect(JSON.parse(rerun.stdout)).toMatchObject({ skipped: kept.ids.length, failed: 0 })
+      expectExactlyOnce(output, all)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "an outage then recovery: the lines wait for the provider and every line succeeds",
+    async () => {
+      freshDir()
+      await Effect.runPromise(provider.setFaults({ serviceUnavailable503: 1 }))
+      const all = ids(40)
+      const input = writeInput(all.map((id) => chatLine(id)))
+      const output = path.join(dir!, "results.jsonl")
+
+      const run = sluice(runArgs(input, output, "--concurrency", "4", "--json"), KEY_ENV)
+      // Enough refused calls to open the breaker, and more: the lines have spent their attempts.
+      await awaitRequests(20)
+      await Effect.runPromise(provider.setFaults({}))
+      expect((await run.exited).code).toBe(0)
+      expect(JSON.parse(run.stdout())).toMatchObject({ stopReason: "completed", succeeded: 40, failed: 0 })
+      const results = expectExactlyOnce(output, all)
+      expect(results.lines.every((line) => line.status === "succeeded")).toBe(true)
+      const counters = await Effect.runPromise(provider.counters)
+      expect(counters.faults.serviceUnavailable503).toBeGreaterThanOrEqual(20)
+      expect(run.stderr()).toContain("provider unavailable for")
+    },
+    TIMEOUT
+  )
+
+  it(
+    "a second run on the same output refuses to start, naming the holder's pid; a lock left by kill -9 is stale",
+    async () => {
+      freshDir()
+      await Effect.runPromise(provider.setFaults({ hang: 1 }))
+      const all = ids(10)
+      const input = writeInput(all.map((id) => chatLine(id)))
+      const output = path.join(dir!, "results.jsonl")
+
+      const holder = sluice(runArgs(input, output, "--concurrency", "2"), KEY_ENV)
+      await awaitRequests(1)
+      const second = await sluiceRun(runArgs(input, output, "--json"), KEY_ENV)
+      expect(second.code).toBe(3)
+      expect(second.stderr).toContain(`pid ${holder.child.pid}`)
+      expect(second.stdout).toBe("")
+
+      holder.child.kill("SIGKILL")
+      await holder.exited
+      await Effect.runPromise(provider.setFaults({}))
+      const after = await sluiceRun(runArgs(input, output, "--json"), KEY_ENV)
+      expect(after.code).toBe(0)
+      expectExactlyOnce(output, all)
+      expect(fs.existsSync(`${output}.lock`)).toBe(false)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "one Ctrl-C delivered twice at once (as a launcher forwards it) drains, it does not stop at once",
+    async () => {
+      freshDir()
+      await Effect.runPromise(provider.setLatency({ fixed: "50 millis" }))
+      const all = ids(400)
+      const input = writeInput(all.map((id) => chatLine(id)))
+      const output = path.join(dir!, "results.jsonl")
+
+      const run = sluice(runArgs(input, output, "--concurrency", "4", "--json"), KEY_ENV)
+      await waitUntil("the output has 10 lines", () => countLines(output) >= 10)
+      run.child.kill("SIGINT")
+      run.child.kill("SIGINT")
+      expect((await run.exited).code).toBe(130)
+      const summary = JSON.parse(run.stdout())
+      expect(summary).toMatchObject({ stopReason: "drained", failed: 0 })
+      expect(readResults(output).ids.length).toBe(summary.succeeded)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "sluice run --help lists the exit codes",
+    async () => {
+      const help = await sluiceRun(["run", "--help"])
+      expect(help.code).toBe(0)
+      for (const code of ["0", "1", "2", "3", "4", "5", "130"]) expect(help.stdout).toMatch(new RegExp(`\\b${code}\\s`))
+      expect(help.stdout).toContain("authentication failed")
+      expect(help.stdout).toContain("--max-outage")
     },
     TIMEOUT
   )
