@@ -139,8 +139,12 @@ export const endpointConfig = (
     retry: {
       maxAttempts: options.maxAttempts ?? 3,
       // A batch outlives an outage: a line refused by an open breaker waits for it (paying nothing, using no
-      // attempt) instead of failing, for up to ten minutes of retrying.
-      isRetryable: (error) => Retry.isRetryable(error) || error instanceof CircuitBreaker.CircuitOpenError,
+      // attempt) instead of failing, for up to ten minutes of retrying. With `maxOutage` the sender waits
+      // instead (woken when the breaker lets probes through), so the refusal comes back to it at once.
+      isRetryable:
+        options.maxOutage === undefined
+          ? (error) => Retry.isRetryable(error) || error instanceof CircuitBreaker.CircuitOpenError
+          : Retry.isRetryable,
       maxElapsed: "10 minutes"
     },
     breaker: options.breaker,
@@ -225,7 +229,20 @@ export const make = (
     if (breaker !== undefined && "subscribe" in breaker) {
       const transitions = yield* breaker.subscribe
       yield* Effect.forkScoped(
-        Effect.forever(Effect.flatMap(Queue.take(transitions), (transition) => stats.setBreaker(transition.to)))
+        Effect.forever(
+          Effect.flatMap(Queue.take(transitions), (transition) =>
+            Effect.zipRight(
+              // The breaker opened (tripped, or a probe failed): the provider is down, if no answer says otherwise.
+              outage !== undefined && transition.to === "OPEN"
+                ? Effect.zipRight(stats.setBreaker(transition.to), outage.down())
+                : stats.setBreaker(transition.to),
+              // Probes may go, or the breaker closed: the waiting lines try now rather than at their timer.
+              outage !== undefined && (transition.to === "HALF_OPEN" || transition.to === "CLOSED")
+                ? outage.wake
+                : Effect.void
+            )
+          )
+        )
       )
     }
     if (outage !== undefined) {
@@ -419,12 +436,19 @@ export const make = (
           if (!refused && outage.answers() !== (answersAtAttempt.get(id) ?? -1)) {
             return Effect.fail(failed(failure, verdict, attemptsOf()))
           }
-          const pause = Duration.millis(Math.min(10_000, 500 * 2 ** Math.min(round, 5)))
-          return outage.down(`${verdict.label}: ${failure.message}`).pipe(
+          // Until the breaker would let it through, else a backoff; woken early by a sign the provider is back.
+          const retryAfter = (failure as { readonly retryAfterMillis?: unknown }).retryAfterMillis
+          const pause = Duration.millis(
+            refused && typeof retryAfter === "number" && Number.isFinite(retryAfter)
+              ? Math.max(50, retryAfter)
+              : Math.min(5_000, 500 * 2 ** Math.min(round, 4))
+          )
+          // A refusal says nothing new (the failures that opened the breaker did); a failure starts the outage.
+          return (refused ? Effect.void : outage.down(verdict.label)).pipe(
             Effect.zipRight(
               Effect.acquireUseRelease(
                 outage.waiting(1),
-                () => Effect.sleep(pause),
+                () => Effect.raceFirst(Effect.sleep(pause), outage.nextChance),
                 () => outage.waiting(-1)
               )
             ),

@@ -29,13 +29,20 @@ export interface Outage {
   readonly alive: Effect.Effect<void>
   /** Answers so far: a line compares it before and after its attempt. */
   readonly answers: () => number
-  /** A systemic failure no answer followed: an outage begins now, unless one has. */
-  readonly down: (lastFailure: string) => Effect.Effect<void>
+  /**
+   * A systemic failure no answer followed, or the breaker opened: an outage begins now, unless one has.
+   * `failure` (a few words) replaces the last failure shown, when given.
+   */
+  readonly down: (failure?: string) => Effect.Effect<void>
   /** A line begins (+1) or ends (-1) waiting for the provider. */
   readonly waiting: (delta: 1 | -1) => Effect.Effect<void>
   readonly current: () => State | undefined
   /** Completes with the outage, once it has lasted `maxOutage`. */
   readonly exceeded: Effect.Effect<State>
+  /** Completes at the next sign the provider may be back (`wake`, or an answer ending the outage). */
+  readonly nextChance: Effect.Effect<void>
+  /** Wakes the waiting lines (the breaker let probes through, or closed). */
+  readonly wake: Effect.Effect<void>
 }
 
 export const make = (options: {
@@ -53,6 +60,12 @@ export const make = (options: {
     let lastFailure = ""
     const current = (): State | undefined => (since === undefined ? undefined : { since, waiting, lastFailure })
     const changed = Effect.suspend(() => (options.onChange === undefined ? Effect.void : options.onChange(current())))
+    let chance = yield* Deferred.make<void>()
+    const wake = Effect.flatMap(Deferred.make<void>(), (next) => {
+      const previous = chance
+      chance = next
+      return Deferred.succeed(previous, undefined)
+    })
 
     yield* Effect.forkScoped(
       Effect.repeat(
@@ -71,12 +84,12 @@ export const make = (options: {
         answers++
         if (since === undefined) return Effect.void
         since = undefined
-        return changed
+        return Effect.zipRight(changed, wake)
       }),
       answers: () => answers,
       down: (failure) =>
         Effect.suspend(() => {
-          lastFailure = failure
+          if (failure !== undefined) lastFailure = failure
           if (since !== undefined) return Effect.void
           since = clock.unsafeCurrentTimeMillis()
           return changed
@@ -87,6 +100,8 @@ export const make = (options: {
           return since === undefined ? Effect.void : changed
         }),
       current,
-      exceeded: Deferred.await(exceeded)
+      exceeded: Deferred.await(exceeded),
+      nextChance: Effect.suspend(() => Deferred.await(chance)),
+      wake: Effect.asVoid(wake)
     }
   })

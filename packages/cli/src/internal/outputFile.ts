@@ -36,10 +36,13 @@ export interface Recovered {
   readonly done: ReadonlySet<string>
   /** Complete lines found. */
   readonly lines: number
-  /** `custom_id`s whose latest result is a retryable failure to do again (with `retryFailed`). */
-  readonly retry: ReadonlySet<string>
-  /** 0-based indexes of the complete lines to keep: the latest line of each done `custom_id` (blank lines not). */
-  readonly keep: ReadonlySet<number>
+  /** `custom_id`s whose latest result is a retryable failure to do again (with `retryFailed`); absent: none. */
+  readonly retry?: ReadonlySet<string>
+  /**
+   * 0-based indexes of the complete lines to keep: the latest line of each done `custom_id` (blank lines
+   * not); absent when there is no file.
+   */
+  readonly keep?: ReadonlySet<number>
   /** Bytes of a torn last line that were truncated away (0 when none). */
   readonly truncatedBytes: number
 }
@@ -64,8 +67,7 @@ export const recover = (
     const exists = yield* fs
       .exists(path)
       .pipe(Effect.mapError((error) => new RunError({ reason: "OutputUnreadable", path, detail: describe(error) })))
-    if (!exists)
-      return { done: new Set<string>(), retry: new Set<string>(), keep: new Set<number>(), lines: 0, truncatedBytes: 0 }
+    if (!exists) return { done: new Set<string>(), lines: 0, truncatedBytes: 0 }
     const decoder = new TextDecoder("utf-8", { fatal: true })
     /** Each `custom_id`'s latest line (0-based) and whether that line is a failure to do again. */
     const latest = new Map<string, { readonly index: number; readonly retry: boolean }>()

@@ -116,7 +116,9 @@ export const run = (
     yield* Effect.ignore(fs.remove(OutputFile.compactingPathFor(options.output), { force: true }))
     const recovered = yield* OutputFile.recover(fs, options.output, { retryFailed: options.retryFailed })
     // One line per custom_id, its latest, with the failures to do again taken out before they are redone.
-    if (recovered.lines > recovered.keep.size) yield* OutputFile.compact(fs, options.output, recovered.keep)
+    if (recovered.keep !== undefined && recovered.lines > recovered.keep.size) {
+      yield* OutputFile.compact(fs, options.output, recovered.keep)
+    }
     const writerOptions = { syncEvery: options.syncEvery, syncInterval: options.syncInterval }
     const output = yield* OutputFile.makeWriter(fs, options.output, { flag: "a", ...writerOptions })
     // The errors file describes this run's reading of the input: an old one is removed, a new one made on demand.
