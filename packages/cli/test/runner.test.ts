@@ -326,6 +326,27 @@ describe("Runner.run", () => {
       }).pipe(Effect.provide(TestLayer))
   )
 
+  it.scoped("a kill -9 during compaction (before the rename) leaves the old file: the next run compacts again", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const files = yield* setup(requests(3))
+      const before = [
+        JSON.stringify({ custom_id: "r0", status: "failed", error: { tag: "Transport", message: "reset" } }),
+        JSON.stringify({ custom_id: "r1", status: "succeeded", error: null }),
+        JSON.stringify({ custom_id: "r0", status: "failed", error: { tag: "Timeout", message: "timed out" } })
+      ]
+      yield* fs.writeFileString(files.output, `${before.join("\n")}\n`)
+      // What a compaction cut short leaves: a partial new file beside the old one.
+      yield* fs.writeFileString(`${files.output}.compacting`, `${before[1]}\n{"custom_id":"r`)
+      const summary = yield* runOnce({ ...files, concurrency: 2, retryFailed: true }, echo)
+      expect(summary).toMatchObject({ skipped: 1, succeeded: 2, failed: 0 })
+      const lines = yield* readJsonl(files.output)
+      expect(ids(lines).sort()).toEqual(["r0", "r1", "r2"])
+      expect(lines.every((line) => line.status === "succeeded")).toBe(true)
+      expect(yield* fs.exists(`${files.output}.compacting`)).toBe(false)
+    }).pipe(Effect.provide(TestLayer))
+  )
+
   it.scoped("a failure is written with its reason, status and verdict; the summary counts failures by reason", () =>
     Effect.gen(function* () {
       const files = yield* setup(requests(3))
