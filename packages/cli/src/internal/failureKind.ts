@@ -22,6 +22,8 @@ export interface Verdict {
   readonly errorKind: string
   readonly status?: number | undefined
   readonly retryable: boolean
+  /** Refused by an open breaker before it was sent (systemic, and says nothing new about the provider). */
+  readonly refused: boolean
   readonly label: string
 }
 
@@ -102,6 +104,7 @@ export const verdictOf = (error: { readonly _tag: string; readonly message: stri
       errorKind: error.reason,
       status,
       retryable: error.retryable,
+      refused: false,
       label: apiLabel(error)
     }
   }
@@ -114,6 +117,7 @@ export const verdictOf = (error: { readonly _tag: string; readonly message: stri
       errorKind: error.reason,
       status: error.status,
       retryable: error.retryable || systemic,
+      refused: error.reason === "ProviderUnavailable" && error.kind === "CircuitOpen",
       label: modelLabel(error)
     }
   }
@@ -122,13 +126,14 @@ export const verdictOf = (error: { readonly _tag: string; readonly message: stri
       class: "systemic",
       errorKind: error._tag,
       retryable: true,
+      refused: true,
       label: "circuit open (the provider is failing)"
     }
   }
   if (error._tag === "InvalidRequest") {
-    return { class: "own", errorKind: error._tag, retryable: false, label: "invalid request body" }
+    return { class: "own", errorKind: error._tag, retryable: false, refused: false, label: "invalid request body" }
   }
-  return { class: "own", errorKind: error._tag, retryable: false, label: error._tag }
+  return { class: "own", errorKind: error._tag, retryable: false, refused: false, label: error._tag }
 }
 
 /** Kinds of a written failure a rerun may retry, for records that do not say (`error.retryable`). */

@@ -432,7 +432,7 @@ export const make = (
             return Effect.fail(failed(failure, verdict, attemptsOf()))
           }
           // Refused by the open breaker, or no answer to anyone since its last attempt began: the provider is down.
-          const refused = verdict.errorKind === "CircuitOpenError" || verdict.label.startsWith("circuit open")
+          const refused = verdict.refused
           if (!refused && outage.answers() !== (answersAtAttempt.get(id) ?? -1)) {
             return Effect.fail(failed(failure, verdict, attemptsOf()))
           }
