@@ -358,7 +358,7 @@ export const exitCodeOf = (summary: Runner.Summary): number =>
         : ExitCode.runError
     : summary.stopReason !== "completed"
       ? ExitCode.interrupted
-      : summary.failed > 0 || summary.malformed > 0
+      : summary.failed > 0 || summary.keptFailed > 0 || summary.malformed > 0
         ? ExitCode.someLinesFailed
         : ExitCode.success
 

@@ -196,6 +196,8 @@ export interface Summary {
   readonly failed: number
   /** Already in the output. */
   readonly skipped: number
+  /** Of `skipped`: lines whose result in the output is a failure, kept (not retryable, or not `retryFailed`). */
+  readonly keptFailed: number
   readonly malformed: number
   /** Lines of the input with no result yet (0 after a completed run). */
   readonly remaining: number | undefined

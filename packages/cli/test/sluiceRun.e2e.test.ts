@@ -134,6 +134,7 @@ describe("sluice run", () => {
           "completionTokens",
           "failuresByReason",
           "halt",
+          "keptFailed",
           "elapsedMillis",
           "exitCode"
         ].sort()
@@ -455,6 +456,59 @@ describe("sluice run", () => {
       const counters = await Effect.runPromise(provider.counters)
       expect(counters.faults.serviceUnavailable503).toBeGreaterThanOrEqual(14)
       expect(run.stderr()).toContain("provider unavailable for")
+    },
+    TIMEOUT
+  )
+
+  it(
+    "failures are shown by reason; a rerun does again the retryable failures (not with --no-retry-failed), one record per custom_id",
+    async () => {
+      freshDir()
+      await Effect.runPromise(provider.setFaults({ serverError500: 0.3 }))
+      const all = ids(120)
+      const input = writeInput(all.map((id) => chatLine(id)))
+      const output = path.join(dir!, "results.jsonl")
+
+      const first = await sluiceRun(
+        runArgs(input, output, "--concurrency", "8", "--max-attempts", "1", "--json"),
+        KEY_ENV
+      )
+      expect(first.code).toBe(1)
+      const summary = JSON.parse(first.stdout)
+      expect(summary.failed).toBeGreaterThan(0)
+      expect(summary.failuresByReason).toEqual({ "server error (500)": summary.failed })
+      expect(first.stderr).toMatch(/failed: \d+ × server error \(500\)/)
+      // A storm is a few lines counting up, not a line per failure.
+      expect(first.stderr.split("\n").filter((line) => line.startsWith("failed:")).length).toBeLessThan(summary.failed)
+      const failedIds = readResults(output)
+        .lines.filter((line) => line.status === "failed")
+        .map((line) => line.custom_id as string)
+      expect(failedIds.length).toBe(summary.failed)
+      expect(readResults(output).lines.find((line) => line.status === "failed")).toMatchObject({
+        error: { tag: "ProviderUnavailable", reason: "server error (500)", status: 500, retryable: true }
+      })
+
+      await Effect.runPromise(Effect.zipRight(provider.setFaults({}), provider.reset))
+      const kept = await sluiceRun(runArgs(input, output, "--no-retry-failed", "--json"), KEY_ENV)
+      // The failures stay in the output: not a success.
+      expect(kept.code).toBe(1)
+      expect(JSON.parse(kept.stdout)).toMatchObject({
+        skipped: 120,
+        keptFailed: failedIds.length,
+        succeeded: 0,
+        failed: 0
+      })
+      expect((await Effect.runPromise(provider.counters)).total).toBe(0)
+
+      const retried = await sluiceRun(runArgs(input, output, "--json"), KEY_ENV)
+      expect(retried.code).toBe(0)
+      expect(JSON.parse(retried.stdout)).toMatchObject({
+        skipped: 120 - failedIds.length,
+        succeeded: failedIds.length,
+        failed: 0
+      })
+      const results = expectExactlyOnce(output, all)
+      expect(results.lines.every((line) => line.status === "succeeded")).toBe(true)
     },
     TIMEOUT
   )

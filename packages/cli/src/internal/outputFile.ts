@@ -36,6 +36,8 @@ export interface Recovered {
   readonly done: ReadonlySet<string>
   /** Complete lines found. */
   readonly lines: number
+  /** Done `custom_id`s whose latest result is a failure (kept); absent: none. */
+  readonly failed?: ReadonlySet<string>
   /** `custom_id`s whose latest result is a retryable failure to do again (with `retryFailed`); absent: none. */
   readonly retry?: ReadonlySet<string>
   /**
@@ -70,7 +72,7 @@ export const recover = (
     if (!exists) return { done: new Set<string>(), lines: 0, truncatedBytes: 0 }
     const decoder = new TextDecoder("utf-8", { fatal: true })
     /** Each `custom_id`'s latest line (0-based) and whether that line is a failure to do again. */
-    const latest = new Map<string, { readonly index: number; readonly retry: boolean }>()
+    const latest = new Map<string, { readonly index: number; readonly retry: boolean; readonly failed: boolean }>()
     let lines = 0
     let size = 0
     /** Bytes up to and including the last newline seen. */
@@ -93,6 +95,7 @@ export const recover = (
       }
       latest.set(id, {
         index: lines - 1,
+        failed: (json as { status?: unknown }).status === "failed",
         retry: options.retryFailed === true && isRetryableFailure(json as Record<string, unknown>)
       })
       return undefined
@@ -122,16 +125,18 @@ export const recover = (
         .pipe(Effect.mapError((error) => new RunError({ reason: "OutputUnwritable", path, detail: describe(error) })))
     }
     const done = new Set<string>()
+    const failed = new Set<string>()
     const retry = new Set<string>()
     const keep = new Set<number>()
-    for (const [id, { index, retry: again }] of latest) {
-      if (again) retry.add(id)
+    for (const [id, latestLine] of latest) {
+      if (latestLine.retry) retry.add(id)
       else {
         done.add(id)
-        keep.add(index)
+        keep.add(latestLine.index)
+        if (latestLine.failed) failed.add(id)
       }
     }
-    return { done, retry, keep, lines, truncatedBytes }
+    return { done, failed, retry, keep, lines, truncatedBytes }
   })
 
 /** The file compaction writes before renaming it over `path`. */

@@ -75,7 +75,7 @@ const STOPPED: Record<Runner.StopReason, string> = {
 export const summaryText = (summary: Runner.Summary): string => {
   const lines = [
     `sluice run ${STOPPED[summary.stopReason]} in ${duration(summary.elapsedMillis)}`,
-    `  lines:     ${summary.total ?? "?"} (succeeded ${summary.succeeded}, failed ${summary.failed}, skipped ${summary.skipped}, malformed ${summary.malformed}, remaining ${summary.remaining ?? "?"})`,
+    `  lines:     ${summary.total ?? "?"} (succeeded ${summary.succeeded}, failed ${summary.failed}, skipped ${summary.skipped}${summary.keptFailed > 0 ? ` (${summary.keptFailed} failed earlier)` : ""}, malformed ${summary.malformed}, remaining ${summary.remaining ?? "?"})`,
     `  requests:  ${summary.requests} (429s ${summary.rateLimited}, retries ${summary.retries})`,
     `  tokens:    ${summary.promptTokens} prompt + ${summary.completionTokens} completion`,
     `  output:    ${summary.output}`

@@ -44,11 +44,11 @@ const inputLines = (fs: FileSystem.FileSystem, path: string) =>
 
 type Classified =
   | { readonly _tag: "Blank" }
-  | { readonly _tag: "Skipped" }
+  | { readonly _tag: "Skipped"; readonly failed: boolean }
   | { readonly _tag: "Malformed"; readonly malformed: Runner.Malformed }
   | { readonly _tag: "Send"; readonly line: Runner.BatchLine }
 
-const classifier = (done: ReadonlySet<string>) => {
+const classifier = (done: ReadonlySet<string>, failed: ReadonlySet<string> | undefined) => {
   /** The line each valid `custom_id` first appeared on. */
   const firstSeen = new Map<string, number>()
   return (text: string, lineNumber: number): Classified => {
@@ -73,7 +73,9 @@ const classifier = (done: ReadonlySet<string>) => {
       }
     }
     firstSeen.set(customId, lineNumber)
-    return done.has(customId) ? { _tag: "Skipped" } : { _tag: "Send", line: verdict.line }
+    return done.has(customId)
+      ? { _tag: "Skipped", failed: failed?.has(customId) === true }
+      : { _tag: "Send", line: verdict.line }
   }
 }
 
@@ -155,7 +157,9 @@ export const run = (
 
     // ---- the stages -----------------------------------------------------------
 
-    const classify = classifier(recovered.done)
+    const classify = classifier(recovered.done, recovered.failed)
+    /** Skipped lines whose kept result is a failure. */
+    let keptFailed = 0
 
     const report = (malformed: Runner.Malformed) =>
       Effect.gen(function* () {
@@ -234,7 +238,12 @@ export const run = (
         classified._tag === "Malformed"
           ? report(classified.malformed)
           : classified._tag === "Skipped"
-            ? stats.lineSettled("skipped")
+            ? Effect.zipRight(
+                Effect.sync(() => {
+                  if (classified.failed) keptFailed++
+                }),
+                stats.lineSettled("skipped")
+              )
             : Effect.void
       ),
       Stream.filterMap((classified) => (classified._tag === "Send" ? Option.some(classified.line) : Option.none())),
@@ -267,6 +276,7 @@ export const run = (
       succeeded: progress.succeeded,
       failed: progress.failed,
       skipped: progress.skipped,
+      keptFailed,
       malformed: progress.malformed,
       remaining:
         ended === "completed" ? 0 : progress.total === undefined ? undefined : Math.max(0, progress.total - done),
