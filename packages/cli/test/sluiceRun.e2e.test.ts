@@ -4,6 +4,7 @@
  * Nothing here asserts on timing; tests wait by polling files and the
  * provider's log.
  */
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
@@ -13,7 +14,7 @@ import * as MockProvider from "@sluice/testing/MockProvider"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
-import { chatLine, countLines, ids, readResults, sluice, sluiceRun, waitUntil } from "./utils/child.js"
+import { chatLine, countLines, ids, REPO_ROOT, readResults, sluice, sluiceRun, waitUntil } from "./utils/child.js"
 
 const API_KEY = "sk-e2e-do-not-print-0123456789"
 const KEY_ENV = { SLUICE_E2E_KEY: API_KEY }
@@ -557,6 +558,42 @@ describe("sluice run", () => {
       const summary = JSON.parse(run.stdout())
       expect(summary).toMatchObject({ stopReason: "drained", failed: 0 })
       expect(readResults(output).ids.length).toBe(summary.succeeded)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "Ctrl-C through the README's launcher (npx pnpm sluice: the whole process group gets it) drains: every request sent is kept",
+    async () => {
+      freshDir()
+      await Effect.runPromise(provider.setLatency({ fixed: "200 millis" }))
+      const all = ids(400)
+      const input = writeInput(all.map((id) => chatLine(id)))
+      const output = path.join(dir!, "results.jsonl")
+      const launched = spawn(
+        "npx",
+        ["-y", "pnpm@10.34.9", "sluice", ...runArgs(input, output, "--concurrency", "8", "--json")],
+        { cwd: REPO_ROOT, env: { ...process.env, ...KEY_ENV, NO_COLOR: "1" }, detached: true, stdio: "pipe" }
+      )
+      let stdout = ""
+      let stderr = ""
+      launched.stdout.on("data", (chunk) => (stdout += String(chunk)))
+      launched.stderr.on("data", (chunk) => (stderr += String(chunk)))
+      const closed = new Promise<void>((resolve) => launched.on("close", () => resolve()))
+      await waitUntil("the output has 10 lines", () => countLines(output) >= 10, 60_000)
+      // What a terminal does on Ctrl-C: SIGINT to the foreground process group (launchers, tsx and sluice).
+      process.kill(-launched.pid!, "SIGINT")
+      await closed
+      // pnpm prints its own lines around the program's.
+      const json = stdout.split("\n").find((line) => line.startsWith("{"))
+      expect(json, `no summary on stdout:\n${stdout}\nstderr:\n${stderr}`).toBeDefined()
+      const summary = JSON.parse(json!)
+      expect(summary).toMatchObject({ stopReason: "drained", failed: 0, exitCode: 130 })
+      const kept = readResults(output)
+      expect(kept.torn).toBe(false)
+      expect(kept.ids.length).toBe(summary.succeeded)
+      // Nothing sent was discarded: every request the provider served has its result.
+      expect((await Effect.runPromise(provider.counters)).served).toBe(kept.ids.length)
     },
     TIMEOUT
   )
