@@ -178,6 +178,10 @@ export const compact = (
       )
       yield* Effect.mapError(file.sync, fail)
       yield* Effect.mapError(fs.rename(temporary, path), fail)
+      // The rename itself to disk: fsync the directory (where the platform allows; a failure only loses durability).
+      const slash = path.lastIndexOf("/")
+      const directory = slash <= 0 ? (slash === 0 ? "/" : ".") : path.slice(0, slash)
+      yield* Effect.ignore(Effect.scoped(Effect.flatMap(fs.open(directory, { flag: "r" }), (handle) => handle.sync)))
     })
   )
 
