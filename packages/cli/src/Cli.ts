@@ -15,8 +15,9 @@
  * `--no-learn-limits` goes by the flags only.
  *
  * Exit codes (`EXIT_CODES`, also in `sluice run --help`): 0 every line has a
- * successful result; 1 the run completed but some lines failed or were
- * malformed (see the output and the errors file); 2 a usage error (a bad
+ * successful result; 1 the run completed but some lines failed (now, or
+ * kept from an earlier run) or were malformed (see the output and the
+ * errors file); 2 a usage error (a bad
  * flag, an unset `--api-key-env` variable, a bad base URL); 3 the run could
  * not go on (input unreadable, output unwritable or not a results file, or
  * held by another run); 4 authentication failed (the provider answered 401
@@ -101,7 +102,7 @@ export const EXIT_CODES: ReadonlyArray<readonly [code: number, meaning: string]>
   [ExitCode.success, "every line has a successful result"],
   [
     ExitCode.someLinesFailed,
-    "the run completed, but some lines failed or were malformed (see the output and the errors file)"
+    "the run completed, but some lines failed (now, or kept from an earlier run) or were malformed (see the output and the errors file)"
   ],
   [ExitCode.usage, "a usage error: a bad flag, an unset --api-key-env variable, a bad base URL"],
   [
