@@ -14,12 +14,27 @@
  * limits become the tighter of those and `--rpm`/`--tpm` (see `HttpSend`).
  * `--no-learn-limits` goes by the flags only.
  *
- * Exit codes: 0 every line has a successful result; 1 the run completed but
- * some lines failed or were malformed (see the output and the errors file);
- * 2 a usage error (a bad flag, an unset `--api-key-env` variable, a bad base
- * URL); 3 the run could not go on (input unreadable, output unwritable or not
- * a results file); 130 interrupted by Ctrl-C (or SIGTERM), the output
- * consistent, a rerun does the rest.
+ * Exit codes (`EXIT_CODES`, also in `sluice run --help`): 0 every line has a
+ * successful result; 1 the run completed but some lines failed (now, or
+ * kept from an earlier run) or were malformed (see the output and the
+ * errors file); 2 a usage error (a bad
+ * flag, an unset `--api-key-env` variable, a bad base URL); 3 the run could
+ * not go on (input unreadable, output unwritable or not a results file, or
+ * held by another run); 4 authentication failed (the provider answered 401
+ * or 403: the run stopped at once); 5 the provider was unavailable for
+ * longer than `--max-outage` (the run stopped, keeping what was done); 130
+ * interrupted by Ctrl-C (or SIGTERM). In every case the output is
+ * consistent and a rerun does the rest.
+ *
+ * Outages: `sluice run` has a circuit breaker (`HttpSend.defaultBreaker`).
+ * A line whose failure is the provider's while the provider answers no one
+ * waits and is sent again; it fails only by its own error. A rerun does
+ * again the lines whose failure was retryable (`--no-retry-failed` keeps
+ * them).
+ *
+ * Failures are shown as they happen, grouped by what happened (on a terminal
+ * one line per reason, counting up; otherwise a line when a reason's count
+ * grows, at most every 2 s), and counted by reason in the summary.
  *
  * Progress: on a terminal, a live line on stderr (done/total, requests and
  * tokens per minute against the limits, 429s, retries, ETA); otherwise only
@@ -27,8 +42,9 @@
  * Malformed input lines are reported on stderr as they are found.
  *
  * Ctrl-C: the first stops taking lines and lets in-flight lines finish for
- * up to `--drain-timeout`; the second stops at once. Both leave only complete
- * lines in the output.
+ * up to `--drain-timeout`; the second stops at once (a repeat within half a
+ * second is the same Ctrl-C: launchers forward it twice). Both leave only
+ * complete lines in the output.
  *
  * What `@effect/cli` gave us: flag parsing, validation, `--help`. What this
  * module adds: the flags of `run`, the wiring of the runner to a sender and
@@ -42,7 +58,7 @@ import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import type * as HttpClient from "@effect/platform/HttpClient"
-import type { InvalidOptions } from "@sluice/core"
+import { CircuitBreaker, type InvalidOptions } from "@sluice/core"
 import * as ApiClient from "@sluice/http/ApiClient"
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
@@ -72,8 +88,35 @@ export const ExitCode = {
   someLinesFailed: 1,
   usage: 2,
   runError: 3,
+  authenticationFailed: 4,
+  providerUnavailable: 5,
   interrupted: 130
 } as const
+
+/**
+ * What each exit code of `sluice run` means (shown by `--help`).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const EXIT_CODES: ReadonlyArray<readonly [code: number, meaning: string]> = [
+  [ExitCode.success, "every line has a successful result"],
+  [
+    ExitCode.someLinesFailed,
+    "the run completed, but some lines failed (now, or kept from an earlier run) or were malformed (see the output and the errors file)"
+  ],
+  [ExitCode.usage, "a usage error: a bad flag, an unset --api-key-env variable, a bad base URL"],
+  [
+    ExitCode.runError,
+    "the run could not go on: input unreadable, output unwritable or not a results file, or in use by another run"
+  ],
+  [ExitCode.authenticationFailed, "authentication failed: the provider answered 401 or 403; the run stopped at once"],
+  [
+    ExitCode.providerUnavailable,
+    "the provider was unavailable for longer than --max-outage; the run stopped, keeping what was done"
+  ],
+  [ExitCode.interrupted, "interrupted by Ctrl-C or SIGTERM"]
+]
 
 /**
  * A mistake in how the command was called, found after parsing (exit code 2).
@@ -115,6 +158,8 @@ export interface RunFlags {
   readonly json: boolean
   readonly allowInsecureHttp: boolean
   readonly report: Option.Option<string>
+  readonly maxOutage: Duration.Duration
+  readonly retryFailed: boolean
 }
 
 const positiveInteger = (name: string) =>
@@ -232,6 +277,18 @@ const runFlags = {
     Options.withDescription("After Ctrl-C, how long in-flight lines may finish"),
     Options.withDefault(Duration.seconds(30))
   ),
+  maxOutage: durationOption("max-outage").pipe(
+    Options.withDescription(
+      "How long lines wait for a provider that answers no one (failed connections, 5xx, an open breaker) before the run stops, keeping what is done (exit 5)"
+    ),
+    Options.withDefault(Duration.minutes(5))
+  ),
+  retryFailed: Options.boolean("no-retry-failed").pipe(
+    Options.withDescription(
+      "On a rerun, keep the failed results whose error was retryable (a 5xx, a timeout, a failed connection, a 429) instead of doing those lines again"
+    ),
+    Options.map((off) => !off)
+  ),
   json: Options.boolean("json").pipe(Options.withDescription("Print the summary as one JSON object")),
   allowInsecureHttp: Options.boolean("allow-insecure-http").pipe(
     Options.withDescription("Allow a plain http:// base URL to a host other than loopback")
@@ -265,11 +322,27 @@ export const makeSender = (
   flags: RunFlags,
   apiKey: Redacted.Redacted<string> | undefined
 ): Effect.Effect<
-  Runner.Send,
+  HttpSend.Sender,
   InvalidOptions.InvalidOptionsError,
-  HttpClient.HttpClient | RunStats.RunStats | Scope.Scope
+  HttpClient.HttpClient | RunStats.RunStats | RunReport.Recording | Scope.Scope
 > =>
+  Effect.gen(function* () {
+    // The run's breaker (the default one), built here so that the report can chart it.
+    const breaker = yield* CircuitBreaker.make(HttpSend.defaultBreaker(RUN_NAME))
+    yield* Effect.flatMap(RunReport.Recording, (recording) => recording.watchBreaker(breaker))
+    return yield* sender(flags, apiKey, breaker)
+  })
+
+const RUN_NAME = "sluice-run"
+
+const sender = (
+  flags: RunFlags,
+  apiKey: Redacted.Redacted<string> | undefined,
+  breaker: CircuitBreaker.CircuitBreakerShape
+) =>
   HttpSend.make({
+    name: RUN_NAME,
+    breaker,
     baseUrl: flags.baseUrl,
     apiKey,
     rpm: Option.getOrUndefined(flags.rpm),
@@ -282,7 +355,8 @@ export const makeSender = (
     concurrency: flags.concurrency,
     maxAttempts: flags.maxAttempts,
     timeout: flags.timeout,
-    allowInsecureHttp: flags.allowInsecureHttp
+    allowInsecureHttp: flags.allowInsecureHttp,
+    maxOutage: flags.maxOutage
   })
 
 const setExitCode = (code: number) =>
@@ -297,6 +371,88 @@ const reportDetails = (flags: RunFlags): ReadonlyArray<readonly [string, string]
   ["output", flags.output],
   ["base URL", flags.baseUrl]
 ]
+/** Failures of a reason are reported again (off a terminal) when their count grew, at most this often. */
+const REPORT_EVERY_MILLIS = 2_000
+/** An outage still going is reported again (off a terminal) this often. */
+const OUTAGE_REPORT_EVERY_MILLIS = 30_000
+
+/** The exit code for a run's summary. */
+export const exitCodeOf = (summary: Runner.Summary): number =>
+  summary.stopReason === "halted"
+    ? summary.halt?.reason === "AuthenticationFailed"
+      ? ExitCode.authenticationFailed
+      : summary.halt?.reason === "ProviderUnavailable"
+        ? ExitCode.providerUnavailable
+        : ExitCode.runError
+    : summary.stopReason !== "completed"
+      ? ExitCode.interrupted
+      : summary.failed > 0 || summary.keptFailed > 0 || summary.malformed > 0
+        ? ExitCode.someLinesFailed
+        : ExitCode.success
+
+/**
+ * What stderr shows while a run goes: on a terminal a live block redrawn in place (one line per failure
+ * reason, counting up; the outage being waited out; the progress line); otherwise a line when a reason's
+ * count grew (at most every 2 s each) and when an outage begins, lasts and ends.
+ */
+const makeStderrView = (live: boolean, maxOutageMillis: number) => {
+  const write = (text: string) => Effect.sync(() => void process.stderr.write(text))
+  /** Lines of the live block on screen now. */
+  let drawn = 0
+  const eraseBlock = () => {
+    const up = drawn > 1 ? `\x1b[${drawn - 1}A` : ""
+    drawn = 0
+    return `${up}${clearLine}\x1b[J`
+  }
+  const reported = new Map<string, { readonly count: number; readonly at: number }>()
+  let outageReportedAt: number | undefined
+  const blockOf = (progress: RunStats.Progress) => [
+    ...Object.entries(progress.failuresByReason)
+      .sort(([, a], [, b]) => b - a)
+      .map(([reason, count]) => View.failureLine(reason, count)),
+    ...(progress.outage === undefined ? [] : [View.outageLine(progress.outage, maxOutageMillis)]),
+    View.progressLine(progress)
+  ]
+  return {
+    /** A line above the live block (or just a line). */
+    print: (text: string) => Effect.suspend(() => write(`${live ? eraseBlock() : ""}${text}\n`)),
+    /** Redraws the block (terminal) or prints what changed (otherwise). */
+    update: (progress: RunStats.Progress, final: boolean) =>
+      Effect.suspend(() => {
+        if (live) {
+          const lines = blockOf(progress)
+          const text = `${eraseBlock()}${lines.join("\n")}`
+          drawn = lines.length
+          return write(text)
+        }
+        const now = progress.elapsedMillis
+        const out: Array<string> = []
+        for (const [reason, count] of Object.entries(progress.failuresByReason)) {
+          const last = reported.get(reason)
+          if (last !== undefined && (last.count === count || (!final && now - last.at < REPORT_EVERY_MILLIS))) continue
+          reported.set(reason, { count, at: now })
+          out.push(View.failureLine(reason, count))
+        }
+        if (progress.outage !== undefined) {
+          if (outageReportedAt === undefined || now - outageReportedAt >= OUTAGE_REPORT_EVERY_MILLIS) {
+            outageReportedAt = now
+            out.push(View.outageLine(progress.outage, maxOutageMillis))
+          }
+        } else if (outageReportedAt !== undefined) {
+          outageReportedAt = undefined
+          out.push("provider answering again: the waiting lines go on")
+        }
+        return out.length === 0 ? Effect.void : write(`${out.join("\n")}\n`)
+      }),
+    /** Leaves the final counts on screen (terminal: the block without the progress line). */
+    close: (progress: RunStats.Progress) =>
+      Effect.suspend(() => {
+        if (!live) return Effect.void
+        const reasons = blockOf(progress).slice(0, -1)
+        return write(`${eraseBlock()}${reasons.map((line) => `${line}\n`).join("")}`)
+      })
+  }
+}
 
 const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
   Effect.gen(function* () {
@@ -304,17 +460,20 @@ const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
     const stats = yield* RunStats.RunStats
     const send = yield* makeSender(flags, apiKey)
     const live = process.stderr.isTTY === true
-    const writeErr = (text: string) => Effect.sync(() => void process.stderr.write(text))
+    const view = makeStderrView(live, Duration.toMillis(flags.maxOutage))
 
-    const render = Effect.flatMap(stats.snapshot, (progress) => writeErr(`${clearLine}${View.progressLine(progress)}`))
-    const renderer = live ? yield* Effect.forkScoped(Effect.repeat(render, Schedule.spaced("250 millis"))) : undefined
-    yield* Effect.addFinalizer(() => (live ? writeErr(clearLine) : Effect.void))
+    const render = Effect.flatMap(stats.snapshot, (progress) => view.update(progress, false))
+    const renderer = yield* Effect.forkScoped(Effect.repeat(render, Schedule.spaced(live ? "250 millis" : "1 second")))
     yield* Effect.forkScoped(
-      Effect.zipRight(
-        interrupts.first,
-        writeErr(
-          `${live ? clearLine : ""}Stopping: no new lines; in-flight lines may finish for up to ${Duration.format(flags.drainTimeout)}. Ctrl-C again to stop at once.\n`
-        )
+      interrupts.first.pipe(
+        Effect.zipRight(
+          view.print(
+            `Stopping: no new lines; in-flight lines may finish for up to ${Duration.format(flags.drainTimeout)}.`
+          )
+        ),
+        // Said once a second Ctrl-C counts (a repeat sooner is the same one, forwarded by a launcher).
+        Effect.zipRight(interrupts.armed),
+        Effect.zipRight(view.print("Ctrl-C again to stop at once."))
       )
     )
 
@@ -328,21 +487,19 @@ const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
         concurrency: flags.concurrency * 2,
         stop: interrupts.first,
         abort: interrupts.second,
+        halt: send.halted,
+        retryFailed: flags.retryFailed,
         drainTimeout: flags.drainTimeout,
-        onMalformed: (malformed) => writeErr(`${live ? clearLine : ""}${View.malformedLine(malformed)}\n`)
+        onMalformed: (malformed) => view.print(View.malformedLine(malformed))
       },
       send
     )
-    const exitCode =
-      summary.stopReason !== "completed"
-        ? ExitCode.interrupted
-        : summary.failed > 0 || summary.malformed > 0
-          ? ExitCode.someLinesFailed
-          : ExitCode.success
-    if (renderer !== undefined) {
-      yield* Fiber.interrupt(renderer)
-      yield* writeErr(clearLine)
-    }
+    const exitCode = exitCodeOf(summary)
+    yield* Fiber.interrupt(renderer)
+    const progress = yield* stats.snapshot
+    yield* view.update(progress, true)
+    yield* view.close(progress)
+    if (summary.halt !== undefined) yield* Console.error(`sluice run stopped. ${summary.halt.message}`)
     yield* flags.json ? Console.log(View.summaryJson(summary, exitCode)) : Console.log(View.summaryText(summary))
     yield* setExitCode(exitCode)
   }).pipe(
@@ -376,14 +533,22 @@ export const runCommand = Command.make("run", runFlags, (flags) =>
   Effect.uninterruptible(
     Effect.scoped(
       Effect.gen(function* () {
-        const interrupts = yield* Signals.make
+        const interrupts = yield* Signals.make()
         // A daemon: an interrupt sent to this fiber (runMain's own SIGINT handler) would reach a child.
         const fiber = yield* Effect.forkDaemon(Effect.interruptible(runBatch(flags, interrupts)))
         yield* Fiber.join(fiber)
       })
     )
   )
-).pipe(Command.withDescription("Run a JSONL batch (OpenAI batch format) through a metered API, resumably"))
+).pipe(
+  Command.withDescription(
+    HelpDoc.blocks([
+      HelpDoc.p("Run a JSONL batch (OpenAI batch format) through a metered API, resumably."),
+      HelpDoc.p("Exit codes:"),
+      ...EXIT_CODES.map(([code, meaning]) => HelpDoc.p(`  ${String(code).padEnd(3)} ${meaning}`))
+    ])
+  )
+)
 
 const demoFlags = {
   requests: Options.integer("requests").pipe(

@@ -44,13 +44,13 @@
  * @since 0.1.0
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
-import type { Executor, InvalidOptions } from "@sluice/core"
+import type { CircuitBreaker, Executor, InvalidOptions } from "@sluice/core"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/httpSend.js"
-import type { Send } from "./Runner.js"
+import type { RunError, Send } from "./Runner.js"
 import type { RunStats } from "./RunStats.js"
 
 /**
@@ -111,6 +111,29 @@ export interface Options {
   readonly headroom?: number | undefined
   /** A circuit breaker for the endpoint (options, or a breaker to share and watch). */
   readonly breaker?: Executor.BreakerSetting | undefined
+  /**
+   * Pause through outages. When set, a line whose failure is the provider's
+   * (a 5xx, a timeout, a failed connection, an open breaker) with no answer
+   * from the provider to anyone since its last attempt began waits for the
+   * provider and is sent again, instead of failing; an outage that lasts
+   * this long completes `halted` (`ProviderUnavailable`). A breaker is built
+   * by default (`defaultBreaker`: only the provider's failures count). Unset:
+   * such a line fails once its attempts are spent.
+   */
+  readonly maxOutage?: Duration.DurationInput | undefined
+}
+
+/**
+ * A `Send` that can also stop the whole run: `halted` completes with the
+ * reason (`AuthenticationFailed`: the provider refused the credentials, so
+ * every line would be refused; `ProviderUnavailable`: an outage outlasted
+ * `maxOutage`). Lines in flight then fail with the same error.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Sender extends Send {
+  readonly halted: Effect.Effect<RunError>
 }
 
 /**
@@ -122,7 +145,7 @@ export interface Options {
  */
 export const make: (
   options: Options
-) => Effect.Effect<Send, InvalidOptions.InvalidOptionsError, HttpClient.HttpClient | RunStats | Scope.Scope> =
+) => Effect.Effect<Sender, InvalidOptions.InvalidOptionsError, HttpClient.HttpClient | RunStats | Scope.Scope> =
   internal.make
 
 /**
@@ -136,3 +159,14 @@ export const make: (
  * @category utils
  */
 export const estimateTokens: (body: unknown) => number = internal.estimateTokens
+
+/**
+ * The breaker `sluice run` has by default: over the last 20 calls, once 10
+ * were seen, half failing opens it, for 1 s, then 2, 4, up to 10 s while
+ * probes fail; 2 probes. Only the provider's failures count (5xx, timeouts,
+ * failed connections).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const defaultBreaker: (name: string) => CircuitBreaker.Options = internal.defaultBreaker

@@ -17,6 +17,7 @@ import type { PlatformError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import type { CircuitBreaker } from "@sluice/core"
 import * as Console from "effect/Console"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
@@ -76,11 +77,12 @@ export const make = (stats: RunStats.RunStatsShape, options: Options): Effect.Ef
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options | undefined): Layer.Layer<RunStats.RunStats, never, FileSystem.FileSystem> =>
+export const layer = (
+  options: Options | undefined
+): Layer.Layer<RunStats.RunStats | Recording, never, FileSystem.FileSystem> =>
   options === undefined
-    ? RunStats.layer()
-    : Layer.scoped(
-        RunStats.RunStats,
+    ? Layer.merge(RunStats.layer(), Layer.succeed(Recording, { watchBreaker: () => Effect.void }))
+    : Layer.scopedContext(
         Effect.gen(function* () {
           const fs = yield* FileSystem.FileSystem
           const recorder = yield* make(yield* RunStats.make(), options)
@@ -91,6 +93,20 @@ export const layer = (options: Options | undefined): Layer.Layer<RunStats.RunSta
               Effect.catchAll((error) => Console.error(`--report ${options.path}: not written (${error.message})`))
             )
           )
-          return recorder.stats
+          return Context.make(RunStats.RunStats, recorder.stats).pipe(
+            Context.add(Recording, { watchBreaker: recorder.watchBreaker })
+          )
         })
       )
+
+/**
+ * What a run tells the report beside its stats: the breakers to chart (with
+ * no report, nothing is recorded).
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Recording extends Context.Tag("@sluice/cli/RunReport/Recording")<
+  Recording,
+  Pick<Recorder, "watchBreaker">
+>() {}

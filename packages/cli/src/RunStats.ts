@@ -52,6 +52,21 @@ export interface Limits {
 }
 
 /**
+ * An outage the run is waiting out (see `HttpSend`'s `maxOutage`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Outage {
+  /** When it began (ms on the run's Clock). */
+  readonly since: number
+  /** Lines waiting for the provider. */
+  readonly waiting: number
+  /** The last failure, in a few words. */
+  readonly lastFailure: string
+}
+
+/**
  * A snapshot of a run.
  *
  * @since 0.1.0
@@ -83,6 +98,12 @@ export interface Progress {
   /** Tokens in the last minute, as the provider counts them (see `tokensUsed`); as `requestsPerMinute`. */
   readonly tokensPerMinute: number
   readonly limits: Limits
+  /** Failed lines by what happened (`authentication failed (401)`, `server error (503)`, ...). */
+  readonly failuresByReason: Readonly<Record<string, number>>
+  /** The outage being waited out, if any, and how long it has lasted. */
+  readonly outage: (Outage & { readonly lastedMillis: number }) | undefined
+  /** The sender's breaker, when it has one. */
+  readonly breaker: "CLOSED" | "OPEN" | "HALF_OPEN" | "ISOLATED" | undefined
   readonly elapsedMillis: number
   /** Time to finish at the pace of the last minute; undefined until there is a pace and a total. */
   readonly etaMillis: number | undefined
@@ -121,8 +142,15 @@ export interface RunStatsShape {
     readonly completionTokens: number
     readonly chargedTokens?: number | undefined
   }) => Effect.Effect<void>
-  /** A line sent to the sender ended with its result written: `succeeded` or `failed`. */
-  readonly lineFinished: (outcome: "succeeded" | "failed") => Effect.Effect<void>
+  /**
+   * A line sent to the sender ended with its result written: `succeeded` or
+   * `failed`, the failure counted under `reason` (its label; default `failed`).
+   */
+  readonly lineFinished: (outcome: "succeeded" | "failed", reason?: string) => Effect.Effect<void>
+  /** An outage began, changed or ended (`undefined`). */
+  readonly setOutage: (outage: Outage | undefined) => Effect.Effect<void>
+  /** The sender's breaker changed state. */
+  readonly setBreaker: (state: "CLOSED" | "OPEN" | "HALF_OPEN" | "ISOLATED") => Effect.Effect<void>
   /** A line that was never started: `skipped` or `malformed`. */
   readonly lineSettled: (outcome: "skipped" | "malformed") => Effect.Effect<void>
   readonly setTotal: (total: number) => Effect.Effect<void>

@@ -17,7 +17,13 @@
  * - Resume: an existing output is read first; a last line without its newline
  *   (torn by `kill -9`) is truncated away, and every `custom_id` found is
  *   skipped. A line that ended in an error is done too (its error is its
- *   result), so a rerun leaves each `custom_id` in the output exactly once.
+ *   result), unless `retryFailed` and its error was retryable: then its record
+ *   is taken out (compaction: a new file renamed over the old, atomically) and
+ *   the line is sent again. So the output holds each `custom_id` once, its
+ *   latest result, whenever a `kill -9` comes.
+ * - One run per output: `<output>.lock` names the process holding it; a
+ *   second run refuses to start (`OutputLocked`), a lock whose process is gone
+ *   is taken over.
  * - A line that cannot be read as a request, or that repeats the `custom_id`
  *   of an earlier valid line, is reported with its line number to `onMalformed`
  *   and to the errors file (rewritten by each run, since each run reads the
@@ -150,17 +156,30 @@ export interface RunOptions {
   readonly syncEvery?: number | undefined
   /** ... and at least this often. Default 1 s. */
   readonly syncInterval?: Duration.DurationInput | undefined
+  /**
+   * Do again the lines whose latest result in the output is a retryable
+   * failure (`error.retryable`: a 5xx, a timeout, a failed connection, a 429
+   * the retries could not get past). Default false: every result stands.
+   */
+  readonly retryFailed?: boolean | undefined
+  /**
+   * Completes when the run must stop at once (e.g. an `HttpSend.Sender`'s
+   * `halted`: the credentials refused, an outage too long): what is in flight
+   * is interrupted and not written; the summary's `halt` says why.
+   */
+  readonly halt?: Effect.Effect<RunError> | undefined
 }
 
 /**
  * How a run ended: `completed` (the whole input was read), `drained` (stopped,
  * and everything in flight finished), `deadline` (stopped, and what was still
- * in flight at the drain deadline was interrupted), `aborted` (stopped at once).
+ * in flight at the drain deadline was interrupted), `aborted` (stopped at once),
+ * `halted` (stopped at once by the sender or `halt`: see the summary's `halt`).
  *
  * @since 0.1.0
  * @category models
  */
-export type StopReason = "completed" | "drained" | "deadline" | "aborted"
+export type StopReason = "completed" | "drained" | "deadline" | "aborted" | "halted"
 
 /**
  * @since 0.1.0
@@ -177,6 +196,8 @@ export interface Summary {
   readonly failed: number
   /** Already in the output. */
   readonly skipped: number
+  /** Of `skipped`: lines whose result in the output is a failure, kept (not retryable, or not `retryFailed`). */
+  readonly keptFailed: number
   readonly malformed: number
   /** Lines of the input with no result yet (0 after a completed run). */
   readonly remaining: number | undefined
@@ -187,6 +208,10 @@ export interface Summary {
   readonly retries: number
   readonly promptTokens: number
   readonly completionTokens: number
+  /** Failed lines by what happened (`authentication failed (401)`, `server error (503)`, ...). */
+  readonly failuresByReason: Readonly<Record<string, number>>
+  /** When `halted`: the `RunError`'s reason (`AuthenticationFailed`, `ProviderUnavailable`) and its message. */
+  readonly halt: { readonly reason: string; readonly message: string } | undefined
   readonly elapsedMillis: number
 }
 

@@ -432,4 +432,61 @@ describe("RunStats", () => {
       expect(idle.etaMillis).toBeUndefined()
     })
   )
+
+  describe("with maxOutage", () => {
+    it.scoped("a line waits out an outage instead of failing, and succeeds once the provider is back", () =>
+      Effect.gen(function* () {
+        const { mock, stats, send } = yield* setup(
+          { faults: { serviceUnavailable503: 1 } },
+          { maxAttempts: 2, learnLimits: false, maxOutage: "10 minutes" }
+        )
+        const fiber = yield* Effect.fork(send(line("a", 1)))
+        // Past its two attempts, still waiting: moved on by the clock until the provider has refused it more.
+        yield* eventually(
+          "the provider refused the line four times",
+          Effect.gen(function* () {
+            yield* TestServices.provideLive(Effect.sleep("2 millis"))
+            yield* TestClock.adjust("1 second")
+            return (yield* mock.counters).faults.serviceUnavailable503 >= 4
+          })
+        )
+        expect(fiber.unsafePoll()).toBeNull()
+        expect((yield* stats.snapshot).outage).toMatchObject({ lastFailure: "server error (503)" })
+        yield* mock.setFaults({})
+        const result = yield* untilDone(fiber)
+        expect(result.attempts).toBeGreaterThanOrEqual(5)
+        expect((yield* stats.snapshot).outage).toBeUndefined()
+      })
+    )
+
+    it.scoped("an outage longer than maxOutage fails the line ProviderUnavailable and completes halted", () =>
+      Effect.gen(function* () {
+        const { send } = yield* setup(
+          { faults: { serviceUnavailable503: 1 } },
+          { maxAttempts: 2, learnLimits: false, maxOutage: "5 seconds" }
+        )
+        const fiber = yield* Effect.fork(Effect.flip(send(line("a", 1))))
+        const failure = yield* untilDone(fiber)
+        expect(failure).toMatchObject({ _tag: "RunError", reason: "ProviderUnavailable" })
+        expect(failure.message).toContain("longer than the outage allowed")
+        expect(failure.message).toContain("server error (503)")
+        expect(yield* send.halted).toBe(failure)
+      })
+    )
+
+    it.scoped("a refused key fails AuthenticationFailed at once (no retry) and completes halted", () =>
+      Effect.gen(function* () {
+        const { mock, send } = yield* setup(
+          { apiKeys: ["sk-good"] },
+          { apiKey: Redacted.make("sk-bad"), maxAttempts: 3, learnLimits: false, maxOutage: "1 minute" }
+        )
+        const failure = yield* untilDone(yield* Effect.fork(Effect.flip(send(line("a", 1)))))
+        expect(failure).toMatchObject({ _tag: "RunError", reason: "AuthenticationFailed", status: 401 })
+        expect(failure.message).toContain("Authentication failed (401)")
+        expect(failure.message).not.toContain("sk-bad")
+        expect((yield* mock.counters).unauthorized).toBe(1)
+        expect(yield* send.halted).toBe(failure)
+      })
+    )
+  })
 })

@@ -282,4 +282,148 @@ describe("Runner.run", () => {
       expect(missing).toMatchObject({ _tag: "RunError", reason: "InputUnreadable" })
     }).pipe(Effect.provide(TestLayer))
   )
+
+  it.scoped(
+    "retryFailed: a rerun does again the retryable failures; the output ends with one record per custom_id",
+    () =>
+      Effect.gen(function* () {
+        const fs = yield* FileSystem.FileSystem
+        const files = yield* setup(requests(4))
+        const record = (id: string, status: string, error: unknown) => JSON.stringify({ custom_id: id, status, error })
+        // r0 succeeded; r1 failed retryably (said); r2 failed for good; r3 failed retryably by its kind (an old record);
+        // r0 again: an earlier run's duplicate, the latest standing.
+        yield* fs.writeFileString(
+          files.output,
+          [
+            record("r0", "failed", { tag: "ServerError", message: "503", retryable: true }),
+            record("r1", "failed", { tag: "ServerError", message: "503", retryable: true }),
+            record("r2", "failed", { tag: "ClientError", message: "400", retryable: false }),
+            record("r3", "failed", { tag: "Timeout", message: "timed out" }),
+            record("r0", "succeeded", null)
+          ].join("\n") + "\n"
+        )
+        const sent: Array<string> = []
+        const counting: Runner.Send = (line) =>
+          Effect.zipRight(
+            Effect.sync(() => sent.push(line.customId)),
+            echo(line)
+          )
+
+        const kept = yield* runOnce({ ...files, concurrency: 2 }, counting)
+        expect(sent).toEqual([])
+        expect(kept).toMatchObject({ skipped: 4, succeeded: 0 })
+        // Even without retrying, the superseded r0 record went: one per custom_id.
+        expect(ids(yield* readJsonl(files.output))).toEqual(["r1", "r2", "r3", "r0"])
+
+        const retried = yield* runOnce({ ...files, concurrency: 2, retryFailed: true }, counting)
+        expect(sent.sort()).toEqual(["r1", "r3"])
+        expect(retried).toMatchObject({ skipped: 2, succeeded: 2, failed: 0 })
+        const lines = yield* readJsonl(files.output)
+        expect(ids(lines).sort()).toEqual(["r0", "r1", "r2", "r3"])
+        expect(lines.find((line) => line.custom_id === "r1")).toMatchObject({ status: "succeeded" })
+        expect(lines.find((line) => line.custom_id === "r2")).toMatchObject({ status: "failed" })
+        expect(yield* fs.exists(`${files.output}.compacting`)).toBe(false)
+      }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.scoped("a kill -9 during compaction (before the rename) leaves the old file: the next run compacts again", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const files = yield* setup(requests(3))
+      const before = [
+        JSON.stringify({ custom_id: "r0", status: "failed", error: { tag: "Transport", message: "reset" } }),
+        JSON.stringify({ custom_id: "r1", status: "succeeded", error: null }),
+        JSON.stringify({ custom_id: "r0", status: "failed", error: { tag: "Timeout", message: "timed out" } })
+      ]
+      yield* fs.writeFileString(files.output, `${before.join("\n")}\n`)
+      // What a compaction cut short leaves: a partial new file beside the old one.
+      yield* fs.writeFileString(`${files.output}.compacting`, `${before[1]}\n{"custom_id":"r`)
+      const summary = yield* runOnce({ ...files, concurrency: 2, retryFailed: true }, echo)
+      expect(summary).toMatchObject({ skipped: 1, succeeded: 2, failed: 0 })
+      const lines = yield* readJsonl(files.output)
+      expect(ids(lines).sort()).toEqual(["r0", "r1", "r2"])
+      expect(lines.every((line) => line.status === "succeeded")).toBe(true)
+      expect(yield* fs.exists(`${files.output}.compacting`)).toBe(false)
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.scoped("a failure is written with its reason, status and verdict; the summary counts failures by reason", () =>
+    Effect.gen(function* () {
+      const files = yield* setup(requests(3))
+      const refuse: Runner.Send = (line) =>
+        line.customId === "r0"
+          ? echo(line)
+          : Effect.fail(
+              new Runner.RunError({
+                reason: "SendFailed",
+                errorKind: "ClientError",
+                status: 400,
+                label: "request refused (400)",
+                retryable: false,
+                detail: "bad body",
+                attempts: 1
+              })
+            )
+      const summary = yield* runOnce({ ...files, concurrency: 2 }, refuse)
+      expect(summary.failuresByReason).toEqual({ "request refused (400)": 2 })
+      const failed = (yield* readJsonl(files.output)).find((line) => line.custom_id === "r1")
+      expect(failed).toMatchObject({
+        status: "failed",
+        error: { tag: "ClientError", reason: "request refused (400)", status: 400, retryable: false }
+      })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.scoped("a send failing with AuthenticationFailed (or halt) stops the run at once; nothing else is written", () =>
+    Effect.gen(function* () {
+      const files = yield* setup(requests(20))
+      const gate = yield* Deferred.make<void>()
+      const auth: Runner.Send = (line) =>
+        line.customId === "r0"
+          ? Effect.zipRight(
+              Deferred.await(gate),
+              Effect.fail(
+                new Runner.RunError({ reason: "AuthenticationFailed", status: 401, detail: "the key was refused" })
+              )
+            )
+          : Effect.zipRight(Deferred.succeed(gate, undefined), Effect.never)
+      const summary = yield* runOnce({ ...files, concurrency: 4 }, auth)
+      expect(summary).toMatchObject({
+        stopReason: "halted",
+        halt: { reason: "AuthenticationFailed" },
+        succeeded: 0,
+        failed: 0
+      })
+      expect(summary.halt?.message).toContain("Authentication failed (401)")
+      expect(yield* readJsonl(files.output)).toEqual([])
+
+      const halt = yield* Deferred.make<Runner.RunError>()
+      const stalled = yield* Effect.fork(
+        runOnce({ ...files, concurrency: 2, halt: Deferred.await(halt) }, () => Effect.never)
+      )
+      yield* Deferred.succeed(halt, new Runner.RunError({ reason: "ProviderUnavailable", detail: "down" }))
+      const halted = yield* awaitFiber("the halted run ends", stalled)
+      expect(halted).toMatchObject({ stopReason: "halted", halt: { reason: "ProviderUnavailable" } })
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.scoped("a second run on the same output refuses to start, naming the holder; a stale lock is taken over", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const files = yield* setup(requests(2))
+      const lock = `${files.output}.lock`
+      const os = yield* Effect.promise(() => import("node:os"))
+      // Held by a live process on this host (this one, as another run would be).
+      yield* fs.writeFileString(lock, JSON.stringify({ pid: process.ppid, host: os.hostname(), startedAt: "then" }))
+      const refused = yield* Effect.flip(runOnce({ ...files, concurrency: 1 }, echo))
+      expect(refused).toMatchObject({ _tag: "RunError", reason: "OutputLocked" })
+      expect(refused.message).toContain(`pid ${process.ppid}`)
+      expect(yield* fs.exists(files.output)).toBe(false)
+      // Left by a process that is gone: taken over, and removed at the end.
+      yield* fs.writeFileString(lock, JSON.stringify({ pid: 2 ** 30, host: os.hostname(), startedAt: "then" }))
+      const summary = yield* runOnce({ ...files, concurrency: 1 }, echo)
+      expect(summary).toMatchObject({ succeeded: 2 })
+      expect(yield* fs.exists(lock)).toBe(false)
+    }).pipe(Effect.provide(TestLayer))
+  )
 })

@@ -4,7 +4,9 @@
  * Nothing here asserts on timing; tests wait by polling files and the
  * provider's log.
  */
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "@effect/vitest"
@@ -12,7 +14,7 @@ import * as MockProvider from "@sluice/testing/MockProvider"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
-import { chatLine, countLines, ids, readResults, sluice, sluiceRun, waitUntil } from "./utils/child.js"
+import { chatLine, countLines, ids, REPO_ROOT, readResults, sluice, sluiceRun, waitUntil } from "./utils/child.js"
 
 const API_KEY = "sk-e2e-do-not-print-0123456789"
 const KEY_ENV = { SLUICE_E2E_KEY: API_KEY }
@@ -131,6 +133,9 @@ describe("sluice run", () => {
           "retries",
           "promptTokens",
           "completionTokens",
+          "failuresByReason",
+          "halt",
+          "keptFailed",
           "elapsedMillis",
           "exitCode"
         ].sort()
@@ -301,7 +306,8 @@ describe("sluice run", () => {
       const twice = sluice(runArgs(input, output, "--concurrency", "2", "--drain-timeout", "10m", "--json"), KEY_ENV)
       await awaitRequests(2)
       twice.child.kill("SIGINT")
-      await waitUntil("the drain began", () => twice.stderr().includes("Stopping"))
+      // A second Ctrl-C counts once the program says so (a repeat within moments is the launcher's echo of the first).
+      await waitUntil("the drain began", () => twice.stderr().includes("Ctrl-C again"))
       twice.child.kill("SIGINT")
       expect((await twice.exited).code).toBe(130)
       expect(JSON.parse(twice.stdout())).toMatchObject({ stopReason: "aborted", succeeded: 0, remaining: 20 })
@@ -321,6 +327,285 @@ describe("sluice run", () => {
       const rerun = await sluiceRun(runArgs(input, output, "--json"), KEY_ENV)
       expect(rerun.code).toBe(0)
       expectExactlyOnce(output, all)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "a bad key stops the run at once: exit 4, authentication failed, nothing written; fixed, the rerun does every line",
+    async () => {
+      freshDir()
+      const all = ids(40)
+      const input = writeInput(all.map((id) => chatLine(id)))
+      const output = path.join(dir!, "results.jsonl")
+
+      const bad = await sluiceRun(runArgs(input, output, "--concurrency", "4", "--json"), {
+        SLUICE_E2E_KEY: "sk-wrong-key"
+      })
+      expect(bad.code).toBe(4)
+      expect(bad.stderr).toContain("Authentication failed (401)")
+      expect(bad.stderr).toContain("--api-key-env")
+      const summary = JSON.parse(bad.stdout)
+      expect(summary).toMatchObject({
+        stopReason: "halted",
+        halt: { reason: "AuthenticationFailed" },
+        succeeded: 0,
+        failed: 0,
+        exitCode: 4
+      })
+      expect(readResults(output).lines).toEqual([])
+      const counters = await Effect.runPromise(provider.counters)
+      expect(counters.served).toBe(0)
+      // The first line goes alone; the run stops on its answer, before most lines are sent.
+      expect(counters.unauthorized).toBeLessThan(all.length / 2)
+      expect(bad.stdout + bad.stderr).not.toContain("sk-wrong-key")
+
+      const rerun = await sluiceRun(runArgs(input, output, "--concurrency", "4", "--json"), KEY_ENV)
+      expect(rerun.code).toBe(0)
+      expect(JSON.parse(rerun.stdout)).toMatchObject({ succeeded: 40, failed: 0, skipped: 0 })
+      expectExactlyOnce(output, all)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "a closed port pauses instead of failing lines; past --max-outage the run stops (exit 5) and the fixed rerun does every line",
+    async () => {
+      freshDir()
+      const closedPort = await new Promise<number>((resolve) => {
+        const server = net.createServer()
+        server.listen(0, "127.0.0.1", () => {
+          const { port } = server.address() as net.AddressInfo
+          server.close(() => resolve(port))
+        })
+      })
+      const all = ids(30)
+      const input = writeInput(all.map((id) => chatLine(id)))
+      const output = path.join(dir!, "results.jsonl")
+      const args = runArgs(input, output, "--concurrency", "4", "--max-outage", "2s", "--json")
+      args[args.indexOf("--base-url") + 1] = `http://127.0.0.1:${closedPort}/v1`
+
+      const down = await sluiceRun(args, KEY_ENV)
+      expect(down.code).toBe(5)
+      expect(down.stderr).toContain("The provider is unavailable")
+      expect(down.stderr).toContain("connection failed")
+      expect(JSON.parse(down.stdout)).toMatchObject({
+        stopReason: "halted",
+        halt: { reason: "ProviderUnavailable" },
+        succeeded: 0,
+        failed: 0,
+        failuresByReason: {},
+        exitCode: 5
+      })
+      expect(readResults(output).lines).toEqual([])
+
+      const fixed = await sluiceRun(runArgs(input, output, "--concurrency", "4", "--json"), KEY_ENV)
+      expect(fixed.code).toBe(0)
+      expect(JSON.parse(fixed.stdout)).toMatchObject({ succeeded: 30, failed: 0 })
+      expectExactlyOnce(output, all)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "an outage longer than --max-outage stops the run keeping what was done (no line failed); the rerun does the rest",
+    async () => {
+      freshDir()
+      await Effect.runPromise(provider.setLatency({ fixed: "20 millis" }))
+      const all = ids(300)
+      const input = writeInput(all.map((id) => chatLine(id)))
+      const output = path.join(dir!, "results.jsonl")
+
+      const run = sluice(runArgs(input, output, "--concurrency", "4", "--max-outage", "2s", "--json"), KEY_ENV)
+      await waitUntil("the output has 10 lines", () => countLines(output) >= 10)
+      await Effect.runPromise(provider.setFaults({ serviceUnavailable503: 1 }))
+      expect((await run.exited).code).toBe(5)
+      const summary = JSON.parse(run.stdout())
+      expect(summary).toMatchObject({ stopReason: "halted", halt: { reason: "ProviderUnavailable" }, failed: 0 })
+      const kept = readResults(output)
+      expect(kept.torn).toBe(false)
+      expect(kept.lines.every((line) => line.status === "succeeded")).toBe(true)
+      expect(kept.ids.length).toBe(summary.succeeded)
+      expect(kept.ids.length).toBeLessThan(300)
+
+      await Effect.runPromise(provider.setFaults({}))
+      const rerun = await sluiceRun(runArgs(input, output, "--concurrency", "8", "--json"), KEY_ENV)
+      expect(rerun.code).toBe(0)
+      expect(JSON.parse(rerun.stdout)).toMatchObject({ skipped: kept.ids.length, failed: 0 })
+      expectExactlyOnce(output, all)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "an outage then recovery: the lines wait for the provider and every line succeeds",
+    async () => {
+      freshDir()
+      await Effect.runPromise(provider.setFaults({ serviceUnavailable503: 1 }))
+      const all = ids(40)
+      const input = writeInput(all.map((id) => chatLine(id)))
+      const output = path.join(dir!, "results.jsonl")
+
+      const run = sluice(runArgs(input, output, "--concurrency", "4", "--json"), KEY_ENV)
+      // Enough failed calls to open the breaker (10), and more: some lines have spent their attempts.
+      await awaitRequests(14)
+      await Effect.runPromise(provider.setFaults({}))
+      expect((await run.exited).code).toBe(0)
+      expect(JSON.parse(run.stdout())).toMatchObject({ stopReason: "completed", succeeded: 40, failed: 0 })
+      const results = expectExactlyOnce(output, all)
+      expect(results.lines.every((line) => line.status === "succeeded")).toBe(true)
+      const counters = await Effect.runPromise(provider.counters)
+      expect(counters.faults.serviceUnavailable503).toBeGreaterThanOrEqual(14)
+      expect(run.stderr()).toContain("provider unavailable for")
+    },
+    TIMEOUT
+  )
+
+  it(
+    "failures are shown by reason; a rerun does again the retryable failures (not with --no-retry-failed), one record per custom_id",
+    async () => {
+      freshDir()
+      await Effect.runPromise(provider.setFaults({ serverError500: 0.3 }))
+      const all = ids(120)
+      const input = writeInput(all.map((id) => chatLine(id)))
+      const output = path.join(dir!, "results.jsonl")
+
+      const first = await sluiceRun(
+        runArgs(input, output, "--concurrency", "8", "--max-attempts", "1", "--json"),
+        KEY_ENV
+      )
+      expect(first.code).toBe(1)
+      const summary = JSON.parse(first.stdout)
+      expect(summary.failed).toBeGreaterThan(0)
+      expect(summary.failuresByReason).toEqual({ "server error (500)": summary.failed })
+      expect(first.stderr).toMatch(/failed: \d+ × server error \(500\)/)
+      // A storm is a few lines counting up, not a line per failure.
+      expect(first.stderr.split("\n").filter((line) => line.startsWith("failed:")).length).toBeLessThan(summary.failed)
+      const failedIds = readResults(output)
+        .lines.filter((line) => line.status === "failed")
+        .map((line) => line.custom_id as string)
+      expect(failedIds.length).toBe(summary.failed)
+      expect(readResults(output).lines.find((line) => line.status === "failed")).toMatchObject({
+        error: { tag: "ProviderUnavailable", reason: "server error (500)", status: 500, retryable: true }
+      })
+
+      await Effect.runPromise(Effect.zipRight(provider.setFaults({}), provider.reset))
+      const kept = await sluiceRun(runArgs(input, output, "--no-retry-failed", "--json"), KEY_ENV)
+      // The failures stay in the output: not a success.
+      expect(kept.code).toBe(1)
+      expect(JSON.parse(kept.stdout)).toMatchObject({
+        skipped: 120,
+        keptFailed: failedIds.length,
+        succeeded: 0,
+        failed: 0
+      })
+      expect((await Effect.runPromise(provider.counters)).total).toBe(0)
+
+      const retried = await sluiceRun(runArgs(input, output, "--json"), KEY_ENV)
+      expect(retried.code).toBe(0)
+      expect(JSON.parse(retried.stdout)).toMatchObject({
+        skipped: 120 - failedIds.length,
+        succeeded: failedIds.length,
+        failed: 0
+      })
+      const results = expectExactlyOnce(output, all)
+      expect(results.lines.every((line) => line.status === "succeeded")).toBe(true)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "a second run on the same output refuses to start, naming the holder's pid; a lock left by kill -9 is stale",
+    async () => {
+      freshDir()
+      await Effect.runPromise(provider.setFaults({ hang: 1 }))
+      const all = ids(10)
+      const input = writeInput(all.map((id) => chatLine(id)))
+      const output = path.join(dir!, "results.jsonl")
+
+      const holder = sluice(runArgs(input, output, "--concurrency", "2"), KEY_ENV)
+      await awaitRequests(1)
+      const second = await sluiceRun(runArgs(input, output, "--json"), KEY_ENV)
+      expect(second.code).toBe(3)
+      expect(second.stderr).toContain(`pid ${holder.child.pid}`)
+      expect(second.stdout).toBe("")
+
+      holder.child.kill("SIGKILL")
+      await holder.exited
+      await Effect.runPromise(provider.setFaults({}))
+      const after = await sluiceRun(runArgs(input, output, "--json"), KEY_ENV)
+      expect(after.code).toBe(0)
+      expectExactlyOnce(output, all)
+      expect(fs.existsSync(`${output}.lock`)).toBe(false)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "one Ctrl-C delivered twice at once (as a launcher forwards it) drains, it does not stop at once",
+    async () => {
+      freshDir()
+      await Effect.runPromise(provider.setLatency({ fixed: "50 millis" }))
+      const all = ids(400)
+      const input = writeInput(all.map((id) => chatLine(id)))
+      const output = path.join(dir!, "results.jsonl")
+
+      const run = sluice(runArgs(input, output, "--concurrency", "4", "--json"), KEY_ENV)
+      await waitUntil("the output has 10 lines", () => countLines(output) >= 10)
+      run.child.kill("SIGINT")
+      run.child.kill("SIGINT")
+      expect((await run.exited).code).toBe(130)
+      const summary = JSON.parse(run.stdout())
+      expect(summary).toMatchObject({ stopReason: "drained", failed: 0 })
+      expect(readResults(output).ids.length).toBe(summary.succeeded)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "Ctrl-C through the README's launcher (npx pnpm sluice: the whole process group gets it) drains: every request sent is kept",
+    async () => {
+      freshDir()
+      await Effect.runPromise(provider.setLatency({ fixed: "200 millis" }))
+      const all = ids(400)
+      const input = writeInput(all.map((id) => chatLine(id)))
+      const output = path.join(dir!, "results.jsonl")
+      const launched = spawn(
+        "npx",
+        ["-y", "pnpm@10.34.9", "sluice", ...runArgs(input, output, "--concurrency", "8", "--json")],
+        { cwd: REPO_ROOT, env: { ...process.env, ...KEY_ENV, NO_COLOR: "1" }, detached: true, stdio: "pipe" }
+      )
+      let stdout = ""
+      let stderr = ""
+      launched.stdout.on("data", (chunk) => (stdout += String(chunk)))
+      launched.stderr.on("data", (chunk) => (stderr += String(chunk)))
+      const closed = new Promise<void>((resolve) => launched.on("close", () => resolve()))
+      await waitUntil("the output has 10 lines", () => countLines(output) >= 10, 60_000)
+      // What a terminal does on Ctrl-C: SIGINT to the foreground process group (launchers, tsx and sluice).
+      process.kill(-launched.pid!, "SIGINT")
+      await closed
+      // pnpm prints its own lines around the program's.
+      const json = stdout.split("\n").find((line) => line.startsWith("{"))
+      expect(json, `no summary on stdout:\n${stdout}\nstderr:\n${stderr}`).toBeDefined()
+      const summary = JSON.parse(json!)
+      expect(summary).toMatchObject({ stopReason: "drained", failed: 0, exitCode: 130 })
+      const kept = readResults(output)
+      expect(kept.torn).toBe(false)
+      expect(kept.ids.length).toBe(summary.succeeded)
+      // Nothing sent was discarded: every request the provider served has its result.
+      expect((await Effect.runPromise(provider.counters)).served).toBe(kept.ids.length)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "sluice run --help lists the exit codes",
+    async () => {
+      const help = await sluiceRun(["run", "--help"])
+      expect(help.code).toBe(0)
+      for (const code of ["0", "1", "2", "3", "4", "5", "130"]) expect(help.stdout).toMatch(new RegExp(`\\b${code}\\s`))
+      expect(help.stdout).toContain("authentication failed")
+      expect(help.stdout).toContain("--max-outage")
     },
     TIMEOUT
   )

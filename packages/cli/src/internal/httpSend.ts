@@ -21,22 +21,28 @@ import * as ApiError from "@sluice/http/ApiError"
 import * as EndpointConfig from "@sluice/http/EndpointConfig"
 import * as RateLimitHeaders from "@sluice/http/RateLimitHeaders"
 import { Model, TokenEstimator } from "@sluice/model"
+import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as HttpSend from "../HttpSend.js"
 import type * as Runner from "../Runner.js"
 import { RunStats } from "../RunStats.js"
 import { pathUnder } from "./batchLine.js"
+import * as FailureKind from "./failureKind.js"
 import * as LearnedLimits from "./learnedLimits.js"
 import * as LearningLimiter from "./learningLimiter.js"
+import * as Outage from "./outage.js"
 import { RunError } from "./runError.js"
 
 /** The call the current fiber works for (set around each line's send). */
@@ -133,8 +139,12 @@ export const endpointConfig = (
     retry: {
       maxAttempts: options.maxAttempts ?? 3,
       // A batch outlives an outage: a line refused by an open breaker waits for it (paying nothing, using no
-      // attempt) instead of failing, for up to ten minutes of retrying.
-      isRetryable: (error) => Retry.isRetryable(error) || error instanceof CircuitBreaker.CircuitOpenError,
+      // attempt) instead of failing, for up to ten minutes of retrying. With `maxOutage` the sender waits
+      // instead (woken when the breaker lets probes through), so the refusal comes back to it at once.
+      isRetryable:
+        options.maxOutage === undefined
+          ? (error) => Retry.isRetryable(error) || error instanceof CircuitBreaker.CircuitOpenError
+          : Retry.isRetryable,
       maxElapsed: "10 minutes"
     },
     breaker: options.breaker,
@@ -146,16 +156,37 @@ type CallFailure = ApiError.ApiError | Model.ModelError | { readonly _tag: strin
 
 type Call = (line: Runner.BatchLine) => Effect.Effect<unknown, CallFailure>
 
-/** What a line failed with: the reason of the ApiClient's or the Model's error, else the error's tag. */
-const kindOf = (error: CallFailure): string =>
-  error instanceof ApiError.ApiError || error instanceof Model.ModelError ? error.reason : error._tag
+/**
+ * The breaker `sluice run` has by default (the demo's settings): over the last 20 calls, once 10 were
+ * seen, half of them failing opens it; open for 1 s, then 2, 4, up to 10 s while probes keep failing;
+ * two probes. Only the provider's failures count (5xx, timeouts, failed connections): a 4xx or a 429
+ * is the line's own or the limiter's business.
+ */
+export const defaultBreaker = (name: string): CircuitBreaker.Options => ({
+  name,
+  policy: { kind: "count", size: 20, failureRate: 0.5, minimumCalls: 10 },
+  openDuration: Schedule.union(Schedule.exponential("1 second", 2), Schedule.spaced("10 seconds")),
+  halfOpenProbes: 2,
+  classify: (exit) => {
+    if (Exit.isSuccess(exit)) return "success"
+    const failure = Cause.failureOption(exit.cause)
+    if (Option.isNone(failure)) return "ignore"
+    const error = failure.value
+    if (error instanceof ApiError.ApiError) {
+      return error.reason === "ServerError" || error.reason === "Transport" || error.reason === "Timeout"
+        ? "failure"
+        : "ignore"
+    }
+    return "failure"
+  }
+})
 
 /** The limits a run can have, as the endpoint's limiter names them. */
 const LIMIT_NAMES = ["requests", "tokens"] as const
 
 export const make = (
   options: HttpSend.Options
-): Effect.Effect<Runner.Send, InvalidOptions.InvalidOptionsError, HttpClient.HttpClient | RunStats | Scope.Scope> =>
+): Effect.Effect<HttpSend.Sender, InvalidOptions.InvalidOptionsError, HttpClient.HttpClient | RunStats | Scope.Scope> =>
   Effect.gen(function* () {
     const stats = yield* RunStats
     const http = yield* HttpClient.HttpClient
@@ -170,7 +201,69 @@ export const make = (
     const learn = options.learnLimits ?? true
     const outputTokensCharged = options.outputTokensCharged ?? "maximum"
     const given = givenLimits(options)
-    const config = endpointConfig(options, given)
+    const name = options.name ?? "sluice-run"
+    // Pausing through outages needs a breaker to tell an outage from a line's bad luck: one by default.
+    const breaker =
+      options.maxOutage === undefined
+        ? options.breaker
+        : options.breaker === undefined
+          ? yield* CircuitBreaker.make(defaultBreaker(name))
+          : "protect" in options.breaker
+            ? options.breaker
+            : yield* CircuitBreaker.make({ ...options.breaker, name: options.breaker.name ?? name })
+    const config = endpointConfig({ ...options, breaker }, given)
+    /** Completes when the run must stop at once: the credentials refused, or an outage past `maxOutage`. */
+    const halted = yield* Deferred.make<RunError>()
+    const outage =
+      options.maxOutage === undefined
+        ? undefined
+        : yield* Outage.make({
+            maxOutage: options.maxOutage,
+            onChange: (state) =>
+              stats.setOutage(
+                state === undefined
+                  ? undefined
+                  : { since: state.since, waiting: state.waiting, lastFailure: state.lastFailure }
+              )
+          })
+    if (breaker !== undefined && "subscribe" in breaker) {
+      const transitions = yield* breaker.subscribe
+      yield* Effect.forkScoped(
+        Effect.forever(
+          Effect.flatMap(Queue.take(transitions), (transition) =>
+            Effect.zipRight(
+              // The breaker opened (tripped, or a probe failed): the provider is down, if no answer says otherwise.
+              outage !== undefined && transition.to === "OPEN"
+                ? Effect.zipRight(stats.setBreaker(transition.to), outage.down())
+                : stats.setBreaker(transition.to),
+              // Probes may go, or the breaker closed: the waiting lines try now rather than at their timer.
+              outage !== undefined && (transition.to === "HALF_OPEN" || transition.to === "CLOSED")
+                ? outage.wake
+                : Effect.void
+            )
+          )
+        )
+      )
+    }
+    if (outage !== undefined) {
+      const maxOutage = options.maxOutage!
+      yield* Effect.forkScoped(
+        Effect.gen(function* () {
+          const state = yield* outage.exceeded
+          const lasted = Duration.millis(Math.max(0, (yield* Clock.currentTimeMillis) - state.since))
+          yield* Deferred.succeed(
+            halted,
+            new RunError({
+              reason: "ProviderUnavailable",
+              detail: `it has not answered for ${Duration.format(lasted)}, longer than the outage allowed (--max-outage ${Duration.format(Duration.decode(maxOutage))}); the last failure: ${state.lastFailure}. What was done is kept: run the same command again when the provider is back`,
+              label: "provider unavailable"
+            })
+          )
+        })
+      )
+    }
+    /** Each call's answers-so-far count when its last attempt began (see `Outage.answers`). */
+    const answersAtAttempt = new Map<string, number>()
     /** Attempts so far of each call in flight, by its call id. */
     const attempts = new Map<string, number>()
     let nextCall = 0
@@ -234,10 +327,12 @@ export const make = (
         Effect.flatMap(Effect.zip(requestEffect, FiberRef.get(currentCall)), ([request, call]) => {
           if (call === undefined) return http.execute(request)
           attempts.set(call, (attempts.get(call) ?? 0) + 1)
+          if (outage !== undefined) answersAtAttempt.set(call, outage.answers())
           return Effect.gen(function* () {
             // The call that taught the limits tries again: the ApiClient has read the answer that taught them.
             if (learned !== undefined && learned.call === call) yield* release
             const response = yield* http.execute(request)
+            if (outage !== undefined && response.status < 500) yield* outage.alive
             if (response.status === 429) yield* stats.rateLimited
             if (learning !== undefined && learned === undefined && !released) {
               yield* learnFrom(learning, call, RateLimitHeaders.parse(response.headers, yield* Clock.currentTimeMillis))
@@ -289,29 +384,89 @@ export const make = (
       }
     }
 
-    return (line: Runner.BatchLine) => {
+    const failed = (failure: CallFailure, verdict: FailureKind.Verdict, attemptsMade: number) =>
+      new RunError({
+        reason: "SendFailed",
+        errorKind: verdict.errorKind,
+        detail: failure.message,
+        attempts: attemptsMade,
+        retryable: verdict.retryable,
+        label: verdict.label,
+        ...(verdict.status === undefined ? {} : { status: verdict.status })
+      })
+
+    /** The run stops: every line would be refused the same way. */
+    const authFailed = (line: Runner.BatchLine, failure: CallFailure, verdict: FailureKind.Verdict) =>
+      Effect.suspend(() => {
+        const error = new RunError({
+          reason: "AuthenticationFailed",
+          errorKind: verdict.errorKind,
+          label: verdict.label,
+          ...(verdict.status === undefined ? {} : { status: verdict.status }),
+          detail: `the provider refused ${options.apiKey === undefined ? "the request: no API key was sent (name the variable holding one with --api-key-env)" : "the API key (check the variable named by --api-key-env)"}; line ${line.lineNumber} (custom_id ${JSON.stringify(line.customId)}) got: ${failure.message}. The run stopped at once; lines without a result stay for a rerun`
+        })
+        return Effect.zipRight(Deferred.succeed(halted, error), Effect.fail(error))
+      })
+
+    const sendLine = (line: Runner.BatchLine): Effect.Effect<Runner.SendResult, RunError> => {
       const id = String(++nextCall)
       const attemptsOf = () => attempts.get(id) ?? 0
-      return send(line).pipe(
+      const once = send(line).pipe(
         Effect.map((response): Runner.SendResult => {
           const usage = usageOf(line.body, response, outputTokensCharged)
           return usage === undefined
             ? { response, attempts: attemptsOf() }
             : { response, attempts: attemptsOf(), usage }
-        }),
-        Effect.mapError(
-          (error) =>
-            new RunError({
-              reason: "SendFailed",
-              errorKind: kindOf(error),
-              detail: error.message,
-              attempts: attemptsOf()
-            })
-        ),
+        })
+      )
+      /**
+       * Sends the line; a systemic failure that no answer followed (the provider is down for everyone)
+       * waits for the provider and sends it again (the breaker, while open, refuses it at no cost), for as
+       * long as the outage is allowed to last.
+       */
+      const loop = (round: number): Effect.Effect<Runner.SendResult, RunError> =>
+        Effect.catchAll(once, (failure) => {
+          const verdict = FailureKind.verdictOf(failure)
+          if (verdict.class === "auth") return authFailed(line, failure, verdict)
+          if (outage === undefined || verdict.class !== "systemic") {
+            return Effect.fail(failed(failure, verdict, attemptsOf()))
+          }
+          // Refused by the open breaker, or no answer to anyone since its last attempt began: the provider is down.
+          const refused = verdict.refused
+          if (!refused && outage.answers() !== (answersAtAttempt.get(id) ?? -1)) {
+            return Effect.fail(failed(failure, verdict, attemptsOf()))
+          }
+          // Until the breaker would let it through, else a backoff; woken early by a sign the provider is back.
+          const retryAfter = (failure as { readonly retryAfterMillis?: unknown }).retryAfterMillis
+          const pause = Duration.millis(
+            refused && typeof retryAfter === "number" && Number.isFinite(retryAfter)
+              ? Math.max(50, retryAfter)
+              : Math.min(5_000, 500 * 2 ** Math.min(round, 4))
+          )
+          // A refusal says nothing new (the failures that opened the breaker did); a failure starts the outage.
+          return (refused ? Effect.void : outage.down(verdict.label)).pipe(
+            Effect.zipRight(
+              Effect.acquireUseRelease(
+                outage.waiting(1),
+                () => Effect.raceFirst(Effect.sleep(pause), outage.nextChance),
+                () => outage.waiting(-1)
+              )
+            ),
+            Effect.zipRight(Effect.suspend(() => loop(round + 1)))
+          )
+        })
+      // Once the run must stop, every line stops with the same error.
+      return Effect.raceFirst(loop(0), Effect.flatMap(Deferred.await(halted), Effect.fail)).pipe(
         Effect.locally(currentCall, id),
-        Effect.ensuring(Effect.sync(() => attempts.delete(id)))
+        Effect.ensuring(
+          Effect.sync(() => {
+            attempts.delete(id)
+            answersAtAttempt.delete(id)
+          })
+        )
       )
     }
+    return Object.assign(sendLine, { halted: Deferred.await(halted) }) satisfies HttpSend.Sender
   })
 
 /** Chat and embeddings through the Model; anything else posted as it is. */

@@ -5,6 +5,15 @@
  * collects the `custom_id` of every complete line and truncates away a last
  * line without its newline: the tail of a write cut short. Such a tail is
  * dropped even when it happens to parse, so its request is simply done again.
+ * A `custom_id` on several lines counts by its latest; with `retryFailed`, a
+ * latest that failed with a retryable error (its `error.retryable`, or for
+ * older records its kind) is to be done again.
+ *
+ * Compaction (`compact`) rewrites the file keeping only the lines asked for
+ * (the latest of each done `custom_id`): into `<path>.compacting`, fsynced,
+ * then renamed over the file. A rename is atomic, so after `kill -9` at any
+ * moment the file is the old one or the new one, never a mix; a leftover
+ * `.compacting` file is removed by the next compaction.
  *
  * The writer appends each result as one `JSON.stringify(...) + "\n"` under a
  * mutex, uninterruptibly (an interrupt never leaves half a line), and fsyncs
@@ -17,30 +26,53 @@ import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { isRetryableKind } from "./failureKind.js"
 import { RunError } from "./runError.js"
 
 const NEWLINE = 0x0a
 
 export interface Recovered {
-  /** The `custom_id` of every complete line. */
+  /** The `custom_id` of every complete line whose latest result stands (not to be done again). */
   readonly done: ReadonlySet<string>
   /** Complete lines found. */
   readonly lines: number
+  /** Done `custom_id`s whose latest result is a failure (kept); absent: none. */
+  readonly failed?: ReadonlySet<string>
+  /** `custom_id`s whose latest result is a retryable failure to do again (with `retryFailed`); absent: none. */
+  readonly retry?: ReadonlySet<string>
+  /**
+   * 0-based indexes of the complete lines to keep: the latest line of each done `custom_id` (blank lines
+   * not); absent when there is no file.
+   */
+  readonly keep?: ReadonlySet<number>
   /** Bytes of a torn last line that were truncated away (0 when none). */
   readonly truncatedBytes: number
 }
 
 const describe = (error: unknown) => (error instanceof Error ? error.message : String(error))
 
+/** A failed result a rerun may do again. */
+const isRetryableFailure = (json: Record<string, unknown>): boolean => {
+  if (json.status !== "failed") return false
+  const error = json.error as { retryable?: unknown; tag?: unknown } | null | undefined
+  if (typeof error !== "object" || error === null) return false
+  return typeof error.retryable === "boolean" ? error.retryable : isRetryableKind(error.tag)
+}
+
 /** Reads `path` (absent: nothing done), truncating a torn last line. */
-export const recover = (fs: FileSystem.FileSystem, path: string): Effect.Effect<Recovered, RunError> =>
+export const recover = (
+  fs: FileSystem.FileSystem,
+  path: string,
+  options: { readonly retryFailed?: boolean | undefined } = {}
+): Effect.Effect<Recovered, RunError> =>
   Effect.gen(function* () {
     const exists = yield* fs
       .exists(path)
       .pipe(Effect.mapError((error) => new RunError({ reason: "OutputUnreadable", path, detail: describe(error) })))
     if (!exists) return { done: new Set<string>(), lines: 0, truncatedBytes: 0 }
     const decoder = new TextDecoder("utf-8", { fatal: true })
-    const done = new Set<string>()
+    /** Each `custom_id`'s latest line (0-based) and whether that line is a failure to do again. */
+    const latest = new Map<string, { readonly index: number; readonly retry: boolean; readonly failed: boolean }>()
     let lines = 0
     let size = 0
     /** Bytes up to and including the last newline seen. */
@@ -61,7 +93,11 @@ export const recover = (fs: FileSystem.FileSystem, path: string): Effect.Effect<
       if (typeof id !== "string") {
         return new RunError({ reason: "OutputCorrupt", path, detail: `line ${lines} has no custom_id` })
       }
-      done.add(id)
+      latest.set(id, {
+        index: lines - 1,
+        failed: (json as { status?: unknown }).status === "failed",
+        retry: options.retryFailed === true && isRetryableFailure(json as Record<string, unknown>)
+      })
       return undefined
     }
     yield* fs.stream(path).pipe(
@@ -88,8 +124,66 @@ export const recover = (fs: FileSystem.FileSystem, path: string): Effect.Effect<
         .truncate(path, completeBytes)
         .pipe(Effect.mapError((error) => new RunError({ reason: "OutputUnwritable", path, detail: describe(error) })))
     }
-    return { done, lines, truncatedBytes }
+    const done = new Set<string>()
+    const failed = new Set<string>()
+    const retry = new Set<string>()
+    const keep = new Set<number>()
+    for (const [id, latestLine] of latest) {
+      if (latestLine.retry) retry.add(id)
+      else {
+        done.add(id)
+        keep.add(latestLine.index)
+        if (latestLine.failed) failed.add(id)
+      }
+    }
+    return { done, failed, retry, keep, lines, truncatedBytes }
   })
+
+/** The file compaction writes before renaming it over `path`. */
+export const compactingPathFor = (path: string): string => `${path}.compacting`
+
+/**
+ * Rewrites `path` with only its complete lines whose 0-based index is in `keep`
+ * (blank lines go too), atomically: a new file, fsynced, renamed over it.
+ */
+export const compact = (
+  fs: FileSystem.FileSystem,
+  path: string,
+  keep: ReadonlySet<number>
+): Effect.Effect<void, RunError> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const temporary = compactingPathFor(path)
+      const fail = (error: unknown) => new RunError({ reason: "OutputUnwritable", path, detail: describe(error) })
+      const file = yield* fs.open(temporary, { flag: "w" }).pipe(Effect.mapError(fail))
+      let index = 0
+      let pending: Array<Uint8Array> = []
+      yield* fs.stream(path).pipe(
+        Stream.mapError((error) => new RunError({ reason: "OutputUnreadable", path, detail: describe(error) })),
+        Stream.runForEach((chunk) =>
+          Effect.suspend(() => {
+            const kept: Array<Uint8Array> = []
+            let start = 0
+            for (let at = chunk.indexOf(NEWLINE); at !== -1; at = chunk.indexOf(NEWLINE, start)) {
+              const piece = chunk.subarray(start, at + 1)
+              if (keep.has(index)) kept.push(...pending, piece)
+              pending = []
+              index++
+              start = at + 1
+            }
+            if (start < chunk.length) pending.push(chunk.slice(start))
+            return kept.length === 0 ? Effect.void : Effect.mapError(file.writeAll(concat(kept)), fail)
+          })
+        )
+      )
+      yield* Effect.mapError(file.sync, fail)
+      yield* Effect.mapError(fs.rename(temporary, path), fail)
+      // The rename itself to disk: fsync the directory (where the platform allows; a failure only loses durability).
+      const slash = path.lastIndexOf("/")
+      const directory = slash <= 0 ? (slash === 0 ? "/" : ".") : path.slice(0, slash)
+      yield* Effect.ignore(Effect.scoped(Effect.flatMap(fs.open(directory, { flag: "r" }), (handle) => handle.sync)))
+    })
+  )
 
 const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
   const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0))

@@ -37,6 +37,9 @@ export const progressLine = (progress: RunStats.Progress): string => {
   parts.push(`${against(progress.tokensPerMinute, progress.limits.tpm)} tpm`)
   parts.push(`${progress.rateLimited}×429`)
   parts.push(`${progress.retries} retries`)
+  if (progress.breaker !== undefined && progress.breaker !== "CLOSED") parts.push(`breaker ${progress.breaker}`)
+  if (progress.outage !== undefined)
+    parts.push(`provider down ${duration(progress.outage.lastedMillis)}, ${progress.outage.waiting} waiting`)
   parts.push(`ETA ${progress.etaMillis === undefined ? "?" : duration(progress.etaMillis)}`)
   return parts.join(" · ")
 }
@@ -44,21 +47,42 @@ export const progressLine = (progress: RunStats.Progress): string => {
 export const malformedLine = (malformed: Runner.Malformed): string =>
   `line ${malformed.lineNumber}${malformed.customId === undefined ? "" : ` (custom_id ${JSON.stringify(malformed.customId)})`}: ${malformed.reason}`
 
+/** `57 server error (503), 2 request refused (400)`, the most first. */
+export const reasonList = (byReason: Readonly<Record<string, number>>): string =>
+  Object.entries(byReason)
+    .sort(([, a], [, b]) => b - a)
+    .map(([reason, count]) => `${count} ${reason}`)
+    .join(", ")
+
+/** The line printed on stderr as failures of one reason come: `failed: 57 × server error (503) (last r12)`. */
+export const failureLine = (reason: string, count: number): string => `failed: ${count} × ${reason}`
+
+/** The outage being waited out, for the live line and stderr. */
+export const outageLine = (
+  outage: RunStats.Outage & { readonly lastedMillis: number },
+  maxOutageMillis: number | undefined
+): string =>
+  `provider unavailable for ${duration(outage.lastedMillis)}${maxOutageMillis === undefined ? "" : ` (the run stops after ${duration(maxOutageMillis)})`}: ${outage.waiting} line${outage.waiting === 1 ? "" : "s"} waiting; last: ${outage.lastFailure}`
+
 const STOPPED: Record<Runner.StopReason, string> = {
   completed: "completed",
   drained: "interrupted: stopped taking lines, in-flight lines finished",
   deadline: "interrupted: stopped taking lines, in-flight lines past the drain deadline were cancelled",
-  aborted: "interrupted: stopped at once"
+  aborted: "interrupted: stopped at once",
+  halted: "stopped"
 }
 
 export const summaryText = (summary: Runner.Summary): string => {
   const lines = [
     `sluice run ${STOPPED[summary.stopReason]} in ${duration(summary.elapsedMillis)}`,
-    `  lines:     ${summary.total ?? "?"} (succeeded ${summary.succeeded}, failed ${summary.failed}, skipped ${summary.skipped}, malformed ${summary.malformed}, remaining ${summary.remaining ?? "?"})`,
+    `  lines:     ${summary.total ?? "?"} (succeeded ${summary.succeeded}, failed ${summary.failed}, skipped ${summary.skipped}${summary.keptFailed > 0 ? ` (${summary.keptFailed} failed earlier)` : ""}, malformed ${summary.malformed}, remaining ${summary.remaining ?? "?"})`,
     `  requests:  ${summary.requests} (429s ${summary.rateLimited}, retries ${summary.retries})`,
     `  tokens:    ${summary.promptTokens} prompt + ${summary.completionTokens} completion`,
     `  output:    ${summary.output}`
   ]
+  const reasons = reasonList(summary.failuresByReason)
+  if (reasons !== "") lines.splice(2, 0, `  failures:  ${reasons}`)
+  if (summary.halt !== undefined) lines.push(`  stopped:   ${summary.halt.message}`)
   if (summary.malformed > 0) lines.push(`  errors:    ${summary.errors}`)
   if (summary.truncatedBytes > 0)
     lines.push(`  resumed after removing a torn last line (${summary.truncatedBytes} bytes) from the output`)
@@ -68,4 +92,10 @@ export const summaryText = (summary: Runner.Summary): string => {
 
 /** The `--json` summary: the `Summary` and the exit code, on one line. */
 export const summaryJson = (summary: Runner.Summary, exitCode: number): string =>
-  JSON.stringify({ ...summary, total: summary.total ?? null, remaining: summary.remaining ?? null, exitCode })
+  JSON.stringify({
+    ...summary,
+    total: summary.total ?? null,
+    remaining: summary.remaining ?? null,
+    halt: summary.halt ?? null,
+    exitCode
+  })

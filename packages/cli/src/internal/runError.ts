@@ -3,7 +3,10 @@
  * public modules can both use it without importing each other: one
  * `RunError` refined by `reason`. A run fails with one of the file reasons
  * (it cannot go on); a line's sender fails with `SendFailed` (the line is
- * written as failed and the run goes on).
+ * written as failed and the run goes on), or with a reason that stops the
+ * whole run at once, the line untouched: `AuthenticationFailed` (the
+ * provider refused the credentials: every other line would be refused too)
+ * or `ProviderUnavailable` (an outage outlasted `--max-outage`).
  */
 import * as Schema from "effect/Schema"
 
@@ -14,7 +17,10 @@ export class RunError extends Schema.TaggedError<RunError>("@sluice/cli/RunError
     "OutputCorrupt",
     "OutputUnwritable",
     "SamePath",
-    "SendFailed"
+    "OutputLocked",
+    "SendFailed",
+    "AuthenticationFailed",
+    "ProviderUnavailable"
   ),
   /** The file the run could not use (every reason but `SendFailed`). */
   path: Schema.optional(Schema.String),
@@ -27,7 +33,13 @@ export class RunError extends Schema.TaggedError<RunError>("@sluice/cli/RunError
    */
   errorKind: Schema.optional(Schema.String),
   /** `SendFailed`: attempts made, the first included. */
-  attempts: Schema.optional(Schema.Number)
+  attempts: Schema.optional(Schema.Number),
+  /** The provider's HTTP status, when it answered. */
+  status: Schema.optional(Schema.Number),
+  /** `SendFailed`: whether another try may help (a rerun retries such lines). */
+  retryable: Schema.optional(Schema.Boolean),
+  /** What happened, in a few words a person scans (`authentication failed (401)`): failures are grouped by it. */
+  label: Schema.optional(Schema.String)
 }) {
   override get message(): string {
     switch (this.reason) {
@@ -41,6 +53,12 @@ export class RunError extends Schema.TaggedError<RunError>("@sluice/cli/RunError
         return `Cannot write ${this.path}: ${this.detail}`
       case "SamePath":
         return `${this.detail} are the same file (${this.path}); give them different paths`
+      case "OutputLocked":
+        return `The output ${this.path} is in use: ${this.detail}`
+      case "AuthenticationFailed":
+        return `Authentication failed${this.status === undefined ? "" : ` (${this.status})`}: ${this.detail}`
+      case "ProviderUnavailable":
+        return `The provider is unavailable: ${this.detail}`
       default: {
         // SendFailed
         const attempts = this.attempts ?? 1

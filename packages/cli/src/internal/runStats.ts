@@ -39,6 +39,9 @@ export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStat
       completionTokens: 0
     }
     const now = () => clock.unsafeCurrentTimeMillis()
+    const failuresByReason: Record<string, number> = {}
+    let outage: RunStats.Outage | undefined
+    let breaker: RunStats.Progress["breaker"]
 
     /** Each live request's attempts counted so far, by `executor#id`. */
     const live = new Map<string, number>()
@@ -85,10 +88,22 @@ export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStat
           counts.completionTokens += usage.completionTokens
           tokenWindow.add(now(), usage.chargedTokens ?? usage.promptTokens + usage.completionTokens)
         }),
-      lineFinished: (outcome) =>
+      lineFinished: (outcome, reason) =>
         Effect.sync(() => {
           counts[outcome]++
           lineWindow.add(now(), 1)
+          if (outcome === "failed") {
+            const key = reason ?? "failed"
+            failuresByReason[key] = (failuresByReason[key] ?? 0) + 1
+          }
+        }),
+      setOutage: (next) =>
+        Effect.sync(() => {
+          outage = next
+        }),
+      setBreaker: (state) =>
+        Effect.sync(() => {
+          breaker = state
         }),
       lineSettled: (outcome) =>
         Effect.sync(() => {
@@ -124,6 +139,9 @@ export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStat
             requestsPerMinute: requestWindow.inLastMinute(time),
             tokensPerMinute: tokenWindow.inLastMinute(time),
             limits,
+            failuresByReason: { ...failuresByReason },
+            outage: outage === undefined ? undefined : { ...outage, lastedMillis: time - outage.since },
+            breaker,
             elapsedMillis: time - start,
             etaMillis:
               remaining === undefined

@@ -7,7 +7,9 @@
  *    skipped; else → to send;
  * 3. send, `concurrency` at a time, each result appended as it finishes.
  * A stage-3 line that has not started when `stop` completes is left for the
- * next run (it is not sent).
+ * next run (it is not sent). A send failing with a reason other than
+ * `SendFailed`, or `halt` completing, stops the run at once: what is in
+ * flight is interrupted and not written.
  */
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
@@ -20,7 +22,9 @@ import * as Stream from "effect/Stream"
 import type * as Runner from "../Runner.js"
 import { RunStats } from "../RunStats.js"
 import * as BatchLine from "./batchLine.js"
+import { isRetryableKind } from "./failureKind.js"
 import * as OutputFile from "./outputFile.js"
+import * as OutputLock from "./outputLock.js"
 import { RunError } from "./runError.js"
 
 export const errorsPathFor = (output: string): string => `${output}.errors.jsonl`
@@ -40,11 +44,11 @@ const inputLines = (fs: FileSystem.FileSystem, path: string) =>
 
 type Classified =
   | { readonly _tag: "Blank" }
-  | { readonly _tag: "Skipped" }
+  | { readonly _tag: "Skipped"; readonly failed: boolean }
   | { readonly _tag: "Malformed"; readonly malformed: Runner.Malformed }
   | { readonly _tag: "Send"; readonly line: Runner.BatchLine }
 
-const classifier = (done: ReadonlySet<string>) => {
+const classifier = (done: ReadonlySet<string>, failed: ReadonlySet<string> | undefined) => {
   /** The line each valid `custom_id` first appeared on. */
   const firstSeen = new Map<string, number>()
   return (text: string, lineNumber: number): Classified => {
@@ -69,7 +73,9 @@ const classifier = (done: ReadonlySet<string>) => {
       }
     }
     firstSeen.set(customId, lineNumber)
-    return done.has(customId) ? { _tag: "Skipped" } : { _tag: "Send", line: verdict.line }
+    return done.has(customId)
+      ? { _tag: "Skipped", failed: failed?.has(customId) === true }
+      : { _tag: "Send", line: verdict.line }
   }
 }
 
@@ -106,9 +112,15 @@ export const run = (
     if (!inputExists)
       return yield* new RunError({ reason: "InputUnreadable", path: options.input, detail: "no such file" })
 
-    // ---- resume -------------------------------------------------------------
+    // ---- lock and resume ------------------------------------------------------
 
-    const recovered = yield* OutputFile.recover(fs, options.output)
+    yield* OutputLock.acquire(fs, options.output)
+    yield* Effect.ignore(fs.remove(OutputFile.compactingPathFor(options.output), { force: true }))
+    const recovered = yield* OutputFile.recover(fs, options.output, { retryFailed: options.retryFailed })
+    // One line per custom_id, its latest, with the failures to do again taken out before they are redone.
+    if (recovered.keep !== undefined && recovered.lines > recovered.keep.size) {
+      yield* OutputFile.compact(fs, options.output, recovered.keep)
+    }
     const writerOptions = { syncEvery: options.syncEvery, syncInterval: options.syncInterval }
     const output = yield* OutputFile.makeWriter(fs, options.output, { flag: "a", ...writerOptions })
     // The errors file describes this run's reading of the input: an old one is removed, a new one made on demand.
@@ -137,10 +149,17 @@ export const run = (
     const stopped = yield* Deferred.make<void>()
     const stop = options.stop ?? Effect.never
     yield* Effect.forkScoped(Effect.zipRight(stop, Deferred.succeed(stopped, undefined)))
+    /** The run must stop at once: a line's sender said so (its error), or `halt` did. */
+    const halted = yield* Deferred.make<RunError>()
+    if (options.halt !== undefined) {
+      yield* Effect.forkScoped(Effect.flatMap(options.halt, (error) => Deferred.succeed(halted, error)))
+    }
 
     // ---- the stages -----------------------------------------------------------
 
-    const classify = classifier(recovered.done)
+    const classify = classifier(recovered.done, recovered.failed)
+    /** Skipped lines whose kept result is a failure. */
+    let keptFailed = 0
 
     const report = (malformed: Runner.Malformed) =>
       Effect.gen(function* () {
@@ -190,14 +209,25 @@ export const run = (
           yield* stats.lineFinished("succeeded")
         } else {
           const failure = result.left
+          if (failure.reason !== "SendFailed") {
+            // The run stops at once; this line (and every other in flight) stays untouched.
+            yield* Deferred.succeed(halted, failure)
+            return yield* Effect.never
+          }
           yield* output.append({
             ...common,
             status: "failed",
             attempts: failure.attempts ?? 1,
             response: null,
-            error: { tag: failure.errorKind ?? failure.reason, message: failure.detail }
+            error: {
+              tag: failure.errorKind ?? failure.reason,
+              message: failure.detail,
+              ...(failure.label === undefined ? {} : { reason: failure.label }),
+              ...(failure.status === undefined ? {} : { status: failure.status }),
+              retryable: failure.retryable ?? isRetryableKind(failure.errorKind)
+            }
           })
-          yield* stats.lineFinished("failed")
+          yield* stats.lineFinished("failed", failure.label ?? failure.errorKind ?? "failed")
         }
       })
 
@@ -208,7 +238,12 @@ export const run = (
         classified._tag === "Malformed"
           ? report(classified.malformed)
           : classified._tag === "Skipped"
-            ? stats.lineSettled("skipped")
+            ? Effect.zipRight(
+                Effect.sync(() => {
+                  if (classified.failed) keptFailed++
+                }),
+                stats.lineSettled("skipped")
+              )
             : Effect.void
       ),
       Stream.filterMap((classified) => (classified._tag === "Send" ? Option.some(classified.line) : Option.none())),
@@ -221,12 +256,14 @@ export const run = (
       Effect.as<Runner.StopReason>("deadline")
     )
     const abort = Effect.as(options.abort ?? Effect.never, "aborted" as Runner.StopReason)
+    const halt = Effect.as(Deferred.await(halted), "halted" as Runner.StopReason)
     const ended = yield* Effect.raceFirst(
       Effect.flatMap(work, () =>
         Effect.map(Deferred.isDone(stopped), (isStopped): Runner.StopReason => (isStopped ? "drained" : "completed"))
       ),
-      Effect.race(deadline, abort)
+      Effect.race(Effect.race(deadline, abort), halt)
     )
+    const haltedBy = ended === "halted" ? yield* Deferred.await(halted) : undefined
     yield* output.sync
     const progress = yield* stats.snapshot
     const done = progress.succeeded + progress.failed + progress.skipped + progress.malformed
@@ -239,6 +276,7 @@ export const run = (
       succeeded: progress.succeeded,
       failed: progress.failed,
       skipped: progress.skipped,
+      keptFailed,
       malformed: progress.malformed,
       remaining:
         ended === "completed" ? 0 : progress.total === undefined ? undefined : Math.max(0, progress.total - done),
@@ -248,6 +286,8 @@ export const run = (
       retries: progress.retries,
       promptTokens: progress.promptTokens,
       completionTokens: progress.completionTokens,
+      failuresByReason: progress.failuresByReason,
+      halt: haltedBy === undefined ? undefined : { reason: haltedBy.reason, message: haltedBy.message },
       elapsedMillis: progress.elapsedMillis
     } satisfies Runner.Summary
   }).pipe(Effect.scoped)
