@@ -18,7 +18,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import { type BrowserContext, chromium } from "playwright-core"
-import { chatLine, ids, REPO_ROOT, readResults, sluice } from "./utils/child.js"
+import { chatLine, ids, REPO_ROOT, readResults, runArgs, sluice } from "./utils/child.js"
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"
 const API_KEY = "sk-report-test-0123456789"
@@ -101,16 +101,8 @@ describe("the report page", () => {
       )
 
       const run = sluice(
-        [
-          "run",
-          "--input",
-          input,
-          "--output",
-          output,
-          "--base-url",
-          provider.baseUrl,
-          "--api-key-env",
-          "SLUICE_REPORT_KEY",
+        runArgs(
+          { input, output, baseUrl: provider.baseUrl, keyEnv: "SLUICE_REPORT_KEY" },
           "--rpm",
           "600",
           "--tpm",
@@ -121,7 +113,7 @@ describe("the report page", () => {
           "8",
           "--report",
           report
-        ],
+        ),
         { SLUICE_REPORT_KEY: API_KEY }
       )
       const { code } = await bounded("sluice run to exit", run.exited, 2 * WAIT, () => run.child.kill("SIGKILL"))

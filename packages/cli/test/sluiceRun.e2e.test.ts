@@ -14,7 +14,17 @@ import * as MockProvider from "@sluice/testing/MockProvider"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
-import { chatLine, countLines, ids, REPO_ROOT, readResults, sluice, sluiceRun, waitUntil } from "./utils/child.js"
+import {
+  chatLine,
+  countLines,
+  ids,
+  REPO_ROOT,
+  readResults,
+  runArgs as runArgsOf,
+  sluice,
+  sluiceRun,
+  waitUntil
+} from "./utils/child.js"
 
 const API_KEY = "sk-e2e-do-not-print-0123456789"
 const KEY_ENV = { SLUICE_E2E_KEY: API_KEY }
@@ -61,18 +71,8 @@ const writeInput = (lines: ReadonlyArray<string>) => {
   return input
 }
 
-const runArgs = (input: string, output: string, ...extra: Array<string>) => [
-  "run",
-  "--input",
-  input,
-  "--output",
-  output,
-  "--base-url",
-  provider.baseUrl,
-  "--api-key-env",
-  "SLUICE_E2E_KEY",
-  ...extra
-]
+const runArgs = (input: string, output: string, ...extra: Array<string>) =>
+  runArgsOf({ input, output, baseUrl: provider.baseUrl, keyEnv: "SLUICE_E2E_KEY" }, ...extra)
 
 const expectExactlyOnce = (output: string, expected: ReadonlyArray<string>) => {
   const results = readResults(output)

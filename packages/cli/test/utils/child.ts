@@ -32,6 +32,23 @@ export const sluice = (args: ReadonlyArray<string>, env: Record<string, string> 
   return { child, stdout: () => stdout, stderr: () => stderr, exited }
 }
 
+/** `sluice run`'s arguments: an input, an output, a provider and the variable holding its key, then `extra`. */
+export const runArgs = (
+  run: { readonly input: string; readonly output: string; readonly baseUrl: string; readonly keyEnv: string },
+  ...extra: ReadonlyArray<string>
+): Array<string> => [
+  "run",
+  "--input",
+  run.input,
+  "--output",
+  run.output,
+  "--base-url",
+  run.baseUrl,
+  "--api-key-env",
+  run.keyEnv,
+  ...extra
+]
+
 /** Runs to the end. */
 export const sluiceRun = async (args: ReadonlyArray<string>, env: Record<string, string> = {}) => {
   const run = sluice(args, env)
