@@ -114,9 +114,17 @@ describe("ApiClient against a hostile server: the ceiling on server-driven waits
   }
 
   it.live(
-    "a 2xx whose headers advertise a reset years away returns its body; the limiter is held at most the ceiling",
-    () =>
-      Effect.scoped(
+    "a 2xx whose headers advertise a reset years away returns its body, warns with the advertised time; the limiter is held at most the ceiling",
+    () => {
+      const warnings: Array<{ level: string; message: string; annotations: Record<string, unknown> }> = []
+      const logger = Logger.make(({ logLevel, message, annotations }) => {
+        warnings.push({
+          level: logLevel.label,
+          message: Array.isArray(message) ? message.join(" ") : String(message),
+          annotations: Object.fromEntries(annotations)
+        })
+      })
+      return Effect.scoped(
         Effect.gen(function* () {
           const server = yield* HostileServer.make
           const api = yield* build({
@@ -130,6 +138,13 @@ describe("ApiClient against a hostile server: the ceiling on server-driven waits
             { schema: Answer }
           )
           expect(answer).toEqual({ answer: "late" })
+          // 99,999,999 hours, advertised in the warning as milliseconds; the ceiling named beside it.
+          const warned = warnings.filter((entry) => entry.annotations["sluice.advertisedWaitMillis"] !== undefined)
+          expect(warned).toHaveLength(1)
+          expect(warned[0]!.level).toBe("WARN")
+          expect(warned[0]!.annotations["sluice.advertisedWaitMillis"]).toBe(99_999_999 * 3_600_000)
+          expect(warned[0]!.annotations["sluice.serverWaitCeilingMillis"]).toBe(CEILING_MILLIS)
+          expect(warned[0]!.message).toContain("beyond the endpoint's serverWaitCeiling")
           const now = yield* Clock.currentTimeMillis
           for (const bucket of yield* api.state())
             expect(bucket.blockedUntil).toBeLessThanOrEqual(now + CEILING_MILLIS + 1)
@@ -139,7 +154,8 @@ describe("ApiClient against a hostile server: the ceiling on server-driven waits
             answer: "42"
           })
         })
-      )
+      ).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+    }
   )
 
   it.live("past dates, negative and unparsable values are ignored, as before", () =>

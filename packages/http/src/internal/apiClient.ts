@@ -320,6 +320,33 @@ export const make = (
       return Effect.ignore(Effect.all(updates, { discard: true }))
     }
 
+    /**
+     * A 2xx whose headers advertise a reset beyond the ceiling keeps its body: the call was served and
+     * paid for, and failing it would make the caller send (and pay for) it again. The limiter is held at
+     * most the ceiling (`limiterUpdates`), and the cut is said in a warning carrying the advertised time,
+     * so that it is seen. A non-2xx answer says it in its `ApiError` instead (`errorFor`).
+     */
+    const withinCeiling = (
+      info: RateLimitHeaders.RateLimitInfo,
+      status: number,
+      path: string,
+      updates: Effect.Effect<void> | undefined
+    ): Effect.Effect<void> | undefined => {
+      if (status < 200 || status >= 300) return updates
+      const advertised = advertisedWait(info, status)
+      if (advertised <= ceilingMillis) return updates
+      const warning = Effect.logWarning(
+        `${name}: ${path} answered ${status} but advertised a reset ${Math.ceil(advertised)} ms away, beyond the endpoint's serverWaitCeiling of ${ceilingMillis} ms; the endpoint holds its calls at most ${ceilingMillis} ms`
+      ).pipe(
+        Effect.annotateLogs({
+          "sluice.endpoint": name,
+          "sluice.advertisedWaitMillis": Math.ceil(advertised),
+          "sluice.serverWaitCeilingMillis": ceilingMillis
+        })
+      )
+      return updates === undefined ? warning : Effect.zipRight(updates, warning)
+    }
+
     const errorFor = (
       method: string,
       path: string,
@@ -440,7 +467,12 @@ export const make = (
           limiter === undefined && response.status >= 200 && response.status < 300
             ? NOTHING_REPORTED
             : RateLimitHeaders.parse(response.headers, clock.unsafeCurrentTimeMillis())
-        const updates = limiterUpdates(info, response.status, request.key)
+        const updates = withinCeiling(
+          info,
+          response.status,
+          safePath,
+          limiterUpdates(info, response.status, request.key)
+        )
         const conclude = () => {
           if (response.status === 401 && !refreshed) {
             return Effect.flatMap(auth.refresh, (renewed) => (renewed ? send(true) : conclusion(response, info, text)))
