@@ -1,13 +1,16 @@
 /**
- * The real `sluice` program as a child process (`node --import tsx
- * packages/cli/src/bin.ts ...`), and file polling for tests that watch it.
+ * The real `sluice` program as a child process, started as the README's
+ * `pnpm sluice` starts it: `node packages/cli/dist/bin.js ...` (the build the
+ * tests' global setup makes, `test/utils/buildProgram.ts`); and file polling
+ * for tests that watch it.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import { fileURLToPath } from "node:url"
 
 export const REPO_ROOT = fileURLToPath(new URL("../../../../", import.meta.url))
-const BIN = "packages/cli/src/bin.ts"
+/** The built program, as the README's scripts run it (relative to the repository). */
+export const BIN = "packages/cli/dist/bin.js"
 
 export interface Sluice {
   readonly child: ChildProcessWithoutNullStreams
@@ -17,9 +20,10 @@ export interface Sluice {
 }
 
 export const sluice = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Sluice => {
-  const child = spawn(process.execPath, ["--import", "tsx", BIN, ...args], {
+  const child = spawn(process.execPath, [BIN, ...args], {
     cwd: REPO_ROOT,
-    env: { ...process.env, ...env, NO_COLOR: "1" },
+    // Colour off unless a test says otherwise (NO_COLOR: "" is unset, as no-color.org defines it).
+    env: { ...process.env, NO_COLOR: "1", ...env },
     stdio: ["pipe", "pipe", "pipe"]
   })
   let stdout = ""
