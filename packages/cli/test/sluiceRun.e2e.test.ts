@@ -633,7 +633,7 @@ describe("sluice run", () => {
       expect(missingKey.stderr).toContain("the environment variable SLUICE_E2E_KEY is not set")
       expect(fs.existsSync(output)).toBe(false)
       expect(demo.code).toBe(2)
-      expect(demo.stderr + demo.stdout).toContain("'many' is not a integer")
+      expect(demo.stderr + demo.stdout).toContain("--requests: 'many' is not an integer")
     },
     TIMEOUT
   )
