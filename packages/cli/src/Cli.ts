@@ -18,7 +18,8 @@
  * successful result; 1 the run completed but some lines failed (now, or
  * kept from an earlier run) or were malformed (see the output and the
  * errors file); 2 a usage error (a bad
- * flag, an unset `--api-key-env` variable, a bad base URL); 3 the run could
+ * flag, an unset `--api-key-env` variable, a bad base URL, no key for a
+ * host other than loopback without `--no-api-key`); 3 the run could
  * not go on (input unreadable, output unwritable or not a results file, or
  * held by another run); 4 authentication failed (the provider answered 401
  * or 403: the run stopped at once); 5 the provider was unavailable for
@@ -46,8 +47,13 @@
  * second is the same Ctrl-C: launchers forward it twice). Both leave only
  * complete lines in the output.
  *
+ * Flags: each shows its default in `--help` and names itself, as typed, in
+ * its errors (`internal/flags.ts`). A run to a host other than loopback
+ * needs `--api-key-env`, or `--no-api-key` to say no key is meant; plain
+ * `http://` goes only to loopback unless `--allow-insecure-http`.
+ *
  * What `@effect/cli` gave us: flag parsing, validation, `--help`. What this
- * module adds: the flags of `run`, the wiring of the runner to a sender and
+ * module adds: the flags of `run`, the check of where a run may go, the wiring of the runner to a sender and
  * the terminal (`makeSender` is the one place a sender is chosen), the
  * two-step Ctrl-C and the exit codes.
  *
@@ -105,7 +111,10 @@ export const EXIT_CODES: ReadonlyArray<readonly [code: number, meaning: string]>
     ExitCode.someLinesFailed,
     "the run completed, but some lines failed (now, or kept from an earlier run) or were malformed (see the output and the errors file)"
   ],
-  [ExitCode.usage, "a usage error: a bad flag, an unset --api-key-env variable, a bad base URL"],
+  [
+    ExitCode.usage,
+    "a usage error: a bad flag, an unset --api-key-env variable, a bad base URL, no key for a host other than loopback"
+  ],
   [
     ExitCode.runError,
     "the run could not go on: input unreadable, output unwritable or not a results file, or in use by another run"
