@@ -4,16 +4,15 @@
 // costs about a microsecond per closure created on a hot path and would be
 // charged to Sluice alone (the peers and Effect are plain JavaScript).
 // Effect and the peers stay external: the bench runs their own published code.
-// The MockProvider's standalone program and the `sluice` program are bundled
-// beside it: the HTTP part runs the one, the main-job part the other, each as
-// a separate process.
+// The MockProvider's standalone program is bundled beside it: the HTTP part
+// runs it as a separate process. The main-job parts run the `sluice` program
+// as the README does, its own build (packages/cli/dist/bin.js, `pnpm build`).
 import { build } from "esbuild"
 
 await build({
   entryPoints: {
     run: "bench/run.ts",
-    "mock-provider": "packages/testing/src/bin.ts",
-    sluice: "packages/cli/src/bin.ts"
+    "mock-provider": "packages/testing/src/bin.ts"
   },
   outdir: "bench/build",
   outExtension: { ".js": ".mjs" },

@@ -12,12 +12,14 @@
  *   7. the product's regime: CPU per request of 20,000 submits (tasks of 5-50 ms, requests
  *      and tokens limits over 8 keys, concurrency 256) beside Effect.forEach with a Semaphore;
  *   8. lanes: a trickle on one key beside a saturated key, the trickle's wait to start;
- *   9. every target of every part, PASS or MISS.
+ *   9. an outage: the main job's 2,000 lines through `sluice run` and the naive runner, the
+ *      MockProvider answering 503 to everything for 20 s in the middle (about 1 minute);
+ *  10. every target of every part, PASS or MISS.
  *
  * Run: npx -y pnpm@10.34.9 bench   (bench/build.mjs bundles it without tsx's keepNames, then
  *      node --expose-gc bench/build/run.mjs)
  * Some parts only: npx -y pnpm@10.34.9 bench --only throughput,breaker
- *   (throughput, million, rate, breaker, http, runner, regime, lanes); the targets table still lists
+ *   (throughput, million, rate, breaker, http, runner, regime, lanes, outage); the targets table still lists
  *   every target, those of the parts left out as "not run".
  * Tables go to stdout, progress to stderr. The exit code is 0 whatever the
  * results: this is a report, not a test.
@@ -28,6 +30,7 @@ import * as Breaker from "./breaker.js"
 import { hasGc } from "./harness.js"
 import * as Http from "./http.js"
 import * as Lanes from "./lanes.js"
+import * as Outage from "./outage.js"
 import * as RatePrecision from "./ratePrecision.js"
 import * as Regime from "./regime.js"
 import * as Runner from "./runner.js"
@@ -41,7 +44,7 @@ const HTTP_REQUESTS = 5_000
 const HTTP_ROUNDS = 5
 const MILLION: BatchMillion.MillionOptions = { tasks: 1_000_000, queueCapacity: 10_000, concurrency: 16 }
 
-const PARTS = ["throughput", "million", "rate", "breaker", "http", "runner", "regime", "lanes"] as const
+const PARTS = ["throughput", "million", "rate", "breaker", "http", "runner", "regime", "lanes", "outage"] as const
 type Part = (typeof PARTS)[number]
 
 /** The parts named by `--only a,b` (all of them without it). */
@@ -142,8 +145,16 @@ const main = async () => {
     Regime.print
   )
   const lanes = await run("lanes", "8. lanes (about 10 s)", Lanes.measure, Lanes.print)
+  const outage = await run(
+    "outage",
+    "9. an outage in the middle of the main job (about 1 minute)",
+    () => Outage.measure(progress),
+    Outage.print
+  )
 
-  Targets.print(Targets.checks({ throughput, million, rates, breaker, http: http?.rows, runner, regime, lanes }))
+  Targets.print(
+    Targets.checks({ throughput, million, rates, breaker, http: http?.rows, runner, regime, lanes, outage })
+  )
   process.stdout.write(`\nTotal time: ${seconds(began)}\n`)
 }
 

@@ -4,7 +4,7 @@
  * that limits requests and tokens over a 10 s window (a minute's limits,
  * scaled down so the run spans several windows in under a minute), through:
  *
- * - `sluice run`, the real program in its own process, told no limits: it
+ * - `sluice run`, the real program (its build, as the README runs it) in its own process, told no limits: it
  *   learns them from the first answer's headers (`x-ratelimit-*`, and the
  *   window from `RateLimit-Policy`);
  * - `sluice run` given the limits by flags (`--rpm --tpm --window`, not learning);
@@ -35,7 +35,7 @@ export const WINDOW_SECONDS = 10
 /** Per window: tokens bind, requests do not (about 450 requests go in a window). */
 export const LIMITS = { requests: 1_000, tokens: 200_000 } as const
 export const TARGET_SHARE = 0.95
-const MAX_ATTEMPTS = 6
+export const MAX_ATTEMPTS = 6
 
 const WORDS = ["river", "sluice", "gate", "token", "bucket", "window", "limit", "budget", "probe", "breaker", "queue"]
 
@@ -63,10 +63,13 @@ export interface RunnerRow {
   readonly shareSteady: number
 }
 
-/** Runs `sluice run` (bundled beside this file) to the end; answers its JSON summary. */
-const sluiceRun = (args: ReadonlyArray<string>) =>
+/** The `sluice` program as the README runs it: its build (`pnpm build`), from bench/build/run.mjs. */
+const SLUICE_BIN = fileURLToPath(new URL("../../packages/cli/dist/bin.js", import.meta.url))
+
+/** Runs `sluice run` to the end; answers its JSON summary. */
+export const sluiceRun = (args: ReadonlyArray<string>) =>
   new Promise<{ code: number | null; summary: { succeeded: number; failed: number } }>((resolve, reject) => {
-    const child = spawn(process.execPath, [fileURLToPath(new URL("./sluice.mjs", import.meta.url)), "run", ...args], {
+    const child = spawn(process.execPath, [SLUICE_BIN, "run", ...args], {
       stdio: ["ignore", "pipe", "pipe"]
     })
     let stdout = ""
@@ -91,8 +94,8 @@ const sluiceRun = (args: ReadonlyArray<string>) =>
 
 const sleep = (millis: number) => new Promise((resolve) => setTimeout(resolve, millis))
 
-/** The cookbook runner: p-limit, and exponential backoff with full jitter on a 429. */
-const naiveRun = async (url: string, lines: ReadonlyArray<string>) => {
+/** The cookbook runner: p-limit, and exponential backoff with full jitter on a 429 (up to 6 attempts). */
+export const naiveRun = async (url: string, lines: ReadonlyArray<string>) => {
   const limit = pLimit(CONCURRENCY)
   let succeeded = 0
   let failed = 0

@@ -1,5 +1,5 @@
 /**
- * Part 9: every target Sluice is held to, part by part, each next to what this
+ * Part 10: every target Sluice is held to, part by part, each next to what this
  * run observed, with PASS or MISS. Every target is always listed: one whose
  * part was left out (`--only`) reads "not run", so "all met" is said only when
  * every target of every part was measured and met. A report, not a test: a
@@ -9,6 +9,7 @@ import type { MillionResult } from "./batchMillion.js"
 import * as Breaker from "./breaker.js"
 import * as Http from "./http.js"
 import * as Lanes from "./lanes.js"
+import * as Outage from "./outage.js"
 import type { RateRow } from "./ratePrecision.js"
 import { LIMIT, SLUICE_ROWS } from "./ratePrecision.js"
 import * as Regime from "./regime.js"
@@ -37,6 +38,7 @@ export interface Results {
   readonly runner?: ReadonlyArray<Runner.RunnerRow> | undefined
   readonly regime?: ReadonlyArray<Regime.RegimeRow> | undefined
   readonly lanes?: Lanes.LanesResult | undefined
+  readonly outage?: ReadonlyArray<Outage.OutageRow> | undefined
 }
 
 export const HEAP_PER_QUEUED_MAX = 1024
@@ -209,6 +211,20 @@ const lanesChecks = (result: Lanes.LanesResult | undefined): Array<Check> => [
   )
 ]
 
+const outageChecks = (rows: ReadonlyArray<Outage.OutageRow> = []): Array<Check> => {
+  const row = rows.find((outage) => outage.role === "sluice")
+  return [
+    {
+      part: 9,
+      target: `outage: sluice run through ${Outage.OUTAGE_SECONDS} s of 503s in the middle, failed lines`,
+      required: "0",
+      observed: row === undefined ? "n/a" : `${Table.int(row.failed)}${row.outageHit ? "" : " (no outage hit)"}`,
+      ok: row === undefined ? undefined : Outage.target(row),
+      ran: true
+    }
+  ]
+}
+
 /** Every target, in part order; a part that was not run still lists its targets, as "not run". */
 export const checks = (results: Results): Array<Check> => {
   const part = <A>(result: A | undefined, list: (result: A | undefined) => Array<Check>): Array<Check> =>
@@ -221,7 +237,8 @@ export const checks = (results: Results): Array<Check> => {
     ...part(results.http, httpChecks),
     ...part(results.runner, runnerChecks),
     ...part(results.regime, regimeChecks),
-    ...part(results.lanes, lanesChecks)
+    ...part(results.lanes, lanesChecks),
+    ...part(results.outage, outageChecks)
   ]
 }
 
@@ -240,7 +257,7 @@ const summary = (list: ReadonlyArray<Check>): string => {
 
 export const print = (list: ReadonlyArray<Check>): void => {
   Table.print({
-    title: "9. Targets",
+    title: "10. Targets",
     columns: [
       { header: "part", align: "right" },
       { header: "target" },

@@ -18,7 +18,8 @@
  * successful result; 1 the run completed but some lines failed (now, or
  * kept from an earlier run) or were malformed (see the output and the
  * errors file); 2 a usage error (a bad
- * flag, an unset `--api-key-env` variable, a bad base URL); 3 the run could
+ * flag, an unset `--api-key-env` variable, a bad base URL, no key for a
+ * host other than loopback without `--no-api-key`); 3 the run could
  * not go on (input unreadable, output unwritable or not a results file, or
  * held by another run); 4 authentication failed (the provider answered 401
  * or 403: the run stopped at once); 5 the provider was unavailable for
@@ -46,8 +47,13 @@
  * second is the same Ctrl-C: launchers forward it twice). Both leave only
  * complete lines in the output.
  *
+ * Flags: each shows its default in `--help` and names itself, as typed, in
+ * its errors (`internal/flags.ts`). A run to a host other than loopback
+ * needs `--api-key-env`, or `--no-api-key` to say no key is meant; plain
+ * `http://` goes only to loopback unless `--allow-insecure-http`.
+ *
  * What `@effect/cli` gave us: flag parsing, validation, `--help`. What this
- * module adds: the flags of `run`, the wiring of the runner to a sender and
+ * module adds: the flags of `run`, the check of where a run may go, the wiring of the runner to a sender and
  * the terminal (`makeSender` is the one place a sender is chosen), the
  * two-step Ctrl-C and the exit codes.
  *
@@ -56,10 +62,10 @@
 import * as Command from "@effect/cli/Command"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
-import * as ValidationError from "@effect/cli/ValidationError"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import { CircuitBreaker, type InvalidOptions } from "@sluice/core"
 import * as ApiClient from "@sluice/http/ApiClient"
+import * as EndpointConfig from "@sluice/http/EndpointConfig"
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
@@ -72,7 +78,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Demo from "./Demo.js"
 import * as HttpSend from "./HttpSend.js"
-import * as DurationFlag from "./internal/durationFlag.js"
+import * as Flags from "./internal/flags.js"
 import * as View from "./internal/progressView.js"
 import * as Signals from "./internal/signals.js"
 import * as Runner from "./Runner.js"
@@ -105,7 +111,10 @@ export const EXIT_CODES: ReadonlyArray<readonly [code: number, meaning: string]>
     ExitCode.someLinesFailed,
     "the run completed, but some lines failed (now, or kept from an earlier run) or were malformed (see the output and the errors file)"
   ],
-  [ExitCode.usage, "a usage error: a bad flag, an unset --api-key-env variable, a bad base URL"],
+  [
+    ExitCode.usage,
+    "a usage error: a bad flag, an unset --api-key-env variable, a bad base URL, no key for a host other than loopback"
+  ],
   [
     ExitCode.runError,
     "the run could not go on: input unreadable, output unwritable or not a results file, or in use by another run"
@@ -117,6 +126,14 @@ export const EXIT_CODES: ReadonlyArray<readonly [code: number, meaning: string]>
   ],
   [ExitCode.interrupted, "interrupted by Ctrl-C or SIGTERM"]
 ]
+
+/**
+ * Where `sluice run` sends a batch unless `--base-url` says otherwise.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 /**
  * A mistake in how the command was called, found after parsing (exit code 2).
@@ -144,6 +161,7 @@ export interface RunFlags {
   readonly errors: Option.Option<string>
   readonly baseUrl: string
   readonly apiKeyEnv: Option.Option<string>
+  readonly noApiKey: boolean
   readonly rpm: Option.Option<number>
   readonly tpm: Option.Option<number>
   readonly window: Duration.Duration
@@ -162,141 +180,135 @@ export interface RunFlags {
   readonly retryFailed: boolean
 }
 
-const positiveInteger = (name: string) =>
-  Options.integer(name).pipe(
-    Options.mapEffect((value) =>
-      value > 0
-        ? Effect.succeed(value)
-        : Effect.fail(
-            ValidationError.invalidValue(HelpDoc.p(`--${name}: expected a whole number above 0, got ${value}`))
-          )
-    )
-  )
-
-/** A share of a limit, default 2%: above 0 (or from 0, with `zero`) and below 1. */
-const shareOption = (name: string, description: string, { zero }: { readonly zero: boolean }) =>
-  Options.float(name).pipe(
-    Options.withPseudoName("SHARE"),
-    Options.withDescription(description),
-    Options.withDefault(0.02),
-    Options.mapEffect((value) =>
-      (zero ? value >= 0 : value > 0) && value < 1
-        ? Effect.succeed(value)
-        : Effect.fail(
-            ValidationError.invalidValue(
-              HelpDoc.p(`--${name}: expected a share ${zero ? "from 0" : "above 0"} and below 1, got ${value}`)
-            )
-          )
-    )
-  )
-
-const durationOption = (name: string) =>
-  Options.text(name).pipe(
-    Options.withPseudoName("DURATION"),
-    Options.mapEffect((text) => {
-      const duration = DurationFlag.parse(text)
-      return duration === undefined
-        ? Effect.fail(
-            ValidationError.invalidValue(
-              HelpDoc.p(`--${name}: expected a duration such as 500ms, 30s, 2m or a number of seconds, got "${text}"`)
-            )
-          )
-        : Effect.succeed(duration)
-    })
-  )
-
 const runFlags = {
-  input: Options.file("input", { exists: "yes" }).pipe(
+  input: Flags.file("input", { exists: true }).pipe(
     Options.withDescription("The batch: JSONL, one { custom_id, method, url, body } per line (OpenAI batch format)")
   ),
-  output: Options.file("output").pipe(
+  output: Flags.file("output").pipe(
     Options.withDescription("The results (JSONL), appended to; rerun with the same output to resume")
   ),
-  errors: Options.file("errors").pipe(
-    Options.withDescription("Where malformed input lines are reported (default <output>.errors.jsonl)"),
-    Options.optional
+  errors: Flags.file("errors").pipe(
+    Options.withDescription("Where malformed input lines are reported"),
+    Flags.optional("<output>.errors.jsonl")
   ),
-  baseUrl: Options.text("base-url").pipe(
-    Options.withDescription("The API's base URL; a line's url /v1/... is taken under it"),
-    Options.withDefault("https://api.openai.com/v1")
+  baseUrl: Flags.url("base-url").pipe(
+    Options.withDescription(
+      "The API's base URL; a line's url /v1/... is taken under it. Plain http:// only to loopback, unless --allow-insecure-http"
+    ),
+    Flags.withDefault(DEFAULT_BASE_URL)
   ),
   apiKeyEnv: Options.text("api-key-env").pipe(
     Options.withPseudoName("NAME"),
-    Options.withDescription("The environment variable holding the API key (sent as a Bearer token, never printed)"),
-    Options.optional
-  ),
-  rpm: positiveInteger("rpm").pipe(
-    Options.withDescription("Requests per minute (per --window); default what the server's headers report"),
-    Options.optional
-  ),
-  tpm: positiveInteger("tpm").pipe(
     Options.withDescription(
-      "Tokens per minute (per --window; a line is estimated by the Model's token estimator, prompt + max_tokens); default what the server's headers report"
+      "The environment variable holding the API key (sent as a Bearer token, never printed). Required for a host other than loopback, unless --no-api-key"
     ),
-    Options.optional
+    Flags.optional("no key: refused for a host other than loopback unless --no-api-key")
   ),
-  window: durationOption("window").pipe(
+  noApiKey: Flags.toggle(
+    "no-api-key",
+    "Send no API key, to a host other than loopback too (an API that takes none)",
+    "a run to a host other than loopback needs --api-key-env"
+  ),
+  rpm: Flags.positiveInteger("rpm").pipe(
+    Options.withDescription("Requests per minute (per --window)"),
+    Flags.optional("what the server's rate-limit headers report (none if they report none)")
+  ),
+  tpm: Flags.positiveInteger("tpm").pipe(
+    Options.withDescription(
+      "Tokens per minute (per --window; a line is estimated by the Model's token estimator, prompt + max_tokens)"
+    ),
+    Flags.optional("what the server's rate-limit headers report (none if they report none)")
+  ),
+  window: Flags.duration("window").pipe(
     Options.withDescription("The window --rpm and --tpm are counted over"),
-    Options.withDefault(Duration.minutes(1))
+    Flags.withDefault(Duration.minutes(1), "1m")
   ),
-  burst: shareOption(
-    "burst",
-    "The share of a window's allowance that may go at once (a larger request pays as the bucket refills)",
-    { zero: false }
-  ),
-  headroom: shareOption(
-    "headroom",
-    "The share of each limit left unused in every window, for timing; the run holds at (1 - headroom - burst) of a limit",
-    { zero: true }
-  ),
-  learnLimits: Options.boolean("no-learn-limits").pipe(
+  burst: Flags.share("burst", { zero: false }).pipe(
     Options.withDescription(
-      "Do not send the first line alone to learn the server's limits from its headers (the flags' limits only)"
+      "The share of a window's allowance that may go at once (a larger request pays as the bucket refills)"
     ),
-    Options.map((off) => !off)
+    Flags.withDefault(0.02)
   ),
-  outputTokensCharged: Options.choice("output-tokens-charged", ["maximum", "used"]).pipe(
+  headroom: Flags.share("headroom", { zero: true }).pipe(
+    Options.withDescription(
+      "The share of each limit left unused in every window, for timing; the run holds at (1 - headroom - burst) of a limit"
+    ),
+    Flags.withDefault(0.02)
+  ),
+  learnLimits: Flags.toggle(
+    "no-learn-limits",
+    "Do not send the first line alone to learn the server's limits from its headers (the flags' limits only)",
+    "the first line goes alone, and its answer's headers say the limits"
+  ).pipe(Options.map((off) => !off)),
+  outputTokensCharged: Flags.choice("output-tokens-charged", ["maximum", "used"]).pipe(
     Options.withDescription(
       "What the provider counts for a chat answer's output: max_tokens (OpenAI) or the tokens used (settled after the call)"
     ),
-    Options.withDefault("maximum" as const)
+    Flags.withDefault("maximum")
   ),
-  concurrency: positiveInteger("concurrency").pipe(
+  concurrency: Flags.positiveInteger("concurrency").pipe(
     Options.withDescription("Requests in flight at once"),
-    Options.withDefault(16)
+    Flags.withDefault(16)
   ),
-  maxAttempts: positiveInteger("max-attempts").pipe(
+  maxAttempts: Flags.positiveInteger("max-attempts").pipe(
     Options.withDescription("Attempts per line, the first included"),
-    Options.withDefault(3)
+    Flags.withDefault(3)
   ),
-  timeout: durationOption("timeout").pipe(
+  timeout: Flags.duration("timeout").pipe(
     Options.withDescription("How long one attempt may take"),
-    Options.withDefault(Duration.seconds(60))
+    Flags.withDefault(Duration.seconds(60), "60s")
   ),
-  drainTimeout: durationOption("drain-timeout").pipe(
+  drainTimeout: Flags.duration("drain-timeout").pipe(
     Options.withDescription("After Ctrl-C, how long in-flight lines may finish"),
-    Options.withDefault(Duration.seconds(30))
+    Flags.withDefault(Duration.seconds(30), "30s")
   ),
-  maxOutage: durationOption("max-outage").pipe(
+  maxOutage: Flags.duration("max-outage").pipe(
     Options.withDescription(
       "How long lines wait for a provider that answers no one (failed connections, 5xx, an open breaker) before the run stops, keeping what is done (exit 5)"
     ),
-    Options.withDefault(Duration.minutes(5))
+    Flags.withDefault(Duration.minutes(5), "5m")
   ),
-  retryFailed: Options.boolean("no-retry-failed").pipe(
-    Options.withDescription(
-      "On a rerun, keep the failed results whose error was retryable (a 5xx, a timeout, a failed connection, a 429) instead of doing those lines again"
-    ),
-    Options.map((off) => !off)
+  retryFailed: Flags.toggle(
+    "no-retry-failed",
+    "On a rerun, keep the failed results whose error was retryable (a 5xx, a timeout, a failed connection, a 429) instead of doing those lines again",
+    "a rerun does again the lines whose failure was retryable"
+  ).pipe(Options.map((off) => !off)),
+  json: Flags.toggle("json", "Print the summary as one JSON object", "the summary as text"),
+  allowInsecureHttp: Flags.toggle(
+    "allow-insecure-http",
+    "Allow a plain http:// base URL to a host other than loopback",
+    "plain http:// only to loopback"
   ),
-  json: Options.boolean("json").pipe(Options.withDescription("Print the summary as one JSON object")),
-  allowInsecureHttp: Options.boolean("allow-insecure-http").pipe(
-    Options.withDescription("Allow a plain http:// base URL to a host other than loopback")
-  ),
-  report: Options.file("report").pipe(
+  report: Flags.file("report").pipe(
     Options.withDescription("Write a report page here (one self-contained HTML file: the run charted over time)"),
-    Options.optional
+    Flags.optional("none")
   )
+}
+
+/**
+ * Where the run may go, checked before anything is sent: plain `http://` only
+ * to loopback unless `--allow-insecure-http`; to a host other than loopback
+ * with a key (`--api-key-env`), unless `--no-api-key` says none is meant.
+ * Errors name the host, not the URL (a query string may hold a secret).
+ */
+const checkDestination = (flags: RunFlags): Effect.Effect<void, UsageError> => {
+  const url = new URL(flags.baseUrl)
+  const loopback = EndpointConfig.isLoopback(url.hostname)
+  const refuse = (detail: string) => Effect.fail(new UsageError({ detail }))
+  if (flags.noApiKey && Option.isSome(flags.apiKeyEnv)) {
+    return refuse(`--no-api-key and --api-key-env ${flags.apiKeyEnv.value}: give one or the other`)
+  }
+  if (!loopback && url.protocol === "http:" && !flags.allowInsecureHttp) {
+    return refuse(
+      `--base-url: plain http:// to ${url.hostname}, which is not loopback, would cross the network in clear; use https://, or add --allow-insecure-http if that is meant`
+    )
+  }
+  if (!loopback && Option.isNone(flags.apiKeyEnv) && !flags.noApiKey) {
+    return refuse(
+      `--base-url: no --api-key-env given, so no API key would be sent to ${url.hostname}; give --api-key-env NAME (the variable holding the key), or add --no-api-key if the API takes none`
+    )
+  }
+  return Effect.void
 }
 
 const readApiKey = (flags: RunFlags): Effect.Effect<Redacted.Redacted<string> | undefined, UsageError> =>
@@ -456,6 +468,7 @@ const makeStderrView = (live: boolean, maxOutageMillis: number) => {
 
 const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
   Effect.gen(function* () {
+    yield* checkDestination(flags)
     const apiKey = yield* readApiKey(flags)
     const stats = yield* RunStats.RunStats
     const send = yield* makeSender(flags, apiKey)
@@ -551,19 +564,17 @@ export const runCommand = Command.make("run", runFlags, (flags) =>
 )
 
 const demoFlags = {
-  requests: Options.integer("requests").pipe(
-    Options.withDefault(320),
-    Options.withDescription("chat requests in the batch (default 320, about 45 s)")
+  requests: Flags.positiveInteger("requests").pipe(
+    Options.withDescription("Chat requests in the batch (the default takes about 45 s)"),
+    Flags.withDefault(320)
   ),
   directory: Options.directory("keep-files").pipe(
-    Options.optional,
-    Options.withDescription("write the input and results here and keep them (default: a temporary directory)")
+    Options.withDescription("Write the input and results here and keep them"),
+    Flags.optional("a temporary directory")
   ),
-  report: Options.file("report").pipe(
-    Options.optional,
-    Options.withDescription(
-      "write the report page here (default report.html in --keep-files, else sluice-demo-report.html in the temporary directory of the system)"
-    )
+  report: Flags.file("report").pipe(
+    Options.withDescription("Write the report page here"),
+    Flags.optional("report.html in --keep-files, else sluice-demo-report.html in the system's temporary directory")
   )
 }
 

@@ -1,14 +1,17 @@
-#!/usr/bin/env -S npx tsx
+#!/usr/bin/env node
 /**
- * The `sluice` program:
+ * The `sluice` program. Install builds it to JavaScript (`build.mjs` bundles
+ * it into `dist/bin.js`), which plain `node` runs:
  *
  * ```sh
- * npx tsx packages/cli/src/bin.ts run --input requests.jsonl --output results.jsonl --base-url http://127.0.0.1:8080/v1
+ * node packages/cli/dist/bin.js run --input requests.jsonl --output results.jsonl --base-url http://127.0.0.1:8080/v1
  * ```
  *
- * `NodeRuntime.runMain` runs it; the exit code is the one the command set
- * (see `Cli.ExitCode`), 2 for flags `@effect/cli` refused, 130 when a signal
- * interrupted the program outside `sluice run`'s own drain.
+ * (`npx -y pnpm@10.34.9 sluice run ...` from the repository.) `NodeRuntime.runMain`
+ * runs it; the exit code is the one the command set (see `Cli.ExitCode`), 2
+ * for flags `@effect/cli` refused, 130 when a signal interrupted the program
+ * outside `sluice run`'s own drain. Help and errors come in colour on a
+ * terminal only, and never with `NO_COLOR` set.
  *
  * @since 0.1.0
  */
@@ -19,6 +22,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import { cli, ExitCode } from "./Cli.js"
+import * as Colour from "./internal/colour.js"
 
 const program = cli(process.argv).pipe(
   Effect.catchIf(ValidationError.isValidationError, (error) =>
@@ -26,6 +30,8 @@ const program = cli(process.argv).pipe(
       process.exitCode = ValidationError.isHelpRequested(error) ? ExitCode.success : ExitCode.usage
     })
   ),
+  // Help and errors in colour on a terminal only, and never with NO_COLOR set.
+  Colour.whereWanted,
   Effect.provide(NodeContext.layer)
 )
 

@@ -28,7 +28,7 @@ import {
 
 const API_KEY = "sk-e2e-do-not-print-0123456789"
 const KEY_ENV = { SLUICE_E2E_KEY: API_KEY }
-/** Each test starts `tsx` child processes, slow to start on a busy machine. */
+/** Each test starts child processes, slow on a busy machine. */
 const TIMEOUT = 120_000
 
 let scope: Scope.CloseableScope
@@ -581,7 +581,7 @@ describe("sluice run", () => {
       launched.stderr.on("data", (chunk) => (stderr += String(chunk)))
       const closed = new Promise<void>((resolve) => launched.on("close", () => resolve()))
       await waitUntil("the output has 10 lines", () => countLines(output) >= 10, 60_000)
-      // What a terminal does on Ctrl-C: SIGINT to the foreground process group (launchers, tsx and sluice).
+      // What a terminal does on Ctrl-C: SIGINT to the foreground process group (launchers and sluice).
       process.kill(-launched.pid!, "SIGINT")
       await closed
       // pnpm prints its own lines around the program's.
@@ -633,7 +633,7 @@ describe("sluice run", () => {
       expect(missingKey.stderr).toContain("the environment variable SLUICE_E2E_KEY is not set")
       expect(fs.existsSync(output)).toBe(false)
       expect(demo.code).toBe(2)
-      expect(demo.stderr + demo.stdout).toContain("'many' is not a integer")
+      expect(demo.stderr + demo.stdout).toContain("--requests: 'many' is not an integer")
     },
     TIMEOUT
   )

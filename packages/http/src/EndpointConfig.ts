@@ -141,7 +141,15 @@ const Limit = Schema.Struct({
   windowMargin: Schema.optional(Schema.UndefinedOr(InvalidOptions.NonNegativeDuration))
 })
 
-const isLoopback = (hostname: string) =>
+/**
+ * Whether a URL's hostname is this machine's loopback (`localhost`,
+ * `127.x.x.x`, `::1`): the hosts a plain `http://` base URL may name without
+ * `allowInsecureHttp`.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const isLoopback = (hostname: string): boolean =>
   hostname === "localhost" ||
   hostname === "[::1]" ||
   hostname === "::1" ||

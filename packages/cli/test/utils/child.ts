@@ -1,13 +1,20 @@
 /**
- * The real `sluice` program as a child process (`node --import tsx
- * packages/cli/src/bin.ts ...`), and file polling for tests that watch it.
+ * The real `sluice` program as a child process, started as the README's
+ * `pnpm sluice` starts it: the root package.json's `sluice` script (`node
+ * packages/cli/dist/bin.js`, the build the tests' global setup makes, see
+ * `test/utils/buildProgram.ts`), without the launcher; and file polling for
+ * tests that watch it.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import { fileURLToPath } from "node:url"
 
 export const REPO_ROOT = fileURLToPath(new URL("../../../../", import.meta.url))
-const BIN = "packages/cli/src/bin.ts"
+/** The `sluice` script's command, read from the root package.json: `node`, then its arguments. */
+const SCRIPT: ReadonlyArray<string> = (
+  JSON.parse(fs.readFileSync(`${REPO_ROOT}package.json`, "utf8")) as { scripts: { sluice: string } }
+).scripts.sluice.split(" ")
+if (SCRIPT[0] !== "node") throw new Error(`the sluice script no longer starts with node: ${SCRIPT.join(" ")}`)
 
 export interface Sluice {
   readonly child: ChildProcessWithoutNullStreams
@@ -17,9 +24,10 @@ export interface Sluice {
 }
 
 export const sluice = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Sluice => {
-  const child = spawn(process.execPath, ["--import", "tsx", BIN, ...args], {
+  const child = spawn(process.execPath, [...SCRIPT.slice(1), ...args], {
     cwd: REPO_ROOT,
-    env: { ...process.env, ...env, NO_COLOR: "1" },
+    // Colour off unless a test says otherwise (NO_COLOR: "" is unset, as no-color.org defines it).
+    env: { ...process.env, NO_COLOR: "1", ...env },
     stdio: ["pipe", "pipe", "pipe"]
   })
   let stdout = ""
