@@ -1,0 +1,144 @@
+/**
+ * The Router's providers at run time, as a generation-numbered snapshot: each
+ * change (add, drain, remove) publishes a new immutable list of the active
+ * providers under the next generation number, and selection reads one
+ * generation from start to end. The provider records themselves outlive
+ * generations, so work dispatched under an old one is still counted.
+ *
+ * In-flight counts are exact by construction: the only way to send a call to
+ * a provider is `dispatch`, whose count is a scope (`Effect.acquireUseRelease`):
+ * the increment and the check that the provider still takes work are one
+ * uninterruptible step, and the decrement runs whatever the call's end
+ * (success, failure, interruption). A provider drained or removed between a
+ * selection and its dispatch takes nothing, and the caller selects again:
+ * nothing is lost, nothing is sent twice.
+ *
+ * Effect gave us `acquireUseRelease` and `Deferred`; this adds the snapshot
+ * and the drain.
+ */
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import { RouterError } from "./routerError.js"
+import type { ProviderEntry } from "./routerProvider.js"
+
+export interface Generation {
+  readonly number: number
+  /** The providers that take new work, in registration order. */
+  readonly active: ReadonlyArray<ProviderEntry>
+}
+
+export type Change = "Added" | "Draining" | "Drained" | "Removed"
+
+/** What dispatch answers when the provider stopped taking work after it was chosen. */
+export const NotTaken: unique symbol = Symbol("@sluice/core/Router/NotTaken")
+export type NotTaken = typeof NotTaken
+
+export const make = (
+  router: string,
+  onChange: (provider: ProviderEntry, change: Change, generation: number) => void
+) => {
+  const byName = new Map<string, ProviderEntry>()
+  let current: Generation = { number: 0, active: [] }
+  let inFlightTotal = 0
+
+  const publish = () => {
+    const active: Array<ProviderEntry> = []
+    for (const provider of byName.values()) if (provider.status === "active") active.push(provider)
+    current = { number: current.number + 1, active }
+  }
+
+  const unknown = (provider: string) => new RouterError({ router, reason: "UnknownProvider", provider })
+
+  const add = (provider: ProviderEntry): Effect.Effect<number, RouterError> =>
+    Effect.suspend(() => {
+      if (byName.has(provider.name)) {
+        return Effect.fail(new RouterError({ router, reason: "DuplicateProvider", provider: provider.name }))
+      }
+      byName.set(provider.name, provider)
+      publish()
+      onChange(provider, "Added", current.number)
+      return Effect.succeed(current.number)
+    })
+
+  /** Stops new work now; completes once nothing is in flight on it. */
+  const drainEntry = (provider: ProviderEntry): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      if (provider.status === "active") {
+        provider.status = "draining"
+        publish()
+        onChange(provider, "Draining", current.number)
+      }
+      if (provider.inFlight === 0) return Effect.void
+      const done = Deferred.unsafeMake<void>(FiberId.none)
+      const previous = provider.drained
+      provider.drained = () => {
+        previous?.()
+        Deferred.unsafeDone(done, Exit.void)
+      }
+      return Deferred.await(done)
+    })
+
+  const drain = (name: string): Effect.Effect<void, RouterError> =>
+    Effect.suspend(() => {
+      const provider = byName.get(name)
+      if (provider === undefined) return Effect.fail(unknown(name))
+      return Effect.tap(drainEntry(provider), () =>
+        Effect.sync(() => {
+          if (provider.status === "draining") onChange(provider, "Drained", current.number)
+        })
+      )
+    })
+
+  const remove = (name: string): Effect.Effect<void, RouterError> =>
+    Effect.suspend(() => {
+      const provider = byName.get(name)
+      if (provider === undefined) return Effect.fail(unknown(name))
+      return Effect.tap(drainEntry(provider), () =>
+        Effect.sync(() => {
+          if (byName.get(name) !== provider) return
+          provider.status = "removed"
+          byName.delete(name)
+          publish()
+          onChange(provider, "Removed", current.number)
+        })
+      )
+    })
+
+  /** Runs `use` counted on the provider, or answers `NotTaken` if it no longer takes work. */
+  const dispatch = <A, E, R>(provider: ProviderEntry, use: Effect.Effect<A, E, R>): Effect.Effect<A | NotTaken, E, R> =>
+    Effect.acquireUseRelease(
+      Effect.sync(() => {
+        if (provider.status !== "active") return false
+        provider.inFlight++
+        inFlightTotal++
+        return true
+      }),
+      (taken): Effect.Effect<A | NotTaken, E, R> => (taken ? use : Effect.succeed(NotTaken)),
+      (taken) =>
+        Effect.sync(() => {
+          if (!taken) return
+          provider.inFlight--
+          inFlightTotal--
+          if (provider.inFlight === 0 && provider.drained !== undefined) {
+            const drained = provider.drained
+            provider.drained = undefined
+            drained()
+          }
+        })
+    )
+
+  return {
+    current: () => current,
+    get: (name: string) => byName.get(name),
+    all: () => [...byName.values()],
+    inFlightTotal: () => inFlightTotal,
+    add,
+    drain,
+    remove,
+    dispatch
+  }
+}
+
+export type Registry = ReturnType<typeof make>
