@@ -3,6 +3,7 @@
  * scripts per call, quota domains over memory limiters, and an error that
  * speaks the `reason` vocabulary of `ApiError` and `ModelError`.
  */
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -21,7 +22,7 @@ export const fail = (reason: Upstream["reason"], provider: string, retryAfterMil
   Effect.fail(new Upstream({ reason, provider, ...(retryAfterMillis === undefined ? {} : { retryAfterMillis }) }))
 
 /** A domain's limiter: `limit` requests per `interval`, a burst of `capacity`. */
-export const domainLimiter = (limit: number, interval: string, capacity = limit) =>
+export const domainLimiter = (limit: number, interval: Duration.DurationInput, capacity = limit) =>
   RateLimiter.make({ limits: { requests: { limit, interval, capacity, windowMargin: 0 } } }).pipe(
     Effect.provide(RateLimiterStore.layerMemory())
   )
