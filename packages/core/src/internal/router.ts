@@ -196,9 +196,20 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
       if (events.observed()) events.offer(event())
     }
 
-    const registry = Registry.make(name, (provider, change, generation) =>
+    /**
+     * Active providers ejected, or whose ejection ended and has not been noticed yet: while there are any,
+     * selection looks at each provider.
+     */
+    let ejecting = 0
+
+    const registry = Registry.make(name, (provider, change, generation) => {
+      // A provider that stops taking work is no longer the selection's concern.
+      if (change === "Draining" && provider.ejectionReason !== undefined) {
+        provider.ejectionReason = undefined
+        ejecting--
+      }
       emit(() => ({ _tag: "ProviderChanged", router: name, at: now(), provider: provider.name, change, generation }))
-    )
+    })
 
     const entryOf = (provider: Router.ProviderOptions): ProviderEntry | RouterError => {
       const memberOf: Array<QuotaDomain> = []
@@ -245,12 +256,27 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
       return true
     }
 
-    /** Every provider the call may go to now, before quota; marks providers whose ejection has ended. */
+    /** Nothing narrows the choice: the generation's tiers are the candidates as they are. */
+    const unconstrained = (generation: Registry.Generation, wants: Wants) =>
+      ejecting === 0 &&
+      wants.tried.size === 0 &&
+      wants.only === undefined &&
+      wants.contextAbove === undefined &&
+      wants.avoidDomains === undefined &&
+      wants.aboveTier === undefined &&
+      (wants.contextAtLeast === undefined || wants.contextAtLeast <= generation.smallestWindow)
+
+    /**
+     * Every provider the call may go to now, before quota, by tier (lowest
+     * first); marks providers whose ejection has ended. O(1) when nothing
+     * narrows the choice (the usual call), one pass otherwise.
+     */
     const acceptable = (
       generation: Registry.Generation,
       wants: Wants,
       at: number
-    ): { readonly candidates: ReadonlyArray<ProviderEntry>; readonly contextShort: boolean } => {
+    ): { readonly tiers: ReadonlyArray<ReadonlyArray<ProviderEntry>>; readonly contextShort: boolean } => {
+      if (unconstrained(generation, wants)) return { tiers: generation.tiers, contextShort: false }
       const eligible: Array<ProviderEntry> = []
       let ejected = 0
       let contextShort = false
@@ -258,6 +284,7 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
         if (provider.isEjected(at)) ejected++
         else if (provider.ejectionReason !== undefined) {
           provider.ejectionReason = undefined
+          ejecting--
           emit(() => ({ _tag: "Returned", router: name, at, provider: provider.name }))
         }
         if (wants.tried.has(provider)) continue
@@ -278,7 +305,21 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
         wants.avoidDomains === undefined ? true : provider.domains.every((domain) => !wants.avoidDomains!.has(domain))
       )
       candidates = prefer(candidates, (provider) => wants.aboveTier === undefined || provider.tier > wants.aboveTier)
-      return { candidates, contextShort }
+      return { tiers: byTier(candidates), contextShort }
+    }
+
+    /** Candidates grouped by tier, lowest first. */
+    const byTier = (candidates: ReadonlyArray<ProviderEntry>): ReadonlyArray<ReadonlyArray<ProviderEntry>> => {
+      if (candidates.length === 0) return []
+      const tier = candidates[0]!.tier
+      if (candidates.every((provider) => provider.tier === tier)) return [candidates]
+      const groups = new Map<number, Array<ProviderEntry>>()
+      for (const provider of candidates) {
+        const group = groups.get(provider.tier)
+        if (group === undefined) groups.set(provider.tier, [provider])
+        else group.push(provider)
+      }
+      return [...groups.entries()].sort(([a], [b]) => a - b).map(([, group]) => group)
     }
 
     /** The candidates that satisfy a preference, or all of them if none does. */
@@ -288,6 +329,8 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
       return preferred.length > 0 ? preferred : candidates
     }
 
+    const zero = Effect.succeed(0)
+
     /** How long until the provider's domains all admit the cost (memoized per domain for one selection). */
     const delayOf = (
       provider: ProviderEntry,
@@ -295,7 +338,13 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
       at: number,
       known: Map<QuotaDomain, number>
     ): Effect.Effect<number> => {
-      if (provider.domains.length === 0) return Effect.succeed(0)
+      if (provider.domains.length === 0) return zero
+      if (provider.domains.length === 1) {
+        const domain = provider.domains[0]!
+        const memo = known.get(domain)
+        if (memo !== undefined) return Effect.succeed(memo)
+        return Effect.tap(admissibleIn(domain, cost, at), (delay) => Effect.sync(() => known.set(domain, delay)))
+      }
       return Effect.map(
         Effect.forEach(provider.domains, (domain) => {
           const memo = known.get(domain)
@@ -321,8 +370,8 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
       Effect.gen(function* () {
         const at = now()
         const generation = registry.current()
-        const { candidates, contextShort } = acceptable(generation, wants, at)
-        if (candidates.length === 0) {
+        const { contextShort, tiers } = acceptable(generation, wants, at)
+        if (tiers.length === 0) {
           return yield* Effect.fail(
             contextShort
               ? new RouterError({
@@ -334,12 +383,10 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
               : new RouterError({ router: name, reason: "NoProvider" })
           )
         }
-        const tiers = [...new Set(candidates.map((provider) => provider.tier))].sort((a, b) => a - b)
         const known = new Map<QuotaDomain, number>()
         let earliest: ProviderEntry | undefined
         let earliestDelay = Number.POSITIVE_INFINITY
-        for (const tier of tiers) {
-          const group = tiers.length === 1 ? candidates : candidates.filter((provider) => provider.tier === tier)
+        for (const group of tiers) {
           const first = strategy.pick(group)
           const firstDelay = yield* delayOf(first, cost, at, known)
           if (firstDelay === 0) return first
@@ -356,7 +403,7 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
         }
         // Nothing admits now: the earliest admission, in its Executor's lane (a cost none can ever admit goes
         // to the first candidate, whose Executor says why).
-        if (earliest === undefined) return candidates[0]!
+        if (earliest === undefined) return tiers[0]![0]!
         if (deadlineAt !== undefined && at + earliestDelay > deadlineAt) {
           return yield* Effect.fail(
             new RouterError({
@@ -415,8 +462,10 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
     const unavailable = (provider: ProviderEntry) => {
       const at = now()
       const { pool, ejected } = ejectedCount(at)
+      const wasEjecting = provider.ejectionReason !== undefined
       const verdict = outlier.failure(provider, at, pool, ejected)
       if (verdict._tag === "Ejected") {
+        if (!wasEjecting) ejecting++
         metrics.of(provider).ejections.unsafeUpdate(1, [])
         emit(() => ({
           _tag: "Ejected",

@@ -27,6 +27,10 @@ export interface Generation {
   readonly number: number
   /** The providers that take new work, in registration order. */
   readonly active: ReadonlyArray<ProviderEntry>
+  /** The same, grouped by tier, lowest tier first (built once per generation, so a pick need not). */
+  readonly tiers: ReadonlyArray<ReadonlyArray<ProviderEntry>>
+  /** The smallest context window declared among them (a provider that declares none takes any). */
+  readonly smallestWindow: number
 }
 
 export type Change = "Added" | "Draining" | "Drained" | "Removed"
@@ -40,13 +44,23 @@ export const make = (
   onChange: (provider: ProviderEntry, change: Change, generation: number) => void
 ) => {
   const byName = new Map<string, ProviderEntry>()
-  let current: Generation = { number: 0, active: [] }
+  let current: Generation = { number: 0, active: [], tiers: [], smallestWindow: Number.POSITIVE_INFINITY }
   let inFlightTotal = 0
 
   const publish = () => {
     const active: Array<ProviderEntry> = []
-    for (const provider of byName.values()) if (provider.status === "active") active.push(provider)
-    current = { number: current.number + 1, active }
+    const byTier = new Map<number, Array<ProviderEntry>>()
+    let smallestWindow = Number.POSITIVE_INFINITY
+    for (const provider of byName.values()) {
+      if (provider.status !== "active") continue
+      active.push(provider)
+      const tier = byTier.get(provider.tier)
+      if (tier === undefined) byTier.set(provider.tier, [provider])
+      else tier.push(provider)
+      if (provider.contextWindow !== undefined) smallestWindow = Math.min(smallestWindow, provider.contextWindow)
+    }
+    const tiers = [...byTier.entries()].sort(([a], [b]) => a - b).map(([, providers]) => providers)
+    current = { number: current.number + 1, active, tiers, smallestWindow }
   }
 
   const unknown = (provider: string) => new RouterError({ router, reason: "UnknownProvider", provider })
