@@ -32,7 +32,7 @@ const passThrough = (name: string): Executor.ExecutorShape => ({
   shutdown: () => Effect.die("not used")
 })
 
-const perCallMicros = (run: Effect.Effect<unknown>) =>
+const perCallMicros = <E>(run: Effect.Effect<unknown, E>) =>
   Effect.gen(function* () {
     const start = performance.now()
     yield* run
