@@ -242,6 +242,13 @@ export interface SubmitOptions<E = unknown, A = unknown> {
   readonly deadline?: Duration.DurationInput | undefined
   /** The context the call needs (prompt and maximum output tokens): providers with a smaller declared window are passed over. */
   readonly contextTokens?: number | undefined
+  /**
+   * How many output tokens the answer says it produced: the latency sample for
+   * `lowestLatency` is then per output token (long answers do not make a
+   * provider look slow). Give it on every call or on none, so that one
+   * provider's samples stay comparable.
+   */
+  readonly outputTokens?: ((value: A) => number | undefined) | undefined
 }
 
 /**
@@ -271,7 +278,7 @@ export interface ProviderSnapshot {
   readonly ejections: number
   /** While ejected: why, and until when (ms on the Clock). */
   readonly ejection: { readonly reason: "ConsecutiveFailures" | "FailureRate"; readonly until: number } | undefined
-  /** The latency EWMA of its successful calls (ms). */
+  /** The latency EWMA of its successful calls (ms, or ms per output token with `outputTokens`). */
   readonly latencyMillis: number | undefined
 }
 

@@ -194,7 +194,10 @@ describe("Router fallback by reason", () => {
       const spent = yield* Effect.exit(budgeted.submit(scripted(everyoneFails, log)))
       expect(log).toHaveLength(1)
       expect(spent).toEqual(Exit.fail(new Upstream({ reason: "ServerError", provider: log[0]! })))
-      expect((yield* budgeted.snapshot).retryBudget).toEqual({ requests: 2, retries: 1, allowance: 1 })
+      const snapshot = yield* budgeted.snapshot
+      expect(snapshot.retryBudget).toEqual({ requests: 2, retries: 1, allowance: 1 })
+      // Every failed call gave its in-flight count back.
+      expect(snapshot.providers.map((p) => p.inFlight)).toEqual([0, 0, 0, 0])
     })
   )
 })

@@ -82,7 +82,7 @@ describe("Router outlier ejection", () => {
     })
   )
 
-  it.scoped("each ejection lasts longer (base × n), up to the maximum; jitter adds at most its bound", () =>
+  it.scoped("each ejection lasts longer (base × n), up to the maximum", () =>
     Effect.gen(function* () {
       const router = yield* Router.make({
         name: "growing",
@@ -112,6 +112,39 @@ describe("Router outlier ejection", () => {
       expect(yield* ejectA).toBe(25_000)
       const snapshot = yield* router.snapshot
       expect(snapshot.providers.find((p) => p.name === "a")!.ejections).toBe(3)
+    })
+  )
+
+  it.scoped("jitter adds up to its bound to each ejection, never more", () =>
+    Effect.gen(function* () {
+      const router = yield* Router.make({
+        name: "jitter",
+        providers: yield* providers("a", "b"),
+        strategy: "roundRobin",
+        ejection: {
+          consecutiveFailures: 1,
+          baseEjectionTime: "10 seconds",
+          maxEjectionTime: "10 seconds",
+          jitter: "1 second",
+          maxEjectionPercent: 100,
+          panicThreshold: 0
+        },
+        maxAttempts: 1
+      })
+      const call = scripted({ a: "ServerError" }, [])
+      const lengths: Array<number> = []
+      for (let i = 0; i < 20; i++) {
+        while ((yield* ejectionOf(router, "a")) === undefined) yield* Effect.either(router.submit(call))
+        const until = (yield* ejectionOf(router, "a"))!.until
+        lengths.push(until - (yield* TestClock.currentTimeMillis))
+        yield* TestClock.setTime(until)
+      }
+      for (const length of lengths) {
+        expect(length).toBeGreaterThanOrEqual(10_000)
+        expect(length).toBeLessThanOrEqual(11_000)
+      }
+      // Jitter spreads them: twenty draws from 1,001 values are not all equal.
+      expect(new Set(lengths).size).toBeGreaterThan(1)
     })
   )
 

@@ -1,7 +1,8 @@
 /**
- * Providers added, drained and removed at random while calls flow (and
- * callers give up at random moments), under TestClock: no call is lost, none
- * is sent twice, in-flight counts never go
+ * Providers added, drained and removed at random while calls flow (calls
+ * that succeed, fail with the caller's own error, or fail once with a 5xx and
+ * fall back; callers that give up at random moments), under TestClock: no
+ * call is lost, none is sent twice (a fallback goes to another provider), in-flight counts never go
  * negative (nor below what is really running on a provider), every drain
  * completes, and every count is back to zero at the end. Some providers
  * share a quota domain whose limit holds calls back, so calls also wait for
@@ -19,6 +20,7 @@ import * as RateLimiter from "../src/RateLimiter.js"
 import * as RateLimiterStore from "../src/RateLimiterStore.js"
 import * as Router from "../src/Router.js"
 import { withHangGuard } from "./utils/hangGuard.js"
+import { Upstream } from "./utils/routerHelpers.js"
 
 const scenarioArbitrary = fc.record({
   strategy: fc.constantFrom(
@@ -33,6 +35,11 @@ const scenarioArbitrary = fc.record({
     fc.record({
       submitAtMillis: fc.integer({ min: 0, max: 2_000 }),
       durationMillis: fc.integer({ min: 0, max: 600 }),
+      /**
+       * `ok`; `ClientError` (the caller's own: final, no fallback); `ServerErrorOnce`
+       * (the first provider fails with a 5xx, the fallback answers).
+       */
+      outcome: fc.constantFrom("ok" as const, "ClientError" as const, "ServerErrorOnce" as const),
       /** Its caller gives up at this time (while it waits, is queued, or runs), if set. */
       interruptAtMillis: fc.option(fc.integer({ min: 0, max: 3_000 }), { nil: undefined })
     }),
@@ -84,7 +91,8 @@ const runScenario = (scenario: Scenario) =>
       name: "churn",
       strategy: scenario.strategy,
       domains: { shared: { limiter: shared } },
-      providers: initial
+      providers: initial,
+      retryBudget: { ratio: 1, minRetries: 100 }
     })
 
     /** Each call's id → the providers whose call body ran it. */
@@ -93,20 +101,29 @@ const runScenario = (scenario: Scenario) =>
     const running = new Map<string, number>()
     const violations: Array<string> = []
 
-    const call = (id: number, durationMillis: number) => (route: Router.Route) =>
+    const call = (id: number, planned: Scenario["calls"][number]) => (route: Router.Route) =>
       Effect.acquireUseRelease(
         Effect.sync(() => {
           sentTo.set(id, [...(sentTo.get(id) ?? []), route.provider])
           running.set(route.provider, (running.get(route.provider) ?? 0) + 1)
         }),
-        () => Effect.as(Effect.sleep(durationMillis), id),
+        () =>
+          Effect.zipRight(
+            Effect.sleep(planned.durationMillis),
+            planned.outcome === "ClientError" || (planned.outcome === "ServerErrorOnce" && route.hop === 1)
+              ? Effect.fail(
+                  new Upstream({
+                    reason: planned.outcome === "ClientError" ? "ClientError" : "ServerError",
+                    provider: route.provider
+                  })
+                )
+              : Effect.succeed(id)
+          ),
         () => Effect.sync(() => running.set(route.provider, running.get(route.provider)! - 1))
       )
 
     const callFibers = yield* Effect.forEach(scenario.calls, (planned, id) =>
-      Effect.fork(
-        Effect.zipRight(Effect.sleep(planned.submitAtMillis), router.submit(call(id, planned.durationMillis)))
-      )
+      Effect.fork(Effect.zipRight(Effect.sleep(planned.submitAtMillis), router.submit(call(id, planned))))
     )
 
     const changeFibers: Array<Fiber.RuntimeFiber<void, unknown>> = []
@@ -172,15 +189,29 @@ describe("Router under run-time changes (property)", () => {
         )
         scenario.calls.forEach((planned, id) => {
           const exit = exits[id]!
-          if (Exit.isSuccess(exit)) {
-            // Nothing lost: it answered with its own id; nothing sent twice: its body ran exactly once.
-            expect(exit.value).toBe(id)
-            expect(sentTo.get(id)).toHaveLength(1)
-          } else {
-            // Only a call whose caller gave up ends without its answer, having been sent at most once.
+          const sent = sentTo.get(id) ?? []
+          // Never sent twice to one provider.
+          expect(new Set(sent).size).toBe(sent.length)
+          if (Exit.isInterrupted(exit)) {
+            // Only a call whose caller gave up ends without its answer.
             expect(planned.interruptAtMillis).toBeDefined()
-            expect(Exit.isInterrupted(exit)).toBe(true)
-            expect((sentTo.get(id) ?? []).length).toBeLessThanOrEqual(1)
+            expect(sent.length).toBeLessThanOrEqual(planned.outcome === "ServerErrorOnce" ? 2 : 1)
+          } else if (planned.outcome === "ok") {
+            // Nothing lost: it answered with its own id; nothing sent twice: its body ran exactly once.
+            expect(exit).toEqual(Exit.succeed(id))
+            expect(sent).toHaveLength(1)
+          } else if (planned.outcome === "ClientError") {
+            // The caller's own error: no fallback.
+            expect(exit).toEqual(Exit.fail(new Upstream({ reason: "ClientError", provider: sent[0]! })))
+            expect(sent).toHaveLength(1)
+          } else if (Exit.isSuccess(exit)) {
+            // A 5xx on the first provider: the fallback answered, one other provider.
+            expect(exit.value).toBe(id)
+            expect(sent).toHaveLength(2)
+          } else {
+            // … unless no other provider was left to fall back to.
+            expect(exit).toEqual(Exit.fail(new Upstream({ reason: "ServerError", provider: sent[0]! })))
+            expect(sent).toHaveLength(1)
           }
         })
         expect(violations).toEqual([])

@@ -11,6 +11,8 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Metric from "effect/Metric"
+import * as MetricLabel from "effect/MetricLabel"
 import * as TestClock from "effect/TestClock"
 import * as Router from "../src/Router.js"
 import { domainLimiter, fail, provider, whereItWent } from "./utils/routerHelpers.js"
@@ -114,6 +116,96 @@ describe("Router strategies", () => {
   )
 })
 
+describe("Router latency per output token", () => {
+  it.scoped("with outputTokens the EWMA is per token: a long answer does not make a provider look slow", () =>
+    Effect.gen(function* () {
+      // a: 200 ms for 100 tokens (2 ms a token); b: 50 ms for 10 tokens (5 ms a token).
+      const answers: Record<string, { readonly millis: number; readonly tokens: number }> = {
+        a: { millis: 200, tokens: 100 },
+        b: { millis: 50, tokens: 10 }
+      }
+      const router = yield* Router.make({
+        name: "per-token",
+        strategy: "lowestLatency",
+        providers: [yield* provider("a"), yield* provider("b")]
+      })
+      const call = (route: Router.Route) =>
+        Effect.as(Effect.sleep(answers[route.provider]!.millis), {
+          provider: route.provider,
+          tokens: answers[route.provider]!.tokens
+        })
+      const one = Effect.gen(function* () {
+        const fiber = yield* Effect.fork(router.submit(call, { outputTokens: (answer) => answer.tokens }))
+        yield* TestClock.adjust(1_000)
+        return (yield* Fiber.join(fiber)).provider
+      })
+      const seen = [yield* one, yield* one, yield* one, yield* one]
+      expect([...seen.slice(0, 2)].sort()).toEqual(["a", "b"])
+      expect(seen.slice(2)).toEqual(["a", "a"])
+      const snapshot = yield* router.snapshot
+      expect(snapshot.providers.map((p) => [p.name, p.latencyMillis])).toEqual([
+        ["a", 2],
+        ["b", 5]
+      ])
+    })
+  )
+})
+
+describe("Router metrics", () => {
+  it.scoped("calls, in-flight and cooldowns are counted per provider and domain", () =>
+    Effect.gen(function* () {
+      const orgA = yield* domainLimiter(1_000, "1 second")
+      const orgB = yield* domainLimiter(1_000, "1 second")
+      const router = yield* Router.make({
+        name: "metered",
+        strategy: "roundRobin",
+        domains: { orgA: { limiter: orgA }, orgB: { limiter: orgB } },
+        providers: [
+          yield* provider("a1", { domains: ["orgA"], limiter: orgA }),
+          yield* provider("b1", { domains: ["orgB"], limiter: orgB })
+        ]
+      })
+      let first = true
+      const call = (route: Router.Route) =>
+        Effect.suspend(() => {
+          if (route.provider === "a1" && first) {
+            first = false
+            return fail("RateLimited", "a1", 1_000)
+          }
+          return whereItWent(route)
+        })
+      yield* router.submit(call) // a1: 429, then b1
+      yield* router.submit(call) // orgA cools down: b1
+      const labels = (provider: string, domain: string) => [
+        MetricLabel.make("router", "metered"),
+        MetricLabel.make("provider", provider),
+        MetricLabel.make("domain", domain)
+      ]
+      const count = (provider: string, domain: string, outcome: string) =>
+        Effect.map(
+          Metric.value(
+            Metric.taggedWithLabels(Router.metrics.calls, [
+              ...labels(provider, domain),
+              MetricLabel.make("outcome", outcome)
+            ])
+          ),
+          (state) => state.count
+        )
+      expect(yield* count("a1", "orgA", "RateLimited")).toBe(1)
+      expect(yield* count("b1", "orgB", "success")).toBe(2)
+      const inFlight = yield* Metric.value(Metric.taggedWithLabels(Router.metrics.inFlight, labels("b1", "orgB")))
+      expect(inFlight.value).toBe(0)
+      const cooldowns = yield* Metric.value(
+        Metric.taggedWithLabels(Router.metrics.domainCooldowns, [
+          MetricLabel.make("router", "metered"),
+          MetricLabel.make("domain", "orgA")
+        ])
+      )
+      expect(cooldowns.count).toBe(1)
+    })
+  )
+})
+
 describe("Router quota domains", () => {
   it.scoped("a 429 on one member cools its whole domain and not the other; the retry goes to the other domain", () =>
     Effect.gen(function* () {
@@ -135,8 +227,17 @@ describe("Router quota domains", () => {
           tried.push(route.provider)
           return route.provider === "a1" && tried.length === 1 ? fail("RateLimited", "a1", 5_000) : whereItWent(route)
         })
+      const events = yield* router.subscribe
       // a1's 429: the next hop skips a2 (same domain, next in turn) for b1.
       expect(yield* router.submit(call)).toBe("b1")
+      expect(yield* events.take).toEqual({
+        _tag: "DomainCooledDown",
+        router: "domains",
+        at: 0,
+        domain: "orgA",
+        provider: "a1",
+        until: 5_000
+      })
       expect(tried).toEqual(["a1", "b1"])
       const snapshot = yield* router.snapshot
       expect(snapshot.domains).toEqual([

@@ -202,14 +202,18 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
      */
     let ejecting = 0
 
-    const registry = Registry.make(name, (provider, change, generation) => {
-      // A provider that stops taking work is no longer the selection's concern.
-      if (change === "Draining" && provider.ejectionReason !== undefined) {
-        provider.ejectionReason = undefined
-        ejecting--
-      }
-      emit(() => ({ _tag: "ProviderChanged", router: name, at: now(), provider: provider.name, change, generation }))
-    })
+    const registry = Registry.make(
+      name,
+      (provider, change, generation) => {
+        // A provider that stops taking work is no longer the selection's concern.
+        if (change === "Draining" && provider.ejectionReason !== undefined) {
+          provider.ejectionReason = undefined
+          ejecting--
+        }
+        emit(() => ({ _tag: "ProviderChanged", router: name, at: now(), provider: provider.name, change, generation }))
+      },
+      (provider) => metrics.of(provider).inFlight.unsafeUpdate(provider.inFlight, [])
+    )
 
     const entryOf = (provider: Router.ProviderOptions): ProviderEntry | RouterError => {
       const memberOf: Array<QuotaDomain> = []
@@ -521,34 +525,28 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
           }
           const dispatchedAt = now()
           const left = deadlineAt === undefined ? undefined : Math.max(1, deadlineAt - dispatchedAt)
-          const sent = provider.executor.submit(call(route), {
-            cost: submitOptions?.cost,
-            settle: submitOptions?.settle,
-            priority: submitOptions?.priority,
-            timeout: submitOptions?.timeout,
-            deadline: left,
-            key: provider.key
-          })
-          const result = yield* Effect.either(
-            registry.dispatch(
-              provider,
-              Effect.ensuring(
-                Effect.zipRight(
-                  Effect.sync(() => metrics.of(provider).inFlight.unsafeUpdate(provider.inFlight, [])),
-                  sent
-                ),
-                Effect.sync(() => metrics.of(provider).inFlight.unsafeUpdate(provider.inFlight - 1, []))
-              )
-            )
+          const sent = Effect.suspend(() =>
+            provider.executor.submit(call(route), {
+              cost: submitOptions?.cost,
+              settle: submitOptions?.settle,
+              priority: submitOptions?.priority,
+              timeout: submitOptions?.timeout,
+              deadline: left,
+              key: provider.key
+            })
           )
+          const result = yield* Effect.either(registry.dispatch(provider, sent))
           if (Either.isRight(result)) {
             if (result.right === Registry.NotTaken) {
               // Drained or removed since it was chosen: choose again; this was no hop.
               hop--
               continue
             }
-            succeeded(provider, now() - dispatchedAt)
-            return result.right as A
+            const value = result.right as A
+            const tokens = submitOptions?.outputTokens?.(value)
+            const latency = now() - dispatchedAt
+            succeeded(provider, tokens !== undefined && tokens > 0 ? latency / tokens : latency)
+            return value
           }
           const error = result.left
           const signal = classifyError(error)

@@ -41,7 +41,9 @@ export type NotTaken = typeof NotTaken
 
 export const make = (
   router: string,
-  onChange: (provider: ProviderEntry, change: Change, generation: number) => void
+  onChange: (provider: ProviderEntry, change: Change, generation: number) => void,
+  /** Told each time a provider's in-flight count changed. */
+  onCount: (provider: ProviderEntry) => void
 ) => {
   const byName = new Map<string, ProviderEntry>()
   let current: Generation = { number: 0, active: [], tiers: [], smallestWindow: Number.POSITIVE_INFINITY }
@@ -127,6 +129,7 @@ export const make = (
         if (provider.status !== "active") return false
         provider.inFlight++
         inFlightTotal++
+        onCount(provider)
         return true
       }),
       (taken): Effect.Effect<A | NotTaken, E, R> => (taken ? use : Effect.succeed(NotTaken)),
@@ -135,6 +138,7 @@ export const make = (
           if (!taken) return
           provider.inFlight--
           inFlightTotal--
+          onCount(provider)
           if (provider.inFlight === 0 && provider.drained !== undefined) {
             const drained = provider.drained
             provider.drained = undefined

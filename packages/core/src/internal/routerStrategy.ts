@@ -11,7 +11,8 @@
  * - `leastOutstanding`: power of two choices (two at random, the one with
  *   fewer calls in flight), on the exact in-flight counts the registry keeps.
  * - `lowestLatency`: power of two choices on the latency EWMA of successful
- *   calls; a provider with no sample yet is tried first.
+ *   calls (per output token when the call says how many); a provider with no
+ *   sample yet is tried first.
  *
  * Randomness comes from a seeded generator drawn from Effect's `Random` when
  * the Router is made, so a test that seeds `Random` sees the same picks.
