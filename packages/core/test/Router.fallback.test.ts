@@ -253,6 +253,9 @@ describe("Router run-time changes", () => {
         new Router.RouterError({ router: "drain", reason: "DuplicateProvider", provider: "b" })
       )
       expect(yield* router.add(yield* provider("c"))).toBe(5)
+      expect(yield* Effect.flip(router.add(yield* provider("d", { domains: ["nowhere"] })))).toEqual(
+        new Router.RouterError({ router: "drain", reason: "UnknownDomain", provider: "d", domain: "nowhere" })
+      )
     })
   )
 

@@ -9,8 +9,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Queue from "effect/Queue"
 import * as TestClock from "effect/TestClock"
+import * as CircuitBreaker from "../src/CircuitBreaker.js"
+import * as Executor from "../src/Executor.js"
 import * as Router from "../src/Router.js"
 import { fail, provider, type Upstream, whereItWent } from "./utils/routerHelpers.js"
 
@@ -270,6 +273,47 @@ describe("Router outlier ejection", () => {
       log.length = 0
       for (let i = 0; i < 6; i++) yield* router.submit(call)
       expect(new Set(log)).toEqual(new Set(["a", "b", "c"]))
+    })
+  )
+
+  it.scoped("an attempt timeout counts toward ejection; a refusal by the provider's own breaker does not", () =>
+    Effect.gen(function* () {
+      const breaker = yield* CircuitBreaker.make({ name: "closed-shop", policy: { kind: "consecutive", failures: 5 } })
+      yield* breaker.isolate()
+      const router = yield* Router.make({
+        name: "executor-errors",
+        strategy: "roundRobin",
+        providers: [
+          { name: "slow", executor: yield* Executor.make({ name: "slow", concurrency: 4, timeout: "1 second" }) },
+          { name: "refusing", executor: yield* Executor.make({ name: "refusing", concurrency: 4, breaker }) },
+          yield* provider("fine")
+        ],
+        ejection: { consecutiveFailures: 1, maxEjectionPercent: 100, panicThreshold: 0 }
+      })
+      const events = yield* router.subscribe
+      const log: Array<string> = []
+      const call = (route: Router.Route) =>
+        Effect.suspend(() => {
+          log.push(route.provider)
+          return route.provider === "slow" ? Effect.as(Effect.sleep("5 seconds"), route.provider) : whereItWent(route)
+        })
+      const first = yield* Effect.fork(router.submit(call))
+      yield* TestClock.adjust("1 second")
+      // slow timed out → the next provider; the refusing one never runs the call (its breaker is isolated).
+      expect(yield* Fiber.join(first)).toBe("fine")
+      expect(log).toEqual(["slow", "fine"])
+      expect(yield* stateOf(router)).toEqual({ slow: "ejected", refusing: "active", fine: "active" })
+      log.length = 0
+      expect(yield* router.submit(call)).toBe("fine")
+      const fallbacks = Chunk.toArray(yield* Queue.takeAll(events)).flatMap((event) =>
+        event._tag === "Fallback" ? [[event.provider, event.signal]] : []
+      )
+      expect(fallbacks).toEqual([
+        ["slow", "Unavailable"],
+        ["refusing", "Refused"]
+      ])
+      const snapshot = yield* router.snapshot
+      expect(snapshot.providers.find((p) => p.name === "refusing")!.consecutiveFailures).toBe(0)
     })
   )
 
