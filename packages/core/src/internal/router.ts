@@ -3,9 +3,9 @@
  * the signals each failure feeds, snapshot and events. The parts, one file
  * each: the provider record (`routerProvider.ts`), the generation-numbered
  * registry and its exact in-flight counts (`routerRegistry.ts`), quota
- * domains (`routerDomain.ts`), strategies (`routerStrategy.ts`), outlier
- * ejection (`routerOutlier.ts`), signals (`routerSignal.ts`), metrics
- * (`routerMetrics.ts`).
+ * domains (`routerDomain.ts`), selection (`routerSelection.ts`), strategies
+ * (`routerStrategy.ts`), outlier ejection (`routerOutlier.ts`), signals
+ * (`routerSignal.ts`), metrics (`routerMetrics.ts`).
  *
  * One way to run a call: select (hard constraints, then health, then soft
  * preferences, then quota admission by tier, then the strategy) → dispatch
@@ -23,12 +23,13 @@ import * as InvalidOptions from "../InvalidOptions.js"
 import * as Retry from "../Retry.js"
 import type * as Router from "../Router.js"
 import * as EventHub from "./eventHub.js"
-import { admissibleIn, QuotaDomain } from "./routerDomain.js"
+import { QuotaDomain } from "./routerDomain.js"
 import { RouterError } from "./routerError.js"
 import { makeMetrics } from "./routerMetrics.js"
 import * as Outlier from "./routerOutlier.js"
 import { ProviderEntry } from "./routerProvider.js"
 import * as Registry from "./routerRegistry.js"
+import * as Selection from "./routerSelection.js"
 import * as Signals from "./routerSignal.js"
 import * as Strategy from "./routerStrategy.js"
 
@@ -136,22 +137,6 @@ const millisOf = (input: Duration.DurationInput) => Duration.toMillis(Duration.d
 const isBudget = (value: unknown): value is Retry.RetryBudget =>
   typeof value === "object" && value !== null && "tryRetry" in value && "recordRequest" in value
 
-/** What a call's next hop asks of the provider it goes to. */
-interface Wants {
-  /** Providers this call has already been sent to. */
-  readonly tried: Set<ProviderEntry>
-  /** The declared window must be at least this (the call's context). */
-  contextAtLeast: number | undefined
-  /** The declared window must be above this (after `ContextTooLong`). */
-  contextAbove: number | undefined
-  /** Only these providers (after `ContentFiltered`). */
-  only: ReadonlySet<string> | undefined
-  /** Prefer providers of none of these domains (after a 429). */
-  avoidDomains: ReadonlySet<QuotaDomain> | undefined
-  /** Prefer providers of a tier above this (after `Unavailable`). */
-  aboveTier: number | undefined
-}
-
 export const make = (options: Router.Options): Effect.Effect<Router.RouterShape, InvalidOptions.InvalidOptionsError> =>
   Effect.gen(function* () {
     const decoded = yield* decodeOptions(options)
@@ -196,20 +181,21 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
       if (events.observed()) events.offer(event())
     }
 
-    /**
-     * Active providers ejected, or whose ejection ended and has not been noticed yet: while there are any,
-     * selection looks at each provider.
-     */
-    let ejecting = 0
+    // Selection reads the registry only when a call is made, after both exist.
+    const selection = Selection.make({
+      router: name,
+      now,
+      generation: () => registry.current(),
+      strategy,
+      outlier,
+      returned: (provider, at) => emit(() => ({ _tag: "Returned", router: name, at, provider: provider.name }))
+    })
 
     const registry = Registry.make(
       name,
       (provider, change, generation) => {
         // A provider that stops taking work is no longer the selection's concern.
-        if (change === "Draining" && provider.ejectionReason !== undefined) {
-          provider.ejectionReason = undefined
-          ejecting--
-        }
+        if (change === "Draining") selection.leftPool(provider)
         emit(() => ({ _tag: "ProviderChanged", router: name, at: now(), provider: provider.name, change, generation }))
       },
       (provider) => metrics.of(provider).inFlight.unsafeUpdate(provider.inFlight, [])
@@ -246,180 +232,6 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
       // The options' Schema checked every name: neither can fail here.
       if (!(entry instanceof RouterError)) yield* Effect.ignore(registry.add(entry))
     }
-
-    // ---- selection ------------------------------------------------------------
-
-    /** The largest declared window among providers that take work (for `ContextWindow`'s message). */
-    const largestWindow = (active: ReadonlyArray<ProviderEntry>) =>
-      active.reduce((largest, provider) => Math.max(largest, provider.contextWindow ?? 0), 0)
-
-    const fitsContext = (provider: ProviderEntry, wants: Wants) => {
-      const window = provider.contextWindow
-      if (wants.contextAbove !== undefined && (window === undefined || window <= wants.contextAbove)) return false
-      if (wants.contextAtLeast !== undefined && window !== undefined && window < wants.contextAtLeast) return false
-      return true
-    }
-
-    /** Nothing narrows the choice: the generation's tiers are the candidates as they are. */
-    const unconstrained = (generation: Registry.Generation, wants: Wants) =>
-      ejecting === 0 &&
-      wants.tried.size === 0 &&
-      wants.only === undefined &&
-      wants.contextAbove === undefined &&
-      wants.avoidDomains === undefined &&
-      wants.aboveTier === undefined &&
-      (wants.contextAtLeast === undefined || wants.contextAtLeast <= generation.smallestWindow)
-
-    /**
-     * Every provider the call may go to now, before quota, by tier (lowest
-     * first); marks providers whose ejection has ended. O(1) when nothing
-     * narrows the choice (the usual call), one pass otherwise.
-     */
-    const acceptable = (
-      generation: Registry.Generation,
-      wants: Wants,
-      at: number
-    ): { readonly tiers: ReadonlyArray<ReadonlyArray<ProviderEntry>>; readonly contextShort: boolean } => {
-      if (unconstrained(generation, wants)) return { tiers: generation.tiers, contextShort: false }
-      const eligible: Array<ProviderEntry> = []
-      let ejected = 0
-      let contextShort = false
-      for (const provider of generation.active) {
-        if (provider.isEjected(at)) ejected++
-        else if (provider.ejectionReason !== undefined) {
-          provider.ejectionReason = undefined
-          ejecting--
-          emit(() => ({ _tag: "Returned", router: name, at, provider: provider.name }))
-        }
-        if (wants.tried.has(provider)) continue
-        if (wants.only !== undefined && !wants.only.has(provider.name)) continue
-        if (!fitsContext(provider, wants)) {
-          contextShort = true
-          continue
-        }
-        eligible.push(provider)
-      }
-      const panic = outlier.panics(generation.active.length, ejected)
-      let candidates: Array<ProviderEntry> = eligible
-      if (!panic && ejected > 0) {
-        const healthy = eligible.filter((provider) => !provider.isEjected(at))
-        if (healthy.length > 0) candidates = healthy
-      }
-      candidates = prefer(candidates, (provider) =>
-        wants.avoidDomains === undefined ? true : provider.domains.every((domain) => !wants.avoidDomains!.has(domain))
-      )
-      candidates = prefer(candidates, (provider) => wants.aboveTier === undefined || provider.tier > wants.aboveTier)
-      return { tiers: byTier(candidates), contextShort }
-    }
-
-    /** Candidates grouped by tier, lowest first. */
-    const byTier = (candidates: ReadonlyArray<ProviderEntry>): ReadonlyArray<ReadonlyArray<ProviderEntry>> => {
-      if (candidates.length === 0) return []
-      const tier = candidates[0]!.tier
-      if (candidates.every((provider) => provider.tier === tier)) return [candidates]
-      const groups = new Map<number, Array<ProviderEntry>>()
-      for (const provider of candidates) {
-        const group = groups.get(provider.tier)
-        if (group === undefined) groups.set(provider.tier, [provider])
-        else group.push(provider)
-      }
-      return [...groups.entries()].sort(([a], [b]) => a - b).map(([, group]) => group)
-    }
-
-    /** The candidates that satisfy a preference, or all of them if none does. */
-    const prefer = (candidates: Array<ProviderEntry>, predicate: (provider: ProviderEntry) => boolean) => {
-      if (candidates.every(predicate)) return candidates
-      const preferred = candidates.filter(predicate)
-      return preferred.length > 0 ? preferred : candidates
-    }
-
-    const zero = Effect.succeed(0)
-
-    /** How long until the provider's domains all admit the cost (memoized per domain for one selection). */
-    const delayOf = (
-      provider: ProviderEntry,
-      cost: Router.SubmitOptions["cost"],
-      at: number,
-      known: Map<QuotaDomain, number>
-    ): Effect.Effect<number> => {
-      if (provider.domains.length === 0) return zero
-      if (provider.domains.length === 1) {
-        const domain = provider.domains[0]!
-        const memo = known.get(domain)
-        if (memo !== undefined) return Effect.succeed(memo)
-        return Effect.tap(admissibleIn(domain, cost, at), (delay) => Effect.sync(() => known.set(domain, delay)))
-      }
-      return Effect.map(
-        Effect.forEach(provider.domains, (domain) => {
-          const memo = known.get(domain)
-          if (memo !== undefined) return Effect.succeed(memo)
-          return Effect.tap(admissibleIn(domain, cost, at), (delay) => Effect.sync(() => known.set(domain, delay)))
-        }),
-        (delays) => Math.max(...delays)
-      )
-    }
-
-    /**
-     * The provider for the next hop. By tier, lowest first: the strategy's
-     * pick if its domains admit now (the usual case: one look); otherwise the
-     * tier's providers whose domains admit now, picked among by the strategy.
-     * When none admits in any tier, the one admitted first, if before the
-     * deadline.
-     */
-    const select = (
-      wants: Wants,
-      cost: Router.SubmitOptions["cost"],
-      deadlineAt: number | undefined
-    ): Effect.Effect<ProviderEntry, RouterError> =>
-      Effect.gen(function* () {
-        const at = now()
-        const generation = registry.current()
-        const { contextShort, tiers } = acceptable(generation, wants, at)
-        if (tiers.length === 0) {
-          return yield* Effect.fail(
-            contextShort
-              ? new RouterError({
-                  router: name,
-                  reason: "ContextWindow",
-                  contextTokens: wants.contextAbove ?? wants.contextAtLeast,
-                  largestWindow: largestWindow(generation.active)
-                })
-              : new RouterError({ router: name, reason: "NoProvider" })
-          )
-        }
-        const known = new Map<QuotaDomain, number>()
-        let earliest: ProviderEntry | undefined
-        let earliestDelay = Number.POSITIVE_INFINITY
-        for (const group of tiers) {
-          const first = strategy.pick(group)
-          const firstDelay = yield* delayOf(first, cost, at, known)
-          if (firstDelay === 0) return first
-          const ready: Array<ProviderEntry> = []
-          for (const provider of group) {
-            const delay = provider === first ? firstDelay : yield* delayOf(provider, cost, at, known)
-            if (delay === 0) ready.push(provider)
-            else if (delay < earliestDelay) {
-              earliestDelay = delay
-              earliest = provider
-            }
-          }
-          if (ready.length > 0) return strategy.pick(ready)
-        }
-        // Nothing admits now: the earliest admission, in its Executor's lane (a cost none can ever admit goes
-        // to the first candidate, whose Executor says why).
-        if (earliest === undefined) return tiers[0]![0]!
-        if (deadlineAt !== undefined && at + earliestDelay > deadlineAt) {
-          return yield* Effect.fail(
-            new RouterError({
-              router: name,
-              reason: "NoAdmission",
-              earliestMillis: Math.ceil(earliestDelay),
-              deadlineMillis: Math.max(0, deadlineAt - at)
-            })
-          )
-        }
-        return earliest
-      })
 
     // ---- signals ----------------------------------------------------------------
 
@@ -469,7 +281,7 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
       const wasEjecting = provider.ejectionReason !== undefined
       const verdict = outlier.failure(provider, at, pool, ejected)
       if (verdict._tag === "Ejected") {
-        if (!wasEjecting) ejecting++
+        if (!wasEjecting) selection.ejected()
         metrics.of(provider).ejections.unsafeUpdate(1, [])
         emit(() => ({
           _tag: "Ejected",
@@ -503,7 +315,7 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
         const startedAt = now()
         const deadlineMillis = submitOptions?.deadline === undefined ? routerDeadline : millisOf(submitOptions.deadline)
         const deadlineAt = deadlineMillis === undefined ? undefined : startedAt + deadlineMillis
-        const wants: Wants = {
+        const wants: Selection.Wants = {
           tried: new Set(),
           contextAtLeast: submitOptions?.contextTokens,
           contextAbove: undefined,
@@ -514,7 +326,7 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
         yield* budget.recordRequest
         let hop = 0
         while (true) {
-          const provider = yield* select(wants, submitOptions?.cost, deadlineAt)
+          const provider = yield* selection.select(wants, submitOptions?.cost, deadlineAt)
           hop++
           const route: Router.Route = {
             provider: provider.name,
@@ -576,22 +388,11 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
           if (hop >= maxAttempts) return yield* Effect.fail(error)
           if (deadlineAt !== undefined && now() >= deadlineAt) return yield* Effect.fail(error)
           // The fallback is checked before the hop: with nowhere to go, the call fails with its own error.
-          if (!hasCandidate(wants)) return yield* Effect.fail(error)
+          if (!selection.hasCandidate(wants)) return yield* Effect.fail(error)
           if (!(yield* budget.tryRetry)) return yield* Effect.fail(error)
           emit(() => ({ _tag: "Fallback", router: name, at: now(), provider: provider.name, signal: signal._tag, hop }))
         }
       })
-
-    /** Whether any provider is left for the next hop (health and quota aside). */
-    const hasCandidate = (wants: Wants) =>
-      registry
-        .current()
-        .active.some(
-          (provider) =>
-            !wants.tried.has(provider) &&
-            (wants.only === undefined || wants.only.has(provider.name)) &&
-            fitsContext(provider, wants)
-        )
 
     // ---- observation ----------------------------------------------------------------
 
