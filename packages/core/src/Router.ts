@@ -40,7 +40,8 @@
  *   budget (`Retry.makeBudget`).
  * - **Run-time changes** against a generation-numbered snapshot: `add`,
  *   `drain` (no new work; what is in flight finishes), `remove` (drain, then
- *   forget). Nothing in flight is lost or sent twice.
+ *   forget), `replace` (the new one takes new work at once, the old one
+ *   drains). Nothing in flight is lost or sent twice.
  * - **Observability**: `snapshot`, a stream of {@link RouterEvent}s, and
  *   Metrics tagged by provider and domain.
  *
@@ -299,7 +300,7 @@ export interface DomainSnapshot {
  */
 export interface Snapshot {
   readonly router: string
-  /** Bumped by every add, drain and remove. */
+  /** Bumped by every add, drain, remove and replace. */
   readonly generation: number
   /** Fewer than the panic threshold are healthy: every provider takes traffic. */
   readonly panic: boolean
@@ -381,6 +382,13 @@ export interface RouterShape {
   readonly drain: (provider: string) => Effect.Effect<void, RouterError>
   /** Drains the provider, then forgets it. */
   readonly remove: (provider: string) => Effect.Effect<void, RouterError>
+  /**
+   * Puts a provider in the place of the one of its name (a new key, a new
+   * endpoint): new work goes to it at once, in one generation; the old one
+   * finishes what it has in flight and is forgotten. Answers the generation
+   * once the old one has drained.
+   */
+  readonly replace: (provider: ProviderOptions) => Effect.Effect<number, RouterError | InvalidOptionsError>
   readonly snapshot: Effect.Effect<Snapshot>
   /** Every router event from subscription on; slow subscribers lose the oldest. */
   readonly events: Stream.Stream<RouterEvent>

@@ -259,6 +259,35 @@ describe("Router run-time changes", () => {
     })
   )
 
+  it.scoped("replace sends new work to the new provider at once; the old one finishes what it has", () =>
+    Effect.gen(function* () {
+      const router = yield* Router.make({ name: "replace", providers: [yield* provider("a")] })
+      const latch = yield* Deferred.make<void>()
+      const oldCall = yield* Effect.fork(
+        router.submit((route) => Effect.zipRight(Deferred.await(latch), whereItWent(route)))
+      )
+      yield* TestClock.adjust(0)
+      const fresh = yield* provider("a")
+      const replacing = yield* Effect.fork(router.replace(fresh))
+      yield* TestClock.adjust(0)
+      // Both are held: the new one under the name, the old one draining its call.
+      expect((yield* router.snapshot).providers.map((p) => [p.name, p.state, p.inFlight])).toEqual([
+        ["a", "active", 0],
+        ["a", "draining", 1]
+      ])
+      // New work goes to the new provider's executor.
+      yield* router.submit(whereItWent)
+      yield* router.submit(whereItWent)
+      expect((yield* fresh.executor.stats).completed).toBe(2)
+      expect((yield* Fiber.poll(replacing))._tag).toBe("None")
+      yield* Deferred.succeed(latch, undefined)
+      expect(yield* Fiber.join(oldCall)).toBe("a")
+      expect(yield* Fiber.join(replacing)).toBe(2)
+      expect((yield* router.snapshot).providers.map((p) => [p.name, p.state, p.inFlight])).toEqual([["a", "active", 0]])
+      expect((yield* fresh.executor.stats).completed).toBe(2)
+    })
+  )
+
   it.scoped("with every provider gone the call fails with NoProvider, never hangs", () =>
     Effect.gen(function* () {
       const router = yield* Router.make({ name: "empty", providers: [yield* provider("a")] })

@@ -195,7 +195,7 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
       name,
       (provider, change, generation) => {
         // A provider that stops taking work is no longer the selection's concern.
-        if (change === "Draining") selection.leftPool(provider)
+        if (change === "Draining" || change === "Replaced") selection.leftPool(provider)
         emit(() => ({ _tag: "ProviderChanged", router: name, at: now(), provider: provider.name, change, generation }))
       },
       (provider) => metrics.of(provider).inFlight.unsafeUpdate(provider.inFlight, [])
@@ -225,6 +225,12 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
       Effect.flatMap(decodeProvider(provider), () => {
         const entry = entryOf(provider)
         return entry instanceof RouterError ? Effect.fail(entry) : registry.add(entry)
+      })
+
+    const replace = (provider: Router.ProviderOptions) =>
+      Effect.flatMap(decodeProvider(provider), () => {
+        const entry = entryOf(provider)
+        return entry instanceof RouterError ? Effect.fail(entry) : registry.replace(entry)
       })
 
     for (const provider of options.providers ?? []) {
@@ -363,7 +369,7 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
           const error = result.left
           const signal = classifyError(error)
           metrics.of(provider).call(signal._tag)
-          wants.tried.add(provider)
+          wants.tried.add(provider.name)
           switch (signal._tag) {
             case "RateLimited":
               yield* rateLimited(provider, signal.retryAfterMillis)
@@ -442,6 +448,7 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
       add,
       drain: registry.drain,
       remove: registry.remove,
+      replace,
       snapshot,
       events: events.stream,
       subscribe: events.subscribe

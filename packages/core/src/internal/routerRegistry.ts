@@ -33,7 +33,7 @@ export interface Generation {
   readonly smallestWindow: number
 }
 
-export type Change = "Added" | "Draining" | "Drained" | "Removed"
+export type Change = "Added" | "Draining" | "Drained" | "Removed" | "Replaced"
 
 /** What dispatch answers when the provider stopped taking work after it was chosen. */
 export const NotTaken: unique symbol = Symbol("@sluice/core/Router/NotTaken")
@@ -46,6 +46,8 @@ export const make = (
   onCount: (provider: ProviderEntry) => void
 ) => {
   const byName = new Map<string, ProviderEntry>()
+  /** Providers replaced and still draining (their names belong to their replacements). */
+  const retiring = new Set<ProviderEntry>()
   let current: Generation = { number: 0, active: [], tiers: [], smallestWindow: Number.POSITIVE_INFINITY }
   let inFlightTotal = 0
 
@@ -122,6 +124,33 @@ export const make = (
       )
     })
 
+  /**
+   * Puts `provider` in the place of the provider of its name, in one
+   * generation: new work goes to the new one at once; the old one drains
+   * (what it has in flight finishes there) and is forgotten. Completes when
+   * the old one has drained.
+   */
+  const replace = (provider: ProviderEntry): Effect.Effect<number, RouterError> =>
+    Effect.suspend(() => {
+      const old = byName.get(provider.name)
+      if (old === undefined) return Effect.fail(unknown(provider.name))
+      old.status = "draining"
+      retiring.add(old)
+      byName.set(provider.name, provider)
+      publish()
+      const generation = current.number
+      onChange(old, "Replaced", generation)
+      return Effect.as(
+        Effect.tap(drainEntry(old), () =>
+          Effect.sync(() => {
+            old.status = "removed"
+            retiring.delete(old)
+          })
+        ),
+        generation
+      )
+    })
+
   /** Runs `use` counted on the provider, or answers `NotTaken` if it no longer takes work. */
   const dispatch = <A, E, R>(provider: ProviderEntry, use: Effect.Effect<A, E, R>): Effect.Effect<A | NotTaken, E, R> =>
     Effect.acquireUseRelease(
@@ -150,11 +179,13 @@ export const make = (
   return {
     current: () => current,
     get: (name: string) => byName.get(name),
-    all: () => [...byName.values()],
+    /** Every provider held: those by name, then those replaced and still draining. */
+    all: () => [...byName.values(), ...retiring],
     inFlightTotal: () => inFlightTotal,
     add,
     drain,
     remove,
+    replace,
     dispatch
   }
 }

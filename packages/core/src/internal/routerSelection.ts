@@ -28,8 +28,8 @@ import type * as Strategy from "./routerStrategy.js"
 
 /** What a call's next hop asks of the provider it goes to. */
 export interface Wants {
-  /** Providers this call has already been sent to. */
-  readonly tried: Set<ProviderEntry>
+  /** Providers (by name: a replacement counts as the one it replaced) this call has already been sent to. */
+  readonly tried: Set<string>
   /** The declared window must be at least this (the call's context). */
   contextAtLeast: number | undefined
   /** The declared window must be above this (after `ContextTooLong`). */
@@ -104,7 +104,7 @@ export const make = (host: Host) => {
         ejecting--
         host.returned(provider, at)
       }
-      if (wants.tried.has(provider)) continue
+      if (wants.tried.has(provider.name)) continue
       if (wants.only !== undefined && !wants.only.has(provider.name)) continue
       if (!fitsContext(provider, wants)) {
         contextShort = true
@@ -240,7 +240,7 @@ export const make = (host: Host) => {
       .generation()
       .active.some(
         (provider) =>
-          !wants.tried.has(provider) &&
+          !wants.tried.has(provider.name) &&
           (wants.only === undefined || wants.only.has(provider.name)) &&
           fitsContext(provider, wants)
       )
