@@ -144,7 +144,12 @@ export interface ProviderOptions {
   readonly name: string
   /** The provider's own Executor; to share a domain's quota, build it with the domain's limiter. */
   readonly executor: ExecutorShape
-  /** The quota domains it draws on (names of `domains`); none: its quota is its own business. */
+  /**
+   * The quota domains it draws on (names of `domains`); none: its quota is its
+   * own business. Its Executor charges one limiter key (the one `key` names,
+   * its first domain's by default); the Router checks that every domain it
+   * lists can admit a call, and cools every one of them down on its 429.
+   */
   readonly domains?: ReadonlyArray<string> | undefined
   /** The key its Executor is called with. Default its first domain's key, else `"default"`. */
   readonly key?: string | undefined
