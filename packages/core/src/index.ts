@@ -20,3 +20,5 @@ export * as RateLimiterStore from "./RateLimiterStore.js"
 export * as RequestEvent from "./RequestEvent.js"
 /** @since 0.1.0 */
 export * as Retry from "./Retry.js"
+/** @since 0.1.0 */
+export * as Router from "./Router.js"

@@ -1,0 +1,103 @@
+/**
+ * How the Router chooses among candidates that are equally acceptable (same
+ * tier, not ejected, quota ready): one small swappable piece per strategy,
+ * each `pick(candidates)`, kept like Effect `Pool`'s `Strategy` object. Each
+ * is O(1) per pick except smooth weighted round robin, one pass over the
+ * candidates with no allocation (nginx's algorithm, which its smoothness needs).
+ *
+ * - `roundRobin`: each in turn.
+ * - `weightedRoundRobin`: smooth weighted round robin (nginx): weights 5, 1, 1
+ *   give a a b a c a a, never a burst of one provider.
+ * - `leastOutstanding`: power of two choices (two at random, the one with
+ *   fewer calls in flight), on the exact in-flight counts the registry keeps.
+ * - `lowestLatency`: power of two choices on the latency EWMA of successful
+ *   calls (per output token when the call says how many); a provider with no
+ *   sample yet is tried first.
+ *
+ * Randomness comes from a seeded generator drawn from Effect's `Random` when
+ * the Router is made, so a test that seeds `Random` sees the same picks.
+ */
+import type { ProviderEntry } from "./routerProvider.js"
+
+export type StrategyName = "roundRobin" | "weightedRoundRobin" | "leastOutstanding" | "lowestLatency"
+
+export interface Strategy {
+  readonly name: StrategyName
+  /** One of `candidates` (never empty). */
+  readonly pick: (candidates: ReadonlyArray<ProviderEntry>) => ProviderEntry
+}
+
+/** A uniform integer in [0, bound). */
+export type Draw = (bound: number) => number
+
+/** mulberry32: a small seeded generator (the picks need speed, not cryptography). */
+export const makeDraw = (seed: number): Draw => {
+  let state = seed >>> 0
+  return (bound) => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let t = state
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * bound)
+  }
+}
+
+const roundRobin = (): Strategy => {
+  let turn = 0
+  return {
+    name: "roundRobin",
+    pick: (candidates) => candidates[turn++ % candidates.length]!
+  }
+}
+
+const weightedRoundRobin = (): Strategy => ({
+  name: "weightedRoundRobin",
+  pick: (candidates) => {
+    let total = 0
+    let best = candidates[0]!
+    for (let i = 0; i < candidates.length; i++) {
+      const candidate = candidates[i]!
+      candidate.currentWeight += candidate.weight
+      total += candidate.weight
+      if (candidate.currentWeight > best.currentWeight) best = candidate
+    }
+    best.currentWeight -= total
+    return best
+  }
+})
+
+/** Two distinct candidates at random; the better by `score` (lower wins; ties go to the first drawn). */
+const twoChoices =
+  (draw: Draw, score: (candidate: ProviderEntry) => number) =>
+  (candidates: ReadonlyArray<ProviderEntry>): ProviderEntry => {
+    if (candidates.length === 1) return candidates[0]!
+    const first = draw(candidates.length)
+    let second = draw(candidates.length - 1)
+    if (second >= first) second++
+    const a = candidates[first]!
+    const b = candidates[second]!
+    return score(b) < score(a) ? b : a
+  }
+
+const leastOutstanding = (draw: Draw): Strategy => ({
+  name: "leastOutstanding",
+  pick: twoChoices(draw, (candidate) => candidate.inFlight)
+})
+
+const lowestLatency = (draw: Draw): Strategy => ({
+  name: "lowestLatency",
+  pick: twoChoices(draw, (candidate) => candidate.ewmaMillis ?? Number.NEGATIVE_INFINITY)
+})
+
+export const make = (name: StrategyName, draw: Draw): Strategy => {
+  switch (name) {
+    case "roundRobin":
+      return roundRobin()
+    case "weightedRoundRobin":
+      return weightedRoundRobin()
+    case "leastOutstanding":
+      return leastOutstanding(draw)
+    case "lowestLatency":
+      return lowestLatency(draw)
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * Shared pieces of the Router tests: providers whose behaviour a test
+ * scripts per call, quota domains over memory limiters, and an error that
+ * speaks the `reason` vocabulary of `ApiError` and `ModelError`.
+ */
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Executor from "../../src/Executor.js"
+import * as RateLimiter from "../../src/RateLimiter.js"
+import * as RateLimiterStore from "../../src/RateLimiterStore.js"
+import type * as Router from "../../src/Router.js"
+
+export class Upstream extends Schema.TaggedError<Upstream>()("Upstream", {
+  reason: Schema.Literal("RateLimited", "ServerError", "ClientError", "ContextTooLong", "ContentFiltered"),
+  provider: Schema.String,
+  retryAfterMillis: Schema.optional(Schema.Number)
+}) {}
+
+export const fail = (reason: Upstream["reason"], provider: string, retryAfterMillis?: number) =>
+  Effect.fail(new Upstream({ reason, provider, ...(retryAfterMillis === undefined ? {} : { retryAfterMillis }) }))
+
+/** A domain's limiter: `limit` requests per `interval`, a burst of `capacity`. */
+export const domainLimiter = (limit: number, interval: Duration.DurationInput, capacity = limit) =>
+  RateLimiter.make({ limits: { requests: { limit, interval, capacity, windowMargin: 0 } } }).pipe(
+    Effect.provide(RateLimiterStore.layerMemory())
+  )
+
+/** A provider with an executor of its own, over `limiter` when it belongs to a domain. */
+export const provider = (
+  name: string,
+  extra: Omit<Router.ProviderOptions, "name" | "executor"> & { readonly limiter?: RateLimiter.RateLimiterShape } = {}
+): Effect.Effect<Router.ProviderOptions, never, Scope.Scope> =>
+  Effect.map(
+    Effect.orDie(
+      Executor.make({
+        name,
+        concurrency: 100,
+        ...(extra.limiter === undefined ? {} : { rateLimiter: extra.limiter }),
+        spans: false
+      })
+    ),
+    (executor) => {
+      const { limiter: _, ...rest } = extra
+      return { name, executor, ...rest }
+    }
+  )
+
+/** Answers with the provider's name, so a test sees where each call went. */
+export const whereItWent = (route: Router.Route) => Effect.succeed(route.provider)
