@@ -72,6 +72,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Demo from "./Demo.js"
 import * as HttpSend from "./HttpSend.js"
+import * as CompactionPause from "./internal/compactionPause.js"
 import * as DurationFlag from "./internal/durationFlag.js"
 import * as View from "./internal/progressView.js"
 import * as Signals from "./internal/signals.js"
@@ -490,7 +491,8 @@ const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
         halt: send.halted,
         retryFailed: flags.retryFailed,
         drainTimeout: flags.drainTimeout,
-        onMalformed: (malformed) => view.print(View.malformedLine(malformed))
+        onMalformed: (malformed) => view.print(View.malformedLine(malformed)),
+        onCompaction: yield* CompactionPause.fromEnvironment
       },
       send
     )

@@ -61,8 +61,16 @@ export const newId = (): string => `batch_req_${randomUUID().replace(/-/g, "")}`
 
 const toIso = (millis: number) => new Date(millis).toISOString()
 
-/** A short machine-readable code for a kind of failure, in OpenAI's style (`rate_limit_exceeded`). */
-export const codeOf = (kind: string): string => {
+/**
+ * A short machine-readable code for a failure, in OpenAI's style: by the
+ * status the provider answered when there is one (`rate_limit_exceeded`,
+ * `server_error`, `invalid_request`), else by its kind (`timeout`,
+ * `connection_error`, `provider_unavailable`, ...).
+ */
+export const codeOf = (kind: string, status?: number | undefined): string => {
+  if (status === 429) return "rate_limit_exceeded"
+  if (status !== undefined && status >= 500) return "server_error"
+  if (status !== undefined && status >= 400) return "invalid_request"
   switch (kind) {
     case "RateLimited":
       return "rate_limit_exceeded"
@@ -116,7 +124,7 @@ export const failed = (customId: string, failure: Failure, extras: Extras) => ({
   id: newId(),
   custom_id: customId,
   response: null,
-  error: { code: codeOf(failure.kind), message: failure.message },
+  error: { code: codeOf(failure.kind, failure.status), message: failure.message },
   sluice: {
     ...extrasOf("failed", extras),
     error: {
