@@ -90,7 +90,9 @@ const compacted = (text: string): string => {
     .split("\n")
     .filter((line) => line !== "")
   const latest = new Map<string, number>()
-  lines.forEach((line, index) => latest.set(JSON.parse(line).custom_id, index))
+  lines.forEach((line, index) => {
+    latest.set(JSON.parse(line).custom_id, index)
+  })
   return lines
     .filter((line, index) => {
       const record = JSON.parse(line)
