@@ -1,14 +1,15 @@
 /**
- * The sender's machinery: one ApiClient for the run. Chat and embeddings lines
- * go through the Model (`@sluice/model`: the token estimate is reserved on the
- * token limit and reconciled with the usage the answer reports); any other URL
- * is posted through the same ApiClient as it is, estimated by the Model's
- * estimator. `RunStats` counts the requests from the client's Executor events.
+ * The sender's machinery: one ApiClient for the run. Every line goes through
+ * the Model's call for its endpoint (`chat`, `embed`, `complete`: the body
+ * checked, the token estimate reserved on the token limit and reconciled with
+ * the usage the answer reports). `RunStats` counts the requests from the
+ * client's Executor events.
  *
  * The ApiClient runs over a `HttpClient` wrapped to see every attempt: each
  * call is named in a FiberRef (which the Executor carries into the fiber
  * running each attempt), so the wrapper can count the attempts of each line
- * (its result's `attempts`), tell `RunStats` of each 429, and, while the run
+ * (its result's `attempts`), keep its last answer's status and `x-request-id`
+ * (for the output record), tell `RunStats` of each 429, and, while the run
  * learns its limits, read the first answer that reports them: it replaces the
  * limits of the client's limiter (`learningLimiter.ts`) before the ApiClient
  * reads that answer, so the ApiClient's own header feed seeds the new limits.
