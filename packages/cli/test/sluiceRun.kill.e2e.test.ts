@@ -102,11 +102,21 @@ const compacted = (text: string): string => {
     .join("")
 }
 
-/** Complete lines of the output so far, and whether one is a failure (read as text: the test polls it often). */
-const progressOf = (file: string) => {
-  const text = completeLines(read(file))
-  return { lines: text.split("\n").length - 1, failure: text.includes('"response":null,"error":{"code"') }
-}
+/**
+ * Complete lines of the output so far, and whether one is a failure: read as text, and again only when the file's
+ * size changed (the test polls it often, and it grows to megabytes).
+ */
+const progressOf = (() => {
+  let seen: { readonly size: number; readonly lines: number; readonly failure: boolean } | undefined
+  return (file: string) => {
+    const size = fs.existsSync(file) ? fs.statSync(file).size : 0
+    if (seen?.size !== size) {
+      const text = completeLines(read(file))
+      seen = { size, lines: text.split("\n").length - 1, failure: text.includes('"response":null,"error":{"code"') }
+    }
+    return seen
+  }
+})()
 
 const kill = async (run: Sluice) => {
   run.child.kill("SIGKILL")
