@@ -501,7 +501,13 @@ describe("sluice run", () => {
         error: { code: "server_error" },
         sluice: {
           status: "failed",
-          error: { kind: "ProviderUnavailable", reason: "server error (500)", status: 500, retryable: true }
+          error: {
+            kind: "ProviderUnavailable",
+            reason: "server error (500)",
+            status: 500,
+            retryable: true,
+            request_id: expect.stringMatching(/^req_mock_/)
+          }
         }
       })
 

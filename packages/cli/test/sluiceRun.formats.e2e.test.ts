@@ -90,6 +90,8 @@ describe("sluice run, OpenAI's batch formats", () => {
           line("responses", "/v1/responses", { model: "mock-model", input: "hi" }),
           // A completions body without its prompt: the line's own failure, sent nowhere.
           line("no-prompt", "/v1/completions", { model: "mock-model" }),
+          // A body the server refuses (400): the line's own failure, with the answer's status and request id.
+          line("too-wide", "/v1/embeddings", { model: "mock-embedding", input: "x", dimensions: 5000 }),
           "{not json"
         ].join("\n")}\n`
       )
@@ -99,14 +101,14 @@ describe("sluice run, OpenAI's batch formats", () => {
         KEY_ENV
       )
       expect(run.code).toBe(1)
-      expect(JSON.parse(run.stdout)).toMatchObject({ succeeded: 3, failed: 1, malformed: 2, stopReason: "completed" })
+      expect(JSON.parse(run.stdout)).toMatchObject({ succeeded: 3, failed: 2, malformed: 2, stopReason: "completed" })
       expect(run.stderr).toContain(
         'line 4 (custom_id "responses"): url must be one of /v1/chat/completions, /v1/embeddings, /v1/completions'
       )
 
       const results = readResults(output)
       expect(results.torn).toBe(false)
-      expect([...results.ids].sort()).toEqual(["chat", "complete", "embed", "no-prompt"])
+      expect([...results.ids].sort()).toEqual(["chat", "complete", "embed", "no-prompt", "too-wide"])
       const byId = new Map(results.lines.map((record) => [record.custom_id as string, record]))
       for (const record of results.lines) {
         decodeOutput(record)
@@ -114,13 +116,14 @@ describe("sluice run, OpenAI's batch formats", () => {
         expect(Object.keys(record).sort()).toEqual(["custom_id", "error", "id", "response", "sluice"])
         expect(record.id).toMatch(/^batch_req_[0-9a-f]{32}$/)
       }
-      expect(new Set(results.lines.map((record) => record.id)).size).toBe(4)
+      expect(new Set(results.lines.map((record) => record.id)).size).toBe(5)
 
       // Each endpoint's answer as the provider gave it, under response.body.
       const log = await Effect.runPromise(provider.log)
       expect(log.map((entry) => entry.path).sort()).toEqual([
         "/v1/chat/completions",
         "/v1/completions",
+        "/v1/embeddings",
         "/v1/embeddings"
       ])
       for (const [id, schema, path] of [
@@ -132,7 +135,7 @@ describe("sluice run, OpenAI's batch formats", () => {
         expect(record.error).toBeNull()
         expect(record.response).toMatchObject({ status_code: 200, request_id: expect.stringMatching(/^req_mock_/) })
         Schema.decodeUnknownSync(schema as Schema.Schema<unknown, unknown>)(record.response.body)
-        const served = log.find((entry) => entry.path === path)!
+        const served = log.find((entry) => entry.path === path && entry.status === 200)!
         expect(record.sluice).toMatchObject({
           status: "succeeded",
           attempts: 1,
@@ -148,6 +151,16 @@ describe("sluice run, OpenAI's batch formats", () => {
         error: { code: "invalid_request", message: expect.stringContaining("prompt") },
         sluice: { status: "failed", error: { retryable: false } }
       })
+      expect(byId.get("no-prompt")!.sluice.error.request_id).toBeUndefined()
+      expect(byId.get("too-wide")).toMatchObject({
+        response: null,
+        error: { code: "invalid_request", message: expect.stringContaining("dimensions") },
+        sluice: {
+          status: "failed",
+          attempts: 1,
+          error: { status: 400, retryable: false, request_id: expect.stringMatching(/^req_mock_/) }
+        }
+      })
 
       const errors = fs
         .readFileSync(`${output}.errors.jsonl`, "utf8")
@@ -160,7 +173,7 @@ describe("sluice run, OpenAI's batch formats", () => {
           "invalid_request",
           "line 4: url must be one of /v1/chat/completions, /v1/embeddings, /v1/completions"
         ],
-        [null, "invalid_request", "line 6: not valid JSON"]
+        [null, "invalid_request", "line 7: not valid JSON"]
       ])
       for (const text of [run.stdout, run.stderr, fs.readFileSync(output, "utf8")]) expect(text).not.toContain(API_KEY)
     },

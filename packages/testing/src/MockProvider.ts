@@ -51,7 +51,7 @@
  *    body (the answer in `slowBody.chunks` pieces, `slowBody.interval` apart);
  *    else the answer. A streamed answer is cut or slowed the same way (its
  *    events' text).
- * Answers from step 4 on carry an `x-request-id` (`req_mock_<n>`, counting up) and
+ * Answers from step 3 on carry an `x-request-id` (`req_mock_<n>`, counting up); from step 4 on also
  * `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`
  * for each configured limit; a reset is the time until the window holds
  * nothing of that limit, in OpenAI's format (`1s`, `6m0s`, `12ms`). They also

@@ -11,7 +11,8 @@
  * Decided where OpenAI's format leaves it open:
  * - a line that failed has `response: null` and `error: { code, message }`:
  *   Sluice keeps a short excerpt of a failed answer's body, not the body, so it
- *   does not make one up; the status the provider answered is `sluice.error.status`;
+ *   does not make one up; the status the provider answered is `sluice.error.status`
+ *   and its `x-request-id` `sluice.error.request_id`;
  * - results and failures share the output file (one record per `custom_id`,
  *   the latest), which is what resume reads; the errors file holds the input
  *   lines that could not be run, in the same shape (`custom_id` null when the
@@ -45,6 +46,8 @@ export interface Failure {
   readonly reason?: string | undefined
   /** The provider's HTTP status, when it answered. */
   readonly status?: number | undefined
+  /** The `x-request-id` of the answer that refused the line, when it had one. */
+  readonly requestId?: string | undefined
   readonly retryable: boolean
 }
 
@@ -131,6 +134,7 @@ export const failed = (customId: string, failure: Failure, extras: Extras) => ({
       kind: failure.kind,
       ...(failure.reason === undefined ? {} : { reason: failure.reason }),
       ...(failure.status === undefined ? {} : { status: failure.status }),
+      ...(failure.requestId === undefined ? {} : { request_id: failure.requestId }),
       retryable: failure.retryable
     }
   }

@@ -379,7 +379,13 @@ export const make = (
       }
     }
 
-    const failed = (failure: CallFailure, verdict: FailureKind.Verdict, attemptsMade: number) =>
+    /** A line's final failure; with the `x-request-id` of the answer that refused it, when one did. */
+    const failed = (
+      failure: CallFailure,
+      verdict: FailureKind.Verdict,
+      attemptsMade: number,
+      answer: { readonly status: number; readonly requestId: string | undefined } | undefined
+    ) =>
       new RunError({
         reason: "SendFailed",
         errorKind: verdict.errorKind,
@@ -387,7 +393,8 @@ export const make = (
         attempts: attemptsMade,
         retryable: verdict.retryable,
         label: verdict.label,
-        ...(verdict.status === undefined ? {} : { status: verdict.status })
+        ...(verdict.status === undefined ? {} : { status: verdict.status }),
+        ...(answer?.requestId !== undefined && answer.status === verdict.status ? { requestId: answer.requestId } : {})
       })
 
     /** The run stops: every line would be refused the same way. */
@@ -428,12 +435,12 @@ export const make = (
           const verdict = FailureKind.verdictOf(failure)
           if (verdict.class === "auth") return authFailed(line, failure, verdict)
           if (outage === undefined || verdict.class !== "systemic") {
-            return Effect.fail(failed(failure, verdict, attemptsOf()))
+            return Effect.fail(failed(failure, verdict, attemptsOf(), lastAnswer.get(id)))
           }
           // Refused by the open breaker, or no answer to anyone since its last attempt began: the provider is down.
           const refused = verdict.refused
           if (!refused && outage.answers() !== (answersAtAttempt.get(id) ?? -1)) {
-            return Effect.fail(failed(failure, verdict, attemptsOf()))
+            return Effect.fail(failed(failure, verdict, attemptsOf(), lastAnswer.get(id)))
           }
           // Until the breaker would let it through, else a backoff; woken early by a sign the provider is back.
           const retryAfter = (failure as { readonly retryAfterMillis?: unknown }).retryAfterMillis

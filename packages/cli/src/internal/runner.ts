@@ -219,6 +219,7 @@ export const run = (
                 message: failure.detail,
                 reason: failure.label,
                 status: failure.status,
+                requestId: failure.requestId,
                 retryable: failure.retryable ?? isRetryableKind(failure.errorKind)
               },
               { ...timing, attempts: failure.attempts ?? 1 }

@@ -312,7 +312,9 @@ export const make = (
             outcome: "badRequest",
             status: 400
           })
-          return json(400, answers.errorBody(decided.left.message, "invalid_request_error", null, decided.left.param))
+          return json(400, answers.errorBody(decided.left.message, "invalid_request_error", null, decided.left.param), {
+            "x-request-id": nextRequestId()
+          })
         }
 
         const answer = decided.right
