@@ -11,8 +11,7 @@
  * `@sluice/core`'s RateLimiter `reconcile` and `refund`. What this module adds:
  *
  * - the wire format as Schemas (`ChatRequest`, `ChatResponse`, `EmbedRequest`,
- *   `CompletionRequest`, `CompletionResponse`,
- *   `EmbedResponse`), with every field it does not name passed through
+ *   `EmbedResponse`, `CompletionRequest`, `CompletionResponse`), with every field it does not name passed through
  *   untouched; a request is validated before anything is reserved or sent;
  * - token accounting: a pluggable {@link TokenEstimator} (prompt + maximum
  *   output) reserved on the endpoint's `tokens` limit before the call, then
