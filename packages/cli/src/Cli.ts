@@ -78,6 +78,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Demo from "./Demo.js"
 import * as HttpSend from "./HttpSend.js"
+import * as CompactionPause from "./internal/compactionPause.js"
 import * as Flags from "./internal/flags.js"
 import * as View from "./internal/progressView.js"
 import * as Signals from "./internal/signals.js"
@@ -503,7 +504,8 @@ const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
         halt: send.halted,
         retryFailed: flags.retryFailed,
         drainTimeout: flags.drainTimeout,
-        onMalformed: (malformed) => view.print(View.malformedLine(malformed))
+        onMalformed: (malformed) => view.print(View.malformedLine(malformed)),
+        onCompaction: yield* CompactionPause.fromEnvironment
       },
       send
     )

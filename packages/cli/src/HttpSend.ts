@@ -1,10 +1,12 @@
 /**
  * A `Send` over HTTP: each batch line's `body` POSTed to its `url` under a
- * base URL. Chat and embeddings lines go through the Model (`@sluice/model`:
- * the token estimate reserved on the token limit and reconciled with what
- * the provider counted), any other URL through the same `ApiClient` as it is;
- * either way the endpoint's Executor applies the limits, the concurrency, the
- * per-attempt `timeout` and retries up to `maxAttempts`.
+ * base URL. A line names one of the Batch API's endpoints (chat completions,
+ * embeddings, the legacy completions) and goes through the Model's call for it
+ * (`@sluice/model`: the body checked, the token estimate reserved on the token
+ * limit and reconciled with what the provider counted); the endpoint's
+ * Executor applies the limits, the concurrency, the per-attempt `timeout` and
+ * retries up to `maxAttempts`. The result carries the answer's status and
+ * `x-request-id` (for OpenAI's batch output record).
  *
  * One ApiClient per run, whose limits are known up front or learned. The
  * first line goes alone, and its answer's headers (`x-ratelimit-limit-*`,
@@ -35,7 +37,7 @@
  * read the first answer's headers), `Deferred` (the decision the waiting lines
  * wait on) and `Scope`. What `@sluice/http` and `@sluice/model` gave us: the
  * `ApiClient` with its Executor and its events, the header parser, the Model
- * with its token estimator and `chargedChatTokens`. What this module adds: the
+ * with its token estimator, `chargedChatTokens` and `chargedCompletionTokens`. What this module adds: the
  * mapping from a batch line to a call and back (attempts, `usage`, a
  * `RunError` of reason `SendFailed`), learning the limits, and the `RunStats`
  * feed: the client's events (requests, retries, in flight), each 429, the
@@ -147,18 +149,6 @@ export const make: (
   options: Options
 ) => Effect.Effect<Sender, InvalidOptions.InvalidOptionsError, HttpClient.HttpClient | RunStats | Scope.Scope> =
   internal.make
-
-/**
- * The token cost a line to another URL than chat or embeddings is charged
- * before its call, by the Model's estimator (`TokenEstimator.standard`): a
- * body the Model could send as a chat or embeddings request as the Model
- * estimates it, any other by the text of the whole body plus the output cap
- * it names (`max_completion_tokens`, `max_tokens` or `max_output_tokens`).
- *
- * @since 0.1.0
- * @category utils
- */
-export const estimateTokens: (body: unknown) => number = internal.estimateTokens
 
 /**
  * The breaker `sluice run` has by default: over the last 20 calls, once 10

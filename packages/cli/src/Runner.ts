@@ -33,7 +33,13 @@
  *   `abort` completing (the second Ctrl-C) interrupts them at once. Either
  *   way the output holds only complete lines, and a rerun does the rest.
  *
- * Output lines come in the order they finish, not input order.
+ * Output lines come in the order they finish, not input order. Each is a
+ * record in OpenAI's Batch API output shape, `{ id, custom_id, response:
+ * { status_code, request_id, body } | null, error: { code, message } | null }`,
+ * with Sluice's own account (the input line, attempts, timings, usage, the
+ * failure's kind, status and whether a rerun retries it) in `sluice`; the
+ * errors file's records have the same shape. Records an earlier Sluice wrote
+ * are read, and rewritten in this shape when the output is resumed.
  *
  * What Effect gave us: `Stream` (reading, splitting, bounded concurrency,
  * `haltWhen`), `FileSystem` (append, fsync, truncate), `Scope` (the files'
@@ -102,6 +108,10 @@ export interface Usage {
 export interface SendResult {
   /** The response body. */
   readonly response: unknown
+  /** The answer's HTTP status. Default 200. */
+  readonly statusCode?: number | undefined
+  /** The answer's `x-request-id`, when it had one. */
+  readonly requestId?: string | undefined
   /** Attempts made, the first included. */
   readonly attempts: number
   readonly usage?: Usage | undefined
@@ -168,6 +178,12 @@ export interface RunOptions {
    * is interrupted and not written; the summary's `halt` says why.
    */
   readonly halt?: Effect.Effect<RunError> | undefined
+  /**
+   * Runs inside the compaction of an existing output, at each phase (writing
+   * the new file; about to rename it over the old): a test's hook to catch it
+   * in the act (`kill -9`). Default none.
+   */
+  readonly onCompaction?: ((phase: "writing" | "renaming") => Effect.Effect<void>) | undefined
 }
 
 /**

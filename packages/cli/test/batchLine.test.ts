@@ -6,12 +6,17 @@ import * as DurationFlag from "../src/internal/durationFlag.js"
 const line = (fields: Record<string, unknown>) =>
   JSON.stringify({ custom_id: "a", method: "POST", url: "/v1/chat/completions", body: { model: "m" }, ...fields })
 
+const URLS = "url must be one of /v1/chat/completions, /v1/embeddings, /v1/completions"
+
 describe("an input line", () => {
   it("a valid line becomes a BatchLine with its line number", () => {
     expect(BatchLine.parse(line({}), 7)).toEqual({
       _tag: "Line",
       line: { customId: "a", method: "POST", url: "/v1/chat/completions", body: { model: "m" }, lineNumber: 7 }
     })
+    for (const url of ["/v1/embeddings", "/v1/completions"]) {
+      expect(BatchLine.parse(line({ url }), 1)).toMatchObject({ _tag: "Line", line: { url } })
+    }
   })
 
   it("each malformation is refused with a reason that does not quote the line", () => {
@@ -24,13 +29,13 @@ describe("an input line", () => {
       [line({ custom_id: "" }), "custom_id must be a non-empty string", undefined],
       [line({ method: "GET" }), 'method must be "POST"', "a"],
       [line({ method: undefined }), 'method must be "POST"', "a"],
-      [
-        line({ url: "https://evil.example/v1/chat/completions" }),
-        "url must be a path such as /v1/chat/completions",
-        "a"
-      ],
-      [line({ url: "//evil.example/x" }), "url must be a path such as /v1/chat/completions", "a"],
-      [line({ url: 3 }), "url must be a path such as /v1/chat/completions", "a"],
+      [line({ url: "https://evil.example/v1/chat/completions" }), URLS, "a"],
+      [line({ url: "//evil.example/x" }), URLS, "a"],
+      [line({ url: 3 }), URLS, "a"],
+      // Only the Batch API's endpoints, as OpenAI writes them.
+      [line({ url: "/v1/responses" }), URLS, "a"],
+      [line({ url: "/chat/completions" }), URLS, "a"],
+      [line({ url: "/v1/chat/completions?x=1" }), URLS, "a"],
       [line({ body: "hi" }), "body must be a JSON object", "a"],
       [line({ body: undefined }), "body must be a JSON object", "a"]
     ]

@@ -29,6 +29,9 @@ describe("sluice demo", () => {
       ]) {
         expect(text).toContain(heading)
       }
+      // Read from the output's records (`sluice.duration_ms`): numbers, not NaN.
+      expect(text).toMatch(/latency per line +p50 \d+ ms, p95 \d+ ms, p99 \d+ ms/)
+      expect(text).toMatch(/failed lines +none/)
       expect(text).not.toContain("sk-sluice-demo")
       // The report page: written where asked, self-contained, no secret in it.
       expect(reportPath).toBe(path.join(directory, "report.html"))

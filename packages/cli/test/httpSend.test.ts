@@ -2,7 +2,6 @@ import * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
 import type { RequestEvent } from "@sluice/core"
 import * as ApiClient from "@sluice/http/ApiClient"
-import { TokenEstimator } from "@sluice/model"
 import * as MockProvider from "@sluice/testing/MockProvider"
 import { awaitEvent, eventually } from "@sluice/testing/TestEvents"
 import * as TestHttpClient from "@sluice/testing/TestHttpClient"
@@ -310,35 +309,75 @@ describe("HttpSend", () => {
     })
   )
 
-  it("what the provider counted: a chat line's prompt plus max_tokens when the output is charged at its maximum", () => {
+  it("what the provider counted, per endpoint, when the output is charged at its maximum", () => {
     const answer = { usage: { prompt_tokens: 12, completion_tokens: 5, total_tokens: 17 } }
-    const chatBody = { messages: [{ role: "user", content: "hi" }], max_tokens: 100 }
-    expect(internal.usageOf(chatBody, answer, "maximum")).toEqual({
+    const chat = { model: "m", messages: [{ role: "user", content: "hi" }], max_tokens: 100 }
+    const chatLine = (body: unknown) => ({ url: "/v1/chat/completions", body })
+    expect(internal.usageOf(chatLine(chat), answer, "maximum")).toEqual({
       promptTokens: 12,
       completionTokens: 5,
       chargedTokens: 112
     })
-    expect(internal.usageOf(chatBody, answer, "used")).toEqual({ promptTokens: 12, completionTokens: 5 })
+    expect(internal.usageOf(chatLine(chat), answer, "used")).toEqual({ promptTokens: 12, completionTokens: 5 })
     // n choices, each up to max_tokens.
-    expect(internal.usageOf({ ...chatBody, n: 3 }, answer, "maximum")).toMatchObject({ chargedTokens: 312 })
-    // No maximum asked for, or not a chat line: what was used.
-    expect(internal.usageOf({ messages: [] }, answer, "maximum")).toEqual({ promptTokens: 12, completionTokens: 5 })
-    expect(internal.usageOf({ input: "x", max_tokens: 9 }, answer, "maximum")).toEqual({
+    expect(internal.usageOf(chatLine({ ...chat, n: 3 }), answer, "maximum")).toMatchObject({ chargedTokens: 312 })
+    // No maximum asked for: what was used.
+    expect(internal.usageOf(chatLine({ ...chat, max_tokens: undefined }), answer, "maximum")).toEqual({
       promptTokens: 12,
       completionTokens: 5
     })
-    expect(internal.usageOf(chatBody, { usage: "none" }, "maximum")).toBeUndefined()
+    // Completions: max_tokens (16 unless named) for each choice of each prompt.
+    const completions = (body: unknown) => ({ url: "/v1/completions", body })
+    expect(internal.usageOf(completions({ model: "m", prompt: "x" }), answer, "maximum")).toMatchObject({
+      chargedTokens: 12 + 16
+    })
+    expect(
+      internal.usageOf(completions({ model: "m", prompt: ["x", "y"], max_tokens: 9, n: 2 }), answer, "maximum")
+    ).toMatchObject({ chargedTokens: 12 + 9 * 2 * 2 })
+    // Embeddings have no output, whatever the answer says.
+    expect(internal.usageOf({ url: "/v1/embeddings", body: { model: "m", input: "x" } }, answer, "maximum")).toEqual({
+      promptTokens: 12,
+      completionTokens: 0
+    })
+    expect(internal.usageOf(chatLine(chat), { usage: "none" }, "maximum")).toBeUndefined()
   })
 
-  it("estimates a line to another URL by the Model's estimator: as the Model would, else the body's text plus its cap", () => {
-    const chat = { model: "m", messages: [{ role: "user", content: "x".repeat(40) }] as const, max_tokens: 100 }
-    expect(HttpSend.estimateTokens(chat)).toBe(TokenEstimator.total(TokenEstimator.standard.chat(chat)))
-    const embed = { model: "m", input: ["abcd", "efgh"] as const }
-    expect(HttpSend.estimateTokens(embed)).toBe(TokenEstimator.total(TokenEstimator.standard.embed(embed)))
-    const completion = { model: "m", prompt: "x".repeat(40), max_tokens: 100 }
-    expect(HttpSend.estimateTokens(completion)).toBe(TokenEstimator.textTokens(JSON.stringify(completion)) + 100)
-    expect(HttpSend.estimateTokens("nonsense")).toBe(TokenEstimator.textTokens('"nonsense"'))
-  })
+  it.scoped("each endpoint's line through the Model against the MockProvider: its answer, status and request id", () =>
+    Effect.gen(function* () {
+      const { mock, send } = yield* setup({ tpm: 100_000 }, { learnLimits: false, tpm: 100_000 })
+      const lines: Array<Runner.BatchLine> = [
+        line("chat", 1),
+        {
+          customId: "embed",
+          method: "POST",
+          url: "/v1/embeddings",
+          body: { model: "mock-embedding", input: ["a", "b"] },
+          lineNumber: 2
+        },
+        {
+          customId: "complete",
+          method: "POST",
+          url: "/v1/completions",
+          body: { model: "mock-1", prompt: "Once upon a time", max_tokens: 5 },
+          lineNumber: 3
+        }
+      ]
+      const fiber = yield* Effect.fork(Effect.all(lines.map(send), { concurrency: 1 }))
+      const [chat, embed, complete] = yield* untilDone(fiber)
+      for (const result of [chat!, embed!, complete!]) {
+        expect(result.statusCode).toBe(200)
+        expect(result.requestId).toMatch(/^req_mock_/)
+      }
+      expect(chat!.response).toMatchObject({ object: "chat.completion" })
+      expect(embed!.response).toMatchObject({ object: "list", data: [{ index: 0 }, { index: 1 }] })
+      expect(embed!.usage).toEqual({ promptTokens: 2, completionTokens: 0 })
+      expect(complete!.response).toMatchObject({ object: "text_completion", choices: [{ index: 0 }] })
+      const log = yield* mock.log
+      expect(log.map((entry) => entry.path)).toEqual(["/v1/chat/completions", "/v1/embeddings", "/v1/completions"])
+      // What the server charged the completion (its prompt and max_tokens) is what the run reconciles to.
+      expect(complete!.usage!.chargedTokens).toBe(log[2]!.chargedTokens)
+    })
+  )
 })
 
 let nextRequest = 0

@@ -5,9 +5,26 @@ import { awaitFiber, eventually } from "@sluice/testing/TestEvents"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as OutputFile from "../src/internal/outputFile.js"
 
-const result = (id: string) => `${JSON.stringify({ custom_id: id, status: "succeeded", response: { ok: true } })}\n`
+const result = (id: string) =>
+  `${JSON.stringify({
+    id: `batch_req_${id}`,
+    custom_id: id,
+    response: { status_code: 200, request_id: null, body: { ok: true } },
+    error: null,
+    sluice: { status: "succeeded", line: 1, attempts: 1 }
+  })}\n`
+
+const failure = (id: string, retryable: boolean) =>
+  `${JSON.stringify({
+    id: `batch_req_${id}`,
+    custom_id: id,
+    response: null,
+    error: { code: "server_error", message: "503" },
+    sluice: { status: "failed", line: 1, attempts: 3, error: { kind: "ServerError", retryable } }
+  })}\n`
 
 describe("the results file", () => {
   it.scoped("recovery collects the done ids of complete lines; an absent file is empty", () =>
@@ -45,6 +62,57 @@ describe("the results file", () => {
         )
       )
       expect(yield* fs.readFileString(path)).toBe(`${complete}{"custom_id":"c"}\n{"custom_id":"d"}\n`)
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+
+  it.scoped("the latest record of each custom_id counts: failures kept, retryable ones to redo with retryFailed", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* fs.makeTempDirectoryScoped()
+      const path = `${dir}/out.jsonl`
+      yield* fs.writeFileString(
+        path,
+        failure("a", true) + result("b") + failure("c", false) + result("a") + failure("d", true)
+      )
+      const kept = yield* OutputFile.recover(fs, path)
+      expect(kept).toMatchObject({ lines: 5, keep: new Set([1, 2, 3, 4]), legacy: new Set() })
+      expect([...kept.done].sort()).toEqual(["a", "b", "c", "d"])
+      expect([...kept.failed!].sort()).toEqual(["c", "d"])
+      const retrying = yield* OutputFile.recover(fs, path, { retryFailed: true })
+      expect([...retrying.retry!]).toEqual(["d"])
+      expect([...retrying.done].sort()).toEqual(["a", "b", "c"])
+      expect(retrying.keep).toEqual(new Set([1, 2, 3]))
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+
+  it.scoped("compaction pauses in the act; stopped there (as by kill -9) the old file stands whole", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* fs.makeTempDirectoryScoped()
+      const path = `${dir}/out.jsonl`
+      const before = failure("a", true) + result("b") + result("a")
+      yield* fs.writeFileString(path, before)
+      for (const phase of ["writing", "renaming"] as const) {
+        const reached = yield* Deferred.make<void>()
+        const fiber = yield* Effect.fork(
+          OutputFile.compact(fs, path, new Set([1, 2]), {
+            pause: (at) =>
+              at === phase ? Effect.zipRight(Deferred.succeed(reached, undefined), Effect.never) : Effect.void
+          })
+        )
+        yield* Deferred.await(reached)
+        // The new file is being written beside the old one, which is untouched.
+        expect(yield* fs.exists(OutputFile.compactingPathFor(path))).toBe(true)
+        expect(yield* fs.readFileString(path)).toBe(before)
+        yield* Fiber.interrupt(fiber)
+        expect(yield* fs.readFileString(path)).toBe(before)
+      }
+      // The next compaction overwrites what a stopped one left, and renames it over the file.
+      const phases: Array<string> = []
+      yield* OutputFile.compact(fs, path, new Set([1, 2]), { pause: (at) => Effect.sync(() => void phases.push(at)) })
+      expect(phases).toEqual(["writing", "renaming"])
+      expect(yield* fs.readFileString(path)).toBe(result("b") + result("a"))
+      expect(yield* fs.exists(OutputFile.compactingPathFor(path))).toBe(false)
     }).pipe(Effect.provide(NodeContext.layer))
   )
 

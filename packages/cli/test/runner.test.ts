@@ -35,6 +35,31 @@ const readJsonl = (path: string) =>
 
 const ids = (lines: ReadonlyArray<Record<string, any>>) => lines.map((line) => line.custom_id as string)
 
+/** A result as this version writes it. */
+const succeededRecord = (id: string) =>
+  JSON.stringify({
+    id: `batch_req_${id}`,
+    custom_id: id,
+    response: { status_code: 200, request_id: "req_1", body: { echo: id } },
+    error: null,
+    sluice: { status: "succeeded", line: 1, attempts: 1 }
+  })
+
+/** A failure as this version writes it; `retryable` undefined: a record that does not say. */
+const failedRecord = (id: string, kind: string, retryable: boolean | undefined) =>
+  JSON.stringify({
+    id: `batch_req_${id}`,
+    custom_id: id,
+    response: null,
+    error: { code: "x", message: "failed" },
+    sluice: {
+      status: "failed",
+      line: 1,
+      attempts: 1,
+      error: { kind, ...(retryable === undefined ? {} : { retryable }) }
+    }
+  })
+
 const setup = (inputLines: ReadonlyArray<string>) =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
@@ -76,22 +101,34 @@ describe("Runner.run", () => {
         { lineNumber: 7, customId: "c", reason: 'method must be "POST"' }
       ]
       expect(reported).toEqual(expected)
+      // The errors file in OpenAI's batch output shape too: no response, an error with a code and a message.
       expect(yield* readJsonl(Runner.errorsPathFor(files.output))).toEqual(
-        expected.map(({ lineNumber, customId, reason }) =>
-          customId === undefined ? { line: lineNumber, reason } : { line: lineNumber, custom_id: customId, reason }
-        )
+        expected.map(({ lineNumber, customId, reason }) => ({
+          id: expect.stringMatching(/^batch_req_[0-9a-f]{32}$/),
+          custom_id: customId ?? null,
+          response: null,
+          error: { code: "invalid_request", message: `line ${lineNumber}: ${reason}` },
+          sluice: { status: "malformed", line: lineNumber, reason }
+        }))
       )
       const results = yield* readJsonl(files.output)
       expect(ids(results).sort()).toEqual(["a", "b", "d"])
-      expect(results.find((line) => line.custom_id === "b")).toMatchObject({
+      expect(results.find((line) => line.custom_id === "b")).toEqual({
+        id: expect.stringMatching(/^batch_req_[0-9a-f]{32}$/),
         custom_id: "b",
-        line: 4,
-        status: "succeeded",
-        attempts: 1,
-        response: { echo: "b" },
+        response: { status_code: 200, request_id: null, body: { echo: "b" } },
         error: null,
-        usage: { prompt_tokens: 3, completion_tokens: 5 }
+        sluice: {
+          status: "succeeded",
+          line: 4,
+          attempts: 1,
+          started_at: expect.any(String),
+          finished_at: expect.any(String),
+          duration_ms: expect.any(Number),
+          usage: { prompt_tokens: 3, completion_tokens: 5 }
+        }
       })
+      expect(new Set(results.map((line) => line.id)).size).toBe(results.length)
       expect(summary).toMatchObject({
         stopReason: "completed",
         total: 7,
@@ -124,10 +161,9 @@ describe("Runner.run", () => {
       expect(first).toMatchObject({ succeeded: 3, failed: 3 })
       const failed = (yield* readJsonl(files.output)).find((line) => line.custom_id === "r1")
       expect(failed).toMatchObject({
-        status: "failed",
-        attempts: 3,
         response: null,
-        error: { tag: "ServerError", message: "503 overloaded" }
+        error: { code: "server_error", message: "503 overloaded" },
+        sluice: { status: "failed", attempts: 3, error: { kind: "ServerError", retryable: true } }
       })
       let sent = 0
       const second = yield* runOnce({ ...files, concurrency: 3 }, (line) =>
@@ -152,7 +188,7 @@ describe("Runner.run", () => {
       const files = yield* setup(requests(5))
       yield* fs.writeFileString(
         files.output,
-        `${JSON.stringify({ custom_id: "r0", status: "succeeded" })}\n${JSON.stringify({ custom_id: "r3", status: "failed" })}\n{"custom_id":"r1","sta`
+        `${succeededRecord("r0")}\n${failedRecord("r3", "ClientError", false)}\n{"id":"batch_req_1","custom_id":"r1","resp`
       )
       const sent: Array<string> = []
       const summary = yield* runOnce({ ...files, concurrency: 2 }, (line) =>
@@ -162,7 +198,11 @@ describe("Runner.run", () => {
         )
       )
       expect(sent.sort()).toEqual(["r1", "r2", "r4"])
-      expect(summary).toMatchObject({ skipped: 2, succeeded: 3, truncatedBytes: 22 })
+      expect(summary).toMatchObject({
+        skipped: 2,
+        succeeded: 3,
+        truncatedBytes: '{"id":"batch_req_1","custom_id":"r1","resp'.length
+      })
       expect(ids(yield* readJsonl(files.output))).toHaveLength(5)
     }).pipe(Effect.provide(TestLayer))
   )
@@ -289,17 +329,16 @@ describe("Runner.run", () => {
       Effect.gen(function* () {
         const fs = yield* FileSystem.FileSystem
         const files = yield* setup(requests(4))
-        const record = (id: string, status: string, error: unknown) => JSON.stringify({ custom_id: id, status, error })
-        // r0 succeeded; r1 failed retryably (said); r2 failed for good; r3 failed retryably by its kind (an old record);
-        // r0 again: an earlier run's duplicate, the latest standing.
+        // r0 succeeded; r1 failed retryably (said); r2 failed for good; r3 failed retryably by its kind (the
+        // record does not say); r0 again: an earlier run's duplicate, the latest standing.
         yield* fs.writeFileString(
           files.output,
           [
-            record("r0", "failed", { tag: "ServerError", message: "503", retryable: true }),
-            record("r1", "failed", { tag: "ServerError", message: "503", retryable: true }),
-            record("r2", "failed", { tag: "ClientError", message: "400", retryable: false }),
-            record("r3", "failed", { tag: "Timeout", message: "timed out" }),
-            record("r0", "succeeded", null)
+            failedRecord("r0", "ServerError", true),
+            failedRecord("r1", "ServerError", true),
+            failedRecord("r2", "ClientError", false),
+            failedRecord("r3", "Timeout", undefined),
+            succeededRecord("r0")
           ].join("\n") + "\n"
         )
         const sent: Array<string> = []
@@ -320,8 +359,15 @@ describe("Runner.run", () => {
         expect(retried).toMatchObject({ skipped: 2, succeeded: 2, failed: 0 })
         const lines = yield* readJsonl(files.output)
         expect(ids(lines).sort()).toEqual(["r0", "r1", "r2", "r3"])
-        expect(lines.find((line) => line.custom_id === "r1")).toMatchObject({ status: "succeeded" })
-        expect(lines.find((line) => line.custom_id === "r2")).toMatchObject({ status: "failed" })
+        expect(lines.find((line) => line.custom_id === "r1")).toMatchObject({
+          error: null,
+          sluice: { status: "succeeded" }
+        })
+        expect(lines.find((line) => line.custom_id === "r2")).toMatchObject({
+          response: null,
+          error: { code: "x" },
+          sluice: { status: "failed" }
+        })
         expect(yield* fs.exists(`${files.output}.compacting`)).toBe(false)
       }).pipe(Effect.provide(TestLayer))
   )
@@ -330,11 +376,7 @@ describe("Runner.run", () => {
     Effect.gen(function* () {
       const fs = yield* FileSystem.FileSystem
       const files = yield* setup(requests(3))
-      const before = [
-        JSON.stringify({ custom_id: "r0", status: "failed", error: { tag: "Transport", message: "reset" } }),
-        JSON.stringify({ custom_id: "r1", status: "succeeded", error: null }),
-        JSON.stringify({ custom_id: "r0", status: "failed", error: { tag: "Timeout", message: "timed out" } })
-      ]
+      const before = [failedRecord("r0", "Transport", true), succeededRecord("r1"), failedRecord("r0", "Timeout", true)]
       yield* fs.writeFileString(files.output, `${before.join("\n")}\n`)
       // What a compaction cut short leaves: a partial new file beside the old one.
       yield* fs.writeFileString(`${files.output}.compacting`, `${before[1]}\n{"custom_id":"r`)
@@ -342,7 +384,98 @@ describe("Runner.run", () => {
       expect(summary).toMatchObject({ skipped: 1, succeeded: 2, failed: 0 })
       const lines = yield* readJsonl(files.output)
       expect(ids(lines).sort()).toEqual(["r0", "r1", "r2"])
-      expect(lines.every((line) => line.status === "succeeded")).toBe(true)
+      expect(lines.every((line) => line.error === null && line.response.status_code === 200)).toBe(true)
+      expect(yield* fs.exists(`${files.output}.compacting`)).toBe(false)
+    }).pipe(Effect.provide(TestLayer))
+  )
+
+  it.scoped("an output an earlier Sluice wrote is resumed: read as it is, rewritten in OpenAI's shape", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const files = yield* setup(requests(4))
+      const legacy = [
+        {
+          custom_id: "r0",
+          line: 1,
+          started_at: "2026-01-01T00:00:00.000Z",
+          finished_at: "2026-01-01T00:00:01.500Z",
+          duration_ms: 1500,
+          status: "succeeded",
+          attempts: 2,
+          response: { object: "chat.completion", choices: [] },
+          error: null,
+          usage: { prompt_tokens: 7, completion_tokens: 3 }
+        },
+        {
+          custom_id: "r1",
+          line: 2,
+          started_at: "2026-01-01T00:00:00.000Z",
+          finished_at: "2026-01-01T00:00:00.100Z",
+          duration_ms: 100,
+          status: "failed",
+          attempts: 1,
+          response: null,
+          error: {
+            tag: "ClientError",
+            message: "bad body",
+            reason: "request refused (400)",
+            status: 400,
+            retryable: false
+          }
+        },
+        // Retryable by its kind: with retryFailed it is done again.
+        {
+          custom_id: "r2",
+          line: 3,
+          status: "failed",
+          attempts: 3,
+          response: null,
+          error: { tag: "Timeout", message: "t" }
+        }
+      ]
+      // A new record after them (a file resumed once, half-way through a run, by this version).
+      yield* fs.writeFileString(
+        files.output,
+        `${[...legacy.map((record) => JSON.stringify(record)), succeededRecord("r3")].join("\n")}\n`
+      )
+      const sent: Array<string> = []
+      const summary = yield* runOnce({ ...files, concurrency: 2, retryFailed: true }, (line) =>
+        Effect.zipRight(
+          Effect.sync(() => sent.push(line.customId)),
+          echo(line)
+        )
+      )
+      expect(sent).toEqual(["r2"])
+      expect(summary).toMatchObject({ skipped: 3, keptFailed: 1, succeeded: 1 })
+      const lines = yield* readJsonl(files.output)
+      expect(ids(lines)).toEqual(["r0", "r1", "r3", "r2"])
+      expect(lines[0]).toEqual({
+        id: expect.stringMatching(/^batch_req_[0-9a-f]{32}$/),
+        custom_id: "r0",
+        response: { status_code: 200, request_id: null, body: { object: "chat.completion", choices: [] } },
+        error: null,
+        sluice: {
+          status: "succeeded",
+          line: 1,
+          attempts: 2,
+          started_at: "2026-01-01T00:00:00.000Z",
+          finished_at: "2026-01-01T00:00:01.500Z",
+          duration_ms: 1500,
+          usage: { prompt_tokens: 7, completion_tokens: 3 }
+        }
+      })
+      expect(lines[1]).toMatchObject({
+        custom_id: "r1",
+        response: null,
+        error: { code: "invalid_request", message: "bad body" },
+        sluice: {
+          status: "failed",
+          attempts: 1,
+          error: { kind: "ClientError", reason: "request refused (400)", status: 400, retryable: false }
+        }
+      })
+      // The record this version wrote is kept byte for byte.
+      expect(lines[2]).toEqual(JSON.parse(succeededRecord("r3")))
       expect(yield* fs.exists(`${files.output}.compacting`)).toBe(false)
     }).pipe(Effect.provide(TestLayer))
   )
@@ -368,8 +501,12 @@ describe("Runner.run", () => {
       expect(summary.failuresByReason).toEqual({ "request refused (400)": 2 })
       const failed = (yield* readJsonl(files.output)).find((line) => line.custom_id === "r1")
       expect(failed).toMatchObject({
-        status: "failed",
-        error: { tag: "ClientError", reason: "request refused (400)", status: 400, retryable: false }
+        response: null,
+        error: { code: "invalid_request", message: "bad body" },
+        sluice: {
+          status: "failed",
+          error: { kind: "ClientError", reason: "request refused (400)", status: 400, retryable: false }
+        }
       })
     }).pipe(Effect.provide(TestLayer))
   )

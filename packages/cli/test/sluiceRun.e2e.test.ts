@@ -157,19 +157,24 @@ describe("sluice run", () => {
 
       const results = expectExactlyOnce(output, good)
       for (const line of results.lines) {
-        expect(line).toMatchObject({ status: "succeeded", error: null, response: { object: "chat.completion" } })
-        expect(line.attempts).toBeGreaterThanOrEqual(1)
-        expect(typeof line.started_at).toBe("string")
-        expect(typeof line.duration_ms).toBe("number")
+        expect(line).toMatchObject({
+          error: null,
+          response: { status_code: 200, body: { object: "chat.completion" } },
+          sluice: { status: "succeeded" }
+        })
+        expect(line.response.request_id).toMatch(/^req_mock_/)
+        expect(line.sluice.attempts).toBeGreaterThanOrEqual(1)
+        expect(typeof line.sluice.started_at).toBe("string")
+        expect(typeof line.sluice.duration_ms).toBe("number")
       }
       // The counters the sender fed agree with the results and with what the server saw.
-      const attempts = results.lines.reduce((sum, line) => sum + (line.attempts as number), 0)
+      const attempts = results.lines.reduce((sum, line) => sum + (line.sluice.attempts as number), 0)
       const counters = await Effect.runPromise(provider.counters)
       expect(summary.requests).toBe(attempts)
       expect(summary.requests).toBe(counters.total)
       expect(summary.retries).toBe(attempts - 30)
       expect(summary.retries).toBe(counters.faults.serviceUnavailable503)
-      expect(summary.promptTokens).toBe(results.lines.reduce((sum, line) => sum + line.usage.prompt_tokens, 0))
+      expect(summary.promptTokens).toBe(results.lines.reduce((sum, line) => sum + line.sluice.usage.prompt_tokens, 0))
 
       expect(run.stderr).toContain("line 4: not valid JSON\n")
       expect(run.stderr).toContain('line 9 (custom_id "r3"): duplicate custom_id (first on line 5)\n')
@@ -179,10 +184,16 @@ describe("sluice run", () => {
         .trimEnd()
         .split("\n")
         .map((line) => JSON.parse(line))
-      expect(errors).toEqual([
-        { line: 4, reason: "not valid JSON" },
-        { line: 9, custom_id: "r3", reason: "duplicate custom_id (first on line 5)" },
-        { line: 13, custom_id: "x", reason: 'method must be "POST"' }
+      expect(
+        errors.map((record) => ({
+          custom_id: record.custom_id,
+          message: record.error.message,
+          line: record.sluice.line
+        }))
+      ).toEqual([
+        { custom_id: null, message: "line 4: not valid JSON", line: 4 },
+        { custom_id: "r3", message: "line 9: duplicate custom_id (first on line 5)", line: 9 },
+        { custom_id: "x", message: 'line 13: method must be "POST"', line: 13 }
       ])
       for (const text of [run.stdout, run.stderr, fs.readFileSync(output, "utf8"), JSON.stringify(errors)]) {
         expect(text).not.toContain(API_KEY)
@@ -245,7 +256,7 @@ describe("sluice run", () => {
       const before = readResults(output)
       expect(before.ids.length).toBeLessThan(400)
       // The worst a kill can leave: a line cut short. Make sure there is one.
-      if (!before.torn) fs.appendFileSync(output, '{"custom_id":"r399","status":"succ')
+      if (!before.torn) fs.appendFileSync(output, '{"id":"batch_req_0","custom_id":"r399","respon')
 
       const rerun = await sluiceRun(runArgs(input, output, "--concurrency", "16"), KEY_ENV)
       expect(rerun.code).toBe(0)
@@ -424,7 +435,7 @@ describe("sluice run", () => {
       expect(summary).toMatchObject({ stopReason: "halted", halt: { reason: "ProviderUnavailable" }, failed: 0 })
       const kept = readResults(output)
       expect(kept.torn).toBe(false)
-      expect(kept.lines.every((line) => line.status === "succeeded")).toBe(true)
+      expect(kept.lines.every((line) => line.error === null)).toBe(true)
       expect(kept.ids.length).toBe(summary.succeeded)
       expect(kept.ids.length).toBeLessThan(300)
 
@@ -453,7 +464,7 @@ describe("sluice run", () => {
       expect((await run.exited).code).toBe(0)
       expect(JSON.parse(run.stdout())).toMatchObject({ stopReason: "completed", succeeded: 40, failed: 0 })
       const results = expectExactlyOnce(output, all)
-      expect(results.lines.every((line) => line.status === "succeeded")).toBe(true)
+      expect(results.lines.every((line) => line.error === null)).toBe(true)
       const counters = await Effect.runPromise(provider.counters)
       expect(counters.faults.serviceUnavailable503).toBeGreaterThanOrEqual(14)
       expect(run.stderr()).toContain("provider unavailable for")
@@ -482,11 +493,22 @@ describe("sluice run", () => {
       // A storm is a few lines counting up, not a line per failure.
       expect(first.stderr.split("\n").filter((line) => line.startsWith("failed:")).length).toBeLessThan(summary.failed)
       const failedIds = readResults(output)
-        .lines.filter((line) => line.status === "failed")
+        .lines.filter((line) => line.error !== null)
         .map((line) => line.custom_id as string)
       expect(failedIds.length).toBe(summary.failed)
-      expect(readResults(output).lines.find((line) => line.status === "failed")).toMatchObject({
-        error: { tag: "ProviderUnavailable", reason: "server error (500)", status: 500, retryable: true }
+      expect(readResults(output).lines.find((line) => line.error !== null)).toMatchObject({
+        response: null,
+        error: { code: "server_error" },
+        sluice: {
+          status: "failed",
+          error: {
+            kind: "ProviderUnavailable",
+            reason: "server error (500)",
+            status: 500,
+            retryable: true,
+            request_id: expect.stringMatching(/^req_mock_/)
+          }
+        }
       })
 
       await Effect.runPromise(Effect.zipRight(provider.setFaults({}), provider.reset))
@@ -509,7 +531,7 @@ describe("sluice run", () => {
         failed: 0
       })
       const results = expectExactlyOnce(output, all)
-      expect(results.lines.every((line) => line.status === "succeeded")).toBe(true)
+      expect(results.lines.every((line) => line.error === null)).toBe(true)
     },
     TIMEOUT
   )

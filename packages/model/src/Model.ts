@@ -1,5 +1,6 @@
 /**
- * The service layer: `chat` and `embed` on an OpenAI-compatible API, with
+ * The service layer: `chat`, `embed` and `complete` (the legacy
+ * `/completions`) on an OpenAI-compatible API, with
  * the request's tokens estimated before the call, reserved on the endpoint's
  * token limit, and reconciled with the `usage` the provider reports; and
  * errors a caller can act on instead of HTTP statuses.
@@ -10,7 +11,7 @@
  * `@sluice/core`'s RateLimiter `reconcile` and `refund`. What this module adds:
  *
  * - the wire format as Schemas (`ChatRequest`, `ChatResponse`, `EmbedRequest`,
- *   `EmbedResponse`), with every field it does not name passed through
+ *   `EmbedResponse`, `CompletionRequest`, `CompletionResponse`), with every field it does not name passed through
  *   untouched; a request is validated before anything is reserved or sent;
  * - token accounting: a pluggable {@link TokenEstimator} (prompt + maximum
  *   output) reserved on the endpoint's `tokens` limit before the call, then
@@ -222,6 +223,51 @@ export const EmbedResponse = Wire.EmbedResponse
  */
 export type EmbedResponse = typeof Wire.EmbedResponse.Type
 
+/**
+ * The body of the legacy `POST /completions`: `model`, `prompt` (a text,
+ * texts, or token ids), `max_tokens` (OpenAI's default is 16), `n`,
+ * `best_of`, ...; any other field is sent untouched. `stream: true` is
+ * refused (`complete` answers one body).
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const CompletionRequest = Wire.CompletionRequest
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export type CompletionRequest = typeof Wire.CompletionRequest.Type
+
+/**
+ * One completion of a `/completions` answer: its `text` and why it ended.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const CompletionChoice = Wire.CompletionChoice
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export type CompletionChoice = typeof Wire.CompletionChoice.Type
+
+/**
+ * The body of a `/completions` answer: `choices` and `usage`.
+ *
+ * @since 0.1.0
+ * @category schemas
+ */
+export const CompletionResponse = Wire.CompletionResponse
+
+/**
+ * @since 0.1.0
+ * @category schemas
+ */
+export type CompletionResponse = typeof Wire.CompletionResponse.Type
+
 // ---- errors -----------------------------------------------------------------
 
 /**
@@ -241,6 +287,25 @@ export const chargedChatTokens: (
     | undefined,
   outputTokensCharged: "used" | "maximum" | undefined
 ) => number | undefined = internal.chargedChatTokens
+
+/**
+ * What the provider counts against its token limit for a `/completions`
+ * answer: with `outputTokensCharged: "maximum"`, the prompt plus the most the
+ * request may generate (`max_tokens`, 16 when it names none, for each of
+ * `best_of` or `n` completions of each prompt); otherwise the total used.
+ * Undefined without `usage`.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const chargedCompletionTokens: (
+  request: CompletionRequest,
+  usage:
+    | { readonly prompt_tokens?: number | null | undefined; readonly total_tokens?: number | null | undefined }
+    | null
+    | undefined,
+  outputTokensCharged: "used" | "maximum" | undefined
+) => number | undefined = internal.chargedCompletionTokens
 
 /**
  * Every way a Model call fails: one error refined by `reason`, so that
@@ -323,6 +388,8 @@ export const isModelError: (value: unknown) => value is ModelError = errors.isMo
 export interface ModelShape {
   readonly chat: (request: ChatRequest) => Effect.Effect<ChatResponse, ModelError>
   readonly embed: (request: EmbedRequest) => Effect.Effect<EmbedResponse, ModelError>
+  /** The legacy `/completions`: a prompt in, text out. */
+  readonly complete: (request: CompletionRequest) => Effect.Effect<CompletionResponse, ModelError>
 }
 
 /**
@@ -350,6 +417,8 @@ export interface CallOptions {
   readonly chatPath?: string | undefined
   /** Default `/embeddings`. */
   readonly embedPath?: string | undefined
+  /** Default `/completions`. */
+  readonly completePath?: string | undefined
   /** The rate-limit and breaker key every call uses. Default the endpoint's default key. */
   readonly key?: string | undefined
   /** The Executor priority of every call. Default 0. */
@@ -463,8 +532,8 @@ export const layerConfig = (
 
 /**
  * What a test Model answers. A handler answers a body or an Effect (which
- * may fail with a Model error); a missing one answers {@link completion} or
- * {@link embeddings}.
+ * may fail with a Model error); a missing one answers {@link completion},
+ * {@link embeddings} or {@link textCompletion}.
  *
  * @since 0.1.0
  * @category models
@@ -472,6 +541,9 @@ export const layerConfig = (
 export interface TestHandlers {
   readonly chat?: ((request: ChatRequest) => ChatResponse | Effect.Effect<ChatResponse, ModelError>) | undefined
   readonly embed?: ((request: EmbedRequest) => EmbedResponse | Effect.Effect<EmbedResponse, ModelError>) | undefined
+  readonly complete?:
+    | ((request: CompletionRequest) => CompletionResponse | Effect.Effect<CompletionResponse, ModelError>)
+    | undefined
 }
 
 /**
@@ -518,3 +590,12 @@ export const completion: (
  * @category constructors
  */
 export const embeddings: (request: EmbedRequest) => EmbedResponse = testing.embeddings
+
+/**
+ * A canned `/completions` answer to `request`: one choice per prompt holding
+ * `text`, with a `usage` counted by the standard estimator.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const textCompletion: (request: CompletionRequest, text: string) => CompletionResponse = testing.textCompletion

@@ -21,7 +21,11 @@
  * - maximum output: `max_completion_tokens ?? max_tokens ?? defaultMaxOutput`
  *   (4,096), times `n` choices;
  * - embeddings: each input's text (at least 1 token), or the length of a
- *   pre-tokenized input; no output.
+ *   pre-tokenized input; no output;
+ * - completions (the legacy `/completions`): each prompt's text (at least 1
+ *   token) or token ids, and a `suffix`; the maximum output is `max_tokens`
+ *   (16 when none is named, OpenAI's default) for each of `best_of` (or `n`)
+ *   completions of each prompt.
  *
  * A custom estimator is a plain object:
  *
@@ -58,6 +62,7 @@ export interface Estimate {
 export interface TokenEstimator {
   readonly chat: (request: typeof Wire.ChatRequest.Type) => Estimate
   readonly embed: (request: typeof Wire.EmbedRequest.Type) => Estimate
+  readonly complete: (request: typeof Wire.CompletionRequest.Type) => Estimate
 }
 
 /**

@@ -64,7 +64,8 @@ const errorBody = (status: number, message: string, type: string, code: string |
 /** Always estimates 1,000 prompt tokens and 200 of output: 1,200 reserved. */
 const fixedEstimator: TokenEstimator.TokenEstimator = {
   chat: () => ({ prompt: 1_000, maxOutput: 200 }),
-  embed: () => ({ prompt: 50, maxOutput: 0 })
+  embed: () => ({ prompt: 50, maxOutput: 0 }),
+  complete: () => ({ prompt: 1_000, maxOutput: 200 })
 }
 
 const setup = (
@@ -325,6 +326,99 @@ describe("token accounting", () => {
       expect(yield* tokens).toBe(10_000 - 12)
     })
   )
+
+  describe("complete (the legacy /completions)", () => {
+    const completionAnswer = (usage: { prompt: number; completion: number }) => ({
+      status: 200,
+      body: {
+        id: "cmpl-1",
+        object: "text_completion",
+        created: 1,
+        model: "text-test",
+        choices: [{ index: 0, text: " hello", finish_reason: "stop", logprobs: null }],
+        usage: {
+          prompt_tokens: usage.prompt,
+          completion_tokens: usage.completion,
+          total_tokens: usage.prompt + usage.completion
+        }
+      }
+    })
+
+    it.scoped("posts to /completions, reserves the prompt plus max_tokens, reconciles to the usage", () =>
+      Effect.gen(function* () {
+        const arrived = yield* Deferred.make<void>()
+        const release = yield* Deferred.make<void>()
+        const seen: Array<TestHttpClient.TestRequest> = []
+        const { model, tokens } = yield* setup(
+          (incoming) => {
+            seen.push(incoming)
+            return Effect.zipRight(
+              Effect.zipRight(Deferred.succeed(arrived, undefined), Deferred.await(release)),
+              Effect.succeed(completionAnswer({ prompt: 3, completion: 2 }))
+            )
+          },
+          {},
+          {}
+        )
+        const body = { model: "text-test", prompt: "x".repeat(40), max_tokens: 100, echo: false }
+        const fiber = yield* Effect.fork(model.complete(body))
+        yield* Deferred.await(arrived)
+        // The standard estimate: 40 characters are 10 tokens, and the 100 asked for.
+        expect(TokenEstimator.standard.complete(body)).toEqual({ prompt: 10, maxOutput: 100 })
+        expect(yield* tokens).toBe(10_000 - 110)
+        yield* Deferred.succeed(release, undefined)
+        const response = yield* Fiber.join(fiber)
+        expect(response.choices[0]!.text).toBe(" hello")
+        expect(yield* tokens).toBe(10_000 - 5)
+        expect(seen[0]!.url.pathname).toBe("/v1/completions")
+        expect(seen[0]!.body).toEqual(body)
+      })
+    )
+
+    it.scoped(
+      'outputTokensCharged "maximum": the prompt plus max_tokens (16 unless named) per choice of each prompt',
+      () =>
+        Effect.gen(function* () {
+          const { model, tokens } = yield* setup(
+            () => completionAnswer({ prompt: 7, completion: 2 }),
+            {},
+            {
+              outputTokensCharged: "maximum"
+            }
+          )
+          yield* model.complete({ model: "text-test", prompt: "hello" })
+          expect(yield* tokens).toBe(10_000 - (7 + 16))
+          yield* model.complete({ model: "text-test", prompt: ["a", "b"], max_tokens: 10, n: 3 })
+          expect(yield* tokens).toBe(10_000 - 23 - (7 + 10 * 3 * 2))
+          expect(
+            Model.chargedCompletionTokens(
+              { model: "m", prompt: [[1, 2], [3]], best_of: 4, n: 2 },
+              { prompt_tokens: 3 },
+              "maximum"
+            )
+          ).toBe(3 + 16 * 4 * 2)
+        })
+    )
+
+    it.scoped("a body that is not a completions request fails InvalidRequest naming the field, nothing sent", () =>
+      Effect.gen(function* () {
+        let calls = 0
+        const { model, tokens } = yield* setup(() => {
+          calls++
+          return completionAnswer({ prompt: 1, completion: 1 })
+        })
+        const error = failureOf(yield* Effect.exit(model.complete({ model: "text-test" } as never)))
+        expect(error).toMatchObject({ _tag: "ModelError", reason: "InvalidRequest", operation: "complete" })
+        expect(error.message).toContain("prompt")
+        const streaming = failureOf(
+          yield* Effect.exit(model.complete({ model: "text-test", prompt: "x", stream: true as never }))
+        )
+        expect(streaming.message).toContain("stream: true is not supported")
+        expect(calls).toBe(0)
+        expect(yield* tokens).toBe(10_000)
+      })
+    )
+  })
 
   it.scoped("a refused call gives the whole estimate back", () =>
     Effect.gen(function* () {

@@ -85,6 +85,18 @@ describe("TokenEstimator.standard", () => {
     expect(TokenEstimator.standard.embed({ model: "m", input: [[1, 2], [3]] }).prompt).toBe(3)
   })
 
+  it("completions: each prompt's text or token ids; max_tokens (16 unless named) per choice of each prompt", () => {
+    expect(TokenEstimator.standard.complete({ model: "m", prompt: "abcdefgh" })).toEqual({ prompt: 2, maxOutput: 16 })
+    expect(TokenEstimator.standard.complete({ model: "m", prompt: ["abcd", ""], max_tokens: 5, n: 2 })).toEqual({
+      prompt: 2,
+      maxOutput: 5 * 2 * 2
+    })
+    expect(
+      TokenEstimator.standard.complete({ model: "m", prompt: [1, 2, 3], max_tokens: 5, best_of: 3, n: 2 })
+    ).toEqual({ prompt: 3, maxOutput: 15 })
+    expect(TokenEstimator.standard.complete({ model: "m", prompt: [[1, 2], [3]], suffix: "abcd" }).prompt).toBe(4)
+  })
+
   it("a prompt's estimate is at least what the MockProvider counts for it", () =>
     fc.assert(
       fc.property(messages, (generated) => {

@@ -4,9 +4,9 @@
  * way a provider does, and fails on demand. Tests point a real client at
  * `baseUrl` and then assert on what the server saw (`log`, `counters`).
  *
- * Endpoints: `POST /v1/chat/completions`, `POST /v1/embeddings`,
- * `GET /v1/models` and `GET /v1/models/{id}` — what the official `openai`
- * SDK sends. Every answer is a pure function of the request: the same request
+ * Endpoints: `POST /v1/chat/completions`, `POST /v1/embeddings`, the legacy
+ * `POST /v1/completions`, `GET /v1/models` and `GET /v1/models/{id}` — what
+ * the official `openai` SDK sends (and the three endpoints of OpenAI's Batch API). Every answer is a pure function of the request: the same request
  * gets the same body (only a chat answer's `created` second reads `Clock`, so
  * under `TestClock` even that repeats). Prompt tokens are estimated at ~4
  * characters per token of the messages' text, at least 1 (see
@@ -22,7 +22,10 @@
  * `encoding_format: "base64"` (the SDK's default) sends each as float32
  * little-endian bytes in base64, as OpenAI does. The models listed are
  * `options.models` (default `mock-model`, `mock-embedding`); chat and
- * embeddings accept any model.
+ * embeddings accept any model. A legacy completion answers `n` choices (1 by
+ * default) for each prompt (text, token ids, or a list of either), each of 8 to
+ * 32 words capped by `max_tokens` (16 when none is given, OpenAI's default); it
+ * costs its prompts plus `max_tokens` for every choice.
  *
  * A request goes through, in order:
  * 1. routing: an unknown path or method → 404 (`GET /v1/models` answers after
@@ -48,7 +51,8 @@
  *    body (the answer in `slowBody.chunks` pieces, `slowBody.interval` apart);
  *    else the answer. A streamed answer is cut or slowed the same way (its
  *    events' text).
- * Answers from step 4 on carry `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`
+ * Answers from step 3 on carry an `x-request-id` (`req_mock_<n>`, counting up); from step 4 on also
+ * `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`
  * for each configured limit; a reset is the time until the window holds
  * nothing of that limit, in OpenAI's format (`1s`, `6m0s`, `12ms`). They also
  * carry the IETF `RateLimit-Policy` (`"requests";q=600;w=60, "tokens";q=60000;w=60`),

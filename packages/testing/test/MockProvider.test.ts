@@ -103,6 +103,59 @@ describe("MockProvider", () => {
     )
   })
 
+  describe("the legacy /v1/completions", () => {
+    it.scoped("n choices per prompt, capped by max_tokens (16 by default); charged prompt plus max_tokens each", () =>
+      Effect.gen(function* () {
+        const provider = yield* MockProvider.make({ tpm: 100_000 })
+        const url = `${provider.baseUrl}/completions`
+        const answer = yield* send(url, { model: "mock-model", prompt: "x".repeat(20) })
+        expect(answer.status).toBe(200)
+        expect(answer.headers["x-request-id"]).toMatch(/^req_mock_[0-9a-f]{8}$/)
+        const body = JSON.parse(answer.text)
+        expect(body).toMatchObject({ object: "text_completion", model: "mock-model" })
+        expect(body.choices).toHaveLength(1)
+        const words = body.choices[0].text.trim().replace(/\.$/, "").split(" ")
+        expect(words.length).toBeGreaterThanOrEqual(8)
+        expect(words.length).toBeLessThanOrEqual(16)
+        expect(body.usage).toEqual({
+          prompt_tokens: 5,
+          completion_tokens: words.length,
+          total_tokens: 5 + words.length
+        })
+        expect((yield* send(url, { model: "mock-model", prompt: "x".repeat(20) })).text).toBe(answer.text)
+
+        const several = JSON.parse(
+          (yield* send(url, { model: "mock-model", prompt: ["abcd", "efgh"], max_tokens: 2, n: 3 })).text
+        )
+        expect(several.choices.map((choice: { index: number }) => choice.index)).toEqual([0, 1, 2, 3, 4, 5])
+        for (const choice of several.choices) {
+          expect(choice.text.trim().split(" ")).toHaveLength(2)
+          expect(choice.finish_reason).toBe("length")
+        }
+        expect(several.usage).toEqual({ prompt_tokens: 1 + 1, completion_tokens: 12, total_tokens: 14 })
+        const tokenIds = JSON.parse(
+          (yield* send(url, { model: "mock-model", prompt: [[1, 2, 3]], max_tokens: 4 })).text
+        )
+        expect(tokenIds.usage.prompt_tokens).toBe(3)
+        const log = yield* provider.log
+        expect(log.map((entry) => [entry.path, entry.chargedTokens])).toEqual([
+          ["/v1/completions", 5 + 16],
+          ["/v1/completions", 5 + 16],
+          ["/v1/completions", 2 + 2 * 3 * 2],
+          ["/v1/completions", 3 + 4]
+        ])
+        // A request ids each answer.
+        expect((yield* send(url, { model: "mock-model", prompt: "y" })).headers["x-request-id"]).not.toBe(
+          answer.headers["x-request-id"]
+        )
+
+        const missing = yield* send(url, { model: "mock-model" })
+        expect(missing.status).toBe(400)
+        expect(JSON.parse(missing.text).error.message).toContain("prompt")
+      }).pipe(Effect.provide(ClientLive))
+    )
+  })
+
   describe("what the official SDK sends", () => {
     it.scoped("stream: true answers server-sent chunks, [DONE] last, a usage chunk only when asked", () =>
       Effect.gen(function* () {
@@ -412,13 +465,13 @@ describe("MockProvider", () => {
     it.scoped("404 for an unknown path or method", () =>
       Effect.gen(function* () {
         const provider = yield* MockProvider.make()
-        const unknown = yield* send(`${provider.baseUrl}/completions`, chat("hi"))
+        const unknown = yield* send(`${provider.baseUrl}/responses`, chat("hi"))
         expect(unknown.status).toBe(404)
         expect(JSON.parse(unknown.text).error.code).toBe("unknown_url")
         const wrongMethod = yield* send(`${provider.baseUrl}/chat/completions`, undefined, { method: "GET" })
         expect(wrongMethod.status).toBe(404)
         expect((yield* provider.log).map((entry) => [entry.method, entry.path, entry.outcome])).toEqual([
-          ["POST", "/v1/completions", "notFound"],
+          ["POST", "/v1/responses", "notFound"],
           ["GET", "/v1/chat/completions", "notFound"]
         ])
       }).pipe(Effect.provide(ClientLive))

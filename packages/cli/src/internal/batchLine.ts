@@ -1,8 +1,9 @@
 /**
  * One input line of an OpenAI batch file, parsed and checked: a JSON object
- * with a non-empty string `custom_id`, `method` `"POST"`, a relative `url`
- * (`/v1/chat/completions`) and an object `body`. A refusal says why in words
- * that never quote the line itself (it may hold anything, secrets included).
+ * with a non-empty string `custom_id`, `method` `"POST"`, a `url` naming one
+ * of the Batch API's endpoints (`/v1/chat/completions`, `/v1/embeddings`,
+ * `/v1/completions`) and an object `body`. A refusal says why in words that
+ * never quote the line itself (it may hold anything, secrets included).
  */
 import type { BatchLine } from "../Runner.js"
 
@@ -12,6 +13,13 @@ export type Verdict =
   | { readonly _tag: "Malformed"; readonly reason: string; readonly customId?: string | undefined }
 
 const MAX_CUSTOM_ID_LENGTH = 512
+
+/** The `url`s a line may name: the endpoints of OpenAI's Batch API. */
+export const ENDPOINTS = ["/v1/chat/completions", "/v1/embeddings", "/v1/completions"] as const
+
+export type Endpoint = (typeof ENDPOINTS)[number]
+
+export const isEndpoint = (url: string): url is Endpoint => (ENDPOINTS as ReadonlyArray<string>).includes(url)
 
 const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value)
@@ -35,8 +43,8 @@ export const parse = (text: string, lineNumber: number): Verdict => {
     return malformed(`custom_id is longer than ${MAX_CUSTOM_ID_LENGTH} characters`)
   if (json.method !== "POST") return malformed('method must be "POST"', customId)
   const url = json.url
-  if (typeof url !== "string" || !/^\/[^\s]*$/.test(url) || url.startsWith("//"))
-    return malformed("url must be a path such as /v1/chat/completions", customId)
+  if (typeof url !== "string" || !isEndpoint(url))
+    return malformed(`url must be one of ${ENDPOINTS.join(", ")}`, customId)
   if (!isRecord(json.body)) return malformed("body must be a JSON object", customId)
   return { _tag: "Line", line: { customId, method: "POST", url, body: json.body, lineNumber } }
 }

@@ -8,10 +8,10 @@ import type { CircuitBreaker } from "@sluice/core"
 import type { MockProvider } from "@sluice/testing"
 import type * as Runner from "../Runner.js"
 
+/** The fields of an output record (OpenAI's batch output shape, Sluice's extras in `sluice`) the report reads. */
 export interface ResultLine {
-  readonly status: "succeeded" | "failed"
-  readonly duration_ms: number
-  readonly error: { readonly tag: string } | null
+  readonly error: { readonly code: string } | null
+  readonly sluice: { readonly duration_ms: number; readonly error?: { readonly kind: string } | undefined }
 }
 
 export const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
@@ -38,11 +38,13 @@ export const render = (options: {
   const tokens = summary.promptTokens + summary.completionTokens
   const rpm = summary.requests / minutes
   const tpm = tokens / minutes
-  const latencies = results.map((line) => line.duration_ms).sort((a, b) => a - b)
+  const latencies = results.map((line) => line.sluice.duration_ms).sort((a, b) => a - b)
   const failures = new Map<string, number>()
   for (const line of results) {
-    if (line.status === "failed")
-      failures.set(line.error?.tag ?? "unknown", (failures.get(line.error?.tag ?? "unknown") ?? 0) + 1)
+    if (line.error !== null) {
+      const kind = line.sluice.error?.kind ?? line.error.code
+      failures.set(kind, (failures.get(kind) ?? 0) + 1)
+    }
   }
   const faults = Object.entries(counters.faults)
     .filter(([, count]) => count > 0)

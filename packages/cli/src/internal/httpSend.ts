@@ -1,14 +1,15 @@
 /**
- * The sender's machinery: one ApiClient for the run. Chat and embeddings lines
- * go through the Model (`@sluice/model`: the token estimate is reserved on the
- * token limit and reconciled with the usage the answer reports); any other URL
- * is posted through the same ApiClient as it is, estimated by the Model's
- * estimator. `RunStats` counts the requests from the client's Executor events.
+ * The sender's machinery: one ApiClient for the run. Every line goes through
+ * the Model's call for its endpoint (`chat`, `embed`, `complete`: the body
+ * checked, the token estimate reserved on the token limit and reconciled with
+ * the usage the answer reports). `RunStats` counts the requests from the
+ * client's Executor events.
  *
  * The ApiClient runs over a `HttpClient` wrapped to see every attempt: each
  * call is named in a FiberRef (which the Executor carries into the fiber
  * running each attempt), so the wrapper can count the attempts of each line
- * (its result's `attempts`), tell `RunStats` of each 429, and, while the run
+ * (its result's `attempts`), keep its last answer's status and `x-request-id`
+ * (for the output record), tell `RunStats` of each 429, and, while the run
  * learns its limits, read the first answer that reports them: it replaces the
  * limits of the client's limiter (`learningLimiter.ts`) before the ApiClient
  * reads that answer, so the ApiClient's own header feed seeds the new limits.
@@ -20,7 +21,7 @@ import * as ApiClient from "@sluice/http/ApiClient"
 import * as ApiError from "@sluice/http/ApiError"
 import * as EndpointConfig from "@sluice/http/EndpointConfig"
 import * as RateLimitHeaders from "@sluice/http/RateLimitHeaders"
-import { Model, TokenEstimator } from "@sluice/model"
+import { Model } from "@sluice/model"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
@@ -38,7 +39,7 @@ import type * as Scope from "effect/Scope"
 import type * as HttpSend from "../HttpSend.js"
 import type * as Runner from "../Runner.js"
 import { RunStats } from "../RunStats.js"
-import { pathUnder } from "./batchLine.js"
+import { ENDPOINTS, pathUnder } from "./batchLine.js"
 import * as FailureKind from "./failureKind.js"
 import * as LearnedLimits from "./learnedLimits.js"
 import * as LearningLimiter from "./learningLimiter.js"
@@ -52,58 +53,41 @@ const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value)
 
 /**
- * The tokens a line to another URL is charged before its call, by the Model's
- * estimator: a body the Model could send (a chat or an embeddings request) as
- * the Model estimates it; any other as the estimator counts its whole text
- * (erring high), plus the output cap it names.
- */
-export const estimateTokens = (body: unknown): number => {
-  const chat = decodeChat(body)
-  if (Option.isSome(chat)) return TokenEstimator.total(TokenEstimator.standard.chat(chat.value))
-  const embed = decodeEmbed(body)
-  if (Option.isSome(embed)) return TokenEstimator.total(TokenEstimator.standard.embed(embed.value))
-  const cap = isRecord(body) ? (body.max_completion_tokens ?? body.max_tokens ?? body.max_output_tokens) : undefined
-  return TokenEstimator.total({
-    prompt: TokenEstimator.textTokens(JSON.stringify(body) ?? ""),
-    maxOutput: typeof cap === "number" && cap > 0 ? cap : 0
-  })
-}
-
-const decodeChat = Schema.decodeUnknownOption(Model.ChatRequest)
-const decodeEmbed = Schema.decodeUnknownOption(Model.EmbedRequest)
-
-/**
  * The usage an answer reports, and what the provider counted against its
- * token limit (the Model's own arithmetic, `Model.chargedChatTokens`): with
- * `outputTokensCharged: "maximum"`, a chat line's prompt plus the
- * `max_tokens` it asked for, for each of its `n` choices.
+ * token limit (the Model's own arithmetic): with `outputTokensCharged:
+ * "maximum"`, a chat line's prompt plus the `max_tokens` it asked for, for each
+ * of its `n` choices (`Model.chargedChatTokens`), a completions line's prompt
+ * plus its `max_tokens` (16 by default) for each choice of each prompt
+ * (`Model.chargedCompletionTokens`); an embeddings line has no output.
  */
 export const usageOf = (
-  body: unknown,
+  line: { readonly url: string; readonly body: unknown },
   response: unknown,
   outputTokensCharged: "used" | "maximum"
 ): Runner.Usage | undefined => {
   const usage = isRecord(response) ? response.usage : undefined
   if (!isRecord(usage)) return undefined
   const promptTokens = typeof usage.prompt_tokens === "number" ? usage.prompt_tokens : 0
+  if (line.url === "/v1/embeddings") return { promptTokens, completionTokens: 0 }
   const completionTokens = typeof usage.completion_tokens === "number" ? usage.completion_tokens : 0
-  if (outputTokensCharged !== "maximum" || !isRecord(body) || body.messages === undefined) {
-    return { promptTokens, completionTokens }
-  }
-  const numberOr = (value: unknown) => (typeof value === "number" ? value : undefined)
-  const chargedTokens = Model.chargedChatTokens(
-    {
-      max_tokens: numberOr(body.max_tokens),
-      max_completion_tokens: numberOr(body.max_completion_tokens),
-      n: numberOr(body.n)
-    },
-    { prompt_tokens: promptTokens },
-    "maximum"
-  )
+  if (outputTokensCharged !== "maximum") return { promptTokens, completionTokens }
+  const chargedTokens =
+    line.url === "/v1/completions"
+      ? Option.match(decodeCompletion(line.body), {
+          onNone: () => undefined,
+          onSome: (request) => Model.chargedCompletionTokens(request, { prompt_tokens: promptTokens }, "maximum")
+        })
+      : Option.match(decodeChat(line.body), {
+          onNone: () => undefined,
+          onSome: (request) => Model.chargedChatTokens(request, { prompt_tokens: promptTokens }, "maximum")
+        })
   return chargedTokens === undefined
     ? { promptTokens, completionTokens }
     : { promptTokens, completionTokens, chargedTokens }
 }
+
+const decodeChat = Schema.decodeUnknownOption(Model.ChatRequest)
+const decodeCompletion = Schema.decodeUnknownOption(Model.CompletionRequest)
 
 /** The flags' limits, each over the run's window. */
 export const givenLimits = (options: HttpSend.Options): LearnedLimits.Limits => {
@@ -266,6 +250,8 @@ export const make = (
     const answersAtAttempt = new Map<string, number>()
     /** Attempts so far of each call in flight, by its call id. */
     const attempts = new Map<string, number>()
+    /** The last answer of each call in flight: its status and `x-request-id`. */
+    const lastAnswer = new Map<string, { readonly status: number; readonly requestId: string | undefined }>()
     let nextCall = 0
 
     /** The bucket of each limit in `limits`, by the limiter's names. */
@@ -332,6 +318,7 @@ export const make = (
             // The call that taught the limits tries again: the ApiClient has read the answer that taught them.
             if (learned !== undefined && learned.call === call) yield* release
             const response = yield* http.execute(request)
+            lastAnswer.set(call, { status: response.status, requestId: response.headers["x-request-id"] })
             if (outage !== undefined && response.status < 500) yield* outage.alive
             if (response.status === 429) yield* stats.rateLimited
             if (learning !== undefined && learned === undefined && !released) {
@@ -353,8 +340,16 @@ export const make = (
       stats.setLimits({ rpm: LearnedLimits.perMinute(limits.requests), tpm: LearnedLimits.perMinute(limits.tokens) })
     /** Calls over the one client, by a Model that knows `limits` (its largest request is the token limit). */
     const callsFor = (limits: LearnedLimits.Limits) =>
-      Effect.map(Model.fromClient(api, { outputTokensCharged, maxRequestTokens: limits.tokens?.limit }), (model) =>
-        callThrough(api, model)
+      Effect.map(
+        Model.fromClient(api, {
+          outputTokensCharged,
+          maxRequestTokens: limits.tokens?.limit,
+          // Each endpoint's path under the base URL (`/v1/chat/completions` under `.../v1` is `/chat/completions`).
+          chatPath: pathUnder(api.baseUrl, "/v1/chat/completions"),
+          embedPath: pathUnder(api.baseUrl, "/v1/embeddings"),
+          completePath: pathUnder(api.baseUrl, "/v1/completions")
+        }),
+        callThrough
       )
 
     yield* publish(given)
@@ -384,7 +379,13 @@ export const make = (
       }
     }
 
-    const failed = (failure: CallFailure, verdict: FailureKind.Verdict, attemptsMade: number) =>
+    /** A line's final failure; with the `x-request-id` of the answer that refused it, when one did. */
+    const failed = (
+      failure: CallFailure,
+      verdict: FailureKind.Verdict,
+      attemptsMade: number,
+      answer: { readonly status: number; readonly requestId: string | undefined } | undefined
+    ) =>
       new RunError({
         reason: "SendFailed",
         errorKind: verdict.errorKind,
@@ -392,7 +393,8 @@ export const make = (
         attempts: attemptsMade,
         retryable: verdict.retryable,
         label: verdict.label,
-        ...(verdict.status === undefined ? {} : { status: verdict.status })
+        ...(verdict.status === undefined ? {} : { status: verdict.status }),
+        ...(answer?.requestId !== undefined && answer.status === verdict.status ? { requestId: answer.requestId } : {})
       })
 
     /** The run stops: every line would be refused the same way. */
@@ -413,10 +415,14 @@ export const make = (
       const attemptsOf = () => attempts.get(id) ?? 0
       const once = send(line).pipe(
         Effect.map((response): Runner.SendResult => {
-          const usage = usageOf(line.body, response, outputTokensCharged)
-          return usage === undefined
-            ? { response, attempts: attemptsOf() }
-            : { response, attempts: attemptsOf(), usage }
+          const usage = usageOf(line, response, outputTokensCharged)
+          const answer = lastAnswer.get(id)
+          return {
+            response,
+            attempts: attemptsOf(),
+            ...(answer === undefined ? {} : { statusCode: answer.status, requestId: answer.requestId }),
+            ...(usage === undefined ? {} : { usage })
+          }
         })
       )
       /**
@@ -429,12 +435,12 @@ export const make = (
           const verdict = FailureKind.verdictOf(failure)
           if (verdict.class === "auth") return authFailed(line, failure, verdict)
           if (outage === undefined || verdict.class !== "systemic") {
-            return Effect.fail(failed(failure, verdict, attemptsOf()))
+            return Effect.fail(failed(failure, verdict, attemptsOf(), lastAnswer.get(id)))
           }
           // Refused by the open breaker, or no answer to anyone since its last attempt began: the provider is down.
           const refused = verdict.refused
           if (!refused && outage.answers() !== (answersAtAttempt.get(id) ?? -1)) {
-            return Effect.fail(failed(failure, verdict, attemptsOf()))
+            return Effect.fail(failed(failure, verdict, attemptsOf(), lastAnswer.get(id)))
           }
           // Until the breaker would let it through, else a backoff; woken early by a sign the provider is back.
           const retryAfter = (failure as { readonly retryAfterMillis?: unknown }).retryAfterMillis
@@ -462,6 +468,7 @@ export const make = (
           Effect.sync(() => {
             attempts.delete(id)
             answersAtAttempt.delete(id)
+            lastAnswer.delete(id)
           })
         )
       )
@@ -469,22 +476,21 @@ export const make = (
     return Object.assign(sendLine, { halted: Deferred.await(halted) }) satisfies HttpSend.Sender
   })
 
-/** Chat and embeddings through the Model; anything else posted as it is. */
+/** Each endpoint's line through the Model, which checks its body, estimates and reconciles its tokens. */
 const callThrough =
-  (api: ApiClient.ApiClientShape, model: Model.ModelShape): Call =>
+  (model: Model.ModelShape): Call =>
   (line) => {
-    const path = pathUnder(api.baseUrl, line.url)
-    if (path === "/chat/completions") {
-      return Effect.flatMap(decodeLine(Model.ChatRequest, line), model.chat)
+    switch (line.url) {
+      case "/v1/chat/completions":
+        return Effect.flatMap(decodeLine(Model.ChatRequest, line), model.chat)
+      case "/v1/embeddings":
+        return Effect.flatMap(decodeLine(Model.EmbedRequest, line), model.embed)
+      case "/v1/completions":
+        return Effect.flatMap(decodeLine(Model.CompletionRequest, line), model.complete)
+      default:
+        // `BatchLine.parse` lets no other url through.
+        return Effect.fail({ _tag: "InvalidRequest", message: `the url is not one of ${ENDPOINTS.join(", ")}` })
     }
-    if (path === "/embeddings") {
-      return Effect.flatMap(decodeLine(Model.EmbedRequest, line), model.embed)
-    }
-    return api.post(path, {
-      schema: Schema.Unknown,
-      body: line.body,
-      ...(api.limitNames.includes("tokens") ? { cost: { tokens: estimateTokens(line.body) } } : {})
-    })
   }
 
 /** A line's body as the Model's request: a body it cannot be is the line's own failure, sent nowhere. */

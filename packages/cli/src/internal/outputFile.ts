@@ -5,12 +5,14 @@
  * collects the `custom_id` of every complete line and truncates away a last
  * line without its newline: the tail of a write cut short. Such a tail is
  * dropped even when it happens to parse, so its request is simply done again.
- * A `custom_id` on several lines counts by its latest; with `retryFailed`, a
- * latest that failed with a retryable error (its `error.retryable`, or for
- * older records its kind) is to be done again.
+ * Records are read by `batchOutput.ts` (OpenAI's batch output shape, or an
+ * earlier Sluice's). A `custom_id` on several lines counts by its latest; with
+ * `retryFailed`, a latest that failed with a retryable error (its
+ * `sluice.error.retryable`, or for older records its kind) is to be done again.
  *
  * Compaction (`compact`) rewrites the file keeping only the lines asked for
- * (the latest of each done `custom_id`): into `<path>.compacting`, fsynced,
+ * (the latest of each done `custom_id`), those in an earlier Sluice's shape
+ * rewritten in OpenAI's: into `<path>.compacting`, fsynced,
  * then renamed over the file. A rename is atomic, so after `kill -9` at any
  * moment the file is the old one or the new one, never a mix; a leftover
  * `.compacting` file is removed by the next compaction.
@@ -26,7 +28,7 @@ import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { isRetryableKind } from "./failureKind.js"
+import * as BatchOutput from "./batchOutput.js"
 import { RunError } from "./runError.js"
 
 const NEWLINE = 0x0a
@@ -45,19 +47,13 @@ export interface Recovered {
    * not); absent when there is no file.
    */
   readonly keep?: ReadonlySet<number>
+  /** Of `keep`: the lines in an earlier Sluice's shape, to rewrite in OpenAI's (absent: none). */
+  readonly legacy?: ReadonlySet<number>
   /** Bytes of a torn last line that were truncated away (0 when none). */
   readonly truncatedBytes: number
 }
 
 const describe = (error: unknown) => (error instanceof Error ? error.message : String(error))
-
-/** A failed result a rerun may do again. */
-const isRetryableFailure = (json: Record<string, unknown>): boolean => {
-  if (json.status !== "failed") return false
-  const error = json.error as { retryable?: unknown; tag?: unknown } | null | undefined
-  if (typeof error !== "object" || error === null) return false
-  return typeof error.retryable === "boolean" ? error.retryable : isRetryableKind(error.tag)
-}
 
 /** Reads `path` (absent: nothing done), truncating a torn last line. */
 export const recover = (
@@ -72,7 +68,10 @@ export const recover = (
     if (!exists) return { done: new Set<string>(), lines: 0, truncatedBytes: 0 }
     const decoder = new TextDecoder("utf-8", { fatal: true })
     /** Each `custom_id`'s latest line (0-based) and whether that line is a failure to do again. */
-    const latest = new Map<string, { readonly index: number; readonly retry: boolean; readonly failed: boolean }>()
+    const latest = new Map<
+      string,
+      { readonly index: number; readonly retry: boolean; readonly failed: boolean; readonly legacy: boolean }
+    >()
     let lines = 0
     let size = 0
     /** Bytes up to and including the last newline seen. */
@@ -89,14 +88,15 @@ export const recover = (
       } catch {
         return new RunError({ reason: "OutputCorrupt", path, detail: `line ${lines} is not JSON` })
       }
-      const id = (json as { custom_id?: unknown } | null)?.custom_id
-      if (typeof id !== "string") {
+      const record = BatchOutput.read(json)
+      if (record === undefined) {
         return new RunError({ reason: "OutputCorrupt", path, detail: `line ${lines} has no custom_id` })
       }
-      latest.set(id, {
+      latest.set(record.customId, {
         index: lines - 1,
-        failed: (json as { status?: unknown }).status === "failed",
-        retry: options.retryFailed === true && isRetryableFailure(json as Record<string, unknown>)
+        failed: record.failed,
+        retry: options.retryFailed === true && record.retryable,
+        legacy: record.legacy
       })
       return undefined
     }
@@ -128,35 +128,55 @@ export const recover = (
     const failed = new Set<string>()
     const retry = new Set<string>()
     const keep = new Set<number>()
+    const legacy = new Set<number>()
     for (const [id, latestLine] of latest) {
       if (latestLine.retry) retry.add(id)
       else {
         done.add(id)
         keep.add(latestLine.index)
+        if (latestLine.legacy) legacy.add(latestLine.index)
         if (latestLine.failed) failed.add(id)
       }
     }
-    return { done, failed, retry, keep, lines, truncatedBytes }
+    return { done, failed, retry, keep, legacy, lines, truncatedBytes }
   })
+
+/** Where a compaction is: writing the new file, or about to rename it over the old. */
+export type CompactionPhase = "writing" | "renaming"
 
 /** The file compaction writes before renaming it over `path`. */
 export const compactingPathFor = (path: string): string => `${path}.compacting`
 
 /**
  * Rewrites `path` with only its complete lines whose 0-based index is in `keep`
- * (blank lines go too), atomically: a new file, fsynced, renamed over it.
+ * (blank lines go too), those in `legacy` rewritten in OpenAI's shape,
+ * atomically: a new file, fsynced, renamed over it. `pause` runs in the act
+ * (the tests' way to `kill -9` it there): `"writing"` once the first lines are
+ * in the new file, `"renaming"` once all are on disk, just before the rename.
  */
 export const compact = (
   fs: FileSystem.FileSystem,
   path: string,
-  keep: ReadonlySet<number>
+  keep: ReadonlySet<number>,
+  options: {
+    readonly legacy?: ReadonlySet<number> | undefined
+    readonly pause?: ((phase: CompactionPhase) => Effect.Effect<void>) | undefined
+  } = {}
 ): Effect.Effect<void, RunError> =>
   Effect.scoped(
     Effect.gen(function* () {
       const temporary = compactingPathFor(path)
       const fail = (error: unknown) => new RunError({ reason: "OutputUnwritable", path, detail: describe(error) })
       const file = yield* fs.open(temporary, { flag: "w" }).pipe(Effect.mapError(fail))
+      const legacy = options.legacy
+      const decoder = new TextDecoder()
+      const encoder = new TextEncoder()
+      /** A line in an earlier Sluice's shape, in OpenAI's (`recover` read it: it is a JSON object). */
+      const rewritten = (line: Uint8Array) =>
+        encoder.encode(`${JSON.stringify(BatchOutput.fromLegacy(JSON.parse(decoder.decode(line))))}\n`)
       let index = 0
+      /** Whether some lines are in the new file yet. */
+      let written = false
       let pending: Array<Uint8Array> = []
       yield* fs.stream(path).pipe(
         Stream.mapError((error) => new RunError({ reason: "OutputUnreadable", path, detail: describe(error) })),
@@ -166,17 +186,25 @@ export const compact = (
             let start = 0
             for (let at = chunk.indexOf(NEWLINE); at !== -1; at = chunk.indexOf(NEWLINE, start)) {
               const piece = chunk.subarray(start, at + 1)
-              if (keep.has(index)) kept.push(...pending, piece)
+              if (keep.has(index)) {
+                if (legacy?.has(index) === true) kept.push(rewritten(concat([...pending, piece])))
+                else kept.push(...pending, piece)
+              }
               pending = []
               index++
               start = at + 1
             }
             if (start < chunk.length) pending.push(chunk.slice(start))
-            return kept.length === 0 ? Effect.void : Effect.mapError(file.writeAll(concat(kept)), fail)
+            if (kept.length === 0) return Effect.void
+            const write = Effect.mapError(file.writeAll(concat(kept)), fail)
+            if (options.pause === undefined || written) return write
+            written = true
+            return Effect.zipRight(write, options.pause("writing"))
           })
         )
       )
       yield* Effect.mapError(file.sync, fail)
+      if (options.pause !== undefined) yield* options.pause("renaming")
       yield* Effect.mapError(fs.rename(temporary, path), fail)
       // The rename itself to disk: fsync the directory (where the platform allows; a failure only loses durability).
       const slash = path.lastIndexOf("/")

@@ -36,6 +36,8 @@ export class RunError extends Schema.TaggedError<RunError>("@sluice/cli/RunError
   attempts: Schema.optional(Schema.Number),
   /** The provider's HTTP status, when it answered. */
   status: Schema.optional(Schema.Number),
+  /** `SendFailed`: the `x-request-id` of the answer that refused the line, when it had one. */
+  requestId: Schema.optional(Schema.String),
   /** `SendFailed`: whether another try may help (a rerun retries such lines). */
   retryable: Schema.optional(Schema.Boolean),
   /** What happened, in a few words a person scans (`authentication failed (401)`): failures are grouped by it. */

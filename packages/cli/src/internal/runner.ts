@@ -22,6 +22,7 @@ import * as Stream from "effect/Stream"
 import type * as Runner from "../Runner.js"
 import { RunStats } from "../RunStats.js"
 import * as BatchLine from "./batchLine.js"
+import * as BatchOutput from "./batchOutput.js"
 import { isRetryableKind } from "./failureKind.js"
 import * as OutputFile from "./outputFile.js"
 import * as OutputLock from "./outputLock.js"
@@ -79,8 +80,6 @@ const classifier = (done: ReadonlySet<string>, failed: ReadonlySet<string> | und
   }
 }
 
-const toIso = (millis: number) => new Date(millis).toISOString()
-
 export const run = (
   options: Runner.RunOptions,
   send: Runner.Send
@@ -118,8 +117,15 @@ export const run = (
     yield* Effect.ignore(fs.remove(OutputFile.compactingPathFor(options.output), { force: true }))
     const recovered = yield* OutputFile.recover(fs, options.output, { retryFailed: options.retryFailed })
     // One line per custom_id, its latest, with the failures to do again taken out before they are redone.
-    if (recovered.keep !== undefined && recovered.lines > recovered.keep.size) {
-      yield* OutputFile.compact(fs, options.output, recovered.keep)
+    // An earlier Sluice's records are rewritten in OpenAI's shape by the same compaction.
+    if (
+      recovered.keep !== undefined &&
+      (recovered.lines > recovered.keep.size || (recovered.legacy !== undefined && recovered.legacy.size > 0))
+    ) {
+      yield* OutputFile.compact(fs, options.output, recovered.keep, {
+        legacy: recovered.legacy,
+        pause: options.onCompaction
+      })
     }
     const writerOptions = { syncEvery: options.syncEvery, syncInterval: options.syncInterval }
     const output = yield* OutputFile.makeWriter(fs, options.output, { flag: "a", ...writerOptions })
@@ -164,11 +170,7 @@ export const run = (
     const report = (malformed: Runner.Malformed) =>
       Effect.gen(function* () {
         const file = yield* errorsFile
-        yield* file.append({
-          line: malformed.lineNumber,
-          ...(malformed.customId === undefined ? {} : { custom_id: malformed.customId }),
-          reason: malformed.reason
-        })
+        yield* file.append(BatchOutput.malformed(malformed.lineNumber, malformed.reason, malformed.customId))
         yield* stats.lineSettled("malformed")
         if (options.onMalformed !== undefined) yield* options.onMalformed(malformed)
       })
@@ -186,25 +188,20 @@ export const run = (
           Effect.either
         )
         const finishedAt = clock.unsafeCurrentTimeMillis()
-        const common = {
-          custom_id: line.customId,
-          line: line.lineNumber,
-          started_at: toIso(startedAt),
-          finished_at: toIso(finishedAt),
-          duration_ms: finishedAt - startedAt
-        }
+        const timing = { line: line.lineNumber, startedAt, finishedAt }
         if (result._tag === "Right") {
           const { usage } = result.right
-          yield* output.append({
-            ...common,
-            status: "succeeded",
-            attempts: result.right.attempts,
-            response: result.right.response ?? null,
-            error: null,
-            ...(usage === undefined
-              ? {}
-              : { usage: { prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens } })
-          })
+          yield* output.append(
+            BatchOutput.succeeded(
+              line.customId,
+              {
+                statusCode: result.right.statusCode ?? 200,
+                requestId: result.right.requestId,
+                body: result.right.response
+              },
+              { ...timing, attempts: result.right.attempts, usage }
+            )
+          )
           if (usage !== undefined) yield* stats.tokensUsed(usage)
           yield* stats.lineFinished("succeeded")
         } else {
@@ -214,19 +211,20 @@ export const run = (
             yield* Deferred.succeed(halted, failure)
             return yield* Effect.never
           }
-          yield* output.append({
-            ...common,
-            status: "failed",
-            attempts: failure.attempts ?? 1,
-            response: null,
-            error: {
-              tag: failure.errorKind ?? failure.reason,
-              message: failure.detail,
-              ...(failure.label === undefined ? {} : { reason: failure.label }),
-              ...(failure.status === undefined ? {} : { status: failure.status }),
-              retryable: failure.retryable ?? isRetryableKind(failure.errorKind)
-            }
-          })
+          yield* output.append(
+            BatchOutput.failed(
+              line.customId,
+              {
+                kind: failure.errorKind ?? failure.reason,
+                message: failure.detail,
+                reason: failure.label,
+                status: failure.status,
+                requestId: failure.requestId,
+                retryable: failure.retryable ?? isRetryableKind(failure.errorKind)
+              },
+              { ...timing, attempts: failure.attempts ?? 1 }
+            )
+          )
           yield* stats.lineFinished("failed", failure.label ?? failure.errorKind ?? "failed")
         }
       })

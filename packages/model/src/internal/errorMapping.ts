@@ -11,7 +11,7 @@ import { ModelError } from "./modelError.js"
 export interface CallContext {
   readonly provider: string
   readonly model: string
-  readonly operation: "chat" | "embed"
+  readonly operation: "chat" | "embed" | "complete"
   readonly estimatedPromptTokens?: number | undefined
 }
 

@@ -33,12 +33,15 @@ import type * as Model from "../Model.js"
 import * as TokenEstimator from "../TokenEstimator.js"
 import { type CallContext, fromCallError } from "./errorMapping.js"
 import { ModelError } from "./modelError.js"
+import * as TokenEstimatorInternal from "./tokenEstimator.js"
 import * as Wire from "./wire.js"
 
 type ChatRequest = typeof Wire.ChatRequest.Type
 type ChatResponse = typeof Wire.ChatResponse.Type
 type EmbedRequest = typeof Wire.EmbedRequest.Type
 type EmbedResponse = typeof Wire.EmbedResponse.Type
+type CompletionRequest = typeof Wire.CompletionRequest.Type
+type CompletionResponse = typeof Wire.CompletionResponse.Type
 
 const DETAIL_LENGTH = 300
 
@@ -51,6 +54,7 @@ interface Admission {
 export const DEFAULT_TOKEN_LIMIT = "tokens"
 export const DEFAULT_CHAT_PATH = "/chat/completions"
 export const DEFAULT_EMBED_PATH = "/embeddings"
+export const DEFAULT_COMPLETE_PATH = "/completions"
 
 /**
  * What a failed attempt did, by the ApiClient's error: `Unsent` (nothing
@@ -77,6 +81,7 @@ const OptionsSchema = Schema.Struct({
   tokenLimit: Schema.optional(Schema.UndefinedOr(Schema.NonEmptyTrimmedString)),
   chatPath: Schema.optional(Schema.UndefinedOr(Path)),
   embedPath: Schema.optional(Schema.UndefinedOr(Path)),
+  completePath: Schema.optional(Schema.UndefinedOr(Path)),
   key: Schema.optional(Schema.UndefinedOr(Schema.NonEmptyString)),
   priority: Schema.optional(Schema.UndefinedOr(Schema.Finite)),
   timeout: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
@@ -84,8 +89,13 @@ const OptionsSchema = Schema.Struct({
   maxRequestTokens: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveNumber)),
   estimator: Schema.optional(
     Schema.UndefinedOr(
-      Schema.Struct({ chat: Schema.declare(isFunction), embed: Schema.declare(isFunction) }).annotations({
-        message: () => "Expected a TokenEstimator: { chat: (request) => Estimate, embed: (request) => Estimate }"
+      Schema.Struct({
+        chat: Schema.declare(isFunction),
+        embed: Schema.declare(isFunction),
+        complete: Schema.declare(isFunction)
+      }).annotations({
+        message: () =>
+          "Expected a TokenEstimator: { chat: (request) => Estimate, embed: (request) => Estimate, complete: (request) => Estimate }"
       })
     )
   )
@@ -104,6 +114,7 @@ const callOptionsOf = (options: Model.CallOptions) => ({
   tokenLimit: options.tokenLimit,
   chatPath: options.chatPath,
   embedPath: options.embedPath,
+  completePath: options.completePath,
   key: options.key,
   priority: options.priority,
   timeout: options.timeout,
@@ -145,7 +156,7 @@ const modelOf = (request: unknown) => {
 
 /** Validates a request before anything is reserved or sent. */
 export const validate =
-  <A, I>(schema: Schema.Schema<A, I>, provider: string, operation: "chat" | "embed") =>
+  <A, I>(schema: Schema.Schema<A, I>, provider: string, operation: "chat" | "embed" | "complete") =>
   (request: unknown): Effect.Effect<A, ModelError> =>
     Schema.decodeUnknown(schema, { errors: "all" })(request).pipe(
       Effect.mapError((error) =>
@@ -204,6 +215,27 @@ export const chargedChatTokens = (
   return usage.total_tokens ?? undefined
 }
 
+/**
+ * What the provider counted for a `/completions` answer: with
+ * `outputTokensCharged: "maximum"`, the prompt plus the most the request may
+ * generate (`max_tokens`, 16 by default, per completion of each prompt);
+ * otherwise the total used. Undefined without `usage`.
+ */
+export const chargedCompletionTokens = (
+  request: CompletionRequest,
+  usage:
+    | { readonly prompt_tokens?: number | null | undefined; readonly total_tokens?: number | null | undefined }
+    | null
+    | undefined,
+  outputTokensCharged: "used" | "maximum" | undefined
+): number | undefined => {
+  if (usage == null) return undefined
+  if (outputTokensCharged === "maximum" && usage.prompt_tokens != null) {
+    return usage.prompt_tokens + TokenEstimatorInternal.completionMaxOutput(request)
+  }
+  return usage.total_tokens ?? undefined
+}
+
 /** Runs the estimator, refusing an answer that is not a count of tokens. */
 const runEstimator = <R>(
   estimate: (request: R) => TokenEstimator.Estimate,
@@ -245,6 +277,7 @@ export const fromClient = (
     }
     const chatPath = options.chatPath ?? DEFAULT_CHAT_PATH
     const embedPath = options.embedPath ?? DEFAULT_EMBED_PATH
+    const completePath = options.completePath ?? DEFAULT_COMPLETE_PATH
 
     /** The token limit's capacity, read once (a limit's capacity is configuration; it does not change). */
     let capacity: number | undefined
@@ -354,6 +387,7 @@ export const fromClient = (
 
     const validateChat = validate(Wire.ChatRequest, provider, "chat")
     const validateEmbed = validate(Wire.EmbedRequest, provider, "embed")
+    const validateComplete = validate(Wire.CompletionRequest, provider, "complete")
     const filtered = checkFiltered(provider)
 
     const chat = (request: ChatRequest): Effect.Effect<ChatResponse, ModelError> =>
@@ -388,5 +422,22 @@ export const fromClient = (
         )
       })
 
-    return { chat, embed } satisfies Model.ModelShape
+    const complete = (request: CompletionRequest): Effect.Effect<CompletionResponse, ModelError> =>
+      Effect.flatMap(validateComplete(request), (valid) => {
+        const context: CallContext = { provider, model: valid.model, operation: "complete" }
+        return Effect.flatMap(runEstimator(estimator.complete, valid, context), (estimate) =>
+          call(
+            { ...context, estimatedPromptTokens: estimate.prompt },
+            completePath,
+            valid,
+            Wire.CompletionResponse,
+            estimate,
+            // OpenAI's default maximum (16) is a maximum too: such a request always fits as estimated.
+            true,
+            (response) => chargedCompletionTokens(valid, response.usage, options.outputTokensCharged)
+          )
+        )
+      })
+
+    return { chat, embed, complete } satisfies Model.ModelShape
   })

@@ -60,7 +60,7 @@ interface Common {
   readonly provider: string
   /** The model the request named. */
   readonly model: string
-  readonly operation: "chat" | "embed"
+  readonly operation: "chat" | "embed" | "complete"
   /** What the provider (or the layer that refused the call) said, secrets removed. */
   readonly detail?: string
   /** The ApiClient's (or Executor's) error this one was mapped from. */
@@ -78,7 +78,7 @@ export class ModelError extends Schema.TaggedError<ModelError>("@sluice/model/Mo
   provider: Schema.String,
   /** The model the request named. */
   model: Schema.String,
-  operation: Schema.Literal("chat", "embed"),
+  operation: Schema.Literal("chat", "embed", "complete"),
   /** What the provider (or the layer that refused the call) said, secrets removed. */
   detail: Schema.optional(Schema.String),
   /** The ApiClient's (or Executor's) error this one was mapped from. */

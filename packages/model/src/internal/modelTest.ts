@@ -6,6 +6,7 @@ import * as Effect from "effect/Effect"
 import type * as Model from "../Model.js"
 import * as TokenEstimator from "../TokenEstimator.js"
 import { checkFiltered, validate } from "./model.js"
+import { promptsOf } from "./tokenEstimator.js"
 import * as Wire from "./wire.js"
 
 const PROVIDER = "test"
@@ -13,6 +14,7 @@ const DEFAULT_CONTENT = "This is a canned completion."
 
 type ChatRequest = typeof Wire.ChatRequest.Type
 type EmbedRequest = typeof Wire.EmbedRequest.Type
+type CompletionRequest = typeof Wire.CompletionRequest.Type
 
 export const completion = (
   request: ChatRequest,
@@ -38,6 +40,20 @@ export const completion = (
       completion_tokens: completionTokens,
       total_tokens: prompt + completionTokens
     }
+  }
+}
+
+export const textCompletion = (request: CompletionRequest, text: string): Model.CompletionResponse => {
+  const prompts = promptsOf(request.prompt).length
+  const prompt = TokenEstimator.standard.complete(request).prompt
+  const completionTokens = TokenEstimator.textTokens(text) * prompts
+  return {
+    id: "cmpl-test",
+    object: "text_completion",
+    created: 0,
+    model: request.model,
+    choices: Array.from({ length: prompts }, (_, index) => ({ index, text, finish_reason: "stop" })),
+    usage: { prompt_tokens: prompt, completion_tokens: completionTokens, total_tokens: prompt + completionTokens }
   }
 }
 
@@ -91,6 +107,9 @@ export const makeTest = (handlers: Model.TestHandlers = {}): Model.ModelShape =>
   const embedHandler = handlers.embed ?? embeddings
   const validateChat = validate(Wire.ChatRequest, PROVIDER, "chat")
   const validateEmbed = validate(Wire.EmbedRequest, PROVIDER, "embed")
+  const completeHandler =
+    handlers.complete ?? ((request: CompletionRequest) => textCompletion(request, DEFAULT_CONTENT))
+  const validateComplete = validate(Wire.CompletionRequest, PROVIDER, "complete")
   return {
     chat: (request) =>
       validateChat(request).pipe(
@@ -98,6 +117,8 @@ export const makeTest = (handlers: Model.TestHandlers = {}): Model.ModelShape =>
         Effect.flatMap(checkFiltered(PROVIDER))
       ),
     embed: (request) =>
-      validateEmbed(request).pipe(Effect.flatMap((valid) => Effect.suspend(() => answer(embedHandler(valid)))))
+      validateEmbed(request).pipe(Effect.flatMap((valid) => Effect.suspend(() => answer(embedHandler(valid))))),
+    complete: (request) =>
+      validateComplete(request).pipe(Effect.flatMap((valid) => Effect.suspend(() => answer(completeHandler(valid)))))
   }
 }

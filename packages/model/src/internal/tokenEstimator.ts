@@ -14,6 +14,30 @@ import type * as Wire from "./wire.js"
 
 type ChatRequest = typeof Wire.ChatRequest.Type
 type EmbedRequest = typeof Wire.EmbedRequest.Type
+type CompletionRequest = typeof Wire.CompletionRequest.Type
+
+/** OpenAI's `max_tokens` of a `/completions` request that names none. */
+export const COMPLETION_DEFAULT_MAX_TOKENS = 16
+
+/** The prompts of a `/completions` request: a string or a token list is one prompt, an array of either is several. */
+export const promptsOf = (prompt: CompletionRequest["prompt"]): ReadonlyArray<string | ReadonlyArray<number>> =>
+  typeof prompt === "string" || typeof prompt[0] === "number"
+    ? [prompt as string | ReadonlyArray<number>]
+    : (prompt as ReadonlyArray<string | ReadonlyArray<number>>)
+
+/**
+ * The most a `/completions` request may generate: `max_tokens` (16 when it names none, as OpenAI's default)
+ * for each of the `best_of` (or `n`) completions of each prompt.
+ */
+export const completionMaxOutput = (request: {
+  readonly prompt: CompletionRequest["prompt"]
+  readonly max_tokens?: number | null | undefined
+  readonly n?: number | null | undefined
+  readonly best_of?: number | null | undefined
+}): number =>
+  (request.max_tokens ?? COMPLETION_DEFAULT_MAX_TOKENS) *
+  Math.max(request.n ?? 1, request.best_of ?? 1) *
+  promptsOf(request.prompt).length
 
 export const DEFAULTS = {
   charsPerToken: 4,
@@ -104,6 +128,13 @@ export const fromSettings = (settings: Settings): TokenEstimator.TokenEstimator 
         else prompt += item.length
       }
       return { prompt, maxOutput: 0 }
+    },
+    complete: (request: CompletionRequest) => {
+      let prompt = 0
+      for (const item of promptsOf(request.prompt))
+        prompt += typeof item === "string" ? Math.max(1, text(item)) : item.length
+      if (request.suffix != null) prompt += text(request.suffix)
+      return { prompt, maxOutput: completionMaxOutput(request) }
     }
   }
 }

@@ -1,6 +1,6 @@
 /**
- * The OpenAI-compatible wire format of `/chat/completions` and `/embeddings`
- * as Schemas. Only the fields Sluice reads, or that a caller commonly sets,
+ * The OpenAI-compatible wire format of `/chat/completions`, `/embeddings`
+ * and the legacy `/completions` as Schemas. Only the fields Sluice reads, or that a caller commonly sets,
  * are named; every other field is kept by an index signature and passed
  * through untouched, both ways, so that a provider's extensions (and fields
  * OpenAI adds later) survive a round trip.
@@ -167,6 +167,63 @@ export const EmbedResponse = Schema.Struct(
     data: Schema.Array(Embedding),
     model: Schema.String,
     usage: Schema.optional(EmbedUsage)
+  },
+  Rest
+)
+
+/** A prompt of `/completions`: a text, texts, token ids, or lists of token ids. */
+export const Prompt = Schema.Union(
+  Schema.String,
+  Schema.NonEmptyArray(Schema.String),
+  Schema.NonEmptyArray(NonNegativeInt),
+  Schema.NonEmptyArray(Schema.NonEmptyArray(NonNegativeInt))
+)
+
+export const CompletionRequest = Schema.Struct(
+  {
+    model: Schema.String.pipe(Schema.minLength(1)),
+    prompt: Prompt,
+    /** The most each completion may use; OpenAI's default is 16. */
+    max_tokens: Schema.optional(Schema.NullOr(PositiveInt)),
+    /** Completions per prompt returned. */
+    n: Schema.optional(Schema.NullOr(PositiveInt)),
+    /** Completions per prompt generated (the best `n` returned): each may use up to `max_tokens`. */
+    best_of: Schema.optional(Schema.NullOr(PositiveInt)),
+    temperature: Schema.optional(Schema.NullOr(Schema.Number.pipe(Schema.nonNegative()))),
+    stop: Schema.optional(Schema.NullOr(Schema.Union(Schema.String, Schema.Array(Schema.String)))),
+    suffix: Schema.optional(Schema.NullOr(Schema.String)),
+    user: Schema.optional(Schema.String),
+    /** Streaming is not supported by `complete` (it answers one complete body). */
+    stream: Schema.optional(
+      Schema.NullOr(
+        Schema.Literal(false).annotations({ message: () => "stream: true is not supported; complete answers one body" })
+      )
+    )
+  },
+  Rest
+)
+
+export const CompletionChoice = Schema.Struct(
+  {
+    index: NonNegativeInt,
+    text: Schema.String,
+    /** `"stop"`, `"length"`, `"content_filter"`; null from some providers. */
+    finish_reason: Schema.NullOr(Schema.String),
+    logprobs: Schema.optional(Schema.Unknown)
+  },
+  Rest
+)
+
+export const CompletionResponse = Schema.Struct(
+  {
+    id: Schema.String,
+    object: Schema.optional(Schema.String),
+    created: Schema.optional(Schema.Number),
+    model: Schema.String,
+    choices: Schema.Array(CompletionChoice),
+    /** What the call used (`completion_tokens` over every choice). */
+    usage: Schema.optional(ChatUsage),
+    system_fingerprint: Schema.optional(Schema.NullOr(Schema.String))
   },
   Rest
 )

@@ -307,6 +307,83 @@ export const embeddingsAnswer = (request: EmbeddingsRequest): Answer => {
   }
 }
 
+/** OpenAI's `max_tokens` of a `/v1/completions` request that names none. */
+export const COMPLETION_DEFAULT_MAX_TOKENS = 16
+
+/** The fields of a legacy completions request the MockProvider reads. `prompt` is text, token ids, or a list of either. */
+export const CompletionRequest = Schema.Struct({
+  model: Schema.String.pipe(Schema.minLength(1)),
+  prompt: Schema.Union(
+    Schema.String,
+    Schema.NonEmptyArray(Schema.String),
+    TokenArray,
+    Schema.NonEmptyArray(TokenArray)
+  ),
+  max_tokens: Schema.optional(Schema.NullOr(MaxTokens)),
+  n: Schema.optional(Schema.NullOr(Schema.Int.pipe(Schema.between(1, 128)))),
+  stream: Schema.optional(
+    Schema.NullOr(Schema.Literal(false).annotations({ message: () => "stream: true is not served on /v1/completions" }))
+  )
+})
+export type CompletionRequest = typeof CompletionRequest.Type
+
+/**
+ * A legacy text completion: `n` choices for each prompt (a text, token ids, or
+ * a list of either), each 8 to 32 words seeded from the model, the prompt and
+ * the choice's number, capped by `max_tokens` (16 when none is given, as
+ * OpenAI's default; then `finish_reason` is `"length"`). The token limit is
+ * charged the prompts plus `max_tokens` for every choice (as OpenAI reserves it).
+ */
+export const completionAnswer = (request: CompletionRequest, createdSeconds: number): Answer => {
+  const prompts = embeddingInputs(request.prompt)
+  const perChoice = request.n ?? 1
+  const maxTokens = request.max_tokens ?? COMPLETION_DEFAULT_MAX_TOKENS
+  const promptTokens = prompts.reduce(
+    (total, prompt) => total + (typeof prompt === "string" ? estimateTokens(prompt) : prompt.length),
+    0
+  )
+  let completionTokens = 0
+  const choices = prompts.flatMap((prompt, promptIndex) =>
+    Array.from({ length: perChoice }, (_, choice) => {
+      const seed = hash(
+        `${request.model}\u0000${typeof prompt === "string" ? prompt : prompt.join(",")}\u0000${choice}`
+      )
+      const natural = MIN_COMPLETION_TOKENS + (seed % COMPLETION_TOKENS_SPREAD)
+      const length = Math.min(natural, maxTokens)
+      completionTokens += length
+      const next = generator(seed)
+      const words = Array.from({ length }, () => VOCABULARY[Math.floor(next() * VOCABULARY.length)] as string)
+      return {
+        index: promptIndex * perChoice + choice,
+        text: ` ${words.join(" ")}${length < natural ? "" : "."}`,
+        logprobs: null,
+        finish_reason: length < natural ? "length" : "stop"
+      }
+    })
+  )
+  const id = `cmpl-mock-${hash(`${request.model}\u0000${JSON.stringify(request.prompt)}`)
+    .toString(16)
+    .padStart(8, "0")}`
+  return {
+    model: request.model,
+    promptTokens,
+    completionTokens,
+    chargedTokens: promptTokens + maxTokens * perChoice * prompts.length,
+    body: {
+      id,
+      object: "text_completion",
+      created: createdSeconds,
+      model: request.model,
+      choices,
+      usage: {
+        prompt_tokens: promptTokens,
+        completion_tokens: completionTokens,
+        total_tokens: promptTokens + completionTokens
+      }
+    }
+  }
+}
+
 /** An OpenAI-style error body. */
 export const errorBody = (message: string, type: string, code: string | null, param: string | null = null) => ({
   error: { message, type, param, code }

@@ -36,7 +36,7 @@ const DEFAULT_SLOW_BODY_CHUNKS = 5
 const DEFAULT_SLOW_BODY_INTERVAL_MILLIS = 200
 const DEFAULT_LOG_CAPACITY = 10_000
 
-type Endpoint = "chat" | "embeddings"
+type Endpoint = "chat" | "embeddings" | "completions"
 
 /** The models `GET /v1/models` lists when the options name none. */
 export const DEFAULT_MODELS: ReadonlyArray<string> = ["mock-model", "mock-embedding"]
@@ -93,6 +93,7 @@ const describeParseError = (error: ParseResult.ParseError): Problem => {
 
 const decodeChat = Schema.decodeUnknownEither(answers.ChatRequest)
 const decodeEmbeddings = Schema.decodeUnknownEither(answers.EmbeddingsRequest)
+const decodeCompletions = Schema.decodeUnknownEither(answers.CompletionRequest)
 
 interface Problem {
   readonly message: string
@@ -107,6 +108,11 @@ const answerFor = (
 ): Either.Either<answers.Answer, Problem> => {
   if (endpoint === "embeddings") {
     return Either.map(Either.mapLeft(decodeEmbeddings(body), describeParseError), answers.embeddingsAnswer)
+  }
+  if (endpoint === "completions") {
+    return Either.map(Either.mapLeft(decodeCompletions(body), describeParseError), (completion) =>
+      answers.completionAnswer(completion, createdSeconds)
+    )
   }
   return Either.map(Either.mapLeft(decodeChat(body), describeParseError), (chat) =>
     answers.chatAnswer(chat, createdSeconds)
@@ -274,6 +280,9 @@ export const make = (
       })
     )
 
+    let requestCount = 0
+    const nextRequestId = () => `req_mock_${(++requestCount).toString(16).padStart(8, "0")}`
+
     /** Never answers; ends (interrupted) when the connection closes or the server shuts down. */
     const hang = Effect.zipRight(Deferred.await(closing), Effect.interrupt)
 
@@ -303,7 +312,9 @@ export const make = (
             outcome: "badRequest",
             status: 400
           })
-          return json(400, answers.errorBody(decided.left.message, "invalid_request_error", null, decided.left.param))
+          return json(400, answers.errorBody(decided.left.message, "invalid_request_error", null, decided.left.param), {
+            "x-request-id": nextRequestId()
+          })
         }
 
         const answer = decided.right
@@ -317,7 +328,8 @@ export const make = (
         const decision = yield* Ref.modify(windowState, (state) =>
           window.admit(state, current.limits, base.time, answer.chargedTokens)
         )
-        const headers = rateLimitHeaders(decision.report, current.limits)
+        // Every metered answer names its request, as OpenAI's `x-request-id` does.
+        const headers = { ...rateLimitHeaders(decision.report, current.limits), "x-request-id": nextRequestId() }
 
         if (decision._tag === "Rejected") {
           yield* record({ ...counted, outcome: "rateLimited", status: 429 })
@@ -480,6 +492,7 @@ export const make = (
     const app = HttpRouter.empty.pipe(
       HttpRouter.post("/v1/chat/completions", handle("chat")),
       HttpRouter.post("/v1/embeddings", handle("embeddings")),
+      HttpRouter.post("/v1/completions", handle("completions")),
       HttpRouter.get("/v1/models", handleModels(false)),
       HttpRouter.get("/v1/models/:id", handleModels(true)),
       HttpRouter.all("*", notFound)
