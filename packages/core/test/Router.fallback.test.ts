@@ -12,6 +12,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as TestClock from "effect/TestClock"
+import type * as RateLimiter from "../src/RateLimiter.js"
 import * as Router from "../src/Router.js"
 import { domainLimiter, fail, provider, Upstream, whereItWent } from "./utils/routerHelpers.js"
 
@@ -285,6 +286,36 @@ describe("Router run-time changes", () => {
       expect(yield* Fiber.join(replacing)).toBe(2)
       expect((yield* router.snapshot).providers.map((p) => [p.name, p.state, p.inFlight])).toEqual([["a", "active", 0]])
       expect((yield* fresh.executor.stats).completed).toBe(2)
+    })
+  )
+
+  it.scoped("a provider drained between its choice and its dispatch takes nothing: the call chooses again", () =>
+    Effect.gen(function* () {
+      const real = yield* domainLimiter(1_000, "1 second")
+      // The domain's limiter answers its state only once the gate opens: the selection waits on it.
+      const gate = yield* Deferred.make<void>()
+      const gated: RateLimiter.RateLimiterShape = {
+        ...real,
+        state: (options) => Effect.zipRight(Deferred.await(gate), real.state(options))
+      }
+      const router = yield* Router.make({
+        name: "raced",
+        strategy: "roundRobin",
+        domains: { gated: { limiter: gated } },
+        providers: [yield* provider("a", { domains: ["gated"], limiter: real }), yield* provider("b")]
+      })
+      const log: Array<string> = []
+      const call = yield* Effect.fork(router.submit(scripted({}, log)))
+      yield* TestClock.adjust(0)
+      // a was chosen and its quota is being read; a drains meanwhile (nothing in flight: at once).
+      yield* router.drain("a")
+      yield* Deferred.succeed(gate, undefined)
+      expect(yield* Fiber.join(call)).toBe("b")
+      expect(log).toEqual(["b"])
+      expect((yield* router.snapshot).providers.map((p) => [p.name, p.state, p.inFlight])).toEqual([
+        ["a", "draining", 0],
+        ["b", "active", 0]
+      ])
     })
   )
 
