@@ -9,14 +9,21 @@
  *
  * How a limit becomes a token bucket that never lets more through in any
  * window than the server allows: the bucket holds `burst` of the allowance
- * and refills at the rest of `1 − headroom` of it. The RateLimiter holds real
- * admissions to `capacity + refill − 1` in any window (its sliding log), so a
- * refill of `bound − capacity + 1` keeps every window at or below the bound,
- * `limit × (1 − headroom)`, and a saturated run paces at `1 − headroom − burst`
- * of the limit (96% by default). The headroom is for timing: a request
- * arrives at the server a little after the limiter admitted it, and not
- * always equally late, so the server's window can hold a little more than
- * ours did.
+ * and refills at the rest of the bound. The RateLimiter holds real
+ * admissions to `capacity + refill − 1` in any window of its own (its sliding
+ * log), so a refill of `bound − capacity + 1` keeps each of its windows at or
+ * below the bound. The headroom is for timing: a request arrives at the
+ * server a little after the limiter admitted it, and not always equally late,
+ * so the server's window can hold a little more than ours did. It is kept
+ * twice over, and neither costs a small limit a whole request:
+ * - in time: the limiter's window is the server's plus `headroom` of it
+ *   (`windowMargin`), so two requests a window apart here are a window apart
+ *   there unless one arrives `headroom × window` later than the other;
+ * - in units: the bound is the limit less `headroom` of it in whole units
+ *   (`⌊limit × headroom⌋`; none below `1 / headroom`).
+ * A large limit paces at about `1 − headroom − burst` of it (96% by default),
+ * as before; a small one at `limit` per `(1 + headroom)` windows (3 a minute:
+ * one every 20.4 s, not the 2 a minute a bound of `⌊3 × 0.98⌋` would leave).
  */
 import type * as EndpointConfig from "@sluice/http/EndpointConfig"
 import type * as RateLimitHeaders from "@sluice/http/RateLimitHeaders"
@@ -82,15 +89,22 @@ export const perMinute = (limit: WindowLimit | undefined): number | undefined =>
   limit === undefined ? undefined : Math.round((limit.limit * 60_000) / limit.windowMillis)
 
 /**
- * The bucket for a limit: it holds `burst` of the allowance (at least 1),
- * and no window may take more than `1 − headroom` of the allowance (at least
- * the capacity): the refill is that bound `− capacity + 1`, since the limiter
- * admits at most `capacity + refill − 1` in a window. The headroom absorbs the
+ * The bucket for a limit: it holds `burst` of the allowance (at least 1), and
+ * no window of `(1 + headroom)` of the limit's may take more than the limit
+ * less `headroom` of it in whole units (at least the capacity): the refill is
+ * that bound `− capacity + 1`, since the limiter admits at most
+ * `capacity + refill − 1` in one of its windows. The headroom absorbs the
  * time between an admission here and the request's arrival there, which
  * varies from request to request.
  */
 export const bucket = (limit: WindowLimit, burst: number, headroom: number): EndpointConfig.LimitOptions => {
   const capacity = Math.min(limit.limit, Math.max(1, Math.floor(limit.limit * burst)))
-  const bound = Math.max(capacity, Math.floor(limit.limit * (1 - headroom)))
-  return { limit: bound - capacity + 1, interval: limit.windowMillis, capacity }
+  const bound = Math.max(capacity, limit.limit - Math.floor(limit.limit * headroom))
+  return {
+    limit: bound - capacity + 1,
+    interval: limit.windowMillis,
+    capacity,
+    // None: the limiter's own margin (a few milliseconds, for a scheduler turn).
+    ...(headroom > 0 ? { windowMargin: limit.windowMillis * headroom } : {})
+  }
 }
