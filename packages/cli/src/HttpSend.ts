@@ -27,9 +27,11 @@
  * `learnLimits: false` builds the client with the flags' limits alone.
  *
  * Each limit is a bucket holding `burst` of the allowance that refills so
- * that no window takes more than `1 − headroom` of it: the server's window
- * never sees more than its limit, and a saturated run holds at
- * `1 − headroom − burst` of it (96% by default), with no 429s.
+ * that no window a `headroom` longer than the server's takes more than the
+ * limit less `headroom` of it in whole units (`learnedLimits.ts`): the
+ * server's window never sees more than its limit, a saturated run holds at
+ * `1 − headroom − burst` of a large limit (96% by default), with no 429s, and
+ * a small one loses no request to rounding.
  *
  * What Effect gave us: `HttpClient` (wrapped to observe each attempt and to
  * read the first answer's headers), `Deferred` (the decision the waiting lines
@@ -103,10 +105,13 @@ export interface Options {
    */
   readonly burst?: number | undefined
   /**
-   * The share of each limit kept unused in every window, for the varying time
-   * between an admission here and the request's arrival at the server.
-   * Default 0.02: no window takes more than 98% of a limit, and a saturated
-   * run holds at `1 − headroom − burst` (96%) of it.
+   * The share of each limit kept for the varying time between an admission
+   * here and the request's arrival at the server, in time and in whole units:
+   * the limiter's window is this much longer than the server's, and holds at
+   * most the limit less this share of it in whole requests or tokens (none
+   * for a limit under `1 / headroom`). Default 0.02: a saturated run holds at
+   * about `1 − headroom − burst` (96%) of a large limit; 3 requests a minute
+   * go one every 20.4 s.
    */
   readonly headroom?: number | undefined
   /** A circuit breaker for the endpoint (options, or a breaker to share and watch). */
