@@ -95,20 +95,21 @@ describe("LearnedLimits.combine", () => {
 
 describe("LearnedLimits.bucket", () => {
   it("holds the burst and refills to the bound: 90,000 a minute at 2% and 2% → 1,800 held, 86,401 a minute", () => {
-    // The headroom twice: 1,800 units kept in every window, and each window 2% (1.2 s) longer than the server's.
+    // The headroom in whole units: 1,800 kept in every window (and the limiter's own 5 ms margin).
     expect(LearnedLimits.bucket({ limit: 90_000, windowMillis: 60_000 }, 0.02, 0.02)).toEqual({
       limit: 86_401,
       interval: 60_000,
       capacity: 1_800,
-      windowMargin: 1_200
+      windowMargin: 5
     })
-    // No headroom: every window may take the whole limit (and the limiter keeps its own few milliseconds).
+    // No headroom: every window may take the whole limit.
     expect(LearnedLimits.bucket({ limit: 90_000, windowMillis: 60_000 }, 0.02, 0)).toEqual({
       limit: 88_201,
       interval: 60_000,
-      capacity: 1_800
+      capacity: 1_800,
+      windowMargin: 5
     })
-    // A limit of 1 holds 1 and refills 1: the limiter's sliding log keeps it to 1 a window.
+    // A limit of 1 holds 1 and refills 1: the limiter's sliding log keeps it to 1 a window, 2% longer.
     expect(LearnedLimits.bucket({ limit: 1, windowMillis: 60_000 }, 0.02, 0.02)).toEqual({
       limit: 1,
       interval: 60_000,
@@ -118,6 +119,13 @@ describe("LearnedLimits.bucket", () => {
   })
 
   it("a small limit keeps its headroom in time, not in whole requests: 3 a minute stays 3 per 61.2 s", () => {
+    // Between the two: 60 a minute keeps 1 (1.67%) in units, the other 0.33% (200 ms) in time.
+    expect(LearnedLimits.bucket({ limit: 60, windowMillis: 60_000 }, 0.02, 0.02)).toEqual({
+      limit: 59,
+      interval: 60_000,
+      capacity: 1,
+      windowMargin: expect.closeTo(200, 6)
+    })
     // ⌊3 × 0.98⌋ would leave 2 a minute: a third of the limit lost to a 2% headroom.
     expect(LearnedLimits.bucket({ limit: 3, windowMillis: 60_000 }, 0.02, 0.02)).toEqual({
       limit: 3,
@@ -149,8 +157,9 @@ describe("LearnedLimits.bucket", () => {
           if (limit - Math.floor(limit * headroom) >= bucket.capacity!) {
             expect(admitted).toBeLessThanOrEqual(limit - Math.floor(limit * headroom))
           }
-          // And its time: the limiter's window is the limit's plus `headroom` of it.
-          expect(bucket.windowMargin ?? 0).toBeCloseTo(60_000 * headroom)
+          // The rest in time: units and time together keep the whole headroom (time at least the limiter's 5 ms).
+          const inUnits = Math.floor(limit * headroom) / limit
+          expect(bucket.windowMargin).toBeCloseTo(Math.max(5, 60_000 * (headroom - inUnits)), 6)
         }
       )
     )

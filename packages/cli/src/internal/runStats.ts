@@ -4,10 +4,13 @@
  * with time read from `Clock`.
  *
  * Requests are counted from `RequestEvent`s: each live request's attempts
- * counted so far, by executor and id; an event with more attempts adds the
- * difference (and the retries among them), a final event (COMPLETED, FAILED,
- * CANCELLED) ends the request. Events are taken from the subscriptions under
- * one permit, so they are counted in the order they were published.
+ * counted so far and its latest status, by executor and id; an event with
+ * more attempts adds the difference (and the retries among them), a final
+ * event (COMPLETED, FAILED, CANCELLED) ends the request. A live request is in
+ * flight while CALLING (an attempt on the wire), waiting otherwise. Events
+ * are taken from the subscriptions under one permit, so they are counted in
+ * the order they were published. The rates are `rateWindow.ts`'s, the ETA
+ * `eta.ts`'s.
  */
 import { RequestEvent } from "@sluice/core"
 import * as Clock from "effect/Clock"
