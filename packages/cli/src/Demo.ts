@@ -129,7 +129,9 @@ export const run = (options: Options = {}) =>
         concurrency: 16,
         maxAttempts: 5,
         timeout: "10 seconds",
-        breaker
+        breaker,
+        // As `sluice run` does by default: lines wait out the outage (shown on the live line) instead of failing.
+        maxOutage: "5 minutes"
       }).pipe(Effect.provideService(RunStats.RunStats, stats), Effect.provide(pool))
 
       yield* Console.log(
@@ -169,7 +171,7 @@ export const run = (options: Options = {}) =>
         summary,
         results,
         counters: yield* provider.counters,
-        chargedTokens: (yield* provider.log).reduce((sum, entry) => sum + entry.chargedTokens, 0),
+        progress: yield* stats.snapshot,
         transitions: Chunk.toReadonlyArray(yield* Queue.takeAll(transitions)),
         limits: LIMITS,
         startedAt

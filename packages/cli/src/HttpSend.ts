@@ -29,9 +29,11 @@
  * `learnLimits: false` builds the client with the flags' limits alone.
  *
  * Each limit is a bucket holding `burst` of the allowance that refills so
- * that no window takes more than `1 − headroom` of it: the server's window
- * never sees more than its limit, and a saturated run holds at
- * `1 − headroom − burst` of it (96% by default), with no 429s.
+ * that no window takes more than the limit less its `headroom`, kept in
+ * whole units where they can carry it and in time otherwise (`learnedLimits.ts`): the
+ * server's window never sees more than its limit, a saturated run holds at
+ * `1 − headroom − burst` of a large limit (96% by default), with no 429s, and
+ * a small one loses no request to rounding.
  *
  * What Effect gave us: `HttpClient` (wrapped to observe each attempt and to
  * read the first answer's headers), `Deferred` (the decision the waiting lines
@@ -105,10 +107,13 @@ export interface Options {
    */
   readonly burst?: number | undefined
   /**
-   * The share of each limit kept unused in every window, for the varying time
-   * between an admission here and the request's arrival at the server.
-   * Default 0.02: no window takes more than 98% of a limit, and a saturated
-   * run holds at `1 − headroom − burst` (96%) of it.
+   * The share of each limit kept for the varying time between an admission
+   * here and the request's arrival at the server: in whole requests or
+   * tokens where they can carry it (a window holds at most the limit less
+   * `⌊limit × headroom⌋`), the rest in time (the limiter's window made that
+   * much longer than the server's). Default 0.02: a saturated run holds at
+   * `1 − headroom − burst` (96%) of a large limit; 3 requests a minute go one
+   * every 20.4 s.
    */
   readonly headroom?: number | undefined
   /** A circuit breaker for the endpoint (options, or a breaker to share and watch). */

@@ -1,7 +1,14 @@
 /**
- * What a batch run has done so far, for the progress line and the summary:
- * lines by outcome, requests and tokens per minute against the limits, 429s
- * and retries, and an ETA.
+ * What a batch run has done so far, for the progress line, the summary and
+ * the report: lines by outcome, requests and tokens per minute against the
+ * limits, requests being sent and waiting, 429s and retries, the breaker and
+ * any outage, and an ETA.
+ *
+ * One definition of the rate for all of them (`rateWindow.ts`): what the last
+ * minute holds (a per-minute limit's window), by the second, never
+ * extrapolated: early in a run, what was sent so far. The ETA goes by the
+ * binding limit (`eta.ts`): the lines left need as many requests and tokens
+ * as the lines so far did, at each limit's rate.
  *
  * Each count has one source:
  * - the Executor's `RequestEvent`s (`observe` an ApiClient's `progress`, or
@@ -17,8 +24,8 @@
  *
  * Effect gave us `Clock` (every rate reads it, so `TestClock` drives it),
  * `PubSub` subscriptions (`observe`), `Semaphore` and `Context.Tag`; this
- * module adds the counters and the sliding per-minute windows (60 one-second
- * buckets each, a fixed size however long the run).
+ * module adds the counters, the sliding per-minute windows (60 one-second
+ * buckets each, a fixed size however long the run) and the ETA.
  *
  * @since 0.1.0
  */
@@ -81,8 +88,10 @@ export interface Progress {
   readonly failed: number
   readonly skipped: number
   readonly malformed: number
-  /** Requests with the Executor and not yet ended (queued, waiting for admission, or calling). */
+  /** Requests being sent now (an attempt on the wire). */
   readonly inFlight: number
+  /** Requests with the Executor not being sent: queued, waiting for admission or a permit, or between attempts. */
+  readonly waiting: number
   /** Requests put on the wire (each attempt the Executor made), retries included. */
   readonly requests: number
   readonly rateLimited: number
@@ -97,6 +106,10 @@ export interface Progress {
   readonly requestsPerMinute: number
   /** Tokens in the last minute, as the provider counts them (see `tokensUsed`); as `requestsPerMinute`. */
   readonly tokensPerMinute: number
+  /** The most requests any minute of the run held so far (`requestsPerMinute` at its highest): what a report sets against the limit. */
+  readonly busiestRequestsPerMinute: number
+  /** The same for tokens. */
+  readonly busiestTokensPerMinute: number
   readonly limits: Limits
   /** Failed lines by what happened (`authentication failed (401)`, `server error (503)`, ...). */
   readonly failuresByReason: Readonly<Record<string, number>>
@@ -105,7 +118,11 @@ export interface Progress {
   /** The sender's breaker, when it has one. */
   readonly breaker: "CLOSED" | "OPEN" | "HALF_OPEN" | "ISOLATED" | undefined
   readonly elapsedMillis: number
-  /** Time to finish at the pace of the last minute; undefined until there is a pace and a total. */
+  /**
+   * Time to finish: the lines left at the binding limit's rate (as many requests and tokens per line as so
+   * far), or at the last minute's pace once a full minute has gone and that is slower; with no limit known,
+   * at the pace so far. Undefined until there is a total and something to go by.
+   */
   readonly etaMillis: number | undefined
 }
 

@@ -212,7 +212,7 @@ describe("HttpSend", () => {
   )
 
   it.scoped(
-    "RunStats counts a retried line from the client's events: two attempts, one retry, nothing left in flight",
+    "RunStats counts a retried line from the client's events: two attempts, one retry, waiting between them, nothing left",
     () =>
       Effect.gen(function* () {
         let calls = 0
@@ -231,12 +231,13 @@ describe("HttpSend", () => {
           )
         )
         const fiber = yield* Effect.fork(send(line("a", 1)))
-        // While it waits out its retry's delay, it is the one request in flight, with its first attempt made.
+        // While it waits out its retry's delay, it is the one request waiting (none is being sent), with its
+        // first attempt made.
         yield* eventually(
           "the first attempt was answered 503",
-          Effect.map(stats.snapshot, (progress) => progress.requests === 1)
+          Effect.map(stats.snapshot, (progress) => progress.requests === 1 && progress.inFlight === 0)
         )
-        expect(yield* stats.snapshot).toMatchObject({ inFlight: 1, requests: 1, retries: 0 })
+        expect(yield* stats.snapshot).toMatchObject({ inFlight: 0, waiting: 1, requests: 1, retries: 0 })
         const result = yield* untilDone(fiber)
         expect(result.attempts).toBe(2)
         expect(calls).toBe(2)
@@ -425,51 +426,54 @@ describe("RunStats", () => {
     })
   )
 
-  it.effect("counts over the last minute against the limits (never extrapolated), and an ETA at the recent pace", () =>
-    Effect.gen(function* () {
-      const stats = yield* RunStats.make({ rpm: 600, tpm: 6000 })
-      yield* stats.setTotal(100)
-      for (let second = 0; second < 30; second++) {
-        yield* requestMade(stats)
-        yield* stats.tokensUsed({ promptTokens: 7, completionTokens: 3 })
-        yield* stats.lineFinished("succeeded")
-        yield* TestClock.adjust("1 second")
-      }
-      yield* stats.lineSettled("skipped")
-      yield* stats.lineSettled("malformed")
-      const early = yield* stats.snapshot
-      expect(early).toMatchObject({
-        total: 100,
-        done: 32,
-        succeeded: 30,
-        skipped: 1,
-        malformed: 1,
-        inFlight: 0,
-        requests: 30,
-        // 30 s into the run: what the provider's minute window holds so far, not 30 s scaled up to a minute.
-        requestsPerMinute: 30,
-        tokensPerMinute: 300,
-        limits: { rpm: 600, tpm: 6000 },
-        elapsedMillis: 30_000
+  it.effect(
+    "counts over the last minute against the limits (never extrapolated), and an ETA by the binding limit",
+    () =>
+      Effect.gen(function* () {
+        const stats = yield* RunStats.make({ rpm: 600, tpm: 6000 })
+        yield* stats.setTotal(100)
+        for (let second = 0; second < 30; second++) {
+          yield* requestMade(stats)
+          yield* stats.tokensUsed({ promptTokens: 7, completionTokens: 3 })
+          yield* stats.lineFinished("succeeded")
+          yield* TestClock.adjust("1 second")
+        }
+        yield* stats.lineSettled("skipped")
+        yield* stats.lineSettled("malformed")
+        const early = yield* stats.snapshot
+        expect(early).toMatchObject({
+          total: 100,
+          done: 32,
+          succeeded: 30,
+          skipped: 1,
+          malformed: 1,
+          inFlight: 0,
+          requests: 30,
+          // 30 s into the run: what the provider's minute window holds so far, not 30 s scaled up to a minute.
+          requestsPerMinute: 30,
+          tokensPerMinute: 300,
+          limits: { rpm: 600, tpm: 6000 },
+          elapsedMillis: 30_000
+        })
+        // 68 lines left of one request and 10 tokens each, at 600 requests and 6,000 tokens a minute: both limits
+        // bind alike at 6.8 s. Not the pace of the first 30 s (a line a second: 68 s), which the limits don't set.
+        expect(early.etaMillis).toBe(6_800)
+        // The count against the token limit is what the provider charged, when the sender says.
+        yield* stats.tokensUsed({ promptTokens: 7, completionTokens: 3, chargedTokens: 400 })
+        expect((yield* stats.snapshot).tokensPerMinute).toBe(300 + 400)
+        // 40 s on (at 70 s), the window holds seconds 11 to 70: what came before has left it.
+        for (let second = 0; second < 40; second++) {
+          yield* requestMade(stats)
+          yield* TestClock.adjust("1 second")
+        }
+        const later = yield* stats.snapshot
+        expect(later.requestsPerMinute).toBe(19 + 40) // seconds 11-29, then 30-69
+        expect(later.tokensPerMinute).toBe(19 * 10 + 400)
+        yield* TestClock.adjust("2 minutes")
+        const idle = yield* stats.snapshot
+        expect(idle.requestsPerMinute).toBe(0)
+        expect(idle.etaMillis).toBeUndefined()
       })
-      // 68 lines left at the pace of 30 lines in 30 s: 60 lines a minute.
-      expect(early.etaMillis).toBe(68_000)
-      // The count against the token limit is what the provider charged, when the sender says.
-      yield* stats.tokensUsed({ promptTokens: 7, completionTokens: 3, chargedTokens: 400 })
-      expect((yield* stats.snapshot).tokensPerMinute).toBe(300 + 400)
-      // 40 s on (at 70 s), the window holds seconds 11 to 70: what came before has left it.
-      for (let second = 0; second < 40; second++) {
-        yield* requestMade(stats)
-        yield* TestClock.adjust("1 second")
-      }
-      const later = yield* stats.snapshot
-      expect(later.requestsPerMinute).toBe(19 + 40) // seconds 11-29, then 30-69
-      expect(later.tokensPerMinute).toBe(19 * 10 + 400)
-      yield* TestClock.adjust("2 minutes")
-      const idle = yield* stats.snapshot
-      expect(idle.requestsPerMinute).toBe(0)
-      expect(idle.etaMillis).toBeUndefined()
-    })
   )
 
   describe("with maxOutage", () => {

@@ -95,22 +95,49 @@ describe("LearnedLimits.combine", () => {
 
 describe("LearnedLimits.bucket", () => {
   it("holds the burst and refills to the bound: 90,000 a minute at 2% and 2% → 1,800 held, 86,401 a minute", () => {
+    // The headroom in whole units: 1,800 kept in every window (and the limiter's own 5 ms margin).
     expect(LearnedLimits.bucket({ limit: 90_000, windowMillis: 60_000 }, 0.02, 0.02)).toEqual({
       limit: 86_401,
       interval: 60_000,
-      capacity: 1_800
+      capacity: 1_800,
+      windowMargin: 5
     })
     // No headroom: every window may take the whole limit.
     expect(LearnedLimits.bucket({ limit: 90_000, windowMillis: 60_000 }, 0.02, 0)).toEqual({
       limit: 88_201,
       interval: 60_000,
-      capacity: 1_800
+      capacity: 1_800,
+      windowMargin: 5
     })
-    // A limit of 1 holds 1 and refills 1: the limiter's sliding log keeps it to 1 a window.
+    // A limit of 1 holds 1 and refills 1: the limiter's sliding log keeps it to 1 a window, 2% longer.
     expect(LearnedLimits.bucket({ limit: 1, windowMillis: 60_000 }, 0.02, 0.02)).toEqual({
       limit: 1,
       interval: 60_000,
-      capacity: 1
+      capacity: 1,
+      windowMargin: 1_200
+    })
+  })
+
+  it("a small limit keeps its headroom in time, not in whole requests: 3 a minute stays 3 per 61.2 s", () => {
+    // Between the two: 60 a minute keeps 1 (1.67%) in units, the other 0.33% (200 ms) in time.
+    expect(LearnedLimits.bucket({ limit: 60, windowMillis: 60_000 }, 0.02, 0.02)).toEqual({
+      limit: 59,
+      interval: 60_000,
+      capacity: 1,
+      windowMargin: expect.closeTo(200, 6)
+    })
+    // ⌊3 × 0.98⌋ would leave 2 a minute: a third of the limit lost to a 2% headroom.
+    expect(LearnedLimits.bucket({ limit: 3, windowMillis: 60_000 }, 0.02, 0.02)).toEqual({
+      limit: 3,
+      interval: 60_000,
+      capacity: 1,
+      windowMargin: 1_200
+    })
+    expect(LearnedLimits.bucket({ limit: 10, windowMillis: 5_000 }, 0.02, 0.02)).toEqual({
+      limit: 10,
+      interval: 5_000,
+      capacity: 1,
+      windowMargin: 100
     })
   })
 
@@ -126,10 +153,13 @@ describe("LearnedLimits.bucket", () => {
           expect(bucket.limit).toBeGreaterThanOrEqual(1)
           const admitted = bucket.capacity! + bucket.limit - 1
           expect(admitted).toBeLessThanOrEqual(limit)
-          // The headroom is kept wherever the limit is large enough to keep it and still hold the burst.
-          if (Math.floor(limit * (1 - headroom)) >= bucket.capacity!) {
-            expect(admitted).toBeLessThanOrEqual(Math.floor(limit * (1 - headroom)))
+          // The headroom's whole units are kept wherever the limit is large enough to keep them and hold the burst.
+          if (limit - Math.floor(limit * headroom) >= bucket.capacity!) {
+            expect(admitted).toBeLessThanOrEqual(limit - Math.floor(limit * headroom))
           }
+          // The rest in time: units and time together keep the whole headroom (time at least the limiter's 5 ms).
+          const inUnits = Math.floor(limit * headroom) / limit
+          expect(bucket.windowMargin).toBeCloseTo(Math.max(5, 60_000 * (headroom - inUnits)), 6)
         }
       )
     )

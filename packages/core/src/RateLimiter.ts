@@ -203,7 +203,12 @@ export interface RateLimiterShape {
    * difference when less was (at most what of the reservation has not refilled yet).
    */
   readonly reconcile: (reservation: Reservation, actual: Cost) => Effect.Effect<void, RateLimiterError>
-  /** Lowers one limit's local view to what the server reported. */
+  /**
+   * Lowers one limit's local view to what the server reported. Nothing
+   * `remaining` blocks the key until room comes back: when the oldest of its
+   * own admissions leaves the window (the server's oldest has left by then),
+   * or at `resetAfter` (the server's window empty), whichever is sooner.
+   */
   readonly sync: (limit: string, info: SyncInfo, options?: KeyOptions) => Effect.Effect<void, RateLimiterError>
   /**
    * Admits nothing on this key for `duration` (e.g. a `Retry-After`). A call

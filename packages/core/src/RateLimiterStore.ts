@@ -189,7 +189,10 @@ export interface RateLimiterStoreShape {
   ) => Effect.Effect<void, RateLimiterStoreError>
   /**
    * Lowers one bucket's level to what a server reported (never raises it);
-   * with nothing `remaining` and a `resetAfter` (ms), blocks it until then.
+   * with nothing `remaining` and a `resetAfter` (ms, when the server's window
+   * is empty again), blocks it until the oldest admission in its sliding log
+   * leaves the window, or until `resetAfter` when that is sooner or the log is
+   * empty (`gcra.ts`'s `sync`).
    */
   readonly sync: (
     key: string,

@@ -619,6 +619,26 @@ describe("RateLimiter", () => {
       })
     )
 
+    it.effect(
+      "remaining 0 after admissions of its own: blocked until the oldest leaves the window, not until the reset",
+      () =>
+        Effect.gen(function* () {
+          // 4 a second, one at a time: the server's window holds 0, 250, 500 and 750 ms when it reports itself
+          // full, and is empty again (its reset) a second after the last, at 1,750 ms.
+          const limiter = yield* makeLimiter({ limits: { requests: { limit: 4, interval: "1 second", capacity: 1 } } })
+          for (let admission = 0; admission < 4; admission++) {
+            if (admission > 0) yield* TestClock.adjust("250 millis")
+            yield* limiter.acquire()
+          }
+          yield* limiter.sync("requests", { remaining: 0, resetAfter: "1 second" })
+          // Room comes back when the first leaves the limiter's window (1 s and its 5 ms margin), not at 1,750 ms.
+          expect((yield* limiter.state()).map((b) => b.blockedUntil)).toEqual([1_005])
+          const next = yield* Effect.fork(timedAcquire(limiter))
+          yield* TestClock.adjust("1 second")
+          expect((yield* Fiber.join(next)).time).toBe(1_005)
+        })
+    )
+
     it.effect("sync never raises the local level", () =>
       Effect.gen(function* () {
         const limiter = yield* makeLimiter({ limits: TEN_PER_SECOND })

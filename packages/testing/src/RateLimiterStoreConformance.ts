@@ -422,6 +422,29 @@ export const suite = <S extends Store, E>(name: string, options: Options<S, E>):
           expect(blocked).toEqual({ at: 30_000, charged: false })
         }))
 
+      test("sync with nothing remaining after admissions of its own blocks until the oldest leaves the window", () =>
+        Effect.gen(function* () {
+          const { store } = yield* setup
+          // ONE: 10 a second, one at a time; admitted at 0, 100, ..., 900 ms. The server, full, says its window
+          // is empty a second after the last (1,900 ms); room comes back when the first leaves, at 1,000 ms.
+          for (let at = 0; at < 1000; at += 100) {
+            const admitted = yield* store.reserve({
+              key: "k",
+              buckets: [ONE],
+              costs: [1],
+              now: at,
+              notBefore: at,
+              mode: "ifDue"
+            })
+            expect(admitted.charged).toBe(true)
+          }
+          yield* store.sync("k", ONE, 0, 1000, 900)
+          expect((yield* store.inspect("k", [ONE], 900)).map((b) => b.blockedUntil)).toEqual([1000])
+          // With nothing in its log (the server counted others' requests), the reset.
+          yield* store.sync("other", ONE, 0, 1000, 900)
+          expect((yield* store.inspect("other", [ONE], 900)).map((b) => b.blockedUntil)).toEqual([1900])
+        }))
+
       test("block holds every bucket of the key until the given time, and never shortens a block", () =>
         Effect.gen(function* () {
           const { store } = yield* setup

@@ -1,12 +1,14 @@
 /**
  * The demo's final report, read from what the run left behind: the output
  * file (latency of each line, why lines failed), the run's summary (requests,
- * tokens, 429s, retries), the MockProvider's counters (what the server saw)
- * and the breaker's transitions.
+ * tokens, 429s, retries), its last progress (the rates, as the live line
+ * counts them: the busiest 60 s, never extrapolated), the MockProvider's
+ * counters (what the server saw) and the breaker's transitions.
  */
 import type { CircuitBreaker } from "@sluice/core"
 import type { MockProvider } from "@sluice/testing"
 import type * as Runner from "../Runner.js"
+import type * as RunStats from "../RunStats.js"
 
 /** The fields of an output record (OpenAI's batch output shape, Sluice's extras in `sluice`) the report reads. */
 export interface ResultLine {
@@ -27,17 +29,21 @@ export const render = (options: {
   readonly summary: Runner.Summary
   readonly results: ReadonlyArray<ResultLine>
   readonly counters: MockProvider.Counters
-  /** Tokens the server charged against its limit (prompt plus `max_tokens`), from its log. */
-  readonly chargedTokens: number
+  /** The run's progress at its end: the busiest minute's requests and tokens (as the server charges them). */
+  readonly progress: RunStats.Progress
   readonly transitions: ReadonlyArray<CircuitBreaker.Transition>
   readonly limits: { readonly rpm: number; readonly tpm: number }
   readonly startedAt: number
 }): Report => {
-  const { summary, results, counters, chargedTokens, transitions, limits, startedAt } = options
-  const minutes = summary.elapsedMillis / 60_000
-  const tokens = summary.promptTokens + summary.completionTokens
-  const rpm = summary.requests / minutes
-  const tpm = tokens / minutes
+  const { summary, results, counters, progress, transitions, limits, startedAt } = options
+  // The live line's rate at its highest: what 60 s held, or the whole run when it was shorter (never a
+  // shorter time scaled up to a minute, which the start's burst would push past the limit).
+  const rpm = progress.busiestRequestsPerMinute
+  const tpm = progress.busiestTokensPerMinute
+  const window =
+    summary.elapsedMillis < 60_000
+      ? `in the whole run, ${(summary.elapsedMillis / 1000).toFixed(1)} s: under a minute`
+      : "in the busiest 60 s"
   const latencies = results.map((line) => line.sluice.duration_ms).sort((a, b) => a - b)
   const failures = new Map<string, number>()
   for (const line of results) {
@@ -56,9 +62,9 @@ export const render = (options: {
     "Sluice demo: report",
     "===================",
     `lines               ${summary.succeeded} succeeded, ${summary.failed} failed, ${summary.malformed} malformed, in ${(summary.elapsedMillis / 1000).toFixed(1)} s`,
-    `requests per minute ${share(rpm, limits.rpm)}   (HTTP requests sent, retries included)`,
-    `tokens per minute   ${share(chargedTokens / minutes, limits.tpm)}   (as the server charges them: prompt + max_tokens)`,
-    `                    ${share(tpm, limits.tpm)}   (as the answers' usage reports them)`,
+    `requests per minute ${share(rpm, limits.rpm)}   (HTTP requests sent ${window}, retries included)`,
+    `tokens per minute   ${share(tpm, limits.tpm)}   (as the server charges them, prompt + max_tokens, ${window})`,
+    `tokens used         ${summary.promptTokens.toLocaleString("en-US")} prompt + ${summary.completionTokens.toLocaleString("en-US")} completion   (as the answers' usage reports them)`,
     `429s received       ${summary.rateLimited}   (the server refused ${counters.rateLimited})`,
     `retries             ${summary.retries}`,
     `server faults       ${faults.length === 0 ? "none" : faults.join(", ")}`,

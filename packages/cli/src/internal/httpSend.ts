@@ -28,7 +28,6 @@ import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
 import * as FiberRef from "effect/FiberRef"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
@@ -358,9 +357,16 @@ export const make = (
     if (learning !== undefined) {
       const scope = yield* Effect.scope
       // The rest, once the limits are decided; built once, in the sender's own scope (a line interrupted while
-      // it waits leaves it to the others).
-      const rest = yield* Effect.forkIn(
-        Deferred.await(decided).pipe(Effect.tap(publish), Effect.flatMap(callsFor), Effect.orDie),
+      // it waits leaves it to the others). The waiting lines await a Deferred, which wakes them in the order
+      // they came (a fiber's joiners are woken last first: the lines would go out 1, 16, 15, ..., 2).
+      const rest = yield* Deferred.make<Call>()
+      yield* Effect.forkIn(
+        Deferred.await(decided).pipe(
+          Effect.tap(publish),
+          Effect.flatMap(callsFor),
+          Effect.orDie,
+          Effect.intoDeferred(rest)
+        ),
         scope
       )
       let firstSent = false
@@ -375,7 +381,7 @@ export const make = (
           )
           return Effect.zipRight(Effect.forkIn(wait, scope), Effect.ensuring(first(line), release))
         }
-        return Effect.flatMap(Fiber.join(rest), (call) => call(line))
+        return Effect.flatMap(Deferred.await(rest), (call) => call(line))
       }
     }
 

@@ -9,14 +9,22 @@
  *
  * How a limit becomes a token bucket that never lets more through in any
  * window than the server allows: the bucket holds `burst` of the allowance
- * and refills at the rest of `1 − headroom` of it. The RateLimiter holds real
- * admissions to `capacity + refill − 1` in any window (its sliding log), so a
- * refill of `bound − capacity + 1` keeps every window at or below the bound,
- * `limit × (1 − headroom)`, and a saturated run paces at `1 − headroom − burst`
- * of the limit (96% by default). The headroom is for timing: a request
- * arrives at the server a little after the limiter admitted it, and not
- * always equally late, so the server's window can hold a little more than
- * ours did.
+ * and refills at the rest of the bound. The RateLimiter holds real
+ * admissions to `capacity + refill − 1` in any window of its own (its sliding
+ * log), so a refill of `bound − capacity + 1` keeps each of its windows at or
+ * below the bound. The headroom is for timing: a request arrives at the
+ * server a little after the limiter admitted it, and not always equally late,
+ * so the server's window can hold a little more than ours did. It is kept in
+ * whole units where they can carry it, the rest in time, so that a small
+ * limit loses no request to rounding:
+ * - in units: the bound is the limit less `⌊limit × headroom⌋` (none below
+ *   `1 / headroom`);
+ * - in time: what of the headroom those units do not keep, as a longer window
+ *   (`windowMargin`): two requests one of the limiter's windows apart are a
+ *   server's window apart there unless one arrives that much later.
+ * A large limit paces at `1 − headroom − burst` of it (96% by default), as
+ * before; a small one at `limit` per `(1 + headroom)` windows (3 a minute:
+ * one every 20.4 s, not the 2 a minute a bound of `⌊3 × 0.98⌋` would leave).
  */
 import type * as EndpointConfig from "@sluice/http/EndpointConfig"
 import type * as RateLimitHeaders from "@sluice/http/RateLimitHeaders"
@@ -81,16 +89,27 @@ export const combine = (given: Limits, learned: Limits): Limits => ({
 export const perMinute = (limit: WindowLimit | undefined): number | undefined =>
   limit === undefined ? undefined : Math.round((limit.limit * 60_000) / limit.windowMillis)
 
+/** The RateLimiter's own margin (`RateLimiter.LimitOptions`' `windowMargin` default): a scheduler turn. */
+const LIMITER_MARGIN_MILLIS = 5
+
 /**
- * The bucket for a limit: it holds `burst` of the allowance (at least 1),
- * and no window may take more than `1 − headroom` of the allowance (at least
- * the capacity): the refill is that bound `− capacity + 1`, since the limiter
- * admits at most `capacity + refill − 1` in a window. The headroom absorbs the
- * time between an admission here and the request's arrival there, which
- * varies from request to request.
+ * The bucket for a limit: it holds `burst` of the allowance (at least 1), and
+ * no window of the limiter's may take more than the limit less `headroom` of
+ * it in whole units (at least the capacity): the refill is that bound
+ * `− capacity + 1`, since the limiter admits at most `capacity + refill − 1`
+ * in one of its windows. The headroom the whole units do not keep lengthens
+ * the limiter's window instead. It absorbs the time between an admission
+ * here and the request's arrival there, which varies from request to request.
  */
 export const bucket = (limit: WindowLimit, burst: number, headroom: number): EndpointConfig.LimitOptions => {
   const capacity = Math.min(limit.limit, Math.max(1, Math.floor(limit.limit * burst)))
-  const bound = Math.max(capacity, Math.floor(limit.limit * (1 - headroom)))
-  return { limit: bound - capacity + 1, interval: limit.windowMillis, capacity }
+  const kept = Math.floor(limit.limit * headroom)
+  const bound = Math.max(capacity, limit.limit - kept)
+  const inTime = Math.max(0, headroom - kept / limit.limit)
+  return {
+    limit: bound - capacity + 1,
+    interval: limit.windowMillis,
+    capacity,
+    windowMargin: Math.max(LIMITER_MARGIN_MILLIS, limit.windowMillis * inTime)
+  }
 }

@@ -23,23 +23,40 @@ export const duration = (millis: number): string => {
   return `${rest}s`
 }
 
-const against = (rate: number, limit: number | undefined) =>
-  limit === undefined ? compact(rate) : `${compact(rate)}/${compact(limit)}`
+const against = (amount: number, limit: number | undefined) =>
+  limit === undefined ? compact(amount) : `${compact(amount)}/${compact(limit)}`
 
-/** One line, e.g. `312/1000 done · 2 failed · 498/500 rpm · 88k/90k tpm · 3×429 · 4 retries · ETA 1m22s`. */
+const BREAKER: Record<NonNullable<RunStats.Progress["breaker"]>, string> = {
+  CLOSED: "closed",
+  OPEN: "open",
+  HALF_OPEN: "half-open (probing)",
+  ISOLATED: "isolated"
+}
+
+/**
+ * One line, e.g. `312/1000 done · 2 failed · 16 in flight · 16 queued · 498/500 req, 88k/90k tok in the last
+ * 60 s · 3×429 · 4 retries · breaker open · provider down 12s, 40 lines waiting · ETA 1m22s`. The rates are
+ * `RunStats`' (what the last 60 s held, never extrapolated), the ones the report shows; the breaker shows
+ * when it is not closed, the outage while there is one.
+ */
 export const progressLine = (progress: RunStats.Progress): string => {
   const parts = [`${progress.done}/${progress.total ?? "?"} done`]
   if (progress.failed > 0) parts.push(`${progress.failed} failed`)
   if (progress.skipped > 0) parts.push(`${progress.skipped} skipped`)
   if (progress.malformed > 0) parts.push(`${progress.malformed} malformed`)
   parts.push(`${progress.inFlight} in flight`)
-  parts.push(`${against(progress.requestsPerMinute, progress.limits.rpm)} rpm`)
-  parts.push(`${against(progress.tokensPerMinute, progress.limits.tpm)} tpm`)
+  if (progress.waiting > 0) parts.push(`${progress.waiting} queued`)
+  parts.push(
+    `${against(progress.requestsPerMinute, progress.limits.rpm)} req, ${against(progress.tokensPerMinute, progress.limits.tpm)} tok in the last 60 s`
+  )
   parts.push(`${progress.rateLimited}×429`)
   parts.push(`${progress.retries} retries`)
-  if (progress.breaker !== undefined && progress.breaker !== "CLOSED") parts.push(`breaker ${progress.breaker}`)
-  if (progress.outage !== undefined)
-    parts.push(`provider down ${duration(progress.outage.lastedMillis)}, ${progress.outage.waiting} waiting`)
+  if (progress.breaker !== undefined && progress.breaker !== "CLOSED")
+    parts.push(`breaker ${BREAKER[progress.breaker]}`)
+  if (progress.outage !== undefined) {
+    const { lastedMillis, waiting } = progress.outage
+    parts.push(`provider down ${duration(lastedMillis)}, ${waiting} line${waiting === 1 ? "" : "s"} waiting`)
+  }
   parts.push(`ETA ${progress.etaMillis === undefined ? "?" : duration(progress.etaMillis)}`)
   return parts.join(" · ")
 }

@@ -111,23 +111,14 @@ const DRAW = `
   }
   function hasAny(column) { return column.some(function (v) { return v != null; }); }
 
-  // A pace per minute: the amounts of the last 10 s, times 6 (early in a run, what was sent so far, not
-  // extrapolated: it reads above a limit only if 10 s really held more than their share).
-  function pace(column) {
-    var span = Math.max(1, Math.round(10000 / s.intervalMillis));
-    return column.map(function (v, i) {
-      var sum = 0;
-      for (var j = Math.max(0, i - span + 1); j <= i; j++) sum += column[j];
-      return (sum * 60000) / (span * s.intervalMillis);
-    });
-  }
-  var rpm = [{ label: "in the last 60 s" }, { label: "pace (last 10 s, per min)", stroke: "#74a0f4", width: 1 }];
-  var rpmData = [s.requestsPerMinute, pace(s.requests)];
+  // The live line's rate: what the last 60 s held, never extrapolated (early in a run, what was sent so far).
+  var rpm = [{ label: "in the last 60 s" }];
+  var rpmData = [s.requestsPerMinute];
   if (hasAny(s.rpmLimit)) { rpm.push({ label: "limit", stroke: "#c92a2a", dash: [6, 4], width: 1.5 }); rpmData.push(s.rpmLimit); }
   chart("chart-rpm", rpm, rpmData);
 
-  var tpm = [{ label: "in the last 60 s" }, { label: "pace (last 10 s, per min)", stroke: "#74a0f4", width: 1 }];
-  var tpmData = [s.tokensPerMinute, pace(s.tokens)];
+  var tpm = [{ label: "in the last 60 s" }];
+  var tpmData = [s.tokensPerMinute];
   if (hasAny(s.tpmLimit)) { tpm.push({ label: "limit", stroke: "#c92a2a", dash: [6, 4], width: 1.5 }); tpmData.push(s.tpmLimit); }
   chart("chart-tpm", tpm, tpmData);
 
@@ -200,7 +191,6 @@ const seconds = (millis: number) => `${(millis / 1000).toFixed(1)} s`
 /** The page, from what the run recorded. */
 export const render = (recorded: RunSeries.Recorded, meta: Meta, assets: Assets): string => {
   const { totals, series, transitions } = recorded
-  const minutes = Math.max(totals.elapsedMillis, 1) / 60_000
   const lastOf = <A>(column: ReadonlyArray<A>) => column[column.length - 1]
   const rpmLimit = lastOf(series.rpmLimit) ?? null
   const tpmLimit = lastOf(series.tpmLimit) ?? null
@@ -214,6 +204,11 @@ export const render = (recorded: RunSeries.Recorded, meta: Meta, assets: Assets)
       note === "" ? "" : `<div class="note">${escapeHtml(note)}</div>`
     }</div>`
   const ms = (value: number | null) => (value === null ? "–" : `${compact(value)} ms`)
+  /** The live line's rate at its highest, against the limit: the whole run when it was under a minute. */
+  const busiest = (amount: number, limit: number | null, what = "") =>
+    `${what === "" ? "" : `${what} `}${totals.elapsedMillis < 60_000 ? `in the whole run (${seconds(totals.elapsedMillis)})` : "in the busiest 60 s"}: ${compact(amount)}${
+      limit === null ? "" : ` of ${compact(limit)} a minute (${Math.round((amount / limit) * 100)}%)`
+    }`
   const tiles = [
     tile(
       "lines",
@@ -221,11 +216,11 @@ export const render = (recorded: RunSeries.Recorded, meta: Meta, assets: Assets)
       `${totals.failed} failed · ${totals.skipped} skipped · ${totals.malformed} malformed`
     ),
     tile("elapsed", seconds(totals.elapsedMillis)),
-    tile("requests sent", compact(totals.requests), `${compact(totals.requests / minutes)} / min on average`),
+    tile("requests sent", compact(totals.requests), busiest(totals.busiestRequestsPerMinute, rpmLimit)),
     tile(
       "tokens",
       compact(tokens),
-      `${compact(totals.promptTokens)} prompt · ${compact(totals.completionTokens)} completion`
+      `${compact(totals.promptTokens)} prompt · ${compact(totals.completionTokens)} completion; ${busiest(totals.busiestTokensPerMinute, tpmLimit, "charged")}`
     ),
     tile(
       "limits",
@@ -250,12 +245,12 @@ export const render = (recorded: RunSeries.Recorded, meta: Meta, assets: Assets)
     card(
       "chart-rpm",
       "Requests per minute",
-      "HTTP requests sent in the last 60 s (retries included), and the pace of the last 10 s, against the requests-per-minute limit in force"
+      "HTTP requests sent in the last 60 s (retries included; early in the run, since the start: never extrapolated), as the live line shows them, against the requests-per-minute limit in force"
     ),
     card(
       "chart-tpm",
       "Tokens per minute",
-      "Tokens in the last 60 s as the provider counts them (prompt + max_tokens for OpenAI), and the pace of the last 10 s, against the tokens-per-minute limit in force"
+      "Tokens in the last 60 s as the provider counts them (prompt + max_tokens for OpenAI; early in the run, since the start), as the live line shows them, against the tokens-per-minute limit in force"
     ),
     card(
       "chart-sent",

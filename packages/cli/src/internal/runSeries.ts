@@ -85,6 +85,9 @@ export interface Totals {
   readonly faultsByKind: Record<string, number>
   readonly promptTokens: number
   readonly completionTokens: number
+  /** The most requests and tokens the last 60 s held at any moment (RunStats' figures at their highest). */
+  readonly busiestRequestsPerMinute: number
+  readonly busiestTokensPerMinute: number
   readonly succeeded: number
   readonly failed: number
   readonly skipped: number
@@ -362,6 +365,8 @@ export const make = (
             faultsByKind,
             promptTokens: progress.promptTokens,
             completionTokens: progress.completionTokens,
+            busiestRequestsPerMinute: progress.busiestRequestsPerMinute,
+            busiestTokensPerMinute: progress.busiestTokensPerMinute,
             succeeded: progress.succeeded,
             failed: progress.failed,
             skipped: progress.skipped,

@@ -4,10 +4,13 @@
  * with time read from `Clock`.
  *
  * Requests are counted from `RequestEvent`s: each live request's attempts
- * counted so far, by executor and id; an event with more attempts adds the
- * difference (and the retries among them), a final event (COMPLETED, FAILED,
- * CANCELLED) ends the request. Events are taken from the subscriptions under
- * one permit, so they are counted in the order they were published.
+ * counted so far and its latest status, by executor and id; an event with
+ * more attempts adds the difference (and the retries among them), a final
+ * event (COMPLETED, FAILED, CANCELLED) ends the request. A live request is in
+ * flight while CALLING (an attempt on the wire), waiting otherwise. Events
+ * are taken from the subscriptions under one permit, so they are counted in
+ * the order they were published. The rates are `rateWindow.ts`'s, the ETA
+ * `eta.ts`'s.
  */
 import { RequestEvent } from "@sluice/core"
 import * as Clock from "effect/Clock"
@@ -15,6 +18,7 @@ import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import type * as RunStats from "../RunStats.js"
+import { etaMillis } from "./eta.js"
 import * as RateWindow from "./rateWindow.js"
 
 export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStats.RunStatsShape> =>
@@ -22,10 +26,10 @@ export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStat
     let limits = initialLimits
     const clock = yield* Effect.clock
     const start = clock.unsafeCurrentTimeMillis()
-    const requestWindow = RateWindow.make(start)
-    const tokenWindow = RateWindow.make(start)
-    /** Lines finished by this run's own sends: the pace the ETA goes by. */
-    const lineWindow = RateWindow.make(start)
+    const requestWindow = RateWindow.make()
+    const tokenWindow = RateWindow.make()
+    /** Lines finished by this run's own sends: the pace the ETA goes by once a minute has gone. */
+    const lineWindow = RateWindow.make()
     const counts = {
       total: undefined as number | undefined,
       succeeded: 0,
@@ -36,18 +40,21 @@ export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStat
       rateLimited: 0,
       retries: 0,
       promptTokens: 0,
-      completionTokens: 0
+      completionTokens: 0,
+      /** What the provider counted against the token limit, and for how many lines. */
+      chargedTokens: 0,
+      linesCharged: 0
     }
     const now = () => clock.unsafeCurrentTimeMillis()
     const failuresByReason: Record<string, number> = {}
     let outage: RunStats.Outage | undefined
     let breaker: RunStats.Progress["breaker"]
 
-    /** Each live request's attempts counted so far, by `executor#id`. */
-    const live = new Map<string, number>()
+    /** Each live request's attempts counted so far and its status, by `executor#id`. */
+    const live = new Map<string, { readonly attempts: number; readonly status: RequestEvent.RequestStatus }>()
     const count = (event: RequestEvent.RequestEvent) => {
       const id = `${event.executor}#${event.id}`
-      const counted = live.get(id) ?? 0
+      const counted = live.get(id)?.attempts ?? 0
       if (event.attempts > counted) {
         counts.requests += event.attempts - counted
         // Every attempt after a request's first is a retry.
@@ -55,7 +62,7 @@ export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStat
         requestWindow.add(event.timestamps.CALLING ?? now(), event.attempts - counted)
       }
       if (RequestEvent.isTerminal(event.status)) live.delete(id)
-      else live.set(id, Math.max(counted, event.attempts))
+      else live.set(id, { attempts: Math.max(counted, event.attempts), status: event.status })
     }
     const requestEvents = (events: Iterable<RequestEvent.RequestEvent>) =>
       Effect.sync(() => {
@@ -86,7 +93,10 @@ export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStat
         Effect.sync(() => {
           counts.promptTokens += usage.promptTokens
           counts.completionTokens += usage.completionTokens
-          tokenWindow.add(now(), usage.chargedTokens ?? usage.promptTokens + usage.completionTokens)
+          const charged = usage.chargedTokens ?? usage.promptTokens + usage.completionTokens
+          counts.chargedTokens += charged
+          counts.linesCharged++
+          tokenWindow.add(now(), charged)
         }),
       lineFinished: (outcome, reason) =>
         Effect.sync(() => {
@@ -121,8 +131,9 @@ export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStat
         catchUp,
         Effect.map(Clock.currentTimeMillis, (time): RunStats.Progress => {
           const done = counts.succeeded + counts.failed + counts.skipped + counts.malformed
-          const pace = lineWindow.perMinute(time)
           const remaining = counts.total === undefined ? undefined : Math.max(0, counts.total - done)
+          let sending = 0
+          for (const request of live.values()) if (request.status === "CALLING") sending++
           return {
             total: counts.total,
             done,
@@ -130,7 +141,8 @@ export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStat
             failed: counts.failed,
             skipped: counts.skipped,
             malformed: counts.malformed,
-            inFlight: live.size,
+            inFlight: sending,
+            waiting: live.size - sending,
             requests: counts.requests,
             rateLimited: counts.rateLimited,
             retries: counts.retries,
@@ -138,19 +150,23 @@ export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStat
             completionTokens: counts.completionTokens,
             requestsPerMinute: requestWindow.inLastMinute(time),
             tokensPerMinute: tokenWindow.inLastMinute(time),
+            busiestRequestsPerMinute: requestWindow.busiestMinute(),
+            busiestTokensPerMinute: tokenWindow.busiestMinute(),
             limits,
             failuresByReason: { ...failuresByReason },
             outage: outage === undefined ? undefined : { ...outage, lastedMillis: time - outage.since },
             breaker,
             elapsedMillis: time - start,
-            etaMillis:
-              remaining === undefined
-                ? undefined
-                : remaining === 0
-                  ? 0
-                  : pace > 0
-                    ? (remaining / pace) * 60_000
-                    : undefined
+            etaMillis: etaMillis({
+              remainingLines: remaining,
+              requests: counts.requests,
+              retries: counts.retries,
+              chargedTokens: counts.chargedTokens,
+              linesCharged: counts.linesCharged,
+              limits,
+              linesInLastMinute: lineWindow.inLastMinute(time),
+              elapsedMillis: time - start
+            })
           }
         })
       )

@@ -286,8 +286,14 @@ export const refund = (spec: BucketSpec, state: BucketState, amount: number, rec
 
 /**
  * Lowers the local view to what the server says is left: afterwards
- * `level(now) <= remaining`. An exhausted server (`remaining <= 0`) with a
- * reset time blocks the bucket until then.
+ * `level(now) <= remaining`. An exhausted server (`remaining <= 0`) blocks
+ * the bucket until room comes back there. Its reset time says when its
+ * window is empty again (OpenAI's "resets to its initial state"), which for
+ * a window the last request filled is a whole window away; room comes back
+ * as soon as its oldest request leaves. The sliding log holds the requests
+ * the server counted (of this bucket's), so the block lasts until the oldest
+ * of them has left a window: the earlier of that and the reset. With nothing
+ * in the log (the server counted others' requests), the reset.
  */
 export const sync = (
   spec: BucketSpec,
@@ -299,7 +305,13 @@ export const sync = (
   const tatForRemaining = now + (spec.capacity - Math.max(0, remaining)) * spec.emission
   state.tat = Math.max(state.tat, tatForRemaining)
   if (remaining <= 0 && resetAfter !== undefined) {
-    state.blockedUntil = Math.max(state.blockedUntil, now + resetAfter)
+    forget(state, now)
+    const oldest = state.log.first()
+    const reset = now + resetAfter
+    state.blockedUntil = Math.max(
+      state.blockedUntil,
+      oldest === undefined ? reset : Math.min(reset, oldest.time + state.window)
+    )
   }
 }
 
