@@ -73,7 +73,7 @@ local function load(i, create)
   end
   local holds = {}
   if v[7] then
-    for h, at, costs, expires in string.gmatch(v[7], '([^;]+);(%S+) (%S+) (%S+);') do
+    for h, at, costs, expires in string.gmatch(v[7], '([^;]+);([^ ;]+) ([^ ;]+) ([^ ;]+);') do
       holds[#holds + 1] = { holder = h, at = tonumber(at), cost = tonumber(costs), expires = tonumber(expires) }
     end
   end
@@ -154,7 +154,7 @@ local function tatFor(b, now)
   local tat = b.tat
   for _, h in ipairs(b.holds) do
     if h.holder == holder then break end
-    tat = math.max(tat, h.at) + h.cost * spec.emission
+    if h.expires > now then tat = math.max(tat, h.at) + h.cost * spec.emission end
   end
   return tat
 end
