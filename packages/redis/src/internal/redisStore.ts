@@ -113,6 +113,8 @@ export const makeRaw = (redis: Redis, options: RawOptions) => {
     rest: ReadonlyArray<string>
   ): Effect.Effect<Array<string>, Failure> => {
     const keys = keysOf(key, buckets)
+    // Interruptible even inside a caller's uninterruptible region (the limiter pays uninterruptibly): the
+    // deadline must end the wait. A command cut off may still run in Redis: its charge is then kept, never lost.
     return Effect.tryPromise({
       try: () =>
         call(
@@ -136,6 +138,7 @@ export const makeRaw = (redis: Redis, options: RawOptions) => {
           : { kind: "Unavailable", detail: message }
       }
     }).pipe(
+      Effect.interruptible,
       Effect.timeoutFail({
         duration: options.deadline,
         onTimeout: (): Failure => ({
@@ -238,6 +241,7 @@ export const makeRaw = (redis: Redis, options: RawOptions) => {
         detail: error instanceof Error ? error.message : String(error)
       })
     }).pipe(
+      Effect.interruptible,
       Effect.timeoutFail({
         duration: Duration.times(options.deadline, 10),
         onTimeout: (): Failure => ({ kind: "Unavailable", detail: "no answer to SCAN" })
