@@ -12,12 +12,14 @@
  *   7. the product's regime: CPU per request of 20,000 submits (tasks of 5-50 ms, requests
  *      and tokens limits over 8 keys, concurrency 256) beside Effect.forEach with a Semaphore;
  *   8. lanes: a trickle on one key beside a saturated key, the trickle's wait to start;
- *   9. every target of every part, PASS or MISS.
+ *   9. every target of every part, PASS or MISS;
+ *  10. one quota in Redis: admissions/s, p50/p99 and commands per admission of @sluice/redis beside
+ *      rate-limiter-flexible and bottleneck's clustering mode, against the local Redis (REDIS_URL).
  *
  * Run: npx -y pnpm@10.34.9 bench   (bench/build.mjs bundles it without tsx's keepNames, then
  *      node --expose-gc bench/build/run.mjs)
  * Some parts only: npx -y pnpm@10.34.9 bench --only throughput,breaker
- *   (throughput, million, rate, breaker, http, runner, regime, lanes); the targets table still lists
+ *   (throughput, million, rate, breaker, http, runner, regime, lanes, redis); the targets table still lists
  *   every target, those of the parts left out as "not run".
  * Tables go to stdout, progress to stderr. The exit code is 0 whatever the
  * results: this is a report, not a test.
@@ -29,6 +31,7 @@ import { hasGc } from "./harness.js"
 import * as Http from "./http.js"
 import * as Lanes from "./lanes.js"
 import * as RatePrecision from "./ratePrecision.js"
+import * as RedisPart from "./redis.js"
 import * as Regime from "./regime.js"
 import * as Runner from "./runner.js"
 import * as Targets from "./targets.js"
@@ -41,7 +44,7 @@ const HTTP_REQUESTS = 5_000
 const HTTP_ROUNDS = 5
 const MILLION: BatchMillion.MillionOptions = { tasks: 1_000_000, queueCapacity: 10_000, concurrency: 16 }
 
-const PARTS = ["throughput", "million", "rate", "breaker", "http", "runner", "regime", "lanes"] as const
+const PARTS = ["throughput", "million", "rate", "breaker", "http", "runner", "regime", "lanes", "redis"] as const
 type Part = (typeof PARTS)[number]
 
 /** The parts named by `--only a,b` (all of them without it). */
@@ -142,8 +145,14 @@ const main = async () => {
     Regime.print
   )
   const lanes = await run("lanes", "8. lanes (about 10 s)", Lanes.measure, Lanes.print)
+  const redis = await run(
+    "redis",
+    "10. one quota in Redis (about 30 s)",
+    () => RedisPart.measure(progress),
+    RedisPart.print
+  )
 
-  Targets.print(Targets.checks({ throughput, million, rates, breaker, http: http?.rows, runner, regime, lanes }))
+  Targets.print(Targets.checks({ throughput, million, rates, breaker, http: http?.rows, runner, regime, lanes, redis }))
   process.stdout.write(`\nTotal time: ${seconds(began)}\n`)
 }
 

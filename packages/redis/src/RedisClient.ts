@@ -10,8 +10,9 @@
  *
  * Effect gave us `Scope`, `Layer`, `Config` and `Redacted`; this module adds
  * the connection's options for a store that must never wait on a dead
- * server: no offline queue (a command while disconnected fails at once, it is
- * not sent minutes later to charge a limit nobody waits on), nothing resent
+ * server: a deadline per command (`deadline`, default 50 ms), no offline
+ * queue (a command while disconnected fails at once, it is not sent minutes
+ * later to charge a limit nobody waits on), nothing resent
  * after a reconnect, and a reconnect loop that keeps trying in the
  * background so the store returns to Redis when it answers again. The URL is
  * `Redacted` (it may hold a password) and never printed.
@@ -61,6 +62,11 @@ export interface Options {
   readonly url: Redacted.Redacted<string>
   /** Milliseconds to wait between reconnect attempts while Redis is down (default 100). */
   readonly reconnectInterval?: number | undefined
+  /**
+   * The longest one command may take before it fails as an outage (default 50 ms): ioredis's
+   * `commandTimeout`, a timer per command inside the client.
+   */
+  readonly deadline?: Duration.DurationInput | undefined
   /** Milliseconds a connection attempt may take, and `make` waits for the first (default 1000). */
   readonly connectTimeout?: number | undefined
 }
@@ -100,7 +106,8 @@ export const make = (options: Options): Effect.Effect<RedisClientShape, RedisCli
             maxRetriesPerRequest: 0,
             enableAutoPipelining: true,
             retryStrategy: () => reconnectInterval,
-            connectTimeout: options.connectTimeout ?? 1000
+            connectTimeout: options.connectTimeout ?? 1000,
+            commandTimeout: Math.max(1, Math.ceil(Duration.toMillis(Duration.decode(options.deadline ?? 50))))
           })
       ),
       (redis) => Effect.sync(() => redis.disconnect(false))

@@ -28,8 +28,8 @@
  *   does), so a large cost is not starved by small ones from elsewhere. A
  *   hold not taken up within `holdGrace` of its time is dropped (its holder
  *   went away); until then a vanished holder delays the others by its cost.
- * - *A typed outage policy* (`onUnavailable`): every call has a `deadline`
- *   (default 50 ms) and goes through a CircuitBreaker, so an outage costs at
+ * - *A typed outage policy* (`onUnavailable`): every call has a deadline
+ *   (`RedisClient`'s `deadline`, default 50 ms) and goes through a CircuitBreaker, so an outage costs at
  *   most that per call, and nothing once the breaker is open; then
  *   `"failClosed"` fails with a `RateLimiterStoreError` whose message says the
  *   store is unavailable (the limiter reports it as `StoreFailure`, never as a

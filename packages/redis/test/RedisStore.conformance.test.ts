@@ -7,7 +7,7 @@ import { testStore } from "./utils/redis.js"
 // as `now`; Redis TIME cannot be set), with keys that outlive the suite's invented times by a minute.
 RateLimiterStoreConformance.suite("redis", {
   store: Effect.map(
-    testStore({ time: "caller", expiryMargin: "1 minute", deadline: "5 seconds" }),
+    testStore({ time: "caller", expiryMargin: "1 minute" }, undefined, { deadline: "5 seconds" }),
     ({ store }) => store
   ),
   live: true

@@ -43,8 +43,6 @@ export const Options = Schema.Struct({
   prefix: Schema.optional(Schema.String.pipe(Schema.pattern(/^[^*?[\]\\{}]*$/))),
   /** Whose clock the buckets run on: Redis `TIME` (`"server"`, default) or the caller's `now`. */
   time: Schema.optional(Schema.Literal("server", "caller")),
-  /** The longest one call may take before it counts as an outage (default 50 ms). */
-  deadline: Schema.optional(InvalidOptions.PositiveDuration),
   /** Default `"failClosed"`. */
   onUnavailable: Schema.optional(OnUnavailable),
   /** The breaker on the store: open after `failures` calls in a row fail, for `openDuration` (default 3, 1 s). */

@@ -63,7 +63,6 @@ export const make = (
     const options = yield* decodeOptions(input ?? {})
     const { redis } = yield* RedisClient
     const clock = yield* Effect.clock
-    const deadline = Duration.decode(options.deadline ?? Duration.millis(50))
     const policy = options.onUnavailable ?? "failClosed"
     const policyName = typeof policy === "string" ? policy : "degraded"
     const raw = makeRaw(redis, {
@@ -72,8 +71,7 @@ export const make = (
       expiryMargin: Duration.toMillis(Duration.decode(options.expiryMargin ?? Duration.seconds(1))),
       holdGrace: Duration.toMillis(Duration.decode(options.holdGrace ?? Duration.seconds(1))),
       fairness: options.fairness ?? true,
-      holder: `${process.pid}-${++stores}-${Math.random().toString(36).slice(2, 10)}`,
-      deadline
+      holder: `${process.pid}-${++stores}-${Math.random().toString(36).slice(2, 10)}`
     })
     const breaker = yield* CircuitBreaker.make({
       name: "redis-store",
@@ -127,7 +125,7 @@ export const make = (
     const unavailable = (operation: string, error: Failure | CircuitBreaker.CircuitOpenError) =>
       "kind" in error
         ? new RedisStoreUnavailable({
-            reason: error.detail.startsWith("no answer within") ? "Deadline" : "Unavailable",
+            reason: error.kind === "Deadline" ? "Deadline" : "Unavailable",
             operation,
             detail: error.detail
           })

@@ -1,18 +1,18 @@
 /**
  * The store's calls to Redis: each operation is one call of the script in
  * `script.ts` (by SHA, with ioredis's `NOSCRIPT` fallback), its arguments as
- * exact decimal strings, its keys declared and hash-tagged, under a deadline.
+ * exact decimal strings, its keys declared and hash-tagged, under the client's deadline.
  * Answers are decoded back into the plain values of the store contract.
  *
- * Failures come out as one of two kinds: `Unavailable` (no connection, the
- * deadline passed, Redis loading or read-only: the outage policy decides) and
+ * Failures come out as one of three kinds: `Unavailable` (no connection,
+ * Redis loading or read-only) and `Deadline` (no answer in time): the outage
+ * policy decides; and
  * `Reply` (Redis answered with an error of the script: a bug, never hidden
  * behind the outage policy).
  *
  * @internal
  */
 import type { RateLimiterStore } from "@sluice/core"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type { Redis } from "ioredis"
 import { SCRIPT } from "./script.js"
@@ -29,12 +29,11 @@ export interface RawOptions {
   readonly fairness: boolean
   /** This store's name in holds: one per process. */
   readonly holder: string
-  readonly deadline: Duration.Duration
 }
 
 /** @internal */
 export interface Failure {
-  readonly kind: "Unavailable" | "Reply"
+  readonly kind: "Unavailable" | "Deadline" | "Reply"
   readonly detail: string
 }
 
@@ -42,6 +41,21 @@ export interface Failure {
 const OUTAGE_REPLIES = /^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY)/
 
 const COMMAND = "sluiceRateLimiterStore"
+
+/**
+ * What a rejected command means. The deadline is ioredis's `commandTimeout` (set by `RedisClient` from
+ * its `deadline`): one timer per command inside the client, where an Effect timeout would fork a fiber
+ * per call (it doubled the cost of an admission). A command cut off may still run in Redis: its charge
+ * is then kept, never lost.
+ */
+const failure = (error: unknown): Failure => {
+  const message = error instanceof Error ? error.message : String(error)
+  if (message === "Command timed out") return { kind: "Deadline", detail: message }
+  const isReply = (error as { name?: string } | null)?.name === "ReplyError"
+  return isReply && !OUTAGE_REPLIES.test(message)
+    ? { kind: "Reply", detail: message }
+    : { kind: "Unavailable", detail: message }
+}
 
 type Call = (...args: Array<string | number>) => Promise<Array<string>>
 
@@ -113,8 +127,6 @@ export const makeRaw = (redis: Redis, options: RawOptions) => {
     rest: ReadonlyArray<string>
   ): Effect.Effect<Array<string>, Failure> => {
     const keys = keysOf(key, buckets)
-    // Interruptible even inside a caller's uninterruptible region (the limiter pays uninterruptibly): the
-    // deadline must end the wait. A command cut off may still run in Redis: its charge is then kept, never lost.
     return Effect.tryPromise({
       try: () =>
         call(
@@ -130,23 +142,8 @@ export const makeRaw = (redis: Redis, options: RawOptions) => {
           ...specArgs(buckets),
           ...rest
         ),
-      catch: (error): Failure => {
-        const message = error instanceof Error ? error.message : String(error)
-        const isReply = (error as { name?: string } | null)?.name === "ReplyError"
-        return isReply && !OUTAGE_REPLIES.test(message)
-          ? { kind: "Reply", detail: message }
-          : { kind: "Unavailable", detail: message }
-      }
-    }).pipe(
-      Effect.interruptible,
-      Effect.timeoutFail({
-        duration: options.deadline,
-        onTimeout: (): Failure => ({
-          kind: "Unavailable",
-          detail: `no answer within ${Duration.format(options.deadline)}`
-        })
-      })
-    )
+      catch: failure
+    })
   }
 
   const reserve = (request: RateLimiterStore.ReserveRequest): Effect.Effect<RawReserve, Failure> =>
@@ -236,17 +233,8 @@ export const makeRaw = (redis: Redis, options: RawOptions) => {
         } while (cursor !== "0")
         return tags.size
       },
-      catch: (error): Failure => ({
-        kind: "Unavailable",
-        detail: error instanceof Error ? error.message : String(error)
-      })
-    }).pipe(
-      Effect.interruptible,
-      Effect.timeoutFail({
-        duration: Duration.times(options.deadline, 10),
-        onTimeout: (): Failure => ({ kind: "Unavailable", detail: "no answer to SCAN" })
-      })
-    )
+      catch: failure
+    })
   }
 }
 

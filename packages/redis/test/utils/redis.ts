@@ -48,13 +48,14 @@ export const clientLayer = (url: string = redisUrl) => RedisClient.layer({ url: 
 /** A store under a fresh prefix; its keys are deleted when the scope closes. */
 export const testStore = (
   options: RedisStore.Options = {},
-  url: string = redisUrl
+  url: string = redisUrl,
+  clientOptions: Omit<RedisClient.Options, "url"> = {}
 ): Effect.Effect<{ readonly store: RedisStore.RedisStore; readonly prefix: string }, unknown, Scope.Scope> =>
   Effect.gen(function* () {
     const prefix = options.prefix ?? freshPrefix()
     const redis = yield* admin(url)
     yield* Effect.addFinalizer(() => Effect.promise(() => deleteKeys(redis, prefix).catch(() => 0)))
-    const client = yield* Effect.orDie(RedisClient.make({ url: Redacted.make(url) }))
+    const client = yield* Effect.orDie(RedisClient.make({ ...clientOptions, url: Redacted.make(url) }))
     const store = yield* RedisStore.make({ ...options, prefix }).pipe(
       Effect.provideService(RedisClient.RedisClient, client)
     )
