@@ -74,6 +74,7 @@ import * as Demo from "./Demo.js"
 import * as HttpSend from "./HttpSend.js"
 import * as DurationFlag from "./internal/durationFlag.js"
 import * as View from "./internal/progressView.js"
+import * as SharedLimits from "./internal/sharedLimits.js"
 import * as Signals from "./internal/signals.js"
 import * as Runner from "./Runner.js"
 import * as RunReport from "./RunReport.js"
@@ -160,6 +161,8 @@ export interface RunFlags {
   readonly report: Option.Option<string>
   readonly maxOutage: Duration.Duration
   readonly retryFailed: boolean
+  /** `--redis URL`: share the limits with every `sluice run` on that Redis (see `internal/sharedLimits.ts`). */
+  readonly redis: Option.Option<string>
 }
 
 const positiveInteger = (name: string) =>
@@ -295,6 +298,13 @@ const runFlags = {
   ),
   report: Options.file("report").pipe(
     Options.withDescription("Write a report page here (one self-contained HTML file: the run charted over time)"),
+    Options.optional
+  ),
+  redis: Options.text("redis").pipe(
+    Options.withPseudoName("URL"),
+    Options.withDescription(
+      "Keep the limits in this Redis (redis://host:port): every sluice run given it, against the same --base-url, shares one quota"
+    ),
     Options.optional
   )
 }
@@ -458,7 +468,9 @@ const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
   Effect.gen(function* () {
     const apiKey = yield* readApiKey(flags)
     const stats = yield* RunStats.RunStats
-    const send = yield* makeSender(flags, apiKey)
+    const send = yield* SharedLimits.withRedis(flags.redis, flags.baseUrl, makeSender(flags, apiKey)).pipe(
+      Effect.catchTag("RedisClientError", (error) => new UsageError({ detail: `--redis: ${error.message}` }))
+    )
     const live = process.stderr.isTTY === true
     const view = makeStderrView(live, Duration.toMillis(flags.maxOutage))
 
