@@ -7,7 +7,8 @@
  * context: the run's limiter (learned or given) is made over it, under the
  * same name in every process, so they charge the same buckets. Keys are put
  * under a prefix made from the base URL: runs against one API share, runs
- * against another do not. While Redis does not answer the store fails closed:
+ * against another do not. Each call to Redis may take up to 1 s; while Redis
+ * does not answer the store fails closed:
  * nothing is admitted (the lines fail as the store's failure, retryable by a
  * rerun), rather than every process taking the whole quota.
  *
@@ -38,7 +39,13 @@ export const withRedis = <A, E, R>(
     onNone: () => effect as Effect.Effect<A, E, Exclude<R, RateLimiterStore.RateLimiterStore>>,
     onSome: (url) =>
       Effect.gen(function* () {
-        const client = yield* RedisClient.make({ url: Redacted.make(url) })
+        // A batch waits on the provider for seconds: a one-second deadline (and ten to connect at the start)
+        // costs it nothing, where the library's 50 ms would fail lines whenever a busy machine is slow.
+        const client = yield* RedisClient.make({
+          url: Redacted.make(url),
+          deadline: "1 second",
+          connectTimeout: 10_000
+        })
         const store = yield* RedisStore.make({ prefix: prefixFor(baseUrl), onUnavailable: "failClosed" }).pipe(
           Effect.provideService(RedisClient.RedisClient, client)
         )

@@ -89,19 +89,9 @@ export const makeRaw = (redis: Redis, options: RawOptions) => {
     return keys
   }
 
-  const specArgs = (buckets: ReadonlyArray<BucketSpec>): Array<string> => {
-    const args: Array<string> = []
-    for (const b of buckets) {
-      args.push(
-        String(b.capacity),
-        String(b.emission),
-        String(b.interval),
-        String(b.windowMargin),
-        String(b.windowLimit)
-      )
-    }
-    return args
-  }
+  /** One argument per bucket (fewer arguments: less to write and to read on both sides). */
+  const specArgs = (buckets: ReadonlyArray<BucketSpec>): Array<string> =>
+    buckets.map((b) => `${b.capacity} ${b.emission} ${b.interval} ${b.windowMargin} ${b.windowLimit}`)
 
   const receiptArgs = (buckets: ReadonlyArray<BucketSpec>, receipts: ReadonlyArray<Receipt | null>) => {
     const args: Array<string> = []

@@ -44,15 +44,17 @@ local expiryMargin = tonumber(ARGV[4])
 local n = tonumber(ARGV[5])
 local holder = ARGV[6]
 local holdGrace = tonumber(ARGV[7])
+-- One argument per bucket: "capacity emission interval windowMargin windowLimit".
 local specs = {}
 local a = 8
 for i = 1, n do
+  local capacity, emission, interval, windowMargin, windowLimit = string.match(ARGV[a], '(%S+) (%S+) (%S+) (%S+) (%S+)')
   specs[i] = {
-    capacity = tonumber(ARGV[a]), emission = tonumber(ARGV[a + 1]), interval = tonumber(ARGV[a + 2]),
-    windowMargin = tonumber(ARGV[a + 3]), windowLimit = tonumber(ARGV[a + 4])
+    capacity = tonumber(capacity), emission = tonumber(emission), interval = tonumber(interval),
+    windowMargin = tonumber(windowMargin), windowLimit = tonumber(windowLimit)
   }
   specs[i].window = specs[i].interval + specs[i].windowMargin
-  a = a + 5
+  a = a + 1
 end
 
 -- ---- bucket state ----------------------------------------------------------
@@ -106,14 +108,20 @@ local function save(b)
   local hash = KEYS[2 * b.i - 1]
   local held = {}
   for _, h in ipairs(b.holds) do held[#held + 1] = h.holder .. ';' .. fmt(h.at) .. ' ' .. fmt(h.cost) .. ' ' .. fmt(h.expires) .. ';' end
-  redis.call('HSET', hash, 'blk', fmt(b.blk), 'cred', fmt(b.cred), 'gen', fmt(b.gen), 'adm', fmt(b.adm),
-    'logged', fmt(b.logged), 'holds', table.concat(held))
-  if b.tat ~= -math.huge then redis.call('HSET', hash, 'tat', fmt(b.tat)) end
+  if b.tat ~= -math.huge then
+    redis.call('HSET', hash, 'tat', fmt(b.tat), 'blk', fmt(b.blk), 'cred', fmt(b.cred), 'gen', fmt(b.gen),
+      'adm', fmt(b.adm), 'logged', fmt(b.logged), 'holds', table.concat(held))
+  else
+    redis.call('HSET', hash, 'blk', fmt(b.blk), 'cred', fmt(b.cred), 'gen', fmt(b.gen), 'adm', fmt(b.adm),
+      'logged', fmt(b.logged), 'holds', table.concat(held))
+  end
   local idleAt = math.max(b.tat, b.blk)
   for _, h in ipairs(b.holds) do idleAt = math.max(idleAt, h.expires) end
   if b.loglen > 0 then
-    local last = entryAt(b, -1)
-    idleAt = math.max(idleAt, last.time + spec.window)
+    -- The last entry's time: known when this call took it, else read.
+    local lastTime = b.lastTime
+    if lastTime == nil then lastTime = entryAt(b, -1).time end
+    idleAt = math.max(idleAt, lastTime + spec.window)
   end
   local ttl = math.ceil(math.max(0, idleAt - now) + expiryMargin)
   redis.call('PEXPIRE', hash, ttl)
@@ -181,6 +189,7 @@ local function take(b, cost, at, now)
   b.adm = b.adm + 1
   redis.call('RPUSH', KEYS[2 * b.i], entryString({ time = now, chargedAt = at, cost = cost }))
   b.loglen = b.loglen + 1
+  b.lastTime = now
   b.logged = b.logged + cost
   return { fmt(b.tat), fmt(b.cred), fmt(b.gen), fmt(b.adm) }
 end
