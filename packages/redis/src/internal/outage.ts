@@ -4,7 +4,7 @@
  * spares round trips (blocks known until they end).
  *
  * Every call goes through `guard`: through the breaker to Redis; an
- * `Unavailable` failure (or the breaker refusing) switches the store to its
+ * `Unavailable` or `Deadline` failure (or the breaker refusing) switches the store to its
  * policy for that call, a `Reply` failure (the script said no: a bug) fails
  * as it is. The first call that fails after a success is a switch (logged,
  * counted); so is the first one that succeeds after failures.
