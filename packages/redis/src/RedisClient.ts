@@ -67,7 +67,7 @@ export interface Options {
    * `commandTimeout`, a timer per command inside the client.
    */
   readonly deadline?: Duration.DurationInput | undefined
-  /** Milliseconds a connection attempt may take, and `make` waits for the first (default 1000). */
+  /** Milliseconds a connection attempt may take, and `make` waits for the first (default 5000). */
   readonly connectTimeout?: number | undefined
 }
 
@@ -106,7 +106,7 @@ export const make = (options: Options): Effect.Effect<RedisClientShape, RedisCli
             maxRetriesPerRequest: 0,
             enableAutoPipelining: true,
             retryStrategy: () => reconnectInterval,
-            connectTimeout: options.connectTimeout ?? 1000,
+            connectTimeout: options.connectTimeout ?? 5000,
             commandTimeout: Math.max(1, Math.ceil(Duration.toMillis(Duration.decode(options.deadline ?? 50))))
           })
       ),
@@ -129,7 +129,7 @@ export const make = (options: Options): Effect.Effect<RedisClientShape, RedisCli
         redis.off("ready", done)
         redis.off("error", done)
       })
-    }).pipe(Effect.timeout(Duration.millis(options.connectTimeout ?? 1000)), Effect.ignore)
+    }).pipe(Effect.timeout(Duration.millis(options.connectTimeout ?? 5000)), Effect.ignore)
     return { redis }
   })
 

@@ -82,7 +82,7 @@ local function load(i, create)
   return {
     i = i, tat = v[1] and tonumber(v[1]) or -math.huge, blk = tonumber(v[2]), cred = tonumber(v[3]),
     gen = tonumber(v[4]), adm = tonumber(v[5]), logged = tonumber(v[6]), loglen = redis.call('LLEN', KEYS[2 * i]),
-    holds = holds
+    holds = holds, saved = { blk = v[2], cred = v[3], holds = v[7] or '' }
   }
 end
 
@@ -108,13 +108,16 @@ local function save(b)
   local hash = KEYS[2 * b.i - 1]
   local held = {}
   for _, h in ipairs(b.holds) do held[#held + 1] = h.holder .. ';' .. fmt(h.at) .. ' ' .. fmt(h.cost) .. ' ' .. fmt(h.expires) .. ';' end
-  if b.tat ~= -math.huge then
-    redis.call('HSET', hash, 'tat', fmt(b.tat), 'blk', fmt(b.blk), 'cred', fmt(b.cred), 'gen', fmt(b.gen),
-      'adm', fmt(b.adm), 'logged', fmt(b.logged), 'holds', table.concat(held))
-  else
-    redis.call('HSET', hash, 'blk', fmt(b.blk), 'cred', fmt(b.cred), 'gen', fmt(b.gen), 'adm', fmt(b.adm),
-      'logged', fmt(b.logged), 'holds', table.concat(held))
-  end
+  -- Only what changed (a fresh bucket writes everything): less to format and to write per call.
+  local fields = { 'adm', fmt(b.adm), 'logged', fmt(b.logged) }
+  if b.tat ~= -math.huge then fields[#fields + 1] = 'tat'; fields[#fields + 1] = fmt(b.tat) end
+  local saved = b.saved or {}
+  local blk, cred, holds = fmt(b.blk), fmt(b.cred), table.concat(held)
+  if b.fresh or blk ~= saved.blk then fields[#fields + 1] = 'blk'; fields[#fields + 1] = blk end
+  if b.fresh or cred ~= saved.cred then fields[#fields + 1] = 'cred'; fields[#fields + 1] = cred end
+  if b.fresh then fields[#fields + 1] = 'gen'; fields[#fields + 1] = fmt(b.gen) end
+  if b.fresh or holds ~= saved.holds then fields[#fields + 1] = 'holds'; fields[#fields + 1] = holds end
+  redis.call('HSET', hash, unpack(fields))
   local idleAt = math.max(b.tat, b.blk)
   for _, h in ipairs(b.holds) do idleAt = math.max(idleAt, h.expires) end
   if b.loglen > 0 then
