@@ -22,6 +22,18 @@ await build({
   target: "node20",
   keepNames: false,
   sourcemap: "linked",
-  external: ["effect", "effect/*", "@effect/*", "undici", "bottleneck", "cockatiel", "opossum", "p-limit", "p-queue"],
+  external: [
+    "effect",
+    "effect/*",
+    "@effect/*",
+    "undici",
+    "bottleneck",
+    "cockatiel",
+    "opossum",
+    "p-limit",
+    "p-queue",
+    "ioredis",
+    "rate-limiter-flexible"
+  ],
   logLevel: "warning"
 })

@@ -14,12 +14,14 @@
  *   8. lanes: a trickle on one key beside a saturated key, the trickle's wait to start;
  *   9. an outage: the main job's 2,000 lines through `sluice run` and the naive runner, the
  *      MockProvider answering 503 to everything for 20 s in the middle (about 1 minute);
- *  10. every target of every part, PASS or MISS.
+ *  10. one quota in Redis: admissions/s, p50/p99 and commands per admission of @sluice/redis beside
+ *      rate-limiter-flexible and bottleneck's clustering mode, against the local Redis (REDIS_URL);
+ *  11. every target of every part, PASS or MISS.
  *
  * Run: npx -y pnpm@10.34.9 bench   (bench/build.mjs bundles it without tsx's keepNames, then
  *      node --expose-gc bench/build/run.mjs)
  * Some parts only: npx -y pnpm@10.34.9 bench --only throughput,breaker
- *   (throughput, million, rate, breaker, http, runner, regime, lanes, outage); the targets table still lists
+ *   (throughput, million, rate, breaker, http, runner, regime, lanes, outage, redis); the targets table still lists
  *   every target, those of the parts left out as "not run".
  * Tables go to stdout, progress to stderr. The exit code is 0 whatever the
  * results: this is a report, not a test.
@@ -32,6 +34,7 @@ import * as Http from "./http.js"
 import * as Lanes from "./lanes.js"
 import * as Outage from "./outage.js"
 import * as RatePrecision from "./ratePrecision.js"
+import * as RedisPart from "./redis.js"
 import * as Regime from "./regime.js"
 import * as Runner from "./runner.js"
 import * as Targets from "./targets.js"
@@ -44,7 +47,18 @@ const HTTP_REQUESTS = 5_000
 const HTTP_ROUNDS = 5
 const MILLION: BatchMillion.MillionOptions = { tasks: 1_000_000, queueCapacity: 10_000, concurrency: 16 }
 
-const PARTS = ["throughput", "million", "rate", "breaker", "http", "runner", "regime", "lanes", "outage"] as const
+const PARTS = [
+  "throughput",
+  "million",
+  "rate",
+  "breaker",
+  "http",
+  "runner",
+  "regime",
+  "lanes",
+  "outage",
+  "redis"
+] as const
 type Part = (typeof PARTS)[number]
 
 /** The parts named by `--only a,b` (all of them without it). */
@@ -152,8 +166,15 @@ const main = async () => {
     Outage.print
   )
 
+  const redis = await run(
+    "redis",
+    "10. one quota in Redis (about 30 s)",
+    () => RedisPart.measure(progress),
+    RedisPart.print
+  )
+
   Targets.print(
-    Targets.checks({ throughput, million, rates, breaker, http: http?.rows, runner, regime, lanes, outage })
+    Targets.checks({ throughput, million, rates, breaker, http: http?.rows, runner, regime, lanes, outage, redis })
   )
   process.stdout.write(`\nTotal time: ${seconds(began)}\n`)
 }

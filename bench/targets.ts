@@ -12,6 +12,7 @@ import * as Lanes from "./lanes.js"
 import * as Outage from "./outage.js"
 import type { RateRow } from "./ratePrecision.js"
 import { LIMIT, SLUICE_ROWS } from "./ratePrecision.js"
+import * as RedisPart from "./redis.js"
 import * as Regime from "./regime.js"
 import * as Runner from "./runner.js"
 import * as Table from "./table.js"
@@ -39,6 +40,7 @@ export interface Results {
   readonly regime?: ReadonlyArray<Regime.RegimeRow> | undefined
   readonly lanes?: Lanes.LanesResult | undefined
   readonly outage?: ReadonlyArray<Outage.OutageRow> | undefined
+  readonly redis?: ReadonlyArray<RedisPart.RedisRow> | undefined
 }
 
 export const HEAP_PER_QUEUED_MAX = 1024
@@ -225,6 +227,36 @@ const outageChecks = (rows: ReadonlyArray<Outage.OutageRow> = []): Array<Check> 
   ]
 }
 
+const redisChecks = (rows: ReadonlyArray<RedisPart.RedisRow> = []): Array<Check> => {
+  const { ours, bestPeer } = RedisPart.targets(rows)
+  return [
+    check(
+      10,
+      "redis: admissions/s with two limits, ahead of rate-limiter-flexible (chained) and bottleneck",
+      measured(bestPeer) ? `> ${Table.int(bestPeer)}` : "> both peers",
+      ours?.admissionsPerSecond,
+      (ops) => Table.int(ops),
+      (ops) => measured(bestPeer) && ops > bestPeer
+    ),
+    check(
+      10,
+      "redis: commands (round trips) per admission",
+      "1",
+      ours?.commandsPerAdmission,
+      (commands) => Table.fixed(commands, 2),
+      (commands) => commands <= 1
+    ),
+    check(
+      10,
+      "redis: p50 per admission on localhost",
+      `< ${RedisPart.P50_MAX_MS} ms`,
+      ours?.p50,
+      (millis) => `${Table.fixed(millis, 3)} ms`,
+      (millis) => millis < RedisPart.P50_MAX_MS
+    )
+  ]
+}
+
 /** Every target, in part order; a part that was not run still lists its targets, as "not run". */
 export const checks = (results: Results): Array<Check> => {
   const part = <A>(result: A | undefined, list: (result: A | undefined) => Array<Check>): Array<Check> =>
@@ -238,7 +270,8 @@ export const checks = (results: Results): Array<Check> => {
     ...part(results.runner, runnerChecks),
     ...part(results.regime, regimeChecks),
     ...part(results.lanes, lanesChecks),
-    ...part(results.outage, outageChecks)
+    ...part(results.outage, outageChecks),
+    ...part(results.redis, redisChecks)
   ]
 }
 
@@ -257,7 +290,7 @@ const summary = (list: ReadonlyArray<Check>): string => {
 
 export const print = (list: ReadonlyArray<Check>): void => {
   Table.print({
-    title: "10. Targets",
+    title: "11. Targets",
     columns: [
       { header: "part", align: "right" },
       { header: "target" },

@@ -81,6 +81,7 @@ import * as HttpSend from "./HttpSend.js"
 import * as CompactionPause from "./internal/compactionPause.js"
 import * as Flags from "./internal/flags.js"
 import * as View from "./internal/progressView.js"
+import * as SharedLimits from "./internal/sharedLimits.js"
 import * as Signals from "./internal/signals.js"
 import * as Runner from "./Runner.js"
 import * as RunReport from "./RunReport.js"
@@ -179,6 +180,8 @@ export interface RunFlags {
   readonly report: Option.Option<string>
   readonly maxOutage: Duration.Duration
   readonly retryFailed: boolean
+  /** `--redis URL`: share the limits with every `sluice run` on that Redis (see `internal/sharedLimits.ts`). */
+  readonly redis: Option.Option<string>
 }
 
 const runFlags = {
@@ -283,6 +286,13 @@ const runFlags = {
   report: Flags.file("report").pipe(
     Options.withDescription("Write a report page here (one self-contained HTML file: the run charted over time)"),
     Flags.optional("none")
+  ),
+  redis: Options.text("redis").pipe(
+    Options.withPseudoName("URL"),
+    Options.withDescription(
+      "Keep the limits in this Redis (redis://host:port): every sluice run given it, against the same --base-url, shares one quota"
+    ),
+    Flags.optional("none: the limits are this process's own")
   )
 }
 
@@ -472,7 +482,9 @@ const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
     yield* checkDestination(flags)
     const apiKey = yield* readApiKey(flags)
     const stats = yield* RunStats.RunStats
-    const send = yield* makeSender(flags, apiKey)
+    const send = yield* SharedLimits.withRedis(flags.redis, flags.baseUrl, makeSender(flags, apiKey)).pipe(
+      Effect.catchTag("RedisClientError", (error) => new UsageError({ detail: `--redis: ${error.message}` }))
+    )
     const live = process.stderr.isTTY === true
     const view = makeStderrView(live, Duration.toMillis(flags.maxOutage))
 

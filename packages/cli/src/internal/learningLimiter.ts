@@ -23,6 +23,7 @@
 import { type InvalidOptions, RateLimiter, RateLimiterStore } from "@sluice/core"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 
 export type Limits = Readonly<Record<string, RateLimiter.LimitOptions>>
@@ -40,7 +41,9 @@ export const make = (options: {
   readonly limits: Limits
 }): Effect.Effect<LearningLimiter, InvalidOptions.InvalidOptionsError, Scope.Scope> =>
   Effect.gen(function* () {
-    const store = yield* RateLimiterStore.makeMemory()
+    // The store in context (Redis, for `sluice run --redis`: shared by name with other runs), else memory.
+    const shared = yield* Effect.serviceOption(RateLimiterStore.RateLimiterStore)
+    const store = Option.isSome(shared) ? shared.value : yield* RateLimiterStore.makeMemory()
     let generation = 0
     const build = (limits: Limits) =>
       Object.keys(limits).length === 0

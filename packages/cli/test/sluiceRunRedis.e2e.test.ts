@@ -1,0 +1,132 @@
+/**
+ * `sluice run --redis`: two real `sluice run` processes over different input
+ * files, against one MockProvider that enforces the limit both were given,
+ * share one quota through Redis. Waits on the processes' exits (bounded);
+ * asserts on the provider's log, never on timing.
+ */
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { describe, expect, it } from "@effect/vitest"
+import { RedisClient } from "@sluice/redis"
+import * as MockProvider from "@sluice/testing/MockProvider"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import { prefixFor } from "../src/internal/sharedLimits.js"
+import { REPO_ROOT } from "./utils/child.js"
+
+/** The Redis the runs share (`.ci/run` starts one when nothing answers); never skipped when missing. */
+const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
+
+/** Deletes the keys the runs left under `prefix` (they expire by themselves too, once idle). */
+const deleteKeys = (prefix: string) =>
+  Effect.scoped(
+    Effect.flatMap(RedisClient.make({ url: Redacted.make(redisUrl), deadline: "5 seconds" }), ({ redis }) =>
+      Effect.promise(async () => {
+        let cursor = "0"
+        do {
+          const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000)
+          cursor = next
+          if (keys.length > 0) await redis.del(...keys)
+        } while (cursor !== "0")
+      })
+    )
+  )
+const API_KEY = "sk-redis-e2e-0123456789"
+const LINES = 24
+
+const chatLine = (id: string, model: string) =>
+  JSON.stringify({
+    custom_id: id,
+    method: "POST",
+    url: "/v1/chat/completions",
+    body: { model, messages: [{ role: "user", content: `hello ${id}` }], max_tokens: 4 }
+  })
+
+/** One `sluice run` to its end: exit code and stdout. */
+const sluiceRun = (args: ReadonlyArray<string>) =>
+  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, ["--import", "tsx", "packages/cli/src/bin.ts", ...args], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, SLUICE_REDIS_E2E_KEY: API_KEY, NO_COLOR: "1" },
+      stdio: ["ignore", "pipe", "pipe"]
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (chunk) => (stdout += String(chunk)))
+    child.stderr.on("data", (chunk) => (stderr += String(chunk)))
+    child.on("close", (code) => resolve({ code, stdout, stderr }))
+  })
+
+describe("sluice run --redis", () => {
+  it.scopedLive(
+    "two runs over different inputs share one quota: no 429, every line done once",
+    () =>
+      Effect.gen(function* () {
+        // 6 requests per 2 s, enforced by the provider; each run is given the same limit.
+        const provider = yield* MockProvider.make({ apiKeys: [API_KEY], rpm: 6, window: "2 seconds" })
+        yield* Effect.addFinalizer(() => Effect.orDie(deleteKeys(prefixFor(provider.baseUrl))))
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sluice-redis-e2e-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+        const run = (name: string) => {
+          const input = path.join(dir, `${name}.jsonl`)
+          fs.writeFileSync(
+            input,
+            `${Array.from({ length: LINES }, (_, i) => chatLine(`${name}-${i}`, `model-${name}`)).join("\n")}\n`
+          )
+          const output = path.join(dir, `${name}.results.jsonl`)
+          return {
+            output,
+            done: sluiceRun([
+              "run",
+              "--input",
+              input,
+              "--output",
+              output,
+              "--base-url",
+              provider.baseUrl,
+              "--api-key-env",
+              "SLUICE_REDIS_E2E_KEY",
+              "--rpm",
+              "6",
+              "--window",
+              "2s",
+              "--no-learn-limits",
+              "--concurrency",
+              "4",
+              "--json",
+              "--redis",
+              redisUrl
+            ])
+          }
+        }
+        const a = run("a")
+        const b = run("b")
+        const [resultA, resultB] = yield* Effect.promise(() => Promise.all([a.done, b.done])).pipe(
+          Effect.timeoutFail({ duration: "240 seconds", onTimeout: () => new Error("the runs did not end") })
+        )
+        expect(resultA.code, resultA.stderr).toBe(0)
+        expect(resultB.code, resultB.stderr).toBe(0)
+        for (const result of [resultA, resultB]) {
+          expect(JSON.parse(result.stdout)).toMatchObject({ succeeded: LINES, rateLimited: 0 })
+        }
+        for (const output of [a.output, b.output]) {
+          expect(fs.readFileSync(output, "utf8").trim().split("\n")).toHaveLength(LINES)
+        }
+        // The provider, holding both to the one limit, refused nothing.
+        const counters = yield* provider.counters
+        expect(counters).toMatchObject({ served: 2 * LINES, rateLimited: 0 })
+        // And the runs overlapped: each sent while the other was sending (so they did share the quota).
+        const log = yield* provider.log
+        const span = (model: string) => {
+          const times = log.filter((entry) => entry.model === model).map((entry) => entry.time)
+          return { first: Math.min(...times), last: Math.max(...times) }
+        }
+        const spanA = span("model-a")
+        const spanB = span("model-b")
+        expect(Math.min(spanA.last, spanB.last)).toBeGreaterThan(Math.max(spanA.first, spanB.first))
+      }),
+    300_000
+  )
+})
