@@ -355,7 +355,13 @@ elseif op == 'sync' then
   local spec = specs[1]
   local tatForRemaining = now + (spec.capacity - math.max(0, remaining)) * spec.emission
   b.tat = math.max(b.tat, tatForRemaining)
-  if remaining <= 0 and resetAfter ~= nil then b.blk = math.max(b.blk, now + resetAfter) end
+  if remaining <= 0 and resetAfter ~= nil then
+    -- gcra.ts's sync: blocked until the oldest logged admission leaves a window, or the reset if sooner.
+    forget(b, now)
+    local blockTo = now + resetAfter
+    if b.loglen > 0 then blockTo = math.min(blockTo, entryAt(b, 0).time + spec.window) end
+    b.blk = math.max(b.blk, blockTo)
+  end
   save(b)
   return { fmt(b.blk - offset) }
 elseif op == 'block' then
