@@ -19,6 +19,7 @@ import * as HttpSend from "../src/HttpSend.js"
 import * as internal from "../src/internal/httpSend.js"
 import type * as Runner from "../src/Runner.js"
 import * as RunStats from "../src/RunStats.js"
+import { CHAT_ANSWER } from "./utils/answers.js"
 
 /**
  * Lets real I/O happen: a little real time, and virtual time moved by a second, until `fiber` ends
@@ -49,16 +50,6 @@ const line = (
   body,
   lineNumber
 })
-
-/** A chat completion as an OpenAI-compatible server answers it. */
-const CHAT_ANSWER = {
-  id: "chatcmpl-1",
-  object: "chat.completion",
-  created: 0,
-  model: "m",
-  choices: [{ index: 0, message: { role: "assistant", content: "hello" }, finish_reason: "stop" }],
-  usage: { prompt_tokens: 4, completion_tokens: 2, total_tokens: 6 }
-}
 
 const setup = (provider: MockProvider.Options, send: Omit<HttpSend.Options, "baseUrl">) =>
   Effect.gen(function* () {

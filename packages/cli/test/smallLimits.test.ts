@@ -17,15 +17,7 @@ import * as TestClock from "effect/TestClock"
 import * as HttpSend from "../src/HttpSend.js"
 import type * as Runner from "../src/Runner.js"
 import * as RunStats from "../src/RunStats.js"
-
-const CHAT_ANSWER = {
-  id: "chatcmpl-1",
-  object: "chat.completion",
-  created: 0,
-  model: "m",
-  choices: [{ index: 0, message: { role: "assistant", content: "hello" }, finish_reason: "stop" }],
-  usage: { prompt_tokens: 4, completion_tokens: 2, total_tokens: 6 }
-}
+import { CHAT_ANSWER } from "./utils/answers.js"
 
 /** Virtual time, but a few thousand real steps of the whole stack: room for a machine running two suites at once. */
 const BUSY_MACHINE_TIMEOUT = 180_000

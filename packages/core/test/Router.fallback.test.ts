@@ -14,16 +14,7 @@ import * as Fiber from "effect/Fiber"
 import * as TestClock from "effect/TestClock"
 import type * as RateLimiter from "../src/RateLimiter.js"
 import * as Router from "../src/Router.js"
-import { domainLimiter, fail, provider, Upstream, whereItWent } from "./utils/routerHelpers.js"
-
-type Behaviour = "ok" | Upstream["reason"]
-
-const scripted = (behaviour: Record<string, Behaviour>, log: Array<string>) => (route: Router.Route) =>
-  Effect.suspend(() => {
-    log.push(route.provider)
-    const what = behaviour[route.provider] ?? "ok"
-    return what === "ok" ? whereItWent(route) : fail(what, route.provider)
-  })
+import { domainLimiter, provider, scripted, Upstream, whereItWent } from "./utils/routerHelpers.js"
 
 describe("Router fallback by reason", () => {
   it.scoped("rate limited → a provider of another domain, though a sibling is next in turn", () =>

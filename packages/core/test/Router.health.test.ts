@@ -15,17 +15,7 @@ import * as TestClock from "effect/TestClock"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import * as Executor from "../src/Executor.js"
 import * as Router from "../src/Router.js"
-import { fail, provider, type Upstream, whereItWent } from "./utils/routerHelpers.js"
-
-type Behaviour = "ok" | Upstream["reason"]
-
-/** A call whose outcome on each provider the test sets; it records where each call went. */
-const scripted = (behaviour: Record<string, Behaviour>, log: Array<string>) => (route: Router.Route) =>
-  Effect.suspend(() => {
-    log.push(route.provider)
-    const what = behaviour[route.provider] ?? "ok"
-    return what === "ok" ? whereItWent(route) : fail(what, route.provider)
-  })
+import { type Behaviour, provider, scripted, whereItWent } from "./utils/routerHelpers.js"
 
 const stateOf = (router: Router.RouterShape) =>
   Effect.map(router.snapshot, (snapshot) => Object.fromEntries(snapshot.providers.map((p) => [p.name, p.state])))

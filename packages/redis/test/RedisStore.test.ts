@@ -1,25 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { RateLimiterStore } from "@sluice/core"
+import * as RateLimiterStoreConformance from "@sluice/testing/RateLimiterStoreConformance"
 import * as Effect from "effect/Effect"
 import { admin, testStore } from "./utils/redis.js"
 
-/** 10 per second, burst 10: 100 ms per unit. */
-const REQUESTS: RateLimiterStore.BucketSpec = {
-  name: "requests",
-  capacity: 10,
-  emission: 100,
-  interval: 1000,
-  windowMargin: 1,
-  windowLimit: 19
-}
-const TOKENS: RateLimiterStore.BucketSpec = {
-  name: "tokens",
-  capacity: 1000,
-  emission: 1,
-  interval: 1000,
-  windowMargin: 1,
-  windowLimit: 1999
-}
+const { REQUESTS, TOKENS } = RateLimiterStoreConformance
 
 /** REQUESTS with room in its sliding window: only the bucket (and the holds) decide. */
 const LOOSE: RateLimiterStore.BucketSpec = { ...REQUESTS, name: "loose", windowMargin: 0, windowLimit: 100 }

@@ -110,8 +110,12 @@ const overTheWire = (store: Store): Store => ({
 
 // ---- the buckets and helpers the tests share -----------------------------------
 
-/** 10 per second, burst 10: 100 ms per unit. */
-const REQUESTS: RateLimiterStore.BucketSpec = {
+/**
+ * The buckets the suite uses, for a store's own tests beside it: 10 per second, burst 10 (100 ms per unit).
+ *
+ * @since 0.1.0
+ */
+export const REQUESTS: RateLimiterStore.BucketSpec = {
   name: "requests",
   capacity: 10,
   emission: 100,
@@ -119,8 +123,12 @@ const REQUESTS: RateLimiterStore.BucketSpec = {
   windowMargin: 1,
   windowLimit: 19
 }
-/** 1,000 per second: 1 ms per unit. */
-const TOKENS: RateLimiterStore.BucketSpec = {
+/**
+ * 1,000 per second: 1 ms per unit.
+ *
+ * @since 0.1.0
+ */
+export const TOKENS: RateLimiterStore.BucketSpec = {
   name: "tokens",
   capacity: 1000,
   emission: 1,

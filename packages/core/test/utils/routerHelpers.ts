@@ -49,3 +49,14 @@ export const provider = (
 
 /** Answers with the provider's name, so a test sees where each call went. */
 export const whereItWent = (route: Router.Route) => Effect.succeed(route.provider)
+
+/** What a scripted call does on a provider: answer, or fail with an upstream reason. */
+export type Behaviour = "ok" | Upstream["reason"]
+
+/** A call whose outcome on each provider the test sets; it records where each call went. */
+export const scripted = (behaviour: Record<string, Behaviour>, log: Array<string>) => (route: Router.Route) =>
+  Effect.suspend(() => {
+    log.push(route.provider)
+    const what = behaviour[route.provider] ?? "ok"
+    return what === "ok" ? whereItWent(route) : fail(what, route.provider)
+  })

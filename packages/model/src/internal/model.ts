@@ -198,22 +198,35 @@ const maxOutputOf = (request: OutputCap): number | undefined => {
   return perChoice === undefined ? undefined : perChoice * (request.n ?? 1)
 }
 
-/** What the provider counted for a chat answer (see `outputTokensCharged`); undefined without `usage`. */
-export const chargedChatTokens = (
-  request: OutputCap,
-  usage:
-    | { readonly prompt_tokens?: number | null | undefined; readonly total_tokens?: number | null | undefined }
-    | null
-    | undefined,
+/** What an answer's `usage` says was used. */
+type Usage =
+  | { readonly prompt_tokens?: number | null | undefined; readonly total_tokens?: number | null | undefined }
+  | null
+  | undefined
+
+/**
+ * What the provider counted, given the most the request may generate: with
+ * `outputTokensCharged: "maximum"`, the prompt plus that most; otherwise the
+ * total used. Undefined without `usage`.
+ */
+const chargedTokens = (
+  maxOutput: number | undefined,
+  usage: Usage,
   outputTokensCharged: "used" | "maximum" | undefined
 ): number | undefined => {
   if (usage == null) return undefined
-  const maxOutput = maxOutputOf(request)
   if (outputTokensCharged === "maximum" && maxOutput !== undefined && usage.prompt_tokens != null) {
     return usage.prompt_tokens + maxOutput
   }
   return usage.total_tokens ?? undefined
 }
+
+/** What the provider counted for a chat answer (see `outputTokensCharged`); undefined without `usage`. */
+export const chargedChatTokens = (
+  request: OutputCap,
+  usage: Usage,
+  outputTokensCharged: "used" | "maximum" | undefined
+): number | undefined => chargedTokens(maxOutputOf(request), usage, outputTokensCharged)
 
 /**
  * What the provider counted for a `/completions` answer: with
@@ -223,18 +236,9 @@ export const chargedChatTokens = (
  */
 export const chargedCompletionTokens = (
   request: CompletionRequest,
-  usage:
-    | { readonly prompt_tokens?: number | null | undefined; readonly total_tokens?: number | null | undefined }
-    | null
-    | undefined,
+  usage: Usage,
   outputTokensCharged: "used" | "maximum" | undefined
-): number | undefined => {
-  if (usage == null) return undefined
-  if (outputTokensCharged === "maximum" && usage.prompt_tokens != null) {
-    return usage.prompt_tokens + TokenEstimatorInternal.completionMaxOutput(request)
-  }
-  return usage.total_tokens ?? undefined
-}
+): number | undefined => chargedTokens(TokenEstimatorInternal.completionMaxOutput(request), usage, outputTokensCharged)
 
 /** Runs the estimator, refusing an answer that is not a count of tokens. */
 const runEstimator = <R>(
