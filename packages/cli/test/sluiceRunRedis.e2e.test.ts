@@ -4,7 +4,6 @@
  * share one quota through Redis. Waits on the processes' exits (bounded);
  * asserts on the provider's log, never on timing.
  */
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -14,7 +13,7 @@ import * as MockProvider from "@sluice/testing/MockProvider"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { prefixFor } from "../src/internal/sharedLimits.js"
-import { REPO_ROOT } from "./utils/child.js"
+import { sluiceRun } from "./utils/child.js"
 
 /** The Redis the runs share (`.ci/run` starts one when nothing answers); never skipped when missing. */
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
@@ -44,21 +43,6 @@ const chatLine = (id: string, model: string) =>
     body: { model, messages: [{ role: "user", content: `hello ${id}` }], max_tokens: 4 }
   })
 
-/** One `sluice run` to its end: exit code and stdout. */
-const sluiceRun = (args: ReadonlyArray<string>) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "packages/cli/src/bin.ts", ...args], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, SLUICE_REDIS_E2E_KEY: API_KEY, NO_COLOR: "1" },
-      stdio: ["ignore", "pipe", "pipe"]
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (chunk) => (stdout += String(chunk)))
-    child.stderr.on("data", (chunk) => (stderr += String(chunk)))
-    child.on("close", (code) => resolve({ code, stdout, stderr }))
-  })
-
 describe("sluice run --redis", () => {
   it.scopedLive(
     "two runs over different inputs share one quota: no 429, every line done once",
@@ -78,27 +62,34 @@ describe("sluice run --redis", () => {
           const output = path.join(dir, `${name}.results.jsonl`)
           return {
             output,
-            done: sluiceRun([
-              "run",
-              "--input",
-              input,
-              "--output",
-              output,
-              "--base-url",
-              provider.baseUrl,
-              "--api-key-env",
-              "SLUICE_REDIS_E2E_KEY",
-              "--rpm",
-              "6",
-              "--window",
-              "2s",
-              "--no-learn-limits",
-              "--concurrency",
-              "4",
-              "--json",
-              "--redis",
-              redisUrl
-            ])
+            done: sluiceRun(
+              [
+                "run",
+                "--input",
+                input,
+                "--output",
+                output,
+                "--base-url",
+                provider.baseUrl,
+                "--api-key-env",
+                "SLUICE_REDIS_E2E_KEY",
+                "--rpm",
+                "6",
+                "--window",
+                "2s",
+                // 15% of a 2 s window (300 ms) for the time between an admission and the request's arrival:
+                // the default 2% (40 ms) is less than two processes' scheduling jitter on a loaded machine.
+                "--headroom",
+                "0.15",
+                "--no-learn-limits",
+                "--concurrency",
+                "4",
+                "--json",
+                "--redis",
+                redisUrl
+              ],
+              { SLUICE_REDIS_E2E_KEY: API_KEY }
+            )
           }
         }
         const a = run("a")
