@@ -3,7 +3,7 @@
  * the Model's error:
  * - `auth`: the provider refused the credentials (401, 403): every other line
  *   would be refused too, so the run stops at once;
- * - `systemic`: the provider failed, not the line (a 5xx, a timeout, a
+ * - `systemic`: the provider (or the shared limits' store) failed, not the line (a 5xx, a timeout, a
  *   connection that failed, an open breaker): during an outage the line
  *   waits for the provider instead of failing;
  * - `own`: the line's own error (a 4xx of its own, a body the server or the
@@ -42,7 +42,16 @@ const statusLabel = (status: number | undefined): string | undefined => {
 }
 
 const SYSTEMIC_API = new Set<string>(["ServerError", "Transport", "Timeout"])
-const SYSTEMIC_MODEL = new Set<string>(["ServerError", "Overloaded", "Timeout", "Transport", "CircuitOpen"])
+// `LimiterFailure`: the shared limits' store (`--redis`) did not answer; every line would fail alike, so the run
+// waits for it as for a provider that is down (bounded by --max-outage), rather than spend its lines.
+const SYSTEMIC_MODEL = new Set<string>([
+  "ServerError",
+  "Overloaded",
+  "Timeout",
+  "Transport",
+  "CircuitOpen",
+  "LimiterFailure"
+])
 
 const apiLabel = (error: ApiError.ApiError): string => {
   switch (error.reason) {
@@ -82,6 +91,8 @@ const modelLabel = (error: Model.ModelError): string => {
           return "circuit open (the provider is failing)"
         case "QuotaExhausted":
           return withStatus("quota exhausted", status)
+        case "LimiterFailure":
+          return "the limits' store is unavailable (--redis)"
         default:
           return statusLabel(status) ?? withStatus(`provider unavailable: ${error.kind ?? "unknown"}`, status)
       }
