@@ -18,6 +18,7 @@ describe("failure kinds", () => {
       class: "systemic",
       retryable: true,
       refused: false,
+      storeDown: true,
       label: "the limits' store is unavailable (--redis)"
     })
     expect(FailureKind.isRetryableKind(verdict.errorKind)).toBe(true)

@@ -13,7 +13,8 @@ import * as MockProvider from "@sluice/testing/MockProvider"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { prefixFor } from "../src/internal/sharedLimits.js"
-import { sluiceRun } from "./utils/child.js"
+import { readResults, sluice, sluiceRun, waitUntil } from "./utils/child.js"
+import { tcpProxy } from "./utils/tcpProxy.js"
 
 /** The Redis the runs share (`.ci/run` starts one when nothing answers); never skipped when missing. */
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
@@ -117,6 +118,73 @@ describe("sluice run --redis", () => {
         const spanA = span("model-a")
         const spanB = span("model-b")
         expect(Math.min(spanA.last, spanB.last)).toBeGreaterThan(Math.max(spanA.first, spanB.first))
+      }),
+    300_000
+  )
+  it.scopedLive(
+    "Redis cut mid-run: the run waits for it as for a provider that is down, then finishes; no line failed",
+    () =>
+      Effect.gen(function* () {
+        const provider = yield* MockProvider.make({
+          apiKeys: [API_KEY],
+          latency: { uniform: { min: "100 millis", max: "200 millis" } }
+        })
+        yield* Effect.addFinalizer(() => Effect.orDie(deleteKeys(prefixFor(provider.baseUrl))))
+        const target = new URL(redisUrl)
+        const proxy = yield* Effect.acquireRelease(
+          Effect.promise(() => tcpProxy({ host: target.hostname, port: Number(target.port || 6379) })),
+          (proxy) => Effect.promise(() => proxy.close())
+        )
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sluice-redis-cut-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+        const lines = 40
+        const input = path.join(dir, "in.jsonl")
+        fs.writeFileSync(
+          input,
+          `${Array.from({ length: lines }, (_, i) => chatLine(`c-${i}`, "model-c")).join("\n")}\n`
+        )
+        const output = path.join(dir, "out.jsonl")
+        const run = sluice(
+          [
+            "run",
+            "--input",
+            input,
+            "--output",
+            output,
+            "--base-url",
+            provider.baseUrl,
+            "--api-key-env",
+            "SLUICE_REDIS_E2E_KEY",
+            "--rpm",
+            "6000",
+            "--no-learn-limits",
+            "--concurrency",
+            "2",
+            "--json",
+            "--redis",
+            `redis://127.0.0.1:${proxy.port}`
+          ],
+          { SLUICE_REDIS_E2E_KEY: API_KEY }
+        )
+        yield* Effect.promise(async () => {
+          await waitUntil("5 lines are done", () => readResults(output).lines.length >= 5, 120_000)
+          proxy.cut()
+          await waitUntil(
+            "the run reports the store's outage",
+            () => run.stderr().includes("limits' store is unavailable"),
+            120_000
+          )
+          proxy.restore()
+        })
+        const { code } = yield* Effect.promise(() => run.exited)
+        expect(code, run.stderr()).toBe(0)
+        const results = readResults(output)
+        expect(new Set(results.ids).size).toBe(lines)
+        expect(results.lines).toHaveLength(lines)
+        expect(results.lines.filter((line) => line.error !== null)).toEqual([])
+        // stdout holds the one JSON object: the store's switches are logged on stderr.
+        expect(JSON.parse(run.stdout())).toMatchObject({ succeeded: lines, failed: 0 })
+        expect(run.stderr()).toContain("Redis is unavailable")
       }),
     300_000
   )

@@ -24,6 +24,11 @@ export interface Verdict {
   readonly retryable: boolean
   /** Refused by an open breaker before it was sent (systemic, and says nothing new about the provider). */
   readonly refused: boolean
+  /**
+   * Not sent because the shared limits' store (`--redis`) did not answer: an outage of the run's own, whatever
+   * the provider answers other lines meanwhile.
+   */
+  readonly storeDown?: boolean
   readonly label: string
 }
 
@@ -129,6 +134,7 @@ export const verdictOf = (error: { readonly _tag: string; readonly message: stri
       status: error.status,
       retryable: error.retryable || systemic,
       refused: error.reason === "ProviderUnavailable" && error.kind === "CircuitOpen",
+      ...(error.reason === "ProviderUnavailable" && error.kind === "LimiterFailure" ? { storeDown: true } : {}),
       label: modelLabel(error)
     }
   }

@@ -444,8 +444,9 @@ export const make = (
             return Effect.fail(failed(failure, verdict, attemptsOf(), lastAnswer.get(id)))
           }
           // Refused by the open breaker, or no answer to anyone since its last attempt began: the provider is down.
+          // The shared limits' store down (--redis) is an outage whatever the provider answers others meanwhile.
           const refused = verdict.refused
-          if (!refused && outage.answers() !== (answersAtAttempt.get(id) ?? -1)) {
+          if (!refused && verdict.storeDown !== true && outage.answers() !== (answersAtAttempt.get(id) ?? -1)) {
             return Effect.fail(failed(failure, verdict, attemptsOf(), lastAnswer.get(id)))
           }
           // Until the breaker would let it through, else a backoff; woken early by a sign the provider is back.

@@ -9,8 +9,9 @@
  * under a prefix made from the base URL: runs against one API share, runs
  * against another do not. Each call to Redis may take up to 1 s; while Redis
  * does not answer the store fails closed:
- * nothing is admitted (the lines fail as the store's failure, retryable by a
- * rerun), rather than every process taking the whole quota.
+ * nothing is admitted, rather than every process taking the whole quota; the
+ * run waits for Redis as for a provider that is down (`failureKind.ts`,
+ * `httpSend.ts`), its lines untouched, up to `--max-outage`.
  *
  * Effect gave us `Scope` and `provideService`; `@sluice/redis` the client and
  * the store. This module adds the choice of prefix and policy for the CLI.
