@@ -13,7 +13,7 @@ import * as MockProvider from "@sluice/testing/MockProvider"
 import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import { prefixFor } from "../src/internal/sharedLimits.js"
-import { readResults, sluice, sluiceRun, waitUntil } from "./utils/child.js"
+import { readResults, runArgs, sluice, sluiceRun, waitUntil } from "./utils/child.js"
 import { tcpProxy } from "./utils/tcpProxy.js"
 
 /** The Redis the runs share (`.ci/run` starts one when nothing answers); never skipped when missing. */
@@ -64,16 +64,8 @@ describe("sluice run --redis", () => {
           return {
             output,
             done: sluiceRun(
-              [
-                "run",
-                "--input",
-                input,
-                "--output",
-                output,
-                "--base-url",
-                provider.baseUrl,
-                "--api-key-env",
-                "SLUICE_REDIS_E2E_KEY",
+              runArgs(
+                { input, output, baseUrl: provider.baseUrl, keyEnv: "SLUICE_REDIS_E2E_KEY" },
                 "--rpm",
                 "6",
                 "--window",
@@ -88,7 +80,7 @@ describe("sluice run --redis", () => {
                 "--json",
                 "--redis",
                 redisUrl
-              ],
+              ),
               { SLUICE_REDIS_E2E_KEY: API_KEY }
             )
           }
@@ -145,16 +137,8 @@ describe("sluice run --redis", () => {
         )
         const output = path.join(dir, "out.jsonl")
         const run = sluice(
-          [
-            "run",
-            "--input",
-            input,
-            "--output",
-            output,
-            "--base-url",
-            provider.baseUrl,
-            "--api-key-env",
-            "SLUICE_REDIS_E2E_KEY",
+          runArgs(
+            { input, output, baseUrl: provider.baseUrl, keyEnv: "SLUICE_REDIS_E2E_KEY" },
             "--rpm",
             "6000",
             "--no-learn-limits",
@@ -163,7 +147,7 @@ describe("sluice run --redis", () => {
             "--json",
             "--redis",
             `redis://127.0.0.1:${proxy.port}`
-          ],
+          ),
           { SLUICE_REDIS_E2E_KEY: API_KEY }
         )
         yield* Effect.promise(async () => {

@@ -14,23 +14,12 @@ import * as Fiber from "effect/Fiber"
 import * as TestClock from "effect/TestClock"
 import type * as RateLimiter from "../src/RateLimiter.js"
 import * as Router from "../src/Router.js"
-import { domainLimiter, provider, scripted, Upstream, whereItWent } from "./utils/routerHelpers.js"
+import { domainLimiter, provider, scripted, twoOrgs, Upstream, whereItWent } from "./utils/routerHelpers.js"
 
 describe("Router fallback by reason", () => {
   it.scoped("rate limited → a provider of another domain, though a sibling is next in turn", () =>
     Effect.gen(function* () {
-      const orgA = yield* domainLimiter(1_000, "1 second")
-      const orgB = yield* domainLimiter(1_000, "1 second")
-      const router = yield* Router.make({
-        name: "429",
-        strategy: "roundRobin",
-        domains: { orgA: { limiter: orgA }, orgB: { limiter: orgB } },
-        providers: [
-          yield* provider("a1", { domains: ["orgA"], limiter: orgA }),
-          yield* provider("a2", { domains: ["orgA"], limiter: orgA }),
-          yield* provider("b1", { domains: ["orgB"], limiter: orgB })
-        ]
-      })
+      const { router } = yield* twoOrgs("429")
       const log: Array<string> = []
       expect(yield* router.submit(scripted({ a1: "RateLimited" }, log))).toBe("b1")
       expect(log).toEqual(["a1", "b1"])

@@ -15,7 +15,7 @@ import * as Metric from "effect/Metric"
 import * as MetricLabel from "effect/MetricLabel"
 import * as TestClock from "effect/TestClock"
 import * as Router from "../src/Router.js"
-import { domainLimiter, fail, provider, whereItWent } from "./utils/routerHelpers.js"
+import { domainLimiter, fail, provider, twoOrgs, whereItWent } from "./utils/routerHelpers.js"
 
 const sequence = (router: Router.RouterShape, calls: number) =>
   Effect.forEach(Array.from({ length: calls }), () => router.submit(whereItWent))
@@ -209,18 +209,7 @@ describe("Router metrics", () => {
 describe("Router quota domains", () => {
   it.scoped("a 429 on one member cools its whole domain and not the other; the retry goes to the other domain", () =>
     Effect.gen(function* () {
-      const orgA = yield* domainLimiter(1_000, "1 second")
-      const orgB = yield* domainLimiter(1_000, "1 second")
-      const router = yield* Router.make({
-        name: "domains",
-        strategy: "roundRobin",
-        domains: { orgA: { limiter: orgA }, orgB: { limiter: orgB } },
-        providers: [
-          yield* provider("a1", { domains: ["orgA"], limiter: orgA }),
-          yield* provider("a2", { domains: ["orgA"], limiter: orgA }),
-          yield* provider("b1", { domains: ["orgB"], limiter: orgB })
-        ]
-      })
+      const { router, orgA } = yield* twoOrgs("domains")
       const tried: Array<string> = []
       const call = (route: Router.Route) =>
         Effect.suspend(() => {
@@ -258,19 +247,7 @@ describe("Router quota domains", () => {
 
   it.scoped("a cooldown only moves later: a shorter Retry-After after a longer one changes nothing", () =>
     Effect.gen(function* () {
-      const orgA = yield* domainLimiter(1_000, "1 second")
-      const orgB = yield* domainLimiter(1_000, "1 second")
-      const router = yield* Router.make({
-        name: "later",
-        strategy: "roundRobin",
-        domains: { orgA: { limiter: orgA }, orgB: { limiter: orgB } },
-        providers: [
-          yield* provider("a1", { domains: ["orgA"], limiter: orgA }),
-          yield* provider("a2", { domains: ["orgA"], limiter: orgA }),
-          yield* provider("b1", { domains: ["orgB"], limiter: orgB })
-        ],
-        maxAttempts: 1
-      })
+      const { router, orgA } = yield* twoOrgs("later", { maxAttempts: 1 })
       const latch = yield* Deferred.make<void>()
       const call = (route: Router.Route) =>
         Effect.zipRight(

@@ -10,7 +10,7 @@ import type * as Scope from "effect/Scope"
 import * as Executor from "../../src/Executor.js"
 import * as RateLimiter from "../../src/RateLimiter.js"
 import * as RateLimiterStore from "../../src/RateLimiterStore.js"
-import type * as Router from "../../src/Router.js"
+import * as Router from "../../src/Router.js"
 
 export class Upstream extends Schema.TaggedError<Upstream>()("Upstream", {
   reason: Schema.Literal("RateLimited", "ServerError", "ClientError", "ContextTooLong", "ContentFiltered"),
@@ -59,4 +59,26 @@ export const scripted = (behaviour: Record<string, Behaviour>, log: Array<string
     log.push(route.provider)
     const what = behaviour[route.provider] ?? "ok"
     return what === "ok" ? whereItWent(route) : fail(what, route.provider)
+  })
+
+/**
+ * A round-robin Router over two quota domains: `a1` and `a2` share orgA's limiter, `b1` has orgB's
+ * (1,000 requests a second each), with `extra` options on top.
+ */
+export const twoOrgs = (name: string, extra: Partial<Router.Options> = {}) =>
+  Effect.gen(function* () {
+    const orgA = yield* domainLimiter(1_000, "1 second")
+    const orgB = yield* domainLimiter(1_000, "1 second")
+    const router = yield* Router.make({
+      name,
+      strategy: "roundRobin",
+      domains: { orgA: { limiter: orgA }, orgB: { limiter: orgB } },
+      providers: [
+        yield* provider("a1", { domains: ["orgA"], limiter: orgA }),
+        yield* provider("a2", { domains: ["orgA"], limiter: orgA }),
+        yield* provider("b1", { domains: ["orgB"], limiter: orgB })
+      ],
+      ...extra
+    })
+    return { router, orgA, orgB }
   })
