@@ -69,4 +69,4 @@ const program = Effect.gen(function* () {
   console.table(rows)
 })
 
-Effect.runPromise(program)
+Effect.runPromise(Effect.scoped(program))
