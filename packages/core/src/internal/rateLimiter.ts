@@ -411,6 +411,28 @@ export const make = (
         )
       })
 
+    /**
+     * When `costs` could be paid on `key` after everyone already in its line (their costs counted as one
+     * charge, head included), asked of the store without charging: its `at`.
+     */
+    const peekBehindLine = (key: string, costs: ReadonlyArray<number>, requestedAt: number) => {
+      const line = lines.get(key)
+      const asked = line === undefined ? costs : costs.map((value, index) => value + line.pendingCosts[index]!)
+      return Effect.map(reserve("peek", key, asked, requestedAt), (result) => result.at)
+    }
+
+    const admissibleIn = (cost?: RateLimiter.Cost, keyOptions?: RateLimiter.KeyOptions) =>
+      Effect.suspend(() => {
+        const key = keyOptions?.key ?? DEFAULT_KEY
+        const costs = resolveCost(cost, key)
+        if (costs instanceof RateLimiterError) return Effect.fail(costs)
+        const requestedAt = now()
+        // To the nanosecond (Duration's resolution), rounded up: a caller that sleeps this long is not early.
+        return Effect.map(peekBehindLine(key, costs, requestedAt), (at) =>
+          Duration.nanos(Gcra.nanosUntil(at, requestedAt))
+        )
+      })
+
     const tryAcquire = (cost?: RateLimiter.Cost, keyOptions?: RateLimiter.KeyOptions) =>
       Effect.suspend(() => {
         const key = keyOptions?.key ?? DEFAULT_KEY
@@ -428,12 +450,11 @@ export const make = (
           )
         }
         // Someone is waiting: this caller would be served after everyone in line.
-        const withLine = costs.map((value, index) => value + line.pendingCosts[index]!)
         return Effect.map(
-          reserve("peek", key, withLine, requestedAt),
-          (result): RateLimiter.TryAcquireResult => ({
+          peekBehindLine(key, costs, requestedAt),
+          (at): RateLimiter.TryAcquireResult => ({
             _tag: "Delayed",
-            retryAfter: Duration.millis(Math.max(1, Gcra.millisUntil(result.at, requestedAt)))
+            retryAfter: Duration.millis(Math.max(1, Gcra.millisUntil(at, requestedAt)))
           })
         )
       })
@@ -532,6 +553,7 @@ export const make = (
       acquire: (cost?: RateLimiter.Cost, keyOptions?: RateLimiter.KeyOptions) =>
         acquireWaiting(cost, keyOptions?.key, undefined),
       tryAcquire,
+      admissibleIn,
       refund,
       reconcile,
       sync,
