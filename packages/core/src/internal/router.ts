@@ -4,8 +4,9 @@
  * each: the provider record (`routerProvider.ts`), the generation-numbered
  * registry and its exact in-flight counts (`routerRegistry.ts`), quota
  * domains (`routerDomain.ts`), selection (`routerSelection.ts`), strategies
- * (`routerStrategy.ts`), outlier ejection (`routerOutlier.ts`), signals
- * (`routerSignal.ts`), metrics (`routerMetrics.ts`).
+ * (`routerStrategy.ts`), affinity by key (`routerAffinity.ts`), outlier
+ * ejection (`routerOutlier.ts`), signals (`routerSignal.ts`), metrics
+ * (`routerMetrics.ts`).
  *
  * One way to run a call: select (hard constraints, then health, then soft
  * preferences, then quota admission by tier, then the strategy) → dispatch
@@ -23,7 +24,8 @@ import * as InvalidOptions from "../InvalidOptions.js"
 import * as Retry from "../Retry.js"
 import type * as Router from "../Router.js"
 import * as EventHub from "./eventHub.js"
-import { QuotaDomain } from "./routerDomain.js"
+import * as Affinity from "./routerAffinity.js"
+import { headroom, QuotaDomain } from "./routerDomain.js"
 import { RouterError } from "./routerError.js"
 import { makeMetrics } from "./routerMetrics.js"
 import * as Outlier from "./routerOutlier.js"
@@ -52,8 +54,16 @@ const ProviderSchema = Schema.Struct({
 
 const OptionsSchema = Schema.Struct({
   name: Schema.NonEmptyTrimmedString,
-  strategy: Schema.optional(
-    Schema.UndefinedOr(Schema.Literal("roundRobin", "weightedRoundRobin", "leastOutstanding", "lowestLatency"))
+  strategy: Schema.optional(Schema.UndefinedOr(Schema.Literal(...Strategy.strategyNames))),
+  affinity: Schema.optional(
+    Schema.UndefinedOr(
+      Schema.Struct({
+        virtualNodes: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
+        loadFactor: Schema.optional(
+          Schema.UndefinedOr(Schema.Number.pipe(Schema.greaterThan(1, { message: () => "Expected a number above 1" })))
+        )
+      })
+    )
   ),
   domains: Schema.optional(
     Schema.UndefinedOr(
@@ -144,7 +154,23 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
     const clock = yield* Effect.clock
     const now = () => clock.unsafeCurrentTimeMillis()
     const draw = Strategy.makeDraw(yield* Random.nextInt)
-    const strategy = Strategy.make(decoded.strategy ?? "leastOutstanding", draw)
+    const strategy = Strategy.make(decoded.strategy ?? "leastOutstanding", draw, {
+      headroom: (provider) => {
+        if (provider.domains.length === 0) return Effect.succeed(1)
+        const at = now()
+        return Effect.map(
+          Effect.forEach(provider.domains, (domain) => headroom(domain, at)),
+          (shares) => Math.min(...shares)
+        )
+      }
+    })
+    const affinity =
+      decoded.affinity === undefined
+        ? undefined
+        : Affinity.make({
+            virtualNodes: decoded.affinity.virtualNodes ?? 100,
+            loadFactor: decoded.affinity.loadFactor ?? 1.25
+          })
     const ejection = decoded.ejection ?? {}
     const outlier = Outlier.make(
       {
@@ -187,6 +213,8 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
       now,
       generation: () => registry.current(),
       strategy,
+      affinity,
+      inFlightTotal: () => registry.inFlightTotal(),
       outlier,
       returned: (provider, at) => emit(() => ({ _tag: "Returned", router: name, at, provider: provider.name }))
     })
@@ -327,7 +355,8 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
           contextAbove: undefined,
           only: undefined,
           avoidDomains: undefined,
-          aboveTier: undefined
+          aboveTier: undefined,
+          affinityKey: submitOptions?.affinityKey
         }
         yield* budget.recordRequest
         let hop = 0

@@ -10,15 +10,25 @@
  * 4. quota, by tier, lowest first: the strategy's pick if its domains admit
  *    the cost now (the usual case: one look), else the tier's providers that
  *    admit now, picked among by the strategy; when none admits in any tier,
- *    the one admitted first, if before the deadline.
+ *    the one admitted first, if before the deadline ("admit now" and "first"
+ *    are the domain limiters' `admissibleIn`: behind the callers already in
+ *    line, charging nothing).
+ *
+ * With affinity on and a call's `affinityKey`, its first hop goes to the
+ * key's home on the ring (`routerAffinity.ts`: consistent hashing with
+ * bounded loads) if the home is not ejected, fits the call's context and its
+ * domains admit the cost now; otherwise, and on every fallback hop, the
+ * steps above choose as if the call had no key.
  *
  * Steps 1 to 3 cost nothing when nothing narrows the choice (no ejection, no
  * failure yet, a context every provider fits): the generation's tiers are
  * the candidates as they are, so a pick is O(1) in the number of providers
- * (smooth weighted round robin aside, one pass). Otherwise one pass.
+ * (smooth weighted round robin aside, one pass; affinity, one binary search
+ * of its ring). Otherwise one pass.
  */
 import * as Effect from "effect/Effect"
 import type * as RateLimiter from "../RateLimiter.js"
+import type { Affinity } from "./routerAffinity.js"
 import { admissibleIn, type QuotaDomain } from "./routerDomain.js"
 import { RouterError } from "./routerError.js"
 import type * as Outlier from "./routerOutlier.js"
@@ -40,6 +50,8 @@ export interface Wants {
   avoidDomains: ReadonlySet<QuotaDomain> | undefined
   /** Prefer providers of a tier above this (after `Unavailable`). */
   aboveTier: number | undefined
+  /** The call's affinity key, when affinity is on: its first hop goes to the key's home if it can take it now. */
+  readonly affinityKey: string | undefined
 }
 
 /** What the Router lends this module. */
@@ -48,13 +60,17 @@ export interface Host {
   readonly now: () => number
   readonly generation: () => Registry.Generation
   readonly strategy: Strategy.Strategy
+  /** Affinity by key, when it is on. */
+  readonly affinity: Affinity | undefined
+  /** Calls in flight on every provider (for affinity's load bound). */
+  readonly inFlightTotal: () => number
   readonly outlier: ReturnType<typeof Outlier.make>
   /** A provider's ejection was found to have ended. */
   readonly returned: (provider: ProviderEntry, at: number) => void
 }
 
 export const make = (host: Host) => {
-  const { now, outlier, strategy } = host
+  const { affinity, now, outlier, strategy } = host
   const name = host.router
   /**
    * Active providers ejected, or whose ejection ended and has not been noticed yet: while there are any,
@@ -201,10 +217,21 @@ export const make = (host: Host) => {
         )
       }
       const known = new Map<QuotaDomain, number>()
+      if (affinity !== undefined && wants.affinityKey !== undefined && wants.tried.size === 0) {
+        const home = affinity.home(generation, wants.affinityKey, host.inFlightTotal())
+        if (
+          home !== undefined &&
+          !home.isEjected(at) &&
+          fitsContext(home, wants) &&
+          (yield* delayOf(home, cost, at, known)) === 0
+        ) {
+          return home
+        }
+      }
       let earliest: ProviderEntry | undefined
       let earliestDelay = Number.POSITIVE_INFINITY
       for (const group of tiers) {
-        const first = strategy.pick(group)
+        const first = yield* strategy.pick(group)
         const firstDelay = yield* delayOf(first, cost, at, known)
         if (firstDelay === 0) return first
         const ready: Array<ProviderEntry> = []
@@ -216,7 +243,7 @@ export const make = (host: Host) => {
             earliest = provider
           }
         }
-        if (ready.length > 0) return strategy.pick(ready)
+        if (ready.length > 0) return yield* strategy.pick(ready)
       }
       // Nothing admits now: the earliest admission, in its Executor's lane (a cost none can ever admit goes
       // to the first candidate, whose Executor says why).
