@@ -413,12 +413,19 @@ export const make = (
 
     /**
      * When `costs` could be paid on `key` after everyone already in its line (their costs counted as one
-     * charge, head included), asked of the store without charging: its `at`.
+     * charge, head included), asked of the store at `requestedAt` without charging.
      */
     const peekBehindLine = (key: string, costs: ReadonlyArray<number>, requestedAt: number) => {
       const line = lines.get(key)
       const asked = line === undefined ? costs : costs.map((value, index) => value + line.pendingCosts[index]!)
-      return Effect.map(reserve("peek", key, asked, requestedAt), (result) => result.at)
+      return store.reserve({
+        key: storeKey(key),
+        buckets,
+        costs: asked,
+        now: requestedAt,
+        notBefore: requestedAt,
+        mode: "peek"
+      })
     }
 
     const admissibleIn = (cost?: RateLimiter.Cost, keyOptions?: RateLimiter.KeyOptions) =>
@@ -427,10 +434,11 @@ export const make = (
         const costs = resolveCost(cost, key)
         if (costs instanceof RateLimiterError) return Effect.fail(costs)
         const requestedAt = now()
-        // To the nanosecond (Duration's resolution), rounded up: a caller that sleeps this long is not early.
-        return Effect.map(peekBehindLine(key, costs, requestedAt), (at) =>
-          Duration.nanos(Gcra.nanosUntil(at, requestedAt))
-        )
+        return Effect.mapBoth(peekBehindLine(key, costs, requestedAt), {
+          onFailure: storeFailure(key),
+          // To the nanosecond (Duration's resolution), rounded up: a caller that sleeps this long is not early.
+          onSuccess: (result) => Duration.nanos(Gcra.nanosUntil(result.at, requestedAt))
+        })
       })
 
     const tryAcquire = (cost?: RateLimiter.Cost, keyOptions?: RateLimiter.KeyOptions) =>
@@ -450,13 +458,13 @@ export const make = (
           )
         }
         // Someone is waiting: this caller would be served after everyone in line.
-        return Effect.map(
-          peekBehindLine(key, costs, requestedAt),
-          (at): RateLimiter.TryAcquireResult => ({
+        return Effect.mapBoth(peekBehindLine(key, costs, requestedAt), {
+          onFailure: storeFailure(key),
+          onSuccess: (result): RateLimiter.TryAcquireResult => ({
             _tag: "Delayed",
-            retryAfter: Duration.millis(Math.max(1, Gcra.millisUntil(at, requestedAt)))
+            retryAfter: Duration.millis(Math.max(1, Gcra.millisUntil(result.at, requestedAt)))
           })
-        )
+        })
       })
 
     /**

@@ -64,10 +64,10 @@ export const admissibleIn = (
   now: number
 ): Effect.Effect<number> => {
   if (domain.cooldownUntil > now) return Effect.succeed(domain.cooldownUntil - now)
-  return domain.limiter.admissibleIn(sharesOf(domain.limiter, cost), { key: domain.key }).pipe(
-    Effect.map(Duration.toMillis),
-    Effect.orElseSucceed(() => Number.POSITIVE_INFINITY)
-  )
+  return Effect.match(domain.limiter.admissibleIn(sharesOf(domain.limiter, cost), { key: domain.key }), {
+    onFailure: () => Number.POSITIVE_INFINITY,
+    onSuccess: Duration.toMillis
+  })
 }
 
 /**

@@ -164,6 +164,21 @@ export const make = (host: Host) => {
 
   const zero = Effect.succeed(0)
 
+  /** How long until one domain admits the cost, remembered for the rest of this selection. */
+  const domainDelay = (
+    domain: QuotaDomain,
+    cost: RateLimiter.Cost | undefined,
+    at: number,
+    known: Map<QuotaDomain, number>
+  ): Effect.Effect<number> => {
+    const memo = known.get(domain)
+    if (memo !== undefined) return Effect.succeed(memo)
+    return Effect.map(admissibleIn(domain, cost, at), (delay) => {
+      known.set(domain, delay)
+      return delay
+    })
+  }
+
   /** How long until the provider's domains all admit the cost (memoized per domain for one selection). */
   const delayOf = (
     provider: ProviderEntry,
@@ -172,18 +187,9 @@ export const make = (host: Host) => {
     known: Map<QuotaDomain, number>
   ): Effect.Effect<number> => {
     if (provider.domains.length === 0) return zero
-    if (provider.domains.length === 1) {
-      const domain = provider.domains[0]!
-      const memo = known.get(domain)
-      if (memo !== undefined) return Effect.succeed(memo)
-      return Effect.tap(admissibleIn(domain, cost, at), (delay) => Effect.sync(() => known.set(domain, delay)))
-    }
+    if (provider.domains.length === 1) return domainDelay(provider.domains[0]!, cost, at, known)
     return Effect.map(
-      Effect.forEach(provider.domains, (domain) => {
-        const memo = known.get(domain)
-        if (memo !== undefined) return Effect.succeed(memo)
-        return Effect.tap(admissibleIn(domain, cost, at), (delay) => Effect.sync(() => known.set(domain, delay)))
-      }),
+      Effect.forEach(provider.domains, (domain) => domainDelay(domain, cost, at, known)),
       (delays) => Math.max(...delays)
     )
   }
@@ -193,19 +199,20 @@ export const make = (host: Host) => {
    * pick if its domains admit now (the usual case: one look); otherwise the
    * tier's providers whose domains admit now, picked among by the strategy.
    * When none admits in any tier, the one admitted first, if before the
-   * deadline.
+   * deadline. With an affinity key on the first hop, its home first, if it
+   * can take the call now.
    */
   const select = (
     wants: Wants,
     cost: RateLimiter.Cost | undefined,
     deadlineAt: number | undefined
   ): Effect.Effect<ProviderEntry, RouterError> =>
-    Effect.gen(function* () {
+    Effect.suspend(() => {
       const at = now()
       const generation = host.generation()
       const { contextShort, tiers } = acceptable(generation, wants, at)
       if (tiers.length === 0) {
-        return yield* Effect.fail(
+        return Effect.fail(
           contextShort
             ? new RouterError({
                 router: name,
@@ -217,22 +224,53 @@ export const make = (host: Host) => {
         )
       }
       const known = new Map<QuotaDomain, number>()
+      const byQuota = Effect.suspend(() => chooseByQuota(tiers, cost, at, deadlineAt, known))
       if (affinity !== undefined && wants.affinityKey !== undefined && wants.tried.size === 0) {
         const home = affinity.home(generation, wants.affinityKey, host.inFlightTotal())
-        if (
-          home !== undefined &&
-          !home.isEjected(at) &&
-          fitsContext(home, wants) &&
-          (yield* delayOf(home, cost, at, known)) === 0
-        ) {
-          return home
+        if (home !== undefined && !home.isEjected(at) && fitsContext(home, wants)) {
+          return Effect.flatMap(delayOf(home, cost, at, known), (delay) =>
+            delay === 0 ? Effect.succeed(home) : byQuota
+          )
         }
       }
+      return byQuota
+    })
+
+  /** Step 4: the lowest tier's strategy pick if it admits now (one look), else the scan by tier. */
+  const chooseByQuota = (
+    tiers: ReadonlyArray<ReadonlyArray<ProviderEntry>>,
+    cost: RateLimiter.Cost | undefined,
+    at: number,
+    deadlineAt: number | undefined,
+    known: Map<QuotaDomain, number>
+  ): Effect.Effect<ProviderEntry, RouterError> =>
+    Effect.flatMap(strategy.pick(tiers[0]!), (first) =>
+      Effect.flatMap(delayOf(first, cost, at, known), (firstDelay) =>
+        firstDelay === 0 ? Effect.succeed(first) : scan(tiers, first, firstDelay, cost, at, deadlineAt, known)
+      )
+    )
+
+  /**
+   * The lowest tier's pick cannot be admitted now: each tier's providers that
+   * admit now, picked among by the strategy (a higher tier's own pick first);
+   * when none admits in any tier, the one admitted first, if before the deadline.
+   */
+  const scan = (
+    tiers: ReadonlyArray<ReadonlyArray<ProviderEntry>>,
+    lowestPick: ProviderEntry,
+    lowestPickDelay: number,
+    cost: RateLimiter.Cost | undefined,
+    at: number,
+    deadlineAt: number | undefined,
+    known: Map<QuotaDomain, number>
+  ): Effect.Effect<ProviderEntry, RouterError> =>
+    Effect.gen(function* () {
       let earliest: ProviderEntry | undefined
       let earliestDelay = Number.POSITIVE_INFINITY
-      for (const group of tiers) {
-        const first = yield* strategy.pick(group)
-        const firstDelay = yield* delayOf(first, cost, at, known)
+      for (let tier = 0; tier < tiers.length; tier++) {
+        const group = tiers[tier]!
+        const first = tier === 0 ? lowestPick : yield* strategy.pick(group)
+        const firstDelay = tier === 0 ? lowestPickDelay : yield* delayOf(first, cost, at, known)
         if (firstDelay === 0) return first
         const ready: Array<ProviderEntry> = []
         for (const provider of group) {
