@@ -6,7 +6,9 @@
  * anyone waiting on its key queues behind them, whatever it takes (one FIFO
  * line per key: a large cost is never starved by small ones).
  * Nothing is charged until the store finds every bucket able to pay, so an
- * interrupted waiter has nothing to give back. Time is the Clock's nanosecond
+ * interrupted waiter has nothing to give back. The line keeps what everyone in
+ * it will take (`pendingCosts`), so `admissibleIn` and a delayed `tryAcquire`
+ * are one `peek` of the store for the line's costs plus the caller's. Time is the Clock's nanosecond
  * reading in fractional milliseconds (`Gcra.clockMillis`).
  *
  * A charge is dated by the schedule, not by the moment a fiber got to it:

@@ -23,7 +23,8 @@
  * A pick is an Effect because `headroom` reads the limiters; the others are
  * synchronous inside it. Randomness comes from a seeded generator drawn from
  * Effect's `Random` when the Router is made, so a test that seeds `Random`
- * sees the same picks.
+ * sees the same picks. What Effect gave: `Random`, and `Pool`'s shape of a
+ * policy as a small object; the strategies themselves are this module's.
  */
 import * as Effect from "effect/Effect"
 import type { ProviderEntry } from "./routerProvider.js"
