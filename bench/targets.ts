@@ -1,5 +1,5 @@
 /**
- * Part 10: every target Sluice is held to, part by part, each next to what this
+ * Part 12: every target Sluice is held to, part by part, each next to what this
  * run observed, with PASS or MISS. Every target is always listed: one whose
  * part was left out (`--only`) reads "not run", so "all met" is said only when
  * every target of every part was measured and met. A report, not a test: a
@@ -14,6 +14,7 @@ import type { RateRow } from "./ratePrecision.js"
 import { LIMIT, SLUICE_ROWS } from "./ratePrecision.js"
 import * as RedisPart from "./redis.js"
 import * as Regime from "./regime.js"
+import * as RouterSelection from "./routerSelection.js"
 import * as Runner from "./runner.js"
 import * as Table from "./table.js"
 import type { ThroughputRow } from "./throughput.js"
@@ -41,6 +42,7 @@ export interface Results {
   readonly lanes?: Lanes.LanesResult | undefined
   readonly outage?: ReadonlyArray<Outage.OutageRow> | undefined
   readonly redis?: ReadonlyArray<RedisPart.RedisRow> | undefined
+  readonly router?: ReadonlyArray<RouterSelection.SelectionRow> | undefined
 }
 
 export const HEAP_PER_QUEUED_MAX = 1024
@@ -257,6 +259,23 @@ const redisChecks = (rows: ReadonlyArray<RedisPart.RedisRow> = []): Array<Check>
   ]
 }
 
+const routerChecks = (rows: ReadonlyArray<RouterSelection.SelectionRow> = []): Array<Check> =>
+  RouterSelection.targets(rows).map(({ at1000, ratio, variant }) => {
+    const ok =
+      at1000 === undefined || ratio === undefined
+        ? undefined
+        : at1000 < RouterSelection.PICK_MAX_MICROS && ratio <= RouterSelection.FLAT_RATIO_MAX
+    return {
+      part: 11,
+      target: `router selection (${variant}): µs per call at 1,000 providers, flat (÷ µs at 2)`,
+      required: `< ${RouterSelection.PICK_MAX_MICROS} µs, <= ${RouterSelection.FLAT_RATIO_MAX}x`,
+      observed:
+        at1000 === undefined || ratio === undefined ? "n/a" : `${Table.fixed(at1000, 2)} µs, ${Table.fixed(ratio, 2)}x`,
+      ok,
+      ran: true
+    }
+  })
+
 /** Every target, in part order; a part that was not run still lists its targets, as "not run". */
 export const checks = (results: Results): Array<Check> => {
   const part = <A>(result: A | undefined, list: (result: A | undefined) => Array<Check>): Array<Check> =>
@@ -271,7 +290,8 @@ export const checks = (results: Results): Array<Check> => {
     ...part(results.regime, regimeChecks),
     ...part(results.lanes, lanesChecks),
     ...part(results.outage, outageChecks),
-    ...part(results.redis, redisChecks)
+    ...part(results.redis, redisChecks),
+    ...part(results.router, routerChecks)
   ]
 }
 
@@ -290,7 +310,7 @@ const summary = (list: ReadonlyArray<Check>): string => {
 
 export const print = (list: ReadonlyArray<Check>): void => {
   Table.print({
-    title: "11. Targets",
+    title: "12. Targets",
     columns: [
       { header: "part", align: "right" },
       { header: "target" },

@@ -21,7 +21,8 @@
  * line, whatever they take, and only its head waits for the buckets, so a
  * large cost is never starved by small ones and a dequeue is O(1)); an
  * interrupted waiter leaves having paid nothing; `reconcile`, `refund`,
- * `sync` and `penalize`.
+ * `sync` and `penalize`; `admissibleIn`, when a cost could be admitted,
+ * asked of the store without charging (its `peek` mode).
  * Each limit is a GCRA bucket (`internal/gcra.ts`): refill is computed from
  * elapsed `Clock` time, and the head charges at its due time even when its
  * timer fires late, so a backlog runs at the configured rate. A sliding log of
@@ -193,6 +194,20 @@ export interface RateLimiterShape {
    * key; otherwise says how long it would take, and pays nothing.
    */
   readonly tryAcquire: (cost?: Cost, options?: KeyOptions) => Effect.Effect<TryAcquireResult, RateLimiterError>
+  /**
+   * How long from now until `cost` could be admitted on the key (`Duration.zero`:
+   * now), charging nothing and changing nothing: it counts every limit's level,
+   * the blocks `penalize` and `sync` set, the sliding log, and the callers
+   * already waiting in the key's line (served first, so after them). It is
+   * the query behind `tryAcquire`'s delay, without its charge: a caller that
+   * waits this long and then acquires is admitted at once, as long as nothing
+   * else took from the key meanwhile. With callers in line, their costs are
+   * counted as one charge after the buckets' current state: exact for one
+   * limit; with several limits, or behind a block, the line's own spacing can
+   * make the real admission later than answered. A cost above a limit's
+   * capacity fails as `acquire` does.
+   */
+  readonly admissibleIn: (cost?: Cost, options?: KeyOptions) => Effect.Effect<Duration.Duration, RateLimiterError>
   /**
    * Gives a whole reservation back (a call admitted but never made): what of
    * it has not refilled yet, which is all of it while the key has a backlog.

@@ -20,10 +20,21 @@
  *   strategy; when no domain can, the call goes to the provider whose
  *   admission comes first, where it waits in its Executor's lane, unless
  *   that is later than the call's deadline (`RouterError` `NoAdmission`, at
- *   once). It never fails because everything is cooling down.
+ *   once). It never fails because everything is cooling down. "Admit" is
+ *   the domain limiter's `admissibleIn`: behind the callers already in its
+ *   line, with its blocks, charging nothing.
  * - **Strategies**: `roundRobin`, `weightedRoundRobin` (smooth, nginx's),
  *   `leastOutstanding` (power of two choices on exact in-flight counts),
- *   `lowestLatency` (power of two choices on the EWMA of successful calls).
+ *   `lowestLatency` (power of two choices on the EWMA of successful calls),
+ *   `headroom` (power of two choices on the share of quota left in the
+ *   providers' domains).
+ * - **Affinity** (`affinity`, and each call's `affinityKey`: a session, a
+ *   prompt's prefix): a key's calls go to one provider, kept by consistent
+ *   hashing with bounded loads (a provider takes a key while its load stays
+ *   within `loadFactor` times the average, else the next on the ring), so
+ *   its prompt cache serves them; when that provider is ejected or its
+ *   domains cannot admit now, the strategy chooses. Adding or removing a
+ *   provider moves about 1/n of the keys.
  * - **Separate signals.** A 429 feeds the domain only; a 5xx, timeout or
  *   broken connection feeds outlier ejection; the caller's own 4xx feeds only
  *   the fallback choice (`classify`, see {@link Signal}).
@@ -63,7 +74,8 @@
  * `Metric`, `Clock` (every time here, so all of it runs under `TestClock`),
  * `Random` (the seed of the strategies' draws), `FiberSet` (the health
  * checks' fibers, interrupted with the router's scope), `Effect.timeout` (a
- * probe's). What this module adds is the routing itself; nothing like it is
+ * probe's); the RateLimiter gives `admissibleIn` and `state`, read without
+ * charging. What this module adds is the routing itself; nothing like it is
  * in Effect.
  *
  * @since 0.1.0
@@ -253,6 +265,24 @@ export interface HealthCheckOptions {
 }
 
 /**
+ * Affinity by `affinityKey` (see `SubmitOptions`): consistent hashing with
+ * bounded loads over the lowest tier's providers.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AffinityOptions {
+  /** Points on the ring per provider (more: keys spread more evenly; a rebuild costs more). Default 100. */
+  readonly virtualNodes?: number | undefined
+  /**
+   * `1 + ε`: a provider takes a key while its calls in flight, this one
+   * included, stay within `⌈loadFactor × average⌉`; above, the key goes to
+   * the next provider on the ring. Above 1; default 1.25.
+   */
+  readonly loadFactor?: number | undefined
+}
+
+/**
  * Outlier ejection (Envoy's outlier detection).
  *
  * @since 0.1.0
@@ -288,6 +318,8 @@ export interface Options {
   readonly name: string
   /** Default `"leastOutstanding"`. */
   readonly strategy?: Strategy | undefined
+  /** Turns affinity by `affinityKey` on (`{}`: the defaults). Off by default: calls' keys are not read. */
+  readonly affinity?: AffinityOptions | undefined
   readonly domains?: Readonly<Record<string, DomainOptions>> | undefined
   readonly providers?: ReadonlyArray<ProviderOptions> | undefined
   readonly ejection?: EjectionOptions | undefined
@@ -339,6 +371,13 @@ export interface SubmitOptions<E = unknown, A = unknown> {
   readonly deadline?: Duration.DurationInput | undefined
   /** The context the call needs (prompt and maximum output tokens): providers with a smaller declared window are passed over. */
   readonly contextTokens?: number | undefined
+  /**
+   * With the router's `affinity` on, calls of one key (a session, a hash of
+   * the prompt's cacheable prefix) go to one provider while it is healthy,
+   * within its load bound and its quota admits them now; otherwise (and on
+   * fallback hops) the strategy chooses. Ignored with affinity off.
+   */
+  readonly affinityKey?: string | undefined
   /**
    * How many output tokens the answer says it produced: the latency sample for
    * `lowestLatency` is then per output token (long answers do not make a

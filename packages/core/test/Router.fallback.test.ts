@@ -272,11 +272,11 @@ describe("Router run-time changes", () => {
   it.scoped("a provider drained between its choice and its dispatch takes nothing: the call chooses again", () =>
     Effect.gen(function* () {
       const real = yield* domainLimiter(1_000, "1 second")
-      // The domain's limiter answers its state only once the gate opens: the selection waits on it.
+      // The domain's limiter answers when it admits only once the gate opens: the selection waits on it.
       const gate = yield* Deferred.make<void>()
       const gated: RateLimiter.RateLimiterShape = {
         ...real,
-        state: (options) => Effect.zipRight(Deferred.await(gate), real.state(options))
+        admissibleIn: (cost, options) => Effect.zipRight(Deferred.await(gate), real.admissibleIn(cost, options))
       }
       const router = yield* Router.make({
         name: "raced",

@@ -22,6 +22,7 @@
  */
 import { type InvalidOptions, RateLimiter, RateLimiterStore } from "@sluice/core"
 import * as Clock from "effect/Clock"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
@@ -95,6 +96,11 @@ export const make = (options: {
             return result
           }
         )
+      },
+      admissibleIn: (cost, keyOptions) => {
+        const limiter = current
+        if (limiter === undefined) return Effect.succeed(Duration.zero)
+        return limiter.admissibleIn(cost === undefined ? cost : sharesFor(limiter, cost), keyOptions)
       },
       refund: (reservation) => {
         const owner = owners.get(reservation)

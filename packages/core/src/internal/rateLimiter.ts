@@ -6,7 +6,9 @@
  * anyone waiting on its key queues behind them, whatever it takes (one FIFO
  * line per key: a large cost is never starved by small ones).
  * Nothing is charged until the store finds every bucket able to pay, so an
- * interrupted waiter has nothing to give back. Time is the Clock's nanosecond
+ * interrupted waiter has nothing to give back. The line keeps what everyone in
+ * it will take (`pendingCosts`), so `admissibleIn` and a delayed `tryAcquire`
+ * are one `peek` of the store for the line's costs plus the caller's. Time is the Clock's nanosecond
  * reading in fractional milliseconds (`Gcra.clockMillis`).
  *
  * A charge is dated by the schedule, not by the moment a fiber got to it:
@@ -411,6 +413,36 @@ export const make = (
         )
       })
 
+    /**
+     * When `costs` could be paid on `key` after everyone already in its line (their costs counted as one
+     * charge, head included), asked of the store at `requestedAt` without charging.
+     */
+    const peekBehindLine = (key: string, costs: ReadonlyArray<number>, requestedAt: number) => {
+      const line = lines.get(key)
+      const asked = line === undefined ? costs : costs.map((value, index) => value + line.pendingCosts[index]!)
+      return store.reserve({
+        key: storeKey(key),
+        buckets,
+        costs: asked,
+        now: requestedAt,
+        notBefore: requestedAt,
+        mode: "peek"
+      })
+    }
+
+    const admissibleIn = (cost?: RateLimiter.Cost, keyOptions?: RateLimiter.KeyOptions) =>
+      Effect.suspend(() => {
+        const key = keyOptions?.key ?? DEFAULT_KEY
+        const costs = resolveCost(cost, key)
+        if (costs instanceof RateLimiterError) return Effect.fail(costs)
+        const requestedAt = now()
+        return Effect.mapBoth(peekBehindLine(key, costs, requestedAt), {
+          onFailure: storeFailure(key),
+          // To the nanosecond (Duration's resolution), rounded up: a caller that sleeps this long is not early.
+          onSuccess: (result) => Duration.nanos(Gcra.nanosUntil(result.at, requestedAt))
+        })
+      })
+
     const tryAcquire = (cost?: RateLimiter.Cost, keyOptions?: RateLimiter.KeyOptions) =>
       Effect.suspend(() => {
         const key = keyOptions?.key ?? DEFAULT_KEY
@@ -428,14 +460,13 @@ export const make = (
           )
         }
         // Someone is waiting: this caller would be served after everyone in line.
-        const withLine = costs.map((value, index) => value + line.pendingCosts[index]!)
-        return Effect.map(
-          reserve("peek", key, withLine, requestedAt),
-          (result): RateLimiter.TryAcquireResult => ({
+        return Effect.mapBoth(peekBehindLine(key, costs, requestedAt), {
+          onFailure: storeFailure(key),
+          onSuccess: (result): RateLimiter.TryAcquireResult => ({
             _tag: "Delayed",
             retryAfter: Duration.millis(Math.max(1, Gcra.millisUntil(result.at, requestedAt)))
           })
-        )
+        })
       })
 
     /**
@@ -532,6 +563,7 @@ export const make = (
       acquire: (cost?: RateLimiter.Cost, keyOptions?: RateLimiter.KeyOptions) =>
         acquireWaiting(cost, keyOptions?.key, undefined),
       tryAcquire,
+      admissibleIn,
       refund,
       reconcile,
       sync,

@@ -4,9 +4,10 @@
  * each: the provider record (`routerProvider.ts`), the generation-numbered
  * registry and its exact in-flight counts (`routerRegistry.ts`), quota
  * domains (`routerDomain.ts`), selection (`routerSelection.ts`), strategies
- * (`routerStrategy.ts`), outlier ejection (`routerOutlier.ts`), signals
- * (`routerSignal.ts`), metrics (`routerMetrics.ts`), adaptive concurrency
- * (`routerAdaptive.ts`), active health checks (`routerHealthCheck.ts`).
+ * (`routerStrategy.ts`), affinity by key (`routerAffinity.ts`), outlier
+ * ejection (`routerOutlier.ts`), signals (`routerSignal.ts`), metrics
+ * (`routerMetrics.ts`), adaptive concurrency (`routerAdaptive.ts`), active
+ * health checks (`routerHealthCheck.ts`).
  *
  * One way to run a call: select (hard constraints, then health, then soft
  * preferences, then quota admission by tier, then the strategy) → dispatch
@@ -27,7 +28,8 @@ import * as Retry from "../Retry.js"
 import type * as Router from "../Router.js"
 import * as EventHub from "./eventHub.js"
 import * as Adaptive from "./routerAdaptive.js"
-import { QuotaDomain } from "./routerDomain.js"
+import * as Affinity from "./routerAffinity.js"
+import { headroom, QuotaDomain } from "./routerDomain.js"
 import { RouterError } from "./routerError.js"
 import * as HealthCheck from "./routerHealthCheck.js"
 import { makeMetrics } from "./routerMetrics.js"
@@ -95,8 +97,16 @@ const ProviderSchema = Schema.Struct({
 
 const OptionsSchema = Schema.Struct({
   name: Schema.NonEmptyTrimmedString,
-  strategy: Schema.optional(
-    Schema.UndefinedOr(Schema.Literal("roundRobin", "weightedRoundRobin", "leastOutstanding", "lowestLatency"))
+  strategy: Schema.optional(Schema.UndefinedOr(Schema.Literal(...Strategy.strategyNames))),
+  affinity: Schema.optional(
+    Schema.UndefinedOr(
+      Schema.Struct({
+        virtualNodes: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
+        loadFactor: Schema.optional(
+          Schema.UndefinedOr(Schema.Number.pipe(Schema.greaterThan(1, { message: () => "Expected a number above 1" })))
+        )
+      })
+    )
   ),
   domains: Schema.optional(
     Schema.UndefinedOr(
@@ -189,7 +199,23 @@ export const make = (
     const clock = yield* Effect.clock
     const now = () => clock.unsafeCurrentTimeMillis()
     const draw = Strategy.makeDraw(yield* Random.nextInt)
-    const strategy = Strategy.make(decoded.strategy ?? "leastOutstanding", draw)
+    const strategy = Strategy.make(decoded.strategy ?? "leastOutstanding", draw, {
+      headroom: (provider) => {
+        if (provider.domains.length === 0) return Effect.succeed(1)
+        const at = now()
+        return Effect.map(
+          Effect.forEach(provider.domains, (domain) => headroom(domain, at)),
+          (shares) => Math.min(...shares)
+        )
+      }
+    })
+    const affinity =
+      decoded.affinity === undefined
+        ? undefined
+        : Affinity.make({
+            virtualNodes: decoded.affinity.virtualNodes ?? 100,
+            loadFactor: decoded.affinity.loadFactor ?? 1.25
+          })
     const ejection = decoded.ejection ?? {}
     const outlier = Outlier.make(
       {
@@ -234,6 +260,8 @@ export const make = (
       now,
       generation: () => registry.current(),
       strategy,
+      affinity,
+      inFlightTotal: () => registry.inFlightTotal(),
       outlier,
       returned: (provider, at) =>
         emit(() => ({ _tag: "Returned", router: name, at, provider: provider.name, reason: "EjectionEnded" }))
@@ -435,7 +463,8 @@ export const make = (
           contextAbove: undefined,
           only: undefined,
           avoidDomains: undefined,
-          aboveTier: undefined
+          aboveTier: undefined,
+          affinityKey: submitOptions?.affinityKey
         }
         yield* budget.recordRequest
         let hop = 0

@@ -2,15 +2,17 @@
  * A quota domain: the organisation, project or key whose limits several
  * providers share, which is one key of one RateLimiter. The members' own
  * Executors charge it (the Executor is admission's one owner); the Router
- * only reads it, to prefer a provider that can be admitted now and to know
- * how long the earliest admission is, and slows it on a 429.
+ * only reads it, to prefer a provider that can be admitted now, to know how
+ * long the earliest admission is, and to weigh the quota left (`headroom`),
+ * and slows it on a 429.
  *
- * What the RateLimiter gives: `state` (each bucket's level and block, read
- * without charging) and `tryAcquire` (how long a cost would wait, charging
- * only if it would not), `penalize` (a block that never shortens). What this
- * adds: "how long until this cost is admitted" from those two, and a local
- * cooldown that, like the limiter's block, only ever moves later (a second,
- * shorter `Retry-After` never ends the first one early).
+ * What the RateLimiter gives: `admissibleIn` (when a cost could be admitted,
+ * behind the callers already in the key's line, charging nothing), `state`
+ * (each bucket's level and block) and `penalize` (a block that never
+ * shortens). What this adds: the cost as the members' Executors would charge
+ * it (its share of each of the limiter's limits), the share of capacity left,
+ * and a local cooldown that, like the limiter's block, only ever moves later
+ * (a second, shorter `Retry-After` never ends the first one early).
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -34,16 +36,27 @@ export class QuotaDomain {
   }
 }
 
-/** The cost's share on one limit, as `RateLimiter.Cost` reads it (a limit it does not name pays 1). */
-const shareOf = (cost: RateLimiter.Cost | undefined, limit: string): number =>
-  typeof cost === "number" ? cost : (cost?.[limit] ?? 1)
+/**
+ * The cost as a member's Executor charges the domain's limiter: a share of
+ * each of its limits (a number is every limit's; a limit a record does not
+ * name pays 1; what the record names beyond the limiter's limits is not its
+ * concern).
+ */
+const sharesOf = (
+  limiter: RateLimiter.RateLimiterShape,
+  cost: RateLimiter.Cost | undefined
+): RateLimiter.Cost | undefined => {
+  if (cost === undefined || typeof cost === "number") return cost
+  const shares: Record<string, number> = {}
+  for (const limit of limiter.limitNames) shares[limit] = cost?.[limit] ?? 1
+  return shares
+}
 
 /**
- * How long until `cost` could be admitted on the domain (0: now); `Infinity`
- * when it never could (a cost above a bucket's capacity, or a cost the limiter
- * cannot read). Reads the buckets first; asks `tryAcquire` only when they
- * cannot pay now, and gives back at once what it took should they have filled
- * in between.
+ * How long until `cost` could be admitted on the domain (ms; 0: now), behind
+ * the callers already waiting on its key, charging nothing; `Infinity` when
+ * it never could (a share above a limit's capacity, or a limiter that cannot
+ * answer).
  */
 export const admissibleIn = (
   domain: QuotaDomain,
@@ -51,19 +64,29 @@ export const admissibleIn = (
   now: number
 ): Effect.Effect<number> => {
   if (domain.cooldownUntil > now) return Effect.succeed(domain.cooldownUntil - now)
-  const { limiter, key } = domain
-  return Effect.flatMap(limiter.state({ key }), (buckets) => {
-    let ready = true
-    for (const bucket of buckets) {
-      const share = shareOf(cost, bucket.name)
-      if (share > bucket.capacity) return Effect.succeed(Number.POSITIVE_INFINITY)
-      if (bucket.blockedUntil > now || bucket.available < share) ready = false
-    }
-    if (ready) return Effect.succeed(0)
-    return Effect.flatMap(limiter.tryAcquire(cost, { key }), (result) =>
-      result._tag === "Delayed"
-        ? Effect.succeed(Duration.toMillis(result.retryAfter))
-        : Effect.as(Effect.ignore(limiter.refund(result.reservation)), 0)
-    )
-  }).pipe(Effect.orElseSucceed(() => Number.POSITIVE_INFINITY))
+  return Effect.match(domain.limiter.admissibleIn(sharesOf(domain.limiter, cost), { key: domain.key }), {
+    onFailure: () => Number.POSITIVE_INFINITY,
+    onSuccess: Duration.toMillis
+  })
+}
+
+/**
+ * The share (0 to 1) of the domain's capacity left now: its emptiest
+ * limit's level over its capacity; 0 while it cools down or is blocked, or
+ * when the limiter cannot answer.
+ */
+export const headroom = (domain: QuotaDomain, now: number): Effect.Effect<number> => {
+  if (domain.cooldownUntil > now) return Effect.succeed(0)
+  return domain.limiter.state({ key: domain.key }).pipe(
+    Effect.map((buckets) => {
+      let least = 1
+      for (const bucket of buckets) {
+        if (bucket.blockedUntil > now) return 0
+        const share = bucket.available / bucket.capacity
+        if (share < least) least = share
+      }
+      return Math.max(0, least)
+    }),
+    Effect.orElseSucceed(() => 0)
+  )
 }

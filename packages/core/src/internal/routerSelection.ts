@@ -10,15 +10,25 @@
  * 4. quota, by tier, lowest first: the strategy's pick if its domains admit
  *    the cost now (the usual case: one look), else the tier's providers that
  *    admit now, picked among by the strategy; when none admits in any tier,
- *    the one admitted first, if before the deadline.
+ *    the one admitted first, if before the deadline ("admit now" and "first"
+ *    are the domain limiters' `admissibleIn`: behind the callers already in
+ *    line, charging nothing).
+ *
+ * With affinity on and a call's `affinityKey`, its first hop goes to the
+ * key's home on the ring (`routerAffinity.ts`: consistent hashing with
+ * bounded loads) if the home is not ejected, fits the call's context and its
+ * domains admit the cost now; otherwise, and on every fallback hop, the
+ * steps above choose as if the call had no key.
  *
  * Steps 1 to 3 cost nothing when nothing narrows the choice (no ejection, no
  * failure yet, a context every provider fits): the generation's tiers are
  * the candidates as they are, so a pick is O(1) in the number of providers
- * (smooth weighted round robin aside, one pass). Otherwise one pass.
+ * (smooth weighted round robin aside, one pass; affinity, one binary search
+ * of its ring). Otherwise one pass.
  */
 import * as Effect from "effect/Effect"
 import type * as RateLimiter from "../RateLimiter.js"
+import type { Affinity } from "./routerAffinity.js"
 import { admissibleIn, type QuotaDomain } from "./routerDomain.js"
 import { RouterError } from "./routerError.js"
 import type * as Outlier from "./routerOutlier.js"
@@ -40,6 +50,8 @@ export interface Wants {
   avoidDomains: ReadonlySet<QuotaDomain> | undefined
   /** Prefer providers of a tier above this (after `Unavailable`). */
   aboveTier: number | undefined
+  /** The call's affinity key, when affinity is on: its first hop goes to the key's home if it can take it now. */
+  readonly affinityKey: string | undefined
 }
 
 /** What the Router lends this module. */
@@ -48,13 +60,17 @@ export interface Host {
   readonly now: () => number
   readonly generation: () => Registry.Generation
   readonly strategy: Strategy.Strategy
+  /** Affinity by key, when it is on. */
+  readonly affinity: Affinity | undefined
+  /** Calls in flight on every provider (for affinity's load bound). */
+  readonly inFlightTotal: () => number
   readonly outlier: ReturnType<typeof Outlier.make>
   /** A provider's ejection was found to have ended. */
   readonly returned: (provider: ProviderEntry, at: number) => void
 }
 
 export const make = (host: Host) => {
-  const { now, outlier, strategy } = host
+  const { affinity, now, outlier, strategy } = host
   const name = host.router
   /**
    * Active providers ejected, or whose ejection ended and has not been noticed yet: while there are any,
@@ -148,6 +164,21 @@ export const make = (host: Host) => {
 
   const zero = Effect.succeed(0)
 
+  /** How long until one domain admits the cost, remembered for the rest of this selection. */
+  const domainDelay = (
+    domain: QuotaDomain,
+    cost: RateLimiter.Cost | undefined,
+    at: number,
+    known: Map<QuotaDomain, number>
+  ): Effect.Effect<number> => {
+    const memo = known.get(domain)
+    if (memo !== undefined) return Effect.succeed(memo)
+    return Effect.map(admissibleIn(domain, cost, at), (delay) => {
+      known.set(domain, delay)
+      return delay
+    })
+  }
+
   /** How long until the provider's domains all admit the cost (memoized per domain for one selection). */
   const delayOf = (
     provider: ProviderEntry,
@@ -156,18 +187,9 @@ export const make = (host: Host) => {
     known: Map<QuotaDomain, number>
   ): Effect.Effect<number> => {
     if (provider.domains.length === 0) return zero
-    if (provider.domains.length === 1) {
-      const domain = provider.domains[0]!
-      const memo = known.get(domain)
-      if (memo !== undefined) return Effect.succeed(memo)
-      return Effect.tap(admissibleIn(domain, cost, at), (delay) => Effect.sync(() => known.set(domain, delay)))
-    }
+    if (provider.domains.length === 1) return domainDelay(provider.domains[0]!, cost, at, known)
     return Effect.map(
-      Effect.forEach(provider.domains, (domain) => {
-        const memo = known.get(domain)
-        if (memo !== undefined) return Effect.succeed(memo)
-        return Effect.tap(admissibleIn(domain, cost, at), (delay) => Effect.sync(() => known.set(domain, delay)))
-      }),
+      Effect.forEach(provider.domains, (domain) => domainDelay(domain, cost, at, known)),
       (delays) => Math.max(...delays)
     )
   }
@@ -177,19 +199,20 @@ export const make = (host: Host) => {
    * pick if its domains admit now (the usual case: one look); otherwise the
    * tier's providers whose domains admit now, picked among by the strategy.
    * When none admits in any tier, the one admitted first, if before the
-   * deadline.
+   * deadline. With an affinity key on the first hop, its home first, if it
+   * can take the call now.
    */
   const select = (
     wants: Wants,
     cost: RateLimiter.Cost | undefined,
     deadlineAt: number | undefined
   ): Effect.Effect<ProviderEntry, RouterError> =>
-    Effect.gen(function* () {
+    Effect.suspend(() => {
       const at = now()
       const generation = host.generation()
       const { contextShort, tiers } = acceptable(generation, wants, at)
       if (tiers.length === 0) {
-        return yield* Effect.fail(
+        return Effect.fail(
           contextShort
             ? new RouterError({
                 router: name,
@@ -201,11 +224,53 @@ export const make = (host: Host) => {
         )
       }
       const known = new Map<QuotaDomain, number>()
+      const byQuota = Effect.suspend(() => chooseByQuota(tiers, cost, at, deadlineAt, known))
+      if (affinity !== undefined && wants.affinityKey !== undefined && wants.tried.size === 0) {
+        const home = affinity.home(generation, wants.affinityKey, host.inFlightTotal())
+        if (home !== undefined && !home.isEjected(at) && fitsContext(home, wants)) {
+          return Effect.flatMap(delayOf(home, cost, at, known), (delay) =>
+            delay === 0 ? Effect.succeed(home) : byQuota
+          )
+        }
+      }
+      return byQuota
+    })
+
+  /** Step 4: the lowest tier's strategy pick if it admits now (one look), else the scan by tier. */
+  const chooseByQuota = (
+    tiers: ReadonlyArray<ReadonlyArray<ProviderEntry>>,
+    cost: RateLimiter.Cost | undefined,
+    at: number,
+    deadlineAt: number | undefined,
+    known: Map<QuotaDomain, number>
+  ): Effect.Effect<ProviderEntry, RouterError> =>
+    Effect.flatMap(strategy.pick(tiers[0]!), (first) =>
+      Effect.flatMap(delayOf(first, cost, at, known), (firstDelay) =>
+        firstDelay === 0 ? Effect.succeed(first) : scan(tiers, first, firstDelay, cost, at, deadlineAt, known)
+      )
+    )
+
+  /**
+   * The lowest tier's pick cannot be admitted now: each tier's providers that
+   * admit now, picked among by the strategy (a higher tier's own pick first);
+   * when none admits in any tier, the one admitted first, if before the deadline.
+   */
+  const scan = (
+    tiers: ReadonlyArray<ReadonlyArray<ProviderEntry>>,
+    lowestPick: ProviderEntry,
+    lowestPickDelay: number,
+    cost: RateLimiter.Cost | undefined,
+    at: number,
+    deadlineAt: number | undefined,
+    known: Map<QuotaDomain, number>
+  ): Effect.Effect<ProviderEntry, RouterError> =>
+    Effect.gen(function* () {
       let earliest: ProviderEntry | undefined
       let earliestDelay = Number.POSITIVE_INFINITY
-      for (const group of tiers) {
-        const first = strategy.pick(group)
-        const firstDelay = yield* delayOf(first, cost, at, known)
+      for (let tier = 0; tier < tiers.length; tier++) {
+        const group = tiers[tier]!
+        const first = tier === 0 ? lowestPick : yield* strategy.pick(group)
+        const firstDelay = tier === 0 ? lowestPickDelay : yield* delayOf(first, cost, at, known)
         if (firstDelay === 0) return first
         const ready: Array<ProviderEntry> = []
         for (const provider of group) {
@@ -216,7 +281,7 @@ export const make = (host: Host) => {
             earliest = provider
           }
         }
-        if (ready.length > 0) return strategy.pick(ready)
+        if (ready.length > 0) return yield* strategy.pick(ready)
       }
       // Nothing admits now: the earliest admission, in its Executor's lane (a cost none can ever admit goes
       // to the first candidate, whose Executor says why).

@@ -13,18 +13,42 @@
  * - `lowestLatency`: power of two choices on the latency EWMA of successful
  *   calls (per output token when the call says how many); a provider with no
  *   sample yet is tried first.
+ * - `headroom`: power of two choices on the quota left: each of the two
+ *   drawn providers' share of capacity left in its quota domains (its
+ *   emptiest limit of its emptiest domain, read from the domains' limiters
+ *   as the pick is made); the one with more wins, ties to the one with fewer
+ *   calls in flight. A provider in no domain counts as full. Two reads per
+ *   pick, whatever the number of providers.
  *
- * Randomness comes from a seeded generator drawn from Effect's `Random` when
- * the Router is made, so a test that seeds `Random` sees the same picks.
+ * A pick is an Effect because `headroom` reads the limiters; the others are
+ * synchronous inside it. Randomness comes from a seeded generator drawn from
+ * Effect's `Random` when the Router is made, so a test that seeds `Random`
+ * sees the same picks. What Effect gave: `Random`, and `Pool`'s shape of a
+ * policy as a small object; the strategies themselves are this module's.
  */
+import * as Effect from "effect/Effect"
 import type { ProviderEntry } from "./routerProvider.js"
 
-export type StrategyName = "roundRobin" | "weightedRoundRobin" | "leastOutstanding" | "lowestLatency"
+export type StrategyName = "roundRobin" | "weightedRoundRobin" | "leastOutstanding" | "lowestLatency" | "headroom"
+
+export const strategyNames: ReadonlyArray<StrategyName> = [
+  "roundRobin",
+  "weightedRoundRobin",
+  "leastOutstanding",
+  "lowestLatency",
+  "headroom"
+]
 
 export interface Strategy {
   readonly name: StrategyName
   /** One of `candidates` (never empty). */
-  readonly pick: (candidates: ReadonlyArray<ProviderEntry>) => ProviderEntry
+  readonly pick: (candidates: ReadonlyArray<ProviderEntry>) => Effect.Effect<ProviderEntry>
+}
+
+/** What a strategy may read besides the provider records. */
+export interface Reads {
+  /** The provider's share (0 to 1) of quota left now. */
+  readonly headroom: (provider: ProviderEntry) => Effect.Effect<number>
 }
 
 /** A uniform integer in [0, bound). */
@@ -46,38 +70,46 @@ const roundRobin = (): Strategy => {
   let turn = 0
   return {
     name: "roundRobin",
-    pick: (candidates) => candidates[turn++ % candidates.length]!
+    pick: (candidates) => Effect.sync(() => candidates[turn++ % candidates.length]!)
   }
 }
 
 const weightedRoundRobin = (): Strategy => ({
   name: "weightedRoundRobin",
-  pick: (candidates) => {
-    let total = 0
-    let best = candidates[0]!
-    for (let i = 0; i < candidates.length; i++) {
-      const candidate = candidates[i]!
-      candidate.currentWeight += candidate.weight
-      total += candidate.weight
-      if (candidate.currentWeight > best.currentWeight) best = candidate
-    }
-    best.currentWeight -= total
-    return best
-  }
+  pick: (candidates) => Effect.sync(() => weightedPick(candidates))
 })
+
+/** nginx's smooth weighted round robin: one pass, no allocation. */
+const weightedPick = (candidates: ReadonlyArray<ProviderEntry>): ProviderEntry => {
+  let total = 0
+  let best = candidates[0]!
+  for (let i = 0; i < candidates.length; i++) {
+    const candidate = candidates[i]!
+    candidate.currentWeight += candidate.weight
+    total += candidate.weight
+    if (candidate.currentWeight > best.currentWeight) best = candidate
+  }
+  best.currentWeight -= total
+  return best
+}
+
+/** Two distinct candidates at random, in the order drawn (one alone: itself twice). */
+const drawTwo = (draw: Draw, candidates: ReadonlyArray<ProviderEntry>): readonly [ProviderEntry, ProviderEntry] => {
+  if (candidates.length === 1) return [candidates[0]!, candidates[0]!]
+  const first = draw(candidates.length)
+  let second = draw(candidates.length - 1)
+  if (second >= first) second++
+  return [candidates[first]!, candidates[second]!]
+}
 
 /** Two distinct candidates at random; the better by `score` (lower wins; ties go to the first drawn). */
 const twoChoices =
   (draw: Draw, score: (candidate: ProviderEntry) => number) =>
-  (candidates: ReadonlyArray<ProviderEntry>): ProviderEntry => {
-    if (candidates.length === 1) return candidates[0]!
-    const first = draw(candidates.length)
-    let second = draw(candidates.length - 1)
-    if (second >= first) second++
-    const a = candidates[first]!
-    const b = candidates[second]!
-    return score(b) < score(a) ? b : a
-  }
+  (candidates: ReadonlyArray<ProviderEntry>): Effect.Effect<ProviderEntry> =>
+    Effect.sync(() => {
+      const [a, b] = drawTwo(draw, candidates)
+      return score(b) < score(a) ? b : a
+    })
 
 const leastOutstanding = (draw: Draw): Strategy => ({
   name: "leastOutstanding",
@@ -89,7 +121,19 @@ const lowestLatency = (draw: Draw): Strategy => ({
   pick: twoChoices(draw, (candidate) => candidate.ewmaMillis ?? Number.NEGATIVE_INFINITY)
 })
 
-export const make = (name: StrategyName, draw: Draw): Strategy => {
+const headroom = (draw: Draw, reads: Reads): Strategy => ({
+  name: "headroom",
+  pick: (candidates) =>
+    Effect.suspend(() => {
+      const [a, b] = drawTwo(draw, candidates)
+      if (a === b) return Effect.succeed(a)
+      return Effect.zipWith(reads.headroom(a), reads.headroom(b), (left, right) =>
+        right > left || (right === left && b.inFlight < a.inFlight) ? b : a
+      )
+    })
+})
+
+export const make = (name: StrategyName, draw: Draw, reads: Reads): Strategy => {
   switch (name) {
     case "roundRobin":
       return roundRobin()
@@ -99,5 +143,7 @@ export const make = (name: StrategyName, draw: Draw): Strategy => {
       return leastOutstanding(draw)
     case "lowestLatency":
       return lowestLatency(draw)
+    case "headroom":
+      return headroom(draw, reads)
   }
 }
