@@ -70,14 +70,11 @@ export interface Provider extends ProviderEntry {
  * providers file (`Invalid`: the entry and the field), or names a key
  * variable that is not set (`KeyMissing`: the variable, never a value).
  */
-export class ProvidersError extends Schema.TaggedError<ProvidersError>("@sluice/cli/ProvidersError")(
-  "ProvidersError",
-  {
-    reason: Schema.Literal("Unreadable", "Invalid", "KeyMissing"),
-    path: Schema.String,
-    detail: Schema.String
-  }
-) {
+export class ProvidersError extends Schema.TaggedError<ProvidersError>("@sluice/cli/ProvidersError")("ProvidersError", {
+  reason: Schema.Literal("Unreadable", "Invalid", "KeyMissing"),
+  path: Schema.String,
+  detail: Schema.String
+}) {
   override get message(): string {
     return `--providers ${this.path}: ${this.detail}`
   }

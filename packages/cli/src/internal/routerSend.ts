@@ -37,14 +37,7 @@
  * provider is down, and the per-provider counts.
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
-import {
-  CircuitBreaker,
-  Executor,
-  type InvalidOptions,
-  RateLimiter,
-  RateLimiterStore,
-  Router
-} from "@sluice/core"
+import { CircuitBreaker, Executor, type InvalidOptions, RateLimiter, RateLimiterStore, Router } from "@sluice/core"
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
@@ -54,8 +47,8 @@ import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as HttpSend from "../HttpSend.js"
 import type * as Runner from "../Runner.js"
-import { RunStats, type RunStatsShape } from "../RunStats.js"
 import type * as RunStatsTypes from "../RunStats.js"
+import { RunStats, type RunStatsShape } from "../RunStats.js"
 import * as Outage from "./outage.js"
 import type * as Providers from "./providers.js"
 import { RunError } from "./runError.js"
@@ -73,14 +66,14 @@ export interface Options {
     HttpSend.Options,
     "baseUrl" | "apiKey" | "rpm" | "tpm" | "name" | "breaker" | "maxOutage" | "waitForBreaker"
   >
-  /** Told of each provider's breaker, to chart it. */
-  readonly watchBreaker?: ((breaker: CircuitBreaker.CircuitBreakerShape) => Effect.Effect<void, never, Scope.Scope>) | undefined
 }
 
 export interface RouterSender extends HttpSend.Sender {
   readonly router: Router.RouterShape
   /** Each provider's counts, now. */
   readonly providers: () => ReadonlyArray<RunStatsTypes.ProviderProgress>
+  /** The providers' concurrency together. */
+  readonly concurrency: number
 }
 
 /** A domain's limiter carries only the Router's 429 cool-down: its limit is never reached. */
@@ -206,7 +199,6 @@ export const make = (
     for (const provider of options.providers) {
       const counter = counters.get(provider.name)!
       const breaker = yield* CircuitBreaker.make(HttpSend.defaultBreaker(provider.name))
-      if (options.watchBreaker !== undefined) yield* options.watchBreaker(breaker)
       const send = yield* HttpSend.make({
         ...options.shared,
         name: provider.name,
@@ -314,7 +306,9 @@ export const make = (
       maxOutage,
       onChange: (state) =>
         stats.setOutage(
-          state === undefined ? undefined : { since: state.since, waiting: state.waiting, lastFailure: state.lastFailure }
+          state === undefined
+            ? undefined
+            : { since: state.since, waiting: state.waiting, lastFailure: state.lastFailure }
         )
     })
     yield* Effect.forkScoped(
@@ -381,5 +375,10 @@ export const make = (
       }
       return Effect.raceFirst(loop(0), Effect.flatMap(Deferred.await(halted), Effect.fail))
     }
-    return Object.assign(sendLine, { halted: Deferred.await(halted), router, providers }) satisfies RouterSender
+    return Object.assign(sendLine, {
+      halted: Deferred.await(halted),
+      router,
+      providers,
+      concurrency: concurrencySum
+    }) satisfies RouterSender
   })
