@@ -74,6 +74,8 @@ export interface RouterSender extends HttpSend.Sender {
   readonly providers: () => ReadonlyArray<RunStatsTypes.ProviderProgress>
   /** The providers' concurrency together. */
   readonly concurrency: number
+  /** Each provider's breaker, in the order of the providers. */
+  readonly breakers: ReadonlyArray<readonly [provider: string, breaker: CircuitBreaker.CircuitBreakerShape]>
 }
 
 /** A domain's limiter carries only the Router's 429 cool-down: its limit is never reached. */
@@ -194,11 +196,13 @@ export const make = (
     // ---- the providers --------------------------------------------------------------
 
     const senders = new Map<string, HttpSend.Sender>()
+    const breakers: Array<readonly [string, CircuitBreaker.CircuitBreakerShape]> = []
     const domains: Record<string, Router.DomainOptions> = {}
     const registered: Array<Router.ProviderOptions> = []
     for (const provider of options.providers) {
       const counter = counters.get(provider.name)!
       const breaker = yield* CircuitBreaker.make(HttpSend.defaultBreaker(provider.name))
+      breakers.push([provider.name, breaker])
       const send = yield* HttpSend.make({
         ...options.shared,
         name: provider.name,
@@ -379,6 +383,7 @@ export const make = (
       halted: Deferred.await(halted),
       router,
       providers,
-      concurrency: concurrencySum
+      concurrency: concurrencySum,
+      breakers
     }) satisfies RouterSender
   })
