@@ -16,12 +16,14 @@
  *      MockProvider answering 503 to everything for 20 s in the middle (about 1 minute);
  *  10. one quota in Redis: admissions/s, p50/p99 and commands per admission of @sluice/redis beside
  *      rate-limiter-flexible and bottleneck's clustering mode, against the local Redis (REDIS_URL);
- *  11. every target of every part, PASS or MISS.
+ *  11. the Router end to end: 2,000 lines through `sluice run --providers` over two MockProviders with
+ *      separate token limits, steady and with one provider down for 20 s (about 2 minutes);
+ *  12. every target of every part, PASS or MISS.
  *
  * Run: npx -y pnpm@10.34.9 bench   (bench/build.mjs bundles it without tsx's keepNames, then
  *      node --expose-gc bench/build/run.mjs)
  * Some parts only: npx -y pnpm@10.34.9 bench --only throughput,breaker
- *   (throughput, million, rate, breaker, http, runner, regime, lanes, outage, redis); the targets table still lists
+ *   (throughput, million, rate, breaker, http, runner, regime, lanes, outage, redis, routerE2e); the targets table still lists
  *   every target, those of the parts left out as "not run".
  * Tables go to stdout, progress to stderr. The exit code is 0 whatever the
  * results: this is a report, not a test.
@@ -36,6 +38,7 @@ import * as Outage from "./outage.js"
 import * as RatePrecision from "./ratePrecision.js"
 import * as RedisPart from "./redis.js"
 import * as Regime from "./regime.js"
+import * as RouterE2e from "./routerE2e.js"
 import * as Runner from "./runner.js"
 import * as Targets from "./targets.js"
 import * as Throughput from "./throughput.js"
@@ -57,7 +60,8 @@ const PARTS = [
   "regime",
   "lanes",
   "outage",
-  "redis"
+  "redis",
+  "routerE2e"
 ] as const
 type Part = (typeof PARTS)[number]
 
@@ -173,8 +177,27 @@ const main = async () => {
     RedisPart.print
   )
 
+  const router = await run(
+    "routerE2e",
+    "11. the Router end to end (about 2 minutes)",
+    () => RouterE2e.measure(progress),
+    RouterE2e.print
+  )
+
   Targets.print(
-    Targets.checks({ throughput, million, rates, breaker, http: http?.rows, runner, regime, lanes, outage, redis })
+    Targets.checks({
+      throughput,
+      million,
+      rates,
+      breaker,
+      http: http?.rows,
+      runner,
+      regime,
+      lanes,
+      outage,
+      redis,
+      router
+    })
   )
   process.stdout.write(`\nTotal time: ${seconds(began)}\n`)
 }

@@ -1,5 +1,5 @@
 /**
- * Part 10: every target Sluice is held to, part by part, each next to what this
+ * Part 12: every target Sluice is held to, part by part, each next to what this
  * run observed, with PASS or MISS. Every target is always listed: one whose
  * part was left out (`--only`) reads "not run", so "all met" is said only when
  * every target of every part was measured and met. A report, not a test: a
@@ -14,6 +14,7 @@ import type { RateRow } from "./ratePrecision.js"
 import { LIMIT, SLUICE_ROWS } from "./ratePrecision.js"
 import * as RedisPart from "./redis.js"
 import * as Regime from "./regime.js"
+import * as RouterE2e from "./routerE2e.js"
 import * as Runner from "./runner.js"
 import * as Table from "./table.js"
 import type { ThroughputRow } from "./throughput.js"
@@ -41,6 +42,7 @@ export interface Results {
   readonly lanes?: Lanes.LanesResult | undefined
   readonly outage?: ReadonlyArray<Outage.OutageRow> | undefined
   readonly redis?: ReadonlyArray<RedisPart.RedisRow> | undefined
+  readonly router?: ReadonlyArray<RouterE2e.RouterE2eRow> | undefined
 }
 
 export const HEAP_PER_QUEUED_MAX = 1024
@@ -257,6 +259,37 @@ const redisChecks = (rows: ReadonlyArray<RedisPart.RedisRow> = []): Array<Check>
   ]
 }
 
+const routerChecks = (rows: ReadonlyArray<RouterE2e.RouterE2eRow> = []): Array<Check> => {
+  const steady = rows.find((row) => row.role === "steady")
+  const outage = rows.find((row) => row.role === "outage")
+  const percent = (share: number) => (Number.isFinite(share) ? `${Table.fixed(share * 100, 1)}%` : "n/a")
+  return [
+    {
+      part: 11,
+      target:
+        "router: two providers, tokens per window of the sum of their limits once learned (429s after 1st window, failed)",
+      required: `>= ${Runner.TARGET_SHARE * 100}% (0, 0)`,
+      observed:
+        steady === undefined
+          ? "n/a"
+          : `${percent(steady.shareSteady)} (${Table.int(steady.rateLimitedLater)}, ${Table.int(steady.failed)})`,
+      ok: steady === undefined ? undefined : RouterE2e.steadyTarget(steady),
+      ran: true
+    },
+    {
+      part: 11,
+      target: `router: one provider down ${RouterE2e.OUTAGE_SECONDS} s, failed lines (the other's share of its limit)`,
+      required: `0 (>= ${RouterE2e.CARRY_SHARE * 100}%)`,
+      observed:
+        outage === undefined
+          ? "n/a"
+          : `${Table.int(outage.failed)} (${outage.outage === undefined ? "no outage hit" : percent(outage.outage.carried)})`,
+      ok: outage === undefined ? undefined : RouterE2e.outageTarget(outage),
+      ran: true
+    }
+  ]
+}
+
 /** Every target, in part order; a part that was not run still lists its targets, as "not run". */
 export const checks = (results: Results): Array<Check> => {
   const part = <A>(result: A | undefined, list: (result: A | undefined) => Array<Check>): Array<Check> =>
@@ -271,7 +304,8 @@ export const checks = (results: Results): Array<Check> => {
     ...part(results.regime, regimeChecks),
     ...part(results.lanes, lanesChecks),
     ...part(results.outage, outageChecks),
-    ...part(results.redis, redisChecks)
+    ...part(results.redis, redisChecks),
+    ...part(results.router, routerChecks)
   ]
 }
 
@@ -290,7 +324,7 @@ const summary = (list: ReadonlyArray<Check>): string => {
 
 export const print = (list: ReadonlyArray<Check>): void => {
   Table.print({
-    title: "11. Targets",
+    title: "12. Targets",
     columns: [
       { header: "part", align: "right" },
       { header: "target" },

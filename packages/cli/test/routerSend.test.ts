@@ -18,6 +18,7 @@ import * as Fiber from "effect/Fiber"
 import * as TestClock from "effect/TestClock"
 import type * as Providers from "../src/internal/providers.js"
 import * as RouterSend from "../src/internal/routerSend.js"
+import { RunError } from "../src/internal/runError.js"
 import type * as Runner from "../src/Runner.js"
 import * as RunStats from "../src/RunStats.js"
 
@@ -161,4 +162,62 @@ describe("sluice run --providers (virtual time)", () => {
       }),
     BUSY_MACHINE_TIMEOUT
   )
+
+  it.scoped(
+    "every provider down: the run pauses (an outage on the progress), no line fails; it goes on when one answers",
+    () =>
+      Effect.gen(function* () {
+        const start = yield* Clock.currentTimeMillis
+        const down = (now: number) => now >= start + 5_000 && now < start + 15_000
+        const a = tokenServer(1_000_000, down)
+        const b = tokenServer(1_000_000, down)
+        const http = TestHttpClient.make((request) =>
+          request.url.host === "a.example.com" ? a.handler(request) : b.handler(request)
+        )
+        const stats = yield* RunStats.make()
+        const send = yield* RouterSend.make({
+          providers: [provider("a", "a.example.com"), provider("b", "b.example.com")],
+          maxOutage: "5 minutes",
+          shared: { concurrency: 4, maxAttempts: 2, timeout: "10 seconds" }
+        }).pipe(Effect.provideService(RunStats.RunStats, stats), Effect.provideService(HttpClient.HttpClient, http))
+        // Lines one after another, 8 at a time, paced by a line every 200 ms: they span the outage.
+        const lines = 100
+        const fiber = yield* Effect.fork(
+          Effect.forEach(
+            Array.from({ length: lines }, (_, i) => i + 1),
+            (n) => Effect.zipRight(Effect.sleep(n * 200), Effect.either(send(line(n)))),
+            { concurrency: 8 }
+          )
+        )
+        let outageSeen = false
+        while (fiber.unsafePoll() === null && (yield* Clock.currentTimeMillis) < start + 600_000) {
+          yield* TestClock.adjust("100 millis")
+          if ((yield* stats.snapshot).outage !== undefined) outageSeen = true
+        }
+        const results = yield* Fiber.join(fiber)
+        expect(results.filter((result) => result._tag === "Left")).toEqual([])
+        expect(outageSeen).toBe(true)
+        expect((yield* stats.snapshot).outage).toBeUndefined()
+        // Served once each: nothing lost, nothing repeated; none while both were down.
+        expect(a.served.length + b.served.length).toBe(lines)
+        expect([...a.served, ...b.served].filter((entry) => down(entry.at))).toEqual([])
+        expect([...a.served, ...b.served].some((entry) => entry.at >= start + 15_000)).toBe(true)
+      }),
+    BUSY_MACHINE_TIMEOUT
+  )
+
+  it("reads a line's failure as the Router's signal", () => {
+    const failed = (fields: Partial<ConstructorParameters<typeof RunError>[0]>) =>
+      new RunError({ reason: "SendFailed", detail: "x", ...fields })
+    expect(RouterSend.classify(failed({ errorKind: "RateLimited", failureClass: "own" }))._tag).toBe("RateLimited")
+    expect(RouterSend.classify(failed({ errorKind: "ServerError", failureClass: "systemic" }))._tag).toBe("Unavailable")
+    expect(RouterSend.classify(failed({ errorKind: "ProviderUnavailable", failureClass: "refused" }))._tag).toBe(
+      "Refused"
+    )
+    expect(RouterSend.classify(failed({ errorKind: "ContextTooLong", failureClass: "own" }))._tag).toBe(
+      "ContextTooLong"
+    )
+    expect(RouterSend.classify(failed({ errorKind: "InvalidRequest", failureClass: "own" }))._tag).toBe("Final")
+    expect(RouterSend.classify(new RunError({ reason: "AuthenticationFailed", detail: "x" }))._tag).toBe("Final")
+  })
 })

@@ -102,6 +102,8 @@ export const parse = (path: string, text: string): Effect.Effect<ReadonlyArray<P
       Effect.mapError((error) =>
         invalid(
           ParseResult.ArrayFormatter.formatErrorSync(error)
+            // An optional field's other branch ("Expected undefined") says nothing the real issue does not.
+            .filter((issue, _, all) => !(issue.message.startsWith("Expected undefined, actual") && all.length > 1))
             .map((issue) => {
               const [index, ...field] = issue.path
               if (typeof index !== "number") return issue.message

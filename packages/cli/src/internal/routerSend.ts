@@ -345,19 +345,22 @@ export const make = (
     const sendLine = (line: Runner.BatchLine): Effect.Effect<Runner.SendResult, RunError> => {
       /** The provider of the line's last hop. */
       let last: string | undefined
+      /** Lines served by any provider when the line's last hop began (see `Outage.answers`). */
+      let answersAtHop = 0
       const once = router.submit((route) => {
         last = route.provider
+        answersAtHop = outage.answers()
         return Effect.tap(senders.get(route.provider)!(line), (result) => served(route.provider, result))
       })
       const loop = (round: number): Effect.Effect<Runner.SendResult, RunError> => {
-        const answersBefore = outage.answers()
+        answersAtHop = outage.answers()
         return once.pipe(
           Effect.tap(() => outage.alive),
           Effect.catchAll((error) => {
             if (error instanceof RunError && error.reason !== "SendFailed") return Effect.fail(error)
             const systemic = isSystemic(error)
-            // A provider answered someone since this line began (or this line's failure is its own): its own failure.
-            if (!systemic || outage.answers() !== answersBefore) {
+            // Its own failure, or a provider served a line since its last hop began: its own failure.
+            if (!systemic || outage.answers() !== answersAtHop) {
               const counter = last === undefined ? undefined : counters.get(last)
               if (counter !== undefined) counter.failed++
               return Effect.fail(asRunError(error))
