@@ -14,6 +14,14 @@
  * limits become the tighter of those and `--rpm`/`--tpm` (see `HttpSend`).
  * `--no-learn-limits` goes by the flags only.
  *
+ * Several endpoints: `--providers FILE` (see `internal/providers.ts`) puts
+ * one such client per provider, each with its own key, limits and breaker,
+ * behind a Router (`internal/routerSend.ts`, `--strategy`): a provider that
+ * fails moves its lines to the others; the run pauses only when every
+ * provider is down. The single endpoint stays its own path (not a router of
+ * one): its outage pauses the run through its own breaker, which a router of
+ * one would only wrap in a pass-through Executor and a second outage check.
+ *
  * Exit codes (`EXIT_CODES`, also in `sluice run --help`): 0 every line has a
  * successful result; 1 the run completed but some lines failed (now, or
  * kept from an earlier run) or were malformed (see the output and the
@@ -54,7 +62,7 @@
  *
  * What `@effect/cli` gave us: flag parsing, validation, `--help`. What this
  * module adds: the flags of `run`, the check of where a run may go, the wiring of the runner to a sender and
- * the terminal (`makeSender` is the one place a sender is chosen), the
+ * the terminal (`makeSender` for one endpoint, `makeRouterSender` for `--providers`), the
  * two-step Ctrl-C and the exit codes.
  *
  * @since 0.1.0
@@ -460,7 +468,10 @@ const clearLine = "\r\x1b[2K"
 const reportDetails = (flags: RunFlags): ReadonlyArray<readonly [string, string]> => [
   ["input", flags.input],
   ["output", flags.output],
-  ["base URL", flags.baseUrl]
+  Option.match(flags.providers, {
+    onNone: () => ["base URL", flags.baseUrl] as const,
+    onSome: (path) => ["providers", `${path} (--strategy ${flags.strategy})`] as const
+  })
 ]
 /** Failures of a reason are reported again (off a terminal) when their count grew, at most this often. */
 const REPORT_EVERY_MILLIS = 2_000
