@@ -17,12 +17,14 @@
  *  10. one quota in Redis: admissions/s, p50/p99 and commands per admission of @sluice/redis beside
  *      rate-limiter-flexible and bottleneck's clustering mode, against the local Redis (REDIS_URL);
  *  11. the Router's selection cost per call, every strategy and affinity, at 2, 16, 128 and 1,000 providers;
- *  12. every target of every part, PASS or MISS.
+ *  12. the Router end to end: 2,000 lines through `sluice run --providers` over two MockProviders with
+ *      separate token limits, steady and with one provider down for 20 s (about 2 minutes);
+ *  13. every target of every part, PASS or MISS.
  *
  * Run: npx -y pnpm@10.34.9 bench   (bench/build.mjs bundles it without tsx's keepNames, then
  *      node --expose-gc bench/build/run.mjs)
  * Some parts only: npx -y pnpm@10.34.9 bench --only throughput,breaker
- *   (throughput, million, rate, breaker, http, runner, regime, lanes, outage, redis, router); the targets table still lists
+ *   (throughput, million, rate, breaker, http, runner, regime, lanes, outage, redis, router, routerE2e); the targets table still lists
  *   every target, those of the parts left out as "not run".
  * Tables go to stdout, progress to stderr. The exit code is 0 whatever the
  * results: this is a report, not a test.
@@ -38,6 +40,7 @@ import * as RatePrecision from "./ratePrecision.js"
 import * as RedisPart from "./redis.js"
 import * as Regime from "./regime.js"
 import * as RouterSelection from "./routerSelection.js"
+import * as RouterE2e from "./routerE2e.js"
 import * as Runner from "./runner.js"
 import * as Targets from "./targets.js"
 import * as Throughput from "./throughput.js"
@@ -60,7 +63,8 @@ const PARTS = [
   "lanes",
   "outage",
   "redis",
-  "router"
+  "router",
+  "routerE2e"
 ] as const
 type Part = (typeof PARTS)[number]
 
@@ -183,6 +187,13 @@ const main = async () => {
     RouterSelection.print
   )
 
+  const routerE2e = await run(
+    "routerE2e",
+    "12. the Router end to end (about 2 minutes)",
+    () => RouterE2e.measure(progress),
+    RouterE2e.print
+  )
+
   Targets.print(
     Targets.checks({
       throughput,
@@ -195,7 +206,8 @@ const main = async () => {
       lanes,
       outage,
       redis,
-      router
+      router,
+      routerE2e
     })
   )
   process.stdout.write(`\nTotal time: ${seconds(began)}\n`)

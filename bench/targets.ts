@@ -15,6 +15,7 @@ import { LIMIT, SLUICE_ROWS } from "./ratePrecision.js"
 import * as RedisPart from "./redis.js"
 import * as Regime from "./regime.js"
 import * as RouterSelection from "./routerSelection.js"
+import * as RouterE2e from "./routerE2e.js"
 import * as Runner from "./runner.js"
 import * as Table from "./table.js"
 import type { ThroughputRow } from "./throughput.js"
@@ -43,6 +44,7 @@ export interface Results {
   readonly outage?: ReadonlyArray<Outage.OutageRow> | undefined
   readonly redis?: ReadonlyArray<RedisPart.RedisRow> | undefined
   readonly router?: ReadonlyArray<RouterSelection.SelectionRow> | undefined
+  readonly routerE2e?: ReadonlyArray<RouterE2e.RouterE2eRow> | undefined
 }
 
 export const HEAP_PER_QUEUED_MAX = 1024
@@ -275,6 +277,36 @@ const routerChecks = (rows: ReadonlyArray<RouterSelection.SelectionRow> = []): A
       ran: true
     }
   })
+const routerE2eChecks = (rows: ReadonlyArray<RouterE2e.RouterE2eRow> = []): Array<Check> => {
+  const steady = rows.find((row) => row.role === "steady")
+  const outage = rows.find((row) => row.role === "outage")
+  const percent = (share: number) => (Number.isFinite(share) ? `${Table.fixed(share * 100, 1)}%` : "n/a")
+  return [
+    {
+      part: 12,
+      target:
+        "router: two providers, tokens per window of the sum of their limits once learned (429s after 1st window, failed)",
+      required: `>= ${Runner.TARGET_SHARE * 100}% (0, 0)`,
+      observed:
+        steady === undefined
+          ? "n/a"
+          : `${percent(steady.shareSteady)} (${Table.int(steady.rateLimitedLater)}, ${Table.int(steady.failed)})`,
+      ok: steady === undefined ? undefined : RouterE2e.steadyTarget(steady),
+      ran: true
+    },
+    {
+      part: 12,
+      target: `router: one provider down ${RouterE2e.OUTAGE_SECONDS} s, failed lines (the other's share of its limit)`,
+      required: `0 (>= ${RouterE2e.CARRY_SHARE * 100}%)`,
+      observed:
+        outage === undefined
+          ? "n/a"
+          : `${Table.int(outage.failed)} (${outage.outage === undefined ? "no outage hit" : percent(outage.outage.carried)})`,
+      ok: outage === undefined ? undefined : RouterE2e.outageTarget(outage),
+      ran: true
+    }
+  ]
+}
 
 /** Every target, in part order; a part that was not run still lists its targets, as "not run". */
 export const checks = (results: Results): Array<Check> => {
@@ -291,7 +323,8 @@ export const checks = (results: Results): Array<Check> => {
     ...part(results.lanes, lanesChecks),
     ...part(results.outage, outageChecks),
     ...part(results.redis, redisChecks),
-    ...part(results.router, routerChecks)
+    ...part(results.router, routerChecks),
+    ...part(results.routerE2e, routerE2eChecks)
   ]
 }
 
@@ -310,7 +343,7 @@ const summary = (list: ReadonlyArray<Check>): string => {
 
 export const print = (list: ReadonlyArray<Check>): void => {
   Table.print({
-    title: "12. Targets",
+    title: "13. Targets",
     columns: [
       { header: "part", align: "right" },
       { header: "target" },

@@ -14,6 +14,14 @@
  * limits become the tighter of those and `--rpm`/`--tpm` (see `HttpSend`).
  * `--no-learn-limits` goes by the flags only.
  *
+ * Several endpoints: `--providers FILE` (see `internal/providers.ts`) puts
+ * one such client per provider, each with its own key, limits and breaker,
+ * behind a Router (`internal/routerSend.ts`, `--strategy`): a provider that
+ * fails moves its lines to the others; the run pauses only when every
+ * provider is down. The single endpoint stays its own path (not a router of
+ * one): its outage pauses the run through its own breaker, which a router of
+ * one would only wrap in a pass-through Executor and a second outage check.
+ *
  * Exit codes (`EXIT_CODES`, also in `sluice run --help`): 0 every line has a
  * successful result; 1 the run completed but some lines failed (now, or
  * kept from an earlier run) or were malformed (see the output and the
@@ -54,7 +62,7 @@
  *
  * What `@effect/cli` gave us: flag parsing, validation, `--help`. What this
  * module adds: the flags of `run`, the check of where a run may go, the wiring of the runner to a sender and
- * the terminal (`makeSender` is the one place a sender is chosen), the
+ * the terminal (`makeSender` for one endpoint, `makeRouterSender` for `--providers`), the
  * two-step Ctrl-C and the exit codes.
  *
  * @since 0.1.0
@@ -62,8 +70,9 @@
 import * as Command from "@effect/cli/Command"
 import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
+import type * as FileSystem from "@effect/platform/FileSystem"
 import type * as HttpClient from "@effect/platform/HttpClient"
-import { CircuitBreaker, type InvalidOptions } from "@sluice/core"
+import { CircuitBreaker, type InvalidOptions, type Router } from "@sluice/core"
 import * as ApiClient from "@sluice/http/ApiClient"
 import * as EndpointConfig from "@sluice/http/EndpointConfig"
 import * as Config from "effect/Config"
@@ -81,6 +90,8 @@ import * as HttpSend from "./HttpSend.js"
 import * as CompactionPause from "./internal/compactionPause.js"
 import * as Flags from "./internal/flags.js"
 import * as View from "./internal/progressView.js"
+import * as Providers from "./internal/providers.js"
+import * as RouterSend from "./internal/routerSend.js"
 import * as SharedLimits from "./internal/sharedLimits.js"
 import * as Signals from "./internal/signals.js"
 import * as Runner from "./Runner.js"
@@ -182,6 +193,10 @@ export interface RunFlags {
   readonly retryFailed: boolean
   /** `--redis URL`: share the limits with every `sluice run` on that Redis (see `internal/sharedLimits.ts`). */
   readonly redis: Option.Option<string>
+  /** `--providers FILE`: several endpoints behind a Router (see `internal/providers.ts`, `internal/routerSend.ts`). */
+  readonly providers: Option.Option<string>
+  /** `--strategy`: how the Router balances the providers. */
+  readonly strategy: Router.Strategy
 }
 
 const runFlags = {
@@ -293,6 +308,16 @@ const runFlags = {
       "Keep the limits in this Redis (redis://host:port): every sluice run given it, against the same --base-url, shares one quota"
     ),
     Flags.optional("none: the limits are this process's own")
+  ),
+  providers: Flags.file("providers", { exists: true }).pipe(
+    Options.withDescription(
+      "Several endpoints behind a Router: a JSON array of { name, baseUrl, keyEnv, domain?, weight?, tier?, contextWindow?, limits?: { rpm?, tpm? }, concurrency? } (limits absent: learned from the headers). Replaces --base-url, --api-key-env, --rpm and --tpm; a provider that fails moves its lines to the others"
+    ),
+    Flags.optional("none: one endpoint, --base-url")
+  ),
+  strategy: Flags.choice("strategy", ["leastOutstanding", "roundRobin", "weightedRoundRobin", "lowestLatency"]).pipe(
+    Options.withDescription("With --providers: how the Router balances the providers"),
+    Flags.withDefault("leastOutstanding")
   )
 }
 
@@ -358,6 +383,57 @@ export const makeSender = (
 
 const RUN_NAME = "sluice-run"
 
+/** Flags that `--providers` replaces (each provider gives its own in the file). */
+const REPLACED_BY_PROVIDERS = ["--api-key-env", "--no-api-key", "--rpm", "--tpm", "--redis"] as const
+
+/**
+ * The sender of `sluice run --providers FILE`: the file read and checked, each provider's key read
+ * (`Redacted`), one `HttpSend` per provider behind a Router (`internal/routerSend.ts`).
+ *
+ * @since 0.1.0
+ * @category wiring
+ */
+export const makeRouterSender = (
+  flags: RunFlags,
+  path: string
+): Effect.Effect<
+  RouterSend.RouterSender,
+  InvalidOptions.InvalidOptionsError | Providers.ProvidersError | UsageError,
+  HttpClient.HttpClient | RunStats.RunStats | FileSystem.FileSystem | Scope.Scope
+> =>
+  Effect.gen(function* () {
+    const given = [
+      Option.isSome(flags.apiKeyEnv),
+      flags.noApiKey,
+      Option.isSome(flags.rpm),
+      Option.isSome(flags.tpm),
+      Option.isSome(flags.redis)
+    ]
+    const clash = REPLACED_BY_PROVIDERS.filter((_, index) => given[index])
+    if (clash.length > 0) {
+      return yield* new UsageError({
+        detail: `--providers ${path}: ${clash.join(", ")} cannot go with it; give each provider its keyEnv and limits in the file`
+      })
+    }
+    const providers = yield* Providers.load(path, { allowInsecureHttp: flags.allowInsecureHttp })
+    return yield* RouterSend.make({
+      providers,
+      strategy: flags.strategy,
+      maxOutage: flags.maxOutage,
+      shared: {
+        window: flags.window,
+        burst: flags.burst,
+        headroom: flags.headroom,
+        learnLimits: flags.learnLimits,
+        outputTokensCharged: flags.outputTokensCharged,
+        concurrency: flags.concurrency,
+        maxAttempts: flags.maxAttempts,
+        timeout: flags.timeout,
+        allowInsecureHttp: flags.allowInsecureHttp
+      }
+    })
+  })
+
 const sender = (
   flags: RunFlags,
   apiKey: Redacted.Redacted<string> | undefined,
@@ -392,7 +468,10 @@ const clearLine = "\r\x1b[2K"
 const reportDetails = (flags: RunFlags): ReadonlyArray<readonly [string, string]> => [
   ["input", flags.input],
   ["output", flags.output],
-  ["base URL", flags.baseUrl]
+  Option.match(flags.providers, {
+    onNone: () => ["base URL", flags.baseUrl] as const,
+    onSome: (path) => ["providers", `${path} (--strategy ${flags.strategy})`] as const
+  })
 ]
 /** Failures of a reason are reported again (off a terminal) when their count grew, at most this often. */
 const REPORT_EVERY_MILLIS = 2_000
@@ -479,12 +558,18 @@ const makeStderrView = (live: boolean, maxOutageMillis: number) => {
 
 const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
   Effect.gen(function* () {
-    yield* checkDestination(flags)
-    const apiKey = yield* readApiKey(flags)
     const stats = yield* RunStats.RunStats
-    const send = yield* SharedLimits.withRedis(flags.redis, flags.baseUrl, makeSender(flags, apiKey)).pipe(
-      Effect.catchTag("RedisClientError", (error) => new UsageError({ detail: `--redis: ${error.message}` }))
-    )
+    const routed = Option.isSome(flags.providers) ? yield* makeRouterSender(flags, flags.providers.value) : undefined
+    const senderConcurrency = routed?.concurrency ?? flags.concurrency
+    const send: HttpSend.Sender =
+      routed ??
+      (yield* Effect.gen(function* () {
+        yield* checkDestination(flags)
+        const apiKey = yield* readApiKey(flags)
+        return yield* SharedLimits.withRedis(flags.redis, flags.baseUrl, makeSender(flags, apiKey)).pipe(
+          Effect.catchTag("RedisClientError", (error) => new UsageError({ detail: `--redis: ${error.message}` }))
+        )
+      }))
     const live = process.stderr.isTTY === true
     const view = makeStderrView(live, Duration.toMillis(flags.maxOutage))
 
@@ -508,9 +593,10 @@ const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
         input: flags.input,
         output: flags.output,
         errors: Option.getOrUndefined(flags.errors),
-        // Twice the sender's own concurrency: the next lines wait in the sender's Executor queue (where
-        // admission happens), so a finished call is followed at once; the runner is never the limiter.
-        concurrency: flags.concurrency * 2,
+        // Twice the sender's own concurrency (with --providers, the providers' together): the next lines wait in
+        // an Executor's queue (where admission happens), so a finished call is followed at once; the runner is
+        // never the limiter.
+        concurrency: 2 * senderConcurrency,
         stop: interrupts.first,
         abort: interrupts.second,
         halt: send.halted,
@@ -543,6 +629,7 @@ const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
     Effect.provide(ApiClient.layerPool({ connections: flags.concurrency })),
     Effect.catchTags({
       UsageError: (error) => Effect.zipRight(Console.error(error.message), setExitCode(ExitCode.usage)),
+      ProvidersError: (error) => Effect.zipRight(Console.error(error.message), setExitCode(ExitCode.usage)),
       InvalidOptionsError: (error) => Effect.zipRight(Console.error(error.message), setExitCode(ExitCode.usage)),
       RunError: (error) => Effect.zipRight(Console.error(error.message), setExitCode(ExitCode.runError))
     })

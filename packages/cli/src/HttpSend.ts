@@ -128,6 +128,11 @@ export interface Options {
    * such a line fails once its attempts are spent.
    */
   readonly maxOutage?: Duration.DurationInput | undefined
+  /**
+   * Without `maxOutage`: a line refused by the open breaker waits for it (retried, paying nothing, for up to
+   * ten minutes) when true, the default; fails at once when false (behind a Router, another provider takes it).
+   */
+  readonly waitForBreaker?: boolean | undefined
 }
 
 /**

@@ -21,6 +21,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
+import * as View from "./internal/progressView.js"
 import * as ReportPage from "./internal/reportPage.js"
 import * as RunSeries from "./internal/runSeries.js"
 import * as RunStats from "./RunStats.js"
@@ -63,8 +64,18 @@ export const make = (stats: RunStats.RunStatsShape, options: Options): Effect.Ef
   Effect.map(RunSeries.make(stats), (series) => ({
     stats: series.stats,
     watchBreaker: series.watchBreaker,
-    write: Effect.flatMap(series.finish, (recorded) =>
-      ReportPage.write(options.path, recorded, { title: options.title, details: options.details ?? [] })
+    write: Effect.flatMap(Effect.zip(series.finish, series.stats.snapshot), ([recorded, progress]) =>
+      ReportPage.write(options.path, recorded, {
+        title: options.title,
+        // A run through a Router: a row per provider (lines served, tokens, 429s, failures, ejections).
+        details: [
+          ...(options.details ?? []),
+          ...(progress.providers ?? []).map(
+            (provider) =>
+              [`provider ${provider.name}`, View.providerLine(provider).replace(/^provider \S+ /, "")] as const
+          )
+        ]
+      })
     )
   }))
 

@@ -74,6 +74,38 @@ export interface Outage {
 }
 
 /**
+ * One provider of a run over several (`sluice run --providers`): what it
+ * did, as the Router sent it lines.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ProviderProgress {
+  readonly name: string
+  /** Its quota domain (its name when it declares none). */
+  readonly domain: string
+  /** `active`, `ejected` (failing: no lines go to it until its cool-down ends) or `draining`. */
+  readonly state: "active" | "ejected" | "draining"
+  /** Lines it answered successfully. */
+  readonly served: number
+  /** Lines whose final failure came from it (the Router had nowhere else to send them). */
+  readonly failed: number
+  /** Lines that failed on it and went on to another provider. */
+  readonly movedAway: number
+  /** Tokens its answers report (prompt + completion). */
+  readonly promptTokens: number
+  readonly completionTokens: number
+  /** 429s it answered. */
+  readonly rateLimited: number
+  /** Times the Router ejected it. */
+  readonly ejections: number
+  /** Its limits in force (given or learned), per minute. */
+  readonly limits: Limits
+  /** Lines it served in each second of the run (index 0: the run's first second). */
+  readonly servedPerSecond: ReadonlyArray<number>
+}
+
+/**
  * A snapshot of a run.
  *
  * @since 0.1.0
@@ -111,6 +143,8 @@ export interface Progress {
   /** The same for tokens. */
   readonly busiestTokensPerMinute: number
   readonly limits: Limits
+  /** Per provider, when the run goes through a Router (`--providers`); else undefined. */
+  readonly providers: ReadonlyArray<ProviderProgress> | undefined
   /** Failed lines by what happened (`authentication failed (401)`, `server error (503)`, ...). */
   readonly failuresByReason: Readonly<Record<string, number>>
   /** The outage being waited out, if any, and how long it has lasted. */
@@ -173,6 +207,8 @@ export interface RunStatsShape {
   readonly setTotal: (total: number) => Effect.Effect<void>
   /** The limits in force changed (learned from the server). */
   readonly setLimits: (limits: Limits) => Effect.Effect<void>
+  /** The providers' counts (a run through a Router): `read` is called at each snapshot. */
+  readonly setProviders: (read: () => ReadonlyArray<ProviderProgress>) => Effect.Effect<void>
   readonly snapshot: Effect.Effect<Progress>
 }
 

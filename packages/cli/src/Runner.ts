@@ -54,7 +54,7 @@ import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type { RunError } from "./internal/runError.js"
 import * as internal from "./internal/runner.js"
-import type { RunStats } from "./RunStats.js"
+import type { ProviderProgress, RunStats } from "./RunStats.js"
 
 export {
   /**
@@ -229,6 +229,8 @@ export interface Summary {
   /** When `halted`: the `RunError`'s reason (`AuthenticationFailed`, `ProviderUnavailable`) and its message. */
   readonly halt: { readonly reason: string; readonly message: string } | undefined
   readonly elapsedMillis: number
+  /** Per provider, when the sender was a Router over several (`--providers`). */
+  readonly providers?: ReadonlyArray<ProviderProgress> | undefined
 }
 
 /**

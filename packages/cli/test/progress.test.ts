@@ -74,7 +74,7 @@ describe("the rate: what the last 60 s held", () => {
         const report = DemoReport.render({
           summary,
           results: [],
-          counters: { total: 5, served: 5, rateLimited: 0, faults: {} } as never,
+          counters: [{ total: 5, served: 5, rateLimited: 0, faults: {} }] as never,
           progress: live,
           transitions: [],
           limits: { rpm: 600, tpm: 60_000 },

@@ -125,7 +125,7 @@ export const endpointConfig = (
       // attempt) instead of failing, for up to ten minutes of retrying. With `maxOutage` the sender waits
       // instead (woken when the breaker lets probes through), so the refusal comes back to it at once.
       isRetryable:
-        options.maxOutage === undefined
+        options.maxOutage === undefined && options.waitForBreaker !== false
           ? (error) => Retry.isRetryable(error) || error instanceof CircuitBreaker.CircuitOpenError
           : Retry.isRetryable,
       maxElapsed: "10 minutes"
@@ -399,6 +399,7 @@ export const make = (
         attempts: attemptsMade,
         retryable: verdict.retryable,
         label: verdict.label,
+        failureClass: verdict.refused ? "refused" : verdict.class === "systemic" ? "systemic" : "own",
         ...(verdict.status === undefined ? {} : { status: verdict.status }),
         ...(answer?.requestId !== undefined && answer.status === verdict.status ? { requestId: answer.requestId } : {})
       })

@@ -97,6 +97,7 @@ export const summaryText = (summary: Runner.Summary): string => {
     `  tokens:    ${summary.promptTokens} prompt + ${summary.completionTokens} completion`,
     `  output:    ${summary.output}`
   ]
+  for (const provider of summary.providers ?? []) lines.push(`  ${providerLine(provider)}`)
   const reasons = reasonList(summary.failuresByReason)
   if (reasons !== "") lines.splice(2, 0, `  failures:  ${reasons}`)
   if (summary.halt !== undefined) lines.push(`  stopped:   ${summary.halt.message}`)
@@ -107,10 +108,21 @@ export const summaryText = (summary: Runner.Summary): string => {
   return lines.join("\n")
 }
 
-/** The `--json` summary: the `Summary` and the exit code, on one line. */
+/** A limit per minute, or `learned/none` when unknown. */
+const perMinute = (value: number | undefined, unit: string) =>
+  value === undefined ? `no ${unit} limit known` : `${Math.round(value)} ${unit}/min`
+
+/** One provider of a run through a Router (`--providers`), for the summary and the report. */
+export const providerLine = (provider: RunStats.ProviderProgress): string =>
+  `provider ${provider.name} (domain ${provider.domain}, ${provider.state}): served ${provider.served} lines, ${provider.promptTokens} + ${provider.completionTokens} tokens, 429s ${provider.rateLimited}, failed ${provider.failed}, moved away ${provider.movedAway}, ejections ${provider.ejections}; limits ${perMinute(provider.limits.rpm, "requests")}, ${perMinute(provider.limits.tpm, "tokens")}`
+
+/** The `--json` summary: the `Summary` and the exit code, on one line (each provider without its per-second series). */
 export const summaryJson = (summary: Runner.Summary, exitCode: number): string =>
   JSON.stringify({
     ...summary,
+    ...(summary.providers === undefined
+      ? {}
+      : { providers: summary.providers.map(({ servedPerSecond: _, ...provider }) => provider) }),
     total: summary.total ?? null,
     remaining: summary.remaining ?? null,
     halt: summary.halt ?? null,

@@ -41,7 +41,13 @@ export class RunError extends Schema.TaggedError<RunError>("@sluice/cli/RunError
   /** `SendFailed`: whether another try may help (a rerun retries such lines). */
   retryable: Schema.optional(Schema.Boolean),
   /** What happened, in a few words a person scans (`authentication failed (401)`): failures are grouped by it. */
-  label: Schema.optional(Schema.String)
+  label: Schema.optional(Schema.String),
+  /**
+   * `SendFailed`: what the failure says about the provider (`FailureKind`'s class): `systemic` (a 5xx, a
+   * timeout, a failed connection, an open breaker) or `own` (the line's own error, a 429 past its retries).
+   * `refused`: not sent, refused by the provider's open breaker. What the Router reads (`--providers`).
+   */
+  failureClass: Schema.optional(Schema.Literal("systemic", "own", "refused"))
 }) {
   override get message(): string {
     switch (this.reason) {

@@ -49,6 +49,8 @@ export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStat
     const failuresByReason: Record<string, number> = {}
     let outage: RunStats.Outage | undefined
     let breaker: RunStats.Progress["breaker"]
+    /** The providers' own counts (`--providers`), read at each snapshot. */
+    let providers: (() => ReadonlyArray<RunStats.ProviderProgress>) | undefined
 
     /** Each live request's attempts counted so far and its status, by `executor#id`. */
     const live = new Map<string, { readonly attempts: number; readonly status: RequestEvent.RequestStatus }>()
@@ -127,6 +129,10 @@ export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStat
         Effect.sync(() => {
           limits = next
         }),
+      setProviders: (read) =>
+        Effect.sync(() => {
+          providers = read
+        }),
       snapshot: Effect.zipRight(
         catchUp,
         Effect.map(Clock.currentTimeMillis, (time): RunStats.Progress => {
@@ -136,6 +142,7 @@ export const make = (initialLimits: RunStats.Limits = {}): Effect.Effect<RunStat
           for (const request of live.values()) if (request.status === "CALLING") sending++
           return {
             total: counts.total,
+            providers: providers?.(),
             done,
             succeeded: counts.succeeded,
             failed: counts.failed,

@@ -286,6 +286,7 @@ export const run = (
       completionTokens: progress.completionTokens,
       failuresByReason: progress.failuresByReason,
       halt: haltedBy === undefined ? undefined : { reason: haltedBy.reason, message: haltedBy.message },
-      elapsedMillis: progress.elapsedMillis
+      elapsedMillis: progress.elapsedMillis,
+      ...(progress.providers === undefined ? {} : { providers: progress.providers })
     } satisfies Runner.Summary
   }).pipe(Effect.scoped)

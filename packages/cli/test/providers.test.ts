@@ -1,0 +1,133 @@
+/**
+ * The providers file of `sluice run --providers`: decoded by its Schema; every error names the file, the
+ * entry and the field; a key variable not set is named, never a value.
+ */
+
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { NodeContext } from "@effect/platform-node"
+import { describe, expect, it } from "@effect/vitest"
+import * as ConfigProvider from "effect/ConfigProvider"
+import * as Effect from "effect/Effect"
+import * as Redacted from "effect/Redacted"
+import * as Providers from "../src/internal/providers.js"
+
+const FILE = "providers.json"
+
+const failureOf = (text: string) => Effect.flip(Providers.parse(FILE, text))
+
+describe("the providers file", () => {
+  it.effect("decodes every field", () =>
+    Effect.gen(function* () {
+      const entries = yield* Providers.parse(
+        FILE,
+        JSON.stringify([
+          {
+            name: "openai",
+            baseUrl: "https://api.openai.com/v1",
+            keyEnv: "OPENAI_API_KEY",
+            domain: "org",
+            weight: 2,
+            tier: 1,
+            contextWindow: 128_000,
+            limits: { rpm: 500, tpm: 90_000 },
+            concurrency: 8
+          },
+          { name: "local", baseUrl: "http://127.0.0.1:8080/v1" }
+        ])
+      )
+      expect(entries).toEqual([
+        {
+          name: "openai",
+          baseUrl: "https://api.openai.com/v1",
+          keyEnv: "OPENAI_API_KEY",
+          domain: "org",
+          weight: 2,
+          tier: 1,
+          contextWindow: 128_000,
+          limits: { rpm: 500, tpm: 90_000 },
+          concurrency: 8
+        },
+        { name: "local", baseUrl: "http://127.0.0.1:8080/v1" }
+      ])
+    })
+  )
+
+  it.effect("names the file, the entry (index and name) and the field of each mistake", () =>
+    Effect.gen(function* () {
+      const error = yield* failureOf(
+        JSON.stringify([
+          { name: "a", baseUrl: "ftp://x" },
+          { name: "b", baseUrl: "https://b.example.com", limits: { rpm: 0 }, weigth: 2 },
+          { baseUrl: "https://c.example.com" }
+        ])
+      )
+      expect(error.reason).toBe("Invalid")
+      expect(error.message).toContain(`--providers ${FILE}: `)
+      expect(error.message).toContain('entry 0 ("a"), field baseUrl: Expected an http:// or https:// URL')
+      expect(error.message).toContain('entry 1 ("b"), field limits.rpm')
+      // A misspelt field is named, not ignored.
+      expect(error.message).toContain('entry 1 ("b"), field weigth')
+      expect(error.message).toContain("entry 2, field name")
+    })
+  )
+
+  it.effect("refuses two providers of one name, an empty list, not JSON, not an array", () =>
+    Effect.gen(function* () {
+      const twice = yield* failureOf(
+        JSON.stringify([
+          { name: "a", baseUrl: "https://a.example.com" },
+          { name: "a", baseUrl: "https://b.example.com" }
+        ])
+      )
+      expect(twice.message).toContain('entry 1, field name: "a" is already the name of entry 0')
+      expect((yield* failureOf("[]")).message).toContain("Expected an array of at least 1 item")
+      expect((yield* failureOf("{ nope")).message).toContain("not JSON")
+      expect((yield* failureOf('{ "name": "a" }')).message).toContain("expected a JSON array of providers")
+    })
+  )
+
+  it.effect("reads each key from its variable, Redacted; a variable not set is named, never a value", () =>
+    Effect.gen(function* () {
+      const directory = fs.mkdtempSync(path.join(os.tmpdir(), "sluice-providers-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(directory, { recursive: true, force: true })))
+      const file = path.join(directory, FILE)
+      fs.writeFileSync(
+        file,
+        JSON.stringify([
+          { name: "a", baseUrl: "https://a.example.com", keyEnv: "KEY_A" },
+          { name: "b", baseUrl: "https://b.example.com", keyEnv: "KEY_B" }
+        ])
+      )
+      const withEnv = (env: Record<string, string>) =>
+        Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+      const loaded = yield* Providers.load(file, { allowInsecureHttp: false }).pipe(
+        withEnv({ KEY_A: "sk-secret-a", KEY_B: "sk-secret-b" })
+      )
+      expect(loaded.map((provider) => Redacted.value(provider.apiKey!))).toEqual(["sk-secret-a", "sk-secret-b"])
+      expect(JSON.stringify(loaded)).not.toContain("sk-secret")
+      expect(String(loaded[0]!.apiKey)).not.toContain("sk-secret")
+
+      const missing = yield* Effect.flip(
+        Providers.load(file, { allowInsecureHttp: false }).pipe(withEnv({ KEY_A: "sk-secret-a" }))
+      )
+      expect(missing.reason).toBe("KeyMissing")
+      expect(missing.message).toBe(
+        `--providers ${file}: entry 1 ("b"), field keyEnv: the environment variable KEY_B is not set`
+      )
+
+      // A host other than loopback without a keyEnv, and plain http:// to one: refused, naming the field.
+      fs.writeFileSync(file, JSON.stringify([{ name: "a", baseUrl: "https://a.example.com" }]))
+      const noKey = yield* Effect.flip(Providers.load(file, { allowInsecureHttp: false }))
+      expect(noKey.message).toContain('entry 0 ("a"), field keyEnv: missing')
+      fs.writeFileSync(file, JSON.stringify([{ name: "a", baseUrl: "http://a.example.com", keyEnv: "KEY_A" }]))
+      const insecure = yield* Effect.flip(Providers.load(file, { allowInsecureHttp: false }))
+      expect(insecure.message).toContain('entry 0 ("a"), field baseUrl: plain http://')
+      const unreadable = yield* Effect.flip(
+        Providers.load(path.join(directory, "none.json"), { allowInsecureHttp: false })
+      )
+      expect(unreadable.reason).toBe("Unreadable")
+    }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
+  )
+})
