@@ -27,11 +27,13 @@
  *   timeout, an open breaker, ...), and never holding a secret;
  * - `layerTest`: a Model that answers canned completions, for code above it.
  *
- * The interface names no provider: a Router (several providers, each an
- * ApiClient with its own limits) can build one `ModelShape` per provider
- * with {@link make} and offer the same interface over them, and every error
- * says which provider it came from and whether another try may help
- * (the reasons `ProviderUnavailable` and `RateLimited` are the ones to fall back on).
+ * The interface names no provider: {@link makeRouted} and {@link layerRouted}
+ * offer the same interface over several endpoints behind `@sluice/core`'s
+ * Router (each endpoint a provider with its own Executor and limits; the
+ * Router picks one per call and falls back by what a failure means), and
+ * every error says which provider it came from and whether another try may
+ * help (the reasons `ProviderUnavailable` and `RateLimited` are the ones to
+ * fall back on).
  *
  * @since 0.1.0
  */

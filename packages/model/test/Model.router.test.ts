@@ -7,8 +7,9 @@
  * the provider with the larger window (and a call that cannot fit a window
  * is never sent there); a 429 cools its provider's domain and the call is
  * answered by the other domain; a content-policy refusal follows the
- * content-filter chain; the tokens are reserved and reconciled on the
- * provider that answered; errors are the Model's own, naming the provider.
+ * content-filter chain; providers sharing a quota domain share its bucket
+ * and its cooldown; the tokens are reserved and reconciled on the provider
+ * that answered; errors are the Model's own, naming the provider.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Router } from "@sluice/core"
@@ -171,7 +172,8 @@ const inMemory = (
         endpoint: {
           name,
           baseUrl: `https://${name}.test/v1`,
-          limits: { tokens: { limit: 10_000, interval: "1 minute" } }
+          // A member of a shared domain draws on the domain's limits.
+          ...(provider.domain === undefined ? { limits: { tokens: { limit: 10_000, interval: "1 minute" } } } : {})
         }
       }))
     }).pipe(Effect.provide(TestHttpClient.layer(handler)))
@@ -274,6 +276,51 @@ describe("Model.makeRouted with in-memory providers", () => {
       expect(yield* tokensLeft(routed, "calm")).toBe(10_000 - 3 * 15)
       expect(yield* tokensLeft(routed, "busy")).toBe(10_000)
     })
+  )
+
+  it.scoped(
+    "providers sharing a quota domain: a 429 on one cools both; the call and the next go to the other domain",
+    () =>
+      Effect.gen(function* () {
+        const { routed, seen } = yield* inMemory(
+          {
+            east: () => refusal(429, "Rate limit reached", "rate_limit_exceeded", { "retry-after": "20" }),
+            west: () => completion("mock-1"),
+            other: () => completion("mock-1")
+          },
+          {
+            strategy: "roundRobin",
+            domains: { org: { tokens: { limit: 10_000, interval: "1 minute" } } },
+            providers: [{ name: "east", domain: "org" }, { name: "west", domain: "org" }, { name: "other" }]
+          }
+        )
+        for (let i = 0; i < 3; i++) yield* routed.chat(chat(`question ${i}`))
+        // west shares east's spent quota: it is passed over too.
+        expect(seen.map((request) => request.provider)).toEqual(["east", "other", "other", "other"])
+        const domains = (yield* routed.router.snapshot).domains
+        expect(domains.find((domain) => domain.name === "org")!.cooldownUntil).toBe(20_000)
+        // One bucket for the domain: east's and west's are the same.
+        expect(yield* tokensLeft(routed, "west")).toBe(yield* tokensLeft(routed, "east"))
+      expect(yield* tokensLeft(routed, "east")).toBe(10_000)
+        expect(yield* tokensLeft(routed, "other")).toBe(10_000 - 3 * 15)
+
+        const ownLimits = yield* Effect.flip(
+          Model.makeRouted({
+            domains: { org: { tokens: { limit: 10_000, interval: "1 minute" } } },
+            providers: [
+              {
+                endpoint: {
+                  name: "a",
+                  baseUrl: "https://a.test",
+                  limits: { tokens: { limit: 10, interval: "1 minute" } }
+                },
+                domain: "org"
+              }
+            ]
+          }).pipe(Effect.provide(TestHttpClient.layer(() => completion("x"))))
+        )
+        expect(ownLimits.message).toContain('["providers", 0, "endpoint", "limits"] A member of quota domain "org"')
+      })
   )
 
   it.scoped("a content-policy refusal follows the content-filter chain; a 5xx on both is a ProviderUnavailable", () =>
