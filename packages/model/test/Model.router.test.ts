@@ -301,7 +301,7 @@ describe("Model.makeRouted with in-memory providers", () => {
         expect(domains.find((domain) => domain.name === "org")!.cooldownUntil).toBe(20_000)
         // One bucket for the domain: east's and west's are the same.
         expect(yield* tokensLeft(routed, "west")).toBe(yield* tokensLeft(routed, "east"))
-      expect(yield* tokensLeft(routed, "east")).toBe(10_000)
+        expect(yield* tokensLeft(routed, "east")).toBe(10_000)
         expect(yield* tokensLeft(routed, "other")).toBe(10_000 - 3 * 15)
 
         const ownLimits = yield* Effect.flip(
