@@ -6,7 +6,8 @@
  * instance under check waits for it and takes another when it failed; a
  * defect in a use is fatal to the instance, a typed failure is not; a failed
  * start reaches the waiting caller as `AcquireFailed`; a closed pool says
- * `Closed`, after the callers holding instances returned them.
+ * `Closed`, after the callers holding instances returned them; behind the
+ * Router, a call whose instance broke falls back to the other provider.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
@@ -14,10 +15,13 @@ import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as TestClock from "effect/TestClock"
+import * as Executor from "../src/Executor.js"
 import * as ProviderPool from "../src/ProviderPool.js"
+import * as Router from "../src/Router.js"
 
 /** A fake worker: it knows whether it is still running, healthy, and how many callers it serves. */
 interface Worker {
@@ -331,6 +335,60 @@ describe("ProviderPool", () => {
       const late = yield* Effect.flip(pool.use((worker) => Effect.succeed(worker.id)))
       expect(late.message).toBe('Provider pool "closing" is closed: its scope has ended')
     })
+  )
+
+  it.scoped(
+    "behind the Router: each provider's Executor runs calls that use its pool; a fatal failure falls back",
+    () =>
+      Effect.gen(function* () {
+        const local = { a: workers(0), b: workers(0) }
+        const isFatal = (cause: Cause.Cause<unknown>) =>
+          Option.exists(Cause.failureOption(cause), (error) => error instanceof Broken)
+        const pools = {
+          a: yield* ProviderPool.make({
+            name: "a",
+            acquire: local.a.acquire,
+            min: 1,
+            max: 2,
+            timeToLive: "1 hour",
+            isFatal
+          }),
+          b: yield* ProviderPool.make({
+            name: "b",
+            acquire: local.b.acquire,
+            min: 1,
+            max: 2,
+            timeToLive: "1 hour",
+            isFatal
+          })
+        }
+        const provider = (name: "a" | "b") =>
+          Effect.map(Executor.make({ name, concurrency: 2 }), (executor) => ({ name, executor }))
+        const router = yield* Router.make({
+          name: "local",
+          strategy: "roundRobin",
+          providers: [yield* provider("a"), yield* provider("b")]
+        })
+        let crashes = 1
+        const call = router.submit((route) => {
+          const name = route.provider as "a" | "b"
+          return pools[name].use((worker) =>
+            crashes-- > 0
+              ? Effect.fail(new Broken())
+              : Effect.map(local[name].work(worker, 100), (id) => `${name}:${id}`)
+          )
+        })
+        const first = yield* Effect.fork(call)
+        yield* TestClock.adjust(100)
+        // a's worker broke under the call: the Router sent it to b; pool a replaced its worker.
+        expect(yield* Fiber.join(first)).toBe("b:1")
+        expect(local.a.all.map((worker) => worker.alive)).toEqual([false, true])
+        const a = yield* pools.a.snapshot
+        expect([a.invalidations.Fatal, a.restarts]).toEqual([1, 1])
+        const next = yield* Effect.fork(Effect.all([call, call], { concurrency: "unbounded" }))
+        yield* TestClock.adjust(100)
+        expect(new Set(yield* Fiber.join(next))).toEqual(new Set(["a:2", "b:1"]))
+      })
   )
 
   it.scoped("bad options fail with an InvalidOptionsError naming the field", () =>
