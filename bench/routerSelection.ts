@@ -26,6 +26,7 @@ const passThrough = (name: string): Executor.ExecutorShape => ({
   name,
   submit: (effect) => effect,
   submitAll: () => Effect.die("not used"),
+  setConcurrency: () => Effect.die("not used"),
   stats: Effect.die("not used"),
   events: Stream.empty,
   subscribe: Effect.die("not used"),
@@ -68,4 +69,4 @@ const program = Effect.gen(function* () {
   console.table(rows)
 })
 
-Effect.runPromise(program)
+Effect.runPromise(Effect.scoped(program))

@@ -17,14 +17,17 @@
  * Lanes: each key waits in a lane of its own, so a key whose limits cannot
  * pay yet holds only its own requests; lanes of equal priority take permits
  * in turn (round robin). Concurrency is global, with an optional cap per key
- * (`keyConcurrency`).
+ * (`keyConcurrency`); `setConcurrency` changes the global limit at run time
+ * (lowered, running work finishes and nothing new starts until below it;
+ * raised, waiting work starts at once), as adaptive concurrency needs.
  *
  * What Effect gave us: fibers and `Runtime` (a request runs in its caller's
  * runtime), `Semaphore` (the permits), `FiberSet` (the executor's own fibers),
  * `Deferred`, `PubSub`/`Stream` (events), `Metric`, spans, `Scope` (shutdown),
  * `Clock`, `Schedule` (through `Retry`), `Effect.timeoutFail`. What this
  * module adds: the lanes and their priority queues (Effect's `Queue` has no
- * priorities), admission on several limits at once with installments and
+ * priorities), a permit count served by priority across lanes and resizable
+ * like `Semaphore.resize`, admission on several limits at once with installments and
  * settlement, cancellation that undoes whatever a request held at the moment
  * it was interrupted, a drain-then-abandon shutdown, and a batch path
  * (`submitAll`) in which a queued request is a small record, not a fiber.
@@ -63,7 +66,8 @@ export { ExecutorError, ExecutorErrorReason } from "./internal/executorError.js"
 
 /**
  * The executor's Effect `Metric`s, each tagged `executor=<name>`:
- * `sluice_executor_queue_depth` and `sluice_executor_in_flight` (gauges),
+ * `sluice_executor_queue_depth`, `sluice_executor_in_flight` and
+ * `sluice_executor_concurrency` (the limit in force) (gauges),
  * `sluice_executor_admission_wait_ms` and `sluice_executor_call_duration_ms`
  * (histograms), `sluice_executor_requests_total` (counter, tagged `status`).
  *
@@ -231,7 +235,9 @@ export interface Stats {
   readonly inFlight: number
   /** Started, between attempts: waiting out a retry delay or re-admission. */
   readonly retrying: number
-  /** Concurrency permits not held. */
+  /** How many requests may run at once: the limit in force (see `setConcurrency`). */
+  readonly concurrency: number
+  /** Concurrency permits not held (0 while more run than a lowered limit allows). */
   readonly availablePermits: number
   /** Callers (or batches) waiting for room in a full queue. */
   readonly waitingForRoom: number
@@ -286,6 +292,14 @@ export interface ExecutorShape {
   readonly submitAll: <A, E, R>(
     tasks: Iterable<Task<A, E, R>>
   ) => Effect.Effect<Array<Exit.Exit<A, E | SubmitError>>, never, R>
+  /**
+   * Changes how many requests may run at once, over all keys, from now on.
+   * Lowered below what runs now, it interrupts nothing: running requests
+   * finish, and none starts until fewer than the new limit run. Raised,
+   * requests waiting for a permit start at once. Fails with an
+   * `InvalidOptionsError` unless the limit is a whole number of at least 1.
+   */
+  readonly setConcurrency: (concurrency: number) => Effect.Effect<void, InvalidOptionsError>
   readonly stats: Effect.Effect<Stats>
   /** Every request's events, from subscription on. Slow subscribers lose the oldest. */
   readonly events: Stream.Stream<RequestEvent>

@@ -42,14 +42,29 @@
  *   `drain` (no new work; what is in flight finishes), `remove` (drain, then
  *   forget), `replace` (the new one takes new work at once, the old one
  *   drains). Nothing in flight is lost or sent twice.
+ * - **Adaptive concurrency** (opt-in per provider, `adaptiveConcurrency`):
+ *   AIMD on the provider's Executor's concurrency. Back-pressure (a 429, a
+ *   503 or 529, a timeout) cuts the limit by a factor, once per cut however
+ *   many attempts it caught; a success while every permit was taken adds
+ *   one; between a floor and a ceiling, given or derived from the
+ *   provider's request rate and the latency of its successful attempts.
+ * - **Active health checks** (opt-in per provider, `healthCheck`): a cheap
+ *   probe you give (`@sluice/http`'s `HealthProbe` lists the models: no
+ *   tokens spent) on a fiber of the router's scope, at a shorter interval
+ *   while failing or ejected and a longer one while healthy; a failing probe
+ *   counts as one of the provider's failures toward ejection, a passing one
+ *   returns an ejected provider at once (as Envoy's active health checking
+ *   does).
  * - **Observability**: `snapshot`, a stream of {@link RouterEvent}s, and
  *   Metrics tagged by provider and domain.
  *
  * What Effect gave us: `Scope`/`acquireUseRelease` (a call's in-flight count
  * is a scope, so it is exact by construction), `PubSub`/`Stream` (events),
  * `Metric`, `Clock` (every time here, so all of it runs under `TestClock`),
- * `Random` (the seed of the strategies' draws). What this module adds is the
- * routing itself; nothing like it is in Effect.
+ * `Random` (the seed of the strategies' draws), `FiberSet` (the health
+ * checks' fibers, interrupted with the router's scope), `Effect.timeout` (a
+ * probe's). What this module adds is the routing itself; nothing like it is
+ * in Effect.
  *
  * @since 0.1.0
  */
@@ -116,7 +131,9 @@ export type Strategy = StrategyName
 /**
  * The router's Effect `Metric`s, tagged `router`, `provider`, `domain`:
  * `sluice_router_calls_total` (also tagged `outcome`), `sluice_router_in_flight`,
- * `sluice_router_ejections_total`, and `sluice_router_domain_cooldowns_total`
+ * `sluice_router_ejections_total`, `sluice_router_concurrency_limit` (adaptive
+ * concurrency's limit), `sluice_router_probes_total` (health checks, also
+ * tagged `outcome`: `passed`, `failed`), and `sluice_router_domain_cooldowns_total`
  * (tagged `router`, `domain`).
  *
  * @since 0.1.0
@@ -159,6 +176,80 @@ export interface ProviderOptions {
   readonly tier?: number | undefined
   /** The largest context (prompt and output tokens) it takes; unknown when absent. */
   readonly contextWindow?: number | undefined
+  /** Adapt its Executor's concurrency to back-pressure (AIMD). Off by default. */
+  readonly adaptiveConcurrency?: AdaptiveConcurrencyOptions | undefined
+  /** Probe it on an interval. Off by default. */
+  readonly healthCheck?: HealthCheckOptions | undefined
+}
+
+/**
+ * Adaptive concurrency for one provider: AIMD on its Executor's concurrency
+ * (`Executor.setConcurrency`), which it then owns (give the provider an
+ * Executor of its own). It starts at the Executor's concurrency, within the
+ * bounds.
+ *
+ * - **Decrease**: an attempt that meets back-pressure (a 429; a 503, 529 or
+ *   an `Overloaded` provider; a timeout, the attempt's own or the
+ *   Executor's) multiplies the limit by `decrease`, rounded down, not below
+ *   `floor`. Attempts that had started before that cut do not cut again: a
+ *   burst of 429s from one overloaded moment is one cut.
+ * - **Increase**: a successful attempt that ran while every permit was taken
+ *   (the limit was what held the work back) adds one, up to the ceiling.
+ * - **Ceiling**: `ceiling` if given; else, with `requestLimit` (the
+ *   provider's request rate, as given to its RateLimiter), Little's law:
+ *   the rate per second × the latency of its successful attempts (an EWMA,
+ *   seconds), rounded up, at least `floor` (more could not run at that rate;
+ *   until the first success, the starting limit); else the Executor's
+ *   concurrency when the provider was added.
+ *
+ * Latency comes only from successful attempts: a 429 answers fast and a
+ * timeout slowly, and neither says how long the work takes.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface AdaptiveConcurrencyOptions {
+  /** The lowest limit. Default 1. */
+  readonly floor?: number | undefined
+  /** The highest limit. Default: derived (see above). */
+  readonly ceiling?: number | undefined
+  /** The provider's request rate limit, e.g. `{ limit: 500, interval: "1 minute" }`, to derive the ceiling from. */
+  readonly requestLimit?: { readonly limit: number; readonly interval: Duration.DurationInput } | undefined
+  /** The factor (0–1) a back-pressure signal multiplies the limit by. Default 0.5 (TCP's). */
+  readonly decrease?: number | undefined
+}
+
+/**
+ * An active health check for one provider: `probe` runs on a fiber of the
+ * router's scope (stopped when the provider drains, is removed or replaced,
+ * and when the router's scope closes), every `healthyInterval` while it
+ * passes, every `failingInterval` while it fails or the provider is ejected
+ * (an ejection shortens the wait at once). A probe fails when it fails, dies
+ * or outlasts `timeout`.
+ *
+ * - A failing probe counts as one failure of the provider's own (as a 5xx
+ *   does) toward its ejection: a dead provider no call reaches is ejected
+ *   all the same.
+ * - A passing probe returns an ejected provider at once (a `Returned` event
+ *   with reason `Probe`) and clears its outlier counts, as Envoy does; while
+ *   the provider is not ejected it changes nothing (a cheap probe passing
+ *   says little about real calls; their own successes count).
+ *
+ * Give a probe that costs no tokens: `HealthProbe` of `@sluice/http` lists
+ * the models (`GET /v1/models`), which works for reasoning models too (a
+ * one-token completion does not).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HealthCheckOptions {
+  readonly probe: Effect.Effect<void, unknown>
+  /** Between probes while it passes. Default 30 s. */
+  readonly healthyInterval?: Duration.DurationInput | undefined
+  /** Between probes while it fails or the provider is ejected. Default 5 s. */
+  readonly failingInterval?: Duration.DurationInput | undefined
+  /** How long one probe may take. Default 5 s. */
+  readonly timeout?: Duration.DurationInput | undefined
 }
 
 /**
@@ -286,6 +377,31 @@ export interface ProviderSnapshot {
   readonly ejection: { readonly reason: "ConsecutiveFailures" | "FailureRate"; readonly until: number } | undefined
   /** The latency EWMA of its successful calls (ms, or ms per output token with `outputTokens`). */
   readonly latencyMillis: number | undefined
+  /** With `adaptiveConcurrency`: the limit now, its bounds, and the latency of successful attempts (ms EWMA). */
+  readonly concurrency: ConcurrencySnapshot | undefined
+  /** With `healthCheck`: the last probe's verdict (undefined before the first), failures in a row, when. */
+  readonly healthCheck: HealthCheckSnapshot | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ConcurrencySnapshot {
+  readonly limit: number
+  readonly floor: number
+  readonly ceiling: number
+  readonly latencyMillis: number | undefined
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface HealthCheckSnapshot {
+  readonly passing: boolean | undefined
+  readonly consecutiveFailures: number
+  readonly lastProbeAt: number | undefined
 }
 
 /**
@@ -313,6 +429,17 @@ export interface Snapshot {
   readonly domains: ReadonlyArray<DomainSnapshot>
   readonly retryBudget: BudgetState
 }
+
+/**
+ * Why adaptive concurrency changed a limit: back-pressure (`RateLimited`, a
+ * 429; `Overloaded`, a 503, 529 or overloaded provider; `Timeout`), a
+ * success while every permit was taken (`Saturated`: one more), or a derived
+ * ceiling that fell below the limit (`Ceiling`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ConcurrencyChangedReason = "RateLimited" | "Overloaded" | "Timeout" | "Saturated" | "Ceiling"
 
 /**
  * What the router did, as it did it (`at`: ms on the Clock).
@@ -348,7 +475,32 @@ export type RouterEvent =
       readonly ejected: number
       readonly allowed: number
     }
-  | { readonly _tag: "Returned"; readonly router: string; readonly at: number; readonly provider: string }
+  | {
+      /** An ejected provider takes traffic again: its time was up, or a probe passed. */
+      readonly _tag: "Returned"
+      readonly router: string
+      readonly at: number
+      readonly provider: string
+      readonly reason: "EjectionEnded" | "Probe"
+    }
+  | {
+      /** Adaptive concurrency changed the provider's limit: a cut, a step up, or a lower ceiling. */
+      readonly _tag: "ConcurrencyChanged"
+      readonly router: string
+      readonly at: number
+      readonly provider: string
+      readonly from: number
+      readonly to: number
+      readonly reason: ConcurrencyChangedReason
+    }
+  | {
+      /** A health check's probe ended. */
+      readonly _tag: "Probed"
+      readonly router: string
+      readonly at: number
+      readonly provider: string
+      readonly passed: boolean
+    }
   | {
       readonly _tag: "DomainCooledDown"
       readonly router: string
@@ -408,20 +560,21 @@ export interface RouterShape {
 export class Router extends Context.Tag("@sluice/core/Router")<Router, RouterShape>() {}
 
 /**
- * Builds a router. Bad options fail with an `InvalidOptionsError` that names
- * the field (a provider naming an undeclared domain, two providers of one
- * name, a weight of 0, …).
+ * Builds a router in the current scope (its health checks run there).
+ * Bad options fail with an `InvalidOptionsError` that names the field (a
+ * provider naming an undeclared domain, two providers of one name, a weight
+ * of 0, …).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make: (options: Options) => Effect.Effect<RouterShape, InvalidOptionsError> = internal.make
+export const make: (options: Options) => Effect.Effect<RouterShape, InvalidOptionsError, Scope.Scope> = internal.make
 
 /**
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options): Layer.Layer<Router, InvalidOptionsError> => Layer.effect(Router, make(options))
+export const layer = (options: Options): Layer.Layer<Router, InvalidOptionsError> => Layer.scoped(Router, make(options))
 
 /**
  * Sends a call through the router in context.

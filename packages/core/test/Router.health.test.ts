@@ -71,7 +71,9 @@ describe("Router outlier ejection", () => {
       expect(log.filter((name) => name === "a")).toHaveLength(2)
       expect(yield* stateOf(router)).toEqual({ a: "active", b: "active" })
       const returned = Chunk.toArray(yield* Queue.takeAll(events)).filter((event) => event._tag === "Returned")
-      expect(returned).toEqual([{ _tag: "Returned", router: "eject", at: 10_000, provider: "a" }])
+      expect(returned).toEqual([
+        { _tag: "Returned", router: "eject", at: 10_000, provider: "a", reason: "EjectionEnded" }
+      ])
     })
   )
 

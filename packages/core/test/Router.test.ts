@@ -321,7 +321,7 @@ describe("Router quota domains", () => {
     })
   )
 
-  it.effect("bad options fail with an InvalidOptionsError naming the field", () =>
+  it.scoped("bad options fail with an InvalidOptionsError naming the field", () =>
     Effect.gen(function* () {
       const executor = { name: "x" } as never
       const badWeight = yield* Effect.flip(

@@ -13,4 +13,6 @@ export * as Auth from "./Auth.js"
 /** @since 0.1.0 */
 export * as EndpointConfig from "./EndpointConfig.js"
 /** @since 0.1.0 */
+export * as HealthProbe from "./HealthProbe.js"
+/** @since 0.1.0 */
 export * as RateLimitHeaders from "./RateLimitHeaders.js"

@@ -121,6 +121,7 @@ export const make = (
     const clock = yield* Effect.clock
     const now = () => clock.unsafeCurrentTimeMillis()
     const metrics = makeMetrics(name)
+    metrics.concurrency.unsafeUpdate(concurrency, [])
     const events = yield* EventHub.make<RequestEvent>(decoded.eventBufferSize ?? DEFAULT_EVENT_BUFFER)
     /** The executor's own fibers (lanes, starter, deadline timers), interrupted with its scope. */
     const fork = yield* FiberSet.makeRuntime<never, void, never>()
@@ -507,7 +508,8 @@ export const make = (
         admitting: counts.admitting,
         inFlight: counts.inFlight,
         retrying,
-        availablePermits: concurrency - counts.inFlight,
+        concurrency: counts.concurrency,
+        availablePermits: Math.max(0, counts.concurrency - counts.inFlight),
         waitingForRoom: intake.waitingForRoom(),
         completed,
         failed,
@@ -516,10 +518,26 @@ export const make = (
       }
     })
 
+    const setConcurrency = (limit: number): Effect.Effect<void, InvalidOptions.InvalidOptionsError> =>
+      Effect.suspend(() => {
+        if (!Number.isSafeInteger(limit) || limit < 1) {
+          return Effect.fail(
+            new InvalidOptions.InvalidOptionsError({
+              component: `Executor "${name}" setConcurrency`,
+              issues: `Expected a whole number of at least 1, actual ${String(limit)}`
+            })
+          )
+        }
+        lanes.setConcurrency(limit)
+        metrics.concurrency.unsafeUpdate(limit, [])
+        return Effect.void
+      })
+
     return {
       name,
       submit,
       submitAll,
+      setConcurrency,
       stats,
       events: events.stream,
       subscribe: events.subscribe,

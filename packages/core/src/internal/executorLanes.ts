@@ -19,6 +19,10 @@
  * suspension to hand a permit on, where the heads waiting here are served by
  * priority across lanes, and a permit given back starts the next head in the
  * same step. So the permits are a count with that list of waiting heads.
+ * The limit can change at run time (`setConcurrency`) as `Semaphore.resize`
+ * does: lowered, it takes no permit back (running attempts finish, and no
+ * head starts until fewer than the new limit run); raised, the waiting heads
+ * start at once.
  */
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -33,6 +37,7 @@ import { PriorityQueue } from "./priorityQueue.js"
 export interface Host {
   readonly now: () => number
   readonly limiter: RateLimiter.RateLimiterShape | undefined
+  /** How many attempts may hold a permit at once, to begin with (see `setConcurrency`). */
   readonly concurrency: number
   /** At most this many attempts of one key hold a permit at once (undefined: no cap of its own). */
   readonly keyConcurrency: number | undefined
@@ -84,7 +89,11 @@ export const make = (host: Host) => {
   /** Heads admitted and waiting for a permit, best first (their status is PROCESSING). */
   const waiting = new PriorityQueue<Request>((request) => request.awaitingPermit)
   let waitingCount = 0
-  let freePermits = host.concurrency
+  /** The limit in force: `setConcurrency` changes it at run time. */
+  let limit = host.concurrency
+  /** Attempts holding a permit; above `limit` for a while after the limit was lowered. */
+  let held = 0
+  const hasFreePermit = () => held < limit
   let queuedTotal = 0
   let admittingTotal = 0
 
@@ -128,7 +137,7 @@ export const make = (host: Host) => {
   /** Gives `request` a permit and its grant. */
   const start = (lane: Lane, request: Request, onTurn: boolean) => {
     request.awaitingPermit = false
-    freePermits--
+    held++
     lane.running++
     request.holdsPermit = true
     endTurn(lane, request)
@@ -139,7 +148,7 @@ export const make = (host: Host) => {
   const releasePermit = (request: Request) => {
     if (!request.holdsPermit) return
     request.holdsPermit = false
-    freePermits++
+    held--
     const lane = laneOf(request.key)
     lane.running--
     const freed = lane.permitFreed
@@ -147,12 +156,28 @@ export const make = (host: Host) => {
     freed?.complete(Exit.void)
     if (lane.running === 0) unpark(lane)
     dropIfIdle(lane)
-    while (freePermits > 0 && waitingCount > 0) {
+    startWaiting()
+  }
+
+  /** Starts the best waiting heads while permits are free (not at once: we are in someone else's step). */
+  const startWaiting = () => {
+    while (hasFreePermit() && waitingCount > 0) {
       const next = waiting.pop()
       if (next === undefined) break
       waitingCount--
       start(laneOf(next.key), next, false)
     }
+  }
+
+  /**
+   * Changes the limit at run time. Lowered below the attempts holding a
+   * permit, it takes none back: those run to their end, and no attempt
+   * starts until fewer than the new limit hold one. Raised, it starts the
+   * heads waiting for a permit at once, best first.
+   */
+  const setConcurrency = (concurrency: number) => {
+    limit = concurrency
+    startWaiting()
   }
 
   // ---- a lane's admission fiber ---------------------------------------------
@@ -210,7 +235,7 @@ export const make = (host: Host) => {
       return undefined
     }
     request.reservations = admitted.reservations
-    if (freePermits > 0 && waitingCount === 0) {
+    if (hasFreePermit() && waitingCount === 0) {
       start(lane, request, true)
       return undefined
     }
@@ -360,8 +385,9 @@ export const make = (host: Host) => {
     push,
     remove,
     releasePermit,
+    setConcurrency,
     /** Live counts, kept as they change (no walk over the lanes). */
-    counts: () => ({ queued: queuedTotal, admitting: admittingTotal, inFlight: host.concurrency - freePermits }),
+    counts: () => ({ queued: queuedTotal, admitting: admittingTotal, inFlight: held, concurrency: limit }),
     byKey: () => {
       const byKey: Record<string, { queued: number; admitting: number; inFlight: number }> = {}
       for (const lane of lanes.values()) {

@@ -1,6 +1,6 @@
 /**
  * The Executor's Effect `Metric`s, each tagged with the executor's name:
- * queue depth and in-flight gauges, admission-wait and call-duration
+ * queue depth, in-flight and concurrency-limit gauges, admission-wait and call-duration
  * histograms (milliseconds), and a counter of outcomes tagged by status.
  * Updated with `unsafeUpdate` from the executor's synchronous bookkeeping:
  * the histograms once per request; the gauges and the outcome counter once
@@ -17,6 +17,9 @@ export const queueDepth = Metric.gauge("sluice_executor_queue_depth", {
   description: "Requests waiting in the executor's priority queue"
 })
 export const inFlight = Metric.gauge("sluice_executor_in_flight", { description: "Requests running now" })
+export const concurrency = Metric.gauge("sluice_executor_concurrency", {
+  description: "How many requests may run at once: the limit in force (setConcurrency changes it)"
+})
 export const admissionWait = Metric.histogram(
   "sluice_executor_admission_wait_ms",
   millisBoundaries,
@@ -44,6 +47,7 @@ export const makeMetrics = (executor: string) => {
   return {
     queueDepth: Metric.taggedWithLabels(queueDepth, [label]),
     inFlight: Metric.taggedWithLabels(inFlight, [label]),
+    concurrency: Metric.taggedWithLabels(concurrency, [label]),
     admissionWait: Metric.taggedWithLabels(admissionWait, [label]),
     callDuration: Metric.taggedWithLabels(callDuration, [label]),
     outcome: (status: keyof typeof byStatus, count: number) => byStatus[status].unsafeUpdate(count, [])

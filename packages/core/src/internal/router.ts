@@ -5,7 +5,8 @@
  * registry and its exact in-flight counts (`routerRegistry.ts`), quota
  * domains (`routerDomain.ts`), selection (`routerSelection.ts`), strategies
  * (`routerStrategy.ts`), outlier ejection (`routerOutlier.ts`), signals
- * (`routerSignal.ts`), metrics (`routerMetrics.ts`).
+ * (`routerSignal.ts`), metrics (`routerMetrics.ts`), adaptive concurrency
+ * (`routerAdaptive.ts`), active health checks (`routerHealthCheck.ts`).
  *
  * One way to run a call: select (hard constraints, then health, then soft
  * preferences, then quota admission by tier, then the strategy) → dispatch
@@ -17,14 +18,18 @@ import type * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as FiberSet from "effect/FiberSet"
 import * as Random from "effect/Random"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as InvalidOptions from "../InvalidOptions.js"
 import * as Retry from "../Retry.js"
 import type * as Router from "../Router.js"
 import * as EventHub from "./eventHub.js"
+import * as Adaptive from "./routerAdaptive.js"
 import { QuotaDomain } from "./routerDomain.js"
 import { RouterError } from "./routerError.js"
+import * as HealthCheck from "./routerHealthCheck.js"
 import { makeMetrics } from "./routerMetrics.js"
 import * as Outlier from "./routerOutlier.js"
 import { ProviderEntry } from "./routerProvider.js"
@@ -40,6 +45,42 @@ const Share = Schema.Number.pipe(
   Schema.lessThanOrEqualTo(1, { message: () => "Expected a number no more than 1" })
 )
 
+const AdaptiveConcurrencySchema = Schema.Struct({
+  floor: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
+  ceiling: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
+  requestLimit: Schema.optional(
+    Schema.UndefinedOr(
+      Schema.Struct({ limit: InvalidOptions.PositiveNumber, interval: InvalidOptions.PositiveDuration })
+    )
+  ),
+  decrease: Schema.optional(
+    Schema.UndefinedOr(
+      Schema.Number.pipe(
+        Schema.greaterThan(0, { message: () => "Expected a factor above 0" }),
+        Schema.lessThan(1, { message: () => "Expected a factor below 1" })
+      )
+    )
+  )
+}).pipe(
+  Schema.filter(
+    (options) =>
+      options.ceiling === undefined ||
+      options.ceiling >= (options.floor ?? 1) || {
+        path: ["ceiling"],
+        message: `Expected a ceiling of at least the floor (${options.floor ?? 1}), actual ${options.ceiling}`
+      }
+  )
+)
+
+const HealthCheckSchema = Schema.Struct({
+  probe: Schema.declare((u): u is Effect.Effect<void, unknown> => Effect.isEffect(u), {
+    message: () => "Expected an Effect"
+  }),
+  healthyInterval: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
+  failingInterval: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
+  timeout: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration))
+})
+
 const ProviderSchema = Schema.Struct({
   name: Schema.NonEmptyTrimmedString,
   executor: Schema.Object,
@@ -47,7 +88,9 @@ const ProviderSchema = Schema.Struct({
   key: Schema.optional(Schema.UndefinedOr(Schema.NonEmptyTrimmedString)),
   weight: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
   tier: Schema.optional(Schema.UndefinedOr(Schema.NonNegativeInt)),
-  contextWindow: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt))
+  contextWindow: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
+  adaptiveConcurrency: Schema.optional(Schema.UndefinedOr(AdaptiveConcurrencySchema)),
+  healthCheck: Schema.optional(Schema.UndefinedOr(HealthCheckSchema))
 })
 
 const OptionsSchema = Schema.Struct({
@@ -137,7 +180,9 @@ const millisOf = (input: Duration.DurationInput) => Duration.toMillis(Duration.d
 const isBudget = (value: unknown): value is Retry.RetryBudget =>
   typeof value === "object" && value !== null && "tryRetry" in value && "recordRequest" in value
 
-export const make = (options: Router.Options): Effect.Effect<Router.RouterShape, InvalidOptions.InvalidOptionsError> =>
+export const make = (
+  options: Router.Options
+): Effect.Effect<Router.RouterShape, InvalidOptions.InvalidOptionsError, Scope.Scope> =>
   Effect.gen(function* () {
     const decoded = yield* decodeOptions(options)
     const name = decoded.name
@@ -180,6 +225,8 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
     const emit = (event: () => Router.RouterEvent) => {
       if (events.observed()) events.offer(event())
     }
+    /** The router's own fibers (health checks), interrupted with its scope. */
+    const fork = yield* FiberSet.makeRuntime<never, void, never>()
 
     // Selection reads the registry only when a call is made, after both exist.
     const selection = Selection.make({
@@ -188,14 +235,46 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
       generation: () => registry.current(),
       strategy,
       outlier,
-      returned: (provider, at) => emit(() => ({ _tag: "Returned", router: name, at, provider: provider.name }))
+      returned: (provider, at) =>
+        emit(() => ({ _tag: "Returned", router: name, at, provider: provider.name, reason: "EjectionEnded" }))
+    })
+
+    const adaptive = Adaptive.make({
+      router: name,
+      now,
+      latencyWeight,
+      classify: classifyError,
+      changed: (provider, from, to, reason) =>
+        emit(() => ({ _tag: "ConcurrencyChanged", router: name, at: now(), provider: provider.name, from, to, reason }))
+    })
+
+    const health = HealthCheck.make({
+      router: name,
+      now,
+      fork,
+      probed: (provider, passed) =>
+        emit(() => ({ _tag: "Probed", router: name, at: now(), provider: provider.name, passed })),
+      failed: (provider) => unavailable(provider),
+      returned: (provider, at) => {
+        // Its ejection is over: no longer the selection's concern (this clears it there).
+        selection.leftPool(provider)
+        emit(() => ({ _tag: "Returned", router: name, at, provider: provider.name, reason: "Probe" }))
+      }
     })
 
     const registry = Registry.make(
       name,
       (provider, change, generation) => {
-        // A provider that stops taking work is no longer the selection's concern.
-        if (change === "Draining" || change === "Replaced") selection.leftPool(provider)
+        // A provider that stops taking work is no longer the selection's concern, nor its health check's.
+        if (change === "Draining" || change === "Replaced") {
+          selection.leftPool(provider)
+          health.stop(provider)
+        }
+        if (change === "Added") health.start(provider)
+        if (change === "Replaced") {
+          const replacement = registry.get(provider.name)
+          if (replacement !== undefined) health.start(replacement)
+        }
         emit(() => ({ _tag: "ProviderChanged", router: name, at: now(), provider: provider.name, change, generation }))
       },
       (provider) => metrics.of(provider).inFlight.unsafeUpdate(provider.inFlight, [])
@@ -221,22 +300,50 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
       )
     }
 
+    /** Its opt-in features, from its decoded options, before it takes work. */
+    const prepare = (entry: ProviderEntry, provider: typeof ProviderSchema.Type): Effect.Effect<void> => {
+      const check = provider.healthCheck
+      if (check !== undefined) {
+        health.register(entry, {
+          probe: check.probe,
+          healthyMillis: millisOf(check.healthyInterval ?? HealthCheck.DEFAULT_HEALTHY_INTERVAL),
+          failingMillis: millisOf(check.failingInterval ?? HealthCheck.DEFAULT_FAILING_INTERVAL),
+          timeoutMillis: millisOf(check.timeout ?? HealthCheck.DEFAULT_TIMEOUT)
+        })
+      }
+      const aimd = provider.adaptiveConcurrency
+      if (aimd === undefined) return Effect.void
+      return adaptive.register(entry, {
+        floor: aimd.floor ?? 1,
+        ceiling: aimd.ceiling,
+        requestsPerSecond:
+          aimd.requestLimit === undefined
+            ? undefined
+            : aimd.requestLimit.limit / (millisOf(aimd.requestLimit.interval) / 1000),
+        decrease: aimd.decrease ?? 0.5
+      })
+    }
+
     const add = (provider: Router.ProviderOptions) =>
-      Effect.flatMap(decodeProvider(provider), () => {
+      Effect.flatMap(decodeProvider(provider), (decodedProvider) => {
         const entry = entryOf(provider)
-        return entry instanceof RouterError ? Effect.fail(entry) : registry.add(entry)
+        if (entry instanceof RouterError) return Effect.fail(entry)
+        return Effect.zipRight(prepare(entry, decodedProvider), registry.add(entry))
       })
 
     const replace = (provider: Router.ProviderOptions) =>
-      Effect.flatMap(decodeProvider(provider), () => {
+      Effect.flatMap(decodeProvider(provider), (decodedProvider) => {
         const entry = entryOf(provider)
-        return entry instanceof RouterError ? Effect.fail(entry) : registry.replace(entry)
+        if (entry instanceof RouterError) return Effect.fail(entry)
+        return Effect.zipRight(prepare(entry, decodedProvider), registry.replace(entry))
       })
 
-    for (const provider of options.providers ?? []) {
+    for (const [index, provider] of (options.providers ?? []).entries()) {
       const entry = entryOf(provider)
       // The options' Schema checked every name: neither can fail here.
-      if (!(entry instanceof RouterError)) yield* Effect.ignore(registry.add(entry))
+      if (entry instanceof RouterError) continue
+      yield* prepare(entry, decoded.providers![index]!)
+      yield* Effect.ignore(registry.add(entry))
     }
 
     // ---- signals ----------------------------------------------------------------
@@ -288,6 +395,7 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
       const verdict = outlier.failure(provider, at, pool, ejected)
       if (verdict._tag === "Ejected") {
         if (!wasEjecting) selection.ejected()
+        health.ejected(provider)
         metrics.of(provider).ejections.unsafeUpdate(1, [])
         emit(() => ({
           _tag: "Ejected",
@@ -343,8 +451,9 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
           }
           const dispatchedAt = now()
           const left = deadlineAt === undefined ? undefined : Math.max(1, deadlineAt - dispatchedAt)
+          const attempts: Adaptive.Attempts = { startedAtCut: undefined }
           const sent = Effect.suspend(() =>
-            provider.executor.submit(call(route), {
+            provider.executor.submit(adaptive.observe(provider, call(route), attempts), {
               cost: submitOptions?.cost,
               settle: submitOptions?.settle,
               priority: submitOptions?.priority,
@@ -367,6 +476,7 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
             return value
           }
           const error = result.left
+          yield* adaptive.timedOut(provider, error, attempts)
           const signal = classifyError(error)
           metrics.of(provider).call(signal._tag)
           wants.tried.add(provider.name)
@@ -429,7 +539,9 @@ export const make = (options: Router.Options): Effect.Effect<Router.RouterShape,
                   isEjected && provider.ejectionReason !== undefined
                     ? { reason: provider.ejectionReason, until: provider.ejectedUntil }
                     : undefined,
-                latencyMillis: provider.ewmaMillis
+                latencyMillis: provider.ewmaMillis,
+                concurrency: adaptive.snapshot(provider),
+                healthCheck: health.snapshot(provider)
               }
             }),
             domains: [...domains.values()].map((domain) => ({

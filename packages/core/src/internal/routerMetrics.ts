@@ -22,6 +22,10 @@ export const domainCooldowns = Metric.counter("sluice_router_domain_cooldowns_to
   incremental: true
 })
 
+/** Adaptive concurrency's limit and the health checks' probes, bound where they are kept. */
+export { concurrencyLimit } from "./routerAdaptive.js"
+export { probes } from "./routerHealthCheck.js"
+
 export const makeMetrics = (router: string) => {
   const routerLabel = MetricLabel.make("router", router)
   const byProvider = new WeakMap<ProviderEntry, ReturnType<typeof bind>>()
