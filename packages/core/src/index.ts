@@ -13,6 +13,8 @@ export * as Hedge from "./Hedge.js"
 /** @since 0.1.0 */
 export * as InvalidOptions from "./InvalidOptions.js"
 /** @since 0.1.0 */
+export * as ProviderPool from "./ProviderPool.js"
+/** @since 0.1.0 */
 export * as RateLimiter from "./RateLimiter.js"
 /** @since 0.1.0 */
 export * as RateLimiterStore from "./RateLimiterStore.js"

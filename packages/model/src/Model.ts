@@ -27,16 +27,19 @@
  *   timeout, an open breaker, ...), and never holding a secret;
  * - `layerTest`: a Model that answers canned completions, for code above it.
  *
- * The interface names no provider: a Router (several providers, each an
- * ApiClient with its own limits) can build one `ModelShape` per provider
- * with {@link make} and offer the same interface over them, and every error
- * says which provider it came from and whether another try may help
- * (the reasons `ProviderUnavailable` and `RateLimited` are the ones to fall back on).
+ * The interface names no provider: {@link makeRouted} and {@link layerRouted}
+ * offer the same interface over several endpoints behind `@sluice/core`'s
+ * Router (each endpoint a provider with its own Executor and limits; the
+ * Router picks one per call and falls back by what a failure means), and
+ * every error says which provider it came from and whether another try may
+ * help (the reasons `ProviderUnavailable` and `RateLimited` are the ones to
+ * fall back on).
  *
  * @since 0.1.0
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
-import type { InvalidOptions } from "@sluice/core"
+import type { InvalidOptions, RateLimiter, RateLimiterStore } from "@sluice/core"
+import { Router } from "@sluice/core"
 import { ApiClient, type EndpointConfig } from "@sluice/http"
 import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
@@ -47,6 +50,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as internal from "./internal/model.js"
 import * as errors from "./internal/modelError.js"
+import * as routed from "./internal/modelRouter.js"
 import * as testing from "./internal/modelTest.js"
 import * as Wire from "./internal/wire.js"
 import type * as TokenEstimator from "./TokenEstimator.js"
@@ -527,6 +531,143 @@ export const layerConfig = (
   options?: CallOptions & { readonly clientOptions?: ApiClient.MakeOptions | undefined }
 ): Layer.Layer<Model, InvalidOptions.InvalidOptionsError | ConfigError.ConfigError> =>
   Layer.unwrapEffect(Effect.map(endpoint, (config) => layer({ ...options, endpoint: config })))
+
+// ---- several providers ------------------------------------------------------
+
+/**
+ * One provider of a routed Model: an endpoint (its own limits, concurrency,
+ * timeout, auth; its retry policy if it names one, else one attempt), and
+ * where it stands in the Router.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RoutedProvider {
+  /** Its `name` names the provider in the Router and in errors. */
+  readonly endpoint: EndpointConfig.EndpointConfig
+  readonly clientOptions?: Pick<ApiClient.MakeOptions, "auth" | "seed"> | undefined
+  /**
+   * The quota domain it shares with other providers (one organisation's
+   * limits), declared in `domains`; its endpoint then declares no
+   * `requests`/`tokens` limits of its own. Without one, its endpoint's limits
+   * are a domain of its own.
+   */
+  readonly domain?: string | undefined
+  /** For the `weightedRoundRobin` strategy. Default 1. */
+  readonly weight?: number | undefined
+  /** Lower tiers are preferred; a higher tier is the fallback group. Default 0. */
+  readonly tier?: number | undefined
+  /** The largest context (prompt and output tokens) its model takes: a call that needs more goes elsewhere. */
+  readonly contextWindow?: number | undefined
+  /** The model it serves, sent in place of the request's `model` (a deployment's name, say). */
+  readonly model?: string | undefined
+}
+
+/**
+ * A Model over several providers behind a Router: the Model's call options
+ * (but `key`: each provider uses its domain's key; and `maxRequestTokens`:
+ * no installments through a Router), the Router's options (strategy,
+ * ejection, fallback, deadline, …), the providers and their shared quota
+ * domains.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RoutedOptions
+  extends Omit<CallOptions, "key" | "maxRequestTokens">,
+    Omit<Router.Options, "name" | "providers" | "domains" | "classify"> {
+  /** Names the router (in its errors, events and metrics). Default `"models"`. */
+  readonly name?: string | undefined
+  readonly providers: ReadonlyArray<RoutedProvider>
+  /** Quota domains several providers share, with their limits. */
+  readonly domains?:
+    | Readonly<
+        Record<
+          string,
+          {
+            readonly requests?: RateLimiter.LimitOptions | undefined
+            readonly tokens?: RateLimiter.LimitOptions | undefined
+          }
+        >
+      >
+    | undefined
+  /** The undici pool of {@link layerRouted} (one for every provider). */
+  readonly pool?: EndpointConfig.EndpointConfig["pool"] | undefined
+}
+
+/**
+ * A routed Model: the Model's interface, and the Router under it (for its
+ * snapshot, events and run-time changes).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RoutedModel extends ModelShape {
+  readonly router: Router.RouterShape
+  /** A provider's buckets as they stand now (read-only; none without limits, or for a name it does not know). */
+  readonly state: (
+    provider: string
+  ) => Effect.Effect<ReadonlyArray<RateLimiterStore.BucketSnapshot>, RateLimiter.RateLimiterError>
+}
+
+/**
+ * Builds a Model whose every call goes through a Router over the providers
+ * (see {@link RoutedOptions}): the Router picks a provider per call, its
+ * Executor reserves the call's tokens, and a failure falls back by what it
+ * means — a 429 to another quota domain, a 5xx or timeout to another
+ * provider (ejecting the failing one), a context too long to a provider with
+ * a larger `contextWindow`, a content-policy refusal to the
+ * `contentFilteredChain`. Errors are the Model's own, naming the provider
+ * that failed last. Bad options fail with an `InvalidOptionsError` naming the field.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeRouted: (
+  options: RoutedOptions
+) => Effect.Effect<RoutedModel, InvalidOptions.InvalidOptionsError, HttpClient.HttpClient | Scope.Scope> =
+  routed.makeRouted
+
+/**
+ * The routed Model (and its Router) with one undici pool for every provider:
+ *
+ * ```ts
+ * Model.layerRouted({
+ *   strategy: "weightedRoundRobin",
+ *   providers: [
+ *     { endpoint: azureEast, domain: "org-a", contextWindow: 8_192 },
+ *     { endpoint: openai, weight: 2, contextWindow: 128_000 }
+ *   ],
+ *   domains: { "org-a": { tokens: { limit: 90_000, interval: "1 minute" } } }
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerRouted = (
+  options: RoutedOptions
+): Layer.Layer<Model | Router.Router, InvalidOptions.InvalidOptionsError> =>
+  Layer.scopedContext(
+    Effect.map(makeRouted(options), ({ chat, complete, embed, router }) =>
+      Context.make(Model, { chat, embed, complete }).pipe(Context.add(Router.Router, router))
+    )
+  ).pipe(Layer.provide(ApiClient.layerPool(options.pool)))
+
+/**
+ * The routed Model over the `HttpClient` in context (e.g. an in-memory one in tests).
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerRoutedWithoutPool = (
+  options: RoutedOptions
+): Layer.Layer<Model | Router.Router, InvalidOptions.InvalidOptionsError, HttpClient.HttpClient> =>
+  Layer.scopedContext(
+    Effect.map(makeRouted(options), ({ chat, complete, embed, router }) =>
+      Context.make(Model, { chat, embed, complete }).pipe(Context.add(Router.Router, router))
+    )
+  )
 
 // ---- testing ----------------------------------------------------------------
 

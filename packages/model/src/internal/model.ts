@@ -21,7 +21,7 @@
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
 import { Executor, InvalidOptions } from "@sluice/core"
-import { ApiClient, type ApiError, type Auth } from "@sluice/http"
+import { ApiClient, type ApiError } from "@sluice/http"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
@@ -105,12 +105,12 @@ function isFunction(value: unknown): value is (...args: ReadonlyArray<never>) =>
   return typeof value === "function"
 }
 
-const decodeOptions = InvalidOptions.decode("Model", OptionsSchema)
+export const decodeOptions = InvalidOptions.decode("Model", OptionsSchema)
 
 const invalidOption = (issues: string) => new InvalidOptions.InvalidOptionsError({ component: "Model", issues })
 
 /** The call options out of the full options (an endpoint or a client is checked elsewhere). */
-const callOptionsOf = (options: Model.CallOptions) => ({
+export const callOptionsOf = (options: Model.CallOptions) => ({
   tokenLimit: options.tokenLimit,
   chatPath: options.chatPath,
   embedPath: options.embedPath,
@@ -262,6 +262,124 @@ const runEstimator = <R>(
     return Effect.succeed({ prompt: Math.ceil(answer.prompt), maxOutput: Math.ceil(answer.maxOutput) })
   })
 
+/**
+ * How an attempt's tokens are settled: reconciled to what the answer
+ * reports it used (the estimate stands without `usage`); the tokens given
+ * back when the provider answered with an error (the request stays spent);
+ * everything given back when nothing was sent; kept otherwise (the
+ * provider may have done the work, as for an answer the content filter
+ * withheld).
+ */
+export const settlementOf =
+  (tokenLimit: string) =>
+  <A>(usedTokens: (answer: A) => number | undefined) =>
+  (exit: Exit.Exit<A, ApiClient.CallError | ModelError>): Executor.Settlement => {
+    if (Exit.isSuccess(exit)) {
+      const used = usedTokens(exit.value)
+      return used === undefined || !Number.isFinite(used) || used < 0
+        ? Executor.Settlement.keep
+        : Executor.Settlement.reconcile({ [tokenLimit]: used })
+    }
+    const failure = Cause.failureOption(exit.cause)
+    if (Option.isNone(failure)) return Executor.Settlement.keep
+    const error = failure.value
+    // Credentials that could not be had: nothing was sent. Any other error (a filtered answer): the estimate stands.
+    const verdict =
+      error._tag === "AuthFailed"
+        ? "Unsent"
+        : error._tag === "ApiError"
+          ? FAILED_ATTEMPT[error.reason]
+          : "MayHaveWorked"
+    return verdict === "Unsent"
+      ? Executor.Settlement.refund
+      : verdict === "Answered"
+        ? Executor.Settlement.reconcile({ [tokenLimit]: 0 })
+        : Executor.Settlement.keep
+  }
+
+/** One call, validated and estimated, for a transport to send. */
+export interface Call<A, I> {
+  readonly context: CallContext
+  readonly path: string
+  readonly body: unknown
+  readonly schema: Schema.Schema<A, I>
+  readonly estimate: TokenEstimator.Estimate
+  /** The request names its maximum output (the estimate's output is not the estimator's default). */
+  readonly explicitMaximum: boolean
+  readonly usedTokens: (answer: A) => number | undefined
+  /** Checks an answer where the provider that gave it is known (chat: every choice filtered is a failure). */
+  readonly check?: ((provider: string) => (answer: A) => Effect.Effect<A, ModelError>) | undefined
+}
+
+/** How a Model sends its calls: through one ApiClient (`fromClient`), or a Router over several (`modelRouter.ts`). */
+export type Send = <A, I>(call: Call<A, I>) => Effect.Effect<A, ModelError>
+
+/**
+ * The operations over a way to send: validate the request (errors name
+ * `provider`), estimate its tokens, send it.
+ */
+export const shapeOf = (provider: string, options: Model.CallOptions, send: Send): Model.ModelShape => {
+  const estimator = options.estimator ?? TokenEstimator.standard
+  const chatPath = options.chatPath ?? DEFAULT_CHAT_PATH
+  const embedPath = options.embedPath ?? DEFAULT_EMBED_PATH
+  const completePath = options.completePath ?? DEFAULT_COMPLETE_PATH
+  const validateChat = validate(Wire.ChatRequest, provider, "chat")
+  const validateEmbed = validate(Wire.EmbedRequest, provider, "embed")
+  const validateComplete = validate(Wire.CompletionRequest, provider, "complete")
+
+  const chat = (request: ChatRequest): Effect.Effect<ChatResponse, ModelError> =>
+    Effect.flatMap(validateChat(request), (valid) => {
+      const context: CallContext = { provider, model: valid.model, operation: "chat" }
+      return Effect.flatMap(runEstimator(estimator.chat, valid, context), (estimate) =>
+        send({
+          context: { ...context, estimatedPromptTokens: estimate.prompt },
+          path: chatPath,
+          body: valid,
+          schema: Wire.ChatResponse,
+          estimate,
+          explicitMaximum: valid.max_tokens != null || valid.max_completion_tokens != null,
+          usedTokens: (response) => chargedChatTokens(valid, response.usage, options.outputTokensCharged),
+          check: checkFiltered
+        })
+      )
+    })
+
+  const embed = (request: EmbedRequest): Effect.Effect<EmbedResponse, ModelError> =>
+    Effect.flatMap(validateEmbed(request), (valid) => {
+      const context: CallContext = { provider, model: valid.model, operation: "embed" }
+      return Effect.flatMap(runEstimator(estimator.embed, valid, context), (estimate) =>
+        send({
+          context: { ...context, estimatedPromptTokens: estimate.prompt },
+          path: embedPath,
+          body: valid,
+          schema: Wire.EmbedResponse,
+          estimate,
+          explicitMaximum: true,
+          usedTokens: (response) => response.usage?.total_tokens ?? response.usage?.prompt_tokens
+        })
+      )
+    })
+
+  const complete = (request: CompletionRequest): Effect.Effect<CompletionResponse, ModelError> =>
+    Effect.flatMap(validateComplete(request), (valid) => {
+      const context: CallContext = { provider, model: valid.model, operation: "complete" }
+      return Effect.flatMap(runEstimator(estimator.complete, valid, context), (estimate) =>
+        send({
+          context: { ...context, estimatedPromptTokens: estimate.prompt },
+          path: completePath,
+          body: valid,
+          schema: Wire.CompletionResponse,
+          estimate,
+          // OpenAI's default maximum (16) is a maximum too: such a request always fits as estimated.
+          explicitMaximum: true,
+          usedTokens: (response) => chargedCompletionTokens(valid, response.usage, options.outputTokensCharged)
+        })
+      )
+    })
+
+  return { chat, embed, complete }
+}
+
 export const fromClient = (
   client: ApiClient.ApiClientShape,
   options: Model.CallOptions = {}
@@ -269,7 +387,6 @@ export const fromClient = (
   Effect.gen(function* () {
     yield* decodeOptions(callOptionsOf(options))
     const provider = client.endpoint
-    const estimator = options.estimator ?? TokenEstimator.standard
     const tokenLimit = options.tokenLimit ?? DEFAULT_TOKEN_LIMIT
     const accounting = client.limitNames.includes(tokenLimit)
     if (options.tokenLimit !== undefined && !accounting) {
@@ -279,9 +396,6 @@ export const fromClient = (
         })`
       )
     }
-    const chatPath = options.chatPath ?? DEFAULT_CHAT_PATH
-    const embedPath = options.embedPath ?? DEFAULT_EMBED_PATH
-    const completePath = options.completePath ?? DEFAULT_COMPLETE_PATH
 
     /** The token limit's capacity, read once (a limit's capacity is configuration; it does not change). */
     let capacity: number | undefined
@@ -334,114 +448,28 @@ export const fromClient = (
       })
     }
 
-    /**
-     * How an attempt's tokens are settled: reconciled to what the answer
-     * reports it used (the estimate stands without `usage`); the tokens given
-     * back when the provider answered with an error (the request stays spent);
-     * everything given back when nothing was sent; kept otherwise (the
-     * provider may have done the work).
-     */
-    const settlementOf =
-      <A>(usedTokens: (answer: A) => number | undefined) =>
-      (exit: Exit.Exit<A, ApiError.ApiError | Auth.AuthFailed>): Executor.Settlement => {
-        if (Exit.isSuccess(exit)) {
-          const used = usedTokens(exit.value)
-          return used === undefined || !Number.isFinite(used) || used < 0
-            ? Executor.Settlement.keep
-            : Executor.Settlement.reconcile({ [tokenLimit]: used })
-        }
-        const failure = Cause.failureOption(exit.cause)
-        if (Option.isNone(failure)) return Executor.Settlement.keep
-        // Credentials that could not be had: nothing was sent.
-        const verdict = failure.value._tag === "AuthFailed" ? "Unsent" : FAILED_ATTEMPT[failure.value.reason]
-        return verdict === "Unsent"
-          ? Executor.Settlement.refund
-          : verdict === "Answered"
-            ? Executor.Settlement.reconcile({ [tokenLimit]: 0 })
-            : Executor.Settlement.keep
-      }
+    const settlement = settlementOf(tokenLimit)
 
-    const call = <A, I>(
-      context: CallContext,
-      path: string,
-      body: unknown,
-      schema: Schema.Schema<A, I>,
-      estimate: TokenEstimator.Estimate,
-      explicitMaximum: boolean,
-      usedTokens: (answer: A) => number | undefined
-    ): Effect.Effect<A, ModelError> =>
-      Effect.flatMap(admissionOf(estimate, explicitMaximum, context), (admission) =>
-        client
-          .post(path, {
-            schema,
-            body,
+    const send: Send = (call) =>
+      Effect.flatMap(admissionOf(call.estimate, call.explicitMaximum, call.context), (admission) => {
+        const sent = client
+          .post(call.path, {
+            schema: call.schema,
+            body: call.body,
             ...(admission === undefined
               ? {}
               : {
                   cost: { [tokenLimit]: admission.tokens },
                   installments: admission.installments,
-                  settle: settlementOf(usedTokens)
+                  settle: settlement(call.usedTokens)
                 }),
             priority: options.priority,
             key: options.key,
             timeout: options.timeout
           })
-          .pipe(Effect.mapError((error) => fromCallError(error, context)))
-      )
-
-    const validateChat = validate(Wire.ChatRequest, provider, "chat")
-    const validateEmbed = validate(Wire.EmbedRequest, provider, "embed")
-    const validateComplete = validate(Wire.CompletionRequest, provider, "complete")
-    const filtered = checkFiltered(provider)
-
-    const chat = (request: ChatRequest): Effect.Effect<ChatResponse, ModelError> =>
-      Effect.flatMap(validateChat(request), (valid) => {
-        const context: CallContext = { provider, model: valid.model, operation: "chat" }
-        return Effect.flatMap(runEstimator(estimator.chat, valid, context), (estimate) =>
-          call(
-            { ...context, estimatedPromptTokens: estimate.prompt },
-            chatPath,
-            valid,
-            Wire.ChatResponse,
-            estimate,
-            valid.max_tokens != null || valid.max_completion_tokens != null,
-            (response) => chargedChatTokens(valid, response.usage, options.outputTokensCharged)
-          ).pipe(Effect.flatMap(filtered))
-        )
+          .pipe(Effect.mapError((error) => fromCallError(error, call.context)))
+        return call.check === undefined ? sent : Effect.flatMap(sent, call.check(provider))
       })
 
-    const embed = (request: EmbedRequest): Effect.Effect<EmbedResponse, ModelError> =>
-      Effect.flatMap(validateEmbed(request), (valid) => {
-        const context: CallContext = { provider, model: valid.model, operation: "embed" }
-        return Effect.flatMap(runEstimator(estimator.embed, valid, context), (estimate) =>
-          call(
-            { ...context, estimatedPromptTokens: estimate.prompt },
-            embedPath,
-            valid,
-            Wire.EmbedResponse,
-            estimate,
-            true,
-            (response) => response.usage?.total_tokens ?? response.usage?.prompt_tokens
-          )
-        )
-      })
-
-    const complete = (request: CompletionRequest): Effect.Effect<CompletionResponse, ModelError> =>
-      Effect.flatMap(validateComplete(request), (valid) => {
-        const context: CallContext = { provider, model: valid.model, operation: "complete" }
-        return Effect.flatMap(runEstimator(estimator.complete, valid, context), (estimate) =>
-          call(
-            { ...context, estimatedPromptTokens: estimate.prompt },
-            completePath,
-            valid,
-            Wire.CompletionResponse,
-            estimate,
-            // OpenAI's default maximum (16) is a maximum too: such a request always fits as estimated.
-            true,
-            (response) => chargedCompletionTokens(valid, response.usage, options.outputTokensCharged)
-          )
-        )
-      })
-
-    return { chat, embed, complete } satisfies Model.ModelShape
+    return shapeOf(provider, options, send)
   })

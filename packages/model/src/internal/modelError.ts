@@ -27,7 +27,8 @@ export type Reason = typeof Reason.Type
  * 529), `Timeout`, `Transport`, `Unauthorized` (401, 403, no credentials:
  * this provider cannot serve, another may), `QuotaExhausted` (billing),
  * `CircuitOpen`, `QueueFull`, `ShuttingDown`, `LimiterFailure` (the
- * rate-limiter store failed).
+ * rate-limiter store failed), `NoProvider` (a routed Model's router has no
+ * provider left to send the call to).
  */
 export const UnavailableKind = Schema.Literal(
   "ServerError",
@@ -39,7 +40,8 @@ export const UnavailableKind = Schema.Literal(
   "CircuitOpen",
   "QueueFull",
   "ShuttingDown",
-  "LimiterFailure"
+  "LimiterFailure",
+  "NoProvider"
 )
 
 export type UnavailableKind = typeof UnavailableKind.Type
