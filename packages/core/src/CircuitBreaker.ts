@@ -44,6 +44,7 @@ import type * as Queue from "effect/Queue"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
+import { CircuitBreakerStore, type CircuitBreakerStoreShape } from "./CircuitBreakerStore.js"
 import type { InvalidOptionsError } from "./InvalidOptions.js"
 import * as internal from "./internal/circuitBreaker.js"
 import type { CircuitOpenError, Trip } from "./internal/circuitBreakerError.js"
@@ -164,6 +165,18 @@ export interface Options {
   readonly idleTimeout?: Duration.DurationInput | undefined
   /** Transitions kept per slow subscriber before the oldest are dropped. Default 1,024. */
   readonly transitionBufferSize?: number | undefined
+  /**
+   * Shares the transitions with every breaker of this `name` on the same
+   * store (other processes too): see `CircuitBreakerStore`. Default: none,
+   * the breaker's state is its own. Failure windows stay local; opening (with
+   * its deadline, which only ever moves later), the half-open probe slots
+   * (`halfOpenProbes` across all processes, each a lease of `halfOpenTimeout`,
+   * or 1 minute if that is infinite), closing and isolation go through the
+   * store, and the breaker mirrors what the store's notices say. When the
+   * store does not answer, the breaker decides alone (its local state) and
+   * goes back to the store's when it answers again.
+   */
+  readonly store?: CircuitBreakerStoreShape | undefined
 }
 
 /**
@@ -204,6 +217,8 @@ export interface Transition {
   readonly reason: TransitionReason
   /** On a change to OPEN: what opened it. */
   readonly trip?: Trip
+  /** True when the change was learned from the shared store (made by another breaker of this name). */
+  readonly shared?: boolean
 }
 
 /**
@@ -310,6 +325,22 @@ export const make: (options: Options) => Effect.Effect<CircuitBreakerShape, Inva
  */
 export const layer = (options: Options): Layer.Layer<CircuitBreaker, InvalidOptionsError> =>
   Layer.scoped(CircuitBreaker, make(options))
+
+/**
+ * A breaker whose transitions go through the `CircuitBreakerStore` in
+ * context (e.g. `RedisBreakerStore.layer`), shared with every breaker of the
+ * same name on that store.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerShared = (
+  options: Omit<Options, "store">
+): Layer.Layer<CircuitBreaker, InvalidOptionsError, CircuitBreakerStore> =>
+  Layer.scoped(
+    CircuitBreaker,
+    Effect.flatMap(CircuitBreakerStore, (store) => make({ ...options, store }))
+  )
 
 /**
  * Runs an effect through the breaker in context.
