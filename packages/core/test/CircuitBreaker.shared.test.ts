@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as TestClock from "effect/TestClock"
@@ -226,6 +227,37 @@ describe("CircuitBreaker with a shared store", () => {
       expect(exit).toEqual(Exit.succeed("ok"))
       expect(yield* Ref.get(calls)).toBeGreaterThan(before)
       expect(yield* a.state()).toBe("CLOSED")
+    })
+  )
+
+  it.scoped("after a lost subscription (Resync) a breaker reads its keys again and catches up", () =>
+    Effect.gen(function* () {
+      const memory = yield* CircuitBreakerStore.makeMemory
+      // A's store: the memory store, whose notices A stops hearing while `deaf` (a dropped subscription).
+      const deaf = yield* Ref.make(false)
+      const heard = yield* PubSub.unbounded<CircuitBreakerStore.Notice>()
+      const source = yield* memory.notices
+      yield* Effect.forkScoped(
+        Effect.forever(
+          Effect.flatMap(Queue.take(source), (notice) =>
+            Effect.flatMap(Ref.get(deaf), (isDeaf) => (isDeaf ? Effect.void : PubSub.publish(heard, notice)))
+          )
+        )
+      )
+      const a = yield* CircuitBreaker.make(options({ ...memory, notices: PubSub.subscribe(heard) }))
+      const b = yield* CircuitBreaker.make(options(memory))
+      yield* a.state()
+      yield* b.state()
+      const aSeen = yield* a.subscribe
+      yield* Ref.set(deaf, true)
+      yield* trip(b)
+      yield* TestClock.adjust("1 second")
+      expect(yield* a.state()).toBe("CLOSED")
+      // The subscription is back: the store says so, and A reads its key.
+      yield* Ref.set(deaf, false)
+      yield* PubSub.publish(heard, { _tag: "Resync" })
+      expect(yield* Queue.take(aSeen)).toMatchObject({ from: "CLOSED", to: "OPEN", shared: true })
+      expect(yield* a.inspect()).toMatchObject({ state: "OPEN", retryAfterMillis: 9_000 })
     })
   )
 })
