@@ -33,6 +33,14 @@
  * (also on `inspect` and on the OPEN transition). They are not retryable
  * (failing fast is the point), so retry policies leave them alone.
  *
+ * Shared state is opt-in (`store`, or `layerShared` over a
+ * `CircuitBreakerStore` such as `@sluice/redis`'s `RedisBreakerStore`): every
+ * breaker of one name on one store then opens, half-opens (one set of probe
+ * slots for all) and closes together, while each still judges the dependency
+ * from its own calls. Without a store nothing changes: the state is the
+ * breaker's own, kept as before, at no cost. One bad process can then open
+ * the breaker for everyone: see `RedisBreakerStore` for the trade-off.
+ *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"

@@ -18,6 +18,21 @@
  * outlives a state change (the stuck probe included) cannot vote in the next.
  * Opening records a `Trip` (what tipped it, what the window held), which the
  * refusals and `inspect` carry.
+ *
+ * With a `CircuitBreakerStore` (opt-in) the local state becomes a mirror of
+ * the shared one, and the machine above keeps running on it unchanged: the
+ * window stays local and still decides when this process trips; what changes
+ * the shared state goes to the store as well: an open (after the local one,
+ * so an unanswered store leaves the local open standing, flagged so that the
+ * store's later answers do not cut it short), a half-open probe's slot
+ * (asked of the store before the local one is taken; refused there, the
+ * store's state decides), its verdict, isolate and reset. What the store
+ * answers and what its notices say is adopted (`adopt`): by generation (a
+ * notice older than what was seen is dropped), deadlines only moving later.
+ * A key is read from the store once, when this breaker first uses it, and
+ * again on a `Resync` notice; between those no call asks the store, except
+ * for the transitions. Without a store none of this runs: one `undefined`
+ * check on the paths that could reach it.
  */
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
