@@ -16,6 +16,8 @@ import * as Ref from "effect/Ref"
 import * as TestClock from "effect/TestClock"
 import * as CircuitBreaker from "../src/CircuitBreaker.js"
 import * as CircuitBreakerStore from "../src/CircuitBreakerStore.js"
+import * as Executor from "../src/Executor.js"
+import * as RateLimiterStore from "../src/RateLimiterStore.js"
 
 const boom = Effect.fail("boom" as const)
 const ok = Effect.succeed("ok" as const)
@@ -260,4 +262,21 @@ describe("CircuitBreaker with a shared store", () => {
       expect(yield* a.inspect()).toMatchObject({ state: "OPEN", retryAfterMillis: 9_000 })
     })
   )
+
+  it.scoped("an Executor's breaker given the store shares it: B's executor refuses without calling", () =>
+    Effect.gen(function* () {
+      const store = yield* CircuitBreakerStore.makeMemory
+      const breaker = { policy: { kind: "consecutive", failures: 2 }, openDuration: "10 seconds", store } as const
+      const a = yield* Executor.make({ name: "a", concurrency: 1, breaker })
+      const b = yield* Executor.make({ name: "b", concurrency: 1, breaker: { ...breaker, name: "a" } })
+      yield* Effect.exit(a.submit(boom))
+      yield* Effect.exit(a.submit(boom))
+      let called = false
+      const refused = yield* Effect.exit(b.submit(Effect.sync(() => (called = true))))
+      expect(called).toBe(false)
+      expect(refused).toEqual(Exit.fail(expect.any(CircuitBreaker.CircuitOpenError)))
+      if (Exit.isFailure(refused) && refused.cause._tag === "Fail") {
+        expect(refused.cause.error).toMatchObject({ breaker: "a", state: "OPEN", retryAfterMillis: 10_000 })
+      }
+    }).pipe(Effect.provide(RateLimiterStore.layerMemory())))
 })

@@ -21,7 +21,8 @@
  * ISOLATED holding, and a notice per change, none for a call that changed
  * nothing. Notices are awaited with a bounded timeout (live) or must already
  * be there (a synchronous store); "none" is proven by the next notice being
- * the next change, never by waiting.
+ * the next change, never by waiting. A `Resync` may come at any time and is
+ * passed over.
  *
  * Not re-exported from `@sluice/testing`'s index (it imports `vitest`).
  *
@@ -119,7 +120,7 @@ export const suite = <E>(name: string, options: Options<E>): void => {
   const setup = Effect.map(options.store, overTheWire)
   const test = options.live === true ? it.scopedLive : it.scoped
   /** The next notice: awaited (live, bounded) or already there (a synchronous store). */
-  const nextNotice = (queue: Queue.Dequeue<CircuitBreakerStore.Notice>) =>
+  const anyNotice = (queue: Queue.Dequeue<CircuitBreakerStore.Notice>) =>
     options.live === true
       ? Effect.timeoutFail(Queue.take(queue), {
           duration: Duration.seconds(10),
@@ -128,6 +129,13 @@ export const suite = <E>(name: string, options: Options<E>): void => {
       : Effect.flatMap(Queue.poll(queue), (notice) =>
           Option.isSome(notice) ? Effect.succeed(notice.value) : Effect.fail(new Error("no notice published"))
         )
+  /** The next change; a `Resync` may come at any time (a subscription made or made again) and is passed over. */
+  const nextNotice = (
+    queue: Queue.Dequeue<CircuitBreakerStore.Notice>
+  ): Effect.Effect<CircuitBreakerStore.Notice, Error> =>
+    Effect.flatMap(anyNotice(queue), (notice) =>
+      notice._tag === "Resync" ? nextNotice(queue) : Effect.succeed(notice)
+    )
 
   describe(`CircuitBreakerStore conformance: ${name}`, () => {
     test("an unknown key is CLOSED, with no probes and no trip", () =>

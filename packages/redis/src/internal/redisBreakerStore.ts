@@ -11,7 +11,7 @@
  * breaker that made it decides alone (`@sluice/core`'s shared breaker). The
  * first such failure after a success is a switch to "local" (logged,
  * counted); the first success after failures is the switch back. When the
- * subscription comes back after it was lost, a `Resync` notice tells every
+ * subscription is made (again), a `Resync` notice tells every
  * breaker to read its keys again (it may have missed changes).
  *
  * @internal
@@ -231,14 +231,12 @@ export const make = (
           autoResubscribe: true
         })
         connection.on("error", () => {})
-        let lost = false
         connection.on("message", (from: string, message: string) => {
           if (from !== channel) return
           const notice = noticeOf(message)
           if (notice !== undefined) pubsub.unsafeOffer(notice)
         })
         connection.on("close", () => {
-          lost = true
           state.subscribed = false
         })
         connection.on("ready", () => {
@@ -249,7 +247,8 @@ export const make = (
             .then(() => connection.ping())
             .then(() => {
               state.subscribed = true
-              if (lost) pubsub.unsafeOffer({ _tag: "Resync" })
+              // Also the first time: a breaker that used a key while Redis was down at the start never read it.
+              pubsub.unsafeOffer({ _tag: "Resync" })
             })
             .catch(() => {})
         })
