@@ -278,5 +278,6 @@ describe("CircuitBreaker with a shared store", () => {
       if (Exit.isFailure(refused) && refused.cause._tag === "Fail") {
         expect(refused.cause.error).toMatchObject({ breaker: "a", state: "OPEN", retryAfterMillis: 10_000 })
       }
-    }).pipe(Effect.provide(RateLimiterStore.layerMemory())))
+    }).pipe(Effect.provide(RateLimiterStore.layerMemory()))
+  )
 })
