@@ -33,6 +33,14 @@
  * (also on `inspect` and on the OPEN transition). They are not retryable
  * (failing fast is the point), so retry policies leave them alone.
  *
+ * Shared state is opt-in (`store`, or `layerShared` over a
+ * `CircuitBreakerStore` such as `@sluice/redis`'s `RedisBreakerStore`): every
+ * breaker of one name on one store then opens, half-opens (one set of probe
+ * slots for all) and closes together, while each still judges the dependency
+ * from its own calls. Without a store nothing changes: the state is the
+ * breaker's own, kept as before, at no cost. One bad process can then open
+ * the breaker for everyone: see `RedisBreakerStore` for the trade-off.
+ *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
@@ -44,6 +52,7 @@ import type * as Queue from "effect/Queue"
 import type * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
+import { CircuitBreakerStore, type CircuitBreakerStoreShape } from "./CircuitBreakerStore.js"
 import type { InvalidOptionsError } from "./InvalidOptions.js"
 import * as internal from "./internal/circuitBreaker.js"
 import type { CircuitOpenError, Trip } from "./internal/circuitBreakerError.js"
@@ -164,6 +173,18 @@ export interface Options {
   readonly idleTimeout?: Duration.DurationInput | undefined
   /** Transitions kept per slow subscriber before the oldest are dropped. Default 1,024. */
   readonly transitionBufferSize?: number | undefined
+  /**
+   * Shares the transitions with every breaker of this `name` on the same
+   * store (other processes too): see `CircuitBreakerStore`. Default: none,
+   * the breaker's state is its own. Failure windows stay local; opening (with
+   * its deadline, which only ever moves later), the half-open probe slots
+   * (`halfOpenProbes` across all processes, each a lease of `halfOpenTimeout`,
+   * or 1 minute if that is infinite), closing and isolation go through the
+   * store, and the breaker mirrors what the store's notices say. When the
+   * store does not answer, the breaker decides alone (its local state) and
+   * goes back to the store's when it answers again.
+   */
+  readonly store?: CircuitBreakerStoreShape | undefined
 }
 
 /**
@@ -204,6 +225,8 @@ export interface Transition {
   readonly reason: TransitionReason
   /** On a change to OPEN: what opened it. */
   readonly trip?: Trip
+  /** True when the change was learned from the shared store (made by another breaker of this name). */
+  readonly shared?: boolean
 }
 
 /**
@@ -310,6 +333,22 @@ export const make: (options: Options) => Effect.Effect<CircuitBreakerShape, Inva
  */
 export const layer = (options: Options): Layer.Layer<CircuitBreaker, InvalidOptionsError> =>
   Layer.scoped(CircuitBreaker, make(options))
+
+/**
+ * A breaker whose transitions go through the `CircuitBreakerStore` in
+ * context (e.g. `RedisBreakerStore.layer`), shared with every breaker of the
+ * same name on that store.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layerShared = (
+  options: Omit<Options, "store">
+): Layer.Layer<CircuitBreaker, InvalidOptionsError, CircuitBreakerStore> =>
+  Layer.scoped(
+    CircuitBreaker,
+    Effect.flatMap(CircuitBreakerStore, (store) => make({ ...options, store }))
+  )
 
 /**
  * Runs an effect through the breaker in context.

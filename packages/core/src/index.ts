@@ -7,6 +7,8 @@
 /** @since 0.1.0 */
 export * as CircuitBreaker from "./CircuitBreaker.js"
 /** @since 0.1.0 */
+export * as CircuitBreakerStore from "./CircuitBreakerStore.js"
+/** @since 0.1.0 */
 export * as Executor from "./Executor.js"
 /** @since 0.1.0 */
 export * as Hedge from "./Hedge.js"

@@ -18,16 +18,34 @@
  * outlives a state change (the stuck probe included) cannot vote in the next.
  * Opening records a `Trip` (what tipped it, what the window held), which the
  * refusals and `inspect` carry.
+ *
+ * With a `CircuitBreakerStore` (opt-in) the local state becomes a mirror of
+ * the shared one, and the machine above keeps running on it unchanged: the
+ * window stays local and still decides when this process trips; what changes
+ * the shared state goes to the store as well: an open (after the local one,
+ * so an unanswered store leaves the local open standing, flagged so that the
+ * store's later answers do not cut it short), a half-open probe's slot
+ * (asked of the store before the local one is taken; refused there, the
+ * store's state decides), its verdict, isolate and reset. What the store
+ * answers and what its notices say is adopted (`adopt`): by generation (a
+ * notice older than what was seen is dropped), deadlines only moving later.
+ * A key is read from the store once, when this breaker first uses it, and
+ * again on a `Resync` notice; between those no call asks the store, except
+ * for the transitions. Without a store none of this runs: one `undefined`
+ * check on the paths that could reach it.
  */
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Predicate from "effect/Predicate"
+import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as CircuitBreaker from "../CircuitBreaker.js"
+import type * as CircuitBreakerStore from "../CircuitBreakerStore.js"
+import { isCircuitBreakerStore } from "../CircuitBreakerStore.js"
 import * as InvalidOptions from "../InvalidOptions.js"
 import * as Window from "./breakerWindow.js"
 import { CircuitOpenError, describeExit, type Trip } from "./circuitBreakerError.js"
@@ -90,7 +108,8 @@ const OptionsSchema = Schema.Struct({
   halfOpenTimeout: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
   classify: Schema.optional(Schema.UndefinedOr(Schema.declare(Predicate.isFunction))),
   idleTimeout: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveDuration)),
-  transitionBufferSize: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt))
+  transitionBufferSize: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
+  store: Schema.optional(Schema.UndefinedOr(Schema.declare(isCircuitBreakerStore)))
 })
 
 const decodeOptions = InvalidOptions.decode("CircuitBreaker", OptionsSchema)
@@ -124,6 +143,12 @@ class KeyBreaker {
   lastUsed: number
   /** Forgotten by the sweeper; a call still running on it puts it back. */
   evicted = false
+  /** With a store: whether the store's state of the key was read (once, when the key is made). */
+  known = false
+  /** With a store: the latest generation of the store's state seen (older notices are ignored). */
+  sharedGeneration = 0
+  /** With a store: an OPEN the store did not hear of (it did not answer) lasts until then whatever the store says. */
+  localOnlyUntil = 0
   readonly metrics: ReturnType<typeof makeKeyMetrics>
   constructor(
     readonly key: string,
@@ -144,6 +169,9 @@ interface PermitRecord extends CircuitBreaker.Permit {
   readonly probe: boolean
   readonly startedAt: number
   done: boolean
+  /** With a store: the probe's slot there, and the generation it was granted in. */
+  holder?: string
+  sharedGeneration?: number
 }
 
 export const make = (
@@ -186,6 +214,15 @@ export const make = (
     const classify = options.classify ?? defaultClassify
     const idleMillis = millisOf(options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT)
 
+    const store = options.store
+    /** A probe's slot in the store lasts `halfOpenTimeout`, or the default when that is infinite (a dead holder must not keep it). */
+    const leaseMillis = Number.isFinite(halfOpenTimeoutMillis)
+      ? halfOpenTimeoutMillis
+      : millisOf(DEFAULT_HALF_OPEN_TIMEOUT)
+    /** Names this breaker's probe slots in the store (unique across processes). */
+    const instance = `${name}:${Math.random().toString(36).slice(2, 12)}`
+    let probeIds = 0
+
     const clock = yield* Effect.clock
     const now = () => clock.unsafeCurrentTimeMillis()
     const transitions = yield* EventHub.make<CircuitBreaker.Transition>(options.transitionBufferSize ?? 1024)
@@ -205,7 +242,8 @@ export const make = (
       breaker: KeyBreaker,
       to: CircuitBreaker.State,
       at: number,
-      reason: CircuitBreaker.TransitionReason
+      reason: CircuitBreaker.TransitionReason,
+      shared = false
     ) => {
       const from = breaker.state
       breaker.state = to
@@ -218,11 +256,11 @@ export const make = (
       breaker.metrics.transition(from, to)
       if (transitions.observed()) {
         const trip = to === "OPEN" ? breaker.trip : undefined
-        transitions.offer(
+        const event: CircuitBreaker.Transition =
           trip === undefined
             ? { breaker: name, key: breaker.key, from, to, at, reason }
             : { breaker: name, key: breaker.key, from, to, at, reason, trip }
-        )
+        transitions.offer(shared ? { ...event, shared } : event)
       }
     }
 
@@ -261,16 +299,21 @@ export const make = (
 
     /**
      * Opens at once for a fixed duration (no effect needed); a schedule's next
-     * step is an effect (after which nothing happens if the key changed state meanwhile).
+     * step is an effect (after which nothing happens if the key changed state
+     * meanwhile). With a store, the open is then shared (an effect):
+     * `reopenOf` is the store's generation of the half-open whose probe
+     * failed (`null` for a CLOSED window that tripped).
      */
-    const open = (breaker: KeyBreaker, trip: Trip): Effect.Effect<void> | undefined => {
+    const open = (breaker: KeyBreaker, trip: Trip, reopenOf: number | null = null): Effect.Effect<void> | undefined => {
       if (breaker.openDurations === undefined) {
         openFor(breaker, trip, fixedOpenMillis!)
-        return undefined
+        return store === undefined ? undefined : shareOpen(breaker, reopenOf)
       }
       const generation = breaker.generation
-      return Effect.map(nextOpenMillis(breaker, trip.at, trip.reason !== "Tripped"), (millis) => {
-        if (breaker.generation === generation) openFor(breaker, trip, millis)
+      return Effect.flatMap(nextOpenMillis(breaker, trip.at, trip.reason !== "Tripped"), (millis) => {
+        if (breaker.generation !== generation) return Effect.void
+        openFor(breaker, trip, millis)
+        return store === undefined ? Effect.void : shareOpen(breaker, reopenOf)
       })
     }
 
@@ -295,7 +338,7 @@ export const make = (
           if (due === undefined || at < due) return undefined
           const failure = `a probe that had not answered after ${halfOpenTimeoutMillis} ms (halfOpenTimeout)`
           const counts = { calls: breaker.probeSuccesses + 1, failures: 1, slowCalls: 0 }
-          const pending = open(breaker, tripOf("ProbeTimedOut", due, failure, counts))
+          const pending = open(breaker, tripOf("ProbeTimedOut", due, failure, counts), breaker.sharedGeneration)
           if (pending !== undefined)
             return Effect.zipRight(
               pending,
@@ -374,9 +417,196 @@ export const make = (
       return record
     }
 
+    // ---- the shared state (with a store) ---------------------------------------------
+
+    /**
+     * Takes the store's view of a key into the local one. The store's answer
+     * to our own call applies unless a newer one was seen; a notice only if it
+     * is newer than anything seen. Deadlines only move later: an OPEN is
+     * extended, never shortened, and one the store did not hear of (it did not
+     * answer) lasts its time whatever the store says.
+     */
+    const adopt = (breaker: KeyBreaker, shared: CircuitBreakerStore.SharedState, at: number, answer: boolean) => {
+      if (answer ? shared.generation < breaker.sharedGeneration : shared.generation <= breaker.sharedGeneration) return
+      breaker.sharedGeneration = shared.generation
+      switch (shared.state) {
+        case "OPEN": {
+          const until = at + shared.openRemaining
+          if (breaker.state === "OPEN") {
+            if (until > breaker.openUntil) {
+              breaker.openUntil = until
+              breaker.openedFor = shared.openedFor
+            }
+            return
+          }
+          breaker.openedFor = shared.openedFor
+          breaker.openUntil = until
+          breaker.window.clear()
+          if (shared.trip !== null) breaker.trip = shared.trip
+          transition(breaker, "OPEN", at, shared.trip?.reason ?? "Tripped", true)
+          return
+        }
+        case "HALF_OPEN": {
+          if (breaker.state === "HALF_OPEN" || (breaker.state === "OPEN" && breaker.openUntil > at)) return
+          breaker.openedFor = shared.openedFor
+          breaker.window.clear()
+          if (shared.trip !== null) breaker.trip = shared.trip
+          transition(breaker, "HALF_OPEN", at, "OpenDurationElapsed", true)
+          return
+        }
+        case "CLOSED": {
+          if (breaker.state === "CLOSED" || (breaker.state === "OPEN" && breaker.localOnlyUntil > at)) return
+          breaker.window.clear()
+          breaker.openDurations?.reset()
+          transition(breaker, "CLOSED", at, breaker.state === "ISOLATED" ? "Reset" : "ProbesSucceeded", true)
+          return
+        }
+        case "ISOLATED": {
+          if (breaker.state === "ISOLATED") return
+          breaker.window.clear()
+          breaker.trip = undefined
+          transition(breaker, "ISOLATED", at, "Isolated", true)
+        }
+      }
+    }
+
+    /** A store call whose answer is adopted; when the store does not answer, the local state stands. */
+    const ask = (
+      breaker: KeyBreaker,
+      at: number,
+      call: Effect.Effect<CircuitBreakerStore.SharedState, CircuitBreakerStore.CircuitBreakerStoreError>,
+      onUnanswered: () => void = () => {}
+    ): Effect.Effect<void> =>
+      Effect.uninterruptible(
+        Effect.matchEffect(call, {
+          onFailure: () => Effect.sync(onUnanswered),
+          onSuccess: (shared) => Effect.sync(() => adopt(breaker, shared, at, true))
+        })
+      )
+
+    /** Reads the store's state of a key the first time the key is used (and again on a `Resync`). */
+    const learn = (breaker: KeyBreaker, at: number): Effect.Effect<void> => {
+      breaker.known = true
+      return ask(breaker, at, store!.get({ breaker: name, key: breaker.key, now: at }))
+    }
+
+    /** Runs `continuation` once the store's state of the key has been read (at once without a store). */
+    const whenKnown = <A, E, R>(
+      breaker: KeyBreaker,
+      at: number,
+      continuation: () => Effect.Effect<A, E, R>
+    ): Effect.Effect<A, E, R> =>
+      store === undefined || breaker.known
+        ? continuation()
+        : Effect.zipRight(learn(breaker, at), Effect.suspend(continuation))
+
+    /** Tells the store the key opened locally (until `openUntil`); an unanswered open stays local until then. */
+    const shareOpen = (breaker: KeyBreaker, reopenOf: number | null): Effect.Effect<void> => {
+      const at = now()
+      const trip = breaker.trip!
+      const until = breaker.openUntil
+      const request = {
+        breaker: name,
+        key: breaker.key,
+        now: at,
+        openFor: Math.max(0, until - at),
+        trip,
+        generation: reopenOf
+      }
+      return ask(
+        breaker,
+        at,
+        Effect.tap(store!.open(request), () => {
+          breaker.localOnlyUntil = 0
+        }),
+        () => {
+          if (breaker.state === "OPEN") breaker.localOnlyUntil = breaker.openUntil
+        }
+      )
+    }
+
+    /** Gives a probe's slot back to the store, with its success or without a verdict. */
+    const settleShared = (
+      breaker: KeyBreaker,
+      holder: string,
+      generation: number,
+      outcome: "success" | "released"
+    ): Effect.Effect<void> => {
+      const at = now()
+      return ask(
+        breaker,
+        at,
+        store!.settleProbe({
+          breaker: name,
+          key: breaker.key,
+          now: at,
+          holder,
+          generation,
+          outcome,
+          probes: halfOpenProbes
+        })
+      )
+    }
+
+    /**
+     * A half-open probe with a store: a slot there first (across processes).
+     * Refused there: the store's state is adopted and decides (CLOSED lets the
+     * call through). The store not answering: the local slots decide.
+     */
+    const takeShared = (breaker: KeyBreaker, at: number): Effect.Effect<PermitRecord | CircuitOpenError> => {
+      const generation = breaker.generation
+      const holder = `${instance}-${++probeIds}`
+      const request = { breaker: name, key: breaker.key, now: at, holder, probes: halfOpenProbes, lease: leaseMillis }
+      return Effect.uninterruptible(
+        Effect.matchEffect(store!.acquireProbe(request), {
+          onFailure: () => Effect.sync(() => take(breaker, now())),
+          onSuccess: (answer) =>
+            Effect.suspend((): Effect.Effect<PermitRecord | CircuitOpenError> => {
+              const later = now()
+              if (
+                answer.granted &&
+                breaker.generation === generation &&
+                breaker.state === "HALF_OPEN" &&
+                letsThrough(breaker)
+              ) {
+                const record = take(breaker, later) as PermitRecord
+                record.holder = holder
+                record.sharedGeneration = answer.shared.generation
+                if (answer.shared.generation > breaker.sharedGeneration)
+                  breaker.sharedGeneration = answer.shared.generation
+                return Effect.succeed(record)
+              }
+              const giveBack = answer.granted
+                ? settleShared(breaker, holder, answer.shared.generation, "released")
+                : Effect.void
+              adopt(breaker, answer.shared, at, true)
+              return Effect.zipRight(
+                giveBack,
+                current(breaker, later, () =>
+                  Effect.succeed(breaker.state === "CLOSED" ? take(breaker, later) : refusal(breaker, later))
+                )
+              )
+            })
+        })
+      )
+    }
+
+    /** Takes a permit from an up-to-date key, through the store for a half-open probe. */
+    const takeAny = (breaker: KeyBreaker, at: number): Effect.Effect<PermitRecord | CircuitOpenError> =>
+      store !== undefined && breaker.state === "HALF_OPEN" && letsThrough(breaker)
+        ? takeShared(breaker, at)
+        : Effect.succeed(take(breaker, at))
+
     /** Refuses as `admit` would, but takes nothing. */
     const check = (key = DEFAULT_KEY): Effect.Effect<void, CircuitOpenError> =>
       Effect.suspend(() => {
+        if (store !== undefined) {
+          const at = now()
+          const breaker = breakerFor(key, at)
+          return whenKnown(breaker, at, () =>
+            current(breaker, at, () => (letsThrough(breaker) ? Effect.void : Effect.fail(refusal(breaker, at))))
+          )
+        }
         const breaker = breakers.get(key)
         if (breaker === undefined || breaker.state === "CLOSED") return Effect.void
         const at = now()
@@ -421,12 +651,15 @@ export const make = (
       at: number,
       result: Exit.Exit<unknown, unknown> | "interrupted"
     ): Effect.Effect<void> | undefined => {
-      if (generation !== breaker.generation) return undefined
+      const slot = probe?.holder
+      if (generation !== breaker.generation) {
+        return slot === undefined ? undefined : settleShared(breaker, slot, probe!.sharedGeneration!, "released")
+      }
       if (probe !== undefined) breaker.runningProbes.delete(probe)
       const verdict = result === "interrupted" ? "ignore" : classify(result)
       if (result === "interrupted" || verdict === "ignore") {
         if (probe !== undefined) breaker.probesTaken--
-        return undefined
+        return slot === undefined ? undefined : settleShared(breaker, slot, probe!.sharedGeneration!, "released")
       }
       const failure = verdict === "failure"
       const took = at - startedAt
@@ -434,7 +667,11 @@ export const make = (
       if (probe !== undefined) {
         if (failure || slow) {
           const counts = { calls: breaker.probeSuccesses + 1, failures: failure ? 1 : 0, slowCalls: slow ? 1 : 0 }
-          return open(breaker, tripOf("ProbeFailed", at, describeCall(result, failure, slow, took), counts))
+          return open(
+            breaker,
+            tripOf("ProbeFailed", at, describeCall(result, failure, slow, took), counts),
+            probe.sharedGeneration ?? breaker.sharedGeneration
+          )
         }
         breaker.probeSuccesses++
         if (breaker.probeSuccesses >= halfOpenProbes) {
@@ -442,7 +679,7 @@ export const make = (
           breaker.openDurations?.reset()
           transition(breaker, "CLOSED", at, "ProbesSucceeded")
         }
-        return undefined
+        return slot === undefined ? undefined : settleShared(breaker, slot, probe.sharedGeneration!, "success")
       }
       const outcome = failure ? (slow ? BAD_SLOW : BAD) : slow ? SLOW : GOOD
       if (breaker.state === "CLOSED" && breaker.window.record(outcome, at)) {
@@ -477,10 +714,13 @@ export const make = (
         const at = now()
         const breaker = breakerFor(key, at)
         breaker.lastUsed = at
-        return current(breaker, at, () => {
-          const result = take(breaker, at)
-          return result instanceof CircuitOpenError ? Effect.fail(result) : Effect.succeed(result)
-        })
+        return whenKnown(breaker, at, () =>
+          current(breaker, at, () =>
+            Effect.flatMap(takeAny(breaker, at), (result) =>
+              result instanceof CircuitOpenError ? Effect.fail(result) : Effect.succeed(result)
+            )
+          )
+        )
       })
 
     /** With the default classify a success needs no Exit of its own. */
@@ -488,26 +728,27 @@ export const make = (
 
     /** Runs `effect` holding a permit, handing it back whatever happens (interruption included). */
     const protectWithPermit = <A, E, R>(effect: Effect.Effect<A, E, R>, breaker: KeyBreaker, at: number) =>
-      Effect.uninterruptibleMask(
-        (restore): Effect.Effect<A, E | CircuitOpenError, R> =>
-          current(breaker, at, (): Effect.Effect<A, E | CircuitOpenError, R> => {
-            const permit = take(breaker, at)
-            if (permit instanceof CircuitOpenError) return Effect.fail(permit)
-            return Effect.matchCauseEffect(restore(effect), {
-              onFailure: (cause) => {
-                const after = settlePermit(
-                  permit,
-                  Cause.isInterruptedOnly(cause) ? "interrupted" : Exit.failCause(cause)
-                )
-                return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
-              },
-              onSuccess: (value) => {
-                const after = settlePermit(permit, successExit(value))
-                return after === undefined ? Effect.succeed(value) : Effect.as(after, value)
-              }
-            })
+      Effect.uninterruptibleMask((restore): Effect.Effect<A, E | CircuitOpenError, R> => {
+        const withPermit = (permit: PermitRecord | CircuitOpenError): Effect.Effect<A, E | CircuitOpenError, R> => {
+          if (permit instanceof CircuitOpenError) return Effect.fail(permit)
+          return Effect.matchCauseEffect(restore(effect), {
+            onFailure: (cause) => {
+              const after = settlePermit(permit, Cause.isInterruptedOnly(cause) ? "interrupted" : Exit.failCause(cause))
+              return after === undefined ? Effect.failCause(cause) : Effect.zipRight(after, Effect.failCause(cause))
+            },
+            onSuccess: (value) => {
+              const after = settlePermit(permit, successExit(value))
+              return after === undefined ? Effect.succeed(value) : Effect.as(after, value)
+            }
           })
-      )
+        }
+        return current(breaker, at, (): Effect.Effect<A, E | CircuitOpenError, R> => {
+          if (store !== undefined && breaker.state === "HALF_OPEN" && letsThrough(breaker)) {
+            return Effect.flatMap(takeShared(breaker, at), withPermit)
+          }
+          return withPermit(take(breaker, at))
+        })
+      })
 
     /** The CLOSED path: the effect, its outcome recorded; no permit, no uninterruptible region. */
     const closedCall = <A, E, R>(
@@ -548,6 +789,16 @@ export const make = (
         const at = now()
         const breaker = breakerFor(key, at)
         breaker.lastUsed = at
+        if (store !== undefined && !breaker.known) {
+          return Effect.zipRight(
+            learn(breaker, at),
+            Effect.suspend(() =>
+              breaker.state === "CLOSED"
+                ? closedCall(effect, breaker, breaker.generation, at)
+                : protectWithPermit(effect, breaker, now())
+            )
+          )
+        }
         if (breaker.state !== "CLOSED") return protectWithPermit(effect, breaker, at)
         if (timeMatters) return closedCall(effect, breaker, breaker.generation, at)
         if (cached === undefined || cachedBreaker !== breaker || cachedGeneration !== breaker.generation) {
@@ -589,6 +840,11 @@ export const make = (
 
     const inspect = (key = DEFAULT_KEY): Effect.Effect<CircuitBreaker.Snapshot> =>
       Effect.suspend(() => {
+        if (store !== undefined) {
+          const at = now()
+          const breaker = breakerFor(key, at)
+          return whenKnown(breaker, at, () => current(breaker, at, () => Effect.succeed(snapshotOf(breaker, at))))
+        }
         const breaker = breakers.get(key)
         if (breaker === undefined) {
           return Effect.succeed({
@@ -606,7 +862,7 @@ export const make = (
       })
 
     const force = (key: string, to: "ISOLATED" | "CLOSED", reason: CircuitBreaker.TransitionReason) =>
-      Effect.sync(() => {
+      Effect.suspend(() => {
         const at = now()
         const breaker = breakerFor(key, at)
         breaker.window.clear()
@@ -614,6 +870,11 @@ export const make = (
         breaker.trip = undefined
         if (breaker.state !== to) transition(breaker, to, at, reason)
         else breaker.generation++
+        if (store === undefined) return Effect.void
+        breaker.known = true
+        breaker.localOnlyUntil = 0
+        const target = { breaker: name, key, now: at }
+        return ask(breaker, at, to === "ISOLATED" ? store.isolate(target) : store.reset(target))
       })
 
     const sweep = Effect.sync(() => {
@@ -631,6 +892,19 @@ export const make = (
       return evicted
     })
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(Duration.millis(idleMillis)), sweep)))
+
+    // With a store: its notices, subscribed before the breaker is handed out, mirrored into the keys held here.
+    if (store !== undefined) {
+      const notices = yield* store.notices
+      const onNotice = (notice: CircuitBreakerStore.Notice): Effect.Effect<void> => {
+        if (notice._tag === "Resync") {
+          return Effect.forEach(Array.from(breakers.values()), (breaker) => learn(breaker, now()), { discard: true })
+        }
+        const breaker = notice.breaker === name ? breakers.get(notice.key) : undefined
+        return breaker === undefined ? Effect.void : Effect.sync(() => adopt(breaker, notice.shared, now(), false))
+      }
+      yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(notices), onNotice)))
+    }
 
     return {
       name,
