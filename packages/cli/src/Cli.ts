@@ -72,7 +72,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
-import type * as Redacted from "effect/Redacted"
+import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -182,6 +182,8 @@ export interface RunFlags {
   readonly retryFailed: boolean
   /** `--redis URL`: share the limits with every `sluice run` on that Redis (see `internal/sharedLimits.ts`). */
   readonly redis: Option.Option<string>
+  /** `--redis-env NAME`: the same, the URL read from that environment variable (kept out of the process list). */
+  readonly redisEnv: Option.Option<string>
 }
 
 const runFlags = {
@@ -290,9 +292,16 @@ const runFlags = {
   redis: Options.text("redis").pipe(
     Options.withPseudoName("URL"),
     Options.withDescription(
-      "Keep the limits in this Redis (redis://host:port): every sluice run given it, against the same --base-url, shares one quota"
+      "Keep the limits in this Redis (redis://host:port): every sluice run given it, against the same --base-url, shares one quota. The process list shows it: a URL with a password belongs in --redis-env"
     ),
     Flags.optional("none: the limits are this process's own")
+  ),
+  redisEnv: Options.text("redis-env").pipe(
+    Options.withPseudoName("NAME"),
+    Options.withDescription(
+      "As --redis, the URL (redis://[:password@]host:port) read from this environment variable, so that no password shows in the process list, output or logs"
+    ),
+    Flags.optional("none")
   )
 }
 
@@ -320,6 +329,29 @@ const checkDestination = (flags: RunFlags): Effect.Effect<void, UsageError> => {
     )
   }
   return Effect.void
+}
+
+/**
+ * The Redis URL of `--redis` or `--redis-env`, `Redacted` from here on (it may hold a password). Errors name
+ * the flag and the variable, never the URL.
+ */
+const readRedisUrl = (flags: RunFlags): Effect.Effect<Option.Option<Redacted.Redacted<string>>, UsageError> => {
+  if (Option.isSome(flags.redis) && Option.isSome(flags.redisEnv)) {
+    return Effect.fail(
+      new UsageError({ detail: `--redis and --redis-env ${flags.redisEnv.value}: give one or the other` })
+    )
+  }
+  if (Option.isSome(flags.redis)) return Effect.succeed(Option.some(Redacted.make(flags.redis.value)))
+  return Option.match(flags.redisEnv, {
+    onNone: () => Effect.succeed(Option.none()),
+    onSome: (name) =>
+      Config.redacted(name).pipe(
+        Effect.map(Option.some),
+        Effect.mapError(
+          () => new UsageError({ detail: `--redis-env ${name}: the environment variable ${name} is not set` })
+        )
+      )
+  })
 }
 
 const readApiKey = (flags: RunFlags): Effect.Effect<Redacted.Redacted<string> | undefined, UsageError> =>
@@ -482,8 +514,10 @@ const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
     yield* checkDestination(flags)
     const apiKey = yield* readApiKey(flags)
     const stats = yield* RunStats.RunStats
-    const send = yield* SharedLimits.withRedis(flags.redis, flags.baseUrl, makeSender(flags, apiKey)).pipe(
-      Effect.catchTag("RedisClientError", (error) => new UsageError({ detail: `--redis: ${error.message}` }))
+    const redisUrl = yield* readRedisUrl(flags)
+    const redisFlag = Option.match(flags.redisEnv, { onNone: () => "--redis", onSome: (name) => `--redis-env ${name}` })
+    const send = yield* SharedLimits.withRedis(redisUrl, flags.baseUrl, makeSender(flags, apiKey)).pipe(
+      Effect.catchTag("RedisClientError", (error) => new UsageError({ detail: `${redisFlag}: ${error.message}` }))
     )
     const live = process.stderr.isTTY === true
     const view = makeStderrView(live, Duration.toMillis(flags.maxOutage))
