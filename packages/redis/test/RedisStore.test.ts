@@ -66,7 +66,7 @@ describe("RedisStore", () => {
   describe("keys", () => {
     it.scopedLive("a call's state lives in one hash under the key's hash tag, which expires once idle again", () =>
       Effect.gen(function* () {
-        const { store, prefix } = yield* testStore({ expiryMargin: 0 })
+        const { store, prefix } = yield* testStore({ expiryMargin: 0 }, undefined, { deadline: "5 seconds" })
         const redis = yield* admin()
         yield* reserve(store, "user {7}:a", [REQUESTS, TOKENS], [1, 500], 0)
         const keys = yield* Effect.promise(() => redis.keys(`${prefix}*`))
@@ -87,7 +87,9 @@ describe("RedisStore", () => {
 
     it.scopedLive("a long sliding log spills into a list of chunks that expires with its bucket", () =>
       Effect.gen(function* () {
-        const { store, prefix } = yield* testStore({ time: "caller", expiryMargin: 0 })
+        const { store, prefix } = yield* testStore({ time: "caller", expiryMargin: 0 }, undefined, {
+          deadline: "5 seconds"
+        })
         const redis = yield* admin()
         // 100 admissions in one window: more than the hash keeps (two chunks of 16), so chunks go to the list.
         for (let i = 0; i < 100; i++) yield* reserve(store, "k", [LOOSE_100], [1], i)

@@ -85,9 +85,8 @@ local now = callerNow
 if serverTime == 1 then now = redisNow end
 local offset = now - callerNow
 
--- The operation's own k-th number (after the four of the header).
-local function arg(k) return (sunpack('<d', numbers, 33 + 8 * (k - 1))) end
-local function isNan(x) return x ~= x end
+-- The operation's own numbers (after the four of the header), unpacked at once.
+local args = { sunpack('<' .. string.rep('d', (#numbers - 32) / 8), numbers, 33) }
 
 local specs = {}
 for i = 1, n do
@@ -323,9 +322,9 @@ local function setHold(b, at, cost, now)
 end
 
 local function receiptAt(k)
-  local paidUntil = arg(k)
-  if isNan(paidUntil) then return nil end
-  return { paidUntil = paidUntil, credited = arg(k + 1), generation = arg(k + 2), admission = arg(k + 3) }
+  local paidUntil = args[k]
+  if paidUntil ~= paidUntil then return nil end
+  return { paidUntil = paidUntil, credited = args[k + 1], generation = args[k + 2], admission = args[k + 3] }
 end
 
 -- ---- writing back ----------------------------------------------------------
@@ -394,12 +393,12 @@ end
 local buckets = {}
 
 if op == 'reserve' then
-  local mode = arg(1)
+  local mode = args[1]
   local peek = mode == 1
-  local notBefore = arg(2) + offset
-  local hold = arg(3) == 1
+  local notBefore = args[2] + offset
+  local hold = args[3] == 1
   local costs = {}
-  for i = 1, n do costs[i] = arg(3 + i) end
+  for i = 1, n do costs[i] = args[3 + i] end
   local ready = { chargeAt = notBefore, dueAt = notBefore }
   for i = 1, n do
     if costs[i] > 0 then
@@ -452,7 +451,7 @@ if op == 'reserve' then
   return spack('<' .. string.rep('d', #answer), unpack(answer))
 elseif op == 'charge' then
   for i = 1, n do
-    local amount = arg(i)
+    local amount = args[i]
     if amount > 0 then
       local b = load(i, true)
       b.tat = math.max(b.tat, now) + amount * b.spec.emission
@@ -465,7 +464,7 @@ elseif op == 'charge' then
 elseif op == 'refund' then
   local given = {}
   for i = 1, n do
-    local amount = arg(i)
+    local amount = args[i]
     local receipt = receiptAt(n + 1 + 4 * (i - 1))
     given[i] = 0
     local b = load(i, false)
@@ -515,14 +514,14 @@ elseif op == 'began' then
   save(buckets)
   return ''
 elseif op == 'sync' then
-  local remaining = arg(1)
-  local resetAfter = arg(2)
+  local remaining = args[1]
+  local resetAfter = args[2]
   local b = load(1, true)
   local spec = b.spec
   local tatForRemaining = now + (spec.capacity - math.max(0, remaining)) * spec.emission
   b.tat = math.max(b.tat, tatForRemaining)
   b.dirty = true
-  if remaining <= 0 and not isNan(resetAfter) then
+  if remaining <= 0 and resetAfter == resetAfter then
     -- gcra.ts's sync: blocked until the oldest logged admission leaves a window, or the reset if sooner.
     forget(b, now)
     local blockTo = now + resetAfter
@@ -534,7 +533,7 @@ elseif op == 'sync' then
   save(buckets)
   return spack('<d', b.blk - offset)
 elseif op == 'block' then
-  local untilTime = arg(1) + offset
+  local untilTime = args[1] + offset
   for i = 1, n do
     local b = load(i, true)
     b.blk = math.max(b.blk, untilTime)
