@@ -81,7 +81,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
-import type * as Redacted from "effect/Redacted"
+import * as Redacted from "effect/Redacted"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
@@ -197,6 +197,8 @@ export interface RunFlags {
   readonly providers: Option.Option<string>
   /** `--strategy`: how the Router balances the providers. */
   readonly strategy: Router.Strategy
+  /** `--redis-env NAME`: the same, the URL read from that environment variable (kept out of the process list). */
+  readonly redisEnv: Option.Option<string>
 }
 
 const runFlags = {
@@ -305,7 +307,7 @@ const runFlags = {
   redis: Options.text("redis").pipe(
     Options.withPseudoName("URL"),
     Options.withDescription(
-      "Keep the limits in this Redis (redis://host:port): every sluice run given it, against the same --base-url, shares one quota"
+      "Keep the limits in this Redis (redis://host:port): every sluice run given it, against the same --base-url, shares one quota. The process list shows it: a URL with a password belongs in --redis-env"
     ),
     Flags.optional("none: the limits are this process's own")
   ),
@@ -318,6 +320,13 @@ const runFlags = {
   strategy: Flags.choice("strategy", ["leastOutstanding", "roundRobin", "weightedRoundRobin", "lowestLatency"]).pipe(
     Options.withDescription("With --providers: how the Router balances the providers"),
     Flags.withDefault("leastOutstanding")
+  ),
+  redisEnv: Options.text("redis-env").pipe(
+    Options.withPseudoName("NAME"),
+    Options.withDescription(
+      "As --redis, the URL (redis://[:password@]host:port) read from this environment variable, so that no password shows in the process list, output or logs"
+    ),
+    Flags.optional("none")
   )
 }
 
@@ -345,6 +354,29 @@ const checkDestination = (flags: RunFlags): Effect.Effect<void, UsageError> => {
     )
   }
   return Effect.void
+}
+
+/**
+ * The Redis URL of `--redis` or `--redis-env`, `Redacted` from here on (it may hold a password). Errors name
+ * the flag and the variable, never the URL.
+ */
+const readRedisUrl = (flags: RunFlags): Effect.Effect<Option.Option<Redacted.Redacted<string>>, UsageError> => {
+  if (Option.isSome(flags.redis) && Option.isSome(flags.redisEnv)) {
+    return Effect.fail(
+      new UsageError({ detail: `--redis and --redis-env ${flags.redisEnv.value}: give one or the other` })
+    )
+  }
+  if (Option.isSome(flags.redis)) return Effect.succeed(Option.some(Redacted.make(flags.redis.value)))
+  return Option.match(flags.redisEnv, {
+    onNone: () => Effect.succeed(Option.none()),
+    onSome: (name) =>
+      Config.redacted(name).pipe(
+        Effect.map(Option.some),
+        Effect.mapError(
+          () => new UsageError({ detail: `--redis-env ${name}: the environment variable ${name} is not set` })
+        )
+      )
+  })
 }
 
 const readApiKey = (flags: RunFlags): Effect.Effect<Redacted.Redacted<string> | undefined, UsageError> =>
@@ -384,7 +416,7 @@ export const makeSender = (
 const RUN_NAME = "sluice-run"
 
 /** Flags that `--providers` replaces (each provider gives its own in the file). */
-const REPLACED_BY_PROVIDERS = ["--api-key-env", "--no-api-key", "--rpm", "--tpm", "--redis"] as const
+const REPLACED_BY_PROVIDERS = ["--api-key-env", "--no-api-key", "--rpm", "--tpm", "--redis", "--redis-env"] as const
 
 /**
  * The sender of `sluice run --providers FILE`: the file read and checked, each provider's key read
@@ -407,7 +439,8 @@ export const makeRouterSender = (
       flags.noApiKey,
       Option.isSome(flags.rpm),
       Option.isSome(flags.tpm),
-      Option.isSome(flags.redis)
+      Option.isSome(flags.redis),
+      Option.isSome(flags.redisEnv)
     ]
     const clash = REPLACED_BY_PROVIDERS.filter((_, index) => given[index])
     if (clash.length > 0) {
@@ -566,8 +599,13 @@ const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
       (yield* Effect.gen(function* () {
         yield* checkDestination(flags)
         const apiKey = yield* readApiKey(flags)
-        return yield* SharedLimits.withRedis(flags.redis, flags.baseUrl, makeSender(flags, apiKey)).pipe(
-          Effect.catchTag("RedisClientError", (error) => new UsageError({ detail: `--redis: ${error.message}` }))
+        const redisUrl = yield* readRedisUrl(flags)
+        const redisFlag = Option.match(flags.redisEnv, {
+          onNone: () => "--redis",
+          onSome: (name) => `--redis-env ${name}`
+        })
+        return yield* SharedLimits.withRedis(redisUrl, flags.baseUrl, makeSender(flags, apiKey)).pipe(
+          Effect.catchTag("RedisClientError", (error) => new UsageError({ detail: `${redisFlag}: ${error.message}` }))
         )
       }))
     const live = process.stderr.isTTY === true

@@ -114,6 +114,78 @@ describe("sluice run --redis", () => {
     300_000
   )
   it.scopedLive(
+    "--redis-env: the URL comes from the environment; its password shows nowhere (output, errors, report, logs)",
+    () =>
+      Effect.gen(function* () {
+        const provider = yield* MockProvider.make({ apiKeys: [API_KEY] })
+        yield* Effect.addFinalizer(() => Effect.orDie(deleteKeys(prefixFor(provider.baseUrl))))
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sluice-redis-env-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+        const lines = 4
+        const input = path.join(dir, "in.jsonl")
+        fs.writeFileSync(
+          input,
+          `${Array.from({ length: lines }, (_, i) => chatLine(`e-${i}`, "model-e")).join("\n")}\n`
+        )
+        const output = path.join(dir, "out.jsonl")
+        const report = path.join(dir, "report.html")
+        // The local Redis asks no password: ioredis is given one anyway (and says it was not needed).
+        const PASSWORD = "pw-e2e-must-not-leak-7f3a9c"
+        const withPassword = new URL(redisUrl)
+        withPassword.password = PASSWORD
+        const args = (...redis: Array<string>) =>
+          runArgs(
+            { input, output, baseUrl: provider.baseUrl, keyEnv: "SLUICE_REDIS_E2E_KEY" },
+            "--rpm",
+            "6000",
+            "--no-learn-limits",
+            "--json",
+            "--report",
+            report,
+            ...redis
+          )
+        const env = { SLUICE_REDIS_E2E_KEY: API_KEY, SLUICE_REDIS_E2E_URL: withPassword.toString() }
+        const shown = (texts: ReadonlyArray<string>) => texts.filter((text) => text.includes(PASSWORD))
+
+        const ran = yield* Effect.promise(() => sluiceRun(args("--redis-env", "SLUICE_REDIS_E2E_URL"), env))
+        expect(ran.code, ran.stderr).toBe(0)
+        expect(JSON.parse(ran.stdout)).toMatchObject({ succeeded: lines, failed: 0 })
+        // The limits did live in Redis, under the run's prefix.
+        const keys = yield* Effect.scoped(
+          Effect.flatMap(RedisClient.make({ url: Redacted.make(redisUrl), deadline: "5 seconds" }), ({ redis }) =>
+            Effect.promise(() => redis.keys(`${prefixFor(provider.baseUrl)}*`))
+          )
+        )
+        expect(keys.length).toBeGreaterThan(0)
+        const files = fs.readdirSync(dir).map((name) => fs.readFileSync(path.join(dir, name), "utf8"))
+        expect(files.length).toBeGreaterThanOrEqual(3)
+        expect(shown([ran.stdout, ran.stderr, ...files])).toEqual([])
+
+        // A URL that is not one: the error names the flag and the variable, not the URL's password.
+        const wrong = yield* Effect.promise(() =>
+          sluiceRun(args("--redis-env", "SLUICE_REDIS_E2E_URL"), {
+            ...env,
+            SLUICE_REDIS_E2E_URL: `ftp://user:${PASSWORD}@127.0.0.1:6379`
+          })
+        )
+        expect(wrong.code).not.toBe(0)
+        expect(wrong.stderr).toContain("--redis-env SLUICE_REDIS_E2E_URL: Expected a redis:// or rediss:// URL")
+        expect(shown([wrong.stdout, wrong.stderr])).toEqual([])
+
+        // An unset variable, and both flags at once, are refused before anything runs.
+        const unset = yield* Effect.promise(() => sluiceRun(args("--redis-env", "SLUICE_REDIS_E2E_UNSET"), env))
+        expect(unset.code).not.toBe(0)
+        expect(unset.stderr).toContain("--redis-env SLUICE_REDIS_E2E_UNSET: the environment variable")
+        const both = yield* Effect.promise(() =>
+          sluiceRun(args("--redis", redisUrl, "--redis-env", "SLUICE_REDIS_E2E_URL"), env)
+        )
+        expect(both.code).not.toBe(0)
+        expect(both.stderr).toContain("give one or the other")
+        expect(shown([both.stdout, both.stderr])).toEqual([])
+      }),
+    300_000
+  )
+  it.scopedLive(
     "Redis cut mid-run: the run waits for it as for a provider that is down, then finishes; no line failed",
     () =>
       Effect.gen(function* () {

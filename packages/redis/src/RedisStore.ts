@@ -10,8 +10,9 @@
  *
  * - *One script call per operation*, for every limit of the call at once
  *   (`internal/script.ts`, the arithmetic of `gcra.ts` in Lua), all keys
- *   declared and hash-tagged (one cluster slot per call), each bucket's keys
- *   expiring once it is full again (plus `expiryMargin`).
+ *   declared and hash-tagged (one cluster slot per call), a key's state in
+ *   one hash (read and written once per call) expiring once its buckets are
+ *   full again (plus `expiryMargin`).
  * - *Server time*: the script computes on Redis `TIME` and shifts every
  *   absolute time in and out of the call by (Redis time - the caller's now),
  *   so processes whose clocks disagree by minutes still share one schedule

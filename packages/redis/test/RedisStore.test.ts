@@ -18,6 +18,16 @@ const reserve = (
   mode: RateLimiterStore.ReserveMode = "ifDue"
 ) => store.reserve({ key, buckets, costs, now, notBefore: now, mode })
 
+/** 100 per second, burst 100, no margin: only the sliding log's count decides past 100 in a window. */
+const LOOSE_100: RateLimiterStore.BucketSpec = {
+  name: "loose100",
+  capacity: 100,
+  emission: 10,
+  interval: 1000,
+  windowMargin: 0,
+  windowLimit: 100
+}
+
 /** Polls `check` every 20 ms until it holds; fails after `timeoutMillis` (a generous bound, not a measurement). */
 const eventually = <A>(what: string, check: Effect.Effect<A>, holds: (a: A) => boolean, timeoutMillis = 20_000) =>
   Effect.gen(function* () {
@@ -54,30 +64,47 @@ describe("RedisStore", () => {
   })
 
   describe("keys", () => {
-    it.scopedLive("every key of a call carries one hash tag, and each expires once its bucket is idle again", () =>
+    it.scopedLive("a call's state lives in one hash under the key's hash tag, which expires once idle again", () =>
       Effect.gen(function* () {
-        const { store, prefix } = yield* testStore({ expiryMargin: 0 })
+        const { store, prefix } = yield* testStore({ expiryMargin: 0 }, undefined, { deadline: "5 seconds" })
         const redis = yield* admin()
         yield* reserve(store, "user {7}:a", [REQUESTS, TOKENS], [1, 500], 0)
-        const keys = (yield* Effect.promise(() => redis.keys(`${prefix}*`))).sort()
-        expect(keys).toEqual([
-          `${prefix}{user%20%7B7%7D%3Aa}:requests`,
-          `${prefix}{user%20%7B7%7D%3Aa}:requests:log`,
-          `${prefix}{user%20%7B7%7D%3Aa}:tokens`,
-          `${prefix}{user%20%7B7%7D%3Aa}:tokens:log`
-        ])
-        for (const key of keys) {
-          const ttl = yield* Effect.promise(() => redis.pttl(key))
-          // Idle once the admission has left the sliding window (1 s + 1 ms): never more, never forever.
-          expect(ttl).toBeGreaterThan(0)
-          expect(ttl).toBeLessThanOrEqual(1001)
-        }
+        const keys = yield* Effect.promise(() => redis.keys(`${prefix}*`))
+        expect(keys).toEqual([`${prefix}{user%20%7B7%7D%3Aa}`])
+        expect((yield* Effect.promise(() => redis.hkeys(keys[0]!))).sort()).toEqual([":exp", "requests", "tokens"])
+        const ttl = yield* Effect.promise(() => redis.pttl(keys[0]!))
+        // Idle once the admission has left the sliding window (1 s + 1 ms): never more, never forever.
+        expect(ttl).toBeGreaterThan(0)
+        expect(ttl).toBeLessThanOrEqual(1001)
         yield* eventually(
           "the idle key's state expires",
           Effect.promise(() => redis.keys(`${prefix}*`)),
           (left) => left.length === 0
         )
         expect(yield* store.size).toBe(0)
+      })
+    )
+
+    it.scopedLive("a long sliding log spills into a list of chunks that expires with its bucket", () =>
+      Effect.gen(function* () {
+        const { store, prefix } = yield* testStore({ time: "caller", expiryMargin: 0 }, undefined, {
+          deadline: "5 seconds"
+        })
+        const redis = yield* admin()
+        // 100 admissions in one window: more than the hash keeps (two chunks of 16), so chunks go to the list.
+        for (let i = 0; i < 100; i++) yield* reserve(store, "k", [LOOSE_100], [1], i)
+        const list = `${prefix}{k}:loose100`
+        expect(yield* Effect.promise(() => redis.llen(list))).toBeGreaterThan(0)
+        const listTtl = yield* Effect.promise(() => redis.pttl(list))
+        expect(listTtl).toBeGreaterThan(0)
+        expect(listTtl).toBeLessThanOrEqual(1100)
+        // The log still counts all 100: the 101st is refused until the first leaves the window (1 s after it).
+        expect(yield* reserve(store, "k", [LOOSE_100], [1], 100)).toEqual({ at: 1000, charged: false })
+        yield* eventually(
+          "the idle key's list and hash expire",
+          Effect.promise(() => redis.keys(`${prefix}*`)),
+          (left) => left.length === 0
+        )
       })
     )
   })

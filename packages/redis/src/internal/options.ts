@@ -52,7 +52,10 @@ export const Options = Schema.Struct({
       openDuration: Schema.optional(InvalidOptions.PositiveDuration)
     })
   ),
-  /** How much longer than until it is idle a bucket's keys live (default 1 s). */
+  /**
+   * How much longer than until it is idle a key's state lives (default 1 s): at least this, at most twice
+   * this (its expiry is moved only when a call needs it later, not on every call).
+   */
   expiryMargin: Schema.optional(InvalidOptions.NonNegativeDuration),
   /** Holds across processes for large costs (default true). */
   fairness: Schema.optional(Schema.Boolean),
