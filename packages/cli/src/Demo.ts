@@ -19,7 +19,7 @@ import * as os from "node:os"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import { CircuitBreaker } from "@sluice/core"
-import * as ApiClient from "@sluice/http/ApiClient"
+import * as NodeHttpPool from "@sluice/http-node/NodeHttpPool"
 import { MockProvider } from "@sluice/testing"
 import * as Chunk from "effect/Chunk"
 import * as Console from "effect/Console"
@@ -119,7 +119,7 @@ export const run = (options: Options = {}) =>
       yield* recorder.watchBreaker(breaker)
       const stats = recorder.stats
       // The connection pool lives as long as the demo (a pool provided to `make` alone would close after it).
-      const pool = yield* Layer.build(ApiClient.layerPool({ connections: 16 }))
+      const pool = yield* Layer.build(NodeHttpPool.layer({ connections: 16 }))
       const send = yield* HttpSend.make({
         name: "mock-provider",
         baseUrl: provider.baseUrl,

@@ -491,15 +491,27 @@ export const fromClient: (
 ) => Effect.Effect<ModelShape, InvalidOptions.InvalidOptionsError> = internal.fromClient
 
 /**
- * The Model with its own undici pool (for an endpoint), or over the given client.
+ * The Model over an endpoint (it builds the ApiClient over the `HttpClient` in
+ * context: on Node, `NodeHttpPool.layer(endpoint.pool)` from `@sluice/http-node`),
+ * or over the given client.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options): Layer.Layer<Model, InvalidOptions.InvalidOptionsError> =>
-  "endpoint" in options
-    ? Layer.scoped(Model, make(options)).pipe(Layer.provide(ApiClient.layerPool(options.endpoint.pool)))
-    : Layer.effect(Model, fromClient(options.client, options))
+export const layer = <O extends Options>(
+  options: O
+): Layer.Layer<
+  Model,
+  InvalidOptions.InvalidOptionsError,
+  O extends { readonly endpoint: EndpointConfig.EndpointConfig } ? HttpClient.HttpClient : never
+> =>
+  ("endpoint" in options
+    ? Layer.scoped(Model, make(options))
+    : Layer.effect(Model, fromClient(options.client, options))) as Layer.Layer<
+    Model,
+    InvalidOptions.InvalidOptionsError,
+    O extends { readonly endpoint: EndpointConfig.EndpointConfig } ? HttpClient.HttpClient : never
+  >
 
 /**
  * The Model over the `ApiClient` in context.
@@ -525,8 +537,8 @@ export const layerApiClient = (
 export const layerConfig = (
   endpoint: Config.Config<EndpointConfig.EndpointConfig>,
   options?: CallOptions & { readonly clientOptions?: ApiClient.MakeOptions | undefined }
-): Layer.Layer<Model, InvalidOptions.InvalidOptionsError | ConfigError.ConfigError> =>
-  Layer.unwrapEffect(Effect.map(endpoint, (config) => layer({ ...options, endpoint: config })))
+): Layer.Layer<Model, InvalidOptions.InvalidOptionsError | ConfigError.ConfigError, HttpClient.HttpClient> =>
+  Layer.unwrapEffect(Effect.map(endpoint, (config) => Layer.scoped(Model, make({ ...options, endpoint: config }))))
 
 // ---- testing ----------------------------------------------------------------
 
