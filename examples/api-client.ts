@@ -8,6 +8,7 @@
  * Run: npx tsx examples/api-client.ts
  */
 import { ApiClient } from "@sluice/http"
+import { NodeHttpPool } from "@sluice/http-node"
 import { MockProvider } from "@sluice/testing"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
@@ -30,7 +31,7 @@ export const complete = (prompt: string) =>
     })
   )
 
-/** The client, for an endpoint at `baseUrl` (the provider's key comes from wherever you keep secrets). */
+/** The client, for an endpoint at `baseUrl` (the provider's key comes from wherever you keep secrets), over a Node pool. */
 export const clientFor = (baseUrl: string) =>
   ApiClient.layer({
     name: "mock-openai",
@@ -42,7 +43,7 @@ export const clientFor = (baseUrl: string) =>
       concurrency: 4
     },
     retry: { maxAttempts: 4, base: "250 millis" }
-  })
+  }).pipe(Layer.provide(NodeHttpPool.layer({ connections: 4 })))
 
 /** The provider first, then a client pointed at it. */
 export const ProviderAndClient = Layer.unwrapScoped(

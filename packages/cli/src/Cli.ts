@@ -73,8 +73,8 @@ import * as Options from "@effect/cli/Options"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import type * as HttpClient from "@effect/platform/HttpClient"
 import { CircuitBreaker, type InvalidOptions, type Router } from "@sluice/core"
-import * as ApiClient from "@sluice/http/ApiClient"
 import * as EndpointConfig from "@sluice/http/EndpointConfig"
+import * as NodeHttpPool from "@sluice/http-node/NodeHttpPool"
 import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Duration from "effect/Duration"
@@ -664,7 +664,7 @@ const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
         })
       )
     ),
-    Effect.provide(ApiClient.layerPool({ connections: flags.concurrency })),
+    Effect.provide(NodeHttpPool.layer({ connections: flags.concurrency })),
     Effect.catchTags({
       UsageError: (error) => Effect.zipRight(Console.error(error.message), setExitCode(ExitCode.usage)),
       ProvidersError: (error) => Effect.zipRight(Console.error(error.message), setExitCode(ExitCode.usage)),

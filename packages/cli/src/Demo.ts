@@ -21,7 +21,7 @@
 import * as os from "node:os"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
-import * as ApiClient from "@sluice/http/ApiClient"
+import * as NodeHttpPool from "@sluice/http-node/NodeHttpPool"
 import { MockProvider } from "@sluice/testing"
 import * as Chunk from "effect/Chunk"
 import * as Console from "effect/Console"
@@ -139,7 +139,7 @@ export const run = (options: Options = {}) =>
       })
       const stats = recorder.stats
       // The connection pool lives as long as the demo (a pool provided to `make` alone would close after it).
-      const pool = yield* Layer.build(ApiClient.layerPool({ connections: 16 }))
+      const pool = yield* Layer.build(NodeHttpPool.layer({ connections: 16 }))
       const send = yield* RouterSend.make({
         providers: PROVIDERS.map((provider, index) => ({
           name: provider.name,

@@ -149,7 +149,7 @@ export interface Sender extends Send {
 }
 
 /**
- * Builds the sender over the `HttpClient` in context (see `ApiClient.layerPool`).
+ * Builds the sender over the `HttpClient` in context (on Node, `NodeHttpPool.layer` from `@sluice/http-node`).
  * Bad options fail with an `InvalidOptionsError` naming the field.
  *
  * @since 0.1.0

@@ -1,7 +1,7 @@
 import * as HttpClient from "@effect/platform/HttpClient"
 import { describe, expect, it } from "@effect/vitest"
 import type { RequestEvent } from "@sluice/core"
-import * as ApiClient from "@sluice/http/ApiClient"
+import * as NodeHttpPool from "@sluice/http-node/NodeHttpPool"
 import * as MockProvider from "@sluice/testing/MockProvider"
 import { awaitEvent, eventually } from "@sluice/testing/TestEvents"
 import * as TestHttpClient from "@sluice/testing/TestHttpClient"
@@ -55,7 +55,7 @@ const setup = (provider: MockProvider.Options, send: Omit<HttpSend.Options, "bas
   Effect.gen(function* () {
     const mock = yield* MockProvider.make(provider)
     const stats = yield* RunStats.make()
-    const context = yield* Layer.build(ApiClient.layerPool())
+    const context = yield* Layer.build(NodeHttpPool.layer())
     const sendLine = yield* HttpSend.make({ baseUrl: mock.baseUrl, ...send }).pipe(
       Effect.provideService(RunStats.RunStats, stats),
       Effect.provide(context)

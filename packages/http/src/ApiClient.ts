@@ -4,8 +4,10 @@
  * (rate and token limits, concurrency, retry, circuit breaker).
  *
  * What `@effect/platform` gives: `HttpClient` (requests, responses, spans,
- * header redaction in traces) and, from `@effect/platform-node`, an undici
- * connection pool. What this module adds:
+ * header redaction in traces). The client runs over whichever `HttpClient` is
+ * in context, so the same client runs on Node (`NodeHttpPool.layer` from
+ * `@sluice/http-node`, an undici pool), Bun, Deno or a browser (`FetchHttpClient`),
+ * or in memory in tests. What this module adds:
  * - one error a caller can act on, `ApiError`, refined by its `reason`
  *   (`RateLimited`, `ServerError`, `ClientError`, `Timeout`, `Transport`,
  *   `Decode`, `InvalidRequest`), with a `retryable` verdict that
@@ -34,18 +36,16 @@
  * @since 0.1.0
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
-import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import type { Executor, InvalidOptions, RateLimiter, RateLimiterStore } from "@sluice/core"
 import type * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
+import type * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import * as Undici from "undici"
 import type { ApiError } from "./ApiError.js"
 import type { AuthFailed, AuthProvider } from "./Auth.js"
 import type { EndpointConfig } from "./EndpointConfig.js"
@@ -186,36 +186,9 @@ export const make: (
 export const classify = internal.classify
 
 /**
- * An undici connection pool as the `HttpClient`: its size and keep-alive from
- * the config's `pool`; closed (its sockets destroyed) with the scope.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerPool = (pool: EndpointConfig["pool"] = {}): Layer.Layer<HttpClient.HttpClient> =>
-  NodeHttpClient.layerUndiciWithoutDispatcher.pipe(
-    Layer.provide(
-      Layer.scoped(
-        NodeHttpClient.Dispatcher,
-        Effect.acquireRelease(
-          Effect.sync(
-            () =>
-              new Undici.Agent({
-                ...(pool.connections === undefined ? {} : { connections: pool.connections }),
-                ...(pool.pipelining === undefined ? {} : { pipelining: pool.pipelining }),
-                ...(pool.keepAliveTimeout === undefined
-                  ? {}
-                  : { keepAliveTimeout: Duration.toMillis(Duration.decode(pool.keepAliveTimeout)) })
-              })
-          ),
-          (agent) => Effect.promise(() => agent.destroy())
-        )
-      )
-    )
-  )
-
-/**
- * The client with its own undici pool.
+ * The client over the `HttpClient` in context: on Node, `NodeHttpPool.layer`
+ * from `@sluice/http-node` (an undici pool sized by the config's `pool`);
+ * elsewhere any platform's, e.g. `FetchHttpClient.layer`.
  *
  * @since 0.1.0
  * @category layers
@@ -223,23 +196,24 @@ export const layerPool = (pool: EndpointConfig["pool"] = {}): Layer.Layer<HttpCl
 export const layer = (
   config: EndpointConfig,
   options?: MakeOptions
-): Layer.Layer<ApiClient, InvalidOptions.InvalidOptionsError> =>
-  Layer.scoped(ApiClient, make(config, options)).pipe(Layer.provide(layerPool(config.pool)))
-
-/**
- * The client over the `HttpClient` in context (e.g. an in-memory one in tests).
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerWithoutPool = (
-  config: EndpointConfig,
-  options?: MakeOptions
 ): Layer.Layer<ApiClient, InvalidOptions.InvalidOptionsError, HttpClient.HttpClient> =>
   Layer.scoped(ApiClient, make(config, options))
 
 /**
- * Reads the endpoint from `Config` (see `EndpointConfig.config`), then builds the client.
+ * The same as {@link layer}, which now takes the `HttpClient` from context too.
+ *
+ * @since 0.1.0
+ * @category layers
+ * @deprecated Use {@link layer}.
+ */
+export const layerWithoutPool: (
+  config: EndpointConfig,
+  options?: MakeOptions
+) => Layer.Layer<ApiClient, InvalidOptions.InvalidOptionsError, HttpClient.HttpClient> = layer
+
+/**
+ * Reads the endpoint from `Config` (see `EndpointConfig.config`), then builds
+ * the client over the `HttpClient` in context.
  *
  * @since 0.1.0
  * @category layers
@@ -247,5 +221,5 @@ export const layerWithoutPool = (
 export const layerConfig = (
   config: Config.Config<EndpointConfig>,
   options?: MakeOptions
-): Layer.Layer<ApiClient, InvalidOptions.InvalidOptionsError | ConfigError.ConfigError> =>
+): Layer.Layer<ApiClient, InvalidOptions.InvalidOptionsError | ConfigError.ConfigError, HttpClient.HttpClient> =>
   Layer.unwrapEffect(Effect.map(config, (endpoint) => layer(endpoint, options)))

@@ -80,7 +80,12 @@ export const headerValueProblem = (value: string): string | undefined =>
       ? "A header value may hold only tabs, spaces and visible Latin-1 characters (no control characters, nothing beyond U+00FF such as U+2028)"
       : undefined
 
-/** True when a header value could be sent as it is (see {@link headerValueProblem}). */
+/**
+ * True when a header value could be sent as it is (see {@link headerValueProblem}).
+ *
+ * @since 0.1.0
+ * @category validation
+ */
 export const isSafeHeaderValue = (value: string) => headerValueProblem(value) === undefined
 
 const HeaderName = Schema.String.pipe(

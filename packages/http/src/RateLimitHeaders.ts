@@ -57,7 +57,12 @@ type HeaderRecord = Readonly<Record<string, string | undefined>>
 
 const DECIMAL = /^\d+(?:\.\d+)?$/
 
-/** `1s`, `6m0s`, `12ms`, `1h2m3.5s`, `0.5s`; a bare number is seconds. Undefined if unreadable. */
+/**
+ * `1s`, `6m0s`, `12ms`, `1h2m3.5s`, `0.5s`; a bare number is seconds. Undefined if unreadable.
+ *
+ * @since 0.1.0
+ * @category parsing
+ */
 export const parseDurationMillis = (value: string): number | undefined => {
   const text = value.trim()
   if (DECIMAL.test(text)) return finite(Number(text) * 1000)

@@ -1,8 +1,9 @@
 /**
  * The ApiClient against a provider that lies (issue 16): a real local HTTP
  * server (`support/HostileServer`) answers each hostile case, and the client
- * runs over a real undici pool (`ApiClient.layer`).
+ * runs over a real undici pool (`ApiClient.layer` over `NodeHttpClient.layerUndici`).
  */
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { describe, expect, it } from "@effect/vitest"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
@@ -24,7 +25,10 @@ const SECRET = "sk-hostile-0123456789abcdef/+="
 const Answer = Schema.Struct({ answer: Schema.String })
 
 const build = (config: EndpointConfig.EndpointConfig, options?: ApiClient.MakeOptions) =>
-  Effect.map(Layer.build(ApiClient.layer(config, options)), Context.get(ApiClient.ApiClient))
+  Effect.map(
+    Layer.build(ApiClient.layer(config, options).pipe(Layer.provide(NodeHttpClient.layerUndici))),
+    Context.get(ApiClient.ApiClient)
+  )
 
 const failureOf = <A, E>(exit: Exit.Exit<A, E>): E | undefined =>
   Exit.isFailure(exit) ? (exit.cause as { error?: E }).error : undefined

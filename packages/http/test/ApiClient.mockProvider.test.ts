@@ -5,6 +5,7 @@
  * is done by yielding real time in small steps (`untilDone`) until the call
  * ends, bounded in real time; it asserts nothing about timing.
  */
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { describe, expect, it } from "@effect/vitest"
 import type { RequestEvent } from "@sluice/core"
 import * as MockProvider from "@sluice/testing/MockProvider"
@@ -75,7 +76,7 @@ const setup = (
             ...endpoint
           },
           auth === undefined ? undefined : { auth }
-        )
+        ).pipe(Layer.provide(NodeHttpClient.layerUndici))
       ),
       Context.get(ApiClient.ApiClient)
     )

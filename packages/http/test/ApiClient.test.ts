@@ -15,6 +15,13 @@ import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
 import { ApiClient, ApiError, Auth, EndpointConfig } from "../src/index.js"
 
+/** An ApiClient for `config` whose HTTP is `handler`: everything but the socket. */
+const layerApiClient = (
+  config: EndpointConfig.EndpointConfig,
+  handler: TestHttpClient.Handler,
+  options?: ApiClient.MakeOptions
+) => ApiClient.layer(config, options).pipe(Layer.provide(TestHttpClient.layer(handler)))
+
 const SECRET = "sk-test-0123456789abcdef"
 
 const Answer = Schema.Struct({ answer: Schema.String })
@@ -44,7 +51,7 @@ const build = (layer: Layer.Layer<ApiClient.ApiClient, unknown>) =>
   Effect.map(Layer.build(layer), Context.get(ApiClient.ApiClient))
 
 const client = (handler: TestHttpClient.Handler, overrides?: Partial<EndpointConfig.EndpointConfig>) =>
-  build(TestHttpClient.layerApiClient(endpoint(overrides), handler))
+  build(layerApiClient(endpoint(overrides), handler))
 
 const ok = { status: 200, body: { answer: "42" } }
 
@@ -245,7 +252,7 @@ describe("ApiClient", () => {
         fetch: Effect.sync(() => ({ token: Redacted.make(tokens[fetches++]!), expiresIn: "1 hour" }))
       })
       const { seen, handler } = scripted([{ status: 401 }, ok, { status: 401 }, { status: 401 }])
-      const layer = TestHttpClient.layerApiClient(endpoint({ auth: undefined }), handler, { auth })
+      const layer = layerApiClient(endpoint({ auth: undefined }), handler, { auth })
       const api = yield* build(layer)
       expect(yield* api.get("/a", { schema: Answer })).toEqual({ answer: "42" })
       expect(fetches).toBe(2)
@@ -349,7 +356,7 @@ describe("ApiClient", () => {
   it.scoped("the plain client has no executor: one attempt, no limits", () =>
     Effect.gen(function* () {
       const { seen, handler } = scripted([{ status: 503 }, ok])
-      const api = yield* build(TestHttpClient.layerApiClient(endpoint(), handler, { executor: false }))
+      const api = yield* build(layerApiClient(endpoint(), handler, { executor: false }))
       expect(api.progress).toBeUndefined()
       const exit = yield* Effect.exit(api.get("/a", { schema: Answer }))
       expect(Exit.isFailure(exit)).toBe(true)
@@ -360,7 +367,7 @@ describe("ApiClient", () => {
 
 describe("ApiClient's plain path (executor: false): the attempt's timeout", () => {
   const plain = (handler: TestHttpClient.Handler, timeout: EndpointConfig.EndpointConfig["timeout"]) =>
-    build(TestHttpClient.layerApiClient(endpoint({ timeout }), handler, { executor: false }))
+    build(layerApiClient(endpoint({ timeout }), handler, { executor: false }))
 
   /** Forks `effect`; answers its fiber and when it ended (read from the Clock), once it has. */
   const timed = <A, E>(effect: Effect.Effect<A, E>) =>
@@ -449,19 +456,15 @@ describe("ApiClient's plain path (executor: false): the attempt's timeout", () =
 
 describe("EndpointConfig", () => {
   const invalid = (config: EndpointConfig.EndpointConfig) =>
-    Effect.flip(Effect.scoped(Layer.build(TestHttpClient.layerApiClient(config, () => ok))))
+    Effect.flip(Effect.scoped(Layer.build(layerApiClient(config, () => ok))))
 
   it.effect("refuses plain http to a host that is not loopback, unless allowed", () =>
     Effect.gen(function* () {
       const error = yield* invalid(endpoint({ baseUrl: "http://api.example.com" }))
       expect(error.message).toContain('["baseUrl"] Refusing plain http:// to api.example.com')
+      yield* Effect.scoped(Layer.build(layerApiClient(endpoint({ baseUrl: "http://127.0.0.1:8080" }), () => ok)))
       yield* Effect.scoped(
-        Layer.build(TestHttpClient.layerApiClient(endpoint({ baseUrl: "http://127.0.0.1:8080" }), () => ok))
-      )
-      yield* Effect.scoped(
-        Layer.build(
-          TestHttpClient.layerApiClient(endpoint({ baseUrl: "http://api.internal", allowInsecureHttp: true }), () => ok)
-        )
+        Layer.build(layerApiClient(endpoint({ baseUrl: "http://api.internal", allowInsecureHttp: true }), () => ok))
       )
     })
   )
@@ -540,7 +543,7 @@ describe("EndpointConfig", () => {
       expect(Redacted.isRedacted((config.auth as { token: unknown }).token)).toBe(true)
       expect(String((config.auth as { token: unknown }).token)).toBe("<redacted>")
       const executor = yield* Effect.scoped(
-        Effect.flatMap(Layer.build(TestHttpClient.layerApiClient(config, () => ok)), (context) =>
+        Effect.flatMap(Layer.build(layerApiClient(config, () => ok)), (context) =>
           Effect.map(Effect.provide(ApiClient.ApiClient, context), (api) => api.progress)
         )
       )

@@ -4,13 +4,15 @@
  * server that is gone fails it. Each probe is awaited as it is (the
  * MockProvider answers `/v1/models` at once); nothing here asserts timing.
  */
+
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { describe, expect, it } from "@effect/vitest"
 import * as MockProvider from "@sluice/testing/MockProvider"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Redacted from "effect/Redacted"
 import * as Scope from "effect/Scope"
-import { ApiClient, ApiError, type EndpointConfig, HealthProbe } from "../src/index.js"
+import { ApiError, type EndpointConfig, HealthProbe } from "../src/index.js"
 
 const endpoint = (baseUrl: string, key = "sk-good"): EndpointConfig.EndpointConfig => ({
   name: "probe",
@@ -32,7 +34,7 @@ describe("HealthProbe", () => {
       expect(log.map(({ method, path, status, chargedTokens }) => ({ method, path, status, chargedTokens }))).toEqual(
         Array.from({ length: 3 }, () => ({ method: "GET", path: "/v1/models", status: 200, chargedTokens: 0 }))
       )
-    }).pipe(Effect.provide(ApiClient.layerPool()))
+    }).pipe(Effect.provide(NodeHttpClient.layerUndici))
   )
 
   it.scoped("a refused key fails it, once, with the server's 401", () =>
@@ -44,7 +46,7 @@ describe("HealthProbe", () => {
       expect(error).toMatchObject({ reason: "ClientError", status: 401 })
       // One attempt: the config's retry is not the probe's.
       expect((yield* provider.counters).unauthorized).toBe(1)
-    }).pipe(Effect.provide(ApiClient.layerPool()))
+    }).pipe(Effect.provide(NodeHttpClient.layerUndici))
   )
 
   it.scoped("a server that is gone fails it with a Transport error", () =>
@@ -57,6 +59,6 @@ describe("HealthProbe", () => {
       const error = yield* Effect.flip(probe)
       expect(error).toBeInstanceOf(ApiError.ApiError)
       expect((error as ApiError.ApiError).reason).toBe("Transport")
-    }).pipe(Effect.provide(ApiClient.layerPool()))
+    }).pipe(Effect.provide(NodeHttpClient.layerUndici))
   )
 })

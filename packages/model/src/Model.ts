@@ -495,15 +495,27 @@ export const fromClient: (
 ) => Effect.Effect<ModelShape, InvalidOptions.InvalidOptionsError> = internal.fromClient
 
 /**
- * The Model with its own undici pool (for an endpoint), or over the given client.
+ * The Model over an endpoint (it builds the ApiClient over the `HttpClient` in
+ * context: on Node, `NodeHttpPool.layer(endpoint.pool)` from `@sluice/http-node`),
+ * or over the given client.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options): Layer.Layer<Model, InvalidOptions.InvalidOptionsError> =>
-  "endpoint" in options
-    ? Layer.scoped(Model, make(options)).pipe(Layer.provide(ApiClient.layerPool(options.endpoint.pool)))
-    : Layer.effect(Model, fromClient(options.client, options))
+export const layer = <O extends Options>(
+  options: O
+): Layer.Layer<
+  Model,
+  InvalidOptions.InvalidOptionsError,
+  O extends { readonly endpoint: EndpointConfig.EndpointConfig } ? HttpClient.HttpClient : never
+> =>
+  ("endpoint" in options
+    ? Layer.scoped(Model, make(options))
+    : Layer.effect(Model, fromClient(options.client, options))) as Layer.Layer<
+    Model,
+    InvalidOptions.InvalidOptionsError,
+    O extends { readonly endpoint: EndpointConfig.EndpointConfig } ? HttpClient.HttpClient : never
+  >
 
 /**
  * The Model over the `ApiClient` in context.
@@ -529,8 +541,8 @@ export const layerApiClient = (
 export const layerConfig = (
   endpoint: Config.Config<EndpointConfig.EndpointConfig>,
   options?: CallOptions & { readonly clientOptions?: ApiClient.MakeOptions | undefined }
-): Layer.Layer<Model, InvalidOptions.InvalidOptionsError | ConfigError.ConfigError> =>
-  Layer.unwrapEffect(Effect.map(endpoint, (config) => layer({ ...options, endpoint: config })))
+): Layer.Layer<Model, InvalidOptions.InvalidOptionsError | ConfigError.ConfigError, HttpClient.HttpClient> =>
+  Layer.unwrapEffect(Effect.map(endpoint, (config) => Layer.scoped(Model, make({ ...options, endpoint: config }))))
 
 // ---- several providers ------------------------------------------------------
 
@@ -591,8 +603,6 @@ export interface RoutedOptions
         >
       >
     | undefined
-  /** The undici pool of {@link layerRouted} (one for every provider). */
-  readonly pool?: EndpointConfig.EndpointConfig["pool"] | undefined
 }
 
 /**
@@ -629,7 +639,9 @@ export const makeRouted: (
   routed.makeRouted
 
 /**
- * The routed Model (and its Router) with one undici pool for every provider:
+ * The routed Model (and its Router) over the `HttpClient` in context: one
+ * client for every provider (`NodeHttpPool.layer` from `@sluice/http-node` on
+ * Node, any platform's `HttpClient` elsewhere, an in-memory one in tests):
  *
  * ```ts
  * Model.layerRouted({
@@ -639,28 +651,13 @@ export const makeRouted: (
  *     { endpoint: openai, weight: 2, contextWindow: 128_000 }
  *   ],
  *   domains: { "org-a": { tokens: { limit: 90_000, interval: "1 minute" } } }
- * })
+ * }).pipe(Layer.provide(NodeHttpPool.layer()))
  * ```
  *
  * @since 0.1.0
  * @category layers
  */
 export const layerRouted = (
-  options: RoutedOptions
-): Layer.Layer<Model | Router.Router, InvalidOptions.InvalidOptionsError> =>
-  Layer.scopedContext(
-    Effect.map(makeRouted(options), ({ chat, complete, embed, router }) =>
-      Context.make(Model, { chat, embed, complete }).pipe(Context.add(Router.Router, router))
-    )
-  ).pipe(Layer.provide(ApiClient.layerPool(options.pool)))
-
-/**
- * The routed Model over the `HttpClient` in context (e.g. an in-memory one in tests).
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerRoutedWithoutPool = (
   options: RoutedOptions
 ): Layer.Layer<Model | Router.Router, InvalidOptions.InvalidOptionsError, HttpClient.HttpClient> =>
   Layer.scopedContext(

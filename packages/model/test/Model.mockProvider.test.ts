@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { ApiClient, EndpointConfig } from "@sluice/http"
+import { NodeHttpPool } from "@sluice/http-node"
 import * as MockProvider from "@sluice/testing/MockProvider"
 import { awaitEvent } from "@sluice/testing/TestEvents"
 import * as Cause from "effect/Cause"
@@ -36,7 +37,7 @@ const setup = (
           retry: { maxAttempts: 1 },
           limits: { tokens: { limit: 100_000, interval: "1 minute" } },
           ...endpoint
-        })
+        }).pipe(Layer.provide(NodeHttpPool.layer()))
       ),
       Context.get(ApiClient.ApiClient)
     )
@@ -173,11 +174,15 @@ describe("Model against the MockProvider", () => {
     })
   )
 
-  it.scoped("the Model layer builds its own pool against the server", () =>
+  it.scoped("the Model layer over a Node pool against the server", () =>
     Effect.gen(function* () {
       const provider = yield* MockProvider.make()
       const model = yield* Effect.map(
-        Layer.build(Model.layer({ endpoint: { name: "mock", baseUrl: provider.baseUrl } })),
+        Layer.build(
+          Model.layer({ endpoint: { name: "mock", baseUrl: provider.baseUrl } }).pipe(
+            Layer.provide(NodeHttpPool.layer({ connections: 4 }))
+          )
+        ),
         Context.get(Model.Model)
       )
       const response = succeeded(yield* run(model.embed({ model: "embed-1", input: "one" })))
@@ -190,7 +195,9 @@ describe("Model against the MockProvider", () => {
       const provider = yield* MockProvider.make()
       const env = ConfigProvider.fromMap(new Map([["OPENAI.BASE_URL", provider.baseUrl]]))
       const model = yield* Effect.map(
-        Layer.build(Model.layerConfig(EndpointConfig.config("openai", "OPENAI"))),
+        Layer.build(
+          Model.layerConfig(EndpointConfig.config("openai", "OPENAI")).pipe(Layer.provide(NodeHttpPool.layer()))
+        ),
         Context.get(Model.Model)
       ).pipe(Effect.withConfigProvider(env))
       const response = succeeded(yield* run(model.chat(chat("hello"))))

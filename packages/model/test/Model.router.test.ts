@@ -14,6 +14,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Router } from "@sluice/core"
 import type { EndpointConfig } from "@sluice/http"
+import { NodeHttpPool } from "@sluice/http-node"
 import * as MockProvider from "@sluice/testing/MockProvider"
 import { awaitEvent } from "@sluice/testing/TestEvents"
 import * as TestHttpClient from "@sluice/testing/TestHttpClient"
@@ -69,7 +70,7 @@ const overMocks = (
         strategy: "roundRobin",
         providers: [{ endpoint: endpoint("a", a.baseUrl) }, { endpoint: endpoint("b", b.baseUrl) }],
         ...extra
-      })
+      }).pipe(Layer.provide(NodeHttpPool.layer()))
     )
     return { model: Context.get(context, Model.Model), router: Context.get(context, Router.Router) }
   })

@@ -19,6 +19,13 @@ import * as Redacted from "effect/Redacted"
 import * as TestClock from "effect/TestClock"
 import { Model, TokenEstimator } from "../src/index.js"
 
+/** An ApiClient for `config` whose HTTP is `handler`: everything but the socket. */
+const layerApiClient = (
+  config: EndpointConfig.EndpointConfig,
+  handler: TestHttpClient.Handler,
+  options?: ApiClient.MakeOptions
+) => ApiClient.layer(config, options).pipe(Layer.provide(TestHttpClient.layer(handler)))
+
 const SECRET = "sk-test-0123456789abcdef"
 
 const endpoint = (overrides: Partial<EndpointConfig.EndpointConfig> = {}): EndpointConfig.EndpointConfig => ({
@@ -873,7 +880,7 @@ describe("options", () => {
     }).pipe(
       Effect.provide(
         Model.layerApiClient().pipe(
-          Layer.provide(TestHttpClient.layerApiClient(endpoint(), () => answer({ prompt: 1, completion: 1 })))
+          Layer.provide(layerApiClient(endpoint(), () => answer({ prompt: 1, completion: 1 })))
         )
       )
     )
@@ -881,7 +888,9 @@ describe("options", () => {
 
   it.effect("layerConfig: the endpoint read from Config; a missing value is a ConfigError", () =>
     Effect.gen(function* () {
-      const layer = Model.layerConfig(EndpointConfig.config("openai", "OPENAI"))
+      const layer = Model.layerConfig(EndpointConfig.config("openai", "OPENAI")).pipe(
+        Layer.provide(TestHttpClient.layer(() => answer({ prompt: 1, completion: 1 })))
+      )
       const missing = yield* Effect.flip(
         Layer.build(layer).pipe(Effect.scoped, Effect.withConfigProvider(ConfigProvider.fromMap(new Map())))
       )

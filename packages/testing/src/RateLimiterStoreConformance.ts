@@ -114,6 +114,7 @@ const overTheWire = (store: Store): Store => ({
  * The buckets the suite uses, for a store's own tests beside it: 10 per second, burst 10 (100 ms per unit).
  *
  * @since 0.1.0
+ * @category constants
  */
 export const REQUESTS: RateLimiterStore.BucketSpec = {
   name: "requests",
@@ -127,6 +128,7 @@ export const REQUESTS: RateLimiterStore.BucketSpec = {
  * 1,000 per second: 1 ms per unit.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const TOKENS: RateLimiterStore.BucketSpec = {
   name: "tokens",

@@ -1,22 +1,20 @@
 /**
- * In-memory HTTP for unit tests that need no socket: an `HttpClient` (and an
- * `ApiClient` over it) whose answers come from a handler function. The
+ * In-memory HTTP for unit tests that need no socket: an `HttpClient` whose
+ * answers come from a handler function (an `ApiClient` runs over it:
+ * `ApiClient.layer(config).pipe(Layer.provide(TestHttpClient.layer(handler)))`). The
  * handler sees each request as plain data (method, URL, headers, parsed JSON
  * body) and answers a status, headers and a body, or a transport failure
  * (`{ reset: true }`, as a connection reset). The answers pass through the
  * real ApiClient: header parsing, error mapping, decoding, retry.
  *
  * `@effect/platform` gives `HttpClient.make` and `HttpClientResponse.fromWeb`;
- * this module adds the plain-data handler shape, a record of every request,
- * and the ApiClient layer.
+ * this module adds the plain-data handler shape and a record of every request.
  *
  * @since 0.1.0
  */
 import * as HttpClient from "@effect/platform/HttpClient"
 import * as HttpClientError from "@effect/platform/HttpClientError"
 import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
-import type { InvalidOptions } from "@sluice/core"
-import { ApiClient, type EndpointConfig } from "@sluice/http"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 
@@ -106,16 +104,3 @@ export const make = (handler: Handler): HttpClient.HttpClient =>
  */
 export const layer = (handler: Handler): Layer.Layer<HttpClient.HttpClient> =>
   Layer.succeed(HttpClient.HttpClient, make(handler))
-
-/**
- * An `ApiClient` for `config` whose HTTP is `handler`: everything but the socket.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layerApiClient = (
-  config: EndpointConfig.EndpointConfig,
-  handler: Handler,
-  options?: ApiClient.MakeOptions
-): Layer.Layer<ApiClient.ApiClient, InvalidOptions.InvalidOptionsError> =>
-  ApiClient.layerWithoutPool(config, options).pipe(Layer.provide(layer(handler)))
