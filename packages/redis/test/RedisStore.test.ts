@@ -3,6 +3,7 @@ import type { RateLimiterStore } from "@sluice/core"
 import * as RateLimiterStoreConformance from "@sluice/testing/RateLimiterStoreConformance"
 import * as Effect from "effect/Effect"
 import { admin, testStore } from "./utils/redis.js"
+import { redisServer } from "./utils/redisServer.js"
 
 const { REQUESTS, TOKENS } = RateLimiterStoreConformance
 
@@ -151,12 +152,14 @@ describe("RedisStore", () => {
   })
 
   describe("scripts by SHA", () => {
+    // On a redis-server of its own: a SCRIPT FLUSH on the shared one would flush the scripts of every other
+    // suite running against it (a second test run at the same time).
     it.scopedLive("after SCRIPT FLUSH (a restart, a failover) the store sends the script again and goes on", () =>
       Effect.gen(function* () {
-        const { store } = yield* testStore({ time: "caller" })
-        const redis = yield* admin()
+        const server = yield* redisServer
+        const { store } = yield* testStore({ time: "caller" }, server.url)
         expect(yield* reserve(store, "k", [REQUESTS], [1], 0)).toMatchObject({ charged: true })
-        yield* Effect.promise(() => redis.script("FLUSH"))
+        yield* server.command("SCRIPT", "FLUSH")
         expect(yield* reserve(store, "k", [REQUESTS], [1], 0)).toMatchObject({ charged: true })
         expect(yield* reserve(store, "k", [REQUESTS], [1], 0)).toMatchObject({ charged: true })
         expect((yield* store.inspect("k", [REQUESTS], 0))[0]!.available).toBe(7)
