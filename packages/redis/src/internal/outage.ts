@@ -11,19 +11,17 @@
  *
  * @internal
  */
-import { CircuitBreaker, InvalidOptions, RateLimiterStore } from "@sluice/core"
-import * as Cause from "effect/Cause"
+import { type CircuitBreaker, InvalidOptions, RateLimiterStore } from "@sluice/core"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
-import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { RedisClient } from "../RedisClient.js"
 import * as metrics from "./metrics.js"
 import type * as RedisStoreModule from "./options.js"
 import { Options as OptionsSchema, RedisStoreUnavailable } from "./options.js"
 import { type Failure, makeRaw } from "./redisStore.js"
+import * as StoreGuard from "./storeGuard.js"
 
 type BucketSpec = RateLimiterStore.BucketSpec
 
@@ -73,20 +71,8 @@ export const make = (
       fairness: options.fairness ?? true,
       holder: `${process.pid}-${++stores}-${Math.random().toString(36).slice(2, 10)}`
     })
-    const breaker = yield* CircuitBreaker.make({
-      name: "redis-store",
-      policy: { kind: "consecutive", failures: options.breaker?.failures ?? 3 },
-      openDuration: options.breaker?.openDuration ?? Duration.seconds(1),
-      halfOpenProbes: 1,
-      // A refusal of the script is a bug, not an outage: it never opens the breaker.
-      classify: (exit) =>
-        Exit.isSuccess(exit)
-          ? "success"
-          : Option.match(Cause.failureOption(exit.cause), {
-              onNone: () => "failure",
-              onSome: (error) => (isReply(error) ? "ignore" : "failure")
-            })
-    })
+    // A refusal of the script is a bug, not an outage: it never opens the breaker.
+    const breaker = yield* StoreGuard.make("redis-store", options.breaker, isReply)
     const degraded =
       typeof policy === "object"
         ? yield* RateLimiterStore.makeMemory({ sweepInterval: Duration.seconds(10) })

@@ -17,18 +17,16 @@
  * @internal
  */
 import { CircuitBreaker, CircuitBreakerStore, InvalidOptions } from "@sluice/core"
-import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
-import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { RedisClient } from "../RedisClient.js"
 import { BREAKER_SCRIPT } from "./breakerScript.js"
 import * as metrics from "./breakerStoreMetrics.js"
+import * as StoreGuard from "./storeGuard.js"
 
 /** @internal */
 export const Options = Schema.Struct({
@@ -139,23 +137,12 @@ export const make = (
 
     // ---- the store's own breaker and its switches ----------------------------------------
 
-    const guard = yield* CircuitBreaker.make({
-      name: `redis-breaker-store-${++stores}`,
-      policy: { kind: "consecutive", failures: options.breaker?.failures ?? 3 },
-      openDuration: options.breaker?.openDuration ?? Duration.seconds(1),
-      halfOpenProbes: 1,
-      // A refusal of the script is a bug, not an outage: it never opens the guard.
-      classify: (exit) =>
-        Exit.isSuccess(exit)
-          ? "success"
-          : Option.match(Cause.failureOption(exit.cause), {
-              onNone: () => "failure",
-              onSome: (error) =>
-                error instanceof CircuitBreakerStore.CircuitBreakerStoreError && error.reason === "Refused"
-                  ? "ignore"
-                  : "failure"
-            })
-    })
+    // A refusal of the script is a bug, not an outage: it never opens the guard.
+    const guard = yield* StoreGuard.make(
+      `redis-breaker-store-${++stores}`,
+      options.breaker,
+      (error) => error instanceof CircuitBreakerStore.CircuitBreakerStoreError && error.reason === "Refused"
+    )
     const state = {
       onRedis: true,
       switches: 0,
