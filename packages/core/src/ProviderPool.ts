@@ -63,13 +63,13 @@ import * as internal from "./internal/providerPool.js"
 
 /**
  * @since 0.1.0
- * @category type ids
+ * @category symbols
  */
 export const TypeId: unique symbol = internal.TypeId
 
 /**
  * @since 0.1.0
- * @category type ids
+ * @category symbols
  */
 export type TypeId = typeof TypeId
 

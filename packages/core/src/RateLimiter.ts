@@ -259,7 +259,7 @@ export type TypeId = typeof TypeId
  * fields is not one).
  *
  * @since 0.1.0
- * @category predicates
+ * @category guards
  */
 export const isRateLimiter: (u: unknown) => u is RateLimiterShape = internal.isRateLimiter
 

@@ -89,7 +89,7 @@ export interface RequestEvent {
 
 /**
  * @since 0.1.0
- * @category predicates
+ * @category guards
  */
 export const isTerminal = (status: RequestStatus): boolean =>
   status === "COMPLETED" || status === "FAILED" || status === "CANCELLED"

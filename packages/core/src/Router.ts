@@ -130,7 +130,7 @@ export type { Signal } from "./internal/routerSignal.js"
  * `ResponseTooLarge` → `Final`), and anything else as `Unavailable`.
  *
  * @since 0.1.0
- * @category classifiers
+ * @category utils
  */
 export const classify: (error: unknown) => Signal = internal.classify
 

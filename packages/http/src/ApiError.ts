@@ -205,6 +205,6 @@ export class ApiError extends Schema.TaggedError<ApiError>("@sluice/http/ApiErro
 
 /**
  * @since 0.1.0
- * @category predicates
+ * @category guards
  */
 export const isApiError = (value: unknown): value is ApiError => value instanceof ApiError
