@@ -88,6 +88,12 @@ export interface RequestEvent {
 }
 
 /**
+ * @example
+ * ```ts
+ * import { RequestEvent } from "@sluice/core"
+ * const done: boolean = RequestEvent.isTerminal("COMPLETED")
+ * ```
+ *
  * @since 0.1.0
  * @category guards
  */

@@ -163,11 +163,13 @@ export const retryAfterMillis: (error: unknown) => number | undefined = internal
  */
 export interface RetryBudget extends RetryBudgetShape {}
 
-/**
- * @since 0.1.0
- * @category models
- */
-export type { BudgetState }
+export type {
+  /**
+   * @since 0.1.0
+   * @category models
+   */
+  BudgetState
+}
 
 /**
  * @since 0.1.0
