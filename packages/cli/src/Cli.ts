@@ -396,7 +396,7 @@ const readApiKey = (flags: RunFlags): Effect.Effect<Redacted.Redacted<string> | 
  * Model service instead.
  *
  * @since 0.1.0
- * @category wiring
+ * @category constructors
  */
 export const makeSender = (
   flags: RunFlags,
@@ -423,7 +423,7 @@ const REPLACED_BY_PROVIDERS = ["--api-key-env", "--no-api-key", "--rpm", "--tpm"
  * (`Redacted`), one `HttpSend` per provider behind a Router (`internal/routerSend.ts`).
  *
  * @since 0.1.0
- * @category wiring
+ * @category constructors
  */
 export const makeRouterSender = (
   flags: RunFlags,
@@ -679,7 +679,7 @@ const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
  * listeners see it), not by `runMain` interrupting the program.
  *
  * @since 0.1.0
- * @category commands
+ * @category running
  */
 export const runCommand = Command.make("run", runFlags, (flags) =>
   Effect.uninterruptible(
@@ -721,7 +721,7 @@ const demoFlags = {
  * `sluice demo`: `sluice run` against an embedded MockProvider (see `Demo`).
  *
  * @since 0.1.0
- * @category commands
+ * @category running
  */
 export const demoCommand = Command.make("demo", demoFlags, (flags) =>
   Demo.run({
@@ -740,7 +740,7 @@ export const demoCommand = Command.make("demo", demoFlags, (flags) =>
 
 /**
  * @since 0.1.0
- * @category commands
+ * @category running
  */
 export const command = Command.make("sluice").pipe(Command.withSubcommands([runCommand, demoCommand]))
 

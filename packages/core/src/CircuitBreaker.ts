@@ -57,32 +57,48 @@ import type { InvalidOptionsError } from "./InvalidOptions.js"
 import * as internal from "./internal/circuitBreaker.js"
 import type { CircuitOpenError, Trip } from "./internal/circuitBreakerError.js"
 
-/**
- * Which refusal a `CircuitOpenError` is (its `reason`): `"Open"`,
- * `"HalfOpenFull"` (every probe slot taken) or `"Isolated"`.
- *
- * @since 0.1.0
- * @category errors
- */
-export type { CircuitOpenReason } from "./internal/circuitBreakerError.js"
+export type {
+  /**
+   * Which refusal a `CircuitOpenError` is (its `reason`): `"Open"`,
+   * `"HalfOpenFull"` (every probe slot taken) or `"Isolated"`.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
+  CircuitOpenReason
+} from "./internal/circuitBreakerError.js"
 /**
  * Refused by an OPEN, ISOLATED or full HALF_OPEN breaker; carries `retryAfter`.
  *
  * @since 0.1.0
  * @category errors
  */
-/**
- * What opened a breaker: `reason` (`"Tripped"`, `"ProbeFailed"`,
- * `"ProbeTimedOut"`), `at`, `failure` (the call that tipped it, in one line:
- * the error's `_tag`, `reason` and message, never the whole value; a
- * `Redacted` stays redacted), and the window then: `calls`, `failures`,
- * `slowCalls`, `failureRate`, `slowCallRate`. A probe's trip counts the
- * probes of that half-open instead (the window is empty while half-open).
- *
- * @since 0.1.0
- * @category models
- */
-export { CircuitOpenError, Trip } from "./internal/circuitBreakerError.js"
+export {
+  /**
+   * What opened a breaker: `reason` (`"Tripped"`, `"ProbeFailed"`,
+   * `"ProbeTimedOut"`), `at`, `failure` (the call that tipped it, in one line:
+   * the error's `_tag`, `reason` and message, never the whole value; a
+   * `Redacted` stays redacted), and the window then: `calls`, `failures`,
+   * `slowCalls`, `failureRate`, `slowCallRate`. A probe's trip counts the
+   * probes of that half-open instead (the window is empty while half-open).
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  CircuitOpenError,
+  /**
+   * What opened a breaker: `reason` (`"Tripped"`, `"ProbeFailed"`,
+   * `"ProbeTimedOut"`), `at`, `failure` (the call that tipped it, in one line:
+   * the error's `_tag`, `reason` and message, never the whole value; a
+   * `Redacted` stays redacted), and the window then: `calls`, `failures`,
+   * `slowCalls`, `failureRate`, `slowCallRate`. A probe's trip counts the
+   * probes of that half-open instead (the window is empty while half-open).
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  Trip
+} from "./internal/circuitBreakerError.js"
 
 /**
  * The breaker's Effect `Metric`s, tagged `breaker` and `key`:

@@ -52,17 +52,30 @@ import type { Cost, LimitOptions, RateLimiterError, RateLimiterShape } from "./R
 import type { RequestEvent, RequestId } from "./RequestEvent.js"
 import type { Options as RetryOptions } from "./Retry.js"
 
-/**
- * The Executor's own error, refined by `reason`: `QueueFull` (the queue was
- * full and `whenFull` is `"fail"`; retryable), `NotAccepting` (submitted after
- * shutdown began), `Abandoned` (still unfinished at the drain deadline),
- * `AttemptTimeout` (one attempt ran longer than its timeout; retryable),
- * `Deadline` (the request's whole time ran out; final).
- *
- * @since 0.1.0
- * @category errors
- */
-export { ExecutorError, ExecutorErrorReason } from "./internal/executorError.js"
+export {
+  /**
+   * The Executor's own error, refined by `reason`: `QueueFull` (the queue was
+   * full and `whenFull` is `"fail"`; retryable), `NotAccepting` (submitted after
+   * shutdown began), `Abandoned` (still unfinished at the drain deadline),
+   * `AttemptTimeout` (one attempt ran longer than its timeout; retryable),
+   * `Deadline` (the request's whole time ran out; final).
+   *
+   * @since 0.1.0
+   * @category errors
+   */
+  ExecutorError,
+  /**
+   * The Executor's own error, refined by `reason`: `QueueFull` (the queue was
+   * full and `whenFull` is `"fail"`; retryable), `NotAccepting` (submitted after
+   * shutdown began), `Abandoned` (still unfinished at the drain deadline),
+   * `AttemptTimeout` (one attempt ran longer than its timeout; retryable),
+   * `Deadline` (the request's whole time ran out; final).
+   *
+   * @since 0.1.0
+   * @category errors
+   */
+  ExecutorErrorReason
+} from "./internal/executorError.js"
 
 /**
  * The executor's Effect `Metric`s, each tagged `executor=<name>`:

@@ -37,7 +37,7 @@ export class InvalidOptionsError extends Schema.TaggedError<InvalidOptionsError>
  * that lists every wrong field.
  *
  * @since 0.1.0
- * @category decoding
+ * @category schemas
  */
 export const decode =
   <A, I>(component: string, schema: Schema.Schema<A, I>) =>

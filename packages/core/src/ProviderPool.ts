@@ -63,25 +63,36 @@ import * as internal from "./internal/providerPool.js"
 
 /**
  * @since 0.1.0
- * @category type ids
+ * @category symbols
  */
 export const TypeId: unique symbol = internal.TypeId
 
 /**
  * @since 0.1.0
- * @category type ids
+ * @category symbols
  */
 export type TypeId = typeof TypeId
 
-/**
- * The pool's one error, refined by `reason`: `AcquireFailed` (starting an
- * instance failed; `cause` holds the acquisition's error) or `Closed` (the
- * pool's scope has closed).
- *
- * @since 0.1.0
- * @category errors
- */
-export { ProviderPoolError, ProviderPoolErrorReason } from "./internal/providerPool.js"
+export {
+  /**
+   * The pool's one error, refined by `reason`: `AcquireFailed` (starting an
+   * instance failed; `cause` holds the acquisition's error) or `Closed` (the
+   * pool's scope has closed).
+   *
+   * @since 0.1.0
+   * @category errors
+   */
+  ProviderPoolError,
+  /**
+   * The pool's one error, refined by `reason`: `AcquireFailed` (starting an
+   * instance failed; `cause` holds the acquisition's error) or `Closed` (the
+   * pool's scope has closed).
+   *
+   * @since 0.1.0
+   * @category errors
+   */
+  ProviderPoolErrorReason
+} from "./internal/providerPool.js"
 
 /**
  * The pool's Effect `Metric`s, tagged `pool`: `sluice_pool_instances`,

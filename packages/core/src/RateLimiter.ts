@@ -165,14 +165,16 @@ export interface SyncInfo {
   readonly resetAfter?: Duration.DurationInput | undefined
 }
 
-/**
- * Why an acquisition failed: `CostExceedsCapacity` (it could never be
- * admitted), `InvalidCost`, `InvalidDuration`, `UnknownLimit`, `StoreFailure`.
- *
- * @since 0.1.0
- * @category errors
- */
-export { RateLimiterError } from "./internal/rateLimiterError.js"
+export {
+  /**
+   * Why an acquisition failed: `CostExceedsCapacity` (it could never be
+   * admitted), `InvalidCost`, `InvalidDuration`, `UnknownLimit`, `StoreFailure`.
+   *
+   * @since 0.1.0
+   * @category errors
+   */
+  RateLimiterError
+} from "./internal/rateLimiterError.js"
 
 /**
  * @since 0.1.0
@@ -259,7 +261,7 @@ export type TypeId = typeof TypeId
  * fields is not one).
  *
  * @since 0.1.0
- * @category predicates
+ * @category guards
  */
 export const isRateLimiter: (u: unknown) => u is RateLimiterShape = internal.isRateLimiter
 

@@ -64,13 +64,22 @@ import type * as Scope from "effect/Scope"
 import type { BucketSpec, Receipt } from "./internal/gcra.js"
 import * as internal from "./internal/memoryStore.js"
 
-/**
- * A bucket as the store receives it (`BucketSpec`), and what a charge on it answers (`Receipt`).
- *
- * @since 0.1.0
- * @category models
- */
-export type { BucketSpec, Receipt } from "./internal/gcra.js"
+export type {
+  /**
+   * A bucket as the store receives it (`BucketSpec`), and what a charge on it answers (`Receipt`).
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  BucketSpec,
+  /**
+   * A bucket as the store receives it (`BucketSpec`), and what a charge on it answers (`Receipt`).
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  Receipt
+} from "./internal/gcra.js"
 
 /**
  * How a reservation is taken:

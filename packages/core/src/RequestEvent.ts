@@ -88,8 +88,14 @@ export interface RequestEvent {
 }
 
 /**
+ * @example
+ * ```ts
+ * import { RequestEvent } from "@sluice/core"
+ * const done: boolean = RequestEvent.isTerminal("COMPLETED")
+ * ```
+ *
  * @since 0.1.0
- * @category predicates
+ * @category guards
  */
 export const isTerminal = (status: RequestStatus): boolean =>
   status === "COMPLETED" || status === "FAILED" || status === "CANCELLED"

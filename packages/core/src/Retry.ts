@@ -114,7 +114,7 @@ export type Decision =
  * makes it repeatable.
  *
  * @since 0.1.0
- * @category schedules
+ * @category constructors
  */
 export const backoff: (options?: BackoffOptions) => Schedule.Schedule<Duration.Duration> = internal.backoff
 
@@ -142,7 +142,7 @@ export const retry: (policy: Policy) => <A, E, R>(self: Effect.Effect<A, E, R>) 
  * field or getter that is `true`), as Sluice's own errors do.
  *
  * @since 0.1.0
- * @category classifiers
+ * @category utils
  */
 export const isRetryable: (error: unknown) => boolean = internal.isRetryable
 
@@ -150,7 +150,7 @@ export const isRetryable: (error: unknown) => boolean = internal.isRetryable
  * The `retryAfter` an error carries (a `Duration` or milliseconds), in milliseconds.
  *
  * @since 0.1.0
- * @category classifiers
+ * @category utils
  */
 export const retryAfterMillis: (error: unknown) => number | undefined = internal.retryAfterMillis
 
@@ -163,11 +163,13 @@ export const retryAfterMillis: (error: unknown) => number | undefined = internal
  */
 export interface RetryBudget extends RetryBudgetShape {}
 
-/**
- * @since 0.1.0
- * @category models
- */
-export type { BudgetState }
+export type {
+  /**
+   * @since 0.1.0
+   * @category models
+   */
+  BudgetState
+}
 
 /**
  * @since 0.1.0

@@ -98,26 +98,40 @@ import type { StrategyName } from "./internal/routerStrategy.js"
 import type { Cost, RateLimiterShape } from "./RateLimiter.js"
 import type { BudgetOptions, BudgetState, RetryBudget } from "./Retry.js"
 
-/**
- * The Router's own error, refined by `reason`: `NoProvider` (nothing left to
- * send the call to), `NoAdmission` (no quota before the deadline; retryable),
- * `ContextWindow` (no provider declares a window the call fits),
- * `UnknownProvider`, `DuplicateProvider`, `UnknownDomain` (run-time changes).
- *
- * @since 0.1.0
- * @category errors
- */
-export { RouterError, RouterErrorReason } from "./internal/routerError.js"
+export {
+  /**
+   * The Router's own error, refined by `reason`: `NoProvider` (nothing left to
+   * send the call to), `NoAdmission` (no quota before the deadline; retryable),
+   * `ContextWindow` (no provider declares a window the call fits),
+   * `UnknownProvider`, `DuplicateProvider`, `UnknownDomain` (run-time changes).
+   *
+   * @since 0.1.0
+   * @category errors
+   */
+  RouterError,
+  /**
+   * The Router's own error, refined by `reason`: `NoProvider` (nothing left to
+   * send the call to), `NoAdmission` (no quota before the deadline; retryable),
+   * `ContextWindow` (no provider declares a window the call fits),
+   * `UnknownProvider`, `DuplicateProvider`, `UnknownDomain` (run-time changes).
+   *
+   * @since 0.1.0
+   * @category errors
+   */
+  RouterErrorReason
+} from "./internal/routerError.js"
 
-/**
- * What a failed call says to the Router: `RateLimited` (with the wait the
- * server asked for), `Unavailable`, `Refused`, `ContextTooLong`,
- * `ContentFiltered` or `Final`.
- *
- * @since 0.1.0
- * @category models
- */
-export type { Signal } from "./internal/routerSignal.js"
+export type {
+  /**
+   * What a failed call says to the Router: `RateLimited` (with the wait the
+   * server asked for), `Unavailable`, `Refused`, `ContextTooLong`,
+   * `ContentFiltered` or `Final`.
+   *
+   * @since 0.1.0
+   * @category models
+   */
+  Signal
+} from "./internal/routerSignal.js"
 
 /**
  * The default `classify`: Sluice's own errors by class (`ExecutorError`
@@ -130,7 +144,7 @@ export type { Signal } from "./internal/routerSignal.js"
  * `ResponseTooLarge` → `Final`), and anything else as `Unavailable`.
  *
  * @since 0.1.0
- * @category classifiers
+ * @category utils
  */
 export const classify: (error: unknown) => Signal = internal.classify
 

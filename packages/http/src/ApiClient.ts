@@ -181,7 +181,7 @@ export const make: (
  * uses it unless given its own.
  *
  * @since 0.1.0
- * @category classifiers
+ * @category utils
  */
 export const classify = internal.classify
 

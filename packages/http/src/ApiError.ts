@@ -115,27 +115,51 @@ export class ApiError extends Schema.TaggedError<ApiError>("@sluice/http/ApiErro
   /** `Transport`, `InvalidRequest`, `ResponseTooLarge`: what failed, secrets removed. */
   detail: Schema.optional(Schema.String)
 }) {
-  /** 429: the server's rate limit. */
+  /**
+   * 429: the server's rate limit.
+   *
+   * @since 0.1.0
+   */
   static rateLimited(fields: Answered): ApiError {
     return new ApiError({ ...fields, reason: "RateLimited" })
   }
-  /** 5xx. */
+  /**
+   * 5xx.
+   *
+   * @since 0.1.0
+   */
   static serverError(fields: Answered): ApiError {
     return new ApiError({ ...fields, reason: "ServerError" })
   }
-  /** 4xx other than 429: usually the request's own fault. */
+  /**
+   * 4xx other than 429: usually the request's own fault.
+   *
+   * @since 0.1.0
+   */
   static clientError(fields: Omit<Answered, "retryAfterMillis" | "ceilingMillis">): ApiError {
     return new ApiError({ ...fields, reason: "ClientError" })
   }
-  /** No complete answer within the request's timeout. */
+  /**
+   * No complete answer within the request's timeout.
+   *
+   * @since 0.1.0
+   */
   static timeout(fields: Where & { readonly timeoutMillis: number }): ApiError {
     return new ApiError({ ...fields, reason: "Timeout" })
   }
-  /** The connection failed: refused, reset, closed early, DNS, TLS. */
+  /**
+   * The connection failed: refused, reset, closed early, DNS, TLS.
+   *
+   * @since 0.1.0
+   */
   static transport(fields: Where & { readonly detail: string }): ApiError {
     return new ApiError({ ...fields, reason: "Transport" })
   }
-  /** The answer is not what the caller's Schema says (or not JSON at all). */
+  /**
+   * The answer is not what the caller's Schema says (or not JSON at all).
+   *
+   * @since 0.1.0
+   */
   static decode(
     fields: Where & { readonly status: number; readonly issues: string; readonly excerpt: string }
   ): ApiError {
@@ -144,12 +168,18 @@ export class ApiError extends Schema.TaggedError<ApiError>("@sluice/http/ApiErro
   /**
    * The request was refused before it was sent (e.g. a header value holding
    * a line break, which could smuggle another header in).
+   *
+   * @since 0.1.0
    */
   static invalidRequest(fields: Where & { readonly detail: string }): ApiError {
     return new ApiError({ ...fields, reason: "InvalidRequest" })
   }
 
-  /** The answer's body is larger than the endpoint's `maxResponseBytes`: it was not read further. */
+  /**
+   * The answer's body is larger than the endpoint's `maxResponseBytes`: it was not read further.
+   *
+   * @since 0.1.0
+   */
   static responseTooLarge(
     fields: Where & { readonly status: number; readonly maxBytes: number; readonly detail: string }
   ): ApiError {
@@ -205,6 +235,6 @@ export class ApiError extends Schema.TaggedError<ApiError>("@sluice/http/ApiErro
 
 /**
  * @since 0.1.0
- * @category predicates
+ * @category guards
  */
 export const isApiError = (value: unknown): value is ApiError => value instanceof ApiError

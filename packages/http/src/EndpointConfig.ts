@@ -55,7 +55,7 @@ const HOP_BY_HOP = new Set([
  * a hop-by-hop or framing header. The message never quotes the name's value.
  *
  * @since 0.1.0
- * @category validation
+ * @category utils
  */
 export const headerNameProblem = (name: string): string | undefined =>
   !HEADER_NAME.test(name)
@@ -71,7 +71,7 @@ export const headerNameProblem = (name: string): string | undefined =>
  * failure. The message never quotes the value (it may be a secret).
  *
  * @since 0.1.0
- * @category validation
+ * @category utils
  */
 export const headerValueProblem = (value: string): string | undefined =>
   /[\r\n\0]/.test(value)
@@ -84,7 +84,7 @@ export const headerValueProblem = (value: string): string | undefined =>
  * True when a header value could be sent as it is (see {@link headerValueProblem}).
  *
  * @since 0.1.0
- * @category validation
+ * @category utils
  */
 export const isSafeHeaderValue = (value: string) => headerValueProblem(value) === undefined
 
@@ -108,7 +108,7 @@ const CREDENTIAL_HEADERS = new Set([
  * `cookie`, ...): refused in plain `headers`, redacted wherever it is recorded.
  *
  * @since 0.1.0
- * @category predicates
+ * @category guards
  */
 export const isCredentialHeader = (name: string) => CREDENTIAL_HEADERS.has(name.toLowerCase())
 
@@ -417,7 +417,7 @@ const optionalNumber = (name: string) => Config.option(Config.number(name))
  * `ALLOW_INSECURE_HTTP`. What is absent takes its default.
  *
  * @since 0.1.0
- * @category config
+ * @category schemas
  */
 export const config = (name: string, prefix: string): Config.Config<EndpointConfig> =>
   Config.nested(

@@ -61,7 +61,7 @@ const DECIMAL = /^\d+(?:\.\d+)?$/
  * `1s`, `6m0s`, `12ms`, `1h2m3.5s`, `0.5s`; a bare number is seconds. Undefined if unreadable.
  *
  * @since 0.1.0
- * @category parsing
+ * @category utils
  */
 export const parseDurationMillis = (value: string): number | undefined => {
   const text = value.trim()
@@ -154,7 +154,7 @@ const hasRateLimitHeader = (headers: HeaderRecord): boolean => {
  * Headers that say nothing about rate limits cost one look at each name.
  *
  * @since 0.1.0
- * @category parsing
+ * @category utils
  */
 export const parse = (headers: HeaderRecord, now: number): RateLimitInfo => {
   if (!hasRateLimitHeader(headers)) return { limits: [], problems: [] }

@@ -379,7 +379,7 @@ export type InvalidKind = errors.InvalidKind
 
 /**
  * @since 0.1.0
- * @category predicates
+ * @category guards
  */
 export const isModelError: (value: unknown) => value is ModelError = errors.isModelError
 

@@ -144,7 +144,7 @@ export const layer = (options: Options): Layer.Layer<RedisClient, RedisClientErr
  * `REDIS_URL` (default `redis://127.0.0.1:6379`), read through Effect's Config.
  *
  * @since 0.1.0
- * @category config
+ * @category schemas
  */
 export const url: Config.Config<Redacted.Redacted<string>> = Config.redacted("REDIS_URL").pipe(
   Config.withDefault(Redacted.make("redis://127.0.0.1:6379"))

@@ -60,11 +60,18 @@ import type { RedisClient } from "./RedisClient.js"
  */
 export * as metrics from "./internal/metrics.js"
 
-/**
- * @since 0.1.0
- * @category models
- */
-export type { RedisStore, Snapshot } from "./internal/options.js"
+export type {
+  /**
+   * @since 0.1.0
+   * @category models
+   */
+  RedisStore,
+  /**
+   * @since 0.1.0
+   * @category models
+   */
+  Snapshot
+} from "./internal/options.js"
 export {
   /**
    * What the store does while Redis does not answer: `"failClosed"`,

@@ -77,6 +77,7 @@ const BREAKER = "conformance"
  * A trip as a breaker records it.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const TRIP: CircuitBreaker.Trip = {
   reason: "Tripped",
