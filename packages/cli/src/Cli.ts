@@ -313,7 +313,7 @@ const runFlags = {
   ),
   providers: Flags.file("providers", { exists: true }).pipe(
     Options.withDescription(
-      "Several endpoints behind a Router: a JSON array of { name, baseUrl, keyEnv, domain?, weight?, tier?, contextWindow?, limits?: { rpm?, tpm? }, concurrency? } (limits absent: learned from the headers). Replaces --base-url, --api-key-env, --rpm and --tpm; a provider that fails moves its lines to the others"
+      "Several endpoints behind a Router: a JSON array of { name, baseUrl, keyEnv, domain?, weight?, tier?, contextWindow?, limits?: { rpm?, tpm? }, concurrency? } (limits absent: learned from the headers), or { domains: { name: { rpm?, tpm? } }, providers: [...] } where a declared domain's limits are shared by its members. Replaces --base-url, --api-key-env, --rpm and --tpm; a provider that fails moves its lines to the others"
     ),
     Flags.optional("none: one endpoint, --base-url")
   ),
@@ -448,9 +448,10 @@ export const makeRouterSender = (
         detail: `--providers ${path}: ${clash.join(", ")} cannot go with it; give each provider its keyEnv and limits in the file`
       })
     }
-    const providers = yield* Providers.load(path, { allowInsecureHttp: flags.allowInsecureHttp })
+    const { domains, providers } = yield* Providers.load(path, { allowInsecureHttp: flags.allowInsecureHttp })
     return yield* RouterSend.make({
       providers,
+      domains,
       strategy: flags.strategy,
       maxOutage: flags.maxOutage,
       shared: {

@@ -11,10 +11,30 @@
  * ]
  * ```
  *
- * An entry without `limits` goes by the limits the server's headers report
- * (learned, as a single endpoint does). Errors name the file, the entry (its
- * index and name) and the field; a key variable that is not set is named,
- * never its value (the keys are read `Redacted`).
+ * Or an object: the providers, and the quota domains several of them share
+ * (an organisation, project or key whose limits hold for all its members):
+ *
+ * ```json
+ * {
+ *   "domains": { "azure-org": { "rpm": 600, "tpm": 100000 } },
+ *   "providers": [
+ *     { "name": "east", "baseUrl": "https://east.openai.azure.com/openai/v1", "keyEnv": "AZURE_KEY", "domain": "azure-org" },
+ *     { "name": "west", "baseUrl": "https://west.openai.azure.com/openai/v1", "keyEnv": "AZURE_KEY", "domain": "azure-org" }
+ *   ]
+ * }
+ * ```
+ *
+ * A domain declared in `domains` is one limiter that every member's admission
+ * charges (a 429's `Retry-After` on one member holds them all back); its
+ * members give no `limits` of their own. In the plain array form a `domain`
+ * groups providers for the Router's cool-down after a 429 only, each with
+ * its own limits.
+ *
+ * An entry without `limits` (and no declared domain) goes by the limits the
+ * server's headers report (learned, as a single endpoint does). Errors name
+ * the file, the entry (its index and name) or the domain, and the field; a
+ * key variable that is not set is named, never its value (the keys are read
+ * `Redacted`).
  *
  * What Effect gave us: `Schema` (decoding, the issues' paths), `Config.redacted`
  * (the keys), `FileSystem`. What this module adds: the entry's shape, the
@@ -60,6 +80,27 @@ export type ProviderEntry = typeof ProviderEntry.Type
 
 export const ProvidersFile = Schema.Array(ProviderEntry).pipe(Schema.minItems(1))
 
+/** A shared quota domain's limits, per `--window` as `--rpm`/`--tpm`: at least one of them. */
+export const DomainLimits = Schema.Struct({
+  rpm: Schema.optional(PositiveInt),
+  tpm: Schema.optional(PositiveInt)
+}).annotations({ parseOptions: { onExcessProperty: "error" } })
+export type DomainLimits = typeof DomainLimits.Type
+
+export const Domains = Schema.Record({ key: Schema.NonEmptyTrimmedString, value: DomainLimits })
+
+/** The file's object form: `{ "domains": {...}, "providers": [...] }`. */
+export const ProvidersObject = Schema.Struct({
+  domains: Schema.optional(Schema.Unknown),
+  providers: Schema.Unknown
+}).annotations({ parseOptions: { onExcessProperty: "error" } })
+
+/** What the file says: the providers, and the shared domains' limits by name (none in the array form). */
+export interface Spec {
+  readonly providers: ReadonlyArray<ProviderEntry>
+  readonly domains: Readonly<Record<string, DomainLimits>>
+}
+
 /** A provider ready to run: its entry and its key. */
 export interface Provider extends ProviderEntry {
   readonly apiKey: Redacted.Redacted<string> | undefined
@@ -89,42 +130,109 @@ const entryName = (raw: unknown, index: number): string => {
   return typeof name === "string" && name.trim() !== "" ? `entry ${index} (${JSON.stringify(name)})` : `entry ${index}`
 }
 
-/** Decodes the file's text; every issue named by its entry and field. */
-export const parse = (path: string, text: string): Effect.Effect<ReadonlyArray<ProviderEntry>, ProvidersError> =>
+/** A decoding error's issues, each as `<where>, field <path>: <message>`, `where` from the issue's first step. */
+const issuesOf = (
+  error: ParseResult.ParseError,
+  where: (step: PropertyKey | undefined) => string | undefined
+): string =>
+  ParseResult.ArrayFormatter.formatErrorSync(error)
+    // An optional field's other branch ("Expected undefined") says nothing the real issue does not.
+    .filter((issue, _, all) => !(issue.message.startsWith("Expected undefined, actual") && all.length > 1))
+    .map((issue) => {
+      const [first, ...field] = issue.path
+      const named = where(first)
+      if (named === undefined) return issue.message
+      return `${named}${field.length === 0 ? "" : `, field ${field.map(String).join(".")}`}: ${issue.message}`
+    })
+    .join("; ")
+
+/**
+ * Decodes the providers (`raw`, an array) and the domains (`rawDomains`) and checks them together; every
+ * issue named by `entryLabel` (its entry, or the flag occurrence it came from) and its field.
+ */
+export const decode = (
+  raw: unknown,
+  rawDomains: unknown,
+  invalid: (detail: string) => ProvidersError,
+  entryLabel: (raw: unknown, index: number) => string = entryName
+): Effect.Effect<Spec, ProvidersError> =>
+  Effect.gen(function* () {
+    const domains = yield* Schema.decodeUnknown(Domains, { errors: "all" })(rawDomains ?? {}).pipe(
+      Effect.mapError((error) =>
+        invalid(
+          issuesOf(error, (name) => (name === undefined ? "field domains" : `domain ${JSON.stringify(String(name))}`))
+        )
+      )
+    )
+    const entries = yield* Schema.decodeUnknown(ProvidersFile, { errors: "all" })(raw).pipe(
+      Effect.mapError((error) =>
+        invalid(issuesOf(error, (index) => (typeof index === "number" ? entryLabel(raw, index) : undefined)))
+      )
+    )
+    const label = (index: number) => entryLabel(raw, index)
+    const seen = new Map<string, number>()
+    for (const [index, entry] of entries.entries()) {
+      const first = seen.get(entry.name)
+      if (first !== undefined) {
+        return yield* invalid(
+          `${label(index)}, field name: ${JSON.stringify(entry.name)} is already the name of ${label(first)}; each provider needs its own name`
+        )
+      }
+      seen.set(entry.name, index)
+    }
+    for (const [name, limits] of Object.entries(domains)) {
+      if (limits.rpm === undefined && limits.tpm === undefined) {
+        return yield* invalid(`domain ${JSON.stringify(name)}: give rpm or tpm (or both), the limits its members share`)
+      }
+      if (!entries.some((entry) => entry.domain === name)) {
+        return yield* invalid(
+          `domain ${JSON.stringify(name)}: no provider names it in its domain field; a domain's limits are its members'`
+        )
+      }
+    }
+    for (const [index, entry] of entries.entries()) {
+      if (entry.domain !== undefined && entry.domain in domains && entry.limits !== undefined) {
+        return yield* invalid(
+          `${label(index)}, field limits: a member of domain ${JSON.stringify(entry.domain)} draws on the domain's limits (domains.${entry.domain}); give them there, not on the provider`
+        )
+      }
+      if (entry.domain === undefined && entry.name in domains) {
+        return yield* invalid(
+          `${label(index)}, field name: ${JSON.stringify(entry.name)} names a domain too, and a provider without a domain is a domain of its own by its name; rename one, or give it domain ${JSON.stringify(entry.name)}`
+        )
+      }
+    }
+    return { providers: entries, domains }
+  })
+
+/** Decodes the file's text (an array of providers, or `{ domains, providers }`); every issue named by its entry or domain and field. */
+export const parse = (path: string, text: string): Effect.Effect<Spec, ProvidersError> =>
   Effect.gen(function* () {
     const invalid = (detail: string) => new ProvidersError({ reason: "Invalid", path, detail })
     const raw = yield* Effect.try({
       try: () => JSON.parse(text) as unknown,
       catch: (error) => invalid(`not JSON (${describe(error)})`)
     })
-    if (!Array.isArray(raw)) return yield* invalid("expected a JSON array of providers, one object per provider")
-    const entries = yield* Schema.decodeUnknown(ProvidersFile, { errors: "all" })(raw).pipe(
+    if (Array.isArray(raw)) return yield* decode(raw, undefined, invalid)
+    if (typeof raw !== "object" || raw === null || !("providers" in raw)) {
+      return yield* invalid(
+        'expected a JSON array of providers, one object per provider, or an object { "domains": {...}, "providers": [...] }'
+      )
+    }
+    const file = yield* Schema.decodeUnknown(ProvidersObject, { errors: "all" })(raw).pipe(
       Effect.mapError((error) =>
         invalid(
-          ParseResult.ArrayFormatter.formatErrorSync(error)
-            // An optional field's other branch ("Expected undefined") says nothing the real issue does not.
-            .filter((issue, _, all) => !(issue.message.startsWith("Expected undefined, actual") && all.length > 1))
-            .map((issue) => {
-              const [index, ...field] = issue.path
-              if (typeof index !== "number") return issue.message
-              const where = field.length === 0 ? "" : `, field ${field.map(String).join(".")}`
-              return `${entryName(raw, index)}${where}: ${issue.message}`
-            })
-            .join("; ")
+          issuesOf(error, (field) => (field === undefined ? undefined : `field ${String(field)}`)).replace(
+            /is unexpected, expected: .*/,
+            'is not a field of the file; expected "domains" and "providers"'
+          )
         )
       )
     )
-    const seen = new Map<string, number>()
-    for (const [index, entry] of entries.entries()) {
-      const first = seen.get(entry.name)
-      if (first !== undefined) {
-        return yield* invalid(
-          `entry ${index}, field name: ${JSON.stringify(entry.name)} is already the name of entry ${first}; each provider needs its own name`
-        )
-      }
-      seen.set(entry.name, index)
+    if (!Array.isArray(file.providers)) {
+      return yield* invalid("field providers: expected a JSON array of providers, one object per provider")
     }
-    return entries
+    return yield* decode(file.providers, file.domains, invalid)
   })
 
 /**
@@ -134,13 +242,12 @@ export const parse = (path: string, text: string): Effect.Effect<ReadonlyArray<P
  */
 const checkDestination = (
   path: string,
-  index: number,
+  where: string,
   entry: ProviderEntry,
   allowInsecureHttp: boolean
 ): Effect.Effect<void, ProvidersError> => {
   const url = new URL(entry.baseUrl)
   const loopback = EndpointConfig.isLoopback(url.hostname)
-  const where = `entry ${index} (${JSON.stringify(entry.name)})`
   if (!loopback && url.protocol === "http:" && !allowInsecureHttp) {
     return new ProvidersError({
       reason: "Invalid",
@@ -159,7 +266,7 @@ const checkDestination = (
 }
 
 /** The key each entry names, read from the environment as a `Redacted`. */
-const readKey = (path: string, index: number, entry: ProviderEntry) =>
+const readKey = (path: string, where: string, entry: ProviderEntry) =>
   entry.keyEnv === undefined
     ? Effect.succeed(undefined)
     : Config.redacted(entry.keyEnv).pipe(
@@ -168,26 +275,44 @@ const readKey = (path: string, index: number, entry: ProviderEntry) =>
             new ProvidersError({
               reason: "KeyMissing",
               path,
-              detail: `entry ${index} (${JSON.stringify(entry.name)}), field keyEnv: the environment variable ${entry.keyEnv} is not set`
+              detail: `${where}, field keyEnv: the environment variable ${entry.keyEnv} is not set`
             })
         )
       )
+
+/** The providers, ready to run, and the shared domains' limits. */
+export interface Loaded {
+  readonly providers: ReadonlyArray<Provider>
+  readonly domains: Readonly<Record<string, DomainLimits>>
+}
+
+/** Checks where each provider goes and reads its key; `where` names an entry in errors. */
+export const ready = (
+  path: string,
+  spec: Spec,
+  options: { readonly allowInsecureHttp: boolean },
+  where: (index: number, entry: ProviderEntry) => string = (index, entry) =>
+    `entry ${index} (${JSON.stringify(entry.name)})`
+): Effect.Effect<Loaded, ProvidersError> =>
+  Effect.map(
+    Effect.forEach(spec.providers, (entry, index) =>
+      Effect.zipRight(
+        checkDestination(path, where(index, entry), entry, options.allowInsecureHttp),
+        Effect.map(readKey(path, where(index, entry), entry), (apiKey): Provider => ({ ...entry, apiKey }))
+      )
+    ),
+    (providers) => ({ providers, domains: spec.domains })
+  )
 
 /** Reads, decodes and checks the file, and reads each provider's key. */
 export const load = (
   path: string,
   options: { readonly allowInsecureHttp: boolean }
-): Effect.Effect<ReadonlyArray<Provider>, ProvidersError, FileSystem.FileSystem> =>
+): Effect.Effect<Loaded, ProvidersError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
     const text = yield* fs
       .readFileString(path)
       .pipe(Effect.mapError((error) => new ProvidersError({ reason: "Unreadable", path, detail: describe(error) })))
-    const entries = yield* parse(path, text)
-    return yield* Effect.forEach(entries, (entry, index) =>
-      Effect.zipRight(
-        checkDestination(path, index, entry, options.allowInsecureHttp),
-        Effect.map(readKey(path, index, entry), (apiKey): Provider => ({ ...entry, apiKey }))
-      )
-    )
+    return yield* ready(path, yield* parse(path, text), options)
   })
