@@ -113,12 +113,22 @@ export interface Provider extends ProviderEntry {
  */
 export class ProvidersError extends Schema.TaggedError<ProvidersError>("@sluice/cli/ProvidersError")("ProvidersError", {
   reason: Schema.Literal("Unreadable", "Invalid", "KeyMissing"),
+  /** The file; `--provider` when the providers came from the flags (the detail names the occurrence). */
   path: Schema.String,
   detail: Schema.String
 }) {
   override get message(): string {
-    return `--providers ${this.path}: ${this.detail}`
+    return this.path === FLAGS ? this.detail : `--providers ${this.path}: ${this.detail}`
   }
+}
+
+/** The `path` of providers given by `--provider` flags. */
+export const FLAGS = "--provider"
+
+/** How errors name an entry and its fields: the file's (`entry 1 ("b"), field baseUrl`) or the flags'. */
+export interface Naming {
+  readonly entry: (raw: unknown, index: number) => string
+  readonly field: (path: string) => string
 }
 
 const describe = (error: unknown) => (error instanceof Error ? error.message : String(error))
@@ -130,19 +140,22 @@ const entryName = (raw: unknown, index: number): string => {
   return typeof name === "string" && name.trim() !== "" ? `entry ${index} (${JSON.stringify(name)})` : `entry ${index}`
 }
 
+const fileNaming: Naming = { entry: entryName, field: (path) => path }
+
 /** A decoding error's issues, each as `<where>, field <path>: <message>`, `where` from the issue's first step. */
 const issuesOf = (
   error: ParseResult.ParseError,
-  where: (step: PropertyKey | undefined) => string | undefined
+  where: (step: PropertyKey | undefined) => string | undefined,
+  field: (path: string) => string = (path) => path
 ): string =>
   ParseResult.ArrayFormatter.formatErrorSync(error)
     // An optional field's other branch ("Expected undefined") says nothing the real issue does not.
     .filter((issue, _, all) => !(issue.message.startsWith("Expected undefined, actual") && all.length > 1))
     .map((issue) => {
-      const [first, ...field] = issue.path
+      const [first, ...rest] = issue.path
       const named = where(first)
       if (named === undefined) return issue.message
-      return `${named}${field.length === 0 ? "" : `, field ${field.map(String).join(".")}`}: ${issue.message}`
+      return `${named}${rest.length === 0 ? "" : `, field ${field(rest.map(String).join("."))}`}: ${issue.message}`
     })
     .join("; ")
 
@@ -154,7 +167,7 @@ export const decode = (
   raw: unknown,
   rawDomains: unknown,
   invalid: (detail: string) => ProvidersError,
-  entryLabel: (raw: unknown, index: number) => string = entryName
+  naming: Naming = fileNaming
 ): Effect.Effect<Spec, ProvidersError> =>
   Effect.gen(function* () {
     const domains = yield* Schema.decodeUnknown(Domains, { errors: "all" })(rawDomains ?? {}).pipe(
@@ -166,16 +179,18 @@ export const decode = (
     )
     const entries = yield* Schema.decodeUnknown(ProvidersFile, { errors: "all" })(raw).pipe(
       Effect.mapError((error) =>
-        invalid(issuesOf(error, (index) => (typeof index === "number" ? entryLabel(raw, index) : undefined)))
+        invalid(
+          issuesOf(error, (index) => (typeof index === "number" ? naming.entry(raw, index) : undefined), naming.field)
+        )
       )
     )
-    const label = (index: number) => entryLabel(raw, index)
+    const label = (index: number) => naming.entry(raw, index)
     const seen = new Map<string, number>()
     for (const [index, entry] of entries.entries()) {
       const first = seen.get(entry.name)
       if (first !== undefined) {
         return yield* invalid(
-          `${label(index)}, field name: ${JSON.stringify(entry.name)} is already the name of ${label(first)}; each provider needs its own name`
+          `${label(index)}, field ${naming.field("name")}: ${JSON.stringify(entry.name)} is already the name of ${label(first)}; each provider needs its own name`
         )
       }
       seen.set(entry.name, index)
@@ -186,19 +201,19 @@ export const decode = (
       }
       if (!entries.some((entry) => entry.domain === name)) {
         return yield* invalid(
-          `domain ${JSON.stringify(name)}: no provider names it in its domain field; a domain's limits are its members'`
+          `domain ${JSON.stringify(name)}: no provider names it in its ${naming.field("domain")} field; a domain's limits are its members'`
         )
       }
     }
     for (const [index, entry] of entries.entries()) {
       if (entry.domain !== undefined && entry.domain in domains && entry.limits !== undefined) {
         return yield* invalid(
-          `${label(index)}, field limits: a member of domain ${JSON.stringify(entry.domain)} draws on the domain's limits (domains.${entry.domain}); give them there, not on the provider`
+          `${label(index)}, field ${naming.field("limits")}: a member of domain ${JSON.stringify(entry.domain)} draws on the domain's limits (domains.${entry.domain}); give them there, not on the provider`
         )
       }
       if (entry.domain === undefined && entry.name in domains) {
         return yield* invalid(
-          `${label(index)}, field name: ${JSON.stringify(entry.name)} names a domain too, and a provider without a domain is a domain of its own by its name; rename one, or give it domain ${JSON.stringify(entry.name)}`
+          `${label(index)}, field ${naming.field("name")}: ${JSON.stringify(entry.name)} names a domain too, and a provider without a domain is a domain of its own by its name; rename one, or give it domain ${JSON.stringify(entry.name)}`
         )
       }
     }
@@ -243,6 +258,7 @@ export const parse = (path: string, text: string): Effect.Effect<Spec, Providers
 const checkDestination = (
   path: string,
   where: string,
+  field: (path: string) => string,
   entry: ProviderEntry,
   allowInsecureHttp: boolean
 ): Effect.Effect<void, ProvidersError> => {
@@ -252,21 +268,21 @@ const checkDestination = (
     return new ProvidersError({
       reason: "Invalid",
       path,
-      detail: `${where}, field baseUrl: plain http:// to ${url.hostname}, which is not loopback, would cross the network in clear; use https://, or add --allow-insecure-http if that is meant`
+      detail: `${where}, field ${field("baseUrl")}: plain http:// to ${url.hostname}, which is not loopback, would cross the network in clear; use https://, or add --allow-insecure-http if that is meant`
     })
   }
   if (!loopback && entry.keyEnv === undefined) {
     return new ProvidersError({
       reason: "Invalid",
       path,
-      detail: `${where}, field keyEnv: missing, so no API key would be sent to ${url.hostname}; name the environment variable holding its key`
+      detail: `${where}, field ${field("keyEnv")}: missing, so no API key would be sent to ${url.hostname}; name the environment variable holding its key`
     })
   }
   return Effect.void
 }
 
 /** The key each entry names, read from the environment as a `Redacted`. */
-const readKey = (path: string, where: string, entry: ProviderEntry) =>
+const readKey = (path: string, where: string, field: (path: string) => string, entry: ProviderEntry) =>
   entry.keyEnv === undefined
     ? Effect.succeed(undefined)
     : Config.redacted(entry.keyEnv).pipe(
@@ -275,7 +291,7 @@ const readKey = (path: string, where: string, entry: ProviderEntry) =>
             new ProvidersError({
               reason: "KeyMissing",
               path,
-              detail: `${where}, field keyEnv: the environment variable ${entry.keyEnv} is not set`
+              detail: `${where}, field ${field("keyEnv")}: the environment variable ${entry.keyEnv} is not set`
             })
         )
       )
@@ -291,16 +307,16 @@ export const ready = (
   path: string,
   spec: Spec,
   options: { readonly allowInsecureHttp: boolean },
-  where: (index: number, entry: ProviderEntry) => string = (index, entry) =>
-    `entry ${index} (${JSON.stringify(entry.name)})`
+  naming: Naming = fileNaming
 ): Effect.Effect<Loaded, ProvidersError> =>
   Effect.map(
-    Effect.forEach(spec.providers, (entry, index) =>
-      Effect.zipRight(
-        checkDestination(path, where(index, entry), entry, options.allowInsecureHttp),
-        Effect.map(readKey(path, where(index, entry), entry), (apiKey): Provider => ({ ...entry, apiKey }))
+    Effect.forEach(spec.providers, (entry, index) => {
+      const where = naming.entry(spec.providers, index)
+      return Effect.zipRight(
+        checkDestination(path, where, naming.field, entry, options.allowInsecureHttp),
+        Effect.map(readKey(path, where, naming.field, entry), (apiKey): Provider => ({ ...entry, apiKey }))
       )
-    ),
+    }),
     (providers) => ({ providers, domains: spec.domains })
   )
 
@@ -316,3 +332,100 @@ export const load = (
       .pipe(Effect.mapError((error) => new ProvidersError({ reason: "Unreadable", path, detail: describe(error) })))
     return yield* ready(path, yield* parse(path, text), options)
   })
+
+// ---- --provider and --domain flags -------------------------------------------------------
+
+/** A flag's key for each field of an entry (`limits.rpm` is `rpm`). */
+const FLAG_KEYS: Readonly<Record<string, string>> = {
+  name: "name",
+  baseUrl: "base-url",
+  keyEnv: "key-env",
+  domain: "domain",
+  weight: "weight",
+  tier: "tier",
+  contextWindow: "context-window",
+  "limits.rpm": "rpm",
+  "limits.tpm": "tpm",
+  limits: "rpm/tpm",
+  concurrency: "concurrency"
+}
+const FIELDS_BY_KEY = new Map(Object.entries(FLAG_KEYS).map(([field, key]) => [key, field]))
+const NUMERIC = new Set(["weight", "tier", "context-window", "rpm", "tpm", "concurrency"])
+
+const flagNaming = (flag: string): Naming => ({
+  entry: (raw, index) => {
+    const name = Array.isArray(raw) ? (raw[index] as { readonly name?: unknown } | undefined)?.name : undefined
+    return typeof name === "string" && name.trim() !== ""
+      ? `${flag} #${index + 1} (${JSON.stringify(name)})`
+      : `${flag} #${index + 1}`
+  },
+  field: (path) => FLAG_KEYS[path] ?? path
+})
+
+/** `key=value,key=value`, each key once; a number where the field takes one (else the text, for the Schema to name). */
+const keyValues = (
+  text: string,
+  where: string,
+  invalid: (detail: string) => ProvidersError
+): Effect.Effect<Record<string, string | number>, ProvidersError> =>
+  Effect.gen(function* () {
+    const fields: Record<string, string | number> = {}
+    for (const part of text.split(",")) {
+      const equals = part.indexOf("=")
+      if (equals <= 0) {
+        return yield* invalid(
+          `${where}: ${JSON.stringify(part)} is not key=value (expected e.g. name=a,base-url=https://...,key-env=A_KEY,tpm=30000)`
+        )
+      }
+      const key = part.slice(0, equals).trim()
+      const value = part.slice(equals + 1).trim()
+      if (key in fields) return yield* invalid(`${where}, field ${key}: given twice`)
+      fields[key] = NUMERIC.has(key) && value !== "" && Number.isFinite(Number(value)) ? Number(value) : value
+    }
+    return fields
+  })
+
+/**
+ * `--provider name=a,base-url=https://...,key-env=A_KEY,tpm=30000,domain=org` (repeated) and `--domain
+ * name=org,rpm=600,tpm=100000` (repeated), as the file's entries and domains: decoded by the same Schema
+ * and checks, each error naming the flag's occurrence (`--provider #2 ("b")`) and its key.
+ */
+export const fromFlags = (
+  providerFlags: ReadonlyArray<string>,
+  domainFlags: ReadonlyArray<string>
+): Effect.Effect<Spec, ProvidersError> =>
+  Effect.gen(function* () {
+    const invalid = (detail: string) => new ProvidersError({ reason: "Invalid", path: FLAGS, detail })
+    const entries: Array<Record<string, unknown>> = []
+    for (const [index, text] of providerFlags.entries()) {
+      const fields = yield* keyValues(text, `--provider #${index + 1}`, invalid)
+      const entry: Record<string, unknown> = {}
+      const limits: Record<string, unknown> = {}
+      for (const [key, value] of Object.entries(fields)) {
+        const field = FIELDS_BY_KEY.get(key) ?? key
+        if (field.startsWith("limits.")) limits[field.slice("limits.".length)] = value
+        else entry[field] = value
+      }
+      if (Object.keys(limits).length > 0) entry.limits = limits
+      entries.push(entry)
+    }
+    const domains: Record<string, Record<string, unknown>> = {}
+    for (const [index, text] of domainFlags.entries()) {
+      const where = `--domain #${index + 1}`
+      const { name, ...limits } = yield* keyValues(text, where, invalid)
+      if (typeof name !== "string" || name === "") {
+        return yield* invalid(`${where}, field name: missing (expected e.g. name=org,rpm=600,tpm=100000)`)
+      }
+      if (name in domains) return yield* invalid(`${where}, field name: domain ${JSON.stringify(name)} is given twice`)
+      domains[name] = limits
+    }
+    return yield* decode(entries, domains, invalid, flagNaming(FLAGS))
+  })
+
+/** The flags' providers, checked and with their keys, as `load` gives a file's. */
+export const loadFlags = (
+  providerFlags: ReadonlyArray<string>,
+  domainFlags: ReadonlyArray<string>,
+  options: { readonly allowInsecureHttp: boolean }
+): Effect.Effect<Loaded, ProvidersError> =>
+  Effect.flatMap(fromFlags(providerFlags, domainFlags), (spec) => ready(FLAGS, spec, options, flagNaming(FLAGS)))
