@@ -193,4 +193,44 @@ describe("the providers file", () => {
       expect(unreadable.reason).toBe("Unreadable")
     }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
   )
+
+  it.effect("--provider and --domain flags: the file's fields as key=value, errors naming the occurrence and key", () =>
+    Effect.gen(function* () {
+      const spec = yield* Providers.fromFlags(
+        [
+          "name=east,base-url=https://east.example.com/v1,key-env=KEY,domain=org,weight=2,context-window=8000",
+          "name=solo,base-url=http://127.0.0.1:1/v1,rpm=60,tpm=1000,tier=1,concurrency=4"
+        ],
+        ["name=org,tpm=100000"]
+      )
+      expect(spec.domains).toEqual({ org: { tpm: 100_000 } })
+      expect(spec.providers).toEqual([
+        {
+          name: "east",
+          baseUrl: "https://east.example.com/v1",
+          keyEnv: "KEY",
+          domain: "org",
+          weight: 2,
+          contextWindow: 8000
+        },
+        { name: "solo", baseUrl: "http://127.0.0.1:1/v1", limits: { rpm: 60, tpm: 1000 }, tier: 1, concurrency: 4 }
+      ])
+      const failure = (providers: ReadonlyArray<string>, domains: ReadonlyArray<string> = []) =>
+        Effect.map(Effect.flip(Providers.fromFlags(providers, domains)), (error) => error.message)
+      expect(yield* failure(["name=a,base-url=https://a.example.com,tpm=lots"])).toBe(
+        '--provider #1 ("a"), field tpm: Expected number, actual "lots"'
+      )
+      expect(yield* failure(["name=a,base-url"])).toContain('--provider #1: "base-url" is not key=value')
+      expect(yield* failure(["name=a,name=b"])).toBe("--provider #1, field name: given twice")
+      expect(yield* failure(["name=a,base-url=https://a.example.com,domain=org,tpm=5"], ["name=org,tpm=9"])).toBe(
+        '--provider #1 ("a"), field rpm/tpm: a member of domain "org" draws on the domain\'s limits (domains.org); give them there, not on the provider'
+      )
+      expect(yield* failure(["name=a,base-url=https://a.example.com,domain=org"], ["name=org,tpm=0"])).toBe(
+        'domain "org", field tpm: Expected a positive number, actual 0'
+      )
+      expect(yield* failure(["name=a,base-url=https://a.example.com"], ["rpm=5"])).toContain(
+        "--domain #1, field name: missing"
+      )
+    })
+  )
 })
