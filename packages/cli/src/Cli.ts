@@ -328,6 +328,7 @@ const runFlags = {
     Options.withDescription(
       "A provider behind a Router, in place of a --providers file (repeat the flag, one per provider): the file's fields as key=value pairs. Cannot go with --providers"
     ),
+    Options.withDescription("Default: none (one endpoint, --base-url)"),
     Options.repeated
   ),
   domain: Options.text("domain").pipe(
@@ -335,6 +336,7 @@ const runFlags = {
     Options.withDescription(
       "With --provider: a quota domain whose limits its members (domain=D) share, as the file's domains (repeat per domain)"
     ),
+    Options.withDescription("Default: none"),
     Options.repeated
   ),
   strategy: Flags.choice("strategy", ["leastOutstanding", "roundRobin", "weightedRoundRobin", "lowestLatency"]).pipe(
