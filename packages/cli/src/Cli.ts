@@ -195,6 +195,10 @@ export interface RunFlags {
   readonly redis: Option.Option<string>
   /** `--providers FILE`: several endpoints behind a Router (see `internal/providers.ts`, `internal/routerSend.ts`). */
   readonly providers: Option.Option<string>
+  /** `--provider name=a,base-url=...,key-env=A_KEY,...` (repeated): the providers without a file (see `internal/providers.ts`). */
+  readonly provider: ReadonlyArray<string>
+  /** `--domain name=org,rpm=...,tpm=...` (repeated, with `--provider`): a quota domain its members share. */
+  readonly domain: ReadonlyArray<string>
   /** `--strategy`: how the Router balances the providers. */
   readonly strategy: Router.Strategy
   /** `--redis-env NAME`: the same, the URL read from that environment variable (kept out of the process list). */
@@ -313,9 +317,27 @@ const runFlags = {
   ),
   providers: Flags.file("providers", { exists: true }).pipe(
     Options.withDescription(
-      "Several endpoints behind a Router: a JSON array of { name, baseUrl, keyEnv, domain?, weight?, tier?, contextWindow?, limits?: { rpm?, tpm? }, concurrency? } (limits absent: learned from the headers). Replaces --base-url, --api-key-env, --rpm and --tpm; a provider that fails moves its lines to the others"
+      "Several endpoints behind a Router: a JSON array of { name, baseUrl, keyEnv, domain?, weight?, tier?, contextWindow?, limits?: { rpm?, tpm? }, concurrency? } (limits absent: learned from the headers), or { domains: { name: { rpm?, tpm? } }, providers: [...] } where a declared domain's limits are shared by its members. Replaces --base-url, --api-key-env, --rpm and --tpm; a provider that fails moves its lines to the others"
     ),
     Flags.optional("none: one endpoint, --base-url")
+  ),
+  provider: Options.text("provider").pipe(
+    Options.withPseudoName(
+      "name=N,base-url=URL,key-env=VAR[,rpm=R][,tpm=T][,domain=D][,weight=W][,tier=T][,context-window=C][,concurrency=C]"
+    ),
+    Options.withDescription(
+      "A provider behind a Router, in place of a --providers file (repeat the flag, one per provider): the file's fields as key=value pairs. Cannot go with --providers"
+    ),
+    Options.withDescription("Default: none (one endpoint, --base-url)"),
+    Options.repeated
+  ),
+  domain: Options.text("domain").pipe(
+    Options.withPseudoName("name=D[,rpm=R][,tpm=T]"),
+    Options.withDescription(
+      "With --provider: a quota domain whose limits its members (domain=D) share, as the file's domains (repeat per domain)"
+    ),
+    Options.withDescription("Default: none"),
+    Options.repeated
   ),
   strategy: Flags.choice("strategy", ["leastOutstanding", "roundRobin", "weightedRoundRobin", "lowestLatency"]).pipe(
     Options.withDescription("With --providers: how the Router balances the providers"),
@@ -427,7 +449,8 @@ const REPLACED_BY_PROVIDERS = ["--api-key-env", "--no-api-key", "--rpm", "--tpm"
  */
 export const makeRouterSender = (
   flags: RunFlags,
-  path: string
+  /** The providers file; undefined: the `--provider` flags. */
+  path: string | undefined
 ): Effect.Effect<
   RouterSend.RouterSender,
   InvalidOptions.InvalidOptionsError | Providers.ProvidersError | UsageError,
@@ -443,14 +466,31 @@ export const makeRouterSender = (
       Option.isSome(flags.redisEnv)
     ]
     const clash = REPLACED_BY_PROVIDERS.filter((_, index) => given[index])
-    if (clash.length > 0) {
+    if (path !== undefined && flags.provider.length > 0) {
       return yield* new UsageError({
-        detail: `--providers ${path}: ${clash.join(", ")} cannot go with it; give each provider its keyEnv and limits in the file`
+        detail: `--providers ${path} and --provider cannot go together: give every provider in the file, or every one as a --provider flag`
       })
     }
-    const providers = yield* Providers.load(path, { allowInsecureHttp: flags.allowInsecureHttp })
+    if (path !== undefined && flags.domain.length > 0) {
+      return yield* new UsageError({
+        detail: `--providers ${path} and --domain cannot go together: declare the domains in the file ({ "domains": {...}, "providers": [...] })`
+      })
+    }
+    if (clash.length > 0) {
+      return yield* new UsageError({
+        detail:
+          path === undefined
+            ? `--provider: ${clash.join(", ")} cannot go with it; give each provider its key-env and limits in its --provider flag`
+            : `--providers ${path}: ${clash.join(", ")} cannot go with it; give each provider its keyEnv and limits in the file`
+      })
+    }
+    const options = { allowInsecureHttp: flags.allowInsecureHttp }
+    const { domains, providers } = yield* path === undefined
+      ? Providers.loadFlags(flags.provider, flags.domain, options)
+      : Providers.load(path, options)
     return yield* RouterSend.make({
       providers,
+      domains,
       strategy: flags.strategy,
       maxOutage: flags.maxOutage,
       shared: {
@@ -502,7 +542,10 @@ const reportDetails = (flags: RunFlags): ReadonlyArray<readonly [string, string]
   ["input", flags.input],
   ["output", flags.output],
   Option.match(flags.providers, {
-    onNone: () => ["base URL", flags.baseUrl] as const,
+    onNone: () =>
+      flags.provider.length > 0
+        ? (["providers", `${flags.provider.length} --provider flags (--strategy ${flags.strategy})`] as const)
+        : (["base URL", flags.baseUrl] as const),
     onSome: (path) => ["providers", `${path} (--strategy ${flags.strategy})`] as const
   })
 ]
@@ -592,7 +635,13 @@ const makeStderrView = (live: boolean, maxOutageMillis: number) => {
 const runBatch = (flags: RunFlags, interrupts: Signals.Interrupts) =>
   Effect.gen(function* () {
     const stats = yield* RunStats.RunStats
-    const routed = Option.isSome(flags.providers) ? yield* makeRouterSender(flags, flags.providers.value) : undefined
+    if (flags.domain.length > 0 && Option.isNone(flags.providers) && flags.provider.length === 0) {
+      return yield* new UsageError({ detail: "--domain goes with --provider: name its members with domain=NAME" })
+    }
+    const routed =
+      Option.isSome(flags.providers) || flags.provider.length > 0
+        ? yield* makeRouterSender(flags, Option.getOrUndefined(flags.providers))
+        : undefined
     const senderConcurrency = routed?.concurrency ?? flags.concurrency
     const send: HttpSend.Sender =
       routed ??

@@ -48,7 +48,7 @@
  * @since 0.1.0
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
-import type { CircuitBreaker, Executor, InvalidOptions } from "@sluice/core"
+import type { CircuitBreaker, Executor, InvalidOptions, RateLimiter } from "@sluice/core"
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Redacted from "effect/Redacted"
@@ -133,6 +133,14 @@ export interface Options {
    * ten minutes) when true, the default; fails at once when false (behind a Router, another provider takes it).
    */
   readonly waitForBreaker?: boolean | undefined
+  /**
+   * A limiter shared with other senders (a quota domain's: one organisation's
+   * limits over several endpoints): every admission charges it, and each
+   * answer's rate-limit headers and `Retry-After` correct it for all of them.
+   * `rpm`/`tpm` then say what its limits are (for the run's stats and the
+   * largest request); the limits are not learned.
+   */
+  readonly rateLimiter?: RateLimiter.RateLimiterShape | undefined
 }
 
 /**

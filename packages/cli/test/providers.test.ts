@@ -37,7 +37,8 @@ describe("the providers file", () => {
           { name: "local", baseUrl: "http://127.0.0.1:8080/v1" }
         ])
       )
-      expect(entries).toEqual([
+      expect(entries.domains).toEqual({})
+      expect(entries.providers).toEqual([
         {
           name: "openai",
           baseUrl: "https://api.openai.com/v1",
@@ -51,6 +52,65 @@ describe("the providers file", () => {
         },
         { name: "local", baseUrl: "http://127.0.0.1:8080/v1" }
       ])
+    })
+  )
+
+  it.effect("the object form: shared domains with their limits, and the providers", () =>
+    Effect.gen(function* () {
+      const spec = yield* Providers.parse(
+        FILE,
+        JSON.stringify({
+          domains: { org: { rpm: 600, tpm: 100_000 } },
+          providers: [
+            { name: "east", baseUrl: "https://east.example.com/v1", keyEnv: "KEY", domain: "org" },
+            { name: "west", baseUrl: "https://west.example.com/v1", keyEnv: "KEY", domain: "org" },
+            { name: "solo", baseUrl: "https://solo.example.com/v1", keyEnv: "KEY", limits: { tpm: 5 } }
+          ]
+        })
+      )
+      expect(spec.domains).toEqual({ org: { rpm: 600, tpm: 100_000 } })
+      expect(spec.providers.map((entry) => [entry.name, entry.domain])).toEqual([
+        ["east", "org"],
+        ["west", "org"],
+        ["solo", undefined]
+      ])
+      // The providers alone in an object: no domains.
+      const bare = yield* Providers.parse(
+        FILE,
+        JSON.stringify({ providers: [{ name: "a", baseUrl: "http://127.0.0.1:1/v1" }] })
+      )
+      expect(bare.domains).toEqual({})
+    })
+  )
+
+  it.effect("a domain's mistakes name the domain and the field; a member's own limits name the entry", () =>
+    Effect.gen(function* () {
+      const member = { name: "east", baseUrl: "https://east.example.com/v1", keyEnv: "KEY", domain: "org" }
+      const withDomains = (domains: unknown, providers: ReadonlyArray<unknown> = [member]) =>
+        failureOf(JSON.stringify({ domains, providers }))
+      expect((yield* withDomains({ org: { tpm: -1 } })).message).toBe(
+        `--providers ${FILE}: domain "org", field tpm: Expected a positive number, actual -1`
+      )
+      expect((yield* withDomains({ org: { tpm: 5, rps: 1 } })).message).toBe(
+        `--providers ${FILE}: domain "org", field rps: is unexpected, expected: "rpm" | "tpm"`
+      )
+      expect((yield* withDomains({ org: {} })).message).toBe(
+        `--providers ${FILE}: domain "org": give rpm or tpm (or both), the limits its members share`
+      )
+      expect((yield* withDomains({ org: { tpm: 5 }, orgg: { tpm: 5 } })).message).toBe(
+        `--providers ${FILE}: domain "orgg": no provider names it in its domain field; a domain's limits are its members'`
+      )
+      expect((yield* withDomains({ org: { tpm: 5 } }, [{ ...member, limits: { tpm: 9 } }])).message).toBe(
+        `--providers ${FILE}: entry 0 ("east"), field limits: a member of domain "org" draws on the domain's limits (domains.org); give them there, not on the provider`
+      )
+      expect((yield* withDomains([1])).message).toContain(`--providers ${FILE}: field domains: Expected `)
+      const extra = yield* failureOf(JSON.stringify({ providers: [member], domain: {} }))
+      expect(extra.message).toBe(
+        `--providers ${FILE}: field domain: is not a field of the file; expected "domains" and "providers"`
+      )
+      expect((yield* failureOf(JSON.stringify({ providers: {} }))).message).toBe(
+        `--providers ${FILE}: field providers: expected a JSON array of providers, one object per provider`
+      )
     })
   )
 
@@ -81,7 +141,7 @@ describe("the providers file", () => {
           { name: "a", baseUrl: "https://b.example.com" }
         ])
       )
-      expect(twice.message).toContain('entry 1, field name: "a" is already the name of entry 0')
+      expect(twice.message).toContain('entry 1 ("a"), field name: "a" is already the name of entry 0 ("a")')
       expect((yield* failureOf("[]")).message).toContain("Expected an array of at least 1 item")
       expect((yield* failureOf("{ nope")).message).toContain("not JSON")
       expect((yield* failureOf('{ "name": "a" }')).message).toContain("expected a JSON array of providers")
@@ -105,9 +165,12 @@ describe("the providers file", () => {
       const loaded = yield* Providers.load(file, { allowInsecureHttp: false }).pipe(
         withEnv({ KEY_A: "sk-secret-a", KEY_B: "sk-secret-b" })
       )
-      expect(loaded.map((provider) => Redacted.value(provider.apiKey!))).toEqual(["sk-secret-a", "sk-secret-b"])
+      expect(loaded.providers.map((provider) => Redacted.value(provider.apiKey!))).toEqual([
+        "sk-secret-a",
+        "sk-secret-b"
+      ])
       expect(JSON.stringify(loaded)).not.toContain("sk-secret")
-      expect(String(loaded[0]!.apiKey)).not.toContain("sk-secret")
+      expect(String(loaded.providers[0]!.apiKey)).not.toContain("sk-secret")
 
       const missing = yield* Effect.flip(
         Providers.load(file, { allowInsecureHttp: false }).pipe(withEnv({ KEY_A: "sk-secret-a" }))
@@ -129,5 +192,45 @@ describe("the providers file", () => {
       )
       expect(unreadable.reason).toBe("Unreadable")
     }).pipe(Effect.scoped, Effect.provide(NodeContext.layer))
+  )
+
+  it.effect("--provider and --domain flags: the file's fields as key=value, errors naming the occurrence and key", () =>
+    Effect.gen(function* () {
+      const spec = yield* Providers.fromFlags(
+        [
+          "name=east,base-url=https://east.example.com/v1,key-env=KEY,domain=org,weight=2,context-window=8000",
+          "name=solo,base-url=http://127.0.0.1:1/v1,rpm=60,tpm=1000,tier=1,concurrency=4"
+        ],
+        ["name=org,tpm=100000"]
+      )
+      expect(spec.domains).toEqual({ org: { tpm: 100_000 } })
+      expect(spec.providers).toEqual([
+        {
+          name: "east",
+          baseUrl: "https://east.example.com/v1",
+          keyEnv: "KEY",
+          domain: "org",
+          weight: 2,
+          contextWindow: 8000
+        },
+        { name: "solo", baseUrl: "http://127.0.0.1:1/v1", limits: { rpm: 60, tpm: 1000 }, tier: 1, concurrency: 4 }
+      ])
+      const failure = (providers: ReadonlyArray<string>, domains: ReadonlyArray<string> = []) =>
+        Effect.map(Effect.flip(Providers.fromFlags(providers, domains)), (error) => error.message)
+      expect(yield* failure(["name=a,base-url=https://a.example.com,tpm=lots"])).toBe(
+        '--provider #1 ("a"), field tpm: Expected number, actual "lots"'
+      )
+      expect(yield* failure(["name=a,base-url"])).toContain('--provider #1: "base-url" is not key=value')
+      expect(yield* failure(["name=a,name=b"])).toBe("--provider #1, field name: given twice")
+      expect(yield* failure(["name=a,base-url=https://a.example.com,domain=org,tpm=5"], ["name=org,tpm=9"])).toBe(
+        '--provider #1 ("a"), field rpm/tpm: a member of domain "org" draws on the domain\'s limits (domains.org); give them there, not on the provider'
+      )
+      expect(yield* failure(["name=a,base-url=https://a.example.com,domain=org"], ["name=org,tpm=0"])).toBe(
+        'domain "org", field tpm: Expected a positive number, actual 0'
+      )
+      expect(yield* failure(["name=a,base-url=https://a.example.com"], ["rpm=5"])).toContain(
+        "--domain #1, field name: missing"
+      )
+    })
   )
 })

@@ -206,6 +206,124 @@ describe("sluice run --providers (virtual time)", () => {
     BUSY_MACHINE_TIMEOUT
   )
 
+  it.scoped(
+    "two providers in one domain with a shared token limit: together they never exceed it, and go at ≥ 90% of it",
+    () =>
+      Effect.gen(function* () {
+        const start = yield* Clock.currentTimeMillis
+        // One organisation's quota, enforced by the server across both deployments.
+        const org = tokenServer(10_000, () => false)
+        const hosts: Array<string> = []
+        const http = TestHttpClient.make((request) => {
+          hosts.push(request.url.host)
+          return org.handler(request)
+        })
+        const stats = yield* RunStats.make()
+        const send = yield* RouterSend.make({
+          providers: [
+            { ...provider("east", "east.example.com"), domain: "org" },
+            { ...provider("west", "west.example.com"), domain: "org" }
+          ],
+          domains: { org: { tpm: 10_000 } },
+          strategy: "roundRobin",
+          maxOutage: "5 minutes",
+          shared: { concurrency: 16, maxAttempts: 3, timeout: "10 seconds" }
+        }).pipe(Effect.provideService(RunStats.RunStats, stats), Effect.provideService(HttpClient.HttpClient, http))
+        const lines = 300
+        const fiber = yield* Effect.fork(
+          Effect.forEach(
+            Array.from({ length: lines }, (_, i) => i + 1),
+            (n) => Effect.either(send(line(n))),
+            { concurrency: 32 }
+          )
+        )
+        while (fiber.unsafePoll() === null && (yield* Clock.currentTimeMillis) < start + 3_600_000) {
+          yield* TestClock.adjust("100 millis")
+        }
+        const results = yield* Fiber.join(fiber)
+        expect(results.filter((result) => result._tag === "Left")).toEqual([])
+        expect(org.served.length).toBe(lines)
+        // Both members served, and the server never refused one: they paced as one.
+        expect(new Set(hosts)).toEqual(new Set(["east.example.com", "west.example.com"]))
+        expect(org.refused).toEqual([])
+        // Every window of a minute: within the shared limit together.
+        for (const entry of org.served) {
+          expect(org.tokensIn(entry.at - WINDOW + 1, entry.at + 1)).toBeLessThanOrEqual(10_000)
+        }
+        // And near it (a full minute, the first excepted): the shared limit is the pace, not a tenth of it.
+        expect(org.tokensIn(start + WINDOW, start + 2 * WINDOW)).toBeGreaterThanOrEqual(0.9 * 10_000)
+        // The run's limits count the domain once; each member shows the domain's.
+        const progress = yield* stats.snapshot
+        expect(progress.limits.tpm).toBe(10_000)
+        expect(progress.providers!.map((member) => [member.name, member.domain, member.limits.tpm])).toEqual([
+          ["east", "org", 10_000],
+          ["west", "org", 10_000]
+        ])
+      }),
+    BUSY_MACHINE_TIMEOUT
+  )
+
+  it.scoped("a 429 with Retry-After on one member of a domain holds back the other member too", () =>
+    Effect.gen(function* () {
+      const start = yield* Clock.currentTimeMillis
+      const requests: Array<{ readonly host: string; readonly at: number }> = []
+      const ok = {
+        status: 200,
+        body: {
+          id: "chatcmpl-1",
+          object: "chat.completion",
+          created: 0,
+          model: "m",
+          choices: [{ index: 0, message: { role: "assistant", content: "ok" }, finish_reason: "stop" }],
+          usage: { prompt_tokens: 20, completion_tokens: 2, total_tokens: 22 }
+        }
+      }
+      const http = TestHttpClient.make((request) =>
+        Effect.map(Clock.currentTimeMillis, (now) => {
+          requests.push({ host: request.url.host, at: now - start })
+          // east's first answer: the organisation is over its quota for 20 s.
+          return request.url.host === "east.example.com" &&
+            requests.filter((r) => r.host === request.url.host).length === 1
+            ? {
+                status: 429,
+                headers: { "retry-after": "20" },
+                body: { error: { message: "Rate limit reached for requests", type: "requests" } }
+              }
+            : ok
+        })
+      )
+      const stats = yield* RunStats.make()
+      const send = yield* RouterSend.make({
+        providers: [
+          { ...provider("east", "east.example.com"), domain: "org" },
+          { ...provider("west", "west.example.com"), domain: "org" }
+        ],
+        domains: { org: { rpm: 1_000 } },
+        strategy: "roundRobin",
+        maxOutage: "5 minutes",
+        shared: { concurrency: 4, maxAttempts: 3, timeout: "10 seconds" }
+      }).pipe(Effect.provideService(RunStats.RunStats, stats), Effect.provideService(HttpClient.HttpClient, http))
+      const first = yield* Effect.fork(send(line(1)))
+      yield* TestClock.adjust("1 second")
+      // The next line goes to west (round robin), and waits for the domain as east's retry does.
+      const second = yield* Effect.fork(send(line(2)))
+      yield* TestClock.adjust("18 seconds")
+      const before = [...requests]
+      yield* TestClock.adjust("2 seconds")
+      // Both lines done before anything is asserted (a failed assertion must not leave them waiting).
+      yield* Fiber.join(first)
+      yield* Fiber.join(second)
+      expect(before).toEqual([{ host: "east.example.com", at: 0 }])
+      expect(
+        requests
+          .slice(1)
+          .map((request) => request.host)
+          .sort()
+      ).toEqual(["east.example.com", "west.example.com"])
+      for (const request of requests.slice(1)) expect(request.at).toBeGreaterThanOrEqual(20_000)
+    })
+  )
+
   it("reads a line's failure as the Router's signal", () => {
     const failed = (fields: Partial<ConstructorParameters<typeof RunError>[0]>) =>
       new RunError({ reason: "SendFailed", detail: "x", ...fields })

@@ -151,3 +151,93 @@ describe("sluice run --providers", () => {
     TIMEOUT
   )
 })
+
+describe("sluice run --provider (repeated flags in place of the file)", () => {
+  /** The input and output of a run, and its arguments without any provider. */
+  const withoutFile = () => {
+    const { input, output } = setUp([])
+    return { output, args: ["run", "--input", input, "--output", output] }
+  }
+
+  it(
+    "two --provider flags in one --domain: both serve, each with its own key, each under the domain's limit; no key printed",
+    async () => {
+      const { args } = withoutFile()
+      const run = await sluiceRun(
+        [
+          ...args,
+          "--provider",
+          `name=alpha,base-url=${a.baseUrl},key-env=SLUICE_KEY_A,domain=org`,
+          "--provider",
+          `name=beta,base-url=${b.baseUrl},key-env=SLUICE_KEY_B,domain=org,weight=2`,
+          "--domain",
+          "name=org,rpm=6000",
+          "--json"
+        ],
+        KEYS
+      )
+      expect(run.code).toBe(0)
+      const summary = JSON.parse(run.stdout) as {
+        succeeded: number
+        failed: number
+        providers: ReadonlyArray<{ name: string; domain: string; served: number; limits: { rpm?: number } }>
+      }
+      expect(summary).toMatchObject({ succeeded: 40, failed: 0 })
+      expect(summary.providers.map((provider) => [provider.name, provider.domain, provider.limits.rpm])).toEqual([
+        ["alpha", "org", 6000],
+        ["beta", "org", 6000]
+      ])
+      expect(summary.providers[0]!.served).toBeGreaterThan(0)
+      expect(summary.providers[1]!.served).toBeGreaterThan(0)
+      expect(`${run.stdout}${run.stderr}`).not.toContain(KEY_A)
+      expect(`${run.stdout}${run.stderr}`).not.toContain(KEY_B)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "a bad --provider: a usage error naming the flag's occurrence and its key, as the file's are named; nothing sent",
+    async () => {
+      const { args } = withoutFile()
+      const run = await sluiceRun(
+        [
+          ...args,
+          "--provider",
+          `name=alpha,base-url=${a.baseUrl},key-env=SLUICE_KEY_A`,
+          "--provider",
+          "name=beta,base-url=not a url,tpm=-5"
+        ],
+        KEYS
+      )
+      expect(run.code).toBe(2)
+      expect(run.stderr).toContain('--provider #2 ("beta"), field base-url: Expected an http:// or https:// URL')
+      expect(run.stderr).toContain('--provider #2 ("beta"), field tpm: Expected a positive number, actual -5')
+      const missing = await sluiceRun([...args, "--provider", `name=alpha,base-url=${a.baseUrl},key-env=NOT_SET`], KEYS)
+      expect(missing.code).toBe(2)
+      expect(missing.stderr).toContain(
+        '--provider #1 ("alpha"), field key-env: the environment variable NOT_SET is not set'
+      )
+      const counters = await Effect.runPromise(Effect.zip(a.counters, b.counters))
+      expect(counters[0].total + counters[1].total).toBe(0)
+    },
+    TIMEOUT
+  )
+
+  it(
+    "--provider with --providers, or --domain without --provider: a usage error",
+    async () => {
+      const { args, file } = setUp(twoProviders())
+      const mixed = await sluiceRun(
+        [...args, "--provider", `name=alpha,base-url=${a.baseUrl},key-env=SLUICE_KEY_A`],
+        KEYS
+      )
+      expect(mixed.code).toBe(2)
+      expect(mixed.stderr).toContain(`--providers ${file} and --provider cannot go together`)
+      const { args: plain } = withoutFile()
+      const lone = await sluiceRun([...plain, "--base-url", a.baseUrl, "--domain", "name=org,rpm=5"], KEYS)
+      expect(lone.code).toBe(2)
+      expect(lone.stderr).toContain("--domain goes with --provider")
+    },
+    TIMEOUT
+  )
+})

@@ -573,6 +573,22 @@ export interface RoutedProvider {
   readonly contextWindow?: number | undefined
   /** The model it serves, sent in place of the request's `model` (a deployment's name, say). */
   readonly model?: string | undefined
+  /**
+   * Adapt its Executor's concurrency to back-pressure (the Router's AIMD,
+   * `Router.AdaptiveConcurrencyOptions`); it starts at its endpoint's
+   * `limits.concurrency`. Off by default.
+   */
+  readonly adaptiveConcurrency?: Router.AdaptiveConcurrencyOptions | undefined
+  /**
+   * Probe it on an interval (`Router.HealthCheckOptions`). `true`, or options
+   * without a `probe`: the probe is `HealthProbe.make(endpoint)` of
+   * `@sluice/http` (`GET /models` with its credentials, no tokens spent).
+   * Off by default.
+   */
+  readonly healthCheck?:
+    | boolean
+    | (Omit<Router.HealthCheckOptions, "probe"> & { readonly probe?: Router.HealthCheckOptions["probe"] | undefined })
+    | undefined
 }
 
 /**

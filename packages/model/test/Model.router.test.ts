@@ -23,6 +23,8 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import * as TestClock from "effect/TestClock"
 import { Model, TokenEstimator } from "../src/index.js"
 
 /** Lets real I/O happen without moving the test's clock: waits (bounded in real time) for the call to end. */
@@ -155,26 +157,49 @@ const fixedEstimator: TokenEstimator.TokenEstimator = {
 const inMemory = (
   behaviours: Record<string, Behaviour>,
   options: Omit<Model.RoutedOptions, "providers"> & {
-    readonly providers: ReadonlyArray<Omit<Model.RoutedProvider, "endpoint"> & { readonly name: string }>
+    readonly providers: ReadonlyArray<
+      Omit<Model.RoutedProvider, "endpoint"> & {
+        readonly name: string
+        readonly concurrency?: number
+        readonly apiKey?: Redacted.Redacted<string>
+      }
+    >
   }
 ) =>
   Effect.gen(function* () {
-    const seen: Array<{ readonly provider: string; readonly body: unknown }> = []
+    const seen: Array<{
+      readonly provider: string
+      readonly method: string
+      readonly path: string
+      readonly authorization: string | undefined
+      readonly body: unknown
+    }> = []
     const handler: TestHttpClient.Handler = (request) => {
       const provider = request.url.hostname.replace(".test", "")
-      seen.push({ provider, body: request.body })
+      seen.push({
+        provider,
+        method: request.method,
+        path: request.url.pathname,
+        authorization: request.headers.authorization,
+        body: request.body
+      })
       return behaviours[provider]!(request)
     }
     const routed = yield* Model.makeRouted({
       estimator: fixedEstimator,
       ...options,
-      providers: options.providers.map(({ name, ...provider }) => ({
+      providers: options.providers.map(({ apiKey, concurrency, name, ...provider }) => ({
         ...provider,
         endpoint: {
           name,
           baseUrl: `https://${name}.test/v1`,
+          ...(apiKey === undefined ? {} : { auth: { _tag: "Bearer" as const, token: apiKey } }),
           // A member of a shared domain draws on the domain's limits.
-          ...(provider.domain === undefined ? { limits: { tokens: { limit: 10_000, interval: "1 minute" } } } : {})
+          ...(provider.domain === undefined
+            ? { limits: { tokens: { limit: 10_000, interval: "1 minute" }, concurrency } }
+            : concurrency === undefined
+              ? {}
+              : { limits: { concurrency } })
         }
       }))
     }).pipe(Effect.provide(TestHttpClient.layer(handler)))
@@ -363,6 +388,110 @@ describe("Model.makeRouted with in-memory providers", () => {
       yield* routed.chat(chat("hello"))
       expect((seen[0]!.body as { model: string }).model).toBe("my-deployment")
       expect(yield* tokensLeft(routed, "azure")).toBe(10_000 - 830)
+    })
+  )
+
+  it.scoped("healthCheck: true probes GET /models with the provider's key, on the Router's interval", () =>
+    Effect.gen(function* () {
+      const { routed, seen } = yield* inMemory(
+        { a: () => ({ status: 200, body: { object: "list", data: [] } }) },
+        {
+          providers: [
+            {
+              name: "a",
+              apiKey: Redacted.make("sk-probe"),
+              healthCheck: true
+            }
+          ]
+        }
+      )
+      const healthOf = Effect.map(routed.router.snapshot, (snapshot) => snapshot.providers[0]!.healthCheck)
+      expect(seen).toEqual([])
+      // The first probe after the healthy interval (30 s by default), not before.
+      yield* TestClock.adjust("29 seconds")
+      expect(seen).toEqual([])
+      yield* TestClock.adjust("1 second")
+      expect(seen.map((request) => [request.method, request.path, request.authorization])).toEqual([
+        ["GET", "/v1/models", "Bearer sk-probe"]
+      ])
+      expect(yield* healthOf).toEqual({ passing: true, consecutiveFailures: 0, lastProbeAt: 30_000 })
+    })
+  )
+
+  it.scoped(
+    "healthCheck without a probe: the default probe failing counts toward ejection; its intervals are kept",
+    () =>
+      Effect.gen(function* () {
+        const { routed, seen } = yield* inMemory(
+          { a: () => refusal(503, "down", "unavailable"), b: () => completion("mock-1") },
+          {
+            ejection: { consecutiveFailures: 2, maxEjectionPercent: 100 },
+            providers: [
+              { name: "a", healthCheck: { healthyInterval: "10 seconds", failingInterval: "2 seconds" } },
+              { name: "b" }
+            ]
+          }
+        )
+        const stateOf = Effect.map(routed.router.snapshot, (snapshot) => snapshot.providers[0]!)
+        yield* TestClock.adjust("10 seconds")
+        expect((yield* stateOf).healthCheck).toEqual({ passing: false, consecutiveFailures: 1, lastProbeAt: 10_000 })
+        expect((yield* stateOf).state).toBe("active")
+        // The next probe a failing interval later: a second failure in a row ejects it.
+        yield* TestClock.adjust("2 seconds")
+        expect((yield* stateOf).healthCheck?.consecutiveFailures).toBe(2)
+        expect((yield* stateOf).state).toBe("ejected")
+        expect(seen.map((request) => request.path)).toEqual(["/v1/models", "/v1/models"])
+      })
+  )
+
+  it.scoped("a given probe is used as given; no healthCheck, no probe and no snapshot", () =>
+    Effect.gen(function* () {
+      let probed = 0
+      const { routed, seen } = yield* inMemory(
+        { a: () => completion("mock-1"), b: () => completion("mock-1") },
+        {
+          providers: [
+            {
+              name: "a",
+              healthCheck: {
+                probe: Effect.sync(() => {
+                  probed++
+                })
+              }
+            },
+            { name: "b" }
+          ]
+        }
+      )
+      yield* TestClock.adjust("30 seconds")
+      expect(probed).toBe(1)
+      expect(seen).toEqual([])
+      const providers = (yield* routed.router.snapshot).providers
+      expect(providers.map((provider) => provider.healthCheck?.passing)).toEqual([true, undefined])
+    })
+  )
+
+  it.scoped("adaptiveConcurrency starts at the endpoint's concurrency and halves on a 429", () =>
+    Effect.gen(function* () {
+      const { routed } = yield* inMemory(
+        {
+          busy: () => refusal(429, "Rate limit reached", "rate_limit_exceeded", { "retry-after": "1" }),
+          calm: () => completion("mock-1")
+        },
+        {
+          strategy: "roundRobin",
+          providers: [
+            { name: "busy", concurrency: 8, adaptiveConcurrency: { floor: 2, ceiling: 8 } },
+            { name: "calm", concurrency: 8 }
+          ]
+        }
+      )
+      const concurrencyOf = Effect.map(routed.router.snapshot, (snapshot) =>
+        snapshot.providers.map((provider) => provider.concurrency?.limit)
+      )
+      expect(yield* concurrencyOf).toEqual([8, undefined])
+      yield* routed.chat(chat("question"))
+      expect(yield* concurrencyOf).toEqual([4, undefined])
     })
   )
 

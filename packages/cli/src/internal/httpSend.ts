@@ -181,7 +181,8 @@ export const make = (
         issues: `["burst"] and ["headroom"] Expected a burst above 0, a headroom from 0, and together below 1 (the run paces at 1 - headroom - burst of a limit), actual ${burst} and ${headroom}`
       })
     }
-    const learn = options.learnLimits ?? true
+    // A shared limiter's limits are its domain's, given: nothing to learn.
+    const learn = options.rateLimiter === undefined && (options.learnLimits ?? true)
     const outputTokensCharged = options.outputTokensCharged ?? "maximum"
     const given = givenLimits(options)
     const name = options.name ?? "sluice-run"
@@ -330,7 +331,14 @@ export const make = (
     )
 
     const api = yield* Effect.provideService(
-      ApiClient.make(config, learning === undefined ? {} : { rateLimiter: learning.limiter }),
+      ApiClient.make(
+        config,
+        options.rateLimiter !== undefined
+          ? { rateLimiter: options.rateLimiter }
+          : learning === undefined
+            ? {}
+            : { rateLimiter: learning.limiter }
+      ),
       HttpClient.HttpClient,
       observed
     )

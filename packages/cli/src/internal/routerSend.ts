@@ -16,6 +16,11 @@
  *   (`outage.ts`, as a single endpoint's outage), up to `maxOutage`.
  * - A 429 past a provider's retries cools its whole domain down (the Router's
  *   own rule); the caller's own errors (a bad body, a 4xx) fail the line.
+ * - A domain declared with its limits (the file's `domains`) is one limiter,
+ *   built here, that every member's `HttpSend` is given: each admission of
+ *   any member charges it, and any member's rate-limit headers and
+ *   `Retry-After` correct it, so a 429 on one member holds back the others
+ *   at once, before the Router's cool-down.
  * - Counted per provider (`RunStats.ProviderProgress`): lines served and
  *   failed, lines moved away, tokens, 429s, ejections, its limits, and the
  *   lines it served each second (the report shows the traffic moving).
@@ -49,12 +54,16 @@ import * as HttpSend from "../HttpSend.js"
 import type * as Runner from "../Runner.js"
 import type * as RunStatsTypes from "../RunStats.js"
 import { RunStats, type RunStatsShape } from "../RunStats.js"
+import * as InternalHttpSend from "./httpSend.js"
+import * as LearnedLimits from "./learnedLimits.js"
 import * as Outage from "./outage.js"
 import type * as Providers from "./providers.js"
 import { RunError } from "./runError.js"
 
 export interface Options {
   readonly providers: ReadonlyArray<Providers.Provider>
+  /** The shared quota domains' limits, by name (the members' `domain`): one limiter each. */
+  readonly domains?: Readonly<Record<string, Providers.DomainLimits>> | undefined
   /** Default `leastOutstanding`. */
   readonly strategy?: Router.Strategy | undefined
   /** How long the run waits when every provider is down before it stops (`ProviderUnavailable`). */
@@ -165,8 +174,15 @@ export const make = (
         servedPerSecond: []
       })
     }
+    const declared = options.domains ?? {}
     const publishLimits = Effect.suspend(() => {
-      const all = [...counters.values()]
+      // A shared domain's limits once, whatever its members.
+      const byDomain = new Map<string, Counter>()
+      for (const counter of counters.values()) {
+        const key = counter.domain in declared ? `domain:${counter.domain}` : `provider:${counter.name}`
+        if (!byDomain.has(key)) byDomain.set(key, counter)
+      }
+      const all = [...byDomain.values()]
       return stats.setLimits({
         rpm: sumOf(all.map((counter) => counter.limits.rpm)),
         tpm: sumOf(all.map((counter) => counter.limits.tpm))
@@ -199,8 +215,25 @@ export const make = (
     const breakers: Array<readonly [string, CircuitBreaker.CircuitBreakerShape]> = []
     const domains: Record<string, Router.DomainOptions> = {}
     const registered: Array<Router.ProviderOptions> = []
+    /** Each declared domain's limiter, over its limits as the run paces them (burst and headroom). */
+    const shared = new Map<string, RateLimiter.RateLimiterShape>()
+    for (const [domain, limits] of Object.entries(declared)) {
+      const given = InternalHttpSend.givenLimits({ baseUrl: "", window: options.shared.window, ...limits })
+      const burst = options.shared.burst ?? InternalHttpSend.DEFAULT_BURST
+      const headroom = options.shared.headroom ?? InternalHttpSend.DEFAULT_HEADROOM
+      const buckets: Record<string, RateLimiter.LimitOptions> = {}
+      if (given.requests !== undefined) buckets.requests = LearnedLimits.bucket(given.requests, burst, headroom)
+      if (given.tokens !== undefined) buckets.tokens = LearnedLimits.bucket(given.tokens, burst, headroom)
+      shared.set(
+        domain,
+        yield* RateLimiter.make({ name: `sluice-run-domain-limits:${domain}`, limits: buckets }).pipe(
+          Effect.provide(store)
+        )
+      )
+    }
     for (const provider of options.providers) {
       const counter = counters.get(provider.name)!
+      const domainLimits = provider.domain === undefined ? undefined : declared[provider.domain]
       const breaker = yield* CircuitBreaker.make(HttpSend.defaultBreaker(provider.name))
       breakers.push([provider.name, breaker])
       const send = yield* HttpSend.make({
@@ -208,8 +241,9 @@ export const make = (
         name: provider.name,
         baseUrl: provider.baseUrl,
         apiKey: provider.apiKey,
-        rpm: provider.limits?.rpm,
-        tpm: provider.limits?.tpm,
+        rpm: domainLimits?.rpm ?? provider.limits?.rpm,
+        tpm: domainLimits?.tpm ?? provider.limits?.tpm,
+        rateLimiter: provider.domain === undefined ? undefined : shared.get(provider.domain),
         concurrency: provider.concurrency ?? options.shared.concurrency,
         breaker,
         // Refused by its open breaker: the line goes to another provider at once.

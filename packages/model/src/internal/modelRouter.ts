@@ -37,7 +37,7 @@
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
 import { Executor, InvalidOptions, RateLimiter, RateLimiterStore, Router } from "@sluice/core"
-import { ApiClient, type ApiError, type Auth } from "@sluice/http"
+import { ApiClient, type ApiError, type Auth, HealthProbe } from "@sluice/http"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Predicate from "effect/Predicate"
@@ -59,7 +59,10 @@ const ProviderSchema = Schema.Struct({
   weight: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
   tier: Schema.optional(Schema.UndefinedOr(Schema.NonNegativeInt)),
   contextWindow: Schema.optional(Schema.UndefinedOr(InvalidOptions.PositiveInt)),
-  model: Schema.optional(Schema.UndefinedOr(Schema.NonEmptyTrimmedString))
+  model: Schema.optional(Schema.UndefinedOr(Schema.NonEmptyTrimmedString)),
+  // The Router checks their fields (a bad one fails naming it).
+  adaptiveConcurrency: Schema.optional(Schema.UndefinedOr(Schema.Object)),
+  healthCheck: Schema.optional(Schema.UndefinedOr(Schema.Union(Schema.Boolean, Schema.Object)))
 })
 
 const RoutedSchema = Schema.Struct({
@@ -107,6 +110,7 @@ interface Built {
   readonly domain: string | undefined
   readonly limiter: RateLimiter.RateLimiterShape | undefined
   readonly model: string | undefined
+  readonly healthCheck: Router.HealthCheckOptions | undefined
   readonly options: Model.RoutedProvider
 }
 
@@ -224,6 +228,19 @@ export const makeRouted = (
         deadline: endpoint.deadline,
         spans: false
       })
+      // `true`, or options without a probe: the endpoint's models listed with its credentials.
+      const healthCheck = provider.healthCheck
+      const probed: Router.HealthCheckOptions | undefined =
+        healthCheck === undefined || healthCheck === false
+          ? undefined
+          : healthCheck !== true && healthCheck.probe !== undefined
+            ? { ...healthCheck, probe: healthCheck.probe }
+            : {
+                ...(healthCheck === true ? {} : healthCheck),
+                probe: yield* HealthProbe.make(endpoint, {
+                  ...(provider.clientOptions?.auth === undefined ? {} : { auth: provider.clientOptions.auth })
+                })
+              }
       built.push({
         name: endpoint.name,
         client,
@@ -232,6 +249,7 @@ export const makeRouted = (
         domain,
         limiter,
         model: provider.model,
+        healthCheck: probed,
         options: provider
       })
     }
@@ -282,7 +300,9 @@ export const makeRouted = (
         ...(provider.domain === undefined ? {} : { domains: [provider.domain] }),
         weight: provider.options.weight,
         tier: provider.options.tier,
-        contextWindow: provider.options.contextWindow
+        contextWindow: provider.options.contextWindow,
+        adaptiveConcurrency: provider.options.adaptiveConcurrency,
+        healthCheck: provider.healthCheck
       }))
     })
 
