@@ -2,7 +2,7 @@
  * The API reference (issue 15): @effect/docgen runs on every package into a temporary directory
  * (`node scripts/docs.mjs --out DIR`). It fails on an undocumented export or an export without @since, and on
  * a JSDoc @example that does not type-check; and what it writes must be what each packages/<name>/docs/ holds, so the committed
- * reference cannot go stale (`pnpm docs` rewrites it).
+ * reference cannot go stale (`pnpm run docs` rewrites it).
  */
 
 import { execFile } from "node:child_process"
