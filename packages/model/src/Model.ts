@@ -576,7 +576,10 @@ export interface RoutedProvider {
   /**
    * Adapt its Executor's concurrency to back-pressure (the Router's AIMD,
    * `Router.AdaptiveConcurrencyOptions`); it starts at its endpoint's
-   * `limits.concurrency`. Off by default.
+   * `limits.concurrency`. Without a `ceiling` or `requestLimit` of its own,
+   * the ceiling is derived from the request limit it is held to (its
+   * endpoint's `limits.requests`, or its shared domain's `requests`), so
+   * that limit is not written twice. Off by default.
    */
   readonly adaptiveConcurrency?: Router.AdaptiveConcurrencyOptions | undefined
   /**

@@ -22,6 +22,7 @@ import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as TestClock from "effect/TestClock"
@@ -492,6 +493,52 @@ describe("Model.makeRouted with in-memory providers", () => {
       expect(yield* concurrencyOf).toEqual([8, undefined])
       yield* routed.chat(chat("question"))
       expect(yield* concurrencyOf).toEqual([4, undefined])
+    })
+  )
+
+  it.scoped("adaptiveConcurrency without a ceiling derives it from the provider's request limit", () =>
+    Effect.gen(function* () {
+      // 600 requests a minute (10/s) and answers taking 500 ms: Little's law allows 10 x 0.5 = 5 in flight.
+      const slow = () => Effect.as(Effect.sleep("500 millis"), completion("mock-1"))
+      const routed = yield* Model.makeRouted({
+        estimator: fixedEstimator,
+        providers: [
+          {
+            endpoint: {
+              name: "limited",
+              baseUrl: "https://limited.test/v1",
+              limits: { requests: { limit: 600, interval: "1 minute" }, concurrency: 8 }
+            },
+            adaptiveConcurrency: { floor: 1 }
+          },
+          {
+            endpoint: {
+              name: "ceilinged",
+              baseUrl: "https://ceilinged.test/v1",
+              limits: { requests: { limit: 600, interval: "1 minute" }, concurrency: 8 }
+            },
+            adaptiveConcurrency: { floor: 1, ceiling: 8 }
+          }
+        ],
+        strategy: "roundRobin"
+      }).pipe(Effect.provide(TestHttpClient.layer(slow)))
+      const concurrencyOf = Effect.map(routed.router.snapshot, (snapshot) =>
+        snapshot.providers.map((provider) => [provider.concurrency?.limit, provider.concurrency?.ceiling])
+      )
+      // Before any latency is known, the ceiling is the starting limit.
+      expect(yield* concurrencyOf).toEqual([
+        [8, 8],
+        [8, 8]
+      ])
+      const calls = Effect.all([routed.chat(chat("one")), routed.chat(chat("two"))], { concurrency: "unbounded" })
+      const fiber = yield* Effect.fork(calls)
+      yield* TestClock.adjust("500 millis")
+      yield* Fiber.join(fiber)
+      // The derived ceiling pulls the first provider's limit down; a given ceiling stays as given.
+      expect(yield* concurrencyOf).toEqual([
+        [5, 5],
+        [8, 8]
+      ])
     })
   )
 

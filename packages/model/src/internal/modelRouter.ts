@@ -111,8 +111,27 @@ interface Built {
   readonly limiter: RateLimiter.RateLimiterShape | undefined
   readonly model: string | undefined
   readonly healthCheck: Router.HealthCheckOptions | undefined
+  /** The request rate its admissions are held to (its own limit or its shared domain's), if there is one. */
+  readonly requestLimit: RateLimiter.LimitOptions | undefined
   readonly options: Model.RoutedProvider
 }
+
+/**
+ * A provider's adaptive concurrency: the options as given, with the request
+ * limit it is held to filled in when they name neither a `ceiling` nor a
+ * `requestLimit`, so that the ceiling comes from the provider's rate limit
+ * (Little's law, `Router.AdaptiveConcurrencyOptions`) without repeating it.
+ */
+const adaptiveOf = (
+  adaptive: Router.AdaptiveConcurrencyOptions | undefined,
+  requestLimit: RateLimiter.LimitOptions | undefined
+): Router.AdaptiveConcurrencyOptions | undefined =>
+  adaptive === undefined ||
+  requestLimit === undefined ||
+  adaptive.ceiling !== undefined ||
+  adaptive.requestLimit !== undefined
+    ? adaptive
+    : { ...adaptive, requestLimit: { limit: requestLimit.limit, interval: requestLimit.interval } }
 
 /** The Router reads a failure as the Model reports it. */
 const classify = (error: unknown): Router.Signal => {
@@ -250,6 +269,8 @@ export const makeRouted = (
         limiter,
         model: provider.model,
         healthCheck: probed,
+        requestLimit:
+          provider.domain === undefined ? endpointLimits?.requests : options.domains?.[provider.domain]?.requests,
         options: provider
       })
     }
@@ -301,7 +322,7 @@ export const makeRouted = (
         weight: provider.options.weight,
         tier: provider.options.tier,
         contextWindow: provider.options.contextWindow,
-        adaptiveConcurrency: provider.options.adaptiveConcurrency,
+        adaptiveConcurrency: adaptiveOf(provider.options.adaptiveConcurrency, provider.requestLimit),
         healthCheck: provider.healthCheck
       }))
     })
