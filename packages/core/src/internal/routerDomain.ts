@@ -77,8 +77,9 @@ export const admissibleIn = (
  */
 export const headroom = (domain: QuotaDomain, now: number): Effect.Effect<number> => {
   if (domain.cooldownUntil > now) return Effect.succeed(0)
-  return domain.limiter.state({ key: domain.key }).pipe(
-    Effect.map((buckets) => {
+  return Effect.match(domain.limiter.state({ key: domain.key }), {
+    onFailure: () => 0,
+    onSuccess: (buckets) => {
       let least = 1
       for (const bucket of buckets) {
         if (bucket.blockedUntil > now) return 0
@@ -86,7 +87,6 @@ export const headroom = (domain: QuotaDomain, now: number): Effect.Effect<number
         if (share < least) least = share
       }
       return Math.max(0, least)
-    }),
-    Effect.orElseSucceed(() => 0)
-  )
+    }
+  })
 }
