@@ -307,7 +307,7 @@ export const make = (
         }
         emit(() => ({ _tag: "ProviderChanged", router: name, at: now(), provider: provider.name, change, generation }))
       },
-      (provider) => metrics.of(provider).inFlight.unsafeUpdate(provider.inFlight, [])
+      (provider) => metrics.of(provider).inFlight(provider.inFlight)
     )
 
     const entryOf = (provider: Router.ProviderOptions): ProviderEntry | RouterError => {
@@ -426,7 +426,7 @@ export const make = (
       if (verdict._tag === "Ejected") {
         if (!wasEjecting) selection.ejected()
         health.ejected(provider)
-        metrics.of(provider).ejections.unsafeUpdate(1, [])
+        metrics.of(provider).ejected()
         emit(() => ({
           _tag: "Ejected",
           router: name,

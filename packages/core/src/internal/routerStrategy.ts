@@ -20,8 +20,9 @@
  *   calls in flight. A provider in no domain counts as full. Two reads per
  *   pick, whatever the number of providers.
  *
- * A pick is an Effect because `headroom` reads the limiters; the others are
- * synchronous inside it. Randomness comes from a seeded generator drawn from
+ * A pick is made when the selection is (inside its Effect): the provider
+ * itself, or for `headroom`, which reads the limiters, an Effect of it, so
+ * the strategies that read nothing add no step to a call. Randomness comes from a seeded generator drawn from
  * Effect's `Random` when the Router is made, so a test that seeds `Random`
  * sees the same picks. What Effect gave: `Random`, and `Pool`'s shape of a
  * policy as a small object; the strategies themselves are this module's.
@@ -41,9 +42,23 @@ export const strategyNames: ReadonlyArray<StrategyName> = [
 
 export interface Strategy {
   readonly name: StrategyName
-  /** One of `candidates` (never empty). */
-  readonly pick: (candidates: ReadonlyArray<ProviderEntry>) => Effect.Effect<ProviderEntry>
+  /**
+   * One of `candidates` (never empty), chosen now: the provider, or an Effect
+   * of it when the strategy reads the limiters first (`headroom`).
+   */
+  readonly pick: (candidates: ReadonlyArray<ProviderEntry>) => Pick
 }
+
+/** A strategy's choice: made, or to be made by reading the limiters. */
+export type Pick = ProviderEntry | Effect.Effect<ProviderEntry>
+
+/** `f` of the picked provider: at once when the pick is made, after the reads otherwise. */
+export const andThen = <A, E>(pick: Pick, f: (provider: ProviderEntry) => Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  Effect.isEffect(pick) ? Effect.flatMap(pick, f) : f(pick)
+
+/** The pick as an Effect. */
+export const toEffect = (pick: Pick): Effect.Effect<ProviderEntry> =>
+  Effect.isEffect(pick) ? pick : Effect.succeed(pick)
 
 /** What a strategy may read besides the provider records. */
 export interface Reads {
@@ -70,13 +85,13 @@ const roundRobin = (): Strategy => {
   let turn = 0
   return {
     name: "roundRobin",
-    pick: (candidates) => Effect.sync(() => candidates[turn++ % candidates.length]!)
+    pick: (candidates) => candidates[turn++ % candidates.length]!
   }
 }
 
 const weightedRoundRobin = (): Strategy => ({
   name: "weightedRoundRobin",
-  pick: (candidates) => Effect.sync(() => weightedPick(candidates))
+  pick: weightedPick
 })
 
 /** nginx's smooth weighted round robin: one pass, no allocation. */
@@ -105,11 +120,10 @@ const drawTwo = (draw: Draw, candidates: ReadonlyArray<ProviderEntry>): readonly
 /** Two distinct candidates at random; the better by `score` (lower wins; ties go to the first drawn). */
 const twoChoices =
   (draw: Draw, score: (candidate: ProviderEntry) => number) =>
-  (candidates: ReadonlyArray<ProviderEntry>): Effect.Effect<ProviderEntry> =>
-    Effect.sync(() => {
-      const [a, b] = drawTwo(draw, candidates)
-      return score(b) < score(a) ? b : a
-    })
+  (candidates: ReadonlyArray<ProviderEntry>): ProviderEntry => {
+    const [a, b] = drawTwo(draw, candidates)
+    return score(b) < score(a) ? b : a
+  }
 
 const leastOutstanding = (draw: Draw): Strategy => ({
   name: "leastOutstanding",
@@ -123,14 +137,13 @@ const lowestLatency = (draw: Draw): Strategy => ({
 
 const headroom = (draw: Draw, reads: Reads): Strategy => ({
   name: "headroom",
-  pick: (candidates) =>
-    Effect.suspend(() => {
-      const [a, b] = drawTwo(draw, candidates)
-      if (a === b) return Effect.succeed(a)
-      return Effect.zipWith(reads.headroom(a), reads.headroom(b), (left, right) =>
-        right > left || (right === left && b.inFlight < a.inFlight) ? b : a
-      )
-    })
+  pick: (candidates) => {
+    const [a, b] = drawTwo(draw, candidates)
+    if (a === b) return a
+    return Effect.zipWith(reads.headroom(a), reads.headroom(b), (left, right) =>
+      right > left || (right === left && b.inFlight < a.inFlight) ? b : a
+    )
+  }
 })
 
 export const make = (name: StrategyName, draw: Draw, reads: Reads): Strategy => {
