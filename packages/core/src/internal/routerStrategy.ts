@@ -2,8 +2,9 @@
  * How the Router chooses among candidates that are equally acceptable (same
  * tier, not ejected, quota ready): one small swappable piece per strategy,
  * each `pick(candidates)`, kept like Effect `Pool`'s `Strategy` object. Each
- * is O(1) per pick except smooth weighted round robin, one pass over the
- * candidates with no allocation (nginx's algorithm, which its smoothness needs).
+ * is O(1) per pick except smooth weighted round robin: O(distinct weights +
+ * log n) on the list the usual call picks from (an exact schedule of nginx's
+ * algorithm, `routerWeighted.ts`), one pass on a list narrowed for one call.
  *
  * - `roundRobin`: each in turn.
  * - `weightedRoundRobin`: smooth weighted round robin (nginx): weights 5, 1, 1
@@ -29,6 +30,7 @@
  */
 import * as Effect from "effect/Effect"
 import type { ProviderEntry } from "./routerProvider.js"
+import { WeightedSchedule, weightedPass } from "./routerWeighted.js"
 
 export type StrategyName = "roundRobin" | "weightedRoundRobin" | "leastOutstanding" | "lowestLatency" | "headroom"
 
@@ -89,23 +91,28 @@ const roundRobin = (): Strategy => {
   }
 }
 
-const weightedRoundRobin = (): Strategy => ({
-  name: "weightedRoundRobin",
-  pick: weightedPick
-})
-
-/** nginx's smooth weighted round robin: one pass, no allocation. */
-const weightedPick = (candidates: ReadonlyArray<ProviderEntry>): ProviderEntry => {
-  let total = 0
-  let best = candidates[0]!
-  for (let i = 0; i < candidates.length; i++) {
-    const candidate = candidates[i]!
-    candidate.currentWeight += candidate.weight
-    total += candidate.weight
-    if (candidate.currentWeight > best.currentWeight) best = candidate
+/**
+ * Smooth weighted round robin: a schedule (`routerWeighted.ts`) for a list
+ * picked from twice in a row (a generation's tier, the usual call's list),
+ * nginx's pass for a list made for one selection (narrowed by a failure or an
+ * ejection), each leaving the running weights as nginx's pass would.
+ */
+const weightedRoundRobin = (): Strategy => {
+  let schedule: WeightedSchedule | undefined
+  let previous: ReadonlyArray<ProviderEntry> | undefined
+  return {
+    name: "weightedRoundRobin",
+    pick: (candidates) => {
+      if (schedule !== undefined && schedule.candidates === candidates) return schedule.pick()
+      schedule?.settle()
+      schedule = undefined
+      const again = candidates === previous
+      previous = candidates
+      if (!again) return weightedPass(candidates)
+      schedule = new WeightedSchedule(candidates)
+      return schedule.pick()
+    }
   }
-  best.currentWeight -= total
-  return best
 }
 
 /** Two distinct candidates at random, in the order drawn (one alone: itself twice). */
