@@ -29,7 +29,7 @@
  * policy as a small object; the strategies themselves are this module's.
  */
 import * as Effect from "effect/Effect"
-import type { ProviderEntry } from "./routerProvider.js"
+import { ProviderEntry } from "./routerProvider.js"
 import { WeightedSchedule, weightedPass } from "./routerWeighted.js"
 
 export type StrategyName = "roundRobin" | "weightedRoundRobin" | "leastOutstanding" | "lowestLatency" | "headroom"
@@ -56,11 +56,11 @@ export type Pick = ProviderEntry | Effect.Effect<ProviderEntry>
 
 /** `f` of the picked provider: at once when the pick is made, after the reads otherwise. */
 export const andThen = <A, E>(pick: Pick, f: (provider: ProviderEntry) => Effect.Effect<A, E>): Effect.Effect<A, E> =>
-  Effect.isEffect(pick) ? Effect.flatMap(pick, f) : f(pick)
+  pick instanceof ProviderEntry ? f(pick) : Effect.flatMap(pick, f)
 
 /** The pick as an Effect. */
 export const toEffect = (pick: Pick): Effect.Effect<ProviderEntry> =>
-  Effect.isEffect(pick) ? pick : Effect.succeed(pick)
+  pick instanceof ProviderEntry ? Effect.succeed(pick) : pick
 
 /** What a strategy may read besides the provider records. */
 export interface Reads {
