@@ -487,7 +487,7 @@ export const make = (
         const dispatchedAt = now()
         const left = deadlineAt === undefined ? undefined : Math.max(1, deadlineAt - dispatchedAt)
         const attempts: Adaptive.Attempts = { startedAtCut: undefined }
-        const sent = Effect.suspend(() =>
+        const sent = () =>
           provider.executor.submit(adaptive.observe(provider, call(route), attempts), {
             cost: submitOptions?.cost,
             settle: submitOptions?.settle,
@@ -496,7 +496,6 @@ export const make = (
             deadline: left,
             key: provider.key
           })
-        )
         const result = yield* Effect.either(registry.dispatch(provider, sent))
         if (Either.isRight(result)) {
           if (result.right === Registry.NotTaken) {

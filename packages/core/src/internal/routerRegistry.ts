@@ -165,19 +165,25 @@ export const make = (
   }
 
   /**
-   * Runs `use` counted on the provider, or answers `NotTaken` if it no longer takes work. The scope of
+   * Runs the Effect `use` makes counted on the provider, or answers `NotTaken` (without making it) if the
+   * provider no longer takes work. The scope of
    * `acquireUseRelease`, written with the two primitives it is made of (`uninterruptibleMask`, and
    * `matchCauseEffect` around the restored `use`) because the acquire and release are synchronous:
    * the same guarantee at about half the cost, on every call the Router makes.
    */
-  const dispatch = <A, E, R>(provider: ProviderEntry, use: Effect.Effect<A, E, R>): Effect.Effect<A | NotTaken, E, R> =>
+  const dispatch = <A, E, R>(
+    provider: ProviderEntry,
+    use: () => Effect.Effect<A, E, R>
+  ): Effect.Effect<A | NotTaken, E, R> =>
     Effect.uninterruptibleMask((restore) =>
       Effect.suspend((): Effect.Effect<A | NotTaken, E, R> => {
         if (provider.status !== "active") return Effect.succeed(NotTaken)
+        // Made before the count moves: if making it throws, nothing was counted.
+        const using = use()
         provider.inFlight++
         inFlightTotal++
         onCount(provider)
-        return Effect.matchCauseEffect(restore(use), {
+        return Effect.matchCauseEffect(restore(using), {
           onFailure: (cause) => {
             release(provider)
             return Effect.failCause(cause)

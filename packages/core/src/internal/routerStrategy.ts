@@ -147,8 +147,9 @@ const headroom = (draw: Draw, reads: Reads): Strategy => ({
   pick: (candidates) => {
     const [a, b] = drawTwo(draw, candidates)
     if (a === b) return a
-    return Effect.zipWith(reads.headroom(a), reads.headroom(b), (left, right) =>
-      right > left || (right === left && b.inFlight < a.inFlight) ? b : a
+    // One read after the other (`Effect.zipWith` would go through `Effect.all`, several times the steps).
+    return Effect.flatMap(reads.headroom(a), (left) =>
+      Effect.map(reads.headroom(b), (right) => (right > left || (right === left && b.inFlight < a.inFlight) ? b : a))
     )
   }
 })
