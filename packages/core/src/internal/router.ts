@@ -464,7 +464,7 @@ export const make = (
       const deadlineMillis = submitOptions?.deadline === undefined ? routerDeadline : millisOf(submitOptions.deadline)
       const deadlineAt = deadlineMillis === undefined ? undefined : startedAt + deadlineMillis
       const wants: Selection.Wants = {
-        tried: new Set(),
+        tried: Selection.noneTried,
         contextAtLeast: submitOptions?.contextTokens,
         contextAbove: undefined,
         only: undefined,
@@ -513,7 +513,7 @@ export const make = (
         yield* adaptive.timedOut(provider, error, attempts)
         const signal = classifyError(error)
         metrics.of(provider).call(signal._tag)
-        wants.tried.add(provider.name)
+        wants.tried = new Set([...wants.tried, provider.name])
         switch (signal._tag) {
           case "RateLimited":
             yield* rateLimited(provider, signal.retryAfterMillis)

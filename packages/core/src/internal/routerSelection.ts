@@ -23,8 +23,10 @@
  * Steps 1 to 3 cost nothing when nothing narrows the choice (no ejection, no
  * failure yet, a context every provider fits): the generation's tiers are
  * the candidates as they are, so a pick is O(1) in the number of providers
- * (smooth weighted round robin aside, one pass; affinity, one binary search
- * of its ring). Otherwise one pass.
+ * (smooth weighted round robin, O(distinct weights + log n) on its schedule;
+ * affinity, one binary search of its ring). Otherwise one pass. The usual
+ * selection is one look at one domain: no memo, no generator; a scan keeps
+ * what it has asked per domain for the rest of the selection.
  */
 import * as Effect from "effect/Effect"
 import type * as RateLimiter from "../RateLimiter.js"
@@ -38,8 +40,11 @@ import * as Strategy from "./routerStrategy.js"
 
 /** What a call's next hop asks of the provider it goes to. */
 export interface Wants {
-  /** Providers (by name: a replacement counts as the one it replaced) this call has already been sent to. */
-  readonly tried: Set<string>
+  /**
+   * Providers (by name: a replacement counts as the one it replaced) this call has already been sent to;
+   * replaced, never changed, so a call with none shares `noneTried`.
+   */
+  tried: ReadonlySet<string>
   /** The declared window must be at least this (the call's context). */
   contextAtLeast: number | undefined
   /** The declared window must be above this (after `ContextTooLong`). */
@@ -53,6 +58,9 @@ export interface Wants {
   /** The call's affinity key, when affinity is on: its first hop goes to the key's home if it can take it now. */
   readonly affinityKey: string | undefined
 }
+
+/** The `tried` of a call's first hop. */
+export const noneTried: ReadonlySet<string> = new Set()
 
 /** What the Router lends this module. */
 export interface Host {
