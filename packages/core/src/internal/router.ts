@@ -412,7 +412,7 @@ export const make = (
               until
             }))
           }
-          return Effect.ignore(domain.limiter.penalize(wait, { key: domain.key }))
+          return Effect.ignore(domain.limiter.penalize(wait, domain.keyOptions))
         },
         { discard: true }
       )
