@@ -19,13 +19,15 @@
  *   emptiest limit of its emptiest domain, read from the domains' limiters
  *   as the pick is made); the one with more wins, ties to the one with fewer
  *   calls in flight. A provider in no domain counts as full. Two reads per
- *   pick, whatever the number of providers.
+ *   pick, whatever the number of providers, and fresh ones: no cache by
+ *   generation or time, so a charge made since the last pick is seen by the
+ *   next (the two reads are most of what headroom costs beyond the others).
  *
  * A pick is made when the selection is (inside its Effect): the provider
  * itself, or for `headroom`, which reads the limiters, an Effect of it, so
- * the strategies that read nothing add no step to a call. Randomness comes from a seeded generator drawn from
- * Effect's `Random` when the Router is made, so a test that seeds `Random`
- * sees the same picks. What Effect gave: `Random`, and `Pool`'s shape of a
+ * the strategies that read nothing add no step to a call. Randomness comes
+ * from a seeded generator drawn from Effect's `Random` when the Router is
+ * made, so a test that seeds `Random` sees the same picks. What Effect gave: `Random`, and `Pool`'s shape of a
  * policy as a small object; the strategies themselves are this module's.
  */
 import * as Effect from "effect/Effect"
