@@ -69,8 +69,14 @@
  * - **Observability**: `snapshot`, a stream of {@link RouterEvent}s, and
  *   Metrics tagged by provider and domain.
  *
- * What Effect gave us: `Scope`/`acquireUseRelease` (a call's in-flight count
- * is a scope, so it is exact by construction), `PubSub`/`Stream` (events),
+ * A pick does not grow with the number of providers: each strategy looks at
+ * one or two of them (smooth weighted round robin keeps a schedule:
+ * O(distinct weights + log n)), and the quota check asks the picked
+ * provider's domains first, the others only when those cannot admit now.
+ *
+ * What Effect gave us: `uninterruptibleMask` and `matchCauseEffect` (a call's
+ * in-flight count is a scope, `acquireUseRelease`'s guarantee, so it is exact
+ * by construction), `PubSub`/`Stream` (events),
  * `Metric`, `Clock` (every time here, so all of it runs under `TestClock`),
  * `Random` (the seed of the strategies' draws), `FiberSet` (the health
  * checks' fibers, interrupted with the router's scope), `Effect.timeout` (a

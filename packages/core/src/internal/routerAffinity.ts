@@ -23,7 +23,10 @@
  *   other tiers', draining ones'), so the bound errs on the lenient side.
  * - The ring is rebuilt lazily, on the first pick after the registry's
  *   generation changed (add, drain, remove, replace); a pick reads it with
- *   one binary search: O(log(points)), flat in practice.
+ *   a binary search among the points that share the key hash's high bits
+ *   (an index by prefix, about one point per prefix, built with the ring):
+ *   a look or two whatever the ring's size, where a search of the whole
+ *   ring touches log2(points) places of a large array.
  *
  * Selection (`routerSelection.ts`) decides what happens when the home
  * cannot take the call (ejected, short of context, or its domains cannot
@@ -69,7 +72,14 @@ interface Ring {
   readonly hashes: Uint32Array
   /** The provider at each point. */
   readonly owners: ReadonlyArray<ProviderEntry>
+  /** How many high bits of a hash index `firstWithPrefix`. */
+  readonly prefixBits: number
+  /** Per prefix of `prefixBits` bits, the first point whose hash has that prefix or a larger one (one more entry: the end). */
+  readonly firstWithPrefix: Uint32Array
 }
+
+/** At most this many prefix bits: an index of 2^16 + 1 entries (256 KiB) at most, for rings of 65,536 points or more. */
+const MAX_PREFIX_BITS = 16
 
 const build = (generation: Registry.Generation, virtualNodes: number): Ring => {
   const members = (generation.tiers[0] ?? []).slice(0, OWNER_SLOTS)
@@ -87,13 +97,30 @@ const build = (generation: Registry.Generation, virtualNodes: number): Ring => {
     hashes[i] = Math.floor(value / OWNER_SLOTS)
     owners[i] = members[value % OWNER_SLOTS]!
   }
-  return { generation: generation.number, members, hashes, owners }
+  // About one point per prefix: the binary search then looks at one or two points, not log2(points) of them.
+  const prefixBits = Math.min(MAX_PREFIX_BITS, Math.max(0, Math.ceil(Math.log2(Math.max(1, hashes.length)))))
+  const prefixes = 2 ** prefixBits
+  const firstWithPrefix = new Uint32Array(prefixes + 1)
+  let point = 0
+  for (let prefix = 0; prefix <= prefixes; prefix++) {
+    while (point < hashes.length && prefixOf(hashes[point]!, prefixBits) < prefix) point++
+    firstWithPrefix[prefix] = point
+  }
+  return { generation: generation.number, members, hashes, owners, prefixBits, firstWithPrefix }
 }
 
-/** The first point at or after `point`, wrapping to 0 past the end. */
-const firstAtOrAfter = (hashes: Uint32Array, point: number): number => {
-  let low = 0
-  let high = hashes.length
+const prefixOf = (hash: number, bits: number): number => (bits === 0 ? 0 : hash >>> (32 - bits))
+
+/**
+ * The first point at or after `point`, wrapping to 0 past the end: a binary
+ * search within the points that share its prefix (every point before them
+ * is smaller, every one after larger).
+ */
+const firstAtOrAfter = (ring: Ring, point: number): number => {
+  const { firstWithPrefix, hashes } = ring
+  const prefix = prefixOf(point, ring.prefixBits)
+  let low = firstWithPrefix[prefix]!
+  let high = firstWithPrefix[prefix + 1]!
   while (low < high) {
     const middle = (low + high) >>> 1
     if (hashes[middle]! < point) low = middle + 1
@@ -117,10 +144,11 @@ export const make = (config: AffinityConfig) => {
    * over it.
    */
   const home = (generation: Registry.Generation, key: string, inFlightTotal: number): ProviderEntry | undefined => {
-    const { hashes, members, owners } = ringOf(generation)
+    const current = ringOf(generation)
+    const { members, owners } = current
     if (members.length === 0) return undefined
     const bound = Math.ceil((config.loadFactor * (inFlightTotal + 1)) / members.length)
-    const start = firstAtOrAfter(hashes, hash(key))
+    const start = firstAtOrAfter(current, hash(key))
     let passed: Array<ProviderEntry> | undefined
     for (let step = 0; step < owners.length; step++) {
       const owner = owners[(start + step) % owners.length]!

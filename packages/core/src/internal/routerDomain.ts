@@ -21,12 +21,16 @@ import type * as RateLimiter from "../RateLimiter.js"
 export class QuotaDomain {
   /** The local view of the latest cooldown (ms on the Clock); it only moves later. */
   cooldownUntil = 0
+  /** The limiter's options for this domain's key, made once (every pick reads the limiter with them). */
+  readonly keyOptions: RateLimiter.KeyOptions
 
   constructor(
     readonly name: string,
     readonly limiter: RateLimiter.RateLimiterShape,
     readonly key: string
-  ) {}
+  ) {
+    this.keyOptions = { key }
+  }
 
   /** Moves the cooldown to `until` if that is later; answers whether it moved. */
   coolDown(until: number): boolean {
@@ -64,7 +68,7 @@ export const admissibleIn = (
   now: number
 ): Effect.Effect<number> => {
   if (domain.cooldownUntil > now) return Effect.succeed(domain.cooldownUntil - now)
-  return Effect.match(domain.limiter.admissibleIn(sharesOf(domain.limiter, cost), { key: domain.key }), {
+  return Effect.match(domain.limiter.admissibleIn(sharesOf(domain.limiter, cost), domain.keyOptions), {
     onFailure: () => Number.POSITIVE_INFINITY,
     onSuccess: Duration.toMillis
   })
@@ -77,8 +81,9 @@ export const admissibleIn = (
  */
 export const headroom = (domain: QuotaDomain, now: number): Effect.Effect<number> => {
   if (domain.cooldownUntil > now) return Effect.succeed(0)
-  return domain.limiter.state({ key: domain.key }).pipe(
-    Effect.map((buckets) => {
+  return Effect.match(domain.limiter.state(domain.keyOptions), {
+    onFailure: () => 0,
+    onSuccess: (buckets) => {
       let least = 1
       for (const bucket of buckets) {
         if (bucket.blockedUntil > now) return 0
@@ -86,7 +91,6 @@ export const headroom = (domain: QuotaDomain, now: number): Effect.Effect<number
         if (share < least) least = share
       }
       return Math.max(0, least)
-    }),
-    Effect.orElseSucceed(() => 0)
-  )
+    }
+  })
 }

@@ -14,6 +14,9 @@
  * - when fewer than `panicThreshold` of the pool are healthy the Router
  *   routes to all of them, ejected or not (Envoy's panic mode).
  *
+ * The window of last outcomes is kept only with a `failureRate` (nothing
+ * else reads it), so a call's success costs a counter reset by default.
+ *
  * An ejected provider comes back when its time is up, decided lazily from
  * the Clock by the next selection that looks at it: no timer fiber.
  * Effect has no outlier detection; this is all of it.
@@ -47,7 +50,9 @@ export const make = (policy: OutlierPolicy, draw: Draw) => {
   /** How many of a pool of `size` may be ejected at once. */
   const allowedEjections = (size: number) => Math.floor((size * policy.maxEjectionPercent) / 100)
 
+  /** Into the provider's window of outcomes, which only the failure rate reads (none without one). */
   const record = (provider: ProviderEntry, failed: boolean) => {
+    if (policy.failureRate === undefined) return
     if (provider.outcomes.length < policy.window) provider.outcomes.push(failed)
     else {
       provider.outcomes[provider.outcomeIndex] = failed

@@ -31,6 +31,8 @@ export class ProviderEntry {
   returnedAt = 0
   /** Completed once it is draining and nothing is in flight. */
   drained: (() => void) | undefined = undefined
+  /** Its domains' names, as each call's `Route` shows them (one array for every call). */
+  readonly domainNames: ReadonlyArray<string>
 
   constructor(
     readonly name: string,
@@ -41,7 +43,9 @@ export class ProviderEntry {
     readonly weight: number,
     readonly tier: number,
     readonly contextWindow: number | undefined
-  ) {}
+  ) {
+    this.domainNames = domains.map((domain) => domain.name)
+  }
 
   isEjected(now: number): boolean {
     return this.ejectedUntil > now
@@ -49,6 +53,6 @@ export class ProviderEntry {
 
   /** The domain names, as snapshots, events and metrics show them. */
   get domainLabel(): string {
-    return this.domains.length === 0 ? "" : this.domains.map((domain) => domain.name).join(",")
+    return this.domainNames.join(",")
   }
 }

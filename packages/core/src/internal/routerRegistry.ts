@@ -6,15 +6,16 @@
  * generations, so work dispatched under an old one is still counted.
  *
  * In-flight counts are exact by construction: the only way to send a call to
- * a provider is `dispatch`, whose count is a scope (`Effect.acquireUseRelease`):
- * the increment and the check that the provider still takes work are one
- * uninterruptible step, and the decrement runs whatever the call's end
- * (success, failure, interruption). A provider drained or removed between a
+ * a provider is `dispatch`, whose count is a scope (what `Effect.acquireUseRelease`
+ * gives, from `uninterruptibleMask` and `matchCauseEffect`): the increment and
+ * the check that the provider still takes work are one uninterruptible step,
+ * and the decrement runs whatever the call's end (success, failure,
+ * interruption). A provider drained or removed between a
  * selection and its dispatch takes nothing, and the caller selects again:
  * nothing is lost, nothing is sent twice.
  *
- * Effect gave us `acquireUseRelease` and `Deferred`; this adds the snapshot
- * and the drain.
+ * Effect gave us `uninterruptibleMask`, `matchCauseEffect` and `Deferred`;
+ * this adds the snapshot and the drain.
  */
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -151,29 +152,48 @@ export const make = (
       )
     })
 
-  /** Runs `use` counted on the provider, or answers `NotTaken` if it no longer takes work. */
-  const dispatch = <A, E, R>(provider: ProviderEntry, use: Effect.Effect<A, E, R>): Effect.Effect<A | NotTaken, E, R> =>
-    Effect.acquireUseRelease(
-      Effect.sync(() => {
-        if (provider.status !== "active") return false
+  /** One call fewer in flight on the provider (the end of `dispatch`'s scope). */
+  const release = (provider: ProviderEntry) => {
+    provider.inFlight--
+    inFlightTotal--
+    onCount(provider)
+    if (provider.inFlight === 0 && provider.drained !== undefined) {
+      const drained = provider.drained
+      provider.drained = undefined
+      drained()
+    }
+  }
+
+  /**
+   * Runs the Effect `use` makes counted on the provider, or answers `NotTaken` (without making it) if the
+   * provider no longer takes work. The scope of
+   * `acquireUseRelease`, written with the two primitives it is made of (`uninterruptibleMask`, and
+   * `matchCauseEffect` around the restored `use`) because the acquire and release are synchronous:
+   * the same guarantee at about half the cost, on every call the Router makes.
+   */
+  const dispatch = <A, E, R>(
+    provider: ProviderEntry,
+    use: () => Effect.Effect<A, E, R>
+  ): Effect.Effect<A | NotTaken, E, R> =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.suspend((): Effect.Effect<A | NotTaken, E, R> => {
+        if (provider.status !== "active") return Effect.succeed(NotTaken)
+        // Made before the count moves: if making it throws, nothing was counted.
+        const using = use()
         provider.inFlight++
         inFlightTotal++
         onCount(provider)
-        return true
-      }),
-      (taken): Effect.Effect<A | NotTaken, E, R> => (taken ? use : Effect.succeed(NotTaken)),
-      (taken) =>
-        Effect.sync(() => {
-          if (!taken) return
-          provider.inFlight--
-          inFlightTotal--
-          onCount(provider)
-          if (provider.inFlight === 0 && provider.drained !== undefined) {
-            const drained = provider.drained
-            provider.drained = undefined
-            drained()
+        return Effect.matchCauseEffect(restore(using), {
+          onFailure: (cause) => {
+            release(provider)
+            return Effect.failCause(cause)
+          },
+          onSuccess: (value) => {
+            release(provider)
+            return Effect.succeed(value)
           }
         })
+      })
     )
 
   return {

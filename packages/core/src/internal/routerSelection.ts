@@ -23,8 +23,10 @@
  * Steps 1 to 3 cost nothing when nothing narrows the choice (no ejection, no
  * failure yet, a context every provider fits): the generation's tiers are
  * the candidates as they are, so a pick is O(1) in the number of providers
- * (smooth weighted round robin aside, one pass; affinity, one binary search
- * of its ring). Otherwise one pass.
+ * (smooth weighted round robin, O(distinct weights + log n) on its schedule;
+ * affinity, one binary search of its ring). Otherwise one pass. The usual
+ * selection is one look at one domain: no memo, no generator; a scan keeps
+ * what it has asked per domain for the rest of the selection.
  */
 import * as Effect from "effect/Effect"
 import type * as RateLimiter from "../RateLimiter.js"
@@ -34,12 +36,15 @@ import { RouterError } from "./routerError.js"
 import type * as Outlier from "./routerOutlier.js"
 import type { ProviderEntry } from "./routerProvider.js"
 import type * as Registry from "./routerRegistry.js"
-import type * as Strategy from "./routerStrategy.js"
+import * as Strategy from "./routerStrategy.js"
 
 /** What a call's next hop asks of the provider it goes to. */
 export interface Wants {
-  /** Providers (by name: a replacement counts as the one it replaced) this call has already been sent to. */
-  readonly tried: Set<string>
+  /**
+   * Providers (by name: a replacement counts as the one it replaced) this call has already been sent to;
+   * replaced, never changed, so a call with none shares `noneTried`.
+   */
+  tried: ReadonlySet<string>
   /** The declared window must be at least this (the call's context). */
   contextAtLeast: number | undefined
   /** The declared window must be above this (after `ContextTooLong`). */
@@ -53,6 +58,9 @@ export interface Wants {
   /** The call's affinity key, when affinity is on: its first hop goes to the key's home if it can take it now. */
   readonly affinityKey: string | undefined
 }
+
+/** The `tried` of a call's first hop. */
+export const noneTried: ReadonlySet<string> = new Set()
 
 /** What the Router lends this module. */
 export interface Host {
@@ -164,13 +172,18 @@ export const make = (host: Host) => {
 
   const zero = Effect.succeed(0)
 
-  /** How long until one domain admits the cost, remembered for the rest of this selection. */
+  /**
+   * How long until one domain admits the cost; with `known`, remembered for
+   * the rest of this selection (a scan asks about many providers, several of
+   * one domain).
+   */
   const domainDelay = (
     domain: QuotaDomain,
     cost: RateLimiter.Cost | undefined,
     at: number,
-    known: Map<QuotaDomain, number>
+    known: Map<QuotaDomain, number> | undefined
   ): Effect.Effect<number> => {
+    if (known === undefined) return admissibleIn(domain, cost, at)
     const memo = known.get(domain)
     if (memo !== undefined) return Effect.succeed(memo)
     return Effect.map(admissibleIn(domain, cost, at), (delay) => {
@@ -179,12 +192,12 @@ export const make = (host: Host) => {
     })
   }
 
-  /** How long until the provider's domains all admit the cost (memoized per domain for one selection). */
+  /** How long until the provider's domains all admit the cost. */
   const delayOf = (
     provider: ProviderEntry,
     cost: RateLimiter.Cost | undefined,
     at: number,
-    known: Map<QuotaDomain, number>
+    known: Map<QuotaDomain, number> | undefined
   ): Effect.Effect<number> => {
     if (provider.domains.length === 0) return zero
     if (provider.domains.length === 1) return domainDelay(provider.domains[0]!, cost, at, known)
@@ -223,17 +236,15 @@ export const make = (host: Host) => {
             : new RouterError({ router: name, reason: "NoProvider" })
         )
       }
-      const known = new Map<QuotaDomain, number>()
-      const byQuota = Effect.suspend(() => chooseByQuota(tiers, cost, at, deadlineAt, known))
       if (affinity !== undefined && wants.affinityKey !== undefined && wants.tried.size === 0) {
         const home = affinity.home(generation, wants.affinityKey, host.inFlightTotal())
         if (home !== undefined && !home.isEjected(at) && fitsContext(home, wants)) {
-          return Effect.flatMap(delayOf(home, cost, at, known), (delay) =>
-            delay === 0 ? Effect.succeed(home) : byQuota
+          return Effect.flatMap(delayOf(home, cost, at, undefined), (delay) =>
+            delay === 0 ? Effect.succeed(home) : chooseByQuota(tiers, cost, at, deadlineAt)
           )
         }
       }
-      return byQuota
+      return chooseByQuota(tiers, cost, at, deadlineAt)
     })
 
   /** Step 4: the lowest tier's strategy pick if it admits now (one look), else the scan by tier. */
@@ -241,21 +252,36 @@ export const make = (host: Host) => {
     tiers: ReadonlyArray<ReadonlyArray<ProviderEntry>>,
     cost: RateLimiter.Cost | undefined,
     at: number,
-    deadlineAt: number | undefined,
-    known: Map<QuotaDomain, number>
+    deadlineAt: number | undefined
   ): Effect.Effect<ProviderEntry, RouterError> =>
-    Effect.flatMap(strategy.pick(tiers[0]!), (first) =>
-      Effect.flatMap(delayOf(first, cost, at, known), (firstDelay) =>
-        firstDelay === 0 ? Effect.succeed(first) : scan(tiers, first, firstDelay, cost, at, deadlineAt, known)
+    Strategy.andThen(strategy.pick(tiers[0]!), (first) =>
+      Effect.flatMap(delayOf(first, cost, at, undefined), (firstDelay) =>
+        firstDelay === 0 ? Effect.succeed(first) : scanFrom(tiers, first, firstDelay, cost, at, deadlineAt)
       )
     )
+
+  const scanFrom = (
+    tiers: ReadonlyArray<ReadonlyArray<ProviderEntry>>,
+    lowestPick: ProviderEntry,
+    lowestPickDelay: number,
+    cost: RateLimiter.Cost | undefined,
+    at: number,
+    deadlineAt: number | undefined
+  ): Effect.Effect<ProviderEntry, RouterError> =>
+    Effect.gen(() => {
+      const known = new Map<QuotaDomain, number>()
+      // What the first look found, so the scan does not ask its domain again.
+      if (lowestPick.domains.length === 1) known.set(lowestPick.domains[0]!, lowestPickDelay)
+      return scan(tiers, lowestPick, lowestPickDelay, cost, at, deadlineAt, known)
+    })
 
   /**
    * The lowest tier's pick cannot be admitted now: each tier's providers that
    * admit now, picked among by the strategy (a higher tier's own pick first);
    * when none admits in any tier, the one admitted first, if before the deadline.
+   * (A generator function made once, not per selection: see `router.ts`'s `hops`.)
    */
-  const scan = (
+  function* scan(
     tiers: ReadonlyArray<ReadonlyArray<ProviderEntry>>,
     lowestPick: ProviderEntry,
     lowestPickDelay: number,
@@ -263,41 +289,40 @@ export const make = (host: Host) => {
     at: number,
     deadlineAt: number | undefined,
     known: Map<QuotaDomain, number>
-  ): Effect.Effect<ProviderEntry, RouterError> =>
-    Effect.gen(function* () {
-      let earliest: ProviderEntry | undefined
-      let earliestDelay = Number.POSITIVE_INFINITY
-      for (let tier = 0; tier < tiers.length; tier++) {
-        const group = tiers[tier]!
-        const first = tier === 0 ? lowestPick : yield* strategy.pick(group)
-        const firstDelay = tier === 0 ? lowestPickDelay : yield* delayOf(first, cost, at, known)
-        if (firstDelay === 0) return first
-        const ready: Array<ProviderEntry> = []
-        for (const provider of group) {
-          const delay = provider === first ? firstDelay : yield* delayOf(provider, cost, at, known)
-          if (delay === 0) ready.push(provider)
-          else if (delay < earliestDelay) {
-            earliestDelay = delay
-            earliest = provider
-          }
+  ) {
+    let earliest: ProviderEntry | undefined
+    let earliestDelay = Number.POSITIVE_INFINITY
+    for (let tier = 0; tier < tiers.length; tier++) {
+      const group = tiers[tier]!
+      const first = tier === 0 ? lowestPick : yield* Strategy.toEffect(strategy.pick(group))
+      const firstDelay = tier === 0 ? lowestPickDelay : yield* delayOf(first, cost, at, known)
+      if (firstDelay === 0) return first
+      const ready: Array<ProviderEntry> = []
+      for (const provider of group) {
+        const delay = provider === first ? firstDelay : yield* delayOf(provider, cost, at, known)
+        if (delay === 0) ready.push(provider)
+        else if (delay < earliestDelay) {
+          earliestDelay = delay
+          earliest = provider
         }
-        if (ready.length > 0) return yield* strategy.pick(ready)
       }
-      // Nothing admits now: the earliest admission, in its Executor's lane (a cost none can ever admit goes
-      // to the first candidate, whose Executor says why).
-      if (earliest === undefined) return tiers[0]![0]!
-      if (deadlineAt !== undefined && at + earliestDelay > deadlineAt) {
-        return yield* Effect.fail(
-          new RouterError({
-            router: name,
-            reason: "NoAdmission",
-            earliestMillis: Math.ceil(earliestDelay),
-            deadlineMillis: Math.max(0, deadlineAt - at)
-          })
-        )
-      }
-      return earliest
-    })
+      if (ready.length > 0) return yield* Strategy.toEffect(strategy.pick(ready))
+    }
+    // Nothing admits now: the earliest admission, in its Executor's lane (a cost none can ever admit goes
+    // to the first candidate, whose Executor says why).
+    if (earliest === undefined) return tiers[0]![0]!
+    if (deadlineAt !== undefined && at + earliestDelay > deadlineAt) {
+      return yield* Effect.fail(
+        new RouterError({
+          router: name,
+          reason: "NoAdmission",
+          earliestMillis: Math.ceil(earliestDelay),
+          deadlineMillis: Math.max(0, deadlineAt - at)
+        })
+      )
+    }
+    return earliest
+  }
 
   /** Whether any provider is left for the next hop (health and quota aside). */
   const hasCandidate = (wants: Wants) =>
