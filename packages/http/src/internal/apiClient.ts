@@ -23,17 +23,19 @@ import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import { type CircuitBreaker, Executor, type InvalidOptions, RateLimiter, RateLimiterStore } from "@sluice/core"
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
+import { constTrue } from "effect/Function"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import type * as Tracer from "effect/Tracer"
+import * as Tracer from "effect/Tracer"
 import type * as ApiClient from "../ApiClient.js"
 import { ApiError } from "../ApiError.js"
 import * as Auth from "../Auth.js"
@@ -227,9 +229,9 @@ export const make = (
     // ---- tracing ------------------------------------------------------------
 
     // The platform's own span records every response header as it is, and its failure holds the request,
-    // credentials and all: this client records its own `http.client` span instead, redacting headers by name
-    // and by value, and ending with the (scrubbed) ApiError.
-    const untraced = HttpClient.withTracerDisabledWhen(http, () => true)
+    // credentials and all: this client records its own `http.client` span instead (`traced`), redacting
+    // headers by name and by value, and ending with the (scrubbed) ApiError; the platform's is turned off
+    // while it is sent.
 
     const headerAttributes = (
       span: Tracer.Span,
@@ -301,16 +303,32 @@ export const make = (
             const request = fiber.getFiberRef(HttpClient.currentTracerPropagation)
               ? HttpClientRequest.setHeaders(outgoing, HttpTraceContext.toHeaders(span))
               : outgoing
-            return Effect.onExit(
-              Effect.tap(Effect.withParentSpan(send(request), span), (response) => {
-                span.attribute("http.response.status_code", response.status)
-                headerAttributes(span, RESPONSE_HEADER_KEYS, response.headers, redactedNames, credentials)
-              }),
+            // While it is sent, this span is the parent span, and the platform's client records none of its own:
+            // both fiber refs set and put back, and the span ended, by one acquire/release (what `withParentSpan`,
+            // `withTracerDisabledWhen` and `onExit` each did with one of their own).
+            const context = fiber.getFiberRef(FiberRef.currentContext)
+            const disabledWhen = fiber.getFiberRef(HttpClient.currentTracerDisabledWhen)
+            return Effect.acquireUseRelease(
+              Effect.zipRight(
+                FiberRef.set(FiberRef.currentContext, Context.add(context, Tracer.ParentSpan, span)),
+                FiberRef.set(HttpClient.currentTracerDisabledWhen, constTrue)
+              ),
+              () =>
+                Effect.tap(send(request), (response) => {
+                  span.attribute("http.response.status_code", response.status)
+                  headerAttributes(span, RESPONSE_HEADER_KEYS, response.headers, redactedNames, credentials)
+                }),
               // The span ends with the (scrubbed) ApiError, or with nothing: the response holds the request,
               // credentials and all, and a tracer that dumps the exit would print them.
-              (exit) =>
-                Effect.clockWith((clock) =>
-                  Effect.sync(() => span.end(clock.unsafeCurrentTimeNanos(), Exit.isSuccess(exit) ? Exit.void : exit))
+              (_, exit) =>
+                Effect.zipRight(
+                  Effect.zipRight(
+                    FiberRef.set(FiberRef.currentContext, context),
+                    FiberRef.set(HttpClient.currentTracerDisabledWhen, disabledWhen)
+                  ),
+                  Effect.clockWith((clock) =>
+                    Effect.sync(() => span.end(clock.unsafeCurrentTimeNanos(), Exit.isSuccess(exit) ? Exit.void : exit))
+                  )
                 )
             )
           }
@@ -534,8 +552,7 @@ export const make = (
       }
       const url = `${baseUrl}${path.startsWith("/") ? path : `/${path}`}`
       const transport = toTransport(method, safePath)
-      const execute = (ready: HttpClientRequest.HttpClientRequest) =>
-        Effect.mapError(untraced.execute(ready), transport)
+      const execute = (ready: HttpClientRequest.HttpClientRequest) => Effect.mapError(http.execute(ready), transport)
       /** The answer read: its rate-limit headers fed to the limiter, then an error, a refresh and resend, or the decoded body. */
       const answer = (
         refreshed: boolean,
