@@ -1,18 +1,20 @@
 /**
  * The ApiClient's machinery: one attempt of a call (auth headers, send,
  * classify the answer, feed its rate-limit headers to the limiter, decode)
- * under its timeout, and the executor every call runs through. Either way the
- * timeout is `Effect.timeoutFail`, failing with an `ApiError` of reason
- * `Timeout`: the executor runs it (`timeout` and `onTimeout` in the submit
- * options; the timeout is retried like any failure), a plain client
- * (`executor: false`) wraps each attempt in it itself. Per call it does only
- * what the call needs: the rate-limit headers are parsed only when the answer
- * has some (`RateLimitHeaders.parse` looks at the names first), the limiter is
- * told only when there is something to tell it, and one decoder serves each
- * Schema. The executor's default retry policy
- * is its only resilience unless a breaker or deadline is configured, so with
- * spans off (the default here) a call's first attempt runs on the executor's
- * plain path and only a failed one takes the resilient path.
+ * under its timeout, and the executor every call runs through. The timeout
+ * fails with an `ApiError` of reason `Timeout`: the executor runs it
+ * (`timeout` and `onTimeout` in the submit options, its own timer; the
+ * timeout is retried like any failure), a plain client (`executor: false`)
+ * wraps each attempt in `Effect.timeoutFail` itself.
+ *
+ * Per call it does only what the call needs: the rate-limit headers are
+ * parsed only when the answer has some (`RateLimitHeaders.parse` looks at the
+ * names first), the limiter is told only when there is something to tell it,
+ * and one decoder serves each Schema. What is the same from call to call is
+ * built once: the default headers (with `accept`), an auth secret's checks
+ * (once per secret), a URL's span attributes and a header's attribute name
+ * (bounded caches). The `http.client` span sets itself as the parent span and
+ * turns the platform's span off with one acquire/release, which also ends it.
  */
 import * as Headers from "@effect/platform/Headers"
 import * as HttpBody from "@effect/platform/HttpBody"
