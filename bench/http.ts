@@ -146,7 +146,8 @@ export const measure = async (requests: number, rounds: number, progress: (line:
       scope
     )
   )
-  const sluiceCall = api.post("/chat/completions", { schema: Completion, body })
+  // Built per call, as the platform row builds its request: what a caller's `api.post` costs is counted.
+  const sluiceCall = Effect.suspend(() => api.post("/chat/completions", { schema: Completion, body }))
 
   const subjects: Array<{ name: string; role: HttpRow["role"]; run: () => Promise<number> }> = [
     { name: "undici request (raw)", role: "undici", run: () => rate(requests, rawUndici) },

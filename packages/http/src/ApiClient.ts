@@ -28,8 +28,8 @@
  *   holds the endpoint's limiter longer, and the call told a longer wait
  *   fails, not retried;
  * - a per-attempt timeout that covers the body too (a slow body is a
- *   timeout): `Effect.timeoutFail`, run by the Executor, or around each
- *   attempt by the plain client.
+ *   timeout): the Executor's, or `Effect.timeoutFail` around each attempt
+ *   of the plain client.
  *
  * `executor: false` gives the plain client: one attempt, no limits.
  *

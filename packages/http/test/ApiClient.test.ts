@@ -1,3 +1,5 @@
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
 import { describe, expect, it } from "@effect/vitest"
 import { Executor, type RequestEvent } from "@sluice/core"
 import * as TestHttpClient from "@sluice/testing/TestHttpClient"
@@ -7,12 +9,15 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
+import * as FiberRef from "effect/FiberRef"
 import * as Layer from "effect/Layer"
 import * as Logger from "effect/Logger"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as TestClock from "effect/TestClock"
+import * as Tracer from "effect/Tracer"
 import { ApiClient, ApiError, Auth, EndpointConfig } from "../src/index.js"
 
 /** An ApiClient for `config` whose HTTP is `handler`: everything but the socket. */
@@ -351,6 +356,47 @@ describe("ApiClient", () => {
       expect(error).toMatchObject({ _tag: "ApiError", reason: "InvalidRequest" })
       expect((error as ApiError.ApiError).retryable).toBe(false)
     })
+  )
+
+  it.scoped(
+    "an attempt's http.client span is the parent of the spans inside the HttpClient; the platform's own is off while it is sent, and back after",
+    () =>
+      Effect.gen(function* () {
+        const spans: Array<Tracer.Span> = []
+        const native = yield* Effect.tracer
+        const tracer = Tracer.make({
+          span: (...args) => {
+            const span = native.span(...args)
+            spans.push(span)
+            return span
+          },
+          context: native.context
+        })
+        for (const options of [{}, { executor: false }]) {
+          spans.length = 0
+          const api = yield* build(
+            layerApiClient(endpoint(), () => Effect.withSpan(Effect.succeed(ok), "inside the HttpClient"), options)
+          )
+          const after = yield* Effect.gen(function* () {
+            yield* api.post("/chat", { schema: Answer, body: { prompt: "hi" } })
+            return {
+              span: Option.map(yield* Effect.option(Effect.currentSpan), (span) => span.name),
+              platformSpansOff: (yield* FiberRef.get(HttpClient.currentTracerDisabledWhen))(
+                HttpClientRequest.get("https://api.example.com/v1/other")
+              )
+            }
+          }).pipe(Effect.withSpan("caller"), Effect.withTracer(tracer))
+          const named = (name: string) => spans.filter((span) => span.name === name)
+          expect(named("http.client POST")).toHaveLength(1)
+          const [http] = named("http.client POST")
+          const [inside] = named("inside the HttpClient")
+          expect(Option.map(http!.parent, (parent) => (parent as Tracer.Span).name)).toEqual(Option.some("caller"))
+          expect(inside!.parent).toEqual(Option.some(http))
+          expect(http!.status._tag).toBe("Ended")
+          // The caller's fiber has its own context and the platform's spans back.
+          expect(after).toEqual({ span: Option.some("caller"), platformSpansOff: false })
+        }
+      })
   )
 
   it.scoped("the plain client has no executor: one attempt, no limits", () =>

@@ -1,18 +1,20 @@
 /**
  * The ApiClient's machinery: one attempt of a call (auth headers, send,
  * classify the answer, feed its rate-limit headers to the limiter, decode)
- * under its timeout, and the executor every call runs through. Either way the
- * timeout is `Effect.timeoutFail`, failing with an `ApiError` of reason
- * `Timeout`: the executor runs it (`timeout` and `onTimeout` in the submit
- * options; the timeout is retried like any failure), a plain client
- * (`executor: false`) wraps each attempt in it itself. Per call it does only
- * what the call needs: the rate-limit headers are parsed only when the answer
- * has some (`RateLimitHeaders.parse` looks at the names first), the limiter is
- * told only when there is something to tell it, and one decoder serves each
- * Schema. The executor's default retry policy
- * is its only resilience unless a breaker or deadline is configured, so with
- * spans off (the default here) a call's first attempt runs on the executor's
- * plain path and only a failed one takes the resilient path.
+ * under its timeout, and the executor every call runs through. The timeout
+ * fails with an `ApiError` of reason `Timeout`: the executor runs it
+ * (`timeout` and `onTimeout` in the submit options, its own timer; the
+ * timeout is retried like any failure), a plain client (`executor: false`)
+ * wraps each attempt in `Effect.timeoutFail` itself.
+ *
+ * Per call it does only what the call needs: the rate-limit headers are
+ * parsed only when the answer has some (`RateLimitHeaders.parse` looks at the
+ * names first), the limiter is told only when there is something to tell it,
+ * and one decoder serves each Schema. What is the same from call to call is
+ * built once: the default headers (with `accept`), an auth secret's checks
+ * (once per secret), a URL's span attributes and a header's attribute name
+ * (bounded caches). The `http.client` span sets itself as the parent span and
+ * turns the platform's span off with one acquire/release, which also ends it.
  */
 import * as Headers from "@effect/platform/Headers"
 import * as HttpBody from "@effect/platform/HttpBody"
@@ -23,17 +25,19 @@ import type * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import * as HttpTraceContext from "@effect/platform/HttpTraceContext"
 import { type CircuitBreaker, Executor, type InvalidOptions, RateLimiter, RateLimiterStore } from "@sluice/core"
 import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberRef from "effect/FiberRef"
+import { constTrue } from "effect/Function"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import type * as Tracer from "effect/Tracer"
+import * as Tracer from "effect/Tracer"
 import type * as ApiClient from "../ApiClient.js"
 import { ApiError } from "../ApiError.js"
 import * as Auth from "../Auth.js"
@@ -56,6 +60,9 @@ const isUnsafePath = (path: string) => {
 
 /** `text` with control characters and line separators escaped (`\u000d`), for a message. */
 const printable = (text: string) => {
+  let clean = true
+  for (let i = 0; i < text.length && clean; i++) clean = !isControl(text.charCodeAt(i))
+  if (clean) return text
   let out = ""
   for (const char of text) {
     const code = char.charCodeAt(0)
@@ -64,7 +71,6 @@ const printable = (text: string) => {
   return out
 }
 
-const NO_HEADERS: Readonly<Record<string, string>> = {}
 const NOTHING_REPORTED: RateLimitHeaders.RateLimitInfo = { limits: [], problems: [] }
 
 /**
@@ -83,6 +89,53 @@ const REDACTED_IN_SPANS = new Set([
   "proxy-authenticate"
 ])
 const REDACTED = "<redacted>"
+
+/** What an auth provider gives: header names (lower-case) and their secrets. */
+type Credentials = ReadonlyArray<readonly [string, Redacted.Redacted<string>]>
+
+/** Whether `name` is one of the auth headers. */
+const isCredentialOf = (credentials: Credentials, name: string) => {
+  for (const [header] of credentials) if (header === name) return true
+  return false
+}
+
+/** Whether `name` matches one of the names the platform's `Headers.currentRedactedNames` holds. */
+const isRedactedName = (redactedNames: ReadonlyArray<string | RegExp>, name: string) => {
+  for (const redacted of redactedNames) {
+    if (typeof redacted === "string" ? redacted.toLowerCase() === name : redacted.test(name)) return true
+  }
+  return false
+}
+
+/**
+ * A bounded cache of what is derived from a string and asked for on every request (an attribute name, a
+ * URL's parts); emptied when `generation` (what the derivation depends on besides the string) changes.
+ */
+const memo = <A>(derive: (input: string) => A, generation: () => number = () => 0, capacity = 256) => {
+  const cache = new Map<string, A>()
+  let cachedGeneration = generation()
+  return (input: string): A => {
+    const current = generation()
+    if (current !== cachedGeneration) {
+      cache.clear()
+      cachedGeneration = current
+    }
+    let value = cache.get(input)
+    if (value === undefined) {
+      if (cache.size >= capacity) cache.clear()
+      value = derive(input)
+      cache.set(input, value)
+    }
+    return value
+  }
+}
+
+/** A span's attribute names per header name, as the platform's client names them. */
+interface AttributeKeys {
+  readonly of: (name: string) => string
+}
+const REQUEST_HEADER_KEYS: AttributeKeys = { of: memo((name) => `http.request.header.${name}`) }
+const RESPONSE_HEADER_KEYS: AttributeKeys = { of: memo((name) => `http.response.header.${name}`) }
 
 /** One decoder per Schema: building it is most of the cost of decoding a small body. */
 const decoders = new WeakMap<object, (input: unknown) => Effect.Effect<unknown, ParseResult.ParseError, any>>()
@@ -178,33 +231,50 @@ export const make = (
     // ---- tracing ------------------------------------------------------------
 
     // The platform's own span records every response header as it is, and its failure holds the request,
-    // credentials and all: this client records its own `http.client` span instead, redacting headers by name
-    // and by value, and ending with the (scrubbed) ApiError.
-    const untraced = HttpClient.withTracerDisabledWhen(http, () => true)
+    // credentials and all: this client records its own `http.client` span instead (`traced`), redacting
+    // headers by name and by value, and ending with the (scrubbed) ApiError; the platform's is turned off
+    // while it is sent.
 
     const headerAttributes = (
       span: Tracer.Span,
-      prefix: string,
+      keys: AttributeKeys,
       headers: Headers.Headers,
       redactedNames: ReadonlyArray<string | RegExp>,
-      secretHeaders: ReadonlyArray<string>
+      credentials: Credentials
     ) => {
       for (const name in headers) {
         const value = headers[name]!
-        const byName =
+        span.attribute(
+          keys.of(name),
           REDACTED_IN_SPANS.has(name) ||
-          secretHeaders.includes(name) ||
-          redactedNames.some((redacted) =>
-            typeof redacted === "string" ? redacted.toLowerCase() === name : redacted.test(name)
-          )
-        span.attribute(`${prefix}${name}`, byName || scrubber.holds(value) ? REDACTED : value)
+            isCredentialOf(credentials, name) ||
+            isRedactedName(redactedNames, name) ||
+            scrubber.holds(value)
+            ? REDACTED
+            : value
+        )
       }
     }
+
+    /** A request URL's parts as a span records them (the path scrubbed), parsed once per URL. */
+    const spanTarget = memo(
+      (href: string) => {
+        const url = new URL(href)
+        return {
+          origin: url.origin,
+          port: url.port === "" ? undefined : +url.port,
+          full: scrub(`${url.origin}${url.pathname}`),
+          path: scrub(url.pathname),
+          scheme: url.protocol.slice(0, -1)
+        }
+      },
+      () => scrubber.generation
+    )
 
     const traced = (
       outgoing: HttpClientRequest.HttpClientRequest,
       query: Readonly<Record<string, string>> | undefined,
-      secretHeaders: ReadonlyArray<string>,
+      credentials: Credentials,
       send: (
         request: HttpClientRequest.HttpClientRequest
       ) => Effect.Effect<HttpClientResponse.HttpClientResponse, ApiError>
@@ -214,13 +284,13 @@ export const make = (
         return Effect.flatMap(
           Effect.makeSpan(`http.client ${outgoing.method}`, { kind: "client", captureStackTrace: false }),
           (span) => {
-            const url = new URL(outgoing.url)
+            const target = spanTarget(outgoing.url)
             span.attribute("http.request.method", outgoing.method)
-            span.attribute("server.address", url.origin)
-            if (url.port !== "") span.attribute("server.port", +url.port)
-            span.attribute("url.full", scrub(`${url.origin}${url.pathname}`))
-            span.attribute("url.path", scrub(url.pathname))
-            span.attribute("url.scheme", url.protocol.slice(0, -1))
+            span.attribute("server.address", target.origin)
+            if (target.port !== undefined) span.attribute("server.port", target.port)
+            span.attribute("url.full", target.full)
+            span.attribute("url.path", target.path)
+            span.attribute("url.scheme", target.scheme)
             // The query's names only: a value may be a key.
             if (query !== undefined && Object.keys(query).length > 0) {
               span.attribute(
@@ -231,23 +301,37 @@ export const make = (
               )
             }
             const redactedNames = fiber.getFiberRef(Headers.currentRedactedNames)
-            headerAttributes(span, "http.request.header.", outgoing.headers, redactedNames, secretHeaders)
+            headerAttributes(span, REQUEST_HEADER_KEYS, outgoing.headers, redactedNames, credentials)
             const request = fiber.getFiberRef(HttpClient.currentTracerPropagation)
               ? HttpClientRequest.setHeaders(outgoing, HttpTraceContext.toHeaders(span))
               : outgoing
-            return send(request).pipe(
-              Effect.withParentSpan(span),
-              Effect.tap((response) => {
-                span.attribute("http.response.status_code", response.status)
-                headerAttributes(span, "http.response.header.", response.headers, redactedNames, secretHeaders)
-              }),
+            // While it is sent, this span is the parent span, and the platform's client records none of its own:
+            // both fiber refs set and put back, and the span ended, by one acquire/release (what `withParentSpan`,
+            // `withTracerDisabledWhen` and `onExit` each did with one of their own).
+            const context = fiber.getFiberRef(FiberRef.currentContext)
+            const disabledWhen = fiber.getFiberRef(HttpClient.currentTracerDisabledWhen)
+            return Effect.acquireUseRelease(
+              Effect.zipRight(
+                FiberRef.set(FiberRef.currentContext, Context.add(context, Tracer.ParentSpan, span)),
+                FiberRef.set(HttpClient.currentTracerDisabledWhen, constTrue)
+              ),
+              () =>
+                Effect.tap(send(request), (response) => {
+                  span.attribute("http.response.status_code", response.status)
+                  headerAttributes(span, RESPONSE_HEADER_KEYS, response.headers, redactedNames, credentials)
+                }),
               // The span ends with the (scrubbed) ApiError, or with nothing: the response holds the request,
               // credentials and all, and a tracer that dumps the exit would print them.
-              Effect.onExit((exit) =>
-                Effect.clockWith((clock) =>
-                  Effect.sync(() => span.end(clock.unsafeCurrentTimeNanos(), Exit.isSuccess(exit) ? Exit.void : exit))
+              (_, exit) =>
+                Effect.zipRight(
+                  Effect.zipRight(
+                    FiberRef.set(FiberRef.currentContext, context),
+                    FiberRef.set(HttpClient.currentTracerDisabledWhen, disabledWhen)
+                  ),
+                  Effect.clockWith((clock) =>
+                    Effect.sync(() => span.end(clock.unsafeCurrentTimeNanos(), Exit.isSuccess(exit) ? Exit.void : exit))
+                  )
                 )
-              )
             )
           }
         )
@@ -370,15 +454,9 @@ export const make = (
       return ApiError.clientError({ ...common, ...clientHints })
     }
 
-    /** The attempt's timeout and the error it fails with past it. */
-    const timeoutOf = (method: string, path: string, timeout: Duration.DurationInput | undefined) => {
-      const millis = timeout === undefined ? timeoutMillis : Duration.toMillis(Duration.decode(timeout))
-      const safePath = shownPath(path)
-      return {
-        millis,
-        onTimeout: (): ApiError => ApiError.timeout({ endpoint: name, method, path: safePath, timeoutMillis: millis })
-      }
-    }
+    /** The attempt's timeout in milliseconds: the call's own, else the endpoint's. */
+    const timeoutMillisOf = (timeout: Duration.DurationInput | undefined) =>
+      timeout === undefined ? timeoutMillis : Duration.toMillis(Duration.decode(timeout))
 
     /**
      * The answer's body, read once and decoded once, up to `maxResponseBytes`: a `content-length` beyond
@@ -429,33 +507,54 @@ export const make = (
       })
     }
 
-    /** One attempt, not under its timeout (the executor's, or `Effect.timeoutFail`, puts it under one). */
+    /** The endpoint's default headers and `accept: application/json`, built once. */
+    const baseHeaders = Headers.set(Headers.fromInput(defaultHeaders), "accept", "application/json")
+
+    /**
+     * The auth secrets already checked and remembered by the scrubber, with the header each went in:
+     * a provider handing the same secret again (static auth, a cached token) is not checked again.
+     */
+    const checkedSecrets = new WeakMap<Redacted.Redacted<string>, string>()
+
+    /**
+     * One attempt, not under its timeout (the executor's, or `Effect.timeoutFail`, puts it under one).
+     * `safePath` is the path as errors show it (`shownPath`).
+     */
     const attempt = <A, I, R>(
       method: ApiClient.Method,
       path: string,
+      safePath: string,
       request: ApiClient.RequestOptions<A, I, R>
     ): Effect.Effect<A, ApiError | Auth.AuthFailed, R> => {
       // The defaults were checked with the config; a call's own headers and path are checked here, with the
       // rules the HTTP stack applies, so that a bad one is the caller's typed mistake and nothing is sent.
-      const safePath = shownPath(path)
       const refuse = (detail: string) =>
         Effect.fail(ApiError.invalidRequest({ endpoint: name, method, path: safePath, detail }))
       if (isUnsafePath(path)) {
         return refuse("the path holds a control character (CR, LF, NUL, ...) or a space; encode it, or leave it out")
       }
-      const headers = request.headers === undefined ? defaultHeaders : { ...defaultHeaders, ...request.headers }
-      for (const [header, value] of Object.entries(request.headers ?? NO_HEADERS)) {
-        const shown = printable(header.slice(0, 40))
-        if (EndpointConfig.isCredentialHeader(header)) {
-          return refuse(
-            `header "${shown}" carries a credential: it goes in auth, as a Redacted secret, not in plain headers (its value is not shown)`
-          )
+      let headers = baseHeaders
+      if (request.headers !== undefined) {
+        for (const [header, value] of Object.entries(request.headers)) {
+          const shown = printable(header.slice(0, 40))
+          if (EndpointConfig.isCredentialHeader(header)) {
+            return refuse(
+              `header "${shown}" carries a credential: it goes in auth, as a Redacted secret, not in plain headers (its value is not shown)`
+            )
+          }
+          const problem = EndpointConfig.headerNameProblem(header) ?? EndpointConfig.headerValueProblem(value)
+          if (problem !== undefined) return refuse(`header "${shown}": ${problem} (its value is not shown)`)
         }
-        const problem = EndpointConfig.headerNameProblem(header) ?? EndpointConfig.headerValueProblem(value)
-        if (problem !== undefined) return refuse(`header "${shown}": ${problem} (its value is not shown)`)
+        // The call's headers over the defaults; the answer is still asked for as JSON.
+        headers = Headers.set(
+          Headers.merge(baseHeaders, Headers.fromInput(request.headers)),
+          "accept",
+          "application/json"
+        )
       }
       const url = `${baseUrl}${path.startsWith("/") ? path : `/${path}`}`
       const transport = toTransport(method, safePath)
+      const execute = (ready: HttpClientRequest.HttpClientRequest) => Effect.mapError(http.execute(ready), transport)
       /** The answer read: its rate-limit headers fed to the limiter, then an error, a refresh and resend, or the decoded body. */
       const answer = (
         refreshed: boolean,
@@ -473,14 +572,33 @@ export const make = (
           safePath,
           limiterUpdates(info, response.status, request.key)
         )
-        const conclude = () => {
-          if (response.status === 401 && !refreshed) {
-            return Effect.flatMap(auth.refresh, (renewed) => (renewed ? send(true) : conclusion(response, info, text)))
-          }
-          return conclusion(response, info, text)
-        }
-        return updates === undefined ? conclude() : Effect.zipRight(updates, Effect.suspend(conclude))
+        if (updates === undefined) return conclude(refreshed, response, info, text)
+        return Effect.zipRight(
+          updates,
+          Effect.suspend(() => conclude(refreshed, response, info, text))
+        )
       }
+      const conclude = (
+        refreshed: boolean,
+        response: HttpClientResponse.HttpClientResponse,
+        info: RateLimitHeaders.RateLimitInfo,
+        text: string
+      ): Effect.Effect<A, ApiError | Auth.AuthFailed, R> => {
+        if (response.status === 401 && !refreshed) {
+          return Effect.flatMap(auth.refresh, (renewed) => (renewed ? send(true) : conclusion(response, info, text)))
+        }
+        return conclusion(response, info, text)
+      }
+      /** Issues quote the values they refused: a body echoing the key must not carry it into the error. */
+      const decodeError = (status: number, issues: string, text: string) =>
+        ApiError.decode({
+          endpoint: name,
+          method,
+          path: safePath,
+          status,
+          issues: excerptOf(issues),
+          excerpt: excerptOf(text)
+        })
       const conclusion = (
         response: HttpClientResponse.HttpClientResponse,
         info: RateLimitHeaders.RateLimitInfo,
@@ -489,36 +607,31 @@ export const make = (
         if (response.status < 200 || response.status >= 300) {
           return Effect.fail(errorFor(method, safePath, response, info, text))
         }
-        // Issues quote the values they refused: a body echoing the key must not carry it into the error.
-        const decodeError = (issues: string) =>
-          ApiError.decode({
-            endpoint: name,
-            method,
-            path: safePath,
-            status: response.status,
-            issues: excerptOf(issues),
-            excerpt: excerptOf(text)
-          })
         let json: unknown
         try {
           json = text === "" ? undefined : JSON.parse(text)
         } catch (error) {
-          return Effect.fail(decodeError(`not JSON (${error instanceof Error ? error.message : String(error)})`))
+          return Effect.fail(
+            decodeError(response.status, `not JSON (${error instanceof Error ? error.message : String(error)})`, text)
+          )
         }
         return Effect.mapError(decoderFor(request.schema)(json), (error) =>
           decodeError(
+            response.status,
             ParseResult.ArrayFormatter.formatErrorSync(error)
               .map((issue) => `${issue.path.length > 0 ? JSON.stringify(issue.path) : "(root)"} ${issue.message}`)
-              .join("; ")
+              .join("; "),
+            text
           )
         )
       }
+      const read = (refreshed: boolean) => (response: HttpClientResponse.HttpClientResponse) =>
+        Effect.flatMap(readBody(response, method, safePath, transport), (text) => answer(refreshed, response, text))
       const send = (refreshed: boolean): Effect.Effect<A, ApiError | Auth.AuthFailed, R> =>
         Effect.flatMap(auth.headers, (credentials) => {
           let outgoing = HttpClientRequest.make(method)(url, {
             headers,
-            ...(request.query === undefined ? {} : { urlParams: request.query }),
-            acceptJson: true
+            ...(request.query === undefined ? {} : { urlParams: request.query })
           })
           for (const [header, secret] of credentials) {
             // A provider handing a plain string where a secret belongs: refused, and never printed.
@@ -528,24 +641,21 @@ export const make = (
               )
             }
             const value = Redacted.value(secret)
-            scrubber.rememberHeader(value)
-            const problem = EndpointConfig.headerNameProblem(header) ?? EndpointConfig.headerValueProblem(value)
-            if (problem !== undefined) {
-              return refuse(`the auth header "${printable(header.slice(0, 40))}": ${problem} (the secret is not shown)`)
+            if (checkedSecrets.get(secret) !== header) {
+              scrubber.rememberHeader(value)
+              const problem = EndpointConfig.headerNameProblem(header) ?? EndpointConfig.headerValueProblem(value)
+              if (problem !== undefined) {
+                return refuse(
+                  `the auth header "${printable(header.slice(0, 40))}": ${problem} (the secret is not shown)`
+                )
+              }
+              checkedSecrets.set(secret, header)
             }
             outgoing = HttpClientRequest.setHeader(outgoing, header, value)
           }
           if (request.body !== undefined)
             outgoing = HttpClientRequest.setBody(outgoing, HttpBody.unsafeJson(request.body))
-          const sent = traced(
-            outgoing,
-            request.query,
-            credentials.map(([header]) => header),
-            (ready) => Effect.mapError(untraced.execute(ready), transport)
-          )
-          return Effect.flatMap(sent, (response) =>
-            Effect.flatMap(readBody(response, method, safePath, transport), (text) => answer(refreshed, response, text))
-          )
+          return Effect.flatMap(traced(outgoing, request.query, credentials, execute), read(refreshed))
         })
       return send(false)
     }
@@ -577,22 +687,32 @@ export const make = (
       path: string,
       requestOptions: ApiClient.RequestOptions<A, I, R>
     ): Effect.Effect<A, ApiClient.CallError, R> => {
-      const once = attempt(method, path, requestOptions)
-      const timeout = timeoutOf(method, path, requestOptions.timeout)
+      const safePath = shownPath(path)
+      const once = attempt(method, path, safePath, requestOptions)
+      const millis = timeoutMillisOf(requestOptions.timeout)
+      const onTimeout = (): ApiError =>
+        ApiError.timeout({ endpoint: name, method, path: safePath, timeoutMillis: millis })
       // The executor runs each attempt under its timeout; a timeout of zero is no executor timeout: it ends
       // the attempt at once, as it always did.
-      const byExecutor = executor !== undefined && timeout.millis > 0
-      const timed = byExecutor
-        ? once
-        : Effect.timeoutFail(once, { duration: Duration.millis(timeout.millis), onTimeout: timeout.onTimeout })
-      if (executor === undefined) return timed
-      return executor.submit(timed, {
+      if (executor === undefined || millis <= 0) {
+        const timed = Effect.timeoutFail(once, { duration: Duration.millis(millis), onTimeout })
+        if (executor === undefined) return timed
+        return executor.submit(timed, {
+          cost: requestOptions.cost,
+          settle: requestOptions.settle,
+          installments: requestOptions.installments,
+          priority: requestOptions.priority,
+          key: requestOptions.key
+        })
+      }
+      return executor.submit(once, {
         cost: requestOptions.cost,
         settle: requestOptions.settle,
         installments: requestOptions.installments,
         priority: requestOptions.priority,
         key: requestOptions.key,
-        ...(byExecutor ? { timeout: timeout.millis, onTimeout: timeout.onTimeout } : {})
+        timeout: millis,
+        onTimeout
       })
     }
 
