@@ -398,40 +398,59 @@ export const make = (
 
     const notAccepting = () => new ExecutorError({ executor: name, reason: "NotAccepting" })
 
+    /**
+     * With room in the queue (the usual case), a submit is one suspension:
+     * the request is queued as its caller suspends, its end resumes the
+     * caller, and the caller interrupted meanwhile cancels it. Without room,
+     * it first waits for a slot (or fails, per `whenFull`).
+     */
     const submit = <A, E, R>(
       effect: Effect.Effect<A, E, R>,
       submitOptions?: Executor.SubmitOptions<E, A>
     ): Effect.Effect<A, E | Executor.SubmitError, R> =>
-      Effect.flatMap(Effect.runtime<R>(), (runtime) =>
-        Effect.uninterruptibleMask((restore) => {
-          const invalid = invalidSubmit(submitOptions as Executor.SubmitOptions | undefined)
-          if (invalid !== undefined) return Effect.fail(invalid)
-          if (!accepting) return Effect.fail(notAccepting())
-          const answer = new Answer<A, E | Executor.SubmitError>()
-          const request = newRequest(
-            effect,
-            submitOptions,
-            runtime,
-            (_, exit) => answer.complete(exit as Exit.Exit<A, E>),
-            0
-          )
-          const queued = Effect.matchEffect(intake.reserve(), {
-            onFailure: (error) =>
-              Effect.sync(() => {
-                request.error = error
-                end(request, "FAILED", Exit.fail(error))
-              }),
-            onSuccess: () =>
-              Effect.sync(() => {
-                intake.take()
-                admitNew(request)
-              })
-          })
-          return restore(Effect.zipRight(queued, answer.await)).pipe(
-            Effect.onInterrupt(() => cancel(request, "caller"))
-          )
+      Effect.flatMap(Effect.runtime<R>(), (runtime) => {
+        const invalid = invalidSubmit(submitOptions as Executor.SubmitOptions | undefined)
+        if (invalid !== undefined) return Effect.fail(invalid)
+        if (!accepting) return Effect.fail(notAccepting())
+        if (!intake.hasRoom()) return submitWhenFull(effect, submitOptions, runtime)
+        // One parameter only: a register that takes the abort signal costs an AbortController per call.
+        return Effect.async<A, E | Executor.SubmitError>((resume) => {
+          const request = newRequest(effect, submitOptions, runtime, (_, exit) => resume(exit as Exit.Exit<A, E>), 0)
+          intake.take()
+          admitNew(request)
+          return cancel(request, "caller")
         })
-      )
+      })
+
+    /** A submit that finds the queue full: its request waits for a slot (`"suspend"`) or fails (`"fail"`). */
+    const submitWhenFull = <A, E, R>(
+      effect: Effect.Effect<A, E, R>,
+      submitOptions: Executor.SubmitOptions<E, A> | undefined,
+      runtime: Runtime.Runtime<R>
+    ): Effect.Effect<A, E | Executor.SubmitError, R> =>
+      Effect.uninterruptibleMask((restore) => {
+        const answer = new Answer<A, E | Executor.SubmitError>()
+        const request = newRequest(
+          effect,
+          submitOptions,
+          runtime,
+          (_, exit) => answer.complete(exit as Exit.Exit<A, E>),
+          0
+        )
+        const queued = Effect.matchEffect(intake.reserve(), {
+          onFailure: (error) =>
+            Effect.sync(() => {
+              request.error = error
+              end(request, "FAILED", Exit.fail(error))
+            }),
+          onSuccess: () =>
+            Effect.sync(() => {
+              intake.take()
+              admitNew(request)
+            })
+        })
+        return restore(Effect.zipRight(queued, answer.await)).pipe(Effect.onInterrupt(() => cancel(request, "caller")))
+      })
 
     const submitAll = <A, E, R>(
       tasks: Iterable<Executor.Task<A, E, R>>
