@@ -113,7 +113,8 @@ export const make = (host: Host) => {
    * held): the breaker admits a probe or refuses (then the reservations go
    * back), the work runs under its timeout, the reservations are settled and
    * the breaker hears the outcome. The permit goes back whatever happens.
-   * Fails with the attempt's error.
+   * Fails with the attempt's error. Its first step, uninterruptible, takes
+   * what the ticket granted.
    */
   const attemptOnce = (request: Request, attempt: number): Effect.Effect<unknown, unknown, any> =>
     Effect.uninterruptibleMask((restore) => {
@@ -151,34 +152,56 @@ export const make = (host: Host) => {
       request,
       paid ? Effect.zipRight(Admission.began(limiter, reservations), work) : work
     )
-    return Effect.flatMap(Effect.exit(restore(timed)), (exit) => {
+    /** What follows the attempt, whatever its exit (run uninterruptibly): its exit, once settled and heard. */
+    const after = (exit: Exit.Exit<unknown, unknown>): Effect.Effect<unknown, unknown> => {
       const settled =
         paid && request.settle !== undefined ? Admission.settle(limiter, reservations, request.settle(exit)) : undefined
       const heard =
         probe === undefined
           ? undefined
           : request.settings.breaker!.release(probe, isInterruption(exit) ? "interrupted" : exit)
-      const after = () => {
+      const done = () => {
         host.releasePermit(request)
         const endedAt = now()
         host.metrics.callDuration.unsafeUpdate(endedAt - startedAt, [])
         if (request.logsAttempts) logAttempt(request, recordOf(attempt, startedAt, endedAt, exit, outcomeOf(exit)))
         return exit
       }
-      if (settled === undefined && heard === undefined) return after()
+      if (settled === undefined && heard === undefined) return done()
       return Effect.flatMap(
         settled === undefined ? heard! : heard === undefined ? settled : Effect.zipRight(settled, heard),
-        after
+        done
       )
+    }
+    return Effect.matchCauseEffect(restore(timed), {
+      onFailure: (cause) => after(Exit.failCause(cause)),
+      onSuccess: (value) => after(Exit.succeed(value))
     })
+  }
+
+  /** A ticket refused before the attempt was sent (an open breaker, a cost no limit can pay). */
+  const refuse = (request: Request, attempt: number, error: unknown): Effect.Effect<never, unknown> => {
+    if (request.logsAttempts) {
+      const at = now()
+      logAttempt(request, { attempt, startedAt: at, endedAt: at, outcome: "rejected", error })
+    }
+    return Effect.fail(error)
   }
 
   /**
    * The request's whole life from its first ticket: its attempts under its
    * retry policy (if it has one), in its span (if spans are on); then its
    * end. Each attempt after the first waits in its lane for a new ticket.
+   * Without a policy it is one attempt, whose first step takes what the
+   * ticket granted: an interruption before that step finds nothing to give
+   * back here (its fiber's observer gives back what it was granted).
    */
   const program = (request: Request, first: Ticket): Effect.Effect<unknown, unknown, any> => {
+    const policy = request.settings.retry
+    if (policy === undefined) {
+      const single = first._tag === "Refused" ? refuse(request, 1, first.error) : attemptOnce(request, 1)
+      return host.spans ? inSpan(host.executor, request, single) : single
+    }
     let firstTicket: Ticket | undefined = first
     let refused = false
     const attempt = (n: number): Effect.Effect<unknown, unknown, any> => {
@@ -189,11 +212,7 @@ export const make = (host: Host) => {
         refused = false
         if (granted._tag === "Refused") {
           refused = true
-          const at = now()
-          if (request.logsAttempts) {
-            logAttempt(request, { attempt: n, startedAt: at, endedAt: at, outcome: "rejected", error: granted.error })
-          }
-          return Effect.fail(granted.error)
+          return refuse(request, n, granted.error)
         }
         return Effect.tapError(attemptOnce(request, n), () => {
           refused = request.attemptLog?.at(-1)?.outcome === "rejected"
@@ -201,28 +220,25 @@ export const make = (host: Host) => {
         })
       })
     }
-    const policy = request.settings.retry
-    const attempts =
-      policy === undefined
-        ? attempt(1)
-        : RetryInternal.loop(policy, attempt, {
-            deadlineAt: request.deadlineAt,
-            refused: () => refused,
-            onDecision: (decision) => {
-              if (decision._tag === "GiveUp") {
-                amendLastAttempt(request, { gaveUp: decision.reason })
-                return
-              }
-              amendLastAttempt(request, { retryDelayMillis: decision.delayMillis })
-              host.retrying(1)
-              request.betweenAttempts = true
-              request.status = "PROCESSING"
-              request.processingAt = now()
-              host.publish(request)
-            }
-          })
+    const attempts = RetryInternal.loop(policy, attempt, {
+      deadlineAt: request.deadlineAt,
+      refused: () => refused,
+      onDecision: (decision) => {
+        if (decision._tag === "GiveUp") {
+          amendLastAttempt(request, { gaveUp: decision.reason })
+          return
+        }
+        amendLastAttempt(request, { retryDelayMillis: decision.delayMillis })
+        host.retrying(1)
+        request.betweenAttempts = true
+        request.status = "PROCESSING"
+        request.processingAt = now()
+        host.publish(request)
+      }
+    })
     const spanned = host.spans ? inSpan(host.executor, request, attempts) : attempts
-    // Its end is its fiber's observer's (the Executor's): here only what takes an Effect to give back.
+    // Its end is its fiber's observer's (the Executor's): here only what takes an Effect to give back, as a
+    // retry's ticket may leave reservations on it at any step.
     return host.limiter === undefined ? spanned : Effect.onExit(spanned, () => giveBack(request))
   }
 
