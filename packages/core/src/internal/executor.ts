@@ -102,6 +102,10 @@ const isPositiveDuration = (input: unknown) => (typeof input === "number" ? inpu
 const DEFAULT_QUEUE_CAPACITY = 10_000
 const DEFAULT_SHUTDOWN_TIMEOUT = Duration.seconds(30)
 const DEFAULT_EVENT_BUFFER = 1024
+/** A metric update with no tags beyond the metric's own (Effect's hook cache finds it without a lookup). */
+const NO_TAGS: ReadonlyArray<never> = []
+const AT_ONCE: Runtime.RunForkOptions = { immediate: true }
+const LATER: Runtime.RunForkOptions = { immediate: false }
 
 const toMillis = (input: Duration.DurationInput | undefined): number | undefined =>
   input === undefined ? undefined : Duration.toMillis(Duration.decode(input))
@@ -145,9 +149,8 @@ export const make = (
 
     /** The gauges, brought up to date as a request is queued and as it ends (they are samples). */
     const reportGauges = () => {
-      const { queued, inFlight } = lanes.counts()
-      metrics.queueDepth.unsafeUpdate(queued, [])
-      metrics.inFlight.unsafeUpdate(inFlight, [])
+      metrics.queueDepth.unsafeUpdate(lanes.queued(), NO_TAGS)
+      metrics.inFlight.unsafeUpdate(lanes.inFlight(), NO_TAGS)
     }
 
     const checkIdle = () => {
@@ -230,7 +233,7 @@ export const make = (
         Deferred.unsafeDone(resume, Exit.succeed(ticket))
         return
       }
-      const fiber = Runtime.runFork(request.runtime)(attempts.program(request, ticket), { immediate: onTurn })
+      const fiber = Runtime.runFork(request.runtime, attempts.program(request, ticket), onTurn ? AT_ONCE : LATER)
       request.fiber = fiber
       fiber.addObserver((exit) => {
         if (!request.isLive) return
@@ -459,15 +462,16 @@ export const make = (
         Effect.suspend(() => {
           const iterator = tasks[Symbol.iterator]()
           const results: Array<Exit.Exit<A, E | Executor.SubmitError>> = []
-          const outstanding = new Set<Request>()
+          /** Its requests not yet ended (they are found among the executor's unfinished ones by `onExit`). */
+          let outstanding = 0
           const done = Deferred.unsafeMake<void>(FiberId.none)
           let exhausted = false
           let index = 0
 
           const onExit = (request: Request, exit: Exit.Exit<unknown, unknown>) => {
             results[request.index] = exit as Exit.Exit<A, E>
-            outstanding.delete(request)
-            if (exhausted && outstanding.size === 0) Deferred.unsafeDone(done, Exit.void)
+            outstanding--
+            if (exhausted && outstanding === 0) Deferred.unsafeDone(done, Exit.void)
           }
 
           /** Pulls tasks while the queue has room; waits in the intake's line (in bulk) when it has none. */
@@ -485,7 +489,7 @@ export const make = (
                 if (next.done === true) {
                   if (promised) intake.unpromise()
                   exhausted = true
-                  if (outstanding.size === 0) Deferred.unsafeDone(done, Exit.void)
+                  if (outstanding === 0) Deferred.unsafeDone(done, Exit.void)
                   checkIdle()
                   return Deferred.await(done)
                 }
@@ -499,7 +503,7 @@ export const make = (
                   continue
                 }
                 const request = newRequest(isBare ? task : task.effect, taskOptions, runtime, onExit, position)
-                outstanding.add(request)
+                outstanding++
                 if (promised) {
                   intake.takePromised()
                   promised = false
@@ -510,10 +514,11 @@ export const make = (
 
           return fill(false).pipe(
             Effect.onInterrupt(() =>
-              Effect.forEach([...outstanding], (request) => cancel(request, "caller"), {
-                concurrency: "unbounded",
-                discard: true
-              })
+              Effect.forEach(
+                [...unfinished].filter((request) => request.onExit === onExit),
+                (request) => cancel(request, "caller"),
+                { concurrency: "unbounded", discard: true }
+              )
             ),
             Effect.as(results)
           )
