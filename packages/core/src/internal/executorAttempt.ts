@@ -25,6 +25,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
+import * as RuntimeFlags from "effect/RuntimeFlags"
 import type * as CircuitBreaker from "../CircuitBreaker.js"
 import type * as RateLimiter from "../RateLimiter.js"
 import type { AttemptRecord } from "../RequestEvent.js"
@@ -144,7 +145,11 @@ export const make = (host: Host) => {
     host.publish(request)
     const limiter = host.limiter
     const paid = limiter !== undefined && reservations !== undefined && reservations.length > 0
-    const work = Effect.interruptible(request.effect)
+    // Interruptible whatever its caller's region was (so that a timeout, a deadline or shutdown can cut it);
+    // `restore` already makes it so when the caller's runtime was interruptible.
+    const work = RuntimeFlags.interruption(request.runtime.runtimeFlags)
+      ? request.effect
+      : Effect.interruptible(request.effect)
     const timed = withTimeout(
       host.executor,
       host.timer,
