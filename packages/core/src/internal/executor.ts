@@ -50,7 +50,7 @@ import { ExecutorError } from "./executorError.js"
 import * as Intake from "./executorIntake.js"
 import * as Lanes from "./executorLanes.js"
 import { makeMetrics } from "./executorMetrics.js"
-import { Answer, abandonedError, deadlineError, Request, type Ticket } from "./executorRequest.js"
+import { Answer, abandonedError, deadlineError, Request, type Ticket, Unfinished } from "./executorRequest.js"
 import { makeResolver } from "./executorResilience.js"
 import * as ExecutorTimer from "./executorTimer.js"
 import * as RateLimiterInternal from "./rateLimiter.js"
@@ -133,7 +133,7 @@ export const make = (
     const timer = yield* ExecutorTimer.make
 
     /** Every request submitted and not yet ended. */
-    const unfinished = new Set<Request>()
+    const unfinished = new Unfinished()
     let completed = 0
     let failed = 0
     let cancelled = 0
@@ -176,7 +176,7 @@ export const make = (
       metrics.outcome(status, 1)
       request.deadlineTimer?.unsafeInterruptAsFork(FiberId.none)
       request.deadlineTimer = undefined
-      unfinished.delete(request)
+      unfinished.remove(request)
       publish(request)
       reportGauges()
       request.onExit(request, exit)
@@ -295,7 +295,7 @@ export const make = (
 
     const abandonRest = (unfinishedAtStart: number): Effect.Effect<Executor.ShutdownReport> =>
       Effect.suspend(() => {
-        const victims = [...unfinished]
+        const victims = unfinished.toArray()
         const abandoned = victims.map((request) => request.id).sort((a, b) => a - b)
         return Effect.forEach(victims, (request) => cancel(request, "shutdown"), {
           concurrency: "unbounded",
@@ -515,7 +515,7 @@ export const make = (
           return fill(false).pipe(
             Effect.onInterrupt(() =>
               Effect.forEach(
-                [...unfinished].filter((request) => request.onExit === onExit),
+                unfinished.toArray().filter((request) => request.onExit === onExit),
                 (request) => cancel(request, "caller"),
                 { concurrency: "unbounded", discard: true }
               )

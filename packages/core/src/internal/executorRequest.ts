@@ -61,6 +61,9 @@ export class Request {
   processingAt: number | undefined = undefined
   callingAt: number | undefined = undefined
   endedAt: number | undefined = undefined
+  /** Its neighbours on the executor's list of unfinished requests (`Unfinished`). */
+  previousUnfinished: Request | undefined = undefined
+  nextUnfinished: Request | undefined = undefined
 
   constructor(
     readonly id: number,
@@ -114,6 +117,46 @@ export class Request {
     if (this.error !== undefined) event.error = this.error
     if (this.attemptLog !== undefined) event.attemptLog = [...this.attemptLog]
     return event
+  }
+}
+
+/**
+ * The requests submitted and not yet ended, in the order they were
+ * submitted: a list threaded through the requests themselves, so that
+ * adding and removing one allocates nothing and rehashes no table (a
+ * `Set` of a batch's hundred thousand queued requests did both).
+ */
+export class Unfinished {
+  private first: Request | undefined = undefined
+  private last: Request | undefined = undefined
+  size = 0
+
+  add(request: Request): void {
+    request.previousUnfinished = this.last
+    request.nextUnfinished = undefined
+    if (this.last === undefined) this.first = request
+    else this.last.nextUnfinished = request
+    this.last = request
+    this.size++
+  }
+
+  /** Takes out a request that is on the list. */
+  remove(request: Request): void {
+    const previous = request.previousUnfinished
+    const next = request.nextUnfinished
+    if (previous === undefined) this.first = next
+    else previous.nextUnfinished = next
+    if (next === undefined) this.last = previous
+    else next.previousUnfinished = previous
+    request.previousUnfinished = undefined
+    request.nextUnfinished = undefined
+    this.size--
+  }
+
+  toArray(): Array<Request> {
+    const requests: Array<Request> = []
+    for (let request = this.first; request !== undefined; request = request.nextUnfinished) requests.push(request)
+    return requests
   }
 }
 
