@@ -3,7 +3,8 @@
  * request is this and nothing more; it gets a fiber only when it first
  * starts), with what every part of the Executor shares about it: its event
  * snapshot, its timeout (the attempt's own, or what is left of its deadline),
- * the errors of both, its span and its attempt log.
+ * the errors of both, its span and its attempt log. The executor's list of
+ * unfinished requests (`Unfinished`) is threaded through the records.
  */
 import type * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
