@@ -237,8 +237,8 @@ export const make = (
       request.fiber = fiber
       fiber.addObserver((exit) => {
         if (!request.isLive) return
-        attempts.ended(request)
         lanes.releasePermit(request)
+        attempts.ended(request, exit)
         const held = request.reservations
         request.reservations = undefined
         if (held !== undefined && held.length > 0 && limiter !== undefined) fork(Admission.refundAll(limiter, held))

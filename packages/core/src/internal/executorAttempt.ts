@@ -13,7 +13,9 @@
  * request when it runs with a retry policy, a breaker or a deadline. Whatever
  * it holds when it is interrupted (a permit, unspent reservations, a probe
  * slot) is given back as its fiber exits; the Executor ends it from its
- * fiber's observer.
+ * fiber's observer. A request with nothing to do after its one attempt (no
+ * retry policy, no breaker, no settlement) runs it bare, with no region of
+ * its own: that observer also books the attempt (its duration, its record).
  *
  * Effect gave us `Schedule` (through `Retry`),
  * `Deferred` (a retry's wait for its next ticket) and interruption regions;
@@ -184,6 +186,40 @@ export const make = (host: Host) => {
     })
   }
 
+  /**
+   * The one attempt of a request with nothing to do after it: no retry policy
+   * to decide, no breaker to tell, no settlement. It needs no region of its
+   * own: its first step takes what the ticket granted (an interruption before
+   * that step leaves it all to its fiber's observer), and what follows the
+   * attempt (its permit back, its duration and record) is done by its fiber's
+   * end (`ended`), which comes whatever stops it.
+   */
+  const bare = (request: Request): Effect.Effect<unknown, unknown, any> =>
+    Effect.suspend(() => {
+      const reservations = request.reservations
+      request.reservations = undefined
+      const startedAt = now()
+      request.status = "CALLING"
+      request.callingAt = startedAt
+      request.attempts = 1
+      request.callOpen = true
+      host.metrics.admissionWait.unsafeUpdate(startedAt - request.processingAt!, [])
+      host.publish(request)
+      const limiter = host.limiter
+      const work = RuntimeFlags.interruption(request.runtime.runtimeFlags)
+        ? request.effect
+        : Effect.interruptible(request.effect)
+      return withTimeout(
+        host.executor,
+        host.timer,
+        startedAt,
+        request,
+        limiter !== undefined && reservations !== undefined && reservations.length > 0
+          ? Effect.zipRight(Admission.began(limiter, reservations), work)
+          : work
+      )
+    })
+
   /** A ticket refused before the attempt was sent (an open breaker, a cost no limit can pay). */
   const refuse = (request: Request, attempt: number, error: unknown): Effect.Effect<never, unknown> => {
     if (request.logsAttempts) {
@@ -204,7 +240,12 @@ export const make = (host: Host) => {
   const program = (request: Request, first: Ticket): Effect.Effect<unknown, unknown, any> => {
     const policy = request.settings.retry
     if (policy === undefined) {
-      const single = first._tag === "Refused" ? refuse(request, 1, first.error) : attemptOnce(request, 1)
+      const single =
+        first._tag === "Refused"
+          ? refuse(request, 1, first.error)
+          : request.settings.breaker === undefined && request.settle === undefined
+            ? bare(request)
+            : attemptOnce(request, 1)
       return host.spans ? inSpan(host.executor, request, single) : single
     }
     let firstTicket: Ticket | undefined = first
@@ -247,10 +288,17 @@ export const make = (host: Host) => {
     return host.limiter === undefined ? spanned : Effect.onExit(spanned, () => giveBack(request))
   }
 
-  /** Its fiber ended: it is no longer between attempts nor waiting for a ticket. */
-  const ended = (request: Request) => {
+  /** Its fiber ended: it is no longer between attempts nor waiting for a ticket; a bare attempt is booked. */
+  const ended = (request: Request, exit: Exit.Exit<unknown, unknown>) => {
     leaveRetryWait(request)
     request.resume = undefined
+    if (!request.callOpen) return
+    // A bare attempt's end (see `bare`): its permit goes back with the fiber, as for every request.
+    request.callOpen = false
+    const startedAt = request.callingAt!
+    const endedAt = now()
+    host.metrics.callDuration.unsafeUpdate(endedAt - startedAt, [])
+    if (request.logsAttempts) logAttempt(request, recordOf(1, startedAt, endedAt, exit, outcomeOf(exit)))
   }
 
   return { program, ended }

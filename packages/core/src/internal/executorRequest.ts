@@ -56,6 +56,8 @@ export class Request {
   expired = false
   /** Started, and between attempts (waiting out a delay, or in its lane again). */
   betweenAttempts = false
+  /** Its one attempt runs with nothing to do after it: its fiber's end books it (see `executorAttempt.ts`, `bare`). */
+  callOpen = false
   attemptLog: Array<AttemptRecord> | undefined = undefined
   error: unknown = undefined
   queuedAt: number | undefined = undefined
