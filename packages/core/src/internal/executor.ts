@@ -50,7 +50,7 @@ import { ExecutorError } from "./executorError.js"
 import * as Intake from "./executorIntake.js"
 import * as Lanes from "./executorLanes.js"
 import { makeMetrics } from "./executorMetrics.js"
-import { Answer, abandonedError, deadlineError, Request, type Ticket } from "./executorRequest.js"
+import { Answer, abandonedError, deadlineError, Request, type Ticket, Unfinished } from "./executorRequest.js"
 import { makeResolver } from "./executorResilience.js"
 import * as ExecutorTimer from "./executorTimer.js"
 import * as RateLimiterInternal from "./rateLimiter.js"
@@ -102,6 +102,10 @@ const isPositiveDuration = (input: unknown) => (typeof input === "number" ? inpu
 const DEFAULT_QUEUE_CAPACITY = 10_000
 const DEFAULT_SHUTDOWN_TIMEOUT = Duration.seconds(30)
 const DEFAULT_EVENT_BUFFER = 1024
+/** A metric update with no tags beyond the metric's own (Effect's hook cache finds it without a lookup). */
+const NO_TAGS: ReadonlyArray<never> = []
+const AT_ONCE: Runtime.RunForkOptions = { immediate: true }
+const LATER: Runtime.RunForkOptions = { immediate: false }
 
 const toMillis = (input: Duration.DurationInput | undefined): number | undefined =>
   input === undefined ? undefined : Duration.toMillis(Duration.decode(input))
@@ -129,7 +133,7 @@ export const make = (
     const timer = yield* ExecutorTimer.make
 
     /** Every request submitted and not yet ended. */
-    const unfinished = new Set<Request>()
+    const unfinished = new Unfinished()
     let completed = 0
     let failed = 0
     let cancelled = 0
@@ -145,9 +149,8 @@ export const make = (
 
     /** The gauges, brought up to date as a request is queued and as it ends (they are samples). */
     const reportGauges = () => {
-      const { queued, inFlight } = lanes.counts()
-      metrics.queueDepth.unsafeUpdate(queued, [])
-      metrics.inFlight.unsafeUpdate(inFlight, [])
+      metrics.queueDepth.unsafeUpdate(lanes.queued(), NO_TAGS)
+      metrics.inFlight.unsafeUpdate(lanes.inFlight(), NO_TAGS)
     }
 
     const checkIdle = () => {
@@ -173,7 +176,7 @@ export const make = (
       metrics.outcome(status, 1)
       request.deadlineTimer?.unsafeInterruptAsFork(FiberId.none)
       request.deadlineTimer = undefined
-      unfinished.delete(request)
+      unfinished.remove(request)
       publish(request)
       reportGauges()
       request.onExit(request, exit)
@@ -230,12 +233,12 @@ export const make = (
         Deferred.unsafeDone(resume, Exit.succeed(ticket))
         return
       }
-      const fiber = Runtime.runFork(request.runtime)(attempts.program(request, ticket), { immediate: onTurn })
+      const fiber = Runtime.runFork(request.runtime, attempts.program(request, ticket), onTurn ? AT_ONCE : LATER)
       request.fiber = fiber
       fiber.addObserver((exit) => {
         if (!request.isLive) return
-        attempts.ended(request)
         lanes.releasePermit(request)
+        attempts.ended(request, exit)
         const held = request.reservations
         request.reservations = undefined
         if (held !== undefined && held.length > 0 && limiter !== undefined) fork(Admission.refundAll(limiter, held))
@@ -292,7 +295,7 @@ export const make = (
 
     const abandonRest = (unfinishedAtStart: number): Effect.Effect<Executor.ShutdownReport> =>
       Effect.suspend(() => {
-        const victims = [...unfinished]
+        const victims = unfinished.toArray()
         const abandoned = victims.map((request) => request.id).sort((a, b) => a - b)
         return Effect.forEach(victims, (request) => cancel(request, "shutdown"), {
           concurrency: "unbounded",
@@ -398,40 +401,59 @@ export const make = (
 
     const notAccepting = () => new ExecutorError({ executor: name, reason: "NotAccepting" })
 
+    /**
+     * With room in the queue (the usual case), a submit is one suspension:
+     * the request is queued as its caller suspends, its end resumes the
+     * caller, and the caller interrupted meanwhile cancels it. Without room,
+     * it first waits for a slot (or fails, per `whenFull`).
+     */
     const submit = <A, E, R>(
       effect: Effect.Effect<A, E, R>,
       submitOptions?: Executor.SubmitOptions<E, A>
     ): Effect.Effect<A, E | Executor.SubmitError, R> =>
-      Effect.flatMap(Effect.runtime<R>(), (runtime) =>
-        Effect.uninterruptibleMask((restore) => {
-          const invalid = invalidSubmit(submitOptions as Executor.SubmitOptions | undefined)
-          if (invalid !== undefined) return Effect.fail(invalid)
-          if (!accepting) return Effect.fail(notAccepting())
-          const answer = new Answer<A, E | Executor.SubmitError>()
-          const request = newRequest(
-            effect,
-            submitOptions,
-            runtime,
-            (_, exit) => answer.complete(exit as Exit.Exit<A, E>),
-            0
-          )
-          const queued = Effect.matchEffect(intake.reserve(), {
-            onFailure: (error) =>
-              Effect.sync(() => {
-                request.error = error
-                end(request, "FAILED", Exit.fail(error))
-              }),
-            onSuccess: () =>
-              Effect.sync(() => {
-                intake.take()
-                admitNew(request)
-              })
-          })
-          return restore(Effect.zipRight(queued, answer.await)).pipe(
-            Effect.onInterrupt(() => cancel(request, "caller"))
-          )
+      Effect.flatMap(Effect.runtime<R>(), (runtime) => {
+        const invalid = invalidSubmit(submitOptions as Executor.SubmitOptions | undefined)
+        if (invalid !== undefined) return Effect.fail(invalid)
+        if (!accepting) return Effect.fail(notAccepting())
+        if (!intake.hasRoom()) return submitWhenFull(effect, submitOptions, runtime)
+        // One parameter only: a register that takes the abort signal costs an AbortController per call.
+        return Effect.async<A, E | Executor.SubmitError>((resume) => {
+          const request = newRequest(effect, submitOptions, runtime, (_, exit) => resume(exit as Exit.Exit<A, E>), 0)
+          intake.take()
+          admitNew(request)
+          return cancel(request, "caller")
         })
-      )
+      })
+
+    /** A submit that finds the queue full: its request waits for a slot (`"suspend"`) or fails (`"fail"`). */
+    const submitWhenFull = <A, E, R>(
+      effect: Effect.Effect<A, E, R>,
+      submitOptions: Executor.SubmitOptions<E, A> | undefined,
+      runtime: Runtime.Runtime<R>
+    ): Effect.Effect<A, E | Executor.SubmitError, R> =>
+      Effect.uninterruptibleMask((restore) => {
+        const answer = new Answer<A, E | Executor.SubmitError>()
+        const request = newRequest(
+          effect,
+          submitOptions,
+          runtime,
+          (_, exit) => answer.complete(exit as Exit.Exit<A, E>),
+          0
+        )
+        const queued = Effect.matchEffect(intake.reserve(), {
+          onFailure: (error) =>
+            Effect.sync(() => {
+              request.error = error
+              end(request, "FAILED", Exit.fail(error))
+            }),
+          onSuccess: () =>
+            Effect.sync(() => {
+              intake.take()
+              admitNew(request)
+            })
+        })
+        return restore(Effect.zipRight(queued, answer.await)).pipe(Effect.onInterrupt(() => cancel(request, "caller")))
+      })
 
     const submitAll = <A, E, R>(
       tasks: Iterable<Executor.Task<A, E, R>>
@@ -440,15 +462,16 @@ export const make = (
         Effect.suspend(() => {
           const iterator = tasks[Symbol.iterator]()
           const results: Array<Exit.Exit<A, E | Executor.SubmitError>> = []
-          const outstanding = new Set<Request>()
+          /** Its requests not yet ended (they are found among the executor's unfinished ones by `onExit`). */
+          let outstanding = 0
           const done = Deferred.unsafeMake<void>(FiberId.none)
           let exhausted = false
           let index = 0
 
           const onExit = (request: Request, exit: Exit.Exit<unknown, unknown>) => {
             results[request.index] = exit as Exit.Exit<A, E>
-            outstanding.delete(request)
-            if (exhausted && outstanding.size === 0) Deferred.unsafeDone(done, Exit.void)
+            outstanding--
+            if (exhausted && outstanding === 0) Deferred.unsafeDone(done, Exit.void)
           }
 
           /** Pulls tasks while the queue has room; waits in the intake's line (in bulk) when it has none. */
@@ -466,7 +489,7 @@ export const make = (
                 if (next.done === true) {
                   if (promised) intake.unpromise()
                   exhausted = true
-                  if (outstanding.size === 0) Deferred.unsafeDone(done, Exit.void)
+                  if (outstanding === 0) Deferred.unsafeDone(done, Exit.void)
                   checkIdle()
                   return Deferred.await(done)
                 }
@@ -480,7 +503,7 @@ export const make = (
                   continue
                 }
                 const request = newRequest(isBare ? task : task.effect, taskOptions, runtime, onExit, position)
-                outstanding.add(request)
+                outstanding++
                 if (promised) {
                   intake.takePromised()
                   promised = false
@@ -491,10 +514,11 @@ export const make = (
 
           return fill(false).pipe(
             Effect.onInterrupt(() =>
-              Effect.forEach([...outstanding], (request) => cancel(request, "caller"), {
-                concurrency: "unbounded",
-                discard: true
-              })
+              Effect.forEach(
+                unfinished.toArray().filter((request) => request.onExit === onExit),
+                (request) => cancel(request, "caller"),
+                { concurrency: "unbounded", discard: true }
+              )
             ),
             Effect.as(results)
           )

@@ -156,7 +156,5 @@ export const began = (
   reservations: ReadonlyArray<RateLimiter.Reservation>
 ): Effect.Effect<void> =>
   reservations.length === 1
-    ? Effect.ignore(RateLimiterInternal.began(limiter, reservations[0]!))
-    : Effect.forEach(reservations, (reservation) => Effect.ignore(RateLimiterInternal.began(limiter, reservation)), {
-        discard: true
-      })
+    ? RateLimiterInternal.began(limiter, reservations[0]!)
+    : Effect.forEach(reservations, (reservation) => RateLimiterInternal.began(limiter, reservation), { discard: true })

@@ -13,7 +13,9 @@
  * request when it runs with a retry policy, a breaker or a deadline. Whatever
  * it holds when it is interrupted (a permit, unspent reservations, a probe
  * slot) is given back as its fiber exits; the Executor ends it from its
- * fiber's observer.
+ * fiber's observer. A request with nothing to do after its one attempt (no
+ * retry policy, no breaker, no settlement) runs it bare, with no region of
+ * its own: that observer also books the attempt (its duration, its record).
  *
  * Effect gave us `Schedule` (through `Retry`),
  * `Deferred` (a retry's wait for its next ticket) and interruption regions;
@@ -25,6 +27,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
+import * as RuntimeFlags from "effect/RuntimeFlags"
 import type * as CircuitBreaker from "../CircuitBreaker.js"
 import type * as RateLimiter from "../RateLimiter.js"
 import type { AttemptRecord } from "../RequestEvent.js"
@@ -113,7 +116,8 @@ export const make = (host: Host) => {
    * held): the breaker admits a probe or refuses (then the reservations go
    * back), the work runs under its timeout, the reservations are settled and
    * the breaker hears the outcome. The permit goes back whatever happens.
-   * Fails with the attempt's error.
+   * Fails with the attempt's error. Its first step, uninterruptible, takes
+   * what the ticket granted.
    */
   const attemptOnce = (request: Request, attempt: number): Effect.Effect<unknown, unknown, any> =>
     Effect.uninterruptibleMask((restore) => {
@@ -143,7 +147,11 @@ export const make = (host: Host) => {
     host.publish(request)
     const limiter = host.limiter
     const paid = limiter !== undefined && reservations !== undefined && reservations.length > 0
-    const work = Effect.interruptible(request.effect)
+    // Interruptible whatever its caller's region was (so that a timeout, a deadline or shutdown can cut it);
+    // `restore` already makes it so when the caller's runtime was interruptible.
+    const work = RuntimeFlags.interruption(request.runtime.runtimeFlags)
+      ? request.effect
+      : Effect.interruptible(request.effect)
     const timed = withTimeout(
       host.executor,
       host.timer,
@@ -151,34 +159,95 @@ export const make = (host: Host) => {
       request,
       paid ? Effect.zipRight(Admission.began(limiter, reservations), work) : work
     )
-    return Effect.flatMap(Effect.exit(restore(timed)), (exit) => {
+    /** What follows the attempt, whatever its exit (run uninterruptibly): its exit, once settled and heard. */
+    const after = (exit: Exit.Exit<unknown, unknown>): Effect.Effect<unknown, unknown> => {
       const settled =
         paid && request.settle !== undefined ? Admission.settle(limiter, reservations, request.settle(exit)) : undefined
       const heard =
         probe === undefined
           ? undefined
           : request.settings.breaker!.release(probe, isInterruption(exit) ? "interrupted" : exit)
-      const after = () => {
+      const done = () => {
         host.releasePermit(request)
         const endedAt = now()
         host.metrics.callDuration.unsafeUpdate(endedAt - startedAt, [])
         if (request.logsAttempts) logAttempt(request, recordOf(attempt, startedAt, endedAt, exit, outcomeOf(exit)))
         return exit
       }
-      if (settled === undefined && heard === undefined) return after()
+      if (settled === undefined && heard === undefined) return done()
       return Effect.flatMap(
         settled === undefined ? heard! : heard === undefined ? settled : Effect.zipRight(settled, heard),
-        after
+        done
+      )
+    }
+    return Effect.matchCauseEffect(restore(timed), {
+      onFailure: (cause) => after(Exit.failCause(cause)),
+      onSuccess: (value) => after(Exit.succeed(value))
+    })
+  }
+
+  /**
+   * The one attempt of a request with nothing to do after it: no retry policy
+   * to decide, no breaker to tell, no settlement. It needs no region of its
+   * own: its first step takes what the ticket granted (an interruption before
+   * that step leaves it all to its fiber's observer), and what follows the
+   * attempt (its permit back, its duration and record) is done by its fiber's
+   * end (`ended`), which comes whatever stops it.
+   */
+  const bare = (request: Request): Effect.Effect<unknown, unknown, any> =>
+    Effect.suspend(() => {
+      const reservations = request.reservations
+      request.reservations = undefined
+      const startedAt = now()
+      request.status = "CALLING"
+      request.callingAt = startedAt
+      request.attempts = 1
+      request.callOpen = true
+      host.metrics.admissionWait.unsafeUpdate(startedAt - request.processingAt!, [])
+      host.publish(request)
+      const limiter = host.limiter
+      const work = RuntimeFlags.interruption(request.runtime.runtimeFlags)
+        ? request.effect
+        : Effect.interruptible(request.effect)
+      return withTimeout(
+        host.executor,
+        host.timer,
+        startedAt,
+        request,
+        limiter !== undefined && reservations !== undefined && reservations.length > 0
+          ? Effect.zipRight(Admission.began(limiter, reservations), work)
+          : work
       )
     })
+
+  /** A ticket refused before the attempt was sent (an open breaker, a cost no limit can pay). */
+  const refuse = (request: Request, attempt: number, error: unknown): Effect.Effect<never, unknown> => {
+    if (request.logsAttempts) {
+      const at = now()
+      logAttempt(request, { attempt, startedAt: at, endedAt: at, outcome: "rejected", error })
+    }
+    return Effect.fail(error)
   }
 
   /**
    * The request's whole life from its first ticket: its attempts under its
    * retry policy (if it has one), in its span (if spans are on); then its
    * end. Each attempt after the first waits in its lane for a new ticket.
+   * Without a policy it is one attempt, whose first step takes what the
+   * ticket granted: an interruption before that step finds nothing to give
+   * back here (its fiber's observer gives back what it was granted).
    */
   const program = (request: Request, first: Ticket): Effect.Effect<unknown, unknown, any> => {
+    const policy = request.settings.retry
+    if (policy === undefined) {
+      const single =
+        first._tag === "Refused"
+          ? refuse(request, 1, first.error)
+          : request.settings.breaker === undefined && request.settle === undefined
+            ? bare(request)
+            : attemptOnce(request, 1)
+      return host.spans ? inSpan(host.executor, request, single) : single
+    }
     let firstTicket: Ticket | undefined = first
     let refused = false
     const attempt = (n: number): Effect.Effect<unknown, unknown, any> => {
@@ -189,11 +258,7 @@ export const make = (host: Host) => {
         refused = false
         if (granted._tag === "Refused") {
           refused = true
-          const at = now()
-          if (request.logsAttempts) {
-            logAttempt(request, { attempt: n, startedAt: at, endedAt: at, outcome: "rejected", error: granted.error })
-          }
-          return Effect.fail(granted.error)
+          return refuse(request, n, granted.error)
         }
         return Effect.tapError(attemptOnce(request, n), () => {
           refused = request.attemptLog?.at(-1)?.outcome === "rejected"
@@ -201,35 +266,39 @@ export const make = (host: Host) => {
         })
       })
     }
-    const policy = request.settings.retry
-    const attempts =
-      policy === undefined
-        ? attempt(1)
-        : RetryInternal.loop(policy, attempt, {
-            deadlineAt: request.deadlineAt,
-            refused: () => refused,
-            onDecision: (decision) => {
-              if (decision._tag === "GiveUp") {
-                amendLastAttempt(request, { gaveUp: decision.reason })
-                return
-              }
-              amendLastAttempt(request, { retryDelayMillis: decision.delayMillis })
-              host.retrying(1)
-              request.betweenAttempts = true
-              request.status = "PROCESSING"
-              request.processingAt = now()
-              host.publish(request)
-            }
-          })
+    const attempts = RetryInternal.loop(policy, attempt, {
+      deadlineAt: request.deadlineAt,
+      refused: () => refused,
+      onDecision: (decision) => {
+        if (decision._tag === "GiveUp") {
+          amendLastAttempt(request, { gaveUp: decision.reason })
+          return
+        }
+        amendLastAttempt(request, { retryDelayMillis: decision.delayMillis })
+        host.retrying(1)
+        request.betweenAttempts = true
+        request.status = "PROCESSING"
+        request.processingAt = now()
+        host.publish(request)
+      }
+    })
     const spanned = host.spans ? inSpan(host.executor, request, attempts) : attempts
-    // Its end is its fiber's observer's (the Executor's): here only what takes an Effect to give back.
+    // Its end is its fiber's observer's (the Executor's): here only what takes an Effect to give back, as a
+    // retry's ticket may leave reservations on it at any step.
     return host.limiter === undefined ? spanned : Effect.onExit(spanned, () => giveBack(request))
   }
 
-  /** Its fiber ended: it is no longer between attempts nor waiting for a ticket. */
-  const ended = (request: Request) => {
+  /** Its fiber ended: it is no longer between attempts nor waiting for a ticket; a bare attempt is booked. */
+  const ended = (request: Request, exit: Exit.Exit<unknown, unknown>) => {
     leaveRetryWait(request)
     request.resume = undefined
+    if (!request.callOpen) return
+    // A bare attempt's end (see `bare`): its permit goes back with the fiber, as for every request.
+    request.callOpen = false
+    const startedAt = request.callingAt!
+    const endedAt = now()
+    host.metrics.callDuration.unsafeUpdate(endedAt - startedAt, [])
+    if (request.logsAttempts) logAttempt(request, recordOf(1, startedAt, endedAt, exit, outcomeOf(exit)))
   }
 
   return { program, ended }

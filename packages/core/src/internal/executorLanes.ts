@@ -59,7 +59,12 @@ type Admitted =
   | { readonly _tag: "Admitted"; readonly reservations: ReadonlyArray<RateLimiter.Reservation> }
   | { readonly _tag: "Refused"; readonly error: unknown }
 
-const ADMITTED_FREE: Admitted = { _tag: "Admitted", reservations: [] }
+const NO_RESERVATIONS: ReadonlyArray<RateLimiter.Reservation> = []
+const ADMITTED_FREE: Admitted = { _tag: "Admitted", reservations: NO_RESERVATIONS }
+
+/** The lane's next turn, after `wait` if there is one. */
+const thenAgain = (wait: Effect.Effect<void> | undefined, again: Effect.Effect<void>) =>
+  wait === undefined ? again : Effect.zipRight(wait, again)
 
 interface Lane {
   readonly key: string
@@ -183,19 +188,18 @@ export const make = (host: Host) => {
   // ---- a lane's admission fiber ---------------------------------------------
 
   /**
-   * Admits `request` for its next attempt: its breaker, then every limit at
-   * once. With neither, there is nothing to wait for, and the verdict is a
-   * value rather than an Effect (the lane goes on in the same step).
+   * What admits `request` for its next attempt: its breaker, then every limit
+   * at once (answering what it paid). With neither there is nothing to wait
+   * for: undefined, and the lane goes on in the same step.
    */
-  const admit = (lane: Lane, request: Request): Admitted | Effect.Effect<Admitted> => {
+  const admission = (
+    lane: Lane,
+    request: Request
+  ): Effect.Effect<ReadonlyArray<RateLimiter.Reservation>, unknown> | undefined => {
     const breaker = request.settings.breaker
     const limiter = host.limiter
     if (limiter === undefined) {
-      if (breaker === undefined) return ADMITTED_FREE
-      return Effect.match(breaker.check(request.key), {
-        onFailure: (error): Admitted => ({ _tag: "Refused", error }),
-        onSuccess: (): Admitted => ADMITTED_FREE
-      })
+      return breaker === undefined ? undefined : Effect.as(breaker.check(request.key), NO_RESERVATIONS)
     }
     // A head that was already queued when the lane last charged may date its charge back to that charge: a
     // pause between two admissions (a late timer, a busy process) then costs the backlog no rate.
@@ -208,13 +212,7 @@ export const make = (host: Host) => {
       installments: request.installments,
       waitingSince
     })
-    return Effect.match(breaker === undefined ? acquire : Effect.zipRight(breaker.check(request.key), acquire), {
-      onFailure: (error): Admitted => ({ _tag: "Refused", error }),
-      onSuccess: (reservations): Admitted => {
-        lane.lastChargedAt = reservations[reservations.length - 1]?.at
-        return { _tag: "Admitted", reservations }
-      }
-    })
+    return breaker === undefined ? acquire : Effect.zipRight(breaker.check(request.key), acquire)
   }
 
   /**
@@ -299,14 +297,18 @@ export const make = (host: Host) => {
           dropIfIdle(lane)
           return Effect.void
         }
-        const admitted = admit(lane, request)
-        if (Effect.isEffect(admitted)) {
-          return Effect.flatMap(admitted, (verdict) => {
-            const wait = afterAdmission(lane, request, verdict)
-            return wait === undefined ? again : Effect.zipRight(wait, again)
+        const acquiring = admission(lane, request)
+        if (acquiring !== undefined) {
+          // The verdict is read in one step: refused before it was sent, or admitted with what it paid.
+          return Effect.matchEffect(acquiring, {
+            onFailure: (error) => thenAgain(afterAdmission(lane, request, { _tag: "Refused", error }), again),
+            onSuccess: (reservations) => {
+              if (reservations.length > 0) lane.lastChargedAt = reservations[reservations.length - 1]!.at
+              return thenAgain(afterAdmission(lane, request, { _tag: "Admitted", reservations }), again)
+            }
           })
         }
-        const wait = afterAdmission(lane, request, admitted)
+        const wait = afterAdmission(lane, request, ADMITTED_FREE)
         if (wait !== undefined) return Effect.zipRight(wait, again)
       }
       return Effect.void
@@ -388,6 +390,8 @@ export const make = (host: Host) => {
     setConcurrency,
     /** Live counts, kept as they change (no walk over the lanes). */
     counts: () => ({ queued: queuedTotal, admitting: admittingTotal, inFlight: held, concurrency: limit }),
+    queued: () => queuedTotal,
+    inFlight: () => held,
     byKey: () => {
       const byKey: Record<string, { queued: number; admitting: number; inFlight: number }> = {}
       for (const lane of lanes.values()) {

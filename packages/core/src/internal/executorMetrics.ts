@@ -3,9 +3,9 @@
  * queue depth, in-flight and concurrency-limit gauges, admission-wait and call-duration
  * histograms (milliseconds), and a counter of outcomes tagged by status.
  * Updated with `unsafeUpdate` from the executor's synchronous bookkeeping:
- * the histograms once per request; the gauges and the outcome counter once
- * per synchronous step (a burst of pushes or finishes), and only when they
- * changed, so they are exact whenever anything else can read them.
+ * the histograms once per request; the gauges as a request is queued and as
+ * it ends, the outcome counter as it ends, so they are exact whenever
+ * anything else can read them.
  */
 import * as Metric from "effect/Metric"
 import * as MetricBoundaries from "effect/MetricBoundaries"

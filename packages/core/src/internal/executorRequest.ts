@@ -3,7 +3,8 @@
  * request is this and nothing more; it gets a fiber only when it first
  * starts), with what every part of the Executor shares about it: its event
  * snapshot, its timeout (the attempt's own, or what is left of its deadline),
- * the errors of both, its span and its attempt log.
+ * the errors of both, its span and its attempt log. The executor's list of
+ * unfinished requests (`Unfinished`) is threaded through the records.
  */
 import type * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
@@ -55,12 +56,17 @@ export class Request {
   expired = false
   /** Started, and between attempts (waiting out a delay, or in its lane again). */
   betweenAttempts = false
+  /** Its one attempt runs with nothing to do after it: its fiber's end books it (see `executorAttempt.ts`, `bare`). */
+  callOpen = false
   attemptLog: Array<AttemptRecord> | undefined = undefined
   error: unknown = undefined
   queuedAt: number | undefined = undefined
   processingAt: number | undefined = undefined
   callingAt: number | undefined = undefined
   endedAt: number | undefined = undefined
+  /** Its neighbours on the executor's list of unfinished requests (`Unfinished`). */
+  previousUnfinished: Request | undefined = undefined
+  nextUnfinished: Request | undefined = undefined
 
   constructor(
     readonly id: number,
@@ -114,6 +120,46 @@ export class Request {
     if (this.error !== undefined) event.error = this.error
     if (this.attemptLog !== undefined) event.attemptLog = [...this.attemptLog]
     return event
+  }
+}
+
+/**
+ * The requests submitted and not yet ended, in the order they were
+ * submitted: a list threaded through the requests themselves, so that
+ * adding and removing one allocates nothing and rehashes no table (a
+ * `Set` of a batch's hundred thousand queued requests did both).
+ */
+export class Unfinished {
+  private first: Request | undefined = undefined
+  private last: Request | undefined = undefined
+  size = 0
+
+  add(request: Request): void {
+    request.previousUnfinished = this.last
+    request.nextUnfinished = undefined
+    if (this.last === undefined) this.first = request
+    else this.last.nextUnfinished = request
+    this.last = request
+    this.size++
+  }
+
+  /** Takes out a request that is on the list. */
+  remove(request: Request): void {
+    const previous = request.previousUnfinished
+    const next = request.nextUnfinished
+    if (previous === undefined) this.first = next
+    else previous.nextUnfinished = next
+    if (next === undefined) this.last = previous
+    else next.previousUnfinished = previous
+    request.previousUnfinished = undefined
+    request.nextUnfinished = undefined
+    this.size--
+  }
+
+  toArray(): Array<Request> {
+    const requests: Array<Request> = []
+    for (let request = this.first; request !== undefined; request = request.nextUnfinished) requests.push(request)
+    return requests
   }
 }
 

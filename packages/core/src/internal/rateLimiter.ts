@@ -27,6 +27,7 @@
  * prototype). For any other limiter the two functions fall back to `acquire`
  * and to nothing.
  */
+import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -60,7 +61,8 @@ interface ExecutorCapabilities {
     key: string | undefined,
     waitingSince: number | undefined
   ) => Effect.Effect<RateLimiter.Reservation, RateLimiterError>
-  readonly began: (reservation: RateLimiter.Reservation) => Effect.Effect<void, RateLimiterError>
+  /** A store failure is ignored: the sliding log then counts the admission from when it was charged. */
+  readonly began: (reservation: RateLimiter.Reservation) => Effect.Effect<void>
 }
 
 /** Module-private: nothing outside this file can read a limiter's capabilities. */
@@ -87,7 +89,7 @@ export const acquireWaiting = (
 export const began = (
   limiter: RateLimiter.RateLimiterShape,
   reservation: RateLimiter.Reservation
-): Effect.Effect<void, RateLimiterError> => {
+): Effect.Effect<void> => {
   const capabilities = capabilitiesOf(limiter)
   return capabilities === undefined ? Effect.void : capabilities.began(reservation)
 }
@@ -215,12 +217,16 @@ export const make = (
       return record
     }
 
-    const reserve = (mode: "ifDue" | "peek", key: string, costs: ReadonlyArray<number>, notBefore: number) =>
-      Effect.suspend(() =>
-        store
-          .reserve({ key: storeKey(key), buckets, costs, now: now(), notBefore: Math.min(notBefore, now()), mode })
-          .pipe(Effect.mapError(storeFailure(key)))
-      )
+    /**
+     * The store's reserve, asked now: built only where it runs at once (inside a step that is running,
+     * as every caller here does), so it reads the time as it builds, without a suspension of its own.
+     */
+    const reserve = (mode: "ifDue" | "peek", key: string, costs: ReadonlyArray<number>, notBefore: number) => {
+      const at = now()
+      return store
+        .reserve({ key: storeKey(key), buckets, costs, now: at, notBefore: Math.min(notBefore, at), mode })
+        .pipe(Effect.mapError(storeFailure(key)))
+    }
 
     const reservation = (
       key: string,
@@ -254,9 +260,19 @@ export const make = (
         limitNames.map((limit) => reservation.costs[limit] ?? 0)
       )
 
-    /** Hands a fresh reservation to the caller; one interrupted at that very moment gives it back. */
+    /**
+     * Hands a fresh reservation to the caller; one interrupted at that very moment gives it back. Called
+     * inside the acquire's uninterruptible region, whose `restore` is the one interruption point: the
+     * handler runs uninterruptibly, as `Effect.onInterrupt` would run it, without a region of its own.
+     */
     const deliver = (restore: Restore, reservation: RateLimiter.Reservation) =>
-      restore(Effect.succeed(reservation)).pipe(Effect.onInterrupt(() => Effect.ignore(refund(reservation))))
+      Effect.matchCauseEffect(restore(Effect.succeed(reservation)), {
+        onFailure: (cause) =>
+          Cause.isInterruptedOnly(cause)
+            ? Effect.zipRight(Effect.ignore(refund(reservation)), Effect.failCause(cause))
+            : Effect.failCause(cause),
+        onSuccess: Effect.succeed
+      })
 
     // ---- the line of waiters, one per key ------------------------------------
 
@@ -511,11 +527,8 @@ export const make = (
      * The Executor calls it as each attempt begins.
      */
     const began = (reservation: RateLimiter.Reservation) =>
-      Effect.suspend(() =>
-        store
-          .began(storeKey(reservation.key), buckets, reservation.receipts, now())
-          .pipe(Effect.mapError(storeFailure(reservation.key)))
-      )
+      // Built as the work begins (the Executor builds it in the step that starts the attempt): the time is now.
+      Effect.ignore(store.began(storeKey(reservation.key), buckets, reservation.receipts, now()))
 
     /** A duration from an untyped caller: decoded, or the error that says it is not one. */
     const durationMillis = (input: unknown, key: string, what: string): number | RateLimiterError => {
