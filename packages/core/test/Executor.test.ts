@@ -18,6 +18,7 @@ import * as Ref from "effect/Ref"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
+import type * as Tracer from "effect/Tracer"
 import * as Executor from "../src/Executor.js"
 import { InvalidOptionsError } from "../src/InvalidOptions.js"
 import * as RateLimiter from "../src/RateLimiter.js"
@@ -172,6 +173,35 @@ describe("Executor", () => {
         expect(span.attributes.get("sluice.executor")).toBe("spans")
         expect(span.attributes.get("sluice.request.key")).toBe("alpha")
         expect(span.attributes.get("sluice.request.priority")).toBe(3)
+      })
+    )
+
+    it.scoped("one span across an attempt cut off by its timeout and the retry after it, ended with the request", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({
+          name: "span-retry",
+          concurrency: 1,
+          timeout: "1 second",
+          retry: { maxAttempts: 2, base: "100 millis", jitter: "none" }
+        })
+        const seen: Array<Tracer.AnySpan> = []
+        let calls = 0
+        // The first attempt hangs until its timer cuts it off (its fiber interrupted); the second, on the
+        // request's next fiber, answers.
+        const work = Effect.flatMap(Effect.orDie(Effect.currentSpan), (span) => {
+          seen.push(span)
+          return calls++ === 0 ? Effect.never : Effect.succeed(span)
+        })
+        const fiber = yield* Effect.fork(executor.submit(work).pipe(Effect.withSpan("caller")))
+        yield* TestClock.adjust("1100 millis")
+        const span = yield* Fiber.join(fiber)
+        expect(seen).toHaveLength(2)
+        expect(seen[0]).toBe(seen[1])
+        expect(span.name).toBe("sluice.executor.request")
+        expect(Option.map(span.parent, (parent) => (parent as Tracer.Span).name)).toEqual(Option.some("caller"))
+        const status = span.status
+        expect(status._tag).toBe("Ended")
+        if (status._tag === "Ended") expect(Exit.isSuccess(status.exit)).toBe(true)
       })
     )
 

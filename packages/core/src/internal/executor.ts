@@ -176,6 +176,7 @@ export const make = (
       metrics.outcome(status, 1)
       request.deadlineTimer?.unsafeInterruptAsFork(FiberId.none)
       request.deadlineTimer = undefined
+      request.span?.end(clock.unsafeCurrentTimeNanos(), exit)
       unfinished.remove(request)
       publish(request)
       reportGauges()
@@ -233,16 +234,31 @@ export const make = (
         Deferred.unsafeDone(resume, Exit.succeed(ticket))
         return
       }
-      const fiber = Runtime.runFork(request.runtime, attempts.program(request, ticket), onTurn ? AT_ONCE : LATER)
+      run(request, attempts.program(request, ticket), onTurn ? AT_ONCE : LATER)
+    }
+
+    /**
+     * Runs one of a started request's fibers: its first, or the next after an
+     * attempt its timer cut off (the retry loop goes on there). The fiber's
+     * observer ends the request, giving back whatever it still holds.
+     */
+    const run = (
+      request: Request,
+      program: Effect.Effect<unknown, unknown, any>,
+      scheduler: Runtime.RunForkOptions
+    ) => {
+      const fiber = Runtime.runFork(request.runtime, program, scheduler)
       request.fiber = fiber
       fiber.addObserver((exit) => {
         if (!request.isLive) return
         lanes.releasePermit(request)
-        attempts.ended(request, exit)
+        const read = attempts.ended(request, exit)
         const held = request.reservations
         request.reservations = undefined
         if (held !== undefined && held.length > 0 && limiter !== undefined) fork(Admission.refundAll(limiter, held))
-        finish(request, exit)
+        const next = request.abandoned || request.expired || request.cancelled ? undefined : attempts.successor(request)
+        if (next !== undefined) run(request, next, LATER)
+        else finish(request, request.cancelled ? exit : read)
       })
     }
 
@@ -270,6 +286,7 @@ export const make = (
         if (!request.isLive) return Effect.void
         if (cause === "shutdown") request.abandoned = true
         if (cause === "deadline") request.expired = true
+        if (cause === "caller") request.cancelled = true
         if (request.status === "QUEUED" || request.status === "PROCESSING") freeSlot(request)
         const held = lanes.remove(request)
         const refund = held.length === 0 || limiter === undefined ? Effect.void : Admission.refundAll(limiter, held)

@@ -34,7 +34,15 @@ import type { AttemptRecord } from "../RequestEvent.js"
 import * as Admission from "./executorAdmission.js"
 import { ExecutorError } from "./executorError.js"
 import type { makeMetrics } from "./executorMetrics.js"
-import { amendLastAttempt, inSpan, logAttempt, type Request, type Ticket, withTimeout } from "./executorRequest.js"
+import {
+  amendLastAttempt,
+  attemptLimit,
+  limitError,
+  logAttempt,
+  makeSpan,
+  type Request,
+  type Ticket
+} from "./executorRequest.js"
 import type { ExecutorTimer } from "./executorTimer.js"
 import * as RetryInternal from "./retry.js"
 
@@ -96,6 +104,43 @@ export const make = (host: Host) => {
       return refund
     })
 
+  /**
+   * The attempt under its time limit (`attemptLimit`): the executor's timer
+   * interrupts this very fiber when the limit is up (no fiber of the
+   * attempt's own: forking one per attempt cost about a quarter of an HTTP
+   * call's client CPU); `closeWatch` reads that interruption as the
+   * attempt's timeout, and the request goes on from there on a new fiber.
+   */
+  const timed = (
+    request: Request,
+    startedAt: number,
+    effect: Effect.Effect<unknown, unknown, any>
+  ): Effect.Effect<unknown, unknown, any> => {
+    const limit = attemptLimit(request, startedAt)
+    if (limit === undefined) return effect
+    return Effect.withFiberRuntime((fiber) => {
+      request.watch = host.timer.watch(fiber, limit.millis)
+      request.watchByDeadline = limit.byDeadline
+      return effect
+    })
+  }
+
+  /**
+   * The attempt ended: its watch stops. If the timer had cut it off, its
+   * fiber is interrupted for good: an interruption reads as the timeout's
+   * error, and the exit as read is kept on the request (`cutOff`) for the
+   * fiber's observer, which carries the request on.
+   */
+  const closeWatch = (request: Request, exit: Exit.Exit<unknown, unknown>): Exit.Exit<unknown, unknown> => {
+    const watch = request.watch
+    if (watch === undefined) return exit
+    request.watch = undefined
+    if (!host.timer.unwatch(watch)) return exit
+    const read = isInterruption(exit) ? Exit.fail(limitError(host.executor, request, request.watchByDeadline)) : exit
+    request.cutOff = read
+    return read
+  }
+
   /** After a retry's delay: back into its lane, until the lanes hand it its next ticket. */
   const readmit = (request: Request): Effect.Effect<Ticket> =>
     Effect.suspend(() => {
@@ -152,15 +197,18 @@ export const make = (host: Host) => {
     const work = RuntimeFlags.interruption(request.runtime.runtimeFlags)
       ? request.effect
       : Effect.interruptible(request.effect)
-    const timed = withTimeout(
-      host.executor,
-      host.timer,
-      startedAt,
+    const limited = timed(
       request,
+      startedAt,
       paid ? Effect.zipRight(Admission.began(limiter, reservations), work) : work
     )
-    /** What follows the attempt, whatever its exit (run uninterruptibly): its exit, once settled and heard. */
-    const after = (exit: Exit.Exit<unknown, unknown>): Effect.Effect<unknown, unknown> => {
+    /**
+     * What follows the attempt, whatever its exit (run uninterruptibly): its
+     * exit, once settled and heard; or, cut off by its timer, the fiber's
+     * interruption, so that nothing more runs on it (the observer goes on).
+     */
+    const after = (ended: Exit.Exit<unknown, unknown>): Effect.Effect<unknown, unknown> => {
+      const exit = closeWatch(request, ended)
       const settled =
         paid && request.settle !== undefined ? Admission.settle(limiter, reservations, request.settle(exit)) : undefined
       const heard =
@@ -172,7 +220,7 @@ export const make = (host: Host) => {
         const endedAt = now()
         host.metrics.callDuration.unsafeUpdate(endedAt - startedAt, [])
         if (request.logsAttempts) logAttempt(request, recordOf(attempt, startedAt, endedAt, exit, outcomeOf(exit)))
-        return exit
+        return request.cutOff === undefined ? exit : Effect.interrupt
       }
       if (settled === undefined && heard === undefined) return done()
       return Effect.flatMap(
@@ -180,7 +228,7 @@ export const make = (host: Host) => {
         done
       )
     }
-    return Effect.matchCauseEffect(restore(timed), {
+    return Effect.matchCauseEffect(restore(limited), {
       onFailure: (cause) => after(Exit.failCause(cause)),
       onSuccess: (value) => after(Exit.succeed(value))
     })
@@ -209,11 +257,9 @@ export const make = (host: Host) => {
       const work = RuntimeFlags.interruption(request.runtime.runtimeFlags)
         ? request.effect
         : Effect.interruptible(request.effect)
-      return withTimeout(
-        host.executor,
-        host.timer,
-        startedAt,
+      return timed(
         request,
+        startedAt,
         limiter !== undefined && reservations !== undefined && reservations.length > 0
           ? Effect.zipRight(Admission.began(limiter, reservations), work)
           : work
@@ -230,12 +276,34 @@ export const make = (host: Host) => {
   }
 
   /**
-   * The request's whole life from its first ticket: its attempts under its
-   * retry policy (if it has one), in its span (if spans are on); then its
-   * end. Each attempt after the first waits in its lane for a new ticket.
-   * Without a policy it is one attempt, whose first step takes what the
-   * ticket granted: an interruption before that step finds nothing to give
-   * back here (its fiber's observer gives back what it was granted).
+   * On one of the request's fibers: in its span (spans on: made on its first
+   * fiber, ended by the Executor with the request), giving back, as the
+   * fiber ends, what takes an Effect to give back (a retry's ticket may
+   * leave reservations on it at any step; its end is its fiber's observer's).
+   */
+  const onFiber = (
+    request: Request,
+    effect: Effect.Effect<unknown, unknown, any>,
+    gives: boolean
+  ): Effect.Effect<unknown, unknown, any> => {
+    const held = gives && host.limiter !== undefined ? Effect.onExit(effect, () => giveBack(request)) : effect
+    if (!host.spans) return held
+    if (request.span !== undefined) return Effect.withParentSpan(held, request.span)
+    return Effect.flatMap(makeSpan(host.executor, request), (span) => {
+      request.span = span
+      return Effect.withParentSpan(held, span)
+    })
+  }
+
+  /**
+   * The request's life from its first ticket, on its first fiber: its
+   * attempts under its retry policy (if it has one), then its end. Each
+   * attempt after the first waits in its lane for a new ticket. Without a
+   * policy it is one attempt, whose first step takes what the ticket
+   * granted: an interruption before that step finds nothing to give back
+   * here (its fiber's observer gives back what it was granted). An attempt
+   * cut off by its timer ends the fiber; the retry loop goes on from it on
+   * the next (`successor`).
    */
   const program = (request: Request, first: Ticket): Effect.Effect<unknown, unknown, any> => {
     const policy = request.settings.retry
@@ -246,7 +314,7 @@ export const make = (host: Host) => {
           : request.settings.breaker === undefined && request.settle === undefined
             ? bare(request)
             : attemptOnce(request, 1)
-      return host.spans ? inSpan(host.executor, request, single) : single
+      return onFiber(request, single, false)
     }
     let firstTicket: Ticket | undefined = first
     let refused = false
@@ -266,7 +334,7 @@ export const make = (host: Host) => {
         })
       })
     }
-    const attempts = RetryInternal.loop(policy, attempt, {
+    const loop = RetryInternal.makeLoop(policy, attempt, {
       deadlineAt: request.deadlineAt,
       refused: () => refused,
       onDecision: (decision) => {
@@ -282,24 +350,45 @@ export const make = (host: Host) => {
         host.publish(request)
       }
     })
-    const spanned = host.spans ? inSpan(host.executor, request, attempts) : attempts
-    // Its end is its fiber's observer's (the Executor's): here only what takes an Effect to give back, as a
-    // retry's ticket may leave reservations on it at any step.
-    return host.limiter === undefined ? spanned : Effect.onExit(spanned, () => giveBack(request))
+    request.loop = loop
+    return onFiber(request, loop.run, true)
   }
 
-  /** Its fiber ended: it is no longer between attempts nor waiting for a ticket; a bare attempt is booked. */
-  const ended = (request: Request, exit: Exit.Exit<unknown, unknown>) => {
+  /**
+   * Its fiber ended: it is no longer between attempts nor waiting for a
+   * ticket; a bare attempt is booked. Answers the fiber's exit as the
+   * request's: an attempt cut off by its timer reads as what `closeWatch`
+   * made of it.
+   */
+  const ended = (request: Request, exit: Exit.Exit<unknown, unknown>): Exit.Exit<unknown, unknown> => {
     leaveRetryWait(request)
     request.resume = undefined
-    if (!request.callOpen) return
-    // A bare attempt's end (see `bare`): its permit goes back with the fiber, as for every request.
-    request.callOpen = false
-    const startedAt = request.callingAt!
-    const endedAt = now()
-    host.metrics.callDuration.unsafeUpdate(endedAt - startedAt, [])
-    if (request.logsAttempts) logAttempt(request, recordOf(1, startedAt, endedAt, exit, outcomeOf(exit)))
+    if (request.callOpen) {
+      // A bare attempt's end (see `bare`): its permit goes back with the fiber, as for every request.
+      request.callOpen = false
+      const read = closeWatch(request, exit)
+      const startedAt = request.callingAt!
+      const endedAt = now()
+      host.metrics.callDuration.unsafeUpdate(endedAt - startedAt, [])
+      if (request.logsAttempts) logAttempt(request, recordOf(1, startedAt, endedAt, read, outcomeOf(read)))
+    }
+    const cut = request.cutOff
+    return cut !== undefined && isInterruption(exit) ? cut : exit
   }
 
-  return { program, ended }
+  /**
+   * What runs on the request's next fiber, when its timer cut off an attempt
+   * that its retry loop decides on (the loop goes on from the cut-off
+   * attempt's error); otherwise undefined, and the request ends.
+   */
+  const successor = (request: Request): Effect.Effect<unknown, unknown, any> | undefined => {
+    const cut = request.cutOff
+    request.cutOff = undefined
+    if (cut === undefined || request.loop === undefined || Exit.isSuccess(cut)) return undefined
+    const error = Cause.failureOption(cut.cause)
+    if (Option.isNone(error)) return undefined
+    return onFiber(request, request.loop.resume(error.value), true)
+  }
+
+  return { program, ended, successor }
 }

@@ -11,11 +11,12 @@ import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import type * as Runtime from "effect/Runtime"
+import type * as Tracer from "effect/Tracer"
 import type * as RateLimiter from "../RateLimiter.js"
 import type { AttemptRecord, RequestEvent, RequestStatus } from "../RequestEvent.js"
 import { ExecutorError } from "./executorError.js"
 import type { KeySettings } from "./executorResilience.js"
-import * as ExecutorTimer from "./executorTimer.js"
+import type * as ExecutorTimer from "./executorTimer.js"
 
 /** How one attempt's reservation is settled once the attempt ended. */
 export type Settlement =
@@ -58,6 +59,22 @@ export class Request {
   betweenAttempts = false
   /** Its one attempt runs with nothing to do after it: its fiber's end books it (see `executorAttempt.ts`, `bare`). */
   callOpen = false
+  /** The running attempt's watch by the executor's timer, while it has a time limit. */
+  watch: ExecutorTimer.Watch | undefined = undefined
+  /** The running attempt's limit is what is left of its deadline. */
+  watchByDeadline = false
+  /**
+   * Its timer interrupted its fiber to cut off an attempt: the attempt's exit
+   * as read (the timeout's error, or what it ended with just then). The
+   * fiber only unwinds; its observer carries the request on from here.
+   */
+  cutOff: Exit.Exit<unknown, unknown> | undefined = undefined
+  /** Its caller interrupted it. */
+  cancelled = false
+  /** Its retry loop, which goes on from a cut-off attempt on a new fiber. */
+  loop: { readonly resume: (error: unknown) => Effect.Effect<unknown, unknown, any> } | undefined = undefined
+  /** Its span (spans on), from its first start to its end. */
+  span: Tracer.Span | undefined = undefined
   attemptLog: Array<AttemptRecord> | undefined = undefined
   error: unknown = undefined
   queuedAt: number | undefined = undefined
@@ -207,30 +224,34 @@ const attemptTimeoutError = (executor: string, request: Request): unknown =>
       })
     : request.onTimeout()
 
-/**
- * The attempt under its timeout: the request's own, or what is left of its
- * deadline if that is sooner (then the error is the deadline's), kept by the
- * executor's timer (`executorTimer.ts`, the Executor's one timeout mechanism).
- */
-export const withTimeout = (
-  executor: string,
-  timer: ExecutorTimer.ExecutorTimer,
-  now: number,
-  request: Request,
-  effect: Effect.Effect<unknown, unknown, any>
-): Effect.Effect<unknown, unknown, any> => {
-  const attemptMillis = request.timeoutMillis
-  const leftMillis = request.deadlineAt === undefined ? undefined : request.deadlineAt - now
-  if (attemptMillis === undefined && leftMillis === undefined) return effect
-  const byDeadline = leftMillis !== undefined && (attemptMillis === undefined || leftMillis < attemptMillis)
-  return ExecutorTimer.timeout(timer, effect, Math.max(0, byDeadline ? leftMillis! : attemptMillis!), () =>
-    byDeadline ? deadlineError(executor, request) : attemptTimeoutError(executor, request)
-  )
+/** An attempt's time limit: the request's own timeout, or what is left of its deadline if that is sooner. */
+export interface AttemptLimit {
+  readonly millis: number
+  /** The deadline ends it first: it fails with the deadline's error, not the attempt timeout's. */
+  readonly byDeadline: boolean
 }
 
-/** The request's span, `sluice.executor.request`, around all its attempts. */
-export const inSpan = (executor: string, request: Request, effect: Effect.Effect<unknown, unknown, any>) =>
-  Effect.withSpan(effect, "sluice.executor.request", {
+/** The time limit of an attempt that starts at `now`, if it has one. */
+export const attemptLimit = (request: Request, now: number): AttemptLimit | undefined => {
+  const attemptMillis = request.timeoutMillis
+  const leftMillis = request.deadlineAt === undefined ? undefined : request.deadlineAt - now
+  if (attemptMillis === undefined && leftMillis === undefined) return undefined
+  const byDeadline = leftMillis !== undefined && (attemptMillis === undefined || leftMillis < attemptMillis)
+  return { millis: Math.max(0, byDeadline ? leftMillis! : attemptMillis!), byDeadline }
+}
+
+/** The error of an attempt cut off by its time limit. */
+export const limitError = (executor: string, request: Request, byDeadline: boolean): unknown =>
+  byDeadline ? deadlineError(executor, request) : attemptTimeoutError(executor, request)
+
+/**
+ * The request's span, `sluice.executor.request`, around all its attempts on
+ * whatever fibers they run (`executorAttempt.ts`): made when it first
+ * starts, the parent of its work's spans, ended by the Executor with its
+ * final exit.
+ */
+export const makeSpan = (executor: string, request: Request): Effect.Effect<Tracer.Span> =>
+  Effect.makeSpan("sluice.executor.request", {
     kind: "client",
     attributes: {
       "sluice.executor": executor,

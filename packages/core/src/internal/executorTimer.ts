@@ -1,8 +1,10 @@
 /**
  * The Executor's one timeout mechanism: a watcher per executor that
- * interrupts an attempt's fiber when its time is up. The attempt reads an
- * interruption it did not ask for as its timeout, after the attempt's
- * finalizers have run, as `Effect.timeoutFail` would answer.
+ * interrupts the fiber an attempt runs on (the request's own: no fiber per
+ * attempt) when its time is up. The attempt reads an interruption it did not
+ * ask for as its timeout, after the attempt's finalizers have run, as
+ * `Effect.timeoutFail` would answer; the request goes on from it on a new
+ * fiber (`executorAttempt.ts`).
  *
  * Effect gave us `Effect.timeoutFail`, `Clock` and interruption. But
  * `timeoutFail` races the effect against a sleep, forking and arming a timer
@@ -15,12 +17,11 @@
  * watcher wakes about once per timeout length, not once per call. Times are
  * the Clock's monotonic reading (`clockMillis`), so a deadline never moves.
  */
-import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
+import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import type * as Scope from "effect/Scope"
 import { clockMillis } from "./gcra.js"
@@ -145,25 +146,3 @@ export const make: Effect.Effect<ExecutorTimer, never, Scope.Scope> = Effect.gen
 
   return { watch, unwatch }
 })
-
-/**
- * Runs `effect` in a fiber of its own that `timer` interrupts after `millis`;
- * then answers `onTimeout()` if it did, else the effect's own exit. Its
- * caller interrupted, it interrupts the effect first.
- */
-export const timeout = <A, E, R>(
-  timer: ExecutorTimer,
-  effect: Effect.Effect<A, E, R>,
-  millis: number,
-  onTimeout: () => unknown
-): Effect.Effect<A, unknown, R> =>
-  Effect.flatMap(Effect.fork(effect), (fiber) => {
-    const entry = timer.watch(fiber, millis)
-    return Effect.flatMap(
-      Effect.onInterrupt(Fiber.await(fiber), () => Fiber.interrupt(fiber)),
-      (exit): Effect.Effect<A, unknown> => {
-        const expired = timer.unwatch(entry)
-        return expired && Exit.isFailure(exit) && Cause.isInterruptedOnly(exit.cause) ? Effect.fail(onTimeout()) : exit
-      }
-    )
-  })

@@ -170,6 +170,19 @@ export const makeDecider = (policy: Retry.Policy, startedAt: number, deadlineAt?
 
 const giveUp = (reason: Retry.GiveUpReason): Retry.Decision => ({ _tag: "GiveUp", reason })
 
+/** One call's retry loop (`makeLoop`): how it starts, and how it goes on from an attempt cut off its fiber. */
+export interface Loop<A, E, R> {
+  /** Runs the attempts from the first. */
+  readonly run: Effect.Effect<A, E, R>
+  /**
+   * Goes on as if the attempt in flight had failed with `error`, on another
+   * fiber: the one it ran on was interrupted to cut it off (the Executor's
+   * timeout). The decision on it and every attempt after it are the loop's,
+   * with its schedule's state and its counts, as if nothing had moved.
+   */
+  readonly resume: (error: E) => Effect.Effect<A, E, R>
+}
+
 /**
  * The one retry loop, which `retry` and the Executor both run: attempt `n`
  * (from 1); a failure is decided on (`makeDecider`), then tried again after
@@ -177,8 +190,60 @@ const giveUp = (reason: Retry.GiveUpReason): Retry.Decision => ({ _tag: "GiveUp"
  * error is returned. Defects and interruptions are not retried. `refused`
  * tells a failure that made no call (refused before it was sent): the policy
  * decides on it too, but it does not count as an attempt. `onDecision`
- * hears every decision.
+ * hears every decision. The decider is made at the first failure (most calls
+ * have none), with the time the loop started.
  */
+export const makeLoop = <A, E, R>(
+  policy: Retry.Policy,
+  attempt: (n: number) => Effect.Effect<A, E, R>,
+  options: {
+    readonly deadlineAt?: number | undefined
+    readonly refused?: ((error: E) => boolean) | undefined
+    readonly onDecision?: ((decision: Retry.Decision) => void) | undefined
+  } = {}
+): Loop<A, E, R> => {
+  let startedAt = 0
+  let decide: ReturnType<typeof makeDecider> | undefined
+  /** Attempts made before the one in flight (refusals not counted). */
+  let made = 0
+  /** Decides on a failure of the attempt in flight (`counted`: attempts made with it), then goes on or gives up. */
+  const decideOn = (error: E, counted: number): Effect.Effect<A, E, R> =>
+    Effect.flatMap(
+      Effect.clockWith((clock) => clock.currentTimeMillis),
+      (now) => {
+        decide ??= makeDecider(policy, startedAt, options.deadlineAt)
+        return Effect.flatMap(decide(error, counted, now), (decision) => {
+          options.onDecision?.(decision)
+          return decision._tag === "GiveUp"
+            ? Effect.fail(error)
+            : Effect.zipRight(Effect.sleep(Duration.millis(decision.delayMillis)), from(counted))
+        })
+      }
+    )
+  const from = (before: number): Effect.Effect<A, E, R> => {
+    made = before
+    return Effect.catchAllCause(attempt(before + 1), (cause) => {
+      const failure = Cause.failureOption(cause)
+      if (Option.isNone(failure)) {
+        // A defect is never retried (an interruption is no failure of the attempt's).
+        if (!Cause.isInterruptedOnly(cause)) options.onDecision?.(giveUp("NotRetryable"))
+        return Effect.failCause(cause)
+      }
+      const error = failure.value
+      return decideOn(error, options.refused?.(error) === true ? before : before + 1)
+    })
+  }
+  const started = Effect.clockWith((clock) =>
+    Effect.flatMap(clock.currentTimeMillis, (now) => {
+      startedAt = now
+      return from(0)
+    })
+  )
+  const run = policy.budget === undefined ? started : Effect.zipRight(policy.budget.recordRequest, started)
+  return { run, resume: (error) => Effect.suspend(() => decideOn(error, made + 1)) }
+}
+
+/** The retry loop of one call (`makeLoop`), from its first attempt. */
 export const loop = <A, E, R>(
   policy: Retry.Policy,
   attempt: (n: number) => Effect.Effect<A, E, R>,
@@ -187,35 +252,7 @@ export const loop = <A, E, R>(
     readonly refused?: ((error: E) => boolean) | undefined
     readonly onDecision?: ((decision: Retry.Decision) => void) | undefined
   } = {}
-): Effect.Effect<A, E, R> =>
-  Effect.gen(function* () {
-    const startedAt = yield* Effect.clockWith((clock) => clock.currentTimeMillis)
-    const decide = makeDecider(policy, startedAt, options.deadlineAt)
-    if (policy.budget !== undefined) yield* policy.budget.recordRequest
-    /** `made`: attempts made so far, refusals not counted. */
-    const from = (made: number): Effect.Effect<A, E, R> =>
-      Effect.catchAllCause(attempt(made + 1), (cause) => {
-        const failure = Cause.failureOption(cause)
-        if (Option.isNone(failure)) {
-          // A defect is never retried (an interruption is no failure of the attempt's).
-          if (!Cause.isInterruptedOnly(cause)) options.onDecision?.(giveUp("NotRetryable"))
-          return Effect.failCause(cause)
-        }
-        const error = failure.value
-        const counted = options.refused?.(error) === true ? made : made + 1
-        return Effect.flatMap(
-          Effect.clockWith((clock) => clock.currentTimeMillis),
-          (now) =>
-            Effect.flatMap(decide(error, counted, now), (decision) => {
-              options.onDecision?.(decision)
-              return decision._tag === "GiveUp"
-                ? Effect.fail(error)
-                : Effect.zipRight(Effect.sleep(Duration.millis(decision.delayMillis)), from(counted))
-            })
-        )
-      })
-    return yield* from(0)
-  })
+): Effect.Effect<A, E, R> => Effect.suspend(() => makeLoop(policy, attempt, options).run)
 
 /** Runs `self` under `policy`: retried while the decider says so, sleeping each delay on `Clock`. */
 export const retry =
