@@ -201,14 +201,12 @@ export const make = (
     const outage =
       options.maxOutage === undefined
         ? undefined
-        : yield* Outage.make({
+        : yield* Outage.forRun({
             maxOutage: options.maxOutage,
-            onChange: (state) =>
-              stats.setOutage(
-                state === undefined
-                  ? undefined
-                  : { since: state.since, waiting: state.waiting, lastFailure: state.lastFailure }
-              )
+            stats,
+            halted,
+            silent: "it has not answered",
+            back: "the provider"
           })
     if (breaker !== undefined && "subscribe" in breaker) {
       const transitions = yield* breaker.subscribe
@@ -227,23 +225,6 @@ export const make = (
             )
           )
         )
-      )
-    }
-    if (outage !== undefined) {
-      const maxOutage = options.maxOutage!
-      yield* Effect.forkScoped(
-        Effect.gen(function* () {
-          const state = yield* outage.exceeded
-          const lasted = Duration.millis(Math.max(0, (yield* Clock.currentTimeMillis) - state.since))
-          yield* Deferred.succeed(
-            halted,
-            new RunError({
-              reason: "ProviderUnavailable",
-              detail: `it has not answered for ${Duration.format(lasted)}, longer than the outage allowed (--max-outage ${Duration.format(Duration.decode(maxOutage))}); the last failure: ${state.lastFailure}. What was done is kept: run the same command again when the provider is back`,
-              label: "provider unavailable"
-            })
-          )
-        })
       )
     }
     /** Each call's answers-so-far count when its last attempt began (see `Outage.answers`). */

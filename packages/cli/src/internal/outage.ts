@@ -7,13 +7,18 @@
  * `maxOutage` completes `exceeded`, and the run stops.
  *
  * Effect gave us `Clock`, `Deferred` and `Effect.repeat`; this module adds the
- * bookkeeping (plain numbers behind `Effect.sync`) and a watch fiber.
+ * bookkeeping (plain numbers behind `Effect.sync`) and a watch fiber; and
+ * (`forRun`) a run's outage: shown in its stats, and halting it when it
+ * lasts too long.
  */
+import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
+import type { RunStatsShape } from "../RunStats.js"
+import { RunError } from "./runError.js"
 
 export interface State {
   /** When it began (ms on the run's Clock). */
@@ -104,4 +109,46 @@ export const make = (options: {
       nextChance: Effect.suspend(() => Deferred.await(chance)),
       wake: Effect.asVoid(wake)
     }
+  })
+
+/**
+ * A run's outage: shown in its stats as it changes; once it has outlasted
+ * `maxOutage`, `halted` completes with a `ProviderUnavailable` RunError that
+ * says for how long nothing answered (`silent`: "it has not answered", "no
+ * provider has answered") and to run again when `back` ("the provider", "a
+ * provider") is back.
+ */
+export const forRun = (options: {
+  readonly maxOutage: Duration.DurationInput
+  readonly stats: Pick<RunStatsShape, "setOutage">
+  readonly halted: Deferred.Deferred<RunError>
+  readonly silent: string
+  readonly back: string
+}): Effect.Effect<Outage, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const maxOutage = Duration.decode(options.maxOutage)
+    const outage = yield* make({
+      maxOutage,
+      onChange: (state) =>
+        options.stats.setOutage(
+          state === undefined
+            ? undefined
+            : { since: state.since, waiting: state.waiting, lastFailure: state.lastFailure }
+        )
+    })
+    yield* Effect.forkScoped(
+      Effect.gen(function* () {
+        const state = yield* outage.exceeded
+        const lasted = Duration.millis(Math.max(0, (yield* Clock.currentTimeMillis) - state.since))
+        yield* Deferred.succeed(
+          options.halted,
+          new RunError({
+            reason: "ProviderUnavailable",
+            detail: `${options.silent} for ${Duration.format(lasted)}, longer than the outage allowed (--max-outage ${Duration.format(maxOutage)}); the last failure: ${state.lastFailure}. What was done is kept: run the same command again when ${options.back} is back`,
+            label: "provider unavailable"
+          })
+        )
+      })
+    )
+    return outage
   })

@@ -43,7 +43,6 @@
  */
 import type * as HttpClient from "@effect/platform/HttpClient"
 import { CircuitBreaker, Executor, type InvalidOptions, RateLimiter, RateLimiterStore, Router } from "@sluice/core"
-import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -339,30 +338,13 @@ export const make = (
 
     // ---- every provider down ---------------------------------------------------------
 
-    const maxOutage = Duration.decode(options.maxOutage)
-    const outage = yield* Outage.make({
-      maxOutage,
-      onChange: (state) =>
-        stats.setOutage(
-          state === undefined
-            ? undefined
-            : { since: state.since, waiting: state.waiting, lastFailure: state.lastFailure }
-        )
+    const outage = yield* Outage.forRun({
+      maxOutage: options.maxOutage,
+      stats,
+      halted,
+      silent: "no provider has answered",
+      back: "a provider"
     })
-    yield* Effect.forkScoped(
-      Effect.gen(function* () {
-        const state = yield* outage.exceeded
-        const lasted = Duration.millis(Math.max(0, (yield* Clock.currentTimeMillis) - state.since))
-        yield* Deferred.succeed(
-          halted,
-          new RunError({
-            reason: "ProviderUnavailable",
-            detail: `no provider has answered for ${Duration.format(lasted)}, longer than the outage allowed (--max-outage ${Duration.format(maxOutage)}); the last failure: ${state.lastFailure}. What was done is kept: run the same command again when a provider is back`,
-            label: "provider unavailable"
-          })
-        )
-      })
-    )
 
     const served = (provider: string, result: Runner.SendResult) =>
       Effect.sync(() => {
