@@ -15,8 +15,9 @@
  * One way to run a request: submitted (PENDING), it waits in its key's lane
  * (QUEUED) as a small record; its lane admits it (PROCESSING); with a permit
  * it starts on a fiber of its own, forked in its caller's runtime (so the
- * caller's services, Clock and span parent apply), which runs all its
- * attempts (CALLING) and ends it (COMPLETED, FAILED, CANCELLED).
+ * caller's services, Clock and span parent apply), which runs its attempts
+ * (CALLING; one its timer cut off hands the rest to a next fiber) and ends
+ * it (COMPLETED, FAILED, CANCELLED).
  *
  * Every way a request can leave undoes what it held at that moment: a queue
  * slot (freed), an admission in progress (interrupted: the limiter's acquire

@@ -1,13 +1,17 @@
 /**
- * How a started request runs: one fiber per request, forked in its caller's
- * runtime when it first starts, running every attempt of it.
+ * How a started request runs: on a fiber of its own, forked in its caller's
+ * runtime when it first starts, running its attempts. An attempt's timeout
+ * is the executor's timer interrupting that very fiber (no fiber per
+ * attempt); the fiber then only unwinds, and if the retry policy goes on, it
+ * goes on from the cut-off attempt on the request's next fiber (`successor`),
+ * with the same loop, span and record.
  *
  *   [breaker admits a probe → CALLING → the work under its timeout → the
  *   attempt's reservations settled → the breaker hears the outcome → the
  *   permit back] → the retry policy's decision → (its delay, holding
  *   nothing) → back into its lane, admitted again like any request → …
  *
- * The retry loop is `Retry`'s own (`retry.ts`, `loop`); an attempt refused
+ * The retry loop is `Retry`'s own (`retry.ts`, `makeLoop`); an attempt refused
  * before it was sent (an open breaker, a cost no limit can pay) is decided on
  * by the policy without counting as an attempt. Each attempt is logged on the
  * request when it runs with a retry policy, a breaker or a deadline. Whatever
