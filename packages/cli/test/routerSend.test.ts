@@ -338,4 +338,26 @@ describe("sluice run --providers (virtual time)", () => {
     expect(RouterSend.classify(failed({ errorKind: "InvalidRequest", failureClass: "own" }))._tag).toBe("Final")
     expect(RouterSend.classify(new RunError({ reason: "AuthenticationFailed", detail: "x" }))._tag).toBe("Final")
   })
+
+  it("a line refused where it could go while others are answered waits, for up to maxOutage; its own failure fails", () => {
+    const failed = (fields: Partial<ConstructorParameters<typeof RunError>[0]>) =>
+      new RunError({ reason: "SendFailed", detail: "x", ...fields })
+    const refused = failed({ errorKind: "ProviderUnavailable", failureClass: "refused" })
+    const serverError = failed({ errorKind: "ServerError", failureClass: "systemic" })
+    const own = failed({ errorKind: "InvalidRequest", failureClass: "own" })
+    const maxOutage = 300_000
+    // Refused (an open breaker: nothing sent) while another provider served lines: it waits and goes again...
+    expect(RouterSend.afterFailure(refused, true, 0, maxOutage)).toBe("Wait")
+    expect(RouterSend.afterFailure(refused, true, maxOutage - 1, maxOutage)).toBe("Wait")
+    // ... for no longer than the run waits out an outage.
+    expect(RouterSend.afterFailure(refused, true, maxOutage, maxOutage)).toBe("Fail")
+    // A provider's failure (sent, and failed) while others answered is the line's.
+    expect(RouterSend.afterFailure(serverError, true, 0, maxOutage)).toBe("Fail")
+    // Nobody answered anyone meanwhile: every provider is down, an outage.
+    expect(RouterSend.afterFailure(refused, false, 0, maxOutage)).toBe("Outage")
+    expect(RouterSend.afterFailure(serverError, false, 0, maxOutage)).toBe("Outage")
+    // The line's own failure fails it, whatever the others do.
+    expect(RouterSend.afterFailure(own, true, 0, maxOutage)).toBe("Fail")
+    expect(RouterSend.afterFailure(own, false, 0, maxOutage)).toBe("Fail")
+  })
 })

@@ -14,6 +14,9 @@
  * - The run pauses only when every provider is down: a line that failed on
  *   all of them, with no line answered meanwhile, waits and is sent again
  *   (`outage.ts`, as a single endpoint's outage), up to `maxOutage`.
+ *   A line refused (open breakers: nothing was sent) everywhere it could go
+ *   while other lines are answered waits and is sent again too, for up to
+ *   `maxOutage` (`afterFailure`): a refusal is never the line's own failure.
  * - A 429 past a provider's retries cools its whole domain down (the Router's
  *   own rule); the caller's own errors (a bad body, a 4xx) fail the line.
  * - A domain declared with its limits (the file's `domains`) is one limiter,
@@ -125,6 +128,34 @@ const isSystemic = (error: unknown): boolean =>
     : error instanceof Router.RouterError
       ? error.reason === "NoProvider" || error.reason === "NoAdmission"
       : classify(error)._tag === "Unavailable" || classify(error)._tag === "Refused"
+
+/**
+ * What becomes of a line whose last hop failed (`answered`: a provider served
+ * a line since that hop began; `refusedFor`: how long its providers have been
+ * refusing it while others were answered):
+ * - `Fail`: its own failure (a bad body, a 4xx), or a provider's failure
+ *   while others answered: the line fails;
+ * - `Wait`: refused where it could go (an open breaker: nothing was sent)
+ *   while others were answered: neither its own failure nor an outage; it
+ *   waits and is sent again, as a single endpoint's line waits for its
+ *   breaker, for no longer than the run waits out an outage;
+ * - `Outage`: every provider failed it and none answered anyone meanwhile:
+ *   they are all down; the run's outage begins, and the line waits.
+ */
+export const afterFailure = (
+  error: unknown,
+  answered: boolean,
+  refusedFor: number,
+  maxOutageMillis: number
+): "Fail" | "Wait" | "Outage" => {
+  if (!isSystemic(error)) return "Fail"
+  if (!answered) return "Outage"
+  return isRefusal(error) && refusedFor < maxOutageMillis ? "Wait" : "Fail"
+}
+
+/** A refusal: the provider's open breaker (or the Router's) let nothing be sent. */
+const isRefusal = (error: unknown): boolean =>
+  error instanceof RunError ? error.failureClass === "refused" : classify(error)._tag === "Refused"
 
 /** A failure the Router (or its pass-through Executor) gave, as the line's `SendFailed`. */
 const asRunError = (error: unknown): RunError => {
@@ -338,6 +369,7 @@ export const make = (
 
     // ---- every provider down ---------------------------------------------------------
 
+    const maxOutageMillis = Duration.toMillis(Duration.decode(options.maxOutage))
     const outage = yield* Outage.forRun({
       maxOutage: options.maxOutage,
       stats,
@@ -368,21 +400,36 @@ export const make = (
         answersAtHop = outage.answers()
         return Effect.tap(senders.get(route.provider)!(line), (result) => served(route.provider, result))
       })
+      /** When its providers first refused it while others answered (ms on the Clock), if they have. */
+      let refusedSince: number | undefined
       const loop = (round: number): Effect.Effect<Runner.SendResult, RunError> => {
         answersAtHop = outage.answers()
         return once.pipe(
           Effect.tap(() => outage.alive),
           Effect.catchAll((error) => {
             if (error instanceof RunError && error.reason !== "SendFailed") return Effect.fail(error)
-            const systemic = isSystemic(error)
-            // Its own failure, or a provider served a line since its last hop began: its own failure.
-            if (!systemic || outage.answers() !== answersAtHop) {
+            const at = clock.unsafeCurrentTimeMillis()
+            const answered = outage.answers() !== answersAtHop
+            if (answered && isRefusal(error)) refusedSince ??= at
+            const next = afterFailure(
+              error,
+              answered,
+              refusedSince === undefined ? 0 : at - refusedSince,
+              maxOutageMillis
+            )
+            const pause = Duration.millis(Math.min(5_000, 500 * 2 ** Math.min(round, 4)))
+            if (next === "Wait") {
+              return Effect.zipRight(
+                Effect.raceFirst(Effect.sleep(pause), outage.nextChance),
+                Effect.suspend(() => loop(round + 1))
+              )
+            }
+            if (next === "Fail") {
               const counter = last === undefined ? undefined : counters.get(last)
               if (counter !== undefined) counter.failed++
               return Effect.fail(asRunError(error))
             }
             // Every provider failed it, and none answered anyone meanwhile: they are all down. Wait and send it again.
-            const pause = Duration.millis(Math.min(5_000, 500 * 2 ** Math.min(round, 4)))
             return outage.down(asRunError(error).label ?? "no provider available").pipe(
               Effect.zipRight(
                 Effect.acquireUseRelease(
