@@ -264,6 +264,14 @@ const commandStats = () => {
   return stats.join(", ")
 }
 
+/** Redis's own CPU time so far (user + system), in µs. */
+const redisCpu = () => {
+  const info = redisCli("info", "cpu")
+  const user = Number(/used_cpu_user:([\d.]+)/.exec(info)![1])
+  const system = Number(/used_cpu_sys:([\d.]+)/.exec(info)![1])
+  return (user + system) * 1e6
+}
+
 const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
 
 for (const name of rows) {
@@ -271,15 +279,18 @@ for (const name of rows) {
   await row.round(2_000)
   const cpu: Array<number> = []
   const rates: Array<number> = []
+  const redisUsed: Array<number> = []
   let stats = ""
   for (let round = 0; round < ROUNDS; round++) {
     redisCli("config", "resetstat")
     counting.steps = 0
+    const redisStart = redisCpu()
     const start = process.cpuUsage()
     const started = performance.now()
     await row.round(ADMISSIONS)
     const elapsed = performance.now() - started
     const used = process.cpuUsage(start)
+    redisUsed.push((redisCpu() - redisStart) / ADMISSIONS)
     cpu.push((used.user + used.system) / ADMISSIONS)
     rates.push(ADMISSIONS / (elapsed / 1000))
     stats = commandStats()
@@ -288,7 +299,7 @@ for (const name of rows) {
   const stepNote = process.env.STEPS === "1" ? `, ${(counting.steps / ADMISSIONS).toFixed(1)} steps/admission` : ""
   console.log(
     `${name.padEnd(8)} CPU ${median(cpu).toFixed(1)} µs/admission (rounds ${cpu.map((c) => c.toFixed(1)).join(" ")}), ` +
-      `${Math.round(median(rates))}/s wall${stepNote}; redis: ${stats}`
+      `${Math.round(median(rates))}/s wall${stepNote}; Redis CPU ${median(redisUsed).toFixed(1)} µs/admission; redis: ${stats}`
   )
 }
 process.exit(0)
