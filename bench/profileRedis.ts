@@ -8,7 +8,9 @@
  *
  * - `sluice`: the row as the bench runs it;
  * - `store`: the RedisStore's `reserve` called straight (no RateLimiter);
- * - `ioredis`: the same script call through ioredis alone, promises (the floor);
+ * - `ioredis`: the same script call through ioredis's own script command
+ *   (`defineCommand`, auto-pipelining), promise callers: how the store called
+ *   Redis before it framed its calls itself;
  * - `rlf`: rate-limiter-flexible, two chained `consume` (the peer).
  *
  * Run from the repository root; the bundle goes in `bench/build` so that it
@@ -161,8 +163,7 @@ const makeRow = async (row: string): Promise<Row> => {
       }
     }
     case "ioredis": {
-      // The script call the store makes, through ioredis alone (its packed arguments built once).
-      const { store, close } = await sluiceParts()
+      // The script call the store makes, through ioredis's script command (its packed specs built once).
       const redis = new Redis(redisUrl, { enableAutoPipelining: true })
       const { SCRIPT } = await import("../packages/redis/src/internal/script.js")
       redis.defineCommand("sluiceProfile", { lua: SCRIPT })
@@ -197,7 +198,6 @@ const makeRow = async (row: string): Promise<Row> => {
       const call = (
         redis as unknown as Record<string, (...args: Array<unknown>) => Promise<Buffer>>
       ).sluiceProfileBuffer!.bind(redis)
-      void store
       return {
         round: promises((worker) => {
           const packed = Buffer.allocUnsafe(8 * 9)
@@ -228,7 +228,6 @@ const makeRow = async (row: string): Promise<Row> => {
         }),
         close: async () => {
           redis.disconnect()
-          await close()
         }
       }
     }

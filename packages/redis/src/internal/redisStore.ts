@@ -134,6 +134,9 @@ export interface RawReserve {
 /** How a call started by callback answers: a failure, or the decoded answer. */
 type Answer<A> = (failure: Failure | undefined, answer: A | undefined) => void
 
+/** The answer as the Buffer Redis sent (packed doubles), not decoded as text. */
+const BUFFER_REPLY = { replyEncoding: null }
+
 /**
  * The script's call as ioredis sends it: a command whose bytes on the wire (RESP) are made here, in one
  * Buffer, from parts made once per key and per bucket list, the call's numbers written into it in place.
@@ -142,7 +145,7 @@ type Answer<A> = (failure: Failure | undefined, answer: A | undefined) => void
  */
 class ScriptCall extends Command {
   constructor(readonly frame: Buffer) {
-    super("evalsha", [], { replyEncoding: null })
+    super("evalsha", [], BUFFER_REPLY)
   }
   override toWritable(): Buffer {
     return this.frame
