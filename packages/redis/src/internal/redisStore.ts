@@ -173,18 +173,37 @@ export const makeRaw = (redis: Redis, options: RawOptions) => {
   }
   const evalHead = (n: number): Buffer => Buffer.concat([Buffer.from(`*${7 + 3 * n}\r\n`), bulk("eval"), scriptBulk])
 
-  /** numkeys and the key's Redis keys (its hash, a chunk list per bucket) as bulks, made once per key. */
-  const keyParts = new Map<string, { readonly buckets: ReadonlyArray<BucketSpec>; readonly bulks: Buffer }>()
+  /**
+   * numkeys and the key's Redis keys (its hash, a chunk list per bucket) as bulks, made once per key and
+   * bucket list (a key is asked with its limiter's list, or one bucket of it: `sync`).
+   */
+  const keyParts = new Map<string, Map<ReadonlyArray<BucketSpec>, Buffer>>()
   const keysOf = (key: string, buckets: ReadonlyArray<BucketSpec>): Buffer => {
-    const found = keyParts.get(key)
-    if (found !== undefined && found.buckets === buckets) return found.bulks
-    if (keyParts.size >= KEY_CACHE) keyParts.clear()
+    let byBuckets = keyParts.get(key)
+    const found = byBuckets?.get(buckets)
+    if (found !== undefined) return found
+    if (byBuckets === undefined) {
+      if (keyParts.size >= KEY_CACHE) keyParts.clear()
+      byBuckets = new Map()
+      keyParts.set(key, byBuckets)
+    }
     const tag = `${options.prefix}{${encode(key)}}`
     const parts = [bulk(String(buckets.length + 1)), bulk(tag)]
     for (const bucket of buckets) parts.push(bulk(`${tag}:${prepare(bucket).field}`))
     const bulks = Buffer.concat(parts)
-    keyParts.set(key, { buckets, bulks })
+    byBuckets.set(buckets, bulks)
     return bulks
+  }
+
+  /** A bucket alone, as a list made once (so that its parts are made once too). */
+  const singles = new WeakMap<BucketSpec, ReadonlyArray<BucketSpec>>()
+  const single = (bucket: BucketSpec): ReadonlyArray<BucketSpec> => {
+    let list = singles.get(bucket)
+    if (list === undefined) {
+      list = [bucket]
+      singles.set(bucket, list)
+    }
+    return list
   }
 
   /** The operation and the numbers' length as bulk headers: `$<len>\r\n<op>\r\n$<bytes>\r\n`, made once each. */
@@ -399,7 +418,7 @@ export const makeRaw = (redis: Redis, options: RawOptions) => {
     sync: (key: string, bucket: BucketSpec, remaining: number, resetAfter: number | undefined, now: number) =>
       run(
         1,
-        () => perBucket("sync", key, [bucket], now, [remaining, resetAfter ?? Number.NaN]).frame,
+        () => perBucket("sync", key, single(bucket), now, [remaining, resetAfter ?? Number.NaN]).frame,
         (answer) => doubleAt(answer, 0)
       ),
     block: (key: string, buckets: ReadonlyArray<BucketSpec>, until: number, now: number) =>
