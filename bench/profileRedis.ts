@@ -50,6 +50,7 @@ const runId = `${process.pid}-${Date.now()}`
 /** One row: `round(n)` admits n requests over WORKERS callers at once. */
 interface Row {
   readonly round: (admissions: number) => Promise<void>
+  readonly timed?: (count: number) => Promise<Array<number>>
   readonly close: () => Promise<void>
 }
 
@@ -110,6 +111,25 @@ const fibers = (admit: (worker: number) => Effect.Effect<unknown, unknown>) => (
   return Effect.runPromise(supervised as Effect.Effect<void, unknown>)
 }
 
+/** One fiber admitting `count` requests one at a time, each timed (ms): part 10's latency run. */
+const timedFiber = (admit: (worker: number) => Effect.Effect<unknown, unknown>) => (count: number) => {
+  const latencies: Array<number> = []
+  let start = 0
+  return Effect.runPromise(
+    Effect.whileLoop({
+      while: () => latencies.length < count,
+      body: () =>
+        Effect.suspend(() => {
+          start = performance.now()
+          return admit(0)
+        }),
+      step: () => {
+        latencies.push(performance.now() - start)
+      }
+    }) as Effect.Effect<void, unknown>
+  ).then(() => latencies)
+}
+
 /** WORKERS promise callers. */
 const promises = (admit: (worker: number) => Promise<unknown>) => async (admissions: number) => {
   let left = admissions
@@ -129,7 +149,8 @@ const makeRow = async (row: string): Promise<Row> => {
     case "sluice": {
       const { limiter, close } = await sluiceParts()
       const cost = { requests: 1, tokens: 100 }
-      return { round: fibers((worker) => limiter.acquire(cost, keys[worker])), close }
+      const admit = (worker: number) => limiter.acquire(cost, keys[worker])
+      return { round: fibers(admit), timed: timedFiber(admit), close }
     }
     case "store": {
       const { store, close } = await sluiceParts()
@@ -275,6 +296,17 @@ const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a -
 
 for (const name of rows) {
   const row = await makeRow(name)
+  if (process.env.LATENCY === "1" && row.timed !== undefined) {
+    // As part 10 measures it: 500 admissions to warm up, then one caller, one admission at a time.
+    await row.round(500)
+    const latencies = (await row.timed(5_000)).sort((a, b) => a - b)
+    const at = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))]!
+    console.log(
+      `${name} latency p50 ${at(0.5).toFixed(3)} ms, p99 ${at(0.99).toFixed(3)} ms, max ${at(1).toFixed(3)} ms`
+    )
+    await row.close()
+    continue
+  }
   await row.round(2_000)
   const cpu: Array<number> = []
   const rates: Array<number> = []

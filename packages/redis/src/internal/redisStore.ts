@@ -141,7 +141,8 @@ const BUFFER_REPLY = { replyEncoding: null }
  * The script's call as ioredis sends it: a command whose bytes on the wire (RESP) are made here, in one
  * Buffer, from parts made once per key and per bucket list, the call's numbers written into it in place.
  * ioredis still does the rest: the per-command deadline (`commandTimeout`), the reply parsing, failing at
- * once while disconnected. `args` stays empty (the frame is the command).
+ * once while disconnected. `args` stays empty (the frame is the command): `RedisClient` is one
+ * connection, so nothing routes by key (a Cluster client would need the call's slot here).
  */
 class ScriptCall extends Command {
   constructor(readonly frame: Buffer) {
