@@ -5,14 +5,18 @@
  * Effect and `@sluice/core` gave us the store contract (`RateLimiterStore`,
  * kept to the letter: the conformance suite runs against this store), the
  * CircuitBreaker (used on the store itself), `Metric`, `Clock` and `Scope`;
- * ioredis gives the connection and scripts by SHA with the `NOSCRIPT`
- * fallback. This module adds:
+ * ioredis gives the connection, the deadline per command and the reply
+ * parser. This module adds:
  *
  * - *One script call per operation*, for every limit of the call at once
  *   (`internal/script.ts`, the arithmetic of `gcra.ts` in Lua), all keys
  *   declared and hash-tagged (one cluster slot per call), a key's state in
  *   one hash (read and written once per call) expiring once its buckets are
- *   full again (plus `expiryMargin`).
+ *   full again (plus `expiryMargin`). The script is called by SHA and sent
+ *   whole when Redis does not hold it (`NOSCRIPT`: a restart, a failover,
+ *   `SCRIPT FLUSH`); each call's bytes are made once per key and bucket list
+ *   but for its numbers, and the calls of one turn of the event loop leave in
+ *   one write, so an admission costs little CPU on either side.
  * - *Server time*: the script computes on Redis `TIME` and shifts every
  *   absolute time in and out of the call by (Redis time - the caller's now),
  *   so processes whose clocks disagree by minutes still share one schedule

@@ -223,9 +223,11 @@ export const make = (
      */
     const reserve = (mode: "ifDue" | "peek", key: string, costs: ReadonlyArray<number>, notBefore: number) => {
       const at = now()
-      return store
-        .reserve({ key: storeKey(key), buckets, costs, now: at, notBefore: Math.min(notBefore, at), mode })
-        .pipe(Effect.mapError(storeFailure(key)))
+      // `catchAll`, not `mapError`: an answer passes through with no step of its own.
+      return Effect.catchAll(
+        store.reserve({ key: storeKey(key), buckets, costs, now: at, notBefore: Math.min(notBefore, at), mode }),
+        (error) => Effect.fail(storeFailure(key)(error))
+      )
     }
 
     const reservation = (
@@ -263,16 +265,15 @@ export const make = (
     /**
      * Hands a fresh reservation to the caller; one interrupted at that very moment gives it back. Called
      * inside the acquire's uninterruptible region, whose `restore` is the one interruption point: the
-     * handler runs uninterruptibly, as `Effect.onInterrupt` would run it, without a region of its own.
+     * handler runs uninterruptibly, as `Effect.onInterrupt` would run it, without a region of its own
+     * (`catchAllCause`: the reservation passes through with no step of its own).
      */
     const deliver = (restore: Restore, reservation: RateLimiter.Reservation) =>
-      Effect.matchCauseEffect(restore(Effect.succeed(reservation)), {
-        onFailure: (cause) =>
-          Cause.isInterruptedOnly(cause)
-            ? Effect.zipRight(Effect.ignore(refund(reservation)), Effect.failCause(cause))
-            : Effect.failCause(cause),
-        onSuccess: Effect.succeed
-      })
+      Effect.catchAllCause(restore(Effect.succeed(reservation)), (cause) =>
+        Cause.isInterruptedOnly(cause)
+          ? Effect.zipRight(Effect.ignore(refund(reservation)), Effect.failCause(cause))
+          : Effect.failCause(cause)
+      )
 
     // ---- the line of waiters, one per key ------------------------------------
 

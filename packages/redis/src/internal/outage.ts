@@ -9,18 +9,29 @@
  * as it is. The first call that fails after a success is a switch (logged,
  * counted); so is the first one that succeeds after failures.
  *
+ * The usual path is one check: while every call the breaker judged succeeded
+ * (CLOSED, no failure in its run), another success would change nothing in
+ * it, so a reserve is one `Effect.async` around the call (`startReserve`), its
+ * answer handed over as it comes. A failure, or a success that finds a
+ * failure recorded while it ran, is judged by the breaker as it would have
+ * been (`lateOutcome`); until a success leaves the breaker CLOSED with an
+ * empty run again, every call goes through it.
+ *
  * @internal
  */
 import { type CircuitBreaker, InvalidOptions, RateLimiterStore } from "@sluice/core"
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Metric from "effect/Metric"
+import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { RedisClient } from "../RedisClient.js"
 import * as metrics from "./metrics.js"
 import type * as RedisStoreModule from "./options.js"
 import { Options as OptionsSchema, RedisStoreUnavailable } from "./options.js"
-import { type Failure, makeRaw } from "./redisStore.js"
+import { type Failure, makeRaw, type RawReserve } from "./redisStore.js"
 import * as StoreGuard from "./storeGuard.js"
 
 type BucketSpec = RateLimiterStore.BucketSpec
@@ -118,40 +129,97 @@ export const make = (
         : new RedisStoreUnavailable({ reason: "BreakerOpen", operation, detail: error.message })
 
     /**
-     * One call: to Redis through the breaker; on an outage, `fallback` (the policy's answer) after the
-     * switch; a failure of the script itself is never hidden.
+     * While every call the breaker has judged succeeded (it is CLOSED with no failure in its run), one more
+     * success would change nothing in it: a call then goes to Redis without it (`healthy`, the one check of
+     * the usual path). Any failure it records ends that (and counts in `failures`), and only a success that
+     * leaves it CLOSED with an empty run starts it again.
      */
+    let healthy = true
+    let failures = 0
+
+    const recheck = Effect.suspend(() => {
+      const seen = failures
+      return Effect.map(breaker.inspect(), (snapshot) => {
+        if (failures === seen && snapshot.state === "CLOSED" && snapshot.calls === 0) healthy = true
+      })
+    })
+
+    const refused = (operation: string, error: Failure) =>
+      new RateLimiterStore.RateLimiterStoreError({
+        operation,
+        message: `Redis refused the store's script: ${error.detail}`
+      })
+
+    /** An outage met by a call: recorded, switched to the policy, answered by `fallback`. */
+    const onOutage = <A>(
+      operation: string,
+      error: Failure | CircuitBreaker.CircuitOpenError,
+      fallback: (cause: RedisStoreUnavailable) => Effect.Effect<A, RateLimiterStore.RateLimiterStoreError>
+    ) => {
+      healthy = false
+      failures++
+      const cause = unavailable(operation, error)
+      state.lastFailure = cause.message
+      return Effect.zipRight(switchTo(false, cause.detail), fallback(cause))
+    }
+
+    /**
+     * A call judged by the breaker; on an outage, `fallback` (the policy's answer) after the switch; a failure
+     * of the script itself is never hidden.
+     */
+    const judged = <A>(
+      operation: string,
+      call: Effect.Effect<A, Failure>,
+      fallback: (cause: RedisStoreUnavailable) => Effect.Effect<A, RateLimiterStore.RateLimiterStoreError>
+    ): Effect.Effect<A, RateLimiterStore.RateLimiterStoreError> =>
+      breaker.protect(call).pipe(
+        Effect.matchEffect({
+          onSuccess: (value) =>
+            healthy
+              ? Effect.as(switchTo(true, undefined), value)
+              : Effect.as(Effect.zipRight(switchTo(true, undefined), recheck), value),
+          onFailure: (error) =>
+            "kind" in error && error.kind === "Reply"
+              ? Effect.fail(refused(operation, error))
+              : onOutage(operation, error, fallback)
+        })
+      )
+
+    /** One call: to Redis through the breaker (counted as a round trip once the breaker lets it through). */
     const guard = <A>(
       operation: string,
       call: Effect.Effect<A, Failure>,
       fallback: (cause: RedisStoreUnavailable) => Effect.Effect<A, RateLimiterStore.RateLimiterStoreError>
     ): Effect.Effect<A, RateLimiterStore.RateLimiterStoreError> =>
-      breaker
-        .protect(
-          Effect.suspend(() => {
-            state.roundTrips++
-            metrics.roundTrips.unsafeUpdate(1, [])
-            return call
-          })
-        )
-        .pipe(
-          Effect.matchEffect({
-            onSuccess: (value) => Effect.as(switchTo(true, undefined), value),
-            onFailure: (error) => {
-              if ("kind" in error && error.kind === "Reply") {
-                return Effect.fail(
-                  new RateLimiterStore.RateLimiterStoreError({
-                    operation,
-                    message: `Redis refused the store's script: ${error.detail}`
-                  })
-                )
-              }
-              const cause = unavailable(operation, error)
-              state.lastFailure = cause.message
-              return Effect.zipRight(switchTo(false, cause.detail), fallback(cause))
-            }
-          })
-        )
+      judged(
+        operation,
+        Effect.suspend(() => {
+          state.roundTrips++
+          metrics.roundTrips.unsafeUpdate(1, [])
+          return call
+        }),
+        fallback
+      )
+
+    /**
+     * The outcome of a call made without the breaker, when a failure was recorded while it ran: judged now as
+     * the breaker would have judged it then. A CLOSED breaker counts it; one that opened since would have
+     * ignored it (a call of an earlier generation): the outage policy then answers a failure, a success is
+     * kept.
+     */
+    const lateOutcome = <A>(
+      operation: string,
+      outcome: Exit.Exit<A, Failure>,
+      fallback: (cause: RedisStoreUnavailable) => Effect.Effect<A, RateLimiterStore.RateLimiterStoreError>
+    ): Effect.Effect<A, RateLimiterStore.RateLimiterStoreError> =>
+      Effect.flatMap(breaker.inspect(), (snapshot) => {
+        if (snapshot.state === "CLOSED") return judged(operation, outcome, fallback)
+        if (Exit.isSuccess(outcome)) return Effect.as(switchTo(true, undefined), outcome.value)
+        const error = Cause.failureOption(outcome.cause)
+        return Option.isSome(error)
+          ? onOutage(operation, error.value, fallback)
+          : Effect.die(Cause.squash(outcome.cause))
+      })
 
     const failClosed = (cause: RedisStoreUnavailable) =>
       Effect.fail(
@@ -202,39 +270,68 @@ export const make = (
       return undefined
     }
 
+    /** A reserve's answer, the block it reports learned. */
+    const learnFrom = (request: RateLimiterStore.ReserveRequest, answer: RawReserve) => {
+      if (answer.blockedUntil !== undefined) {
+        learnBlock(
+          request.key,
+          request.buckets.filter((_, i) => request.costs[i]! > 0).map((bucket) => bucket.name),
+          answer.blockedUntil,
+          request.now
+        )
+      }
+      return answer.result
+    }
+
+    /** The outage policy's answer to a reserve. */
+    const reserveFallback = (request: RateLimiterStore.ReserveRequest) => (cause: RedisStoreUnavailable) =>
+      byPolicy(
+        cause,
+        (): RateLimiterStore.ReserveResult =>
+          request.mode === "peek"
+            ? { at: request.now, charged: false }
+            : { at: request.now, charged: true, receipts: request.buckets.map(() => null) },
+        (memory) => memory.reserve({ ...request, buckets: local(request.buckets) })
+      )
+
     // ---- the store ---------------------------------------------------------------------
 
     const store: RedisStoreModule.RedisStore = {
       reserve: (request) =>
-        Effect.suspend(() => {
+        Effect.async<RateLimiterStore.ReserveResult, RateLimiterStore.RateLimiterStoreError>((resume) => {
           const blocked = knownBlocked(request)
           if (blocked !== undefined) {
             state.answeredLocally++
-            return Effect.succeed({ at: blocked, charged: false })
+            return resume(Effect.succeed({ at: blocked, charged: false }))
           }
-          return guard(
-            "reserve",
-            Effect.map(raw.reserve(request), ({ result, blockedUntil }) => {
-              if (blockedUntil !== undefined) {
-                learnBlock(
-                  request.key,
-                  request.buckets.filter((_, i) => request.costs[i]! > 0).map((bucket) => bucket.name),
-                  blockedUntil,
-                  request.now
-                )
-              }
-              return result
-            }),
-            (cause) =>
-              byPolicy(
-                cause,
-                (): RateLimiterStore.ReserveResult =>
-                  request.mode === "peek"
-                    ? { at: request.now, charged: false }
-                    : { at: request.now, charged: true, receipts: request.buckets.map(() => null) },
-                (memory) => memory.reserve({ ...request, buckets: local(request.buckets) })
+          if (!healthy) {
+            return resume(
+              guard(
+                "reserve",
+                Effect.map(raw.reserve(request), (answer) => learnFrom(request, answer)),
+                reserveFallback(request)
               )
-          )
+            )
+          }
+          // The usual path: one call, its answer handed over as it comes.
+          const seen = failures
+          state.roundTrips++
+          metrics.roundTrips.unsafeUpdate(1, [])
+          raw.startReserve(request, (failure, answer) => {
+            if (failure === undefined) {
+              const result = learnFrom(request, answer!)
+              return resume(
+                failures === seen
+                  ? Effect.succeed(result)
+                  : lateOutcome("reserve", Exit.succeed(result), reserveFallback(request))
+              )
+            }
+            resume(
+              failure.kind === "Reply"
+                ? Effect.fail(refused("reserve", failure))
+                : lateOutcome("reserve", Exit.fail(failure), reserveFallback(request))
+            )
+          })
         }),
       charge: (key, buckets, amounts, now) =>
         guard("charge", raw.charge(key, buckets, amounts, now), (cause) =>
