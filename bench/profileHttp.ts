@@ -97,8 +97,8 @@ const rowsOf = Effect.gen(function* () {
     platform,
     "platform+timeoutFail": Effect.timeoutFail(platform, { duration: 30_000, onTimeout: () => new Error("late") }),
     "platform in Executor": executor.submit(platform, { timeout: 30_000, onTimeout: () => new Error("late") }),
-    "platform in Executor, no timeout": executor.submit(platform),
-    "platform in Executor with retry, no timeout": retrying.submit(platform),
+    "platform in Executor (no timeout)": executor.submit(platform),
+    "platform in Executor with retry (no timeout)": retrying.submit(platform),
     "platform in Executor with retry": retrying.submit(platform, {
       timeout: 30_000,
       onTimeout: () => new Error("late")
