@@ -24,17 +24,15 @@
  *   STEPS=1 node bench/build/pr.mjs sluice           # Effect steps per admission (a Supervisor counts them)
  */
 import { execFileSync } from "node:child_process"
-import { RateLimiter, RateLimiterStore } from "@sluice/core"
-import { RedisClient, RedisStore } from "@sluice/redis"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
-import * as Redacted from "effect/Redacted"
 import * as RuntimeFlags from "effect/RuntimeFlags"
 import * as RuntimeFlagsPatch from "effect/RuntimeFlagsPatch"
 import * as Scope from "effect/Scope"
 import * as Supervisor from "effect/Supervisor"
 import { Redis } from "ioredis"
 import { RateLimiterRedis } from "rate-limiter-flexible"
+import { sluiceLimiter } from "./redis.js"
 
 const ADMISSIONS = Number(process.env.ADMISSIONS ?? 30_000)
 const ROUNDS = Number(process.env.ROUNDS ?? 5)
@@ -64,24 +62,20 @@ class CountingSupervisor extends Supervisor.AbstractSupervisor<void> {
 }
 const counting = new CountingSupervisor()
 
+/** Part 10's two limits as the store sees them (a second each, far above what is asked). */
+const bucketOf = (name: string) => ({
+  name,
+  capacity: HUGE,
+  emission: 1000 / HUGE,
+  interval: 1000,
+  windowMargin: 5,
+  windowLimit: 2 * HUGE - 1
+})
+const buckets = [bucketOf("requests"), bucketOf("tokens")]
+
 const sluiceParts = async () => {
   const scope = Effect.runSync(Scope.make())
-  const parts = await Effect.runPromise(
-    Effect.gen(function* () {
-      const client = yield* RedisClient.make({ url: Redacted.make(redisUrl), deadline: "5 seconds" })
-      const store = yield* RedisStore.make({ prefix: `sluice-profile:${runId}:` }).pipe(
-        Effect.provideService(RedisClient.RedisClient, client)
-      )
-      const limiter = yield* RateLimiter.make({
-        name: "bench",
-        limits: {
-          requests: { limit: HUGE, interval: "1 second" },
-          tokens: { limit: HUGE, interval: "1 second" }
-        }
-      }).pipe(Effect.provideService(RateLimiterStore.RateLimiterStore, store))
-      return { limiter, store }
-    }).pipe(Scope.extend(scope))
-  )
+  const parts = await Effect.runPromise(sluiceLimiter(`sluice-profile:${runId}:`).pipe(Scope.extend(scope)))
   return { ...parts, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
 }
 
@@ -154,24 +148,6 @@ const makeRow = async (row: string): Promise<Row> => {
     }
     case "store": {
       const { store, close } = await sluiceParts()
-      const buckets = [
-        {
-          name: "requests",
-          capacity: HUGE,
-          emission: 1000 / HUGE,
-          interval: 1000,
-          windowMargin: 5,
-          windowLimit: 2 * HUGE - 1
-        },
-        {
-          name: "tokens",
-          capacity: HUGE,
-          emission: 1000 / HUGE,
-          interval: 1000,
-          windowMargin: 5,
-          windowLimit: 2 * HUGE - 1
-        }
-      ]
       const costs = [1, 100]
       return {
         round: fibers((worker) =>
@@ -188,24 +164,6 @@ const makeRow = async (row: string): Promise<Row> => {
       const redis = new Redis(redisUrl, { enableAutoPipelining: true })
       const { SCRIPT } = await import("../packages/redis/src/internal/script.js")
       redis.defineCommand("sluiceProfile", { lua: SCRIPT })
-      const buckets = [
-        {
-          name: "requests",
-          capacity: HUGE,
-          emission: 1000 / HUGE,
-          interval: 1000,
-          windowMargin: 5,
-          windowLimit: 2 * HUGE - 1
-        },
-        {
-          name: "tokens",
-          capacity: HUGE,
-          emission: 1000 / HUGE,
-          interval: 1000,
-          windowMargin: 5,
-          windowLimit: 2 * HUGE - 1
-        }
-      ]
       const spec = (b: (typeof buckets)[number]) => {
         const buffer = Buffer.alloc(40)
         buffer.writeDoubleLE(b.capacity, 0)

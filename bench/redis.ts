@@ -83,26 +83,28 @@ const countCommands = (redis: Redis): (() => number) => {
 const runId = `${process.pid}-${Date.now()}`
 const HUGE = 1_000_000_000
 
+/**
+ * The Sluice subject: a RateLimiter of requests + tokens (limits far above what is asked) over a RedisStore
+ * whose keys start with `prefix`. A deadline far above any answer: this part measures admission, not the
+ * outage policy (on a loaded machine a 50 ms deadline can fire, and failClosed would end the run).
+ */
+export const sluiceLimiter = (prefix: string) =>
+  Effect.gen(function* () {
+    const client = yield* RedisClient.make({ url: Redacted.make(redisUrl), deadline: "5 seconds" })
+    const store = yield* RedisStore.make({ prefix }).pipe(Effect.provideService(RedisClient.RedisClient, client))
+    const limiter = yield* RateLimiter.make({
+      name: "bench",
+      limits: {
+        requests: { limit: HUGE, interval: "1 second" },
+        tokens: { limit: HUGE, interval: "1 second" }
+      }
+    }).pipe(Effect.provideService(RateLimiterStore.RateLimiterStore, store))
+    return { limiter, store, redis: client.redis }
+  })
+
 const sluice = async (callers: "fibers" | "promises"): Promise<Subject> => {
   const scope = Effect.runSync(Scope.make())
-  const { limiter, redis } = await Effect.runPromise(
-    Effect.gen(function* () {
-      // A deadline far above any answer: this part measures admission, not the outage policy (on a loaded
-      // machine a 50 ms deadline can fire, and failClosed would end the run).
-      const client = yield* RedisClient.make({ url: Redacted.make(redisUrl), deadline: "5 seconds" })
-      const store = yield* RedisStore.make({ prefix: `sluice-bench:${runId}:` }).pipe(
-        Effect.provideService(RedisClient.RedisClient, client)
-      )
-      const limiter = yield* RateLimiter.make({
-        name: "bench",
-        limits: {
-          requests: { limit: HUGE, interval: "1 second" },
-          tokens: { limit: HUGE, interval: "1 second" }
-        }
-      }).pipe(Effect.provideService(RateLimiterStore.RateLimiterStore, store))
-      return { limiter, redis: client.redis }
-    }).pipe(Scope.extend(scope))
-  )
+  const { limiter, redis } = await Effect.runPromise(sluiceLimiter(`sluice-bench:${runId}:`).pipe(Scope.extend(scope)))
   const commands = countCommands(redis)
   const keys = Array.from({ length: WORKERS }, (_, i) => ({ key: `k${i}` }))
   const cost = { requests: 1, tokens: 100 }

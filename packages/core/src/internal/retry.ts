@@ -170,6 +170,16 @@ export const makeDecider = (policy: Retry.Policy, startedAt: number, deadlineAt?
 
 const giveUp = (reason: Retry.GiveUpReason): Retry.Decision => ({ _tag: "GiveUp", reason })
 
+/**
+ * A loop's options: the call's deadline (no retry past it); `refused` tells
+ * a failure that made no call; `onDecision` hears every decision.
+ */
+export interface LoopOptions<E> {
+  readonly deadlineAt?: number | undefined
+  readonly refused?: ((error: E) => boolean) | undefined
+  readonly onDecision?: ((decision: Retry.Decision) => void) | undefined
+}
+
 /** One call's retry loop (`makeLoop`): how it starts, and how it goes on from an attempt cut off its fiber. */
 export interface Loop<A, E, R> {
   /** Runs the attempts from the first. */
@@ -196,11 +206,7 @@ export interface Loop<A, E, R> {
 export const makeLoop = <A, E, R>(
   policy: Retry.Policy,
   attempt: (n: number) => Effect.Effect<A, E, R>,
-  options: {
-    readonly deadlineAt?: number | undefined
-    readonly refused?: ((error: E) => boolean) | undefined
-    readonly onDecision?: ((decision: Retry.Decision) => void) | undefined
-  } = {}
+  options: LoopOptions<E> = {}
 ): Loop<A, E, R> => {
   let startedAt = 0
   let decide: ReturnType<typeof makeDecider> | undefined
@@ -247,11 +253,7 @@ export const makeLoop = <A, E, R>(
 export const loop = <A, E, R>(
   policy: Retry.Policy,
   attempt: (n: number) => Effect.Effect<A, E, R>,
-  options: {
-    readonly deadlineAt?: number | undefined
-    readonly refused?: ((error: E) => boolean) | undefined
-    readonly onDecision?: ((decision: Retry.Decision) => void) | undefined
-  } = {}
+  options: LoopOptions<E> = {}
 ): Effect.Effect<A, E, R> => Effect.suspend(() => makeLoop(policy, attempt, options).run)
 
 /** Runs `self` under `policy`: retried while the decider says so, sleeping each delay on `Clock`. */
