@@ -561,6 +561,43 @@ describe("Executor", () => {
       })
     )
 
+    it.scoped("a submit waiting for room behind a batch takes the first slot that frees, not the batch's refill", () =>
+      Effect.gen(function* () {
+        const executor = yield* Executor.make({
+          name: "batch-shared-room",
+          concurrency: 1,
+          queueCapacity: 10,
+          shutdownTimeout: "0 millis"
+        })
+        const starts: Array<string> = []
+        const task = (name: string) =>
+          Effect.zipRight(
+            Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => starts.push(`${name}@${now}`))),
+            Effect.sleep("1 second")
+          )
+        const batch = yield* Effect.fork(executor.submitAll(Array.from({ length: 30 }, (_, i) => task(`b${i}`))))
+        yield* settle
+        // The batch filled the queue (10); b0 started and b1 is admitted, waiting for the permit: two slots are
+        // free, and the batch waits for the queue to drain to half before it refills. Submits do not wait behind
+        // it: two take the free slots at once, and a third, finding none, waits in line behind the batch.
+        const urgent = yield* Effect.forEach(["u1", "u2", "u3"], (name) =>
+          Effect.zipLeft(Effect.fork(executor.submit(task(name), { priority: 10 })), settle)
+        )
+        expect(yield* executor.stats).toMatchObject({ queued: 10, admitting: 1, inFlight: 1, waitingForRoom: 2 })
+        // At 1 s b1 starts, and u1 (the best queued) leaves the queue: the slot it frees goes to u3, not to the
+        // batch (still above half), so u3 is queued with its priority and runs before the batch's rest.
+        yield* TestClock.adjust("1 second")
+        expect(yield* executor.stats).toMatchObject({ queued: 10, admitting: 1, inFlight: 1, waitingForRoom: 1 })
+        yield* TestClock.adjust("3 seconds")
+        expect(starts).toEqual(["b0@0", "b1@1000", "u1@2000", "u2@3000", "u3@4000"])
+        yield* TestClock.adjust("30 seconds")
+        yield* Fiber.joinAll(urgent)
+        const exits = yield* Fiber.join(batch)
+        expect(exits.every(Exit.isSuccess)).toBe(true)
+        expect(starts.length).toBe(33)
+      })
+    )
+
     it.scoped("interrupting the batch cancels what is left and leaves the executor idle", () =>
       Effect.gen(function* () {
         const executor = yield* Executor.make({ name: "batch-cancel", concurrency: 2, queueCapacity: 5 })

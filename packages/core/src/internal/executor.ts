@@ -497,7 +497,7 @@ export const make = (
             Effect.suspend(() => {
               let promised = slotPromised
               while (true) {
-                if (!promised && !intake.hasRoom() && accepting) {
+                if (!promised && !intake.hasRoomForBatch() && accepting) {
                   return Effect.matchEffect(intake.waitForRoom(true), {
                     onFailure: () => fill(false),
                     onSuccess: () => fill(true)

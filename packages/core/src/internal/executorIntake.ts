@@ -5,7 +5,9 @@
  * request from the moment it is queued until it first leaves its lane's queue
  * (or is cancelled there); a retry queued again already had its place and
  * takes none. A batch waits in the same line, but is woken only once the
- * queue has drained to half, then refills in bulk.
+ * queue has drained to half, then refills in bulk; a submit does not wait
+ * behind a batch for that: it takes the first slot that frees, so that its
+ * priority counts while a large batch runs.
  *
  * Effect gave us `Deferred` (a waiter's wake-up) and interruption (a waiter
  * interrupted after it was promised a slot passes the slot on); this module
@@ -31,40 +33,58 @@ export const make = (executor: string, capacity: number, whenFull: "suspend" | "
   let held = 0
   /** Slots promised to woken waiters that have not queued their request yet. */
   let promised = 0
+  /** Submits (not batches) in the line, neither woken nor interrupted. */
+  let singles = 0
   const lowWater = Math.floor(capacity / 2)
+  const room = () => held + promised < capacity
 
+  /** Wakes waiters in line order while there is room; a batch above the low water mark lets those behind it pass. */
   const wake = () => {
-    while (waiters.length > 0 && held + promised < capacity) {
-      const waiter = waiters[0]!
-      if (waiter.active && waiter.bulk && held + promised > lowWater) return
-      waiters.shift()
-      if (!waiter.active) continue
+    let i = 0
+    while (i < waiters.length && room()) {
+      const waiter = waiters[i]!
+      if (!waiter.active) {
+        waiters.splice(i, 1)
+        continue
+      }
+      if (waiter.bulk && held + promised > lowWater) {
+        if (singles === 0) return
+        i++
+        continue
+      }
+      waiters.splice(i, 1)
+      if (!waiter.bulk) singles--
       promised++
       waiter.woken = true
       Deferred.unsafeDone(waiter.deferred, Exit.void)
     }
   }
 
-  const hasRoom = () => waiters.length === 0 && held + promised < capacity
+  /** Room for a submit: a batch waiting to refill in bulk does not hold it up. */
+  const hasRoom = () => singles === 0 && room()
 
   /** Waits for a promised slot; a waiter interrupted after being woken passes its slot on. */
   const waitForRoom = (bulk: boolean): Effect.Effect<void, ExecutorError> =>
     Effect.suspend(() => {
       const waiter: RoomWaiter = { deferred: Deferred.unsafeMake(FiberId.none), bulk, active: true, woken: false }
       waiters.push(waiter)
+      if (!bulk) singles++
       return Effect.onInterrupt(Deferred.await(waiter.deferred), () =>
         Effect.sync(() => {
+          if (!waiter.active) return
           waiter.active = false
           if (waiter.woken) {
             promised--
             wake()
-          }
+          } else if (!bulk) singles--
         })
       )
     })
 
   return {
     hasRoom,
+    /** Room for a batch: it also waits behind everyone already in line. */
+    hasRoomForBatch: () => waiters.length === 0 && room(),
     /**
      * A slot for one new request: at once if there is room, else per
      * `whenFull`. Once it answers, the caller must `take` (or `unpromise`) it
@@ -99,8 +119,10 @@ export const make = (executor: string, capacity: number, whenFull: "suspend" | "
     },
     /** Stops intake: every waiter fails with `NotAccepting`. */
     close: () => {
+      singles = 0
       for (const waiter of waiters.splice(0)) {
         if (waiter.active) {
+          waiter.active = false
           Deferred.unsafeDone(waiter.deferred, Exit.fail(new ExecutorError({ executor, reason: "NotAccepting" })))
         }
       }
