@@ -139,6 +139,46 @@ const expectIdle = (executor: Executor.ExecutorShape, concurrency: number) =>
     return stats
   })
 
+/**
+ * No queue slot is held: the queue takes exactly `queueCapacity` requests
+ * again. Every permit is taken by a request that waits on a gate (each on a
+ * key of its own, so that a per-key cap does not hold them back), then
+ * requests are submitted on one more key: its lane takes the first out to
+ * wait for a permit, and of `queueCapacity + 1` more, exactly `queueCapacity`
+ * stay queued (a slot still held would leave fewer), the last waiting for
+ * room or refused.
+ * Then every caller is interrupted, and nothing may be held again.
+ */
+const expectQueueTakesCapacity = (executor: Executor.ExecutorShape, concurrency: number, queueCapacity: number) =>
+  Effect.gen(function* () {
+    const gate = Effect.never
+    const holders = yield* Effect.forEach(
+      Array.from({ length: concurrency }, (_, i) => i),
+      (i) =>
+        // Its own timeout: the scenario's would cut it off. One at a time: each leaves the queue (a slot) before
+        // the next comes, so that a queue of one slot refuses none.
+        Effect.zipLeft(
+          Effect.fork(executor.submit(gate, { key: `holder-${i}`, cost: { tokens: 0 }, timeout: "1 hour" })),
+          TestClock.adjust(0)
+        )
+    )
+    // The holders are admitted at the scenario's request rate (at least 2 a second, a burst of at least 1).
+    yield* TestClock.adjust("3 seconds")
+    expect(yield* executor.stats).toMatchObject({ inFlight: concurrency })
+    const probe = Effect.fork(Effect.exit(executor.submit(Effect.void, { key: "probe", cost: { tokens: 0 } })))
+    // The first is taken out of its lane, to wait for a permit (its lane waits with it)...
+    const head = yield* probe
+    yield* TestClock.adjust(0)
+    expect(yield* executor.stats).toMatchObject({ inFlight: concurrency, queued: 0, admitting: 1 })
+    // ...so the queue keeps the next ones: as many as it has slots.
+    const probes = yield* Effect.forEach(Array.from({ length: queueCapacity + 1 }), () => probe)
+    yield* TestClock.adjust(0)
+    expect(yield* executor.stats).toMatchObject({ inFlight: concurrency, queued: queueCapacity, admitting: 1 })
+    probes.push(head)
+    yield* Fiber.interruptAll([...probes, ...holders])
+    yield* expectIdle(executor, concurrency)
+  })
+
 /** Every request in `ids` reached exactly one terminal status, and no other request did. */
 const expectEndedOnce = (events: ReadonlyArray<RequestEvent>, ids: ReadonlySet<number>) => {
   const terminal = new Map<number, number>()
@@ -218,12 +258,13 @@ const runScenario = (scenario: Scenario) =>
     }
     // And no key ever ran more than its cap.
     if (scenario.keyConcurrency !== undefined) expect(maxPerKey(all)).toBeLessThanOrEqual(scenario.keyConcurrency)
+    yield* expectQueueTakesCapacity(executor, scenario.concurrency, scenario.queueCapacity)
   }).pipe(Effect.scoped, Effect.provide(TestContext.TestContext))
 
 /**
- * Without a rate limiter there is no dispatcher: whoever frees a permit starts
- * the next request, and batch requests run on their batch's workers. Random
- * single submits and batches sharing the queue, random outcomes, random
+ * Without a rate limiter a lane admits its head at once, and only permits
+ * (and the per-key cap) hold requests back. Random single submits and
+ * batches sharing the queue and the lanes, random outcomes, random
  * interruptions of their callers, with or without an attempt timeout and
  * spans (with spans off a single submit's timeout is the executor timer's,
  * which interrupts the request's own fiber): concurrency is never exceeded,
@@ -331,6 +372,7 @@ const runUnlimitedScenario = (scenario: UnlimitedScenario) =>
         expect(outcome.value.length).toBe(caller.tasks.length)
       }
     })
+    yield* expectQueueTakesCapacity(executor, scenario.concurrency, scenario.queueCapacity)
   }).pipe(Effect.scoped, Effect.provide(TestContext.TestContext))
 
 describe("Executor properties", () => {
@@ -357,8 +399,9 @@ describe("Executor properties", () => {
  * The same, with retries, a shared circuit breaker and per-attempt timeouts:
  * each attempt's outcome is drawn at random (success, failure, a hang cut by
  * the timeout), callers are interrupted at random moments (queued, admitted,
- * running, between attempts). Afterwards no permit, token or probe slot is
- * held, and the breaker still lets a call through once its open time is up.
+ * running, between attempts), over three keys (each its own lane, buckets
+ * and circuit). Afterwards no permit, token or probe slot is held on any key,
+ * and each key's circuit still lets a call through once its open time is up.
  */
 const attemptOutcome = fc.constantFrom("ok" as const, "fail" as const, "hang" as const)
 
@@ -367,8 +410,12 @@ const resilientTask = fc.record({
   tokens: fc.integer({ min: 1, max: 5 }),
   outcomes: fc.array(attemptOutcome, { minLength: 1, maxLength: 4 }),
   submitAtMillis: fc.integer({ min: 0, max: 300 }),
-  interruptAtMillis: fc.option(fc.integer({ min: 0, max: 2000 }), { nil: undefined })
+  interruptAtMillis: fc.option(fc.integer({ min: 0, max: 2000 }), { nil: undefined }),
+  /** Which lane: each key has its own lane, buckets and circuit. */
+  key: fc.constantFrom("a", "b", "c")
 })
+
+const KEYS = ["a", "b", "c"] as const
 
 const resilientScenario = fc.record({
   concurrency: fc.integer({ min: 1, max: 2 }),
@@ -379,7 +426,7 @@ const resilientScenario = fc.record({
   openMillis: fc.integer({ min: 50, max: 500 }),
   halfOpenProbes: fc.integer({ min: 1, max: 2 }),
   timeoutMillis: fc.integer({ min: 50, max: 300 }),
-  /** Without a limiter the executor starts requests itself (no dispatcher): both paths are exercised. */
+  /** With or without a limiter: a lane's admission waits on it, or on nothing but the breaker. */
   withLimiter: fc.boolean(),
   tasks: fc.array(resilientTask, { minLength: 1, maxLength: 16 })
 })
@@ -426,7 +473,7 @@ const runResilientScenario = (scenario: ResilientScenario) =>
           )
         })
         const caller = yield* Effect.fork(
-          Effect.delay(executor.submit(work, { cost: { tokens: task.tokens } }), task.submitAtMillis)
+          Effect.delay(executor.submit(work, { cost: { tokens: task.tokens }, key: task.key }), task.submitAtMillis)
         )
         if (task.interruptAtMillis !== undefined) {
           yield* Effect.fork(Effect.delay(Fiber.interrupt(caller), task.interruptAtMillis))
@@ -439,27 +486,35 @@ const runResilientScenario = (scenario: ResilientScenario) =>
     yield* Effect.forEach(callers, Fiber.await)
 
     yield* expectIdle(executor, scenario.concurrency)
-    expect(yield* breaker.inspect()).toMatchObject({ inFlight: 0, probesInFlight: 0 })
+    for (const key of KEYS) {
+      expect(yield* breaker.inspect(key)).toMatchObject({ inFlight: 0, probesInFlight: 0 })
+    }
 
     const all = Array.from(yield* Queue.takeAll(events))
     const submitted = new Set(all.filter((event) => event.status === "PENDING").map((event) => event.id))
-    let paid = 0
+    const paid = new Map<string, number>()
     for (const event of all) {
       // Every attempt that was sent paid its tokens; every other reservation went back.
-      if (event.status === "CALLING") paid += (event.cost as { tokens: number }).tokens
+      if (event.status === "CALLING") {
+        paid.set(event.key, (paid.get(event.key) ?? 0) + (event.cost as { tokens: number }).tokens)
+      }
     }
     expectEndedOnce(all, submitted)
-    const tokens = (yield* limiter.state()).find((bucket) => bucket.name === "tokens")!
-    expect(Math.round(tokens.available)).toBe(scenario.withLimiter ? TOKEN_CAPACITY - paid : TOKEN_CAPACITY)
-
-    // Not stuck: once any open time is up, a good call goes through and the breaker ends CLOSED.
-    yield* TestClock.adjust(scenario.openMillis)
-    for (let i = 0; i < scenario.halfOpenProbes; i++) {
-      const fiber = yield* Effect.fork(executor.submit(Effect.succeed("fine"), { cost: { tokens: 0 } }))
-      yield* TestClock.adjust("1 second")
-      expect(yield* Fiber.join(fiber)).toBe("fine")
+    for (const key of KEYS) {
+      const tokens = (yield* limiter.state({ key })).find((bucket) => bucket.name === "tokens")!
+      expect(Math.round(tokens.available)).toBe(TOKEN_CAPACITY - (scenario.withLimiter ? (paid.get(key) ?? 0) : 0))
     }
-    expect(yield* breaker.state()).toBe("CLOSED")
+
+    // Not stuck: once any open time is up, a good call on each key goes through and its circuit ends CLOSED.
+    yield* TestClock.adjust(scenario.openMillis)
+    for (const key of KEYS) {
+      for (let i = 0; i < scenario.halfOpenProbes; i++) {
+        const fiber = yield* Effect.fork(executor.submit(Effect.succeed("fine"), { cost: { tokens: 0 }, key }))
+        yield* TestClock.adjust("1 second")
+        expect(yield* Fiber.join(fiber)).toBe("fine")
+      }
+      expect(yield* breaker.state(key)).toBe("CLOSED")
+    }
   }).pipe(Effect.scoped, Effect.provide(TestContext.TestContext))
 
 describe("Executor properties with retry and breaker", () => {

@@ -123,12 +123,29 @@ describe("Executor cost and settle", () => {
       const limiter = yield* RateLimiter.make({
         limits: { tokens: { limit: 100, interval: "1 second" } }
       }).pipe(Effect.provide(RateLimiterStore.layerMemory()))
-      const executor = yield* Executor.make({ name: "installments-cancelled", concurrency: 1, rateLimiter: limiter })
+      // The bucket caps a refund at its capacity, so its level cannot tell one installment given back from
+      // two: the limiter the executor uses records what it is given back.
+      const refunded: Array<number> = []
+      const recording: RateLimiter.RateLimiterShape = {
+        ...limiter,
+        refund: (reservation) =>
+          Effect.zipRight(
+            Effect.sync(() => refunded.push(reservation.costs.tokens!)),
+            limiter.refund(reservation)
+          )
+      }
+      const executor = yield* Executor.make({
+        name: "installments-cancelled",
+        concurrency: 1,
+        rateLimiter: recording
+      })
       const fiber = yield* Effect.fork(executor.submit(Effect.void, { cost: 250, installments: true }))
       yield* TestClock.adjust("1200 millis")
       // Two installments paid: without a refund the bucket would hold 20.
       expect(yield* available(limiter, "tokens")).toBe(20)
+      expect(refunded).toEqual([])
       yield* Fiber.interrupt(fiber)
+      expect(refunded).toEqual([100, 100])
       expect(yield* available(limiter, "tokens")).toBe(100)
       expect(yield* executor.stats).toMatchObject({ queued: 0, admitting: 0, inFlight: 0, cancelled: 1 })
     })

@@ -484,6 +484,8 @@ describe("RateLimiter", () => {
         const tokens = failureOf(yield* exitAtOnce(limiter.acquire({ tokens: 1001 })))
         expect(tokens).toBeInstanceOf(RateLimiter.RateLimiterError)
         expect(tokens.reason).toBe("CostExceedsCapacity")
+        // It would fail the same way every time.
+        expect(tokens.retryable).toBe(false)
         expect(tokens.limit).toBe("tokens")
         expect(tokens.cost).toBe(1001)
         expect(tokens.capacity).toBe(1000)

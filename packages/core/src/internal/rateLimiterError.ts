@@ -31,4 +31,13 @@ export class RateLimiterError extends Schema.TaggedError<RateLimiterError>("@slu
         return `The rate-limiter store failed (${where}): ${this.detail}`
     }
   }
+
+  /**
+   * Whether the same call may succeed if made again: only when the store
+   * failed (a network store that is back may answer). A cost, duration or
+   * limit name that is wrong stays wrong.
+   */
+  get retryable(): boolean {
+    return this.reason === "StoreFailure"
+  }
 }
