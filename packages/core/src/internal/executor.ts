@@ -175,8 +175,10 @@ export const make = (
       else if (status === "FAILED") failed++
       else cancelled++
       metrics.outcome(status, 1)
-      request.deadlineTimer?.unsafeInterruptAsFork(FiberId.none)
-      request.deadlineTimer = undefined
+      if (request.deadlineWatch !== undefined) {
+        timer.unwatch(request.deadlineWatch)
+        request.deadlineWatch = undefined
+      }
       request.span?.end(clock.unsafeCurrentTimeNanos(), exit)
       unfinished.remove(request)
       publish(request)
@@ -300,13 +302,17 @@ export const make = (
         return refund
       })
 
-    /** The deadline's timer: ends the request wherever it waits (a running attempt's own timeout cuts it). */
+    /**
+     * The deadline, on the executor's timer: ends the request wherever it
+     * waits (a running attempt's own time limit, capped at the deadline, cuts
+     * it). Only a deadline that runs out takes a fiber, for the cancellation.
+     */
     const watchDeadline = (request: Request) => {
       if (request.deadlineAt === undefined) return
-      const expire = Effect.suspend(() =>
-        request.status === "CALLING" || !request.isLive ? Effect.void : cancel(request, "deadline")
-      )
-      request.deadlineTimer = fork(Effect.zipRight(Effect.sleep(Math.max(0, request.deadlineAt - now())), expire))
+      request.deadlineWatch = timer.after(Math.max(0, request.deadlineAt - now()), () => {
+        request.deadlineWatch = undefined
+        if (request.status !== "CALLING" && request.isLive) fork(cancel(request, "deadline"))
+      })
     }
 
     // ---- shutdown -----------------------------------------------------------

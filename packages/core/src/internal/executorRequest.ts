@@ -47,8 +47,8 @@ export class Request {
   fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
   /** Set while a started request waits in its lane again (a retry): the lanes complete it with its ticket. */
   resume: Deferred.Deferred<Ticket> | undefined = undefined
-  /** Its deadline's timer, while it has one. */
-  deadlineTimer: Fiber.RuntimeFiber<unknown, unknown> | undefined = undefined
+  /** Its deadline's watch by the executor's timer, while it has one. */
+  deadlineWatch: ExecutorTimer.Watch | undefined = undefined
   /** It holds one of the queue's slots (a new request, until it first leaves its lane's queue). */
   holdsSlot = false
   /** Shutdown abandoned it: it ends CANCELLED with `Abandoned`. */

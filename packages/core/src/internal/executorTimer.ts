@@ -1,10 +1,11 @@
 /**
- * The Executor's one timeout mechanism: a watcher per executor that
- * interrupts the fiber an attempt runs on (the request's own: no fiber per
- * attempt) when its time is up. The attempt reads an interruption it did not
- * ask for as its timeout, after the attempt's finalizers have run, as
- * `Effect.timeoutFail` would answer; the request goes on from it on a new
- * fiber (`executorAttempt.ts`).
+ * The Executor's one timer, for attempt timeouts and deadlines alike: a
+ * watcher per executor that, when a watch's time is up, interrupts the fiber
+ * an attempt runs on (the request's own: no fiber per attempt) or runs the
+ * watch's action (a request's deadline while it waits: no fiber per request).
+ * The attempt reads an interruption it did not ask for as its timeout, after
+ * the attempt's finalizers have run, as `Effect.timeoutFail` would answer;
+ * the request goes on from it on a new fiber (`executorAttempt.ts`).
  *
  * Effect gave us `Effect.timeoutFail`, `Clock` and interruption. But
  * `timeoutFail` races the effect against a sleep, forking and arming a timer
@@ -26,18 +27,25 @@ import * as FiberId from "effect/FiberId"
 import type * as Scope from "effect/Scope"
 import { clockMillis } from "./gcra.js"
 
-/** One watched fiber. */
+/** One watch: what to do when its time is up. */
 export interface Watch {
   readonly deadline: number
-  fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
-  /** Set when the watcher interrupted the fiber. */
+  /** Undefined once it ran or was unwatched. */
+  action: (() => void) | undefined
+  /** Set when the watcher ran its action. */
   expired: boolean
 }
 
 export interface ExecutorTimer {
   /** Interrupts `fiber` once `millis` have passed on the Clock, unless it is unwatched first. */
   readonly watch: (fiber: Fiber.RuntimeFiber<unknown, unknown>, millis: number) => Watch
-  /** Stops watching (the fiber ended); true when the watcher had interrupted it. */
+  /**
+   * Runs `action` once `millis` have passed on the Clock, unless it is
+   * unwatched first. It runs inside the watcher's step: it must not block
+   * (fork what has to wait).
+   */
+  readonly after: (millis: number, action: () => void) => Watch
+  /** Stops watching (the fiber ended); true when the watcher had run its action. */
   readonly unwatch: (watch: Watch) => boolean
 }
 
@@ -89,7 +97,7 @@ export const make: Effect.Effect<ExecutorTimer, never, Scope.Scope> = Effect.gen
   /** Drops unwatched entries once they outnumber the live ones (and a floor). */
   const compact = () => {
     if (heap.length < 1024 || heap.length < 2 * live) return
-    heap = heap.filter((watch) => watch.fiber !== undefined)
+    heap = heap.filter((watch) => watch.action !== undefined)
     for (let index = (heap.length >> 1) - 1; index >= 0; index--) down(index)
   }
 
@@ -101,19 +109,19 @@ export const make: Effect.Effect<ExecutorTimer, never, Scope.Scope> = Effect.gen
     Deferred.unsafeDone(signal, Exit.void)
   }
 
-  /** Interrupts the fibers whose deadline has passed, then sleeps until the soonest live one (or a wake-up). */
+  /** Runs the watches whose time has passed, then sleeps until the soonest live one (or a wake-up). */
   const look = Effect.suspend(() => {
     const now = clockMillis(clock)
     while (heap.length > 0) {
       const top = heap[0]!
-      const fiber = top.fiber
-      if (fiber !== undefined && top.deadline > now) break
+      const action = top.action
+      if (action !== undefined && top.deadline > now) break
       pop()
-      if (fiber === undefined) continue
-      top.fiber = undefined
+      if (action === undefined) continue
+      top.action = undefined
       live--
       top.expired = true
-      fiber.unsafeInterruptAsFork(FiberId.none)
+      action()
     }
     const soonest = heap.length === 0 ? Number.POSITIVE_INFINITY : heap[0]!.deadline
     const signal = Deferred.unsafeMake<void>(FiberId.none)
@@ -126,8 +134,8 @@ export const make: Effect.Effect<ExecutorTimer, never, Scope.Scope> = Effect.gen
   })
   yield* Effect.forkScoped(Effect.forever(look))
 
-  const watch = (fiber: Fiber.RuntimeFiber<unknown, unknown>, millis: number): Watch => {
-    const entry: Watch = { deadline: clockMillis(clock) + millis, fiber, expired: false }
+  const after = (millis: number, action: () => void): Watch => {
+    const entry: Watch = { deadline: clockMillis(clock) + millis, action, expired: false }
     heap.push(entry)
     up(heap.length - 1)
     live++
@@ -135,14 +143,17 @@ export const make: Effect.Effect<ExecutorTimer, never, Scope.Scope> = Effect.gen
     return entry
   }
 
+  const watch = (fiber: Fiber.RuntimeFiber<unknown, unknown>, millis: number): Watch =>
+    after(millis, () => fiber.unsafeInterruptAsFork(FiberId.none))
+
   const unwatch = (entry: Watch): boolean => {
-    if (entry.fiber !== undefined) {
-      entry.fiber = undefined
+    if (entry.action !== undefined) {
+      entry.action = undefined
       live--
       compact()
     }
     return entry.expired
   }
 
-  return { watch, unwatch }
+  return { watch, after, unwatch }
 })
