@@ -334,6 +334,26 @@ describe("HttpSend", () => {
     expect(internal.usageOf(chatLine(chat), { usage: "none" }, "maximum")).toBeUndefined()
   })
 
+  it.scoped("a body the Model cannot take fails its line as InvalidRequest, sent nowhere, naming where, not what", () =>
+    Effect.gen(function* () {
+      const { mock, send, stats } = yield* setup({}, { learnLimits: false, maxAttempts: 3 })
+      const secret = "sk-in-the-body-0123456789"
+      const fiber = yield* Effect.fork(Effect.flip(send(line("bad", 1, { model: "mock-1", messages: secret }))))
+      const failure = yield* untilDone(fiber)
+      expect(failure).toMatchObject({
+        _tag: "RunError",
+        reason: "SendFailed",
+        errorKind: "InvalidRequest",
+        label: "invalid request body",
+        retryable: false
+      })
+      expect(failure.detail).toContain(`["messages"]`)
+      expect(JSON.stringify(failure)).not.toContain(secret)
+      expect(yield* mock.log).toEqual([])
+      expect(yield* stats.snapshot).toMatchObject({ requests: 0, retries: 0 })
+    })
+  )
+
   it.scoped("each endpoint's line through the Model against the MockProvider: its answer, status and request id", () =>
     Effect.gen(function* () {
       const { mock, send } = yield* setup({ tpm: 100_000 }, { learnLimits: false, tpm: 100_000 })

@@ -13,6 +13,7 @@
  */
 import * as ApiError from "@sluice/http/ApiError"
 import { Model } from "@sluice/model"
+import { InvalidLine } from "./invalidLine.js"
 
 export type Class = "auth" | "systemic" | "own"
 
@@ -147,8 +148,15 @@ export const verdictOf = (error: { readonly _tag: string; readonly message: stri
       label: "circuit open (the provider is failing)"
     }
   }
-  if (error._tag === "InvalidRequest") {
-    return { class: "own", errorKind: error._tag, retryable: false, refused: false, label: "invalid request body" }
+  if (error instanceof InvalidLine) {
+    // Written with the kind a provider's 400 would give it.
+    return {
+      class: "own",
+      errorKind: "InvalidRequest",
+      retryable: false,
+      refused: false,
+      label: "invalid request body"
+    }
   }
   return { class: "own", errorKind: error._tag, retryable: false, refused: false, label: error._tag }
 }

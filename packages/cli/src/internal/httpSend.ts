@@ -40,6 +40,7 @@ import type * as Runner from "../Runner.js"
 import { RunStats } from "../RunStats.js"
 import { ENDPOINTS, pathUnder } from "./batchLine.js"
 import * as FailureKind from "./failureKind.js"
+import { InvalidLine } from "./invalidLine.js"
 import * as LearnedLimits from "./learnedLimits.js"
 import * as LearningLimiter from "./learningLimiter.js"
 import * as Outage from "./outage.js"
@@ -135,7 +136,11 @@ export const endpointConfig = (
   }
 }
 
-type CallFailure = ApiError.ApiError | Model.ModelError | { readonly _tag: string; readonly message: string }
+type CallFailure =
+  | ApiError.ApiError
+  | Model.ModelError
+  | InvalidLine
+  | { readonly _tag: string; readonly message: string }
 
 type Call = (line: Runner.BatchLine) => Effect.Effect<unknown, CallFailure>
 
@@ -486,18 +491,20 @@ const callThrough =
         return Effect.flatMap(decodeLine(Model.CompletionRequest, line), model.complete)
       default:
         // `BatchLine.parse` lets no other url through.
-        return Effect.fail({ _tag: "InvalidRequest", message: `the url is not one of ${ENDPOINTS.join(", ")}` })
+        return Effect.fail(new InvalidLine({ detail: `the url is not one of ${ENDPOINTS.join(", ")}` }))
     }
   }
 
 /** A line's body as the Model's request: a body it cannot be is the line's own failure, sent nowhere. */
 const decodeLine = <A, I>(schema: Schema.Schema<A, I>, line: Runner.BatchLine) =>
   Schema.decodeUnknown(schema)(line.body).pipe(
-    Effect.mapError((error) => ({
-      _tag: "InvalidRequest",
-      // Where and what kind, never the values: a body may hold anything.
-      message: `the body is not a valid request: ${ParseResult.ArrayFormatter.formatErrorSync(error)
-        .map((issue) => `${JSON.stringify(issue.path)} ${issue._tag}`)
-        .join("; ")}`
-    }))
+    Effect.mapError(
+      (error) =>
+        new InvalidLine({
+          // Where and what kind, never the values: a body may hold anything.
+          detail: `the body is not a valid request: ${ParseResult.ArrayFormatter.formatErrorSync(error)
+            .map((issue) => `${JSON.stringify(issue.path)} ${issue._tag}`)
+            .join("; ")}`
+        })
+    )
   )
