@@ -169,8 +169,8 @@ export {
   /**
    * Why an acquisition failed: `CostExceedsCapacity` (it could never be
    * admitted), `InvalidCost`, `InvalidDuration`, `UnknownLimit`, `StoreFailure`.
-   * Only `StoreFailure` is `retryable` (a network store may be back); the
-   * others would fail the same way again.
+   * None is `retryable`: the others would fail the same way again, and a
+   * `StoreFailure` is the store's outage policy's to handle, not a retry loop's.
    *
    * @since 0.1.0
    * @category errors

@@ -86,6 +86,36 @@ const onBothPaths = (options: Omit<Executor.Options, "name" | "spans">, scenario
   })
 
 describe("Executor: a request with a retry policy alone", () => {
+  it.scoped("a store that fails is not retried by the policy's default verdict: one attempt, StoreFailure", () =>
+    Effect.gen(function* () {
+      // The store's outage policy handles a store that is down; a retry loop would add attempts while it is.
+      const memory = yield* RateLimiterStore.makeMemory()
+      let reserves = 0
+      const failing: RateLimiterStore.RateLimiterStoreShape = {
+        ...memory,
+        reserve: () =>
+          Effect.suspend(() => {
+            reserves++
+            return Effect.fail(new RateLimiterStore.RateLimiterStoreError({ operation: "reserve", message: "down" }))
+          })
+      }
+      const limiter = yield* RateLimiter.make({ limits: { requests: { limit: 10, interval: "1 second" } } }).pipe(
+        Effect.provideService(RateLimiterStore.RateLimiterStore, failing)
+      )
+      const executor = yield* Executor.make({
+        name: "store-down",
+        concurrency: 1,
+        rateLimiter: limiter,
+        retry: { maxAttempts: 3, base: "10 millis" }
+      })
+      const fiber = yield* Effect.fork(Effect.flip(executor.submit(Effect.succeed("sent"))))
+      yield* TestClock.adjust("1 second")
+      const error = yield* Fiber.join(fiber)
+      expect(error).toMatchObject({ _tag: "RateLimiterError", reason: "StoreFailure", retryable: false })
+      expect(reserves).toBe(1)
+    })
+  )
+
   it.scoped("succeeds at once: the same events and attempt log as on the resilient path", () =>
     Effect.gen(function* () {
       const { answer, events, stats } = yield* onBothPaths({ concurrency: 2, retry: RETRY }, (executor) =>

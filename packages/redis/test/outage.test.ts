@@ -86,8 +86,8 @@ describe("RedisStore when Redis is down", () => {
         expect(error).toBeInstanceOf(RateLimiter.RateLimiterError)
         const limiterError = error as RateLimiter.RateLimiterError
         expect(limiterError.reason).toBe("StoreFailure")
-        // The store may be back on a later call: a retry policy's default verdict tries it again.
-        expect(limiterError.retryable).toBe(true)
+        // The outage policy handles it (failClosed: it fails at once); a retry policy does not add attempts.
+        expect(limiterError.retryable).toBe(false)
         expect(limiterError.message).toContain("Redis rate-limiter store is unavailable")
         expect(limiterError.message).toContain("failClosed")
         // With the breaker open, calls fail at once without asking Redis.

@@ -33,11 +33,15 @@ export class RateLimiterError extends Schema.TaggedError<RateLimiterError>("@slu
   }
 
   /**
-   * Whether the same call may succeed if made again: only when the store
-   * failed (a network store that is back may answer). A cost, duration or
-   * limit name that is wrong stays wrong.
+   * Never, for a retry policy: a cost, duration or limit name that is wrong
+   * stays wrong, and a store that failed is its outage policy's to handle
+   * (fail open, fail closed or fall back locally, with its own deadline and
+   * breaker). A retry loop on top would add attempts to every call while the
+   * store is down. A layer above may judge otherwise: the Model reports a
+   * store failure as `ProviderUnavailable` (`LimiterFailure`), which a batch
+   * run waits out as it waits for a provider that is down.
    */
   get retryable(): boolean {
-    return this.reason === "StoreFailure"
+    return false
   }
 }
