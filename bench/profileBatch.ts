@@ -25,7 +25,15 @@ const effects = new Array(TASKS).fill(effectTask)
 const main = async () => {
   const scope = Effect.runSync(Scope.make())
   const executor = await Effect.runPromise(
-    Scope.extend(Executor.make({ name: "profile", concurrency: 16, queueCapacity: Number(process.env.CAP ?? 200_000), spans: false }), scope)
+    Scope.extend(
+      Executor.make({
+        name: "profile",
+        concurrency: 16,
+        queueCapacity: Number(process.env.CAP ?? 200_000),
+        spans: false
+      }),
+      scope
+    )
   )
   const reps = Number(process.env.REPS ?? 5)
   const onlySluice = process.env.ONLY === "sluice"

@@ -163,17 +163,9 @@ const makeRow = async (row: string): Promise<Row> => {
       // The script call the store makes, through ioredis's script command (its packed specs built once).
       const redis = new Redis(redisUrl, { enableAutoPipelining: true })
       const { SCRIPT } = await import("../packages/redis/src/internal/script.js")
+      const { packSpec } = await import("../packages/redis/src/internal/redisStore.js")
       redis.defineCommand("sluiceProfile", { lua: SCRIPT })
-      const spec = (b: (typeof buckets)[number]) => {
-        const buffer = Buffer.alloc(40)
-        buffer.writeDoubleLE(b.capacity, 0)
-        buffer.writeDoubleLE(b.emission, 8)
-        buffer.writeDoubleLE(b.interval, 16)
-        buffer.writeDoubleLE(b.windowMargin, 24)
-        buffer.writeDoubleLE(b.windowLimit, 32)
-        return buffer
-      }
-      const specs = buckets.map(spec)
+      const specs = buckets.map(packSpec)
       const call = (
         redis as unknown as Record<string, (...args: Array<unknown>) => Promise<Buffer>>
       ).sluiceProfileBuffer!.bind(redis)

@@ -93,15 +93,21 @@ interface PreparedBucket {
 
 const prepared = new WeakMap<BucketSpec, PreparedBucket>()
 
+/** A bucket's spec as the script reads it (`ARGV[3 + n + i]`): five little-endian doubles. */
+export const packSpec = (bucket: BucketSpec): Buffer => {
+  const spec = Buffer.alloc(40)
+  spec.writeDoubleLE(bucket.capacity, 0)
+  spec.writeDoubleLE(bucket.emission, 8)
+  spec.writeDoubleLE(bucket.interval, 16)
+  spec.writeDoubleLE(bucket.windowMargin, 24)
+  spec.writeDoubleLE(bucket.windowLimit, 32)
+  return spec
+}
+
 const prepare = (bucket: BucketSpec): PreparedBucket => {
   let found = prepared.get(bucket)
   if (found === undefined) {
-    const spec = Buffer.alloc(40)
-    spec.writeDoubleLE(bucket.capacity, 0)
-    spec.writeDoubleLE(bucket.emission, 8)
-    spec.writeDoubleLE(bucket.interval, 16)
-    spec.writeDoubleLE(bucket.windowMargin, 24)
-    spec.writeDoubleLE(bucket.windowLimit, 32)
+    const spec = packSpec(bucket)
     const field = encode(bucket.name)
     found = { field, fieldBulk: bulk(field), specBulk: bulk(spec) }
     prepared.set(bucket, found)
